@@ -1,0 +1,18 @@
+//! Compiles `proto/**/*.proto` with the pure-Rust `protox`, so no system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = "../../proto";
+    let files = [
+        "yurt/v1/types.proto",
+        "yurt/v1/api.proto",
+        "yurt/internal/v1/internal.proto",
+    ];
+    let fds = protox::compile(files, [root])?;
+    tonic_prost_build::configure()
+        .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .message_attribute(".", "#[serde(default)]")
+        .type_attribute(".yurt.v1.Value.kind", "#[serde(untagged)]")
+        .compile_fds(fds)?;
+    println!("cargo:rerun-if-changed={root}");
+    Ok(())
+}

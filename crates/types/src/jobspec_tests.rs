@@ -1,0 +1,306 @@
+//! Tests of the job-spec reader: good files with Nomad's defaults, and malformed files with the
+//! exact sentence each must produce.
+
+use super::*;
+
+const GOOD: &str = r#"
+job "web" {
+  datacenters = ["dc1"]
+  group "app" {
+    count = 3
+    task "server" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["1000"]
+      }
+      env {
+        PORT = "8080"
+        LIMIT = 5
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn good_file_gets_nomad_defaults() {
+    let job = parse_hcl("web.hcl", GOOD).unwrap();
+    assert_eq!(job.id, "web");
+    assert_eq!(job.name, "web");
+    assert_eq!(job.r#type, "service");
+    assert_eq!(job.priority, 50);
+    assert_eq!(job.datacenters, vec!["dc1"]);
+    let g = &job.task_groups[0];
+    assert_eq!(g.count, 3);
+    assert_eq!(g.update.as_ref().unwrap(), &default_update());
+    assert_eq!(g.migrate.as_ref().unwrap(), &default_migrate());
+    assert_eq!(g.restart.as_ref().unwrap(), &default_restart("service"));
+    assert!(g.reschedule.as_ref().unwrap().unlimited);
+    let t = &g.tasks[0];
+    assert_eq!(t.env["PORT"], "8080");
+    assert_eq!(t.env["LIMIT"], "5");
+    assert_eq!(t.resources.as_ref().unwrap().cpu, 100);
+    assert_eq!(t.resources.as_ref().unwrap().memory_mb, 300);
+    assert_eq!(t.kill_timeout_ms, 5000);
+}
+
+#[test]
+fn example_job_parses() {
+    let src = include_str!("../../../examples/web.hcl");
+    let job = parse_hcl("web.hcl", src).unwrap();
+    assert_eq!(job.task_groups[0].count, 2);
+    assert_eq!(job.task_groups[0].tasks[0].env["GREETING"], "hello");
+}
+
+#[test]
+fn group_update_overrides_job_update_field_by_field() {
+    let src = r#"
+job "j" {
+  update {
+    max_parallel = 3
+    min_healthy_time = "5s"
+  }
+  group "a" {
+    update {
+      canary = 1
+    }
+    task "t" {
+      driver = "raw_exec"
+      config { command = "/bin/true" }
+    }
+  }
+  group "b" {
+    task "t" {
+      driver = "raw_exec"
+      config { command = "/bin/true" }
+    }
+  }
+}"#;
+    let job = parse_hcl("j.hcl", src).unwrap();
+    let a = job.task_groups[0].update.as_ref().unwrap();
+    assert_eq!((a.max_parallel, a.min_healthy_time_ms, a.canary), (3, 5000, 1));
+    let b = job.task_groups[1].update.as_ref().unwrap();
+    assert_eq!((b.max_parallel, b.min_healthy_time_ms, b.canary), (3, 5000, 0));
+}
+
+#[test]
+fn batch_job_defaults_and_partial_restart() {
+    let src = r#"
+job "b" {
+  type = "batch"
+  group "g" {
+    restart {
+      attempts = 1
+    }
+    task "t" {
+      driver = "raw_exec"
+      config { command = "/bin/true" }
+    }
+  }
+}"#;
+    let job = parse_hcl("b.hcl", src).unwrap();
+    let g = &job.task_groups[0];
+    assert!(g.update.is_none());
+    assert!(g.migrate.is_none());
+    let r = g.restart.as_ref().unwrap();
+    assert_eq!((r.attempts, r.delay_ms, r.mode.as_str()), (1, 15_000, "fail"));
+    assert_eq!(g.reschedule.as_ref().unwrap().attempts, 1);
+}
+
+#[test]
+fn interpolation_is_kept_for_the_client() {
+    let src = r#"
+job "j" {
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/echo"
+        args = ["${YURT_ALLOC_ID}"]
+      }
+    }
+  }
+}"#;
+    let job = parse_hcl("j.hcl", src).unwrap();
+    let args = crate::diff::value_to_json(&job.task_groups[0].tasks[0].config["args"]);
+    assert_eq!(args, serde_json::json!(["${YURT_ALLOC_ID}"]));
+}
+
+#[test]
+fn json_job_round_trips() {
+    let job = parse_hcl("web.hcl", GOOD).unwrap();
+    let text = serde_json::to_string(&job).unwrap();
+    let back = parse_json("web.json", &text).unwrap();
+    assert_eq!(back, job);
+    let wrapped = format!("{{\"job\": {text}}}");
+    assert_eq!(parse_file("web.json", &wrapped).unwrap(), job);
+}
+
+/// A task body that is valid, to embed in malformed files.
+const TASK: &str = r#"task "t" {
+      driver = "raw_exec"
+      config { command = "/bin/true" }
+    }"#;
+
+fn bad(src: &str) -> String {
+    parse_file("bad.hcl", src)
+        .expect_err("this file must be refused")
+        .to_string()
+}
+
+fn in_group(group_body: &str) -> String {
+    format!("job \"j\" {{\n  group \"g\" {{\n{group_body}\n    {TASK}\n  }}\n}}\n")
+}
+
+#[test]
+fn malformed_files_name_file_line_and_field() {
+    let cases: Vec<(String, &str)> = vec![
+        ("job \"j\" {\n  group \"g\" {\n".into(), "bad.hcl:2: syntax error"),
+        ("".into(), "bad.hcl: no job block found: write `job \"<id>\" { ... }`"),
+        (
+            format!("job \"a\" {{\n group \"g\" {{\n    {TASK}\n  }}\n}}\njob \"b\" {{}}\n"),
+            "bad.hcl:9: only one job block is allowed per file",
+        ),
+        ("job {\n}\n".into(), "bad.hcl:1: job block needs exactly one name"),
+        ("job \"j\" {\n}\n".into(), "bad.hcl:1: job has no group: add at least one `group` block"),
+        (
+            "job \"j\" {\n  type = \"cron\"\n  group \"g\" {}\n}\n".into(),
+            "bad.hcl:2: type \"cron\" is not one of service, batch, system",
+        ),
+        (
+            format!("job \"j\" {{\n  priority = 500\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:2: priority (500) must be between 1 and 100",
+        ),
+        (
+            format!("job \"j\" {{\n  datacenters = \"dc1\"\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:2: job \"j\": datacenters must be a list of strings, found a string",
+        ),
+        (
+            format!("job \"j\" {{\n  colour = \"red\"\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:2: job \"j\": unknown field \"colour\"",
+        ),
+        (in_group("    count = \"two\""), "bad.hcl:3: group \"g\": count must be a whole number, found a string"),
+        (in_group("    count = -1"), "bad.hcl:3: group \"g\": count (-1) must not be negative"),
+        (
+            "job \"j\" {\n  group \"g\" {\n  }\n}\n".into(),
+            "bad.hcl:2: group \"g\" has no task: add a `task` block",
+        ),
+        (
+            in_group("    update {\n      min_healthy_time = \"10m\"\n    }"),
+            "bad.hcl:4: update.min_healthy_time (10m0s) must be less than healthy_deadline (5m0s)",
+        ),
+        (
+            in_group("    update {\n      healthy_deadline = \"20m\"\n    }"),
+            "bad.hcl:4: update.healthy_deadline (20m0s) must be less than progress_deadline (10m0s)",
+        ),
+        (
+            in_group("    update {\n      auto_promote = true\n    }"),
+            "bad.hcl:4: update.auto_promote requires a canary count greater than zero",
+        ),
+        (
+            in_group("    update {\n      health_check = \"vibes\"\n    }"),
+            "bad.hcl:4: health_check \"vibes\" is not one of checks, task_states, manual",
+        ),
+        (
+            in_group("    update {\n      min_healthy_time = \"soon\"\n    }"),
+            "bad.hcl:4: update: min_healthy_time: \"soon\" is not a duration",
+        ),
+        (
+            in_group("    update {\n      stagger = \"30\"\n    }"),
+            "bad.hcl:4: update: stagger: \"30\" has no unit (use e.g. \"30s\")",
+        ),
+        (
+            format!("job \"j\" {{\n  type = \"batch\"\n  group \"g\" {{\n    update {{\n      max_parallel = 2\n    }}\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:4: job type \"batch\" does not allow an update block",
+        ),
+        (
+            in_group("    restart {\n      mode = \"panic\"\n    }"),
+            "bad.hcl:4: restart.mode \"panic\" is not one of fail, delay",
+        ),
+        (
+            in_group("    restart {\n      attempts = 10\n      delay = \"1m\"\n      interval = \"5m\"\n    }"),
+            "bad.hcl:3: restart: 10 attempts with a delay of 1m0s do not fit in the interval of 5m0s",
+        ),
+        (
+            in_group("    reschedule {\n      delay_function = \"random\"\n    }"),
+            "bad.hcl:4: reschedule.delay_function \"random\" is not one of constant, exponential, fibonacci",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      config { command = \"/bin/true\" }\n    }\n  }\n}\n".into(),
+            "bad.hcl:3: task \"t\" has no driver",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"docker\"\n      config { command = \"x\" }\n    }\n  }\n}\n".into(),
+            "bad.hcl:4: driver \"docker\" is not supported (use raw_exec or exec)",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        comand = \"x\"\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:5: task \"t\": config.command is required by the raw_exec driver",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"x\"\n        args = \"-v\"\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:7: config.args must be a list of strings",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config { command = \"x\" }\n      resources {\n        memory = 4\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:7: resources.memory (4 MB) must be at least 10 MB",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config { command = \"x\" }\n      resources {\n        disk = 4\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:7: resources: unknown field \"disk\"",
+        ),
+        (
+            format!("job \"j\" {{\n  group \"g\" {{\n    {TASK}\n  }}\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:8: group \"g\" is defined twice",
+        ),
+        (
+            format!("job \"j\" {{\n  group \"g\" {{\n    {TASK}\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:7: task \"t\" is defined twice in group \"g\"",
+        ),
+        (
+            in_group("    constraint {\n      attribute = \"${attr.kernel.name}\"\n      operator = \"~\"\n      value = \"linux\"\n    }"),
+            "bad.hcl:5: constraint operator \"~\" is not known",
+        ),
+        (
+            in_group("    service {\n      name = \"web\"\n      port = \"http\"\n    }"),
+            "bad.hcl:3: service \"web\" uses port \"http\", which no network block defines",
+        ),
+        (
+            in_group("    network {\n      port \"http\" {}\n    }\n    service {\n      name = \"web\"\n      port = \"http\"\n      check {\n        type = \"http\"\n        interval = \"10s\"\n        timeout = \"2s\"\n      }\n    }"),
+            "bad.hcl:6: http check \"\" needs a path",
+        ),
+        (
+            format!("job \"j\" {{\n  type = \"system\"\n  group \"g\" {{\n    count = 3\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:4: count (3) must be 0 or 1 in a system job: it runs once on every node",
+        ),
+        (
+            format!("job \"j\" {{\n  name = var.name\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:2: only literal values are supported here",
+        ),
+        (
+            format!("job \"j\" {{\n  group \"g\" {{\n    {TASK}\n    wibble {{}}\n  }}\n}}\n"),
+            "bad.hcl:7: group \"g\": unknown block \"wibble\"",
+        ),
+        ("{ \"id\": 3 }".into(), "bad.hcl:1: syntax error"),
+    ];
+    assert!(cases.len() >= 20);
+    let mut wrong = Vec::new();
+    for (src, want) in cases {
+        let got = bad(&src);
+        if !got.starts_with(want) {
+            wrong.push(format!("for file:\n{src}\nwant: {want}\n got: {got}\n"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn malformed_json_is_refused() {
+    let err = parse_file("job.json", "{\"id\": \"x\",").unwrap_err().to_string();
+    assert!(err.starts_with("job.json:1: invalid JSON"), "{err}");
+    let err = parse_file("job.json", "{\"id\": \"x\"}").unwrap_err().to_string();
+    assert_eq!(err, "job.json: job: job has no group: add at least one `group` block");
+    let err = parse_file("job.json", "{\"id\": 7}").unwrap_err().to_string();
+    assert!(err.starts_with("job.json: not a job object"), "{err}");
+}

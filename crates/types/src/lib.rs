@@ -1,0 +1,20 @@
+//! Yurt's shared vocabulary and job specification.
+//!
+//! - [`jobspec`] turns an HCL or JSON job file into a validated [`v1::Job`] with Nomad's defaults
+//!   applied; every error names the file, the line and the field.
+//! - [`diff`] compares two versions of a job (for `job plan` and `job history -p`).
+//! - [`duration`] reads and writes Go-style durations (`10s`, `5m0s`).
+//! - [`status`] holds the exact status strings used across proto, CLI and docs.
+//!
+//! The domain objects are the generated `yurt.v1` messages themselves (see
+//! `docs/ARCHITECTURE.md`, "One model"): this crate gives them their rules.
+
+pub mod diff;
+pub mod duration;
+pub mod jobspec;
+pub mod status;
+
+pub use yurt_proto::v1;
+
+/// The build version of this binary, shown by `yurt version` and stored in snapshots.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,54 @@
+//! The exact strings Yurt uses for states and triggers, shared by proto fields, CLI and docs.
+//! They are Nomad's, so operators and scripts carry over.
+
+pub const JOB_PENDING: &str = "pending";
+pub const JOB_RUNNING: &str = "running";
+pub const JOB_DEAD: &str = "dead";
+
+pub const JOB_TYPE_SERVICE: &str = "service";
+pub const JOB_TYPE_BATCH: &str = "batch";
+pub const JOB_TYPE_SYSTEM: &str = "system";
+
+pub const ALLOC_DESIRED_RUN: &str = "run";
+pub const ALLOC_DESIRED_STOP: &str = "stop";
+
+pub const ALLOC_PENDING: &str = "pending";
+pub const ALLOC_RUNNING: &str = "running";
+pub const ALLOC_COMPLETE: &str = "complete";
+pub const ALLOC_FAILED: &str = "failed";
+pub const ALLOC_LOST: &str = "lost";
+
+pub const TASK_PENDING: &str = "pending";
+pub const TASK_RUNNING: &str = "running";
+pub const TASK_DEAD: &str = "dead";
+
+pub const NODE_INIT: &str = "initializing";
+pub const NODE_READY: &str = "ready";
+pub const NODE_DOWN: &str = "down";
+pub const NODE_ELIGIBLE: &str = "eligible";
+pub const NODE_INELIGIBLE: &str = "ineligible";
+
+pub const EVAL_PENDING: &str = "pending";
+pub const EVAL_BLOCKED: &str = "blocked";
+pub const EVAL_COMPLETE: &str = "complete";
+pub const EVAL_FAILED: &str = "failed";
+
+pub const TRIGGER_JOB_REGISTER: &str = "job-register";
+pub const TRIGGER_JOB_DEREGISTER: &str = "job-deregister";
+pub const TRIGGER_NODE_UPDATE: &str = "node-update";
+pub const TRIGGER_QUEUED_ALLOCS: &str = "queued-allocs";
+
+pub const DESC_NOT_NEEDED: &str = "alloc not needed due to job update";
+pub const DESC_UPDATING: &str = "alloc is being updated due to job update";
+pub const DESC_JOB_STOPPED: &str = "alloc not needed since job was stopped";
+pub const DESC_BLOCKED_EVAL: &str = "created to place remaining allocations";
+
+/// Whether a client status is terminal (the allocation will not run again).
+pub fn alloc_client_terminal(client_status: &str) -> bool {
+    matches!(client_status, ALLOC_COMPLETE | ALLOC_FAILED | ALLOC_LOST)
+}
+
+/// Whether an allocation is done: the servers want it stopped or it has stopped by itself.
+pub fn alloc_terminal(alloc: &crate::v1::Allocation) -> bool {
+    alloc.desired_status != ALLOC_DESIRED_RUN || alloc_client_terminal(&alloc.client_status)
+}
