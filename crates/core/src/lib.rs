@@ -1,1 +1,12 @@
-//! placeholder
+//! Yurt's pure cluster logic. Nothing here performs I/O or reads a clock: every function that
+//! depends on time takes `now` (Unix milliseconds) as an argument.
+//!
+//! - [`state`]: the replicated state and the deterministic state machine `apply(index, command)`,
+//!   plus snapshot encoding with a format version.
+//! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
+//!   allocations a plan writes; and the `job plan` dry run.
+
+pub mod sched;
+pub mod state;
+
+pub use yurt_proto::{internal, v1};

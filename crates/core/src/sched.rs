@@ -1,0 +1,577 @@
+//! The scheduler: given the state and a job, decide which allocations to place, update in place,
+//! replace or stop, and on which nodes. Pure: the leader's eval loop feeds it a state and turns
+//! the [`Outcome`] into a Raft `ApplyPlan` command.
+//!
+//! Per task group the reconciler sorts the group's live allocations into buckets, Nomad-style:
+//! *ignore* (already at this job version), *in-place update* (only non-destructive fields
+//! changed), *destructive update* (task config/env/resources/driver changed: stop and replace),
+//! *stop* (no longer wanted) and *place* (missing). System jobs want one allocation per
+//! feasible node instead of `count`.
+
+use std::collections::BTreeMap;
+
+use yurt_types::diff::job_diff;
+use yurt_types::status::*;
+
+use crate::internal::{command, ApplyPlan, Command, JobRegister};
+use crate::state::State;
+use crate::v1::{
+    AllocMetric, Allocation, Constraint, DesiredUpdates, Evaluation, Job, JobDiff, Node,
+    Resources, TaskGroup,
+};
+
+/// Everything one scheduler run decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Allocations to write: new ones, in-place updated ones and stopped ones.
+    pub allocs: Vec<Allocation>,
+    pub desired: BTreeMap<String, DesiredUpdates>,
+    /// Per group, why allocations could not be placed.
+    pub failed: BTreeMap<String, AllocMetric>,
+    /// Per group, how many allocations wait for room.
+    pub queued: BTreeMap<String, u32>,
+}
+
+/// Runs the scheduler for `job_id` against `state`. `new_id` makes allocation IDs.
+pub fn schedule(
+    state: &State,
+    job_id: &str,
+    eval_id: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> Outcome {
+    let mut run = Run {
+        state,
+        eval_id,
+        new_id,
+        out: Outcome::default(),
+        planned: BTreeMap::new(),
+    };
+    let job = state.jobs.get(job_id).filter(|j| !j.stop);
+    let allocs: Vec<&Allocation> = state.job_allocs(job_id);
+    let Some(job) = job else {
+        for a in allocs.into_iter().filter(|a| !alloc_terminal(a)) {
+            run.stop(a, DESC_JOB_STOPPED);
+        }
+        return run.out;
+    };
+    // Groups that were removed from the job: stop their allocations.
+    for a in &allocs {
+        if !alloc_terminal(a) && !job.task_groups.iter().any(|g| g.name == a.task_group) {
+            run.stop(a, DESC_NOT_NEEDED);
+        }
+    }
+    for g in &job.task_groups {
+        run.out.desired.entry(g.name.clone()).or_default();
+        let group_allocs: Vec<&Allocation> = allocs
+            .iter()
+            .copied()
+            .filter(|a| a.task_group == g.name)
+            .collect();
+        if job.r#type == JOB_TYPE_SYSTEM {
+            run.system_group(job, g, &group_allocs);
+        } else {
+            run.count_group(job, g, &group_allocs);
+        }
+    }
+    run.out
+}
+
+/// Turns an outcome into the Raft command that records it: the allocations, the evaluation
+/// marked complete, and a blocked evaluation for allocations that found no room.
+pub fn plan_command(eval: &Evaluation, outcome: Outcome, now: i64, new_id: &mut dyn FnMut() -> String) -> Command {
+    let mut done = eval.clone();
+    let mut new_evals = Vec::new();
+    done.failed_tg_allocs = outcome.failed.into_iter().collect();
+    done.queued_allocations = outcome.queued.into_iter().collect();
+    done.status = EVAL_COMPLETE.into();
+    if !done.failed_tg_allocs.is_empty() {
+        if eval.triggered_by == TRIGGER_QUEUED_ALLOCS {
+            // Still no room: wait again for capacity.
+            done.status = EVAL_BLOCKED.into();
+        } else {
+            let blocked = Evaluation {
+                id: new_id(),
+                priority: eval.priority,
+                r#type: eval.r#type.clone(),
+                triggered_by: TRIGGER_QUEUED_ALLOCS.into(),
+                job_id: eval.job_id.clone(),
+                job_modify_index: eval.job_modify_index,
+                status: EVAL_BLOCKED.into(),
+                status_description: DESC_BLOCKED_EVAL.into(),
+                previous_eval: eval.id.clone(),
+                ..Evaluation::default()
+            };
+            done.blocked_eval = blocked.id.clone();
+            new_evals.push(blocked);
+        }
+    }
+    Command {
+        now_unix_ms: now,
+        ignore_if_unknown: false,
+        kind: Some(command::Kind::ApplyPlan(ApplyPlan {
+            allocs: outcome.allocs,
+            eval: Some(done),
+            new_evals,
+        })),
+    }
+}
+
+/// A new evaluation for a job, as written with a registration or a stop.
+pub fn new_eval(job: &Job, id: String, triggered_by: &str) -> Evaluation {
+    Evaluation {
+        id,
+        priority: job.priority,
+        r#type: job.r#type.clone(),
+        triggered_by: triggered_by.into(),
+        job_id: job.id.clone(),
+        status: EVAL_PENDING.into(),
+        ..Evaluation::default()
+    }
+}
+
+/// The result of `job plan`: what registering `job` would change, without changing anything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanResult {
+    /// The job's current `job_modify_index` (0 for a new job).
+    pub job_modify_index: u64,
+    /// The diff, its task groups annotated with the scheduler's counts.
+    pub diff: JobDiff,
+    pub desired: BTreeMap<String, DesiredUpdates>,
+    pub failed: BTreeMap<String, AllocMetric>,
+}
+
+impl PlanResult {
+    /// Whether running the job would create or destroy allocations (`job plan` exit code 1).
+    pub fn changes_allocations(&self) -> bool {
+        self.desired
+            .values()
+            .any(|d| d.place + d.stop + d.destructive_update + d.migrate + d.canary > 0)
+    }
+}
+
+/// Dry-runs a registration of `job` on a copy of `state`.
+pub fn plan_job(state: &State, job: &Job, now: i64) -> PlanResult {
+    let existing = state.jobs.get(&job.id);
+    let mut diff = job_diff(existing, job);
+    let mut scratch = state.clone();
+    let cmd = Command {
+        now_unix_ms: now,
+        ignore_if_unknown: false,
+        kind: Some(command::Kind::JobRegister(JobRegister {
+            job: Some(job.clone()),
+            eval: None,
+            enforce_index: false,
+            job_modify_index: 0,
+        })),
+    };
+    // Registration without enforcement cannot fail.
+    let _ = scratch.apply(state.index + 1, &cmd);
+    let mut n = 0;
+    let outcome = schedule(&scratch, &job.id, "plan", &mut || {
+        n += 1;
+        format!("plan-{n}")
+    });
+    for g in &mut diff.task_groups {
+        if let Some(d) = outcome.desired.get(&g.name) {
+            g.updates = annotations(d);
+        }
+    }
+    PlanResult {
+        job_modify_index: existing.map_or(0, |e| e.job_modify_index),
+        diff,
+        desired: outcome.desired,
+        failed: outcome.failed,
+    }
+}
+
+/// The scheduler's counts under the names `job plan` prints.
+pub fn annotations(d: &DesiredUpdates) -> std::collections::HashMap<String, u64> {
+    [
+        ("create", d.place),
+        ("destroy", d.stop),
+        ("ignore", d.ignore),
+        ("in-place update", d.in_place_update),
+        ("create/destroy update", d.destructive_update),
+        ("migrate", d.migrate),
+        ("canary", d.canary),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| (k.to_string(), n))
+    .collect()
+}
+
+/// Whether moving an allocation from `old` to `new` needs a new allocation (Nomad's
+/// `tasksUpdated`): tasks added or removed, or a task's driver, user, config, env, meta or
+/// resources changed, or the group's network changed.
+pub fn tasks_updated(old: &Job, new: &Job, group: &str) -> bool {
+    let (Some(a), Some(b)) = (
+        old.task_groups.iter().find(|g| g.name == group),
+        new.task_groups.iter().find(|g| g.name == group),
+    ) else {
+        return true;
+    };
+    if a.tasks.len() != b.tasks.len() || a.networks != b.networks || a.meta != b.meta {
+        return true;
+    }
+    if old.meta != new.meta {
+        return true;
+    }
+    b.tasks.iter().any(|t| {
+        let Some(o) = a.tasks.iter().find(|o| o.name == t.name) else {
+            return true;
+        };
+        o.driver != t.driver
+            || o.user != t.user
+            || o.config != t.config
+            || o.env != t.env
+            || o.meta != t.meta
+            || o.resources != t.resources
+    })
+}
+
+/// The resources an allocation of `group` asks for: the sum of its tasks'.
+pub fn group_resources(group: &TaskGroup) -> Resources {
+    group.tasks.iter().fold(Resources::default(), |acc, t| {
+        let r = t.resources.clone().unwrap_or_default();
+        Resources {
+            cpu: acc.cpu + r.cpu,
+            memory_mb: acc.memory_mb + r.memory_mb,
+        }
+    })
+}
+
+/// The index in an allocation name `job.group[3]`.
+fn name_index(name: &str) -> Option<u32> {
+    name.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()
+}
+
+struct Run<'a> {
+    state: &'a State,
+    eval_id: &'a str,
+    new_id: &'a mut dyn FnMut() -> String,
+    out: Outcome,
+    /// Resources taken on each node by placements of this run.
+    planned: BTreeMap<String, Resources>,
+}
+
+impl Run<'_> {
+    fn desired(&mut self, group: &str) -> &mut DesiredUpdates {
+        self.out.desired.entry(group.to_string()).or_default()
+    }
+
+    fn stop(&mut self, a: &Allocation, why: &str) {
+        let mut s = a.clone();
+        s.desired_status = ALLOC_DESIRED_STOP.into();
+        s.desired_description = why.into();
+        s.eval_id = self.eval_id.into();
+        self.desired(&a.task_group).stop += 1;
+        self.out.allocs.push(s);
+    }
+
+    /// Marks an allocation on a node that went away as lost.
+    fn lose(&mut self, a: &Allocation) {
+        let mut s = a.clone();
+        s.desired_status = ALLOC_DESIRED_STOP.into();
+        s.desired_description = "alloc is lost since its node is down".into();
+        s.client_status = ALLOC_LOST.into();
+        s.eval_id = self.eval_id.into();
+        self.desired(&a.task_group).stop += 1;
+        self.out.allocs.push(s);
+    }
+
+    fn node_down(&self, node_id: &str) -> bool {
+        self.state
+            .nodes
+            .get(node_id)
+            .is_none_or(|n| n.status == NODE_DOWN)
+    }
+
+    /// Brings an existing allocation to the new job version: ignore, in place or replace.
+    /// Returns false when it must be replaced (it has been stopped).
+    fn update_existing(&mut self, job: &Job, a: &Allocation) -> bool {
+        let old_job = a.job.clone().unwrap_or_default();
+        if old_job.job_modify_index == job.job_modify_index {
+            self.desired(&a.task_group).ignore += 1;
+            return true;
+        }
+        if tasks_updated(&old_job, job, &a.task_group) {
+            let mut s = a.clone();
+            s.desired_status = ALLOC_DESIRED_STOP.into();
+            s.desired_description = DESC_UPDATING.into();
+            s.eval_id = self.eval_id.into();
+            self.out.allocs.push(s);
+            self.desired(&a.task_group).destructive_update += 1;
+            return false;
+        }
+        let mut u = a.clone();
+        u.job = Some(job.clone());
+        u.eval_id = self.eval_id.into();
+        self.desired(&a.task_group).in_place_update += 1;
+        self.out.allocs.push(u);
+        true
+    }
+
+    fn count_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
+        let mut taken: BTreeMap<u32, ()> = BTreeMap::new();
+        let mut replace = Vec::new();
+        // Batch allocations that finished successfully are done: their slot stays filled.
+        if job.r#type == JOB_TYPE_BATCH {
+            for a in allocs {
+                if a.client_status == ALLOC_COMPLETE {
+                    if let Some(i) = name_index(&a.name) {
+                        taken.insert(i, ());
+                    }
+                }
+            }
+        }
+        let mut live: Vec<&Allocation> = allocs.iter().copied().filter(|a| !alloc_terminal(a)).collect();
+        live.sort_by_key(|a| (name_index(&a.name).unwrap_or(u32::MAX), a.create_index));
+        for a in live {
+            if self.node_down(&a.node_id) {
+                self.lose(a);
+                continue;
+            }
+            let idx = name_index(&a.name).unwrap_or(u32::MAX);
+            if idx >= g.count || taken.contains_key(&idx) {
+                self.stop(a, DESC_NOT_NEEDED);
+                continue;
+            }
+            taken.insert(idx, ());
+            if !self.update_existing(job, a) {
+                replace.push((idx, a.id.clone()));
+            }
+        }
+        for (idx, prev) in replace {
+            // A replacement is counted as the destructive update, not as a new placement.
+            self.place(job, g, idx, &prev, None, false);
+        }
+        for idx in 0..g.count {
+            if !taken.contains_key(&idx) {
+                self.place(job, g, idx, "", None, true);
+            }
+        }
+    }
+
+    fn system_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
+        let mut on_node: BTreeMap<&str, &Allocation> = BTreeMap::new();
+        for a in allocs.iter().filter(|a| !alloc_terminal(a)) {
+            if self.node_down(&a.node_id) {
+                self.lose(a);
+            } else if on_node.insert(&a.node_id, a).is_some() {
+                self.stop(a, DESC_NOT_NEEDED);
+            }
+        }
+        let nodes: Vec<&Node> = self.state.nodes.values().collect();
+        for node in nodes {
+            let feasible = g.count > 0 && self.filter(job, g, node).is_ok();
+            match (on_node.get(node.id.as_str()), feasible) {
+                (Some(a), true) => {
+                    if !self.update_existing(job, a) {
+                        let prev = a.id.clone();
+                        self.place(job, g, 0, &prev, Some(node), false);
+                    }
+                }
+                (Some(a), false) => self.stop(a, DESC_NOT_NEEDED),
+                (None, true) => {
+                    self.place(job, g, 0, "", Some(node), true);
+                }
+                (None, false) => {}
+            }
+        }
+    }
+
+    /// Why a node cannot take an allocation of the group (before resources), if it cannot.
+    fn filter(&self, job: &Job, g: &TaskGroup, node: &Node) -> Result<(), String> {
+        if node.status != NODE_READY || node.scheduling_eligibility != NODE_ELIGIBLE || node.drain {
+            return Err("node not ready or not eligible".into());
+        }
+        if !job.datacenters.iter().any(|d| dc_matches(d, &node.datacenter)) {
+            return Err("missing compatible datacenter".into());
+        }
+        for c in job.constraints.iter().chain(&g.constraints) {
+            if c.operator == "distinct_hosts" {
+                let busy = self.state.node_allocs(&node.id).iter().any(|a| {
+                    a.job_id == job.id && !alloc_terminal(a)
+                }) || self.out.allocs.iter().any(|a| {
+                    a.node_id == node.id && a.job_id == job.id && a.desired_status == ALLOC_DESIRED_RUN
+                });
+                if busy {
+                    return Err("distinct_hosts".into());
+                }
+            } else if !constraint_holds(c, node) {
+                return Err(format!("{} {} {}", c.attribute, c.operator, c.value));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resources on a node not taken by live allocations or by this run's placements.
+    fn free(&self, node: &Node) -> (i64, i64) {
+        let total = node.resources.clone().unwrap_or_default();
+        let mut cpu = i64::from(total.cpu);
+        let mut mem = i64::from(total.memory_mb);
+        let stopping: Vec<&str> = self
+            .out
+            .allocs
+            .iter()
+            .filter(|a| a.desired_status != ALLOC_DESIRED_RUN)
+            .map(|a| a.id.as_str())
+            .collect();
+        for a in self.state.node_allocs(&node.id) {
+            if alloc_terminal(a) || stopping.contains(&a.id.as_str()) {
+                continue;
+            }
+            let r = a.resources.clone().unwrap_or_default();
+            cpu -= i64::from(r.cpu);
+            mem -= i64::from(r.memory_mb);
+        }
+        if let Some(r) = self.planned.get(&node.id) {
+            cpu -= i64::from(r.cpu);
+            mem -= i64::from(r.memory_mb);
+        }
+        (cpu, mem)
+    }
+
+    fn place(
+        &mut self,
+        job: &Job,
+        g: &TaskGroup,
+        idx: u32,
+        previous: &str,
+        only: Option<&Node>,
+        count_as_place: bool,
+    ) {
+        let need = group_resources(g);
+        let mut metric = AllocMetric::default();
+        let mut best: Option<(f64, &Node)> = None;
+        let candidates: Vec<&Node> = match only {
+            Some(n) => vec![n],
+            None => self.state.nodes.values().collect(),
+        };
+        for node in candidates {
+            metric.nodes_evaluated += 1;
+            if let Err(why) = self.filter(job, g, node) {
+                metric.nodes_filtered += 1;
+                *metric.constraint_filtered.entry(why).or_default() += 1;
+                continue;
+            }
+            let (cpu, mem) = self.free(node);
+            let exhausted = if mem < i64::from(need.memory_mb) {
+                Some("memory")
+            } else if cpu < i64::from(need.cpu) {
+                Some("cpu")
+            } else {
+                None
+            };
+            if let Some(dim) = exhausted {
+                metric.nodes_exhausted += 1;
+                *metric.dimension_exhausted.entry(dim.into()).or_default() += 1;
+                continue;
+            }
+            // Bin packing: prefer the node that is fullest after this placement.
+            let total = node.resources.clone().unwrap_or_default();
+            let score = 2.0
+                - (cpu - i64::from(need.cpu)) as f64 / f64::from(total.cpu.max(1))
+                - (mem - i64::from(need.memory_mb)) as f64 / f64::from(total.memory_mb.max(1));
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, node));
+            }
+        }
+        let Some((_, node)) = best else {
+            metric.nodes_available = self.state.nodes.len() as u32;
+            let f = self.out.failed.entry(g.name.clone()).or_default();
+            f.nodes_evaluated = f.nodes_evaluated.max(metric.nodes_evaluated);
+            f.nodes_filtered = f.nodes_filtered.max(metric.nodes_filtered);
+            f.nodes_exhausted = f.nodes_exhausted.max(metric.nodes_exhausted);
+            f.nodes_available = metric.nodes_available;
+            for (k, v) in metric.constraint_filtered {
+                let e = f.constraint_filtered.entry(k).or_default();
+                *e = (*e).max(v);
+            }
+            for (k, v) in metric.dimension_exhausted {
+                let e = f.dimension_exhausted.entry(k).or_default();
+                *e = (*e).max(v);
+            }
+            *self.out.queued.entry(g.name.clone()).or_default() += 1;
+            return;
+        };
+        let planned = self.planned.entry(node.id.clone()).or_default();
+        planned.cpu += need.cpu;
+        planned.memory_mb += need.memory_mb;
+        let alloc = Allocation {
+            id: (self.new_id)(),
+            eval_id: self.eval_id.into(),
+            name: format!("{}.{}[{idx}]", job.id, g.name),
+            node_id: node.id.clone(),
+            node_name: node.name.clone(),
+            job_id: job.id.clone(),
+            job: Some(job.clone()),
+            task_group: g.name.clone(),
+            resources: Some(need),
+            desired_status: ALLOC_DESIRED_RUN.into(),
+            client_status: ALLOC_PENDING.into(),
+            previous_allocation: previous.into(),
+            ..Allocation::default()
+        };
+        self.out.allocs.push(alloc);
+        if count_as_place {
+            self.desired(&g.name).place += 1;
+        }
+    }
+}
+
+fn dc_matches(pattern: &str, dc: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => dc.starts_with(prefix),
+        None => pattern == dc,
+    }
+}
+
+/// Resolves `${attr.x}`, `${node.datacenter}`, `${node.unique.name}`, `${node.unique.id}`,
+/// `${node.class}` and `${meta.x}` against a node; anything else is a literal.
+fn resolve(term: &str, node: &Node) -> Option<String> {
+    let Some(inner) = term.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
+        return Some(term.to_string());
+    };
+    match inner {
+        "node.datacenter" => Some(node.datacenter.clone()),
+        "node.unique.name" => Some(node.name.clone()),
+        "node.unique.id" => Some(node.id.clone()),
+        "node.class" => Some(node.node_class.clone()),
+        _ => {
+            let key = inner.strip_prefix("attr.").unwrap_or(inner);
+            node.attributes.get(key).cloned()
+        }
+    }
+}
+
+fn constraint_holds(c: &Constraint, node: &Node) -> bool {
+    let left = resolve(&c.attribute, node);
+    let right = resolve(&c.value, node).unwrap_or_default();
+    let cmp = |l: &str| match (l.parse::<f64>(), right.parse::<f64>()) {
+        (Ok(a), Ok(b)) => a.partial_cmp(&b),
+        _ => Some(l.cmp(right.as_str())),
+    };
+    use std::cmp::Ordering::*;
+    match (c.operator.as_str(), left.as_deref()) {
+        ("is_set", l) => l.is_some(),
+        ("is_not_set", l) => l.is_none(),
+        (_, None) => false,
+        ("=" | "==" | "is", Some(l)) => l == right,
+        ("!=" | "not", Some(l)) => l != right,
+        (">", Some(l)) => cmp(l) == Some(Greater),
+        (">=", Some(l)) => matches!(cmp(l), Some(Greater | Equal)),
+        ("<", Some(l)) => cmp(l) == Some(Less),
+        ("<=", Some(l)) => matches!(cmp(l), Some(Less | Equal)),
+        ("set_contains", Some(l)) => {
+            let have: Vec<&str> = l.split(',').map(str::trim).collect();
+            right.split(',').map(str::trim).all(|w| have.contains(&w))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[path = "sched_tests.rs"]
+mod tests;

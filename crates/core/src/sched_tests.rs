@@ -1,0 +1,315 @@
+//! Reconciler and placement tests: a state built by applying commands, then one scheduler run.
+
+use super::*;
+use crate::internal::NodeRegister;
+use yurt_types::jobspec::parse_hcl;
+
+fn job_src(kind: &str, count: u32, env: &str, memory: u32, priority: u32) -> Job {
+    parse_hcl(
+        "t.hcl",
+        &format!(
+            r#"job "web" {{
+  type = "{kind}"
+  priority = {priority}
+  group "app" {{
+    count = {count}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      env {{
+        E = "{env}"
+      }}
+      resources {{
+        cpu = 100
+        memory = {memory}
+      }}
+    }}
+  }}
+}}"#
+        ),
+    )
+    .unwrap()
+}
+
+fn job(count: u32, env: &str) -> Job {
+    job_src("service", count, env, 100, 50)
+}
+
+struct World {
+    state: State,
+    index: u64,
+    ids: u32,
+}
+
+impl World {
+    fn new(nodes: u32) -> World {
+        let mut w = World {
+            state: State::default(),
+            index: 0,
+            ids: 0,
+        };
+        for i in 0..nodes {
+            w.node(&format!("node-{i}"), 1000, 1000);
+        }
+        w
+    }
+
+    fn apply(&mut self, kind: command::Kind) {
+        self.index += 1;
+        let cmd = Command {
+            now_unix_ms: 1,
+            ignore_if_unknown: false,
+            kind: Some(kind),
+        };
+        self.state.apply(self.index, &cmd).unwrap();
+    }
+
+    fn node(&mut self, id: &str, cpu: u32, mem: u32) {
+        let node = Node {
+            id: id.into(),
+            name: id.into(),
+            datacenter: "dc1".into(),
+            status: NODE_READY.into(),
+            resources: Some(Resources {
+                cpu,
+                memory_mb: mem,
+            }),
+            ..Node::default()
+        };
+        self.apply(command::Kind::NodeRegister(NodeRegister { node: Some(node) }));
+    }
+
+    /// Registers the job and runs the scheduler, committing the plan.
+    fn run(&mut self, job: Job) -> Outcome {
+        self.apply(command::Kind::JobRegister(JobRegister {
+            job: Some(job.clone()),
+            eval: None,
+            enforce_index: false,
+            job_modify_index: 0,
+        }));
+        self.schedule(&job.id)
+    }
+
+    fn schedule(&mut self, job_id: &str) -> Outcome {
+        let ids = &mut self.ids;
+        let out = schedule(&self.state, job_id, "eval", &mut || {
+            *ids += 1;
+            format!("alloc-{ids}")
+        });
+        self.apply(command::Kind::ApplyPlan(ApplyPlan {
+            allocs: out.allocs.clone(),
+            eval: None,
+            new_evals: vec![],
+        }));
+        out
+    }
+
+    fn running(&self) -> Vec<&Allocation> {
+        self.state
+            .allocs
+            .values()
+            .filter(|a| a.desired_status == ALLOC_DESIRED_RUN)
+            .collect()
+    }
+}
+
+fn counts(o: &Outcome) -> (u64, u64, u64, u64, u64) {
+    let d = &o.desired["app"];
+    (d.place, d.stop, d.ignore, d.in_place_update, d.destructive_update)
+}
+
+#[test]
+fn places_count_allocations_with_names() {
+    let mut w = World::new(2);
+    let o = w.run(job(3, "a"));
+    assert_eq!(counts(&o), (3, 0, 0, 0, 0));
+    let mut names: Vec<_> = w.running().iter().map(|a| a.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, vec!["web.app[0]", "web.app[1]", "web.app[2]"]);
+    assert!(w.running().iter().all(|a| a.client_status == ALLOC_PENDING));
+}
+
+#[test]
+fn rerun_of_same_job_ignores_everything() {
+    let mut w = World::new(1);
+    w.run(job(2, "a"));
+    let o = w.run(job(2, "a"));
+    assert_eq!(counts(&o), (0, 0, 2, 0, 0));
+    assert!(o.allocs.is_empty());
+}
+
+#[test]
+fn count_up_places_and_count_down_stops_highest_indexes() {
+    let mut w = World::new(1);
+    w.run(job(2, "a"));
+    // A count change alone is not destructive: existing allocations are updated in place.
+    let o = w.run(job(4, "a"));
+    assert_eq!(counts(&o), (2, 0, 0, 2, 0));
+    assert_eq!(w.running().len(), 4);
+    let o = w.run(job(1, "a"));
+    assert_eq!(counts(&o), (0, 3, 0, 1, 0));
+    let left = w.running();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].name, "web.app[0]");
+    let stopped: Vec<_> = w.state.allocs.values().filter(|a| a.desired_status == ALLOC_DESIRED_STOP).collect();
+    assert!(stopped.iter().all(|a| a.desired_description == DESC_NOT_NEEDED));
+}
+
+#[test]
+fn env_change_is_destructive_and_keeps_names() {
+    let mut w = World::new(1);
+    w.run(job(2, "a"));
+    let before: Vec<String> = w.running().iter().map(|a| a.id.clone()).collect();
+    let o = w.run(job(2, "b"));
+    assert_eq!(counts(&o), (0, 0, 0, 0, 2));
+    let now = w.running();
+    assert_eq!(now.len(), 2);
+    for a in &now {
+        assert!(!before.contains(&a.id), "replaced with a new allocation");
+        assert!(before.contains(&a.previous_allocation));
+    }
+    let old = &w.state.allocs[&before[0]];
+    assert_eq!(old.desired_description, DESC_UPDATING);
+}
+
+#[test]
+fn priority_change_is_in_place_and_keeps_ids() {
+    let mut w = World::new(1);
+    w.run(job_src("service", 2, "a", 100, 50));
+    let before: Vec<String> = w.running().iter().map(|a| a.id.clone()).collect();
+    let o = w.run(job_src("service", 2, "a", 100, 70));
+    assert_eq!(counts(&o), (0, 0, 0, 2, 0));
+    let after: Vec<String> = w.running().iter().map(|a| a.id.clone()).collect();
+    assert_eq!(before, after);
+    assert!(w.running().iter().all(|a| a.job.as_ref().unwrap().priority == 70));
+}
+
+#[test]
+fn resources_change_is_destructive() {
+    let mut w = World::new(1);
+    w.run(job_src("service", 1, "a", 100, 50));
+    let o = w.run(job_src("service", 1, "a", 200, 50));
+    assert_eq!(counts(&o), (0, 0, 0, 0, 1));
+}
+
+#[test]
+fn no_room_reports_exhausted_memory_and_queues() {
+    let mut w = World::new(0);
+    w.node("small", 1000, 250);
+    let o = w.run(job(3, "a"));
+    assert_eq!(o.desired["app"].place, 2);
+    assert_eq!(o.queued["app"], 1);
+    let m = &o.failed["app"];
+    assert_eq!(m.nodes_exhausted, 1);
+    assert_eq!(m.dimension_exhausted["memory"], 1);
+
+    let eval = new_eval(&job(3, "a"), "e1".into(), TRIGGER_JOB_REGISTER);
+    let cmd = plan_command(&eval, o, 5, &mut || "e2".into());
+    let Some(command::Kind::ApplyPlan(p)) = cmd.kind else { panic!() };
+    let done = p.eval.unwrap();
+    assert_eq!((done.status.as_str(), done.blocked_eval.as_str()), (EVAL_COMPLETE, "e2"));
+    assert_eq!(p.new_evals[0].status, EVAL_BLOCKED);
+    assert_eq!(p.new_evals[0].triggered_by, TRIGGER_QUEUED_ALLOCS);
+}
+
+#[test]
+fn no_nodes_fails_every_placement() {
+    let mut w = World::new(0);
+    let o = w.run(job(2, "a"));
+    assert_eq!(o.queued["app"], 2);
+    assert_eq!(o.failed["app"].nodes_evaluated, 0);
+}
+
+#[test]
+fn stopping_the_job_stops_every_allocation() {
+    let mut w = World::new(1);
+    w.run(job(2, "a"));
+    w.apply(command::Kind::JobDeregister(crate::internal::JobDeregister {
+        job_id: "web".into(),
+        purge: false,
+        eval: None,
+    }));
+    let o = w.schedule("web");
+    assert_eq!(o.allocs.len(), 2);
+    assert!(w.running().is_empty());
+    assert_eq!(w.state.jobs["web"].status, JOB_DEAD);
+}
+
+#[test]
+fn allocations_on_a_down_node_are_lost_and_replaced() {
+    let mut w = World::new(2);
+    w.run(job(2, "a"));
+    let victim = w.running()[0].node_id.clone();
+    w.apply(command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
+        node_id: victim.clone(),
+        status: NODE_DOWN.into(),
+    }));
+    w.schedule("web");
+    let lost: Vec<_> = w.state.allocs.values().filter(|a| a.client_status == ALLOC_LOST).collect();
+    assert!(!lost.is_empty());
+    assert!(w.running().iter().all(|a| a.node_id != victim));
+    assert_eq!(w.running().len(), 2);
+}
+
+#[test]
+fn system_job_runs_once_per_feasible_node() {
+    let mut w = World::new(3);
+    let mut j = job_src("system", 1, "a", 100, 50);
+    j.task_groups[0].constraints.push(Constraint {
+        attribute: "${node.unique.name}".into(),
+        operator: "!=".into(),
+        value: "node-1".into(),
+    });
+    let o = w.run(j);
+    assert_eq!(o.desired["app"].place, 2);
+    let mut nodes: Vec<_> = w.running().iter().map(|a| a.node_id.clone()).collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["node-0", "node-2"]);
+    w.node("node-3", 1000, 1000);
+    let o = w.schedule("web");
+    assert_eq!(counts(&o), (1, 0, 2, 0, 0));
+}
+
+#[test]
+fn batch_allocations_that_completed_are_not_rerun() {
+    let mut w = World::new(1);
+    w.run(job_src("batch", 2, "a", 100, 50));
+    let first = w.running()[0].id.clone();
+    w.state.allocs.get_mut(&first).unwrap().client_status = ALLOC_COMPLETE.into();
+    let o = w.schedule("web");
+    assert_eq!(counts(&o), (0, 0, 1, 0, 0));
+}
+
+#[test]
+fn datacenter_and_constraints_filter_nodes() {
+    let mut w = World::new(1);
+    let mut j = job(1, "a");
+    j.datacenters = vec!["eu-*".into()];
+    let o = w.run(j);
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(o.failed["app"].constraint_filtered["missing compatible datacenter"], 1);
+}
+
+#[test]
+fn plan_reports_diff_annotations_and_exit_code_semantics() {
+    let mut w = World::new(1);
+    let new = plan_job(&w.state, &job(2, "a"), 0);
+    assert_eq!(new.job_modify_index, 0);
+    assert!(new.changes_allocations());
+    assert_eq!(new.diff.task_groups[0].updates["create"], 2);
+    w.run(job(2, "a"));
+    let jmi = w.state.jobs["web"].job_modify_index;
+    let same = plan_job(&w.state, &job(2, "a"), 0);
+    assert_eq!(same.job_modify_index, jmi);
+    assert!(!same.changes_allocations());
+    let edit = plan_job(&w.state, &job(2, "b"), 0);
+    assert!(edit.changes_allocations());
+    assert_eq!(edit.diff.task_groups[0].updates["create/destroy update"], 2);
+    // Planning changed nothing.
+    assert_eq!(w.state.jobs["web"].job_modify_index, jmi);
+    let inplace = plan_job(&w.state, &job_src("service", 2, "a", 100, 60), 0);
+    assert!(!inplace.changes_allocations());
+    assert_eq!(inplace.diff.task_groups[0].updates["in-place update"], 2);
+}

@@ -1,0 +1,552 @@
+//! The replicated state of the cluster and the state machine that changes it.
+//!
+//! Architecture invariant: [`State::apply`] is deterministic. It reads no clock and no
+//! randomness; timestamps arrive inside the command (`now_unix_ms`, written by the leader).
+//! A command that fails (e.g. a `-check-index` mismatch) changes nothing.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use yurt_types::status::*;
+
+use crate::internal::{command, Command, StateSnapshot};
+use crate::v1::{Allocation, Evaluation, Job, Node};
+
+/// How many versions of a job are kept (Nomad's `job_tracked_versions`).
+pub const TRACKED_VERSIONS: usize = 6;
+
+/// Version of the snapshot format ([`StateSnapshot::format_version`]). Bump it on every change
+/// an older binary could misread, and teach [`State::from_snapshot`] to migrate the old one.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// Why a command was refused. The message is shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("Enforcing job modify index {0}: {1}")]
+    EnforceIndex(u64, String),
+    #[error("job {0:?} not found")]
+    JobNotFound(String),
+    #[error("node {0:?} not found")]
+    NodeNotFound(String),
+    #[error("this server does not understand a command in the Raft log (written by a newer version); upgrade this server")]
+    UnknownCommand,
+}
+
+/// A snapshot that cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is corrupt: {0}")]
+    Corrupt(String),
+    #[error("snapshot format {found} was written by Yurt {written_by}, but this binary (Yurt {ours}) reads formats up to {SNAPSHOT_FORMAT}: downgrades are not supported")]
+    TooNew {
+        found: u32,
+        written_by: String,
+        ours: &'static str,
+    },
+}
+
+/// What a successful command produced, returned to the caller that proposed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub index: u64,
+    pub job_modify_index: u64,
+    pub eval_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    /// Raft index of the last applied command.
+    pub index: u64,
+    pub jobs: BTreeMap<String, Job>,
+    /// Kept versions of each job, oldest first; the last is the current one.
+    pub job_versions: BTreeMap<String, Vec<Job>>,
+    pub nodes: BTreeMap<String, Node>,
+    pub allocs: BTreeMap<String, Allocation>,
+    pub evals: BTreeMap<String, Evaluation>,
+}
+
+/// Whether two jobs have the same spec (ignoring the fields the servers manage).
+pub fn same_spec(a: &Job, b: &Job) -> bool {
+    fn strip(j: &Job) -> Job {
+        Job {
+            status: String::new(),
+            version: 0,
+            stable: false,
+            create_index: 0,
+            modify_index: 0,
+            job_modify_index: 0,
+            submit_time_unix_ms: 0,
+            ..j.clone()
+        }
+    }
+    strip(a) == strip(b)
+}
+
+impl State {
+    /// Applies one Raft command at `index`. On error nothing has changed.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Applied, ApplyError> {
+        let now = cmd.now_unix_ms;
+        let out = match &cmd.kind {
+            None if cmd.ignore_if_unknown => Ok(Applied::default()),
+            None => Err(ApplyError::UnknownCommand),
+            Some(command::Kind::JobRegister(r)) => self.register_job(index, now, r),
+            Some(command::Kind::JobDeregister(d)) => self.deregister_job(index, now, d),
+            Some(command::Kind::NodeRegister(r)) => {
+                let node = r.node.clone().unwrap_or_default();
+                self.upsert_node(index, now, node);
+                Ok(Applied::default())
+            }
+            Some(command::Kind::NodeStatusUpdate(u)) => {
+                let node = self
+                    .nodes
+                    .get_mut(&u.node_id)
+                    .ok_or_else(|| ApplyError::NodeNotFound(u.node_id.clone()))?;
+                node.status = u.status.clone();
+                node.modify_index = index;
+                node.status_updated_unix_ms = now;
+                Ok(Applied::default())
+            }
+            Some(command::Kind::ApplyPlan(p)) => {
+                self.apply_plan(index, now, p);
+                Ok(Applied::default())
+            }
+            Some(command::Kind::AllocClientUpdates(u)) => {
+                self.update_allocs_from_client(index, now, u);
+                Ok(Applied::default())
+            }
+        };
+        // The index advances even for refused commands: the entry is in the log either way.
+        self.index = index;
+        out.map(|mut a| {
+            a.index = index;
+            a
+        })
+    }
+
+    fn register_job(
+        &mut self,
+        index: u64,
+        now: i64,
+        r: &crate::internal::JobRegister,
+    ) -> Result<Applied, ApplyError> {
+        let mut job = r.job.clone().unwrap_or_default();
+        let existing = self.jobs.get(&job.id);
+        if r.enforce_index {
+            let n = r.job_modify_index;
+            match existing {
+                Some(_) if n == 0 => {
+                    return Err(ApplyError::EnforceIndex(n, "job already exists".into()))
+                }
+                Some(e) if e.job_modify_index != n => {
+                    return Err(ApplyError::EnforceIndex(
+                        n,
+                        format!(
+                            "job exists with conflicting job modify index: {}",
+                            e.job_modify_index
+                        ),
+                    ))
+                }
+                None if n != 0 => {
+                    return Err(ApplyError::EnforceIndex(n, "job does not exist".into()))
+                }
+                _ => {}
+            }
+        }
+        let job_modify_index = match existing {
+            Some(e) if same_spec(e, &job) => e.job_modify_index,
+            _ => {
+                job.version = existing.map_or(0, |e| e.version + 1);
+                job.create_index = existing.map_or(index, |e| e.create_index);
+                job.modify_index = index;
+                job.job_modify_index = index;
+                job.submit_time_unix_ms = now;
+                job.stable = false;
+                job.status = JOB_PENDING.into();
+                self.put_job_version(job.clone());
+                self.jobs.insert(job.id.clone(), job.clone());
+                index
+            }
+        };
+        let mut eval_id = String::new();
+        if let Some(e) = &r.eval {
+            eval_id = e.id.clone();
+            self.insert_eval(index, now, e.clone());
+        }
+        self.refresh_job_status(&job.id, index);
+        Ok(Applied {
+            index,
+            job_modify_index,
+            eval_id,
+        })
+    }
+
+    fn put_job_version(&mut self, job: Job) {
+        let versions = self.job_versions.entry(job.id.clone()).or_default();
+        versions.push(job);
+        if versions.len() > TRACKED_VERSIONS {
+            versions.remove(0);
+        }
+    }
+
+    fn deregister_job(
+        &mut self,
+        index: u64,
+        now: i64,
+        d: &crate::internal::JobDeregister,
+    ) -> Result<Applied, ApplyError> {
+        let Some(existing) = self.jobs.get(&d.job_id) else {
+            return Err(ApplyError::JobNotFound(d.job_id.clone()));
+        };
+        let mut job_modify_index = existing.job_modify_index;
+        if d.purge {
+            self.jobs.remove(&d.job_id);
+            self.job_versions.remove(&d.job_id);
+        } else if !existing.stop {
+            // Stopping is a change of spec: a new version, as in Nomad.
+            let mut job = existing.clone();
+            job.stop = true;
+            job.version += 1;
+            job.modify_index = index;
+            job.job_modify_index = index;
+            job.submit_time_unix_ms = now;
+            job.stable = false;
+            job_modify_index = index;
+            self.put_job_version(job.clone());
+            self.jobs.insert(job.id.clone(), job);
+        }
+        let mut eval_id = String::new();
+        if let Some(e) = &d.eval {
+            eval_id = e.id.clone();
+            self.insert_eval(index, now, e.clone());
+        }
+        self.refresh_job_status(&d.job_id, index);
+        Ok(Applied {
+            index,
+            job_modify_index,
+            eval_id,
+        })
+    }
+
+    fn insert_eval(&mut self, index: u64, now: i64, mut e: Evaluation) {
+        let old = self.evals.get(&e.id);
+        e.create_index = old.map_or(index, |o| o.create_index);
+        e.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
+        e.modify_index = index;
+        e.modify_time_unix_ms = now;
+        self.evals.insert(e.id.clone(), e);
+    }
+
+    fn upsert_node(&mut self, index: u64, now: i64, mut node: Node) {
+        let old = self.nodes.get(&node.id);
+        node.create_index = old.map_or(index, |o| o.create_index);
+        node.modify_index = index;
+        node.status_updated_unix_ms = now;
+        if node.scheduling_eligibility.is_empty() {
+            node.scheduling_eligibility = old
+                .map(|o| o.scheduling_eligibility.clone())
+                .unwrap_or_else(|| NODE_ELIGIBLE.into());
+        }
+        self.nodes.insert(node.id.clone(), node);
+        // New capacity: evaluations waiting for room get another chance.
+        let blocked: Vec<String> = self
+            .evals
+            .values()
+            .filter(|e| e.status == EVAL_BLOCKED)
+            .map(|e| e.id.clone())
+            .collect();
+        for id in blocked {
+            if let Some(e) = self.evals.get_mut(&id) {
+                e.status = EVAL_PENDING.into();
+                e.modify_index = index;
+                e.modify_time_unix_ms = now;
+            }
+        }
+    }
+
+    fn apply_plan(&mut self, index: u64, now: i64, p: &crate::internal::ApplyPlan) {
+        let mut jobs = Vec::new();
+        for a in &p.allocs {
+            let mut a = a.clone();
+            let old = self.allocs.get(&a.id);
+            a.create_index = old.map_or(index, |o| o.create_index);
+            a.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
+            a.modify_index = index;
+            a.modify_time_unix_ms = now;
+            jobs.push(a.job_id.clone());
+            self.allocs.insert(a.id.clone(), a);
+        }
+        if let Some(e) = &p.eval {
+            jobs.push(e.job_id.clone());
+            self.insert_eval(index, now, e.clone());
+        }
+        for e in &p.new_evals {
+            self.insert_eval(index, now, e.clone());
+        }
+        jobs.sort();
+        jobs.dedup();
+        for j in jobs {
+            self.refresh_job_status(&j, index);
+        }
+    }
+
+    fn update_allocs_from_client(
+        &mut self,
+        index: u64,
+        now: i64,
+        u: &crate::internal::AllocClientUpdates,
+    ) {
+        let mut jobs = Vec::new();
+        for up in &u.updates {
+            // A client may only report on its own allocations.
+            let Some(a) = self.allocs.get_mut(&up.alloc_id) else {
+                continue;
+            };
+            if a.node_id != u.node_id {
+                continue;
+            }
+            a.client_status = up.client_status.clone();
+            a.client_description = up.client_description.clone();
+            a.task_states = up.task_states.clone();
+            a.modify_index = index;
+            a.modify_time_unix_ms = now;
+            jobs.push(a.job_id.clone());
+        }
+        jobs.sort();
+        jobs.dedup();
+        for j in jobs {
+            self.refresh_job_status(&j, index);
+        }
+    }
+
+    /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
+    fn refresh_job_status(&mut self, job_id: &str, index: u64) {
+        let live = self
+            .allocs
+            .values()
+            .any(|a| a.job_id == job_id && !alloc_terminal(a));
+        let any_alloc = self.allocs.values().any(|a| a.job_id == job_id);
+        let waiting = self.evals.values().any(|e| {
+            e.job_id == job_id && (e.status == EVAL_PENDING || e.status == EVAL_BLOCKED)
+        });
+        let Some(job) = self.jobs.get_mut(job_id) else {
+            return;
+        };
+        let status = if live {
+            JOB_RUNNING
+        } else if job.stop || (job.r#type == JOB_TYPE_BATCH && any_alloc && !waiting) {
+            JOB_DEAD
+        } else {
+            JOB_PENDING
+        };
+        if job.status != status {
+            job.status = status.into();
+            job.modify_index = index;
+            if let Some(v) = self
+                .job_versions
+                .get_mut(job_id)
+                .and_then(|v| v.last_mut())
+            {
+                v.status = status.into();
+            }
+        }
+    }
+
+    /// Allocations of a job, oldest first.
+    pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
+        let mut v: Vec<&Allocation> = self.allocs.values().filter(|a| a.job_id == job_id).collect();
+        v.sort_by_key(|a| (a.create_index, a.name.clone()));
+        v
+    }
+
+    /// Allocations placed on a node.
+    pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
+        self.allocs.values().filter(|a| a.node_id == node_id).collect()
+    }
+
+    /// Pending evaluations, oldest first: the scheduler's queue.
+    pub fn pending_evals(&self) -> Vec<&Evaluation> {
+        let mut v: Vec<&Evaluation> = self
+            .evals
+            .values()
+            .filter(|e| e.status == EVAL_PENDING)
+            .collect();
+        v.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.create_index));
+        v
+    }
+
+    /// Finds an object by full ID or unique prefix.
+    pub fn find_by_prefix<'a, T>(
+        map: &'a BTreeMap<String, T>,
+        prefix: &str,
+    ) -> Result<&'a T, PrefixError> {
+        if let Some(v) = map.get(prefix) {
+            return Ok(v);
+        }
+        let mut hits = map.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix));
+        match (hits.next(), hits.next()) {
+            (Some((_, v)), None) if !prefix.is_empty() => Ok(v),
+            (None, _) | (Some(_), None) => Err(PrefixError::NotFound),
+            (Some(_), Some(_)) => Err(PrefixError::Ambiguous),
+        }
+    }
+
+    /// Encodes the whole state for a snapshot file.
+    pub fn to_snapshot(&self, written_by: &str) -> Vec<u8> {
+        let snap = StateSnapshot {
+            format_version: SNAPSHOT_FORMAT,
+            written_by: written_by.into(),
+            index: self.index,
+            jobs: self.jobs.values().cloned().collect(),
+            job_versions: self.job_versions.values().flatten().cloned().collect(),
+            nodes: self.nodes.values().cloned().collect(),
+            allocs: self.allocs.values().cloned().collect(),
+            evals: self.evals.values().cloned().collect(),
+        };
+        snap.encode_to_vec()
+    }
+
+    /// Decodes a snapshot written by [`State::to_snapshot`] of this or an older version.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<State, SnapshotError> {
+        let snap =
+            StateSnapshot::decode(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        if snap.format_version > SNAPSHOT_FORMAT {
+            return Err(SnapshotError::TooNew {
+                found: snap.format_version,
+                written_by: snap.written_by,
+                ours: yurt_types::VERSION,
+            });
+        }
+        let mut job_versions: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+        for j in snap.job_versions {
+            job_versions.entry(j.id.clone()).or_default().push(j);
+        }
+        for v in job_versions.values_mut() {
+            v.sort_by_key(|j| j.version);
+        }
+        Ok(State {
+            index: snap.index,
+            jobs: snap.jobs.into_iter().map(|j| (j.id.clone(), j)).collect(),
+            job_versions,
+            nodes: snap.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            allocs: snap.allocs.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            evals: snap.evals.into_iter().map(|e| (e.id.clone(), e)).collect(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixError {
+    NotFound,
+    Ambiguous,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internal::{JobRegister, NodeRegister};
+
+    fn job(count: u32) -> Job {
+        let src = format!(
+            "job \"web\" {{\n group \"app\" {{\n count = {count}\n task \"t\" {{\n driver = \"raw_exec\"\n config {{\n command = \"/bin/true\"\n }}\n }}\n }}\n}}\n"
+        );
+        yurt_types::jobspec::parse_hcl("t.hcl", &src).unwrap()
+    }
+
+    fn register(job: Job, enforce: Option<u64>) -> Command {
+        Command {
+            now_unix_ms: 1000,
+            ignore_if_unknown: false,
+            kind: Some(command::Kind::JobRegister(JobRegister {
+                job: Some(job),
+                eval: None,
+                enforce_index: enforce.is_some(),
+                job_modify_index: enforce.unwrap_or(0),
+            })),
+        }
+    }
+
+    #[test]
+    fn versions_advance_only_on_spec_change() {
+        let mut s = State::default();
+        assert_eq!(s.apply(5, &register(job(1), None)).unwrap().job_modify_index, 5);
+        assert_eq!(s.apply(6, &register(job(1), None)).unwrap().job_modify_index, 5);
+        assert_eq!(s.jobs["web"].version, 0);
+        s.apply(7, &register(job(2), None)).unwrap();
+        let j = &s.jobs["web"];
+        assert_eq!((j.version, j.job_modify_index, j.create_index), (1, 7, 5));
+        assert_eq!(s.job_versions["web"].len(), 2);
+        for i in 0..10 {
+            s.apply(8 + i, &register(job(3 + i as u32), None)).unwrap();
+        }
+        assert_eq!(s.job_versions["web"].len(), TRACKED_VERSIONS);
+        assert_eq!(s.job_versions["web"].last().unwrap().version, 11);
+    }
+
+    #[test]
+    fn check_index_is_compare_and_swap() {
+        let mut s = State::default();
+        let err = s.apply(3, &register(job(1), Some(9))).unwrap_err();
+        assert_eq!(err.to_string(), "Enforcing job modify index 9: job does not exist");
+        assert!(s.jobs.is_empty());
+        s.apply(4, &register(job(1), Some(0))).unwrap();
+        let err = s.apply(5, &register(job(2), Some(0))).unwrap_err();
+        assert_eq!(err.to_string(), "Enforcing job modify index 0: job already exists");
+        let err = s.apply(6, &register(job(2), Some(3))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Enforcing job modify index 3: job exists with conflicting job modify index: 4"
+        );
+        assert_eq!(s.jobs["web"].task_groups[0].count, 1);
+        s.apply(7, &register(job(2), Some(4))).unwrap();
+        assert_eq!(s.jobs["web"].task_groups[0].count, 2);
+    }
+
+    #[test]
+    fn unknown_command_is_refused_unless_ignorable() {
+        let mut s = State::default();
+        let mut cmd = Command::default();
+        assert_eq!(s.apply(1, &cmd), Err(ApplyError::UnknownCommand));
+        cmd.ignore_if_unknown = true;
+        assert!(s.apply(2, &cmd).is_ok());
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_refuses_newer_formats() {
+        let mut s = State::default();
+        s.apply(1, &register(job(1), None)).unwrap();
+        s.apply(2, &register(job(2), None)).unwrap();
+        let node = Node {
+            id: "n1".into(),
+            status: NODE_READY.into(),
+            ..Node::default()
+        };
+        s.apply(
+            3,
+            &Command {
+                kind: Some(command::Kind::NodeRegister(NodeRegister { node: Some(node) })),
+                ..Command::default()
+            },
+        )
+        .unwrap();
+        let back = State::from_snapshot(&s.to_snapshot("0.1.0")).unwrap();
+        assert_eq!(back, s);
+
+        let mut snap = StateSnapshot::decode(s.to_snapshot("0.1.0").as_slice()).unwrap();
+        snap.format_version = SNAPSHOT_FORMAT + 1;
+        snap.written_by = "9.9.9".into();
+        let err = State::from_snapshot(&snap.encode_to_vec()).unwrap_err();
+        assert!(err.to_string().contains("written by Yurt 9.9.9"), "{err}");
+        assert!(err.to_string().contains("downgrades are not supported"), "{err}");
+        assert!(State::from_snapshot(b"\xff\xff garbage").is_err());
+    }
+
+    #[test]
+    fn prefix_lookup() {
+        let mut m = BTreeMap::new();
+        m.insert("abc1".to_string(), 1);
+        m.insert("abd2".to_string(), 2);
+        assert_eq!(State::find_by_prefix(&m, "abc"), Ok(&1));
+        assert_eq!(State::find_by_prefix(&m, "ab"), Err(PrefixError::Ambiguous));
+        assert_eq!(State::find_by_prefix(&m, "x"), Err(PrefixError::NotFound));
+    }
+}
