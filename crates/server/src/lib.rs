@@ -1,1 +1,229 @@
-//! placeholder
+//! The Yurt server agent: the I/O shell around `yurt-core`.
+//!
+//! - [`raft`]: openraft with the log in sled and the state machine over `yurt_core::state`;
+//! - [`write`]: the one path that changes state (propose, or forward to the leader);
+//! - [`rpc`]: the public gRPC services;
+//! - [`leader`]: the leader's loops (evaluation → scheduler → plan).
+//!
+//! Architecture invariant: only this crate depends on openraft and sled (the client keeps its
+//! own sled state, but never Raft).
+
+pub mod leader;
+pub mod raft;
+pub mod rpc;
+pub mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+use tonic::service::RoutesBuilder;
+use yurt_proto::internal::raft_transport_server::RaftTransportServer;
+use yurt_proto::v1::{allocs_server::AllocsServer, evals_server::EvalsServer, jobs_server::JobsServer, nodes_server::NodesServer};
+
+use raft::log_store::LogStore;
+use raft::network::{Network, RaftService};
+use raft::state_machine::{StateHandle, StateMachine};
+use raft::{NodeId, Raft};
+use write::Writer;
+
+/// Everything a server agent needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// The server's name in `server members` and `agent-info`.
+    pub name: String,
+    /// The gRPC address other servers and clients reach this server at.
+    pub advertise_addr: String,
+    pub bootstrap_expect: u32,
+    /// Take a snapshot (and compact the log) after this many entries.
+    pub snapshot_threshold: u64,
+    pub region: String,
+}
+
+/// Why a server could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the Raft log in {path}: {source}")]
+    Log { path: PathBuf, source: sled::Error },
+    #[error(transparent)]
+    State(#[from] raft::state_machine::LoadError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("bootstrap_expect = {0}: multi-server clusters are not supported by this build yet; use 1")]
+    MultiServer(u32),
+}
+
+/// A running server agent.
+pub struct Server {
+    pub raft: Raft,
+    pub state: StateHandle,
+    pub writer: Writer,
+    config: ServerConfig,
+    committed: Arc<AtomicU64>,
+    last_contact: Arc<Mutex<Option<Instant>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// A stable Raft node ID, kept in `<data_dir>/server/node-id`.
+fn node_id(dir: &std::path::Path) -> std::io::Result<NodeId> {
+    let path = dir.join("node-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(id) = text.trim().parse() {
+            return Ok(id);
+        }
+    }
+    let id = uuid::Uuid::new_v4().as_u64_pair().0 >> 1;
+    std::fs::write(&path, id.to_string())?;
+    Ok(id)
+}
+
+impl Server {
+    pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
+        if config.bootstrap_expect > 1 {
+            return Err(StartError::MultiServer(config.bootstrap_expect));
+        }
+        let dir = config.data_dir.join("server");
+        let dir_err = |source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(dir_err)?;
+        let id = node_id(&dir).map_err(dir_err)?;
+        let log_dir = dir.join("raft").join("log");
+        let log = LogStore::open(&log_dir).map_err(|source| StartError::Log {
+            path: log_dir.clone(),
+            source,
+        })?;
+        let committed = log.committed_index();
+        let sm = StateMachine::open(&dir.join("raft").join("snapshots"))?;
+        let state = sm.handle();
+        let raft_config = openraft::Config {
+            cluster_name: "yurt".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold.max(1)),
+            max_in_snapshot_log_to_keep: 0,
+            ..openraft::Config::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
+        let raft = Raft::new(id, raft_config, Network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+            let mut members = BTreeMap::new();
+            members.insert(id, BasicNode::new(&config.advertise_addr));
+            raft.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))?;
+            tracing::info!(id, "bootstrapped a single-server cluster");
+        }
+        let writer = Writer::new(raft.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(leader::run_eval_loop(state.clone(), writer.clone(), raft.clone(), shutdown_rx));
+        Ok(Server {
+            raft,
+            state,
+            writer,
+            config,
+            committed,
+            last_contact: Arc::new(Mutex::new(None)),
+            shutdown,
+        })
+    }
+
+    /// Adds the server's gRPC services (public API and Raft transport) to an agent's router.
+    pub fn add_services(&self, routes: &mut RoutesBuilder) {
+        let api = rpc::Api {
+            state: self.state.clone(),
+            writer: self.writer.clone(),
+        };
+        routes
+            .add_service(JobsServer::new(api.clone()))
+            .add_service(EvalsServer::new(api.clone()))
+            .add_service(NodesServer::new(api.clone()))
+            .add_service(AllocsServer::new(api))
+            .add_service(RaftTransportServer::new(RaftService {
+                raft: self.raft.clone(),
+                writer: self.writer.clone(),
+                last_contact: self.last_contact.clone(),
+            }));
+    }
+
+    /// Waits until this server knows a leader (bounded).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        let mut m = self.raft.metrics();
+        let found = tokio::time::timeout(timeout, m.wait_for(|m| m.current_leader.is_some()))
+            .await
+            .is_ok();
+        found
+    }
+
+    /// The `yurt` and `raft` sections of `agent-info`.
+    pub fn info_sections(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let m = self.raft.metrics().borrow().clone();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let commit = self.committed.load(Ordering::Relaxed).max(applied);
+        let snap = self.state.last_snapshot();
+        let last_log_term = m
+            .last_log_index
+            .map(|i| if m.last_applied.map(|l| l.index) == Some(i) { m.last_applied.map_or(0, |l| l.leader_id.term) } else { m.current_term })
+            .unwrap_or(0);
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let num_peers = if voters.contains(&m.id) { voters.len() - 1 } else { 0 };
+        let is_leader = m.state == ServerState::Leader;
+        let last_contact = if is_leader {
+            "0".to_string()
+        } else {
+            match *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(t) => format!("{}ms", t.elapsed().as_millis()),
+                None => "never".into(),
+            }
+        };
+        let leader_addr = m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
+            .unwrap_or_default();
+        let mut raft = BTreeMap::new();
+        for (k, v) in [
+            ("applied_index", applied.to_string()),
+            ("commit_index", commit.to_string()),
+            ("fsm_pending", commit.saturating_sub(applied).to_string()),
+            ("last_contact", last_contact),
+            ("last_log_index", m.last_log_index.unwrap_or(0).to_string()),
+            ("last_log_term", last_log_term.to_string()),
+            ("last_snapshot_index", snap.map_or(0, |s| s.index).to_string()),
+            ("last_snapshot_term", snap.map_or(0, |s| s.leader_id.term).to_string()),
+            ("num_peers", num_peers.to_string()),
+            ("state", format!("{:?}", m.state)),
+            ("term", m.current_term.to_string()),
+            ("protocol_version", "3".to_string()),
+            ("id", m.id.to_string()),
+        ] {
+            raft.insert(k.to_string(), v);
+        }
+        let mut yurt = BTreeMap::new();
+        for (k, v) in [
+            ("server", "true".to_string()),
+            ("leader", is_leader.to_string()),
+            ("leader_addr", leader_addr),
+            ("bootstrap", (self.config.bootstrap_expect == 1).to_string()),
+            ("known_regions", self.config.region.clone()),
+            ("name", self.config.name.clone()),
+        ] {
+            yurt.insert(k.to_string(), v);
+        }
+        BTreeMap::from([("raft".to_string(), raft), ("yurt".to_string(), yurt)])
+    }
+
+    /// Stops the leader's loops and Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.raft.shutdown().await;
+    }
+}

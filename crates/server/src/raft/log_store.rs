@@ -1,0 +1,217 @@
+//! The Raft log and vote in sled, under `<data_dir>/raft/log`.
+//!
+//! sled is durable only after a flush: appends, votes, commits and truncations flush before
+//! they are acknowledged.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, Vote};
+
+use super::{NodeId, StorageError, TypeConfig};
+
+/// sled's page cache; its default is 1 GiB.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    logs: sled::Tree,
+    meta: sled::Tree,
+    /// Last committed index, for `agent-info` (`commit_index`).
+    committed: Arc<AtomicU64>,
+}
+
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO {
+        source: openraft::StorageIOError::new(subject, verb, AnyError::new(&e)),
+    }
+}
+
+fn key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl LogStore {
+    pub fn open(dir: &Path) -> Result<LogStore, sled::Error> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
+        let logs = db.open_tree("logs")?;
+        let meta = db.open_tree("meta")?;
+        let store = LogStore {
+            db,
+            logs,
+            meta,
+            committed: Arc::new(AtomicU64::new(0)),
+        };
+        if let Ok(Some(c)) = store.get_meta::<LogId<NodeId>>("committed") {
+            store.committed.store(c.index, Ordering::Relaxed);
+        }
+        Ok(store)
+    }
+
+    /// The last committed index as this server knows it.
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
+        let read_err = |e: &dyn std::fmt::Display| {
+            io_err(
+                ErrorSubject::Store,
+                ErrorVerb::Read,
+                std::io::Error::other(format!("{name}: {e}")),
+            )
+        };
+        match self.meta.get(name).map_err(|e| read_err(&e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| read_err(&e)),
+        }
+    }
+
+    async fn put_meta<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.meta
+            .insert(name, bytes)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.flush().await
+    }
+
+    async fn flush(&self) -> Result<(), StorageError> {
+        self.db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
+        serde_json::from_slice(bytes).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Bound::Included(key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(key(*i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for kv in self.logs.range((Bound::Included(key(start)), end)) {
+            let (_, v) = kv.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            out.push(Self::decode(&v)?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId<NodeId>> = self.get_meta("last_purged")?;
+        let last = match self
+            .logs
+            .last()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+        {
+            Some((_, v)) => Some(Self::decode(&v)?.log_id),
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        self.put_meta("vote", vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.get_meta("vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
+        if let Some(c) = committed {
+            self.committed.store(c.index, Ordering::Relaxed);
+        }
+        self.put_meta("committed", &committed).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
+        Ok(self.get_meta::<Option<LogId<NodeId>>>("committed")?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            let bytes = serde_json::to_vec(&e).map_err(|err| io_err(ErrorSubject::Logs, ErrorVerb::Write, err))?;
+            batch.insert(&key(e.log_id.index), bytes);
+        }
+        self.logs
+            .apply_batch(batch)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let flushed = self.flush().await;
+        let io = flushed
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(io);
+        flushed
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
+        let keys: Vec<sled::IVec> = self
+            .logs
+            .range(key(log_id.index)..)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        for k in keys {
+            self.logs
+                .remove(k)
+                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        }
+        self.flush().await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
+        self.put_meta("last_purged", &log_id).await?;
+        let keys: Vec<sled::IVec> = self
+            .logs
+            .range(..=key(log_id.index))
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        for k in keys {
+            self.logs
+                .remove(k)
+                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        }
+        self.flush().await
+    }
+}

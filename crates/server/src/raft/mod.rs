@@ -1,0 +1,48 @@
+//! Raft wiring: openraft's type configuration, the sled log store, the state machine over
+//! `yurt_core::state::State` with snapshot files, and the gRPC transport between servers.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+pub type NodeId = u64;
+
+/// What goes into the Raft log: an encoded `yurt.internal.v1.Command`. Keeping the protobuf
+/// bytes (not a Rust enum) lets an older server recognise a command it does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub command: Vec<u8>,
+}
+
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "command({} bytes)", self.command.len())
+    }
+}
+
+/// The state machine's answer to one entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyResult {
+    /// The refusal, as a sentence for the user, when the command was not applied.
+    pub error: Option<String>,
+    pub index: u64,
+    pub job_modify_index: u64,
+    pub eval_id: String,
+}
+
+openraft::declare_raft_types!(
+    /// Yurt's openraft type configuration.
+    pub TypeConfig:
+        D = Proposal,
+        R = ApplyResult,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;

@@ -1,0 +1,159 @@
+//! Raft between servers over gRPC (`yurt.internal.v1.RaftTransport`). Each call carries an
+//! openraft request serialized as JSON; the reply is `Result<response, RaftError>` the same way.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::Channel;
+use yurt_proto::internal::raft_transport_client::RaftTransportClient;
+use yurt_proto::internal::raft_transport_server::RaftTransport;
+use yurt_proto::internal::RaftPayload;
+
+use super::{NodeId, Proposal, Raft, TypeConfig};
+use crate::write::Writer;
+
+/// Makes connections to other servers, by the address in their membership entry.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        Connection {
+            target,
+            addr: node.addr.clone(),
+            client: None,
+        }
+    }
+}
+
+pub struct Connection {
+    target: NodeId,
+    addr: String,
+    client: Option<RaftTransportClient<Channel>>,
+}
+
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl Connection {
+    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        if self.client.is_none() {
+            let endpoint = Channel::from_shared(format!("http://{}", self.addr))
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            self.client = Some(RaftTransportClient::new(channel));
+        }
+        let client = self.client.as_mut().expect("connected above");
+        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = RaftPayload { data };
+        let reply = match rpc {
+            Rpc::Append => client.append_entries(payload).await,
+            Rpc::Vote => client.vote(payload).await,
+            Rpc::Snapshot => client.install_snapshot(payload).await,
+        };
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                self.client = None;
+                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+            }
+        };
+        let res: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Append, &rpc).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(Rpc::Snapshot, &rpc).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc).await
+    }
+}
+
+/// The receiving side: hands requests from other servers to the local Raft.
+pub struct RaftService {
+    pub raft: Raft,
+    pub writer: Writer,
+    /// When this server last heard from a leader (for `agent-info`'s `last_contact`).
+    pub last_contact: Arc<Mutex<Option<Instant>>>,
+}
+
+fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, tonic::Status> {
+    serde_json::from_slice(&p.data).map_err(|e| tonic::Status::invalid_argument(format!("bad raft payload: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    serde_json::to_vec(v)
+        .map(|data| tonic::Response::new(RaftPayload { data }))
+        .map_err(|e| tonic::Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn append_entries(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
+        *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        encode(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
+        encode(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        encode(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let proposal = Proposal {
+            command: req.into_inner().data,
+        };
+        let result = self.writer.propose_local(proposal).await?;
+        encode(&result)
+    }
+}

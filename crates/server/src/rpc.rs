@@ -1,0 +1,298 @@
+//! The public gRPC services (`yurt.v1`). Handlers are thin: read the state, or build a command
+//! and hand it to the [`Writer`]. Errors reach the user as one sentence in the status message.
+
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister, NodeRegister, NodeStatusUpdate};
+use yurt_core::sched::{new_eval, plan_job};
+use yurt_core::state::{PrefixError, State};
+use yurt_proto::v1::client_fs_client::ClientFsClient;
+use yurt_proto::v1::*;
+use yurt_types::diff::job_diff;
+use yurt_types::jobspec;
+use yurt_types::status::*;
+
+use crate::raft::state_machine::StateHandle;
+use crate::write::{now_unix_ms, Writer};
+
+/// How long the servers tell clients to wait between heartbeats.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+
+/// Longest a blocking query may wait.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn lookup<'a, T>(map: &'a std::collections::BTreeMap<String, T>, what: &str, id: &str) -> Result<&'a T, Status> {
+    State::find_by_prefix(map, id).map_err(|e| match e {
+        PrefixError::NotFound => Status::not_found(format!("{what} {id:?} not found")),
+        PrefixError::Ambiguous => {
+            Status::invalid_argument(format!("{what} ID prefix {id:?} matches more than one {what}: give more characters"))
+        }
+    })
+}
+
+/// Applies defaults and checks a job that arrived over the API (the CLI already did this for
+/// files, but the API accepts jobs from anyone).
+fn checked_job(job: Option<Job>) -> Result<Job, Status> {
+    let mut job = job.ok_or_else(|| Status::invalid_argument("request has no job"))?;
+    jobspec::canonicalize(&mut job);
+    jobspec::validate(&job).map_err(|p| Status::invalid_argument(format!("{}: {}", p.path, p.message)))?;
+    Ok(job)
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub state: StateHandle,
+    pub writer: Writer,
+}
+
+#[tonic::async_trait]
+impl jobs_server::Jobs for Api {
+    async fn register(&self, req: Request<RegisterJobRequest>) -> Reply<RegisterJobResponse> {
+        let req = req.into_inner();
+        let job = checked_job(req.job)?;
+        let eval = new_eval(&job, new_id(), TRIGGER_JOB_REGISTER);
+        let r = self
+            .writer
+            .apply(command::Kind::JobRegister(JobRegister {
+                job: Some(job),
+                eval: Some(eval),
+                enforce_index: req.enforce_index,
+                job_modify_index: req.job_modify_index,
+            }))
+            .await?;
+        Ok(Response::new(RegisterJobResponse {
+            eval_id: r.eval_id,
+            job_modify_index: r.job_modify_index,
+            index: r.index,
+            warnings: String::new(),
+        }))
+    }
+
+    async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
+        let job = checked_job(req.into_inner().job)?;
+        let plan = self.state.read(|s| plan_job(s, &job, now_unix_ms()));
+        Ok(Response::new(PlanJobResponse {
+            job_modify_index: plan.job_modify_index,
+            diff: Some(plan.diff),
+            desired_tg_updates: plan.desired.into_iter().collect(),
+            failed_tg_allocs: plan.failed.into_iter().collect(),
+            warnings: String::new(),
+        }))
+    }
+
+    async fn get(&self, req: Request<GetJobRequest>) -> Reply<Job> {
+        let id = req.into_inner().job_id;
+        self.state
+            .read(|s| lookup(&s.jobs, "job", &id).cloned())
+            .map(Response::new)
+    }
+
+    async fn list(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
+        let prefix = req.into_inner().prefix;
+        let jobs = self.state.read(|s| {
+            s.jobs
+                .values()
+                .filter(|j| j.id.starts_with(&prefix))
+                .map(|j| JobListStub {
+                    id: j.id.clone(),
+                    name: j.name.clone(),
+                    r#type: j.r#type.clone(),
+                    priority: j.priority,
+                    status: j.status.clone(),
+                    submit_time_unix_ms: j.submit_time_unix_ms,
+                    version: j.version,
+                })
+                .collect()
+        });
+        Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn versions(&self, req: Request<JobVersionsRequest>) -> Reply<JobVersionsResponse> {
+        let req = req.into_inner();
+        let versions: Vec<Job> = self.state.read(|s| {
+            let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
+            Ok::<_, Status>(s.job_versions.get(&id).map(|v| v.iter().rev().cloned().collect()).unwrap_or_default())
+        })?;
+        let diffs = if req.diffs {
+            versions.windows(2).map(|w| job_diff(Some(&w[1]), &w[0])).collect()
+        } else {
+            vec![]
+        };
+        Ok(Response::new(JobVersionsResponse { versions, diffs }))
+    }
+
+    async fn deregister(&self, req: Request<DeregisterJobRequest>) -> Reply<DeregisterJobResponse> {
+        let req = req.into_inner();
+        let job = self.state.read(|s| lookup(&s.jobs, "job", &req.job_id).cloned())?;
+        let eval = new_eval(&job, new_id(), TRIGGER_JOB_DEREGISTER);
+        let r = self
+            .writer
+            .apply(command::Kind::JobDeregister(JobDeregister {
+                job_id: job.id.clone(),
+                purge: req.purge,
+                eval: Some(eval),
+            }))
+            .await?;
+        Ok(Response::new(DeregisterJobResponse {
+            eval_id: r.eval_id,
+            index: r.index,
+        }))
+    }
+
+    async fn allocations(&self, req: Request<GetJobRequest>) -> Reply<ListAllocsResponse> {
+        let id = req.into_inner().job_id;
+        let allocs = self.state.read(|s| {
+            let id = lookup(&s.jobs, "job", &id)?.id.clone();
+            Ok::<_, Status>(s.job_allocs(&id).into_iter().cloned().collect())
+        })?;
+        Ok(Response::new(ListAllocsResponse { allocs }))
+    }
+
+    async fn evaluations(&self, req: Request<GetJobRequest>) -> Reply<ListEvalsResponse> {
+        let id = req.into_inner().job_id;
+        let mut evals: Vec<Evaluation> = self
+            .state
+            .read(|s| s.evals.values().filter(|e| e.job_id == id).cloned().collect());
+        evals.sort_by_key(|e| std::cmp::Reverse(e.create_index));
+        Ok(Response::new(ListEvalsResponse { evals }))
+    }
+}
+
+#[tonic::async_trait]
+impl evals_server::Evals for Api {
+    async fn get(&self, req: Request<GetEvalRequest>) -> Reply<Evaluation> {
+        let id = req.into_inner().eval_id;
+        self.state
+            .read(|s| lookup(&s.evals, "evaluation", &id).cloned())
+            .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl nodes_server::Nodes for Api {
+    async fn list(&self, _req: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
+        let nodes = self.state.read(|s| s.nodes.values().cloned().collect());
+        Ok(Response::new(ListNodesResponse { nodes }))
+    }
+
+    async fn get(&self, req: Request<GetNodeRequest>) -> Reply<Node> {
+        let id = req.into_inner().node_id;
+        self.state
+            .read(|s| lookup(&s.nodes, "node", &id).cloned())
+            .map(Response::new)
+    }
+
+    async fn register(&self, req: Request<RegisterNodeRequest>) -> Reply<NodeUpdateResponse> {
+        let mut node = req
+            .into_inner()
+            .node
+            .ok_or_else(|| Status::invalid_argument("request has no node"))?;
+        if node.id.is_empty() {
+            return Err(Status::invalid_argument("node has no ID"));
+        }
+        node.status = NODE_READY.into();
+        let r = self
+            .writer
+            .apply(command::Kind::NodeRegister(NodeRegister { node: Some(node) }))
+            .await?;
+        Ok(Response::new(NodeUpdateResponse {
+            heartbeat_ttl_ms: HEARTBEAT_TTL.as_millis() as u64,
+            index: r.index,
+        }))
+    }
+
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Reply<NodeUpdateResponse> {
+        let id = req.into_inner().node_id;
+        let status = self
+            .state
+            .read(|s| s.nodes.get(&id).map(|n| n.status.clone()))
+            .ok_or_else(|| Status::not_found(format!("node {id:?} not found")))?;
+        let mut index = self.state.read(|s| s.index);
+        if status != NODE_READY {
+            index = self
+                .writer
+                .apply(command::Kind::NodeStatusUpdate(NodeStatusUpdate {
+                    node_id: id,
+                    status: NODE_READY.into(),
+                }))
+                .await?
+                .index;
+        }
+        Ok(Response::new(NodeUpdateResponse {
+            heartbeat_ttl_ms: HEARTBEAT_TTL.as_millis() as u64,
+            index,
+        }))
+    }
+
+    async fn client_allocs(&self, req: Request<ClientAllocsRequest>) -> Reply<ClientAllocsResponse> {
+        let req = req.into_inner();
+        let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+        let index = self.state.wait_past(req.min_index, wait).await;
+        let allocs = self
+            .state
+            .read(|s| s.node_allocs(&req.node_id).into_iter().cloned().collect());
+        Ok(Response::new(ClientAllocsResponse { allocs, index }))
+    }
+
+    async fn update_allocs(&self, req: Request<UpdateAllocsRequest>) -> Reply<UpdateAllocsResponse> {
+        let req = req.into_inner();
+        let r = self
+            .writer
+            .apply(command::Kind::AllocClientUpdates(AllocClientUpdates {
+                node_id: req.node_id,
+                updates: req.updates,
+            }))
+            .await?;
+        Ok(Response::new(UpdateAllocsResponse { index: r.index }))
+    }
+}
+
+#[tonic::async_trait]
+impl allocs_server::Allocs for Api {
+    async fn get(&self, req: Request<GetAllocRequest>) -> Reply<Allocation> {
+        let id = req.into_inner().alloc_id;
+        self.state
+            .read(|s| lookup(&s.allocs, "allocation", &id).cloned())
+            .map(Response::new)
+    }
+
+    async fn list(&self, req: Request<ListAllocsRequest>) -> Reply<ListAllocsResponse> {
+        let node = req.into_inner().node_id;
+        let allocs = self.state.read(|s| {
+            s.allocs
+                .values()
+                .filter(|a| node.is_empty() || a.node_id == node)
+                .cloned()
+                .collect()
+        });
+        Ok(Response::new(ListAllocsResponse { allocs }))
+    }
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
+        let mut req = req.into_inner();
+        let (alloc_id, addr) = self.state.read(|s| {
+            let a = lookup(&s.allocs, "allocation", &req.alloc_id)?;
+            let node = s
+                .nodes
+                .get(&a.node_id)
+                .ok_or_else(|| Status::not_found(format!("node {:?} of allocation not found", a.node_id)))?;
+            Ok::<_, Status>((a.id.clone(), node.rpc_addr.clone()))
+        })?;
+        req.alloc_id = alloc_id;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|_| Status::unavailable(format!("cannot reach the client agent at {addr} to read logs")))?;
+        ClientFsClient::new(channel).logs(req).await
+    }
+}
