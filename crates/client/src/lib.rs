@@ -1,1 +1,262 @@
-//! placeholder
+//! The Yurt client agent: registers its node, heartbeats, watches the allocations the servers
+//! place on it, runs their tasks through the [`executor`], and reports their state back.
+//!
+//! Tasks outlive the agent: each runs under its own `yurt executor` in its own session, and the
+//! agent keeps what it knows in sled (`<data_dir>/client/state`). A restarted agent reloads
+//! that state and re-attaches to the tasks still running.
+//!
+//! Architecture invariant: this crate never depends on `yurt-core` or `yurt-server`; it talks
+//! to the servers only through the public gRPC API.
+
+pub mod executor;
+pub mod fingerprint;
+mod logs;
+pub mod restart;
+mod runner;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+use yurt_proto::v1::client_fs_server::ClientFsServer;
+use yurt_proto::v1::nodes_client::NodesClient;
+use yurt_proto::v1::{HeartbeatRequest, Node, RegisterNodeRequest};
+use yurt_types::status::*;
+
+pub use runner::LocalAlloc;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub data_dir: PathBuf,
+    /// gRPC addresses of the servers (`host:port`).
+    pub servers: Vec<String>,
+    pub name: Option<String>,
+    pub datacenter: String,
+    pub node_class: String,
+    /// The gRPC address the servers reach this agent at (for logs).
+    pub advertise_addr: String,
+    /// The `yurt` binary, re-executed as `yurt executor` for each task.
+    pub executor_exe: PathBuf,
+    /// How often the task supervisor looks at its tasks.
+    pub tick: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use client data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open client state in {path}: {source}")]
+    State { path: PathBuf, source: sled::Error },
+    #[error("client state in {path} is unreadable: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("no servers given: use -servers host:port")]
+    NoServers,
+    #[error("bad server address {0:?}: {1}")]
+    BadServer(String, String),
+}
+
+/// A running client agent.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    node_id: String,
+    dir: PathBuf,
+    db: sled::Tree,
+    allocs: Mutex<BTreeMap<String, LocalAlloc>>,
+    nodes: NodesClient<Channel>,
+    last_heartbeat: Mutex<Option<Instant>>,
+    ttl_ms: AtomicU64,
+    registered: watch::Sender<bool>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// A stable node ID, kept in `<data_dir>/client/node-id`.
+fn node_id(dir: &std::path::Path) -> std::io::Result<String> {
+    let path = dir.join("node-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}
+
+impl Client {
+    pub async fn start(config: ClientConfig) -> Result<Client, StartError> {
+        let dir = config.data_dir.join("client");
+        let dir_err = |source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir.join("allocs")).map_err(dir_err)?;
+        let id = node_id(&dir).map_err(dir_err)?;
+        let state_path = dir.join("state");
+        let db = sled::Config::new()
+            .path(&state_path)
+            .cache_capacity(4 * 1024 * 1024)
+            .open()
+            .and_then(|db| db.open_tree("allocs"))
+            .map_err(|source| StartError::State {
+                path: state_path.clone(),
+                source,
+            })?;
+        let allocs = runner::load(&db).map_err(|message| StartError::Corrupt {
+            path: state_path.clone(),
+            message,
+        })?;
+        let server = config.servers.first().ok_or(StartError::NoServers)?;
+        let endpoint = Endpoint::from_shared(format!("http://{server}"))
+            .map_err(|e| StartError::BadServer(server.clone(), e.to_string()))?
+            .connect_timeout(Duration::from_secs(2));
+        let nodes = NodesClient::new(endpoint.connect_lazy());
+        tracing::info!(node_id = %id, restored = allocs.len(), "client starting");
+        let client = Client {
+            inner: Arc::new(Inner {
+                config,
+                node_id: id,
+                dir,
+                db,
+                allocs: Mutex::new(allocs),
+                nodes,
+                last_heartbeat: Mutex::new(None),
+                ttl_ms: AtomicU64::new(0),
+                registered: watch::channel(false).0,
+                shutdown: watch::channel(false).0,
+            }),
+        };
+        tokio::spawn(client.clone().heartbeat_loop());
+        tokio::spawn(client.clone().watch_loop());
+        tokio::spawn(client.clone().supervise_loop());
+        Ok(client)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The client's gRPC service (logs), to be served on the agent's listener.
+    pub fn fs_service(&self) -> ClientFsServer<logs::LogService> {
+        ClientFsServer::new(logs::LogService {
+            client: self.clone(),
+        })
+    }
+
+    /// Waits until the node is registered with the servers (bounded).
+    pub async fn wait_registered(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.registered.subscribe();
+        let ok = tokio::time::timeout(timeout, rx.wait_for(|r| *r)).await.is_ok();
+        ok
+    }
+
+    /// The `client` section of `agent-info`.
+    pub fn info_section(&self) -> BTreeMap<String, String> {
+        let last = self
+            .inner
+            .last_heartbeat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| format!("{}ms", t.elapsed().as_millis()))
+            .unwrap_or_else(|| "never".into());
+        let n = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner()).len();
+        BTreeMap::from([
+            ("node_id".to_string(), self.inner.node_id.clone()),
+            ("known_servers".to_string(), self.inner.config.servers.join(",")),
+            ("num_allocations".to_string(), n.to_string()),
+            ("last_heartbeat".to_string(), last),
+            (
+                "heartbeat_ttl".to_string(),
+                yurt_types::duration::format_ms(self.inner.ttl_ms.load(Ordering::Relaxed)),
+            ),
+        ])
+    }
+
+    /// Stops the agent's loops. Tasks keep running: they belong to their executors.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+
+    fn node(&self) -> Node {
+        let fp = fingerprint::fingerprint();
+        let c = &self.inner.config;
+        Node {
+            id: self.inner.node_id.clone(),
+            name: c.name.clone().unwrap_or(fp.hostname),
+            datacenter: c.datacenter.clone(),
+            node_class: c.node_class.clone(),
+            status: NODE_INIT.into(),
+            scheduling_eligibility: String::new(),
+            drain: false,
+            attributes: fp.attributes,
+            resources: Some(fp.resources),
+            rpc_addr: c.advertise_addr.clone(),
+            version: yurt_types::VERSION.into(),
+            ..Node::default()
+        }
+    }
+
+    async fn register(&self) -> Result<u64, tonic::Status> {
+        let r = self
+            .inner
+            .nodes
+            .clone()
+            .register(RegisterNodeRequest { node: Some(self.node()) })
+            .await?
+            .into_inner();
+        Ok(r.heartbeat_ttl_ms)
+    }
+
+    async fn heartbeat_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut registered = false;
+        loop {
+            let result = if registered {
+                self.inner
+                    .nodes
+                    .clone()
+                    .heartbeat(HeartbeatRequest {
+                        node_id: self.inner.node_id.clone(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().heartbeat_ttl_ms)
+            } else {
+                self.register().await
+            };
+            let wait = match result {
+                Ok(ttl) => {
+                    if !registered {
+                        tracing::info!(node_id = %self.inner.node_id, "node registered");
+                    }
+                    registered = true;
+                    self.inner.registered.send_replace(true);
+                    self.inner.ttl_ms.store(ttl, Ordering::Relaxed);
+                    *self.inner.last_heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    Duration::from_millis(ttl / 2).max(Duration::from_millis(100))
+                }
+                Err(s) if s.code() == Code::NotFound => {
+                    registered = false;
+                    Duration::from_millis(100)
+                }
+                Err(s) => {
+                    tracing::warn!(error = %s.message(), "cannot reach servers; retrying");
+                    Duration::from_millis(500)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use tonic::{Request, Response, Status};
+use yurt_proto::v1::client_fs_server::ClientFs;
+use yurt_proto::v1::{LogsRequest, LogsResponse};
+use yurt_types::status::TASK_DEAD;
+
+use crate::runner::log_path;
+use crate::Client;
+
+const MAX_CHUNK: u64 = 1024 * 1024;
+
+pub struct LogService {
+    pub(crate) client: Client,
+}
+
+#[tonic::async_trait]
+impl ClientFs for LogService {
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
+        let req = req.into_inner();
+        let local = self
+            .client
+            .local_alloc(&req.alloc_id)
+            .ok_or_else(|| Status::not_found(format!("allocation {:?} is not on this client", req.alloc_id)))?;
+        let task = if req.task.is_empty() {
+            let names: Vec<&String> = local.tasks.keys().collect();
+            match names.as_slice() {
+                [one] => (*one).clone(),
+                _ => {
+                    let list: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+                    return Err(Status::invalid_argument(format!(
+                        "allocation has several tasks, name one of: {}",
+                        list.join(", ")
+                    )));
+                }
+            }
+        } else {
+            req.task.clone()
+        };
+        let t = local
+            .tasks
+            .get(&task)
+            .ok_or_else(|| Status::not_found(format!("task {task:?} is not in allocation {}", req.alloc_id)))?;
+        let path = log_path(self.client.client_dir(), &req.alloc_id, &task, req.stderr);
+        let limit = if req.limit == 0 { MAX_CHUNK } else { req.limit.min(MAX_CHUNK) };
+        let mut data = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            f.seek(SeekFrom::Start(req.offset))
+                .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
+            f.take(limit)
+                .read_to_end(&mut data)
+                .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
+        }
+        Ok(Response::new(LogsResponse {
+            next_offset: req.offset + data.len() as u64,
+            data,
+            finished: t.state.state == TASK_DEAD,
+        }))
+    }
+}

@@ -1,0 +1,480 @@
+//! Allocation and task runners: start the tasks of allocations the servers want running, stop
+//! those they want stopped, restart tasks by their `restart` policy, and report every change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use yurt_proto::v1::{value, AllocClientUpdate, Allocation, ClientAllocsRequest, TaskEvent, TaskState, UpdateAllocsRequest};
+use yurt_types::status::*;
+
+use crate::executor::{self, ExecSpec};
+use crate::restart::{decide, Decision};
+use crate::Client;
+
+/// What the client knows of one allocation; persisted in sled as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalAlloc {
+    pub alloc: Allocation,
+    pub tasks: BTreeMap<String, LocalTask>,
+    pub client_status: String,
+    pub client_description: String,
+    /// Stop requested by the servers: tasks are being killed.
+    pub stopping: bool,
+    /// The current status has not reached the servers yet.
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalTask {
+    pub state: TaskState,
+    pub exec_dir: PathBuf,
+    /// PID of the `yurt executor` that runs the task.
+    pub executor_pid: Option<i32>,
+    /// When a pending restart is due (Unix ms).
+    pub restart_at_ms: Option<i64>,
+    pub restarts_ms: Vec<i64>,
+    /// When a stopping task gets SIGKILL (Unix ms).
+    pub kill_at_ms: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Loads the persisted allocations.
+pub(crate) fn load(db: &sled::Tree) -> Result<BTreeMap<String, LocalAlloc>, String> {
+    let mut out = BTreeMap::new();
+    for kv in db.iter() {
+        let (k, v) = kv.map_err(|e| e.to_string())?;
+        let a: LocalAlloc = serde_json::from_slice(&v).map_err(|e| format!("allocation {}: {e}", String::from_utf8_lossy(&k)))?;
+        out.insert(a.alloc.id.clone(), a);
+    }
+    Ok(out)
+}
+
+fn event(kind: &str, message: impl Into<String>) -> TaskEvent {
+    TaskEvent {
+        r#type: kind.into(),
+        time_unix_ms: now_ms(),
+        message: message.into(),
+        ..TaskEvent::default()
+    }
+}
+
+/// The directory of an allocation: `<data_dir>/client/allocs/<id>`.
+pub(crate) fn alloc_dir(client_dir: &Path, alloc_id: &str) -> PathBuf {
+    client_dir.join("allocs").join(alloc_id)
+}
+
+/// Where a task's stdout or stderr goes: `<alloc_dir>/alloc/logs/<task>.stdout.0`.
+pub(crate) fn log_path(client_dir: &Path, alloc_id: &str, task: &str, stderr: bool) -> PathBuf {
+    let stream = if stderr { "stderr" } else { "stdout" };
+    alloc_dir(client_dir, alloc_id).join("alloc").join("logs").join(format!("{task}.{stream}.0"))
+}
+
+/// Replaces `${NAME}` with values from `env`; unknown names are left as written.
+fn interpolate(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match env.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Client {
+    pub(crate) async fn watch_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let _ = self.wait_registered(Duration::from_secs(3600)).await;
+        let mut index = 0;
+        loop {
+            let req = ClientAllocsRequest {
+                node_id: self.inner.node_id.clone(),
+                min_index: index,
+                wait_ms: 30_000,
+            };
+            let mut nodes = self.inner.nodes.clone();
+            let call = nodes.client_allocs(req);
+            let reply = tokio::select! {
+                r = call => r,
+                _ = shutdown.changed() => return,
+            };
+            match reply {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    index = r.index;
+                    self.reconcile(r.allocs).await;
+                }
+                Err(s) => {
+                    tracing::warn!(error = %s.message(), "cannot fetch allocations; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn supervise_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            self.tick().await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.config.tick) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn persist(&self, a: &LocalAlloc) {
+        match serde_json::to_vec(a) {
+            Ok(bytes) => {
+                if let Err(e) = self.inner.db.insert(a.alloc.id.as_bytes(), bytes) {
+                    tracing::error!(error = %e, "cannot save client state");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode client state"),
+        }
+    }
+
+    /// Brings local allocations in line with the servers' view.
+    async fn reconcile(&self, server: Vec<Allocation>) {
+        let mut to_start = Vec::new();
+        {
+            let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            for a in server {
+                match allocs.get_mut(&a.id) {
+                    None if a.desired_status == ALLOC_DESIRED_RUN && !alloc_client_terminal(&a.client_status) => {
+                        let tasks = a
+                            .job
+                            .as_ref()
+                            .and_then(|j| j.task_groups.iter().find(|g| g.name == a.task_group))
+                            .map(|g| g.tasks.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+                            .unwrap_or_default();
+                        let dir = alloc_dir(&self.inner.dir, &a.id);
+                        let local = LocalAlloc {
+                            tasks: tasks
+                                .iter()
+                                .map(|t| {
+                                    (
+                                        t.clone(),
+                                        LocalTask {
+                                            state: TaskState {
+                                                state: TASK_PENDING.into(),
+                                                events: vec![event("Received", "Task received by client")],
+                                                ..TaskState::default()
+                                            },
+                                            exec_dir: dir.join(t).join("executor"),
+                                            executor_pid: None,
+                                            restart_at_ms: Some(0),
+                                            restarts_ms: vec![],
+                                            kill_at_ms: None,
+                                        },
+                                    )
+                                })
+                                .collect(),
+                            alloc: a.clone(),
+                            client_status: ALLOC_PENDING.into(),
+                            client_description: String::new(),
+                            stopping: false,
+                            dirty: true,
+                        };
+                        tracing::info!(alloc = %a.id, name = %a.name, "starting allocation");
+                        self.persist(&local);
+                        allocs.insert(a.id.clone(), local);
+                        to_start.push(a.id.clone());
+                    }
+                    None => {}
+                    Some(local) => {
+                        let stop = a.desired_status != ALLOC_DESIRED_RUN;
+                        local.alloc = a;
+                        if stop && !local.stopping {
+                            local.stopping = true;
+                            self.stop_tasks(local);
+                        }
+                        self.persist(local);
+                    }
+                }
+            }
+        }
+        if !to_start.is_empty() {
+            self.tick().await;
+        }
+    }
+
+    /// Asks every running task of an allocation to stop: SIGTERM now, SIGKILL after kill_timeout.
+    fn stop_tasks(&self, local: &mut LocalAlloc) {
+        let timeouts: BTreeMap<String, u64> = local
+            .alloc
+            .job
+            .as_ref()
+            .and_then(|j| j.task_groups.iter().find(|g| g.name == local.alloc.task_group))
+            .map(|g| g.tasks.iter().map(|t| (t.name.clone(), t.kill_timeout_ms)).collect())
+            .unwrap_or_default();
+        for (name, t) in local.tasks.iter_mut() {
+            t.restart_at_ms = None;
+            if t.state.state == TASK_RUNNING {
+                if let Some(pid) = executor::read_pid(&t.exec_dir) {
+                    executor::signal_group(pid, Signal::SIGTERM);
+                }
+                t.kill_at_ms = Some(now_ms() + timeouts.get(name).copied().unwrap_or(5_000) as i64);
+                t.state.events.push(event("Killing", "Sent interrupt"));
+            } else if t.state.state == TASK_PENDING {
+                t.state.state = TASK_DEAD.into();
+                t.state.finished_at_unix_ms = now_ms();
+            }
+        }
+    }
+
+    fn start_task(&self, local: &LocalAlloc, task_name: &str, t: &mut LocalTask) -> Result<(), String> {
+        let a = &local.alloc;
+        let job = a.job.clone().unwrap_or_default();
+        let task = job
+            .task_groups
+            .iter()
+            .find(|g| g.name == a.task_group)
+            .and_then(|g| g.tasks.iter().find(|x| x.name == task_name))
+            .ok_or_else(|| format!("task {task_name:?} is not in the allocation's job"))?;
+        let adir = alloc_dir(&self.inner.dir, &a.id);
+        let task_dir = adir.join(task_name);
+        let logs = adir.join("alloc").join("logs");
+        for d in [&task_dir, &logs, &t.exec_dir] {
+            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        }
+        let _ = std::fs::remove_file(executor::exit_path(&t.exec_dir));
+        let _ = std::fs::remove_file(executor::pid_path(&t.exec_dir));
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
+        for prefix in ["YURT", "NOMAD"] {
+            env.insert(format!("{prefix}_ALLOC_ID"), a.id.clone());
+            env.insert(format!("{prefix}_ALLOC_NAME"), a.name.clone());
+            env.insert(format!("{prefix}_JOB_NAME"), a.job_id.clone());
+            env.insert(format!("{prefix}_GROUP_NAME"), a.task_group.clone());
+            env.insert(format!("{prefix}_TASK_NAME"), task_name.into());
+            env.insert(format!("{prefix}_ALLOC_DIR"), adir.join("alloc").display().to_string());
+            env.insert(format!("{prefix}_TASK_DIR"), task_dir.display().to_string());
+        }
+        let base = env.clone();
+        for (k, v) in &task.env {
+            env.insert(k.clone(), interpolate(v, &base));
+        }
+        let string = |key: &str| match task.config.get(key).and_then(|v| v.kind.as_ref()) {
+            Some(value::Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let command = string("command").ok_or("task has no config.command")?;
+        let args = match task.config.get("args").and_then(|v| v.kind.as_ref()) {
+            Some(value::Kind::ListValue(l)) => l
+                .values
+                .iter()
+                .filter_map(|v| match &v.kind {
+                    Some(value::Kind::StringValue(s)) => Some(interpolate(s, &env)),
+                    _ => None,
+                })
+                .collect(),
+            _ => vec![],
+        };
+        let spec = ExecSpec {
+            command: interpolate(&command, &env),
+            args,
+            env,
+            dir: task_dir,
+            stdout: log_path(&self.inner.dir, &a.id, task_name, false),
+            stderr: log_path(&self.inner.dir, &a.id, task_name, true),
+        };
+        let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+        std::fs::write(executor::spec_path(&t.exec_dir), bytes).map_err(|e| format!("cannot write task spec: {e}"))?;
+        let mut child = tokio::process::Command::new(&self.inner.config.executor_exe)
+            .arg("executor")
+            .arg(&t.exec_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the executor {}: {e}", self.inner.config.executor_exe.display()))?;
+        t.executor_pid = child.id().map(|p| p as i32);
+        // Reap the executor when it ends while this agent runs; after a restart, init does.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        t.state.state = TASK_RUNNING.into();
+        t.state.started_at_unix_ms = now_ms();
+        t.state.events.push(event("Started", "Task started by client"));
+        Ok(())
+    }
+
+    /// One pass of the task supervisor: start due tasks, notice exits, enforce kill deadlines,
+    /// derive allocation status, persist and report changes.
+    pub(crate) async fn tick(&self) {
+        let now = now_ms();
+        let mut updates = Vec::new();
+        {
+            let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            for local in allocs.values_mut() {
+                let before = (local.client_status.clone(), serde_json::to_string(&local.tasks).unwrap_or_default());
+                let batch = local.alloc.job.as_ref().is_some_and(|j| j.r#type == JOB_TYPE_BATCH);
+                let policy = local
+                    .alloc
+                    .job
+                    .as_ref()
+                    .and_then(|j| j.task_groups.iter().find(|g| g.name == local.alloc.task_group))
+                    .and_then(|g| g.restart.clone())
+                    .unwrap_or_default();
+                let names: Vec<String> = local.tasks.keys().cloned().collect();
+                for name in names {
+                    let mut t = local.tasks[&name].clone();
+                    match t.state.state.as_str() {
+                        TASK_PENDING if !local.stopping && t.restart_at_ms.is_some_and(|at| at <= now) => {
+                            t.restart_at_ms = None;
+                            if let Err(e) = self.start_task(local, &name, &mut t) {
+                                t.state.state = TASK_DEAD.into();
+                                t.state.failed = true;
+                                t.state.finished_at_unix_ms = now;
+                                t.state.events.push(event("Driver Failure", e));
+                            }
+                        }
+                        TASK_RUNNING => {
+                            let exit = executor::read_exit(&t.exec_dir);
+                            let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
+                            if let Some(status) = exit {
+                                let mut ev = event("Terminated", format!("Exit Code: {}", status.code));
+                                ev.exit_code = status.code;
+                                ev.signal = status.signal;
+                                t.state.events.push(ev);
+                                if let Ok(why) = std::fs::read_to_string(t.exec_dir.join("error")) {
+                                    t.state.events.push(event("Driver Failure", why));
+                                }
+                                if local.stopping {
+                                    t.state.state = TASK_DEAD.into();
+                                    t.state.finished_at_unix_ms = now;
+                                } else {
+                                    match decide(&policy, &t.restarts_ms, now, status.success(), batch) {
+                                        Decision::Complete => {
+                                            t.state.state = TASK_DEAD.into();
+                                            t.state.finished_at_unix_ms = now;
+                                        }
+                                        Decision::Fail { reason } => {
+                                            t.state.state = TASK_DEAD.into();
+                                            t.state.failed = true;
+                                            t.state.finished_at_unix_ms = now;
+                                            t.state.events.push(event("Not Restarting", reason));
+                                        }
+                                        Decision::Restart { at_ms, reason } => {
+                                            t.state.state = TASK_PENDING.into();
+                                            t.state.restarts += 1;
+                                            t.restarts_ms.push(now);
+                                            t.restart_at_ms = Some(at_ms);
+                                            t.state.events.push(event("Restarting", reason));
+                                        }
+                                    }
+                                }
+                            } else if executor_gone && executor::read_exit(&t.exec_dir).is_none() {
+                                t.state.state = TASK_DEAD.into();
+                                t.state.failed = !local.stopping;
+                                t.state.finished_at_unix_ms = now;
+                                t.state.events.push(event("Task Lost", "the task's executor exited unexpectedly"));
+                            } else if let Some(at) = t.kill_at_ms {
+                                if at <= now {
+                                    if let Some(pid) = executor::read_pid(&t.exec_dir) {
+                                        executor::signal_group(pid, Signal::SIGKILL);
+                                    }
+                                    t.kill_at_ms = None;
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    local.tasks.insert(name, t);
+                }
+                let states: Vec<&TaskState> = local.tasks.values().map(|t| &t.state).collect();
+                let all_dead = states.iter().all(|s| s.state == TASK_DEAD);
+                let (status, desc) = if all_dead && states.iter().any(|s| s.failed) {
+                    (ALLOC_FAILED, "Failed tasks")
+                } else if all_dead {
+                    (ALLOC_COMPLETE, "All tasks have completed")
+                } else if states.iter().any(|s| s.state == TASK_RUNNING) {
+                    (ALLOC_RUNNING, "Tasks are running")
+                } else {
+                    (ALLOC_PENDING, "No tasks have started")
+                };
+                local.client_status = status.into();
+                local.client_description = desc.into();
+                let after = (local.client_status.clone(), serde_json::to_string(&local.tasks).unwrap_or_default());
+                if before != after {
+                    local.dirty = true;
+                    self.persist(local);
+                }
+                if local.dirty {
+                    updates.push(AllocClientUpdate {
+                        alloc_id: local.alloc.id.clone(),
+                        client_status: local.client_status.clone(),
+                        client_description: local.client_description.clone(),
+                        task_states: local.tasks.iter().map(|(k, t)| (k.clone(), t.state.clone())).collect(),
+                    });
+                }
+            }
+        }
+        if updates.is_empty() {
+            return;
+        }
+        let sent: BTreeSet<String> = updates.iter().map(|u| u.alloc_id.clone()).collect();
+        let req = UpdateAllocsRequest {
+            node_id: self.inner.node_id.clone(),
+            updates,
+        };
+        match self.inner.nodes.clone().update_allocs(req).await {
+            Ok(_) => {
+                let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+                for id in sent {
+                    if let Some(a) = allocs.get_mut(&id) {
+                        a.dirty = false;
+                        self.persist(a);
+                    }
+                }
+            }
+            Err(s) => tracing::warn!(error = %s.message(), "cannot report allocation status; will retry"),
+        }
+    }
+
+    /// The local view of an allocation (for logs).
+    pub(crate) fn local_alloc(&self, id: &str) -> Option<LocalAlloc> {
+        self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    pub(crate) fn client_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_replaces_known_names_only() {
+        let env = BTreeMap::from([("YURT_ALLOC_ID".to_string(), "abc".to_string())]);
+        assert_eq!(interpolate("id=${YURT_ALLOC_ID}!", &env), "id=abc!");
+        assert_eq!(interpolate("${UNKNOWN} and ${YURT_ALLOC_ID}", &env), "${UNKNOWN} and abc");
+        assert_eq!(interpolate("open ${", &env), "open ${");
+    }
+}
