@@ -1,1 +1,127 @@
-fn main() {}
+//! `yurt`: the agent and the command-line interface, in Nomad's style (single-dash long flags,
+//! `-json` on read commands, `-address` / `YURT_ADDR` to find the cluster).
+
+mod agent;
+mod cmd;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "yurt", about = "Yurt: a small cluster orchestrator in the spirit of Nomad", disable_version_flag = true)]
+struct Cli {
+    /// Address of a Yurt agent's gRPC API.
+    #[arg(long, global = true, env = "YURT_ADDR", default_value = "http://127.0.0.1:4647")]
+    address: String,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a Yurt agent (server, client, or both with -dev).
+    Agent(agent::AgentArgs),
+    /// Register, plan, inspect and stop jobs.
+    Job {
+        #[command(subcommand)]
+        cmd: cmd::job::JobCmd,
+    },
+    /// Inspect client nodes.
+    Node {
+        #[command(subcommand)]
+        cmd: cmd::node::NodeCmd,
+    },
+    /// Inspect allocations and read their logs.
+    Alloc {
+        #[command(subcommand)]
+        cmd: cmd::alloc::AllocCmd,
+    },
+    /// Show the agent's internal state (Raft indexes, leadership, client heartbeat).
+    AgentInfo {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the version.
+    Version,
+    /// Run one task to completion (started by the client agent, not by hand).
+    #[command(hide = true)]
+    Executor { dir: PathBuf },
+}
+
+/// Nomad writes long flags with one dash (`-address`, `-check-index`): accept both forms.
+fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest_literal = false;
+    for a in args {
+        if rest_literal || a == "--" {
+            rest_literal = true;
+            out.push(a);
+            continue;
+        }
+        let single_dash_long = a.starts_with('-')
+            && !a.starts_with("--")
+            && a.len() > 2
+            && a.as_bytes()[1].is_ascii_alphabetic()
+            && (a.as_bytes()[2].is_ascii_alphabetic() || a.as_bytes()[2] == b'-');
+        out.push(if single_dash_long { format!("-{a}") } else { a });
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    if let Command::Executor { dir } = &cli.cmd {
+        // Synchronous and runtime-free: this process lives as long as its task.
+        return ExitCode::from(yurt_client::executor::run(dir) as u8);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> u8 {
+    let addr = cli.address;
+    let result = match cli.cmd {
+        Command::Agent(args) => agent::run(args).await,
+        Command::Job { cmd } => cmd::job::run(&addr, cmd).await,
+        Command::Node { cmd } => cmd::node::run(&addr, cmd).await,
+        Command::Alloc { cmd } => cmd::alloc::run(&addr, cmd).await,
+        Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
+        Command::Version => {
+            println!("Yurt v{}", yurt_types::VERSION);
+            Ok(0)
+        }
+        Command::Executor { .. } => unreachable!("handled before the runtime starts"),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_dash_long_flags_become_double_dash() {
+        let args = ["yurt", "job", "run", "-check-index", "5", "-detach", "-p", "-address=http://x", "--", "-not"];
+        let got = normalize_args(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            got,
+            vec!["yurt", "job", "run", "--check-index", "5", "--detach", "-p", "--address=http://x", "--", "-not"]
+        );
+    }
+}

@@ -182,6 +182,18 @@ impl Client {
         ])
     }
 
+    /// Kills every task this client runs (used when a `-dev` agent discards its data dir).
+    pub fn kill_all_tasks(&self) {
+        let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+        for a in allocs.values() {
+            for t in a.tasks.values() {
+                if let Some(pid) = executor::read_pid(&t.exec_dir) {
+                    executor::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
     /// Stops the agent's loops. Tasks keep running: they belong to their executors.
     pub fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);

@@ -8,6 +8,7 @@
 //! Architecture invariant: only this crate depends on openraft and sled (the client keeps its
 //! own sled state, but never Raft).
 
+pub mod http;
 pub mod leader;
 pub mod raft;
 pub mod rpc;

@@ -1,0 +1,293 @@
+//! `yurt agent`: runs a server, a client, or both (`-dev`) in this process.
+//!
+//! The agent binds its listeners first (port 0 picks a free port), then writes the addresses
+//! it bound to `<data_dir>/agent-addrs.json` (temp file + rename) and prints them, so scripts
+//! and tests can find an agent started on ephemeral ports.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::service::RoutesBuilder;
+use tonic::{Request, Response, Status};
+use yurt_client::{Client, ClientConfig};
+use yurt_proto::v1::agent_server::{Agent, AgentServer};
+use yurt_proto::v1::{AgentInfoRequest, AgentInfoResponse, InfoSection};
+use yurt_server::{Server, ServerConfig};
+
+use crate::cmd::{CliError, CmdResult};
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Server and client in one process on a throwaway data dir, single-server Raft.
+    #[arg(long)]
+    dev: bool,
+    /// Run a server (Raft member, scheduler, API).
+    #[arg(long)]
+    server: bool,
+    /// Run a client (runs allocations).
+    #[arg(long)]
+    client: bool,
+    /// Where the agent keeps its state. Required unless -dev.
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    /// Address to bind the APIs to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// gRPC API port (0 picks a free one).
+    #[arg(long = "grpc-port", default_value_t = 4647)]
+    grpc_port: u16,
+    /// HTTP/JSON API port (0 picks a free one).
+    #[arg(long = "http-port", default_value_t = 4646)]
+    http_port: u16,
+    /// Servers a client connects to (host:port, comma separated).
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Number of servers to wait for before bootstrapping Raft.
+    #[arg(long = "bootstrap-expect", default_value_t = 1)]
+    bootstrap_expect: u32,
+    /// This agent's node name (default: the hostname).
+    #[arg(long)]
+    node: Option<String>,
+    /// Datacenter of the client node.
+    #[arg(long, default_value = "dc1")]
+    dc: String,
+    /// Node class of the client node.
+    #[arg(long = "node-class", default_value = "")]
+    node_class: String,
+    /// Region of the servers.
+    #[arg(long, default_value = "global")]
+    region: String,
+    /// Snapshot the state and compact the Raft log after this many entries.
+    #[arg(long = "raft-snapshot-threshold", default_value_t = 8192)]
+    raft_snapshot_threshold: u64,
+}
+
+/// The addresses an agent bound, as written to `agent-addrs.json`.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+pub struct BoundAddrs {
+    pub grpc: String,
+    pub http: Option<String>,
+    pub pid: u32,
+}
+
+/// Answers `agent-info` from whichever parts this agent runs.
+struct AgentInfo {
+    server: Option<Arc<Server>>,
+    client: Option<Client>,
+}
+
+#[tonic::async_trait]
+impl Agent for AgentInfo {
+    async fn info(&self, _req: Request<AgentInfoRequest>) -> Result<Response<AgentInfoResponse>, Status> {
+        let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if let Some(s) = &self.server {
+            sections.extend(s.info_sections());
+        } else {
+            sections.insert("yurt".into(), BTreeMap::from([("server".to_string(), "false".to_string())]));
+        }
+        if let Some(c) = &self.client {
+            sections.insert("client".into(), c.info_section());
+        }
+        let mut runtime = BTreeMap::new();
+        runtime.insert("version".to_string(), yurt_types::VERSION.to_string());
+        runtime.insert("os".to_string(), std::env::consts::OS.to_string());
+        runtime.insert("arch".to_string(), std::env::consts::ARCH.to_string());
+        runtime.insert(
+            "cpu_count".to_string(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()).to_string(),
+        );
+        sections.insert("runtime".into(), runtime);
+        Ok(Response::new(AgentInfoResponse {
+            sections: sections
+                .into_iter()
+                .map(|(name, values)| InfoSection {
+                    name,
+                    values: values.into_iter().collect(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn fail(msg: impl Into<String>) -> CliError {
+    CliError::Other(msg.into())
+}
+
+fn write_addrs(dir: &Path, addrs: &BoundAddrs) -> Result<(), CliError> {
+    let path = dir.join("agent-addrs.json");
+    let tmp = dir.join("agent-addrs.json.tmp");
+    let bytes = serde_json::to_vec_pretty(addrs).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> Result<TcpListener, CliError> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|e| fail(format!("cannot bind the {what} API to {host}:{port}: {e}")))
+}
+
+pub async fn run(mut args: AgentArgs) -> CmdResult {
+    if args.dev {
+        args.server = true;
+        args.client = true;
+    }
+    if !args.server && !args.client {
+        return Err(fail("agent needs -dev, -server or -client"));
+    }
+    let throwaway = args.data_dir.is_none() && args.dev;
+    let data_dir = match (&args.data_dir, args.dev) {
+        (Some(d), _) => d.clone(),
+        (None, true) => std::env::temp_dir().join(format!("yurt-dev-{}", uuid_like())),
+        (None, false) => return Err(fail("-data-dir is required (or use -dev for a throwaway one)")),
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|e| fail(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+
+    let grpc = bind(&args.bind, args.grpc_port, "gRPC").await?;
+    let grpc_addr: SocketAddr = grpc.local_addr().map_err(|e| fail(e.to_string()))?;
+    let http = if args.server { Some(bind(&args.bind, args.http_port, "HTTP").await?) } else { None };
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+
+    let name = args.node.clone().unwrap_or_else(|| {
+        nix_hostname().unwrap_or_else(|| "yurt".into())
+    });
+    let server = if args.server {
+        let cfg = ServerConfig {
+            data_dir: data_dir.clone(),
+            name: name.clone(),
+            advertise_addr: grpc_addr.to_string(),
+            bootstrap_expect: args.bootstrap_expect,
+            snapshot_threshold: args.raft_snapshot_threshold,
+            region: args.region.clone(),
+        };
+        Some(Arc::new(Server::start(cfg).await.map_err(|e| fail(e.to_string()))?))
+    } else {
+        None
+    };
+
+    let mut routes = RoutesBuilder::default();
+    if let Some(s) = &server {
+        s.add_services(&mut routes);
+    }
+    let client = if args.client {
+        let servers = if args.servers.is_empty() && args.server {
+            vec![grpc_addr.to_string()]
+        } else {
+            args.servers.clone()
+        };
+        let exe = std::env::current_exe().map_err(|e| fail(format!("cannot find the yurt binary: {e}")))?;
+        let cfg = ClientConfig {
+            data_dir: data_dir.clone(),
+            servers,
+            name: args.node.clone(),
+            datacenter: args.dc.clone(),
+            node_class: args.node_class.clone(),
+            advertise_addr: grpc_addr.to_string(),
+            executor_exe: exe,
+            tick: Duration::from_millis(100),
+        };
+        let c = Client::start(cfg).await.map_err(|e| fail(e.to_string()))?;
+        routes.add_service(c.fs_service());
+        Some(c)
+    } else {
+        None
+    };
+    routes.add_service(AgentServer::new(AgentInfo {
+        server: server.clone(),
+        client: client.clone(),
+    }));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc_task = {
+        let mut stop = stop_rx.clone();
+        let incoming = TcpIncoming::from(grpc);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes.routes())
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.changed().await;
+                }),
+        )
+    };
+    if let (Some(l), Some(s)) = (http, &server) {
+        tokio::spawn(yurt_server::http::serve(l, s.state.clone(), stop_rx.clone()));
+    }
+
+    write_addrs(
+        &data_dir,
+        &BoundAddrs {
+            grpc: grpc_addr.to_string(),
+            http: http_addr.map(|a| a.to_string()),
+            pid: std::process::id(),
+        },
+    )?;
+    let role = match (args.server, args.client) {
+        (true, true) => "server + client",
+        (true, false) => "server",
+        _ => "client",
+    };
+    println!("==> Yurt agent started ({role}{})", if args.dev { ", dev mode" } else { "" });
+    println!("    Version:  {}", yurt_types::VERSION);
+    println!("    gRPC:     {grpc_addr}");
+    if let Some(h) = http_addr {
+        println!("    HTTP:     {h}");
+    }
+    println!("    Data dir: {}", data_dir.display());
+    if let Some(c) = &client {
+        println!("    Node ID:  {}", c.node_id());
+    }
+    println!("==> Run `yurt job run examples/web.hcl` in another shell; Ctrl-C stops the agent.");
+
+    wait_for_signal().await;
+    println!("==> Caught signal, shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(c) = &client {
+        c.shutdown();
+    }
+    if let Some(s) = &server {
+        s.shutdown().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), grpc_task).await;
+    if throwaway {
+        if let Some(c) = &client {
+            // A throwaway data dir takes its tasks with it.
+            c.kill_all_tasks();
+        }
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    Ok(0)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:x}{:x}", std::process::id(), crate::output::now_ms())
+}
+
+fn nix_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

@@ -1,0 +1,116 @@
+//! `yurt alloc status|logs`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Subcommand;
+use yurt_proto::v1::allocs_client::AllocsClient;
+use yurt_proto::v1::{GetAllocRequest, LogsRequest};
+
+use super::{connect, CliError, CmdResult};
+use crate::output::{self, kv, or_none, table, time};
+
+#[derive(Subcommand, Debug)]
+pub enum AllocCmd {
+    /// Show an allocation: its status, tasks and recent events.
+    Status {
+        alloc: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a task's stdout (or stderr).
+    Logs {
+        alloc: String,
+        task: Option<String>,
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing new output until the task ends.
+        #[arg(short = 'f')]
+        follow: bool,
+    },
+}
+
+pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
+    let mut allocs = AllocsClient::new(connect(addr).await?);
+    match cmd {
+        AllocCmd::Status { alloc, json } => {
+            let a = allocs
+                .get(GetAllocRequest { alloc_id: alloc })
+                .await
+                .map_err(CliError::api("querying allocation"))?
+                .into_inner();
+            if json {
+                print!("{}", output::json(&a));
+                return Ok(0);
+            }
+            let mut out = kv(&[
+                ("ID", a.id.clone()),
+                ("Eval ID", output::short(&a.eval_id).to_string()),
+                ("Name", a.name.clone()),
+                ("Node ID", output::short(&a.node_id).to_string()),
+                ("Node Name", a.node_name.clone()),
+                ("Job ID", a.job_id.clone()),
+                ("Job Version", a.job.as_ref().map_or(0, |j| j.version).to_string()),
+                ("Client Status", a.client_status.clone()),
+                ("Client Description", or_none(&a.client_description)),
+                ("Desired Status", a.desired_status.clone()),
+                ("Desired Description", or_none(&a.desired_description)),
+                ("Created", time(a.create_time_unix_ms)),
+                ("Modified", time(a.modify_time_unix_ms)),
+            ]);
+            let tasks = a
+                .job
+                .as_ref()
+                .and_then(|j| j.task_groups.iter().find(|g| g.name == a.task_group))
+                .map(|g| g.tasks.clone())
+                .unwrap_or_default();
+            for t in tasks {
+                let st = a.task_states.get(&t.name).cloned().unwrap_or_default();
+                let state = if st.state.is_empty() { "pending".to_string() } else { st.state.clone() };
+                out.push_str(&format!("\nTask {:?} is {:?}\n", t.name, state));
+                let r = t.resources.clone().unwrap_or_default();
+                out.push_str("Task Resources:\n");
+                out.push_str(&table(&["CPU", "Memory"], &[vec![format!("{} MHz", r.cpu), format!("{} MiB", r.memory_mb)]]));
+                out.push_str("\nRecent Events:\n");
+                let rows: Vec<Vec<String>> = st
+                    .events
+                    .iter()
+                    .rev()
+                    .take(10)
+                    .map(|e| vec![time(e.time_unix_ms), e.r#type.clone(), e.message.clone()])
+                    .collect();
+                out.push_str(&table(&["Time", "Type", "Description"], &rows));
+            }
+            print!("{out}");
+            Ok(0)
+        }
+        AllocCmd::Logs { alloc, task, stderr, follow } => {
+            let mut offset = 0;
+            let mut stdout = std::io::stdout();
+            loop {
+                let r = allocs
+                    .logs(LogsRequest {
+                        alloc_id: alloc.clone(),
+                        task: task.clone().unwrap_or_default(),
+                        stderr,
+                        offset,
+                        limit: 0,
+                    })
+                    .await
+                    .map_err(CliError::api("reading logs"))?
+                    .into_inner();
+                let _ = stdout.write_all(&r.data);
+                let _ = stdout.flush();
+                let got = r.data.len();
+                offset = r.next_offset;
+                if got > 0 {
+                    continue;
+                }
+                if !follow || r.finished {
+                    return Ok(0);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! `yurt job run|plan|status|history|stop`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use tonic::transport::Channel;
+use yurt_proto::v1::evals_client::EvalsClient;
+use yurt_proto::v1::jobs_client::JobsClient;
+use yurt_proto::v1::*;
+use yurt_types::diff::render;
+use yurt_types::status::*;
+
+use super::{connect, CliError, CmdResult};
+use crate::output::{self, kv, short, table, time};
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Register a job from a file and watch its evaluation.
+    Run {
+        file: PathBuf,
+        /// Return after registering, without monitoring the evaluation.
+        #[arg(long)]
+        detach: bool,
+        /// Register only if the job's modify index is still this (from `job plan`).
+        #[arg(long = "check-index")]
+        check_index: Option<u64>,
+    },
+    /// Show what running a job file would change, without changing anything.
+    Plan {
+        file: PathBuf,
+        /// Show unchanged fields too.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// List jobs, or show one job and its allocations.
+    Status {
+        job: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a job's versions.
+    History {
+        job: String,
+        /// Show the diff between each version and the one before.
+        #[arg(short = 'p')]
+        diff: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a job and its allocations.
+    Stop {
+        job: String,
+        #[arg(long)]
+        detach: bool,
+        /// Remove the job from the servers entirely.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
+    match cmd {
+        JobCmd::Run { file, detach, check_index } => job_run(addr, &file, detach, check_index).await,
+        JobCmd::Plan { file, verbose } => job_plan(addr, &file, verbose).await.map_err(|e| CliError::Plan(Box::new(e))),
+        JobCmd::Status { job: None, json } => job_list(addr, json).await,
+        JobCmd::Status { job: Some(id), json } => job_status(addr, &id, json).await,
+        JobCmd::History { job, diff, json } => job_history(addr, &job, diff, json).await,
+        JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
+    }
+}
+
+/// Reads and parses a job file; errors name the file, line and field.
+fn read_job(file: &PathBuf) -> Result<Job, CliError> {
+    let name = file.display().to_string();
+    let src = std::fs::read_to_string(file).map_err(|e| CliError::Other(format!("cannot read job file {name}: {e}")))?;
+    Ok(yurt_types::jobspec::parse_file(&name, &src)?)
+}
+
+async fn job_run(addr: &str, file: &PathBuf, detach: bool, check_index: Option<u64>) -> CmdResult {
+    let job = read_job(file)?;
+    let channel = connect(addr).await?;
+    let reply = JobsClient::new(channel.clone())
+        .register(RegisterJobRequest {
+            job: Some(job),
+            enforce_index: check_index.is_some(),
+            job_modify_index: check_index.unwrap_or(0),
+        })
+        .await
+        .map_err(CliError::api("submitting job"))?
+        .into_inner();
+    if detach {
+        println!("Job registration successful");
+        println!("Evaluation ID: {}", reply.eval_id);
+        return Ok(0);
+    }
+    monitor_eval(channel, &reply.eval_id).await
+}
+
+/// Follows an evaluation until it is no longer pending, printing what it did, like Nomad's
+/// monitor. Returns 0 when every allocation was placed, 2 otherwise (as Nomad does).
+pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
+    let now = || time(output::now_ms());
+    println!("==> {}: Monitoring evaluation {:?}", now(), short(eval_id));
+    let mut evals = EvalsClient::new(channel.clone());
+    let mut jobs = JobsClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last_status = String::new();
+    let mut printed_trigger = false;
+    loop {
+        let e = evals
+            .get(GetEvalRequest { eval_id: eval_id.into() })
+            .await
+            .map_err(CliError::api("reading evaluation"))?
+            .into_inner();
+        if !printed_trigger {
+            println!("    {}: Evaluation triggered by job {:?}", now(), e.job_id);
+            printed_trigger = true;
+        }
+        if e.status != last_status && !last_status.is_empty() {
+            println!("    {}: Evaluation status changed: {:?} -> {:?}", now(), last_status, e.status);
+        }
+        if e.status != EVAL_PENDING {
+            let allocs = jobs
+                .allocations(GetJobRequest { job_id: e.job_id.clone() })
+                .await
+                .map(|r| r.into_inner().allocs)
+                .unwrap_or_default();
+            for a in allocs.iter().filter(|a| a.eval_id == e.id) {
+                if a.desired_status == ALLOC_DESIRED_RUN && a.create_index == e.modify_index {
+                    println!(
+                        "    {}: Allocation {:?} created: node {:?}, group {:?}",
+                        now(),
+                        short(&a.id),
+                        short(&a.node_id),
+                        a.task_group
+                    );
+                } else if a.desired_status == ALLOC_DESIRED_RUN {
+                    println!("    {}: Allocation {:?} modified: node {:?}, group {:?}", now(), short(&a.id), short(&a.node_id), a.task_group);
+                }
+            }
+            if last_status.is_empty() {
+                println!("    {}: Evaluation status changed: \"pending\" -> {:?}", now(), e.status);
+            }
+            if e.failed_tg_allocs.is_empty() {
+                println!("==> {}: Evaluation {:?} finished with status {:?}", now(), short(&e.id), e.status);
+                return Ok(0);
+            }
+            println!(
+                "==> {}: Evaluation {:?} finished with status {:?} but failed to place all allocations:",
+                now(),
+                short(&e.id),
+                e.status
+            );
+            print!("{}", placement_failures(&e.failed_tg_allocs, &e.queued_allocations, "    "));
+            if !e.blocked_eval.is_empty() {
+                println!(
+                    "    Evaluation {:?} waiting for additional capacity to place remainder",
+                    short(&e.blocked_eval)
+                );
+            }
+            return Ok(2);
+        }
+        last_status = e.status.clone();
+        if Instant::now() > deadline {
+            return Err(CliError::Other(format!(
+                "evaluation {} is still {:?} after 60s; check `yurt job status {}`",
+                short(&e.id),
+                e.status,
+                e.job_id
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn placement_failures(
+    failed: &std::collections::HashMap<String, AllocMetric>,
+    queued: &std::collections::HashMap<String, u32>,
+    indent: &str,
+) -> String {
+    let mut out = String::new();
+    let sorted: BTreeMap<_, _> = failed.iter().collect();
+    for (group, m) in sorted {
+        let n = queued.get(group).copied().unwrap_or(1);
+        let s = if n == 1 { "" } else { "s" };
+        out.push_str(&format!("{indent}Task Group {group:?} (failed to place {n} allocation{s}):\n"));
+        if m.nodes_evaluated == 0 {
+            out.push_str(&format!("{indent}  * No nodes were eligible for evaluation\n"));
+        }
+        let filtered: BTreeMap<_, _> = m.constraint_filtered.iter().collect();
+        for (why, k) in filtered {
+            out.push_str(&format!("{indent}  * Constraint {why:?}: {k} nodes excluded by filter\n"));
+        }
+        if m.nodes_exhausted > 0 {
+            out.push_str(&format!("{indent}  * Resources exhausted on {} nodes\n", m.nodes_exhausted));
+        }
+        let dims: BTreeMap<_, _> = m.dimension_exhausted.iter().collect();
+        for (dim, k) in dims {
+            out.push_str(&format!("{indent}  * Dimension {dim:?} exhausted on {k} nodes\n"));
+        }
+    }
+    out
+}
+
+async fn job_plan(addr: &str, file: &PathBuf, verbose: bool) -> CmdResult {
+    let job = read_job(file)?;
+    let channel = connect(addr).await?;
+    let plan = JobsClient::new(channel)
+        .plan(PlanJobRequest { job: Some(job) })
+        .await
+        .map_err(CliError::api("during plan"))?
+        .into_inner();
+    let diff = plan.diff.unwrap_or_default();
+    print!("{}", render(&diff, verbose));
+    println!();
+    println!("Scheduler dry-run:");
+    if plan.failed_tg_allocs.is_empty() {
+        println!("- All tasks successfully allocated.");
+    } else {
+        println!("- WARNING: Failed to place all allocations.");
+        let queued = plan
+            .failed_tg_allocs
+            .keys()
+            .map(|g| {
+                let d = plan.desired_tg_updates.get(g).cloned().unwrap_or_default();
+                let wanted = d.place + d.destructive_update;
+                (g.clone(), wanted.max(1) as u32)
+            })
+            .collect();
+        print!("{}", placement_failures(&plan.failed_tg_allocs, &queued, "  "));
+    }
+    let n = plan.job_modify_index;
+    println!();
+    println!("Job Modify Index: {n}");
+    println!("To submit the job with version verification run:");
+    println!();
+    println!("yurt job run -check-index {n} {}", file.display());
+    println!();
+    println!("With -check-index, the job is registered only if its modify index on the servers");
+    println!("is still {n}. If it has changed, someone else has modified the job since this plan,");
+    println!("and the plan above may no longer hold.");
+    let changes = plan
+        .desired_tg_updates
+        .values()
+        .any(|d| d.place + d.stop + d.destructive_update + d.migrate + d.canary > 0);
+    Ok(if changes { 1 } else { 0 })
+}
+
+async fn job_list(addr: &str, json: bool) -> CmdResult {
+    let jobs = JobsClient::new(connect(addr).await?)
+        .list(ListJobsRequest::default())
+        .await
+        .map_err(CliError::api("querying jobs"))?
+        .into_inner();
+    if json {
+        print!("{}", output::json(&jobs));
+        return Ok(0);
+    }
+    if jobs.jobs.is_empty() {
+        println!("No running jobs");
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .jobs
+        .iter()
+        .map(|j| vec![j.id.clone(), j.r#type.clone(), j.priority.to_string(), j.status.clone(), time(j.submit_time_unix_ms)])
+        .collect();
+    print!("{}", table(&["ID", "Type", "Priority", "Status", "Submit Date"], &rows));
+    Ok(0)
+}
+
+async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
+    let channel = connect(addr).await?;
+    let mut jobs = JobsClient::new(channel);
+    let job = jobs
+        .get(GetJobRequest { job_id: id.into() })
+        .await
+        .map_err(CliError::api("querying job"))?
+        .into_inner();
+    let allocs = jobs
+        .allocations(GetJobRequest { job_id: job.id.clone() })
+        .await
+        .map_err(CliError::api("querying job allocations"))?
+        .into_inner()
+        .allocs;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Status<'a> {
+            job: &'a Job,
+            allocations: &'a [Allocation],
+        }
+        print!("{}", output::json(&Status { job: &job, allocations: &allocs }));
+        return Ok(0);
+    }
+    let mut out = kv(&[
+        ("ID", job.id.clone()),
+        ("Name", job.name.clone()),
+        ("Submit Date", time(job.submit_time_unix_ms)),
+        ("Type", job.r#type.clone()),
+        ("Priority", job.priority.to_string()),
+        ("Datacenters", job.datacenters.join(",")),
+        ("Namespace", job.namespace.clone()),
+        ("Status", if job.stop { format!("{} (stopped)", job.status) } else { job.status.clone() }),
+        ("Version", job.version.to_string()),
+    ]);
+    out.push_str("\nSummary\n");
+    let rows: Vec<Vec<String>> = job
+        .task_groups
+        .iter()
+        .map(|g| {
+            let count = |s: &str| allocs.iter().filter(|a| a.task_group == g.name && a.client_status == s).count().to_string();
+            let starting = allocs
+                .iter()
+                .filter(|a| a.task_group == g.name && a.client_status == ALLOC_PENDING && a.desired_status == ALLOC_DESIRED_RUN)
+                .count();
+            vec![
+                g.name.clone(),
+                starting.to_string(),
+                count(ALLOC_RUNNING),
+                count(ALLOC_FAILED),
+                count(ALLOC_COMPLETE),
+                count(ALLOC_LOST),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["Task Group", "Starting", "Running", "Failed", "Complete", "Lost"], &rows));
+    out.push_str("\nAllocations\n");
+    if allocs.is_empty() {
+        out.push_str("No allocations placed\n");
+    } else {
+        let now = output::now_ms();
+        let mut sorted = allocs.clone();
+        sorted.sort_by_key(|a| std::cmp::Reverse(a.create_index));
+        let rows: Vec<Vec<String>> = sorted
+            .iter()
+            .map(|a| {
+                vec![
+                    short(&a.id).to_string(),
+                    short(&a.node_id).to_string(),
+                    a.task_group.clone(),
+                    a.job.as_ref().map_or(0, |j| j.version).to_string(),
+                    a.desired_status.clone(),
+                    a.client_status.clone(),
+                    output::ago(a.create_time_unix_ms, now),
+                    output::ago(a.modify_time_unix_ms, now),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["ID", "Node ID", "Task Group", "Version", "Desired", "Status", "Created", "Modified"], &rows));
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+async fn job_history(addr: &str, id: &str, diff: bool, json: bool) -> CmdResult {
+    let reply = JobsClient::new(connect(addr).await?)
+        .versions(JobVersionsRequest { job_id: id.into(), diffs: diff })
+        .await
+        .map_err(CliError::api("retrieving job versions"))?
+        .into_inner();
+    if json {
+        print!("{}", output::json(&reply));
+        return Ok(0);
+    }
+    let mut blocks = Vec::new();
+    for (i, v) in reply.versions.iter().enumerate() {
+        let mut block = kv(&[
+            ("Version", v.version.to_string()),
+            ("Stable", v.stable.to_string()),
+            ("Submit Date", time(v.submit_time_unix_ms)),
+        ]);
+        if diff {
+            if let Some(d) = reply.diffs.get(i) {
+                block.push_str("Diff        =\n");
+                block.push_str(&render(d, false));
+            }
+        }
+        blocks.push(block);
+    }
+    print!("{}", blocks.join("\n"));
+    Ok(0)
+}
+
+async fn job_stop(addr: &str, id: &str, detach: bool, purge: bool) -> CmdResult {
+    let channel = connect(addr).await?;
+    let reply = JobsClient::new(channel.clone())
+        .deregister(DeregisterJobRequest { job_id: id.into(), purge })
+        .await
+        .map_err(CliError::api("deregistering job"))?
+        .into_inner();
+    if detach {
+        println!("{}", reply.eval_id);
+        return Ok(0);
+    }
+    monitor_eval(channel, &reply.eval_id).await
+}

@@ -1,0 +1,96 @@
+//! The CLI's commands, one module per noun (`job`, `node`, `alloc`), Nomad's names and flags.
+
+pub mod alloc;
+pub mod job;
+pub mod node;
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use yurt_proto::v1::agent_client::AgentClient;
+use yurt_proto::v1::AgentInfoRequest;
+
+use crate::output;
+
+/// A command that failed; printed as one sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("Error: cannot reach a Yurt agent at {addr}: {reason}. Is an agent running there? (set -address or YURT_ADDR)")]
+    Connect { addr: String, reason: String },
+    #[error("Error {action}: {message}")]
+    Api { action: &'static str, message: String },
+    #[error("Error: {0}")]
+    Spec(#[from] yurt_types::jobspec::SpecError),
+    #[error("Error: {0}")]
+    Other(String),
+    /// `job plan` reports errors with exit code 255.
+    #[error("{0}")]
+    Plan(Box<CliError>),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Plan(_) => 255,
+            _ => 1,
+        }
+    }
+
+    pub fn api(action: &'static str) -> impl Fn(tonic::Status) -> CliError {
+        move |s| CliError::Api {
+            action,
+            message: s.message().to_string(),
+        }
+    }
+}
+
+pub type CmdResult = Result<u8, CliError>;
+
+/// Connects to the agent at `addr` (`http://host:port` or `host:port`).
+pub async fn connect(addr: &str) -> Result<Channel, CliError> {
+    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let fail = |reason: String| CliError::Connect {
+        addr: addr.to_string(),
+        reason,
+    };
+    Endpoint::from_shared(url)
+        .map_err(|e| fail(e.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .map_err(|e| {
+            let mut reason = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                reason = s.to_string();
+                src = s.source();
+            }
+            fail(reason)
+        })
+}
+
+pub async fn agent_info(addr: &str, json: bool) -> CmdResult {
+    let mut client = AgentClient::new(connect(addr).await?);
+    let mut info = client
+        .info(AgentInfoRequest {})
+        .await
+        .map_err(CliError::api("querying agent info"))?
+        .into_inner();
+    if json {
+        print!("{}", output::json(&info));
+        return Ok(0);
+    }
+    info.sections.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = String::new();
+    for s in info.sections {
+        out.push_str(&s.name);
+        out.push('\n');
+        let mut keys: Vec<_> = s.values.into_iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            out.push_str(&format!("  {k} = {v}\n"));
+        }
+    }
+    print!("{out}");
+    Ok(0)
+}

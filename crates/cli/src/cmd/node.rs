@@ -1,0 +1,109 @@
+//! `yurt node status`.
+
+use clap::Subcommand;
+use yurt_proto::v1::allocs_client::AllocsClient;
+use yurt_proto::v1::nodes_client::NodesClient;
+use yurt_proto::v1::{GetNodeRequest, ListAllocsRequest, ListNodesRequest};
+use yurt_types::status::alloc_terminal;
+
+use super::{connect, CliError, CmdResult};
+use crate::output::{self, kv, or_none, short, table, time};
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// List client nodes, or show one node and its allocations.
+    Status {
+        node: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
+    let NodeCmd::Status { node, json } = cmd;
+    let channel = connect(addr).await?;
+    let mut nodes = NodesClient::new(channel.clone());
+    let Some(id) = node else {
+        let list = nodes
+            .list(ListNodesRequest {})
+            .await
+            .map_err(CliError::api("querying node status"))?
+            .into_inner();
+        if json {
+            print!("{}", output::json(&list));
+            return Ok(0);
+        }
+        if list.nodes.is_empty() {
+            println!("No nodes registered");
+            return Ok(0);
+        }
+        let rows: Vec<Vec<String>> = list
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    short(&n.id).to_string(),
+                    n.datacenter.clone(),
+                    n.name.clone(),
+                    or_none(&n.node_class),
+                    n.drain.to_string(),
+                    n.scheduling_eligibility.clone(),
+                    n.status.clone(),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["ID", "DC", "Name", "Class", "Drain", "Eligibility", "Status"], &rows));
+        return Ok(0);
+    };
+    let n = nodes
+        .get(GetNodeRequest { node_id: id })
+        .await
+        .map_err(CliError::api("querying node info"))?
+        .into_inner();
+    let allocs = AllocsClient::new(channel)
+        .list(ListAllocsRequest { node_id: n.id.clone() })
+        .await
+        .map_err(CliError::api("querying node allocations"))?
+        .into_inner()
+        .allocs;
+    if json {
+        print!("{}", output::json(&n));
+        return Ok(0);
+    }
+    let r = n.resources.clone().unwrap_or_default();
+    let mut out = kv(&[
+        ("ID", n.id.clone()),
+        ("Name", n.name.clone()),
+        ("Class", or_none(&n.node_class)),
+        ("DC", n.datacenter.clone()),
+        ("Drain", n.drain.to_string()),
+        ("Eligibility", n.scheduling_eligibility.clone()),
+        ("Status", n.status.clone()),
+        ("Status Updated", time(n.status_updated_unix_ms)),
+        ("Address", n.rpc_addr.clone()),
+        ("Version", n.version.clone()),
+        ("CPU", format!("{} MHz", r.cpu)),
+        ("Memory", format!("{} MiB", r.memory_mb)),
+    ]);
+    out.push_str("\nAllocations\n");
+    let live: Vec<_> = allocs.iter().filter(|a| !alloc_terminal(a)).collect();
+    if live.is_empty() {
+        out.push_str("No allocations placed\n");
+    } else {
+        let rows: Vec<Vec<String>> = live
+            .iter()
+            .map(|a| {
+                vec![
+                    short(&a.id).to_string(),
+                    a.job_id.clone(),
+                    a.task_group.clone(),
+                    a.desired_status.clone(),
+                    a.client_status.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["ID", "Job ID", "Task Group", "Desired", "Status"], &rows));
+    }
+    print!("{out}");
+    Ok(0)
+}
