@@ -1,1 +1,11 @@
+//! Black-box tests: real `yurt` processes on loopback, ephemeral ports, temp dirs.
+//!
+//! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
+//! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
+//! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
+//! - `errors`: bad input gives one clear sentence and changes nothing.
 
+mod errors;
+mod harness;
+mod jobs;
+mod restart;

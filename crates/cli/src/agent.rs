@@ -134,7 +134,18 @@ async fn bind(host: &str, port: u16, what: &str) -> Result<TcpListener, CliError
         .map_err(|e| fail(format!("cannot bind the {what} API to {host}:{port}: {e}")))
 }
 
+/// Logs go to stderr; `YURT_LOG` (an env-filter directive) overrides the default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("YURT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 pub async fn run(mut args: AgentArgs) -> CmdResult {
+    init_logging();
     if args.dev {
         args.server = true;
         args.client = true;

@@ -373,7 +373,7 @@ fn set_diff(name: &str, old: &[Json], new: &[Json]) -> Vec<ObjectDiff> {
 /// with the scheduler's counts (`create`, `destroy`, `ignore`, ...).
 pub fn render(diff: &JobDiff, verbose: bool) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{} Job: {:?}\n", marker(&diff.r#type), diff.id));
+    out.push_str(&format!("{}Job: {:?}\n", lead(&diff.r#type), diff.id));
     if diff.r#type == EDITED || verbose {
         render_fields(&mut out, "", &diff.fields, &diff.objects, verbose);
     }
@@ -392,7 +392,7 @@ pub fn render(diff: &JobDiff, verbose: bool) -> String {
         } else {
             format!(" ({})", updates.join(", "))
         };
-        out.push_str(&format!("{} Task Group: {:?}{note}\n", marker(&g.r#type), g.name));
+        out.push_str(&format!("{}Task Group: {:?}{note}\n", lead(&g.r#type), g.name));
         if g.r#type == EDITED || verbose {
             render_fields(&mut out, "  ", &g.fields, &g.objects, verbose);
         }
@@ -405,13 +405,21 @@ pub fn render(diff: &JobDiff, verbose: bool) -> String {
             } else {
                 format!(" ({})", t.annotations.join(", "))
             };
-            out.push_str(&format!("  {} Task: {:?}{note}\n", marker(&t.r#type), t.name));
+            out.push_str(&format!("  {}Task: {:?}{note}\n", lead(&t.r#type), t.name));
             if t.r#type == EDITED || verbose {
                 render_fields(&mut out, "    ", &t.fields, &t.objects, verbose);
             }
         }
     }
     out
+}
+
+/// The marker and its space, or nothing for an unchanged item.
+fn lead(t: &str) -> String {
+    match marker(t) {
+        "" => String::new(),
+        m => format!("{m} "),
+    }
 }
 
 fn marker(t: &str) -> &'static str {
@@ -442,7 +450,7 @@ fn render_fields(out: &mut String, indent: &str, fields: &[FieldDiff], objects: 
         out.push_str(&format!("{indent}{pad} {:<width$} {value}{note}\n", format!("{}:", f.name), width = width + 1));
     }
     for o in objects.iter().filter(|o| all || o.r#type != NONE) {
-        out.push_str(&format!("{indent}{} {} {{\n", marker(&o.r#type), o.name));
+        out.push_str(&format!("{indent}{}{} {{\n", lead(&o.r#type), o.name));
         // Inside a changed object every field is shown, for context.
         render_fields(out, &format!("{indent}  "), &o.fields, &o.objects, true);
         out.push_str(&format!("{indent}    }}\n"));

@@ -106,7 +106,6 @@ pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
     let mut evals = EvalsClient::new(channel.clone());
     let mut jobs = JobsClient::new(channel);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last_status = String::new();
     let mut printed_trigger = false;
     loop {
         let e = evals
@@ -118,31 +117,23 @@ pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
             println!("    {}: Evaluation triggered by job {:?}", now(), e.job_id);
             printed_trigger = true;
         }
-        if e.status != last_status && !last_status.is_empty() {
-            println!("    {}: Evaluation status changed: {:?} -> {:?}", now(), last_status, e.status);
-        }
         if e.status != EVAL_PENDING {
             let allocs = jobs
                 .allocations(GetJobRequest { job_id: e.job_id.clone() })
                 .await
                 .map(|r| r.into_inner().allocs)
                 .unwrap_or_default();
-            for a in allocs.iter().filter(|a| a.eval_id == e.id) {
-                if a.desired_status == ALLOC_DESIRED_RUN && a.create_index == e.modify_index {
-                    println!(
-                        "    {}: Allocation {:?} created: node {:?}, group {:?}",
-                        now(),
-                        short(&a.id),
-                        short(&a.node_id),
-                        a.task_group
-                    );
-                } else if a.desired_status == ALLOC_DESIRED_RUN {
-                    println!("    {}: Allocation {:?} modified: node {:?}, group {:?}", now(), short(&a.id), short(&a.node_id), a.task_group);
-                }
+            for a in allocs.iter().filter(|a| a.eval_id == e.id && a.desired_status == ALLOC_DESIRED_RUN) {
+                let verb = if a.create_index == e.modify_index { "created" } else { "modified" };
+                println!(
+                    "    {}: Allocation {:?} {verb}: node {:?}, group {:?}",
+                    now(),
+                    short(&a.id),
+                    short(&a.node_id),
+                    a.task_group
+                );
             }
-            if last_status.is_empty() {
-                println!("    {}: Evaluation status changed: \"pending\" -> {:?}", now(), e.status);
-            }
+            println!("    {}: Evaluation status changed: \"pending\" -> {:?}", now(), e.status);
             if e.failed_tg_allocs.is_empty() {
                 println!("==> {}: Evaluation {:?} finished with status {:?}", now(), short(&e.id), e.status);
                 return Ok(0);
@@ -162,7 +153,6 @@ pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
             }
             return Ok(2);
         }
-        last_status = e.status.clone();
         if Instant::now() > deadline {
             return Err(CliError::Other(format!(
                 "evaluation {} is still {:?} after 60s; check `yurt job status {}`",

@@ -1,0 +1,253 @@
+//! Test harness: a real `yurt agent` process per test, found through the addresses it writes
+//! to `<data_dir>/agent-addrs.json`, stopped (SIGTERM, then SIGKILL) and cleaned up on drop,
+//! including the task processes its client started. The data dir is kept when a test fails,
+//! or when `YURT_KEEP_TEST_DIRS=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+pub const YURT: &str = env!("CARGO_BIN_EXE_yurt");
+
+/// Every wait in the tests is bounded by this, scaled by `YURT_TEST_TIMEOUT_SCALE`.
+pub fn timeout() -> Duration {
+    let scale: u64 = std::env::var("YURT_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    Duration::from_secs(30 * scale)
+}
+
+/// Polls `check` until it returns `Ok`, or panics with `what` and the last thing seen.
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out after {:?} waiting for {what}; last seen:\n{last}", timeout())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A directory removed at the end of the test unless the test failed.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        let path = tempfile::Builder::new()
+            .prefix("yurt-test-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        TestDir { path }
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        kill_tasks(&self.path);
+        if std::thread::panicking() || std::env::var("YURT_KEEP_TEST_DIRS").is_ok_and(|v| v == "1") {
+            eprintln!("keeping test dir {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// PIDs of the tasks a client started under `data_dir` (each is its own process group).
+pub fn task_pids(data_dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(allocs) = std::fs::read_dir(data_dir.join("client").join("allocs")) else {
+        return out;
+    };
+    for alloc in allocs.flatten() {
+        let Ok(tasks) = std::fs::read_dir(alloc.path()) else { continue };
+        for task in tasks.flatten() {
+            let pid_file = task.path().join("executor").join("pid");
+            if let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok()) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a process runs (a zombie does not count).
+pub fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Kills every task process group started under `data_dir`.
+pub fn kill_tasks(data_dir: &Path) {
+    for pid in task_pids(data_dir) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// A running `yurt agent`.
+pub struct Agent {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub grpc: String,
+    pub http: Option<String>,
+    log: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+struct Addrs {
+    grpc: String,
+    http: Option<String>,
+    pid: u32,
+}
+
+impl Agent {
+    /// Starts `yurt agent ARGS -data-dir DIR -grpc-port 0 -http-port 0` and waits until it has
+    /// written its addresses.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Agent {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let addrs = data_dir.join("agent-addrs.json");
+        let _ = std::fs::remove_file(&addrs);
+        let n = std::fs::read_dir(data_dir).map(|d| d.count()).unwrap_or(0);
+        let log = data_dir.join(format!("agent-{n}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(YURT)
+            .arg("agent")
+            .args(args)
+            .args(["-data-dir", data_dir.to_str().unwrap(), "-grpc-port", "0", "-http-port", "0"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start yurt agent");
+        let pid = child.id();
+        let mut agent = Agent {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            grpc: String::new(),
+            http: None,
+            log,
+        };
+        let a: Addrs = wait_for("the agent to write agent-addrs.json", || {
+            if let Some(status) = agent.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("agent exited early with {status}:\n{}", agent.log_text());
+            }
+            let text = std::fs::read_to_string(&addrs).map_err(|e| e.to_string())?;
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        });
+        assert_eq!(a.pid, pid);
+        agent.grpc = a.grpc;
+        agent.http = a.http;
+        agent
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this agent.
+    pub fn yurt(&self, args: &[&str]) -> Output {
+        Command::new(YURT)
+            .args(args)
+            .env("YURT_ADDR", &self.grpc)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run yurt")
+    }
+
+    /// Runs the CLI and expects exit code 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.yurt(args);
+        assert!(
+            out.status.success(),
+            "yurt {args:?} failed with {}:\nstdout:\n{}\nstderr:\n{}\nagent log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `job status JOB` shows `n` allocations desired `run` and `running`.
+    pub fn wait_running(&self, job: &str, n: usize) -> Vec<String> {
+        wait_for(&format!("{n} running allocations of {job}"), || {
+            let out = self.yurt(&["job", "status", "-json", job]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+            let ids: Vec<String> = v["allocations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["desired_status"] == "run" && a["client_status"] == "running")
+                .map(|a| a["id"].as_str().unwrap_or_default().to_string())
+                .collect();
+            if ids.len() == n {
+                Ok(ids)
+            } else {
+                Err(text)
+            }
+        })
+    }
+
+    /// Kills the agent with SIGKILL (its tasks keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after a bounded wait.
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- agent log {} ---\n{}", self.log.display(), self.log_text());
+        }
+        self.stop();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The example job of the README, with its task's env changed to `greeting`.
+pub fn web_job(dir: &Path, greeting: &str) -> PathBuf {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/web.hcl")).unwrap();
+    let path = dir.join(format!("web-{greeting}.hcl"));
+    std::fs::write(&path, src.replace("\"hello\"", &format!("{greeting:?}"))).unwrap();
+    path
+}

@@ -1,0 +1,67 @@
+//! An agent killed with SIGKILL and started again on the same data dir has lost nothing: the
+//! Raft log and snapshot bring back jobs, versions and allocations, and the client re-attaches
+//! to the tasks that kept running.
+
+use crate::harness::*;
+
+#[test]
+fn sigkilled_agent_recovers_state_and_keeps_tasks() {
+    let dir = TestDir::new();
+    let data = dir.path.join("data");
+    // A low snapshot threshold so recovery uses a snapshot plus the log after it.
+    let args = ["-dev", "-raft-snapshot-threshold", "5"];
+    let mut agent = Agent::start(&data, &args);
+    agent.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
+    agent.wait_running("web", 2);
+    agent.ok(&["job", "run", web_job(&dir.path, "hi").to_str().unwrap()]);
+    let allocs = agent.wait_running("web", 2);
+    let live_pids = || -> Vec<i32> {
+        let mut v: Vec<i32> = task_pids(&data).into_iter().filter(|p| alive(*p)).collect();
+        v.sort();
+        v
+    };
+    let pids = wait_for("only the new tasks to run", || {
+        let v = live_pids();
+        if v.len() == 2 { Ok(v) } else { Err(format!("{v:?}")) }
+    });
+    let before = agent.ok(&["agent-info"]);
+    assert!(before.contains("last_snapshot_index"), "{before}");
+
+    agent.kill9();
+    assert_eq!(live_pids(), pids, "tasks outlive the agent");
+
+    let agent = Agent::start(&data, &args);
+    let after = agent.wait_running("web", 2);
+    let (mut a, mut b) = (allocs.clone(), after.clone());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "same allocations after the restart");
+    assert_eq!(live_pids(), pids, "the same task processes, re-attached");
+
+    let history = agent.ok(&["job", "history", "web"]);
+    assert!(history.contains("Version     = 1") && history.contains("Version     = 0"), "{history}");
+
+    let info = agent.ok(&["agent-info"]);
+    for field in [
+        "applied_index", "commit_index", "fsm_pending", "last_contact", "last_log_index", "last_log_term",
+        "last_snapshot_index", "last_snapshot_term", "num_peers", "leader", "server", "bootstrap", "known_regions",
+    ] {
+        assert!(info.contains(&format!("  {field} = ")), "agent-info lacks {field}:\n{info}");
+    }
+    let value = |k: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{k} = ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {info}"))
+    };
+    assert!(value("last_snapshot_index") > 0, "a snapshot was taken:\n{info}");
+    assert_eq!(value("fsm_pending"), 0);
+    assert!(info.contains("  leader = true"), "{info}");
+
+    // The restarted agent still manages the re-attached tasks: stopping ends them.
+    agent.ok(&["job", "stop", "web"]);
+    wait_for("the re-attached tasks to exit", || {
+        let v = live_pids();
+        if v.is_empty() { Ok(()) } else { Err(format!("{v:?}")) }
+    });
+}
