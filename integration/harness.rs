@@ -28,7 +28,10 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> 
         match check() {
             Ok(v) => return v,
             Err(last) if Instant::now() > deadline => {
-                panic!("timed out after {:?} waiting for {what}; last seen:\n{last}", timeout())
+                panic!(
+                    "timed out after {:?} waiting for {what}; last seen:\n{last}",
+                    timeout()
+                )
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
@@ -54,7 +57,8 @@ impl TestDir {
 impl Drop for TestDir {
     fn drop(&mut self) {
         kill_tasks(&self.path);
-        if std::thread::panicking() || std::env::var("YURT_KEEP_TEST_DIRS").is_ok_and(|v| v == "1") {
+        if std::thread::panicking() || std::env::var("YURT_KEEP_TEST_DIRS").is_ok_and(|v| v == "1")
+        {
             eprintln!("keeping test dir {}", self.path.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
@@ -69,10 +73,15 @@ pub fn task_pids(data_dir: &Path) -> Vec<i32> {
         return out;
     };
     for alloc in allocs.flatten() {
-        let Ok(tasks) = std::fs::read_dir(alloc.path()) else { continue };
+        let Ok(tasks) = std::fs::read_dir(alloc.path()) else {
+            continue;
+        };
         for task in tasks.flatten() {
             let pid_file = task.path().join("executor").join("pid");
-            if let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok()) {
+            if let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 out.push(pid);
             }
         }
@@ -86,16 +95,40 @@ pub fn alive(pid: i32) -> bool {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
 
-/// Kills every task process group started under `data_dir`.
-pub fn kill_tasks(data_dir: &Path) {
-    for pid in task_pids(data_dir) {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+/// Kills every task process group started by any agent whose data dir is under `root`: each
+/// task's PID is in an `executor/pid` file somewhere below it.
+pub fn kill_tasks(root: &Path) {
+    fn walk(dir: &Path, depth: u32) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() && depth < 10 {
+                walk(&path, depth + 1);
+            } else if path.file_name().is_some_and(|n| n == "pid")
+                && path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| n == "executor")
+            {
+                if let Some(pid) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
     }
+    walk(root, 0);
 }
 
 /// A running `yurt agent`.
@@ -127,7 +160,14 @@ impl Agent {
         let child = Command::new(YURT)
             .arg("agent")
             .args(args)
-            .args(["-data-dir", data_dir.to_str().unwrap(), "-grpc-port", "0", "-http-port", "0"])
+            .args([
+                "-data-dir",
+                data_dir.to_str().unwrap(),
+                "-grpc-port",
+                "0",
+                "-http-port",
+                "0",
+            ])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -142,7 +182,11 @@ impl Agent {
             log,
         };
         let a: Addrs = wait_for("the agent to write agent-addrs.json", || {
-            if let Some(status) = agent.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = agent
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("agent exited early with {status}:\n{}", agent.log_text());
             }
             let text = std::fs::read_to_string(&addrs).map_err(|e| e.to_string())?;
@@ -187,7 +231,8 @@ impl Agent {
         wait_for(&format!("{n} running allocations of {job}"), || {
             let out = self.yurt(&["job", "status", "-json", job]);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
             let ids: Vec<String> = v["allocations"]
                 .as_array()
                 .into_iter()
@@ -213,7 +258,9 @@ impl Agent {
 
     /// SIGTERM, then SIGKILL after a bounded wait.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
         let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -230,7 +277,11 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- agent log {} ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- agent log {} ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
         self.stop();
     }
@@ -246,7 +297,11 @@ pub fn stderr(o: &Output) -> String {
 
 /// The example job of the README, with its task's env changed to `greeting`.
 pub fn web_job(dir: &Path, greeting: &str) -> PathBuf {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/web.hcl")).unwrap();
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/web.hcl"
+    ))
+    .unwrap();
     let path = dir.join(format!("web-{greeting}.hcl"));
     std::fs::write(&path, src.replace("\"hello\"", &format!("{greeting:?}"))).unwrap();
     path

@@ -10,7 +10,11 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     // The dev node registers and is ready.
     wait_for("the dev node to be ready", || {
         let out = stdout(&agent.yurt(&["node", "status"]));
-        if out.contains("ready") { Ok(()) } else { Err(out) }
+        if out.contains("ready") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
 
     // Run the example job: the evaluation and two placements are shown.
@@ -35,9 +39,16 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     // Logs: the task's stdout, through the server.
     let logs = wait_for("the task's output", || {
         let out = stdout(&agent.yurt(&["alloc", "logs", &allocs[0]]));
-        if out.contains("hello from") { Ok(out) } else { Err(out) }
+        if out.contains("hello from") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
     });
-    assert!(logs.contains(&allocs[0]), "the task sees its alloc ID: {logs}");
+    assert!(
+        logs.contains(&allocs[0]),
+        "the task sees its alloc ID: {logs}"
+    );
     let alloc = agent.ok(&["alloc", "status", &allocs[0][..8]]);
     assert!(alloc.contains("Client Status       = running"), "{alloc}");
     assert!(alloc.contains("Task \"server\" is \"running\""), "{alloc}");
@@ -45,7 +56,11 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     // Plan of the unchanged file: nothing to do, exit 0.
     let same = agent.yurt(&["job", "plan", v0.to_str().unwrap()]);
     assert_eq!(same.status.code(), Some(0), "{}", stdout(&same));
-    assert!(stdout(&same).contains("Task Group: \"app\" (2 ignore)"), "{}", stdout(&same));
+    assert!(
+        stdout(&same).contains("Task Group: \"app\" (2 ignore)"),
+        "{}",
+        stdout(&same)
+    );
 
     // Plan of an edit: the diff, the dry run and the index; exit 1.
     let v1 = web_job(&dir.path, "hi");
@@ -53,10 +68,22 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     let text = stdout(&plan);
     assert_eq!(plan.status.code(), Some(1), "{text}");
     assert!(text.contains("+/- Job: \"web\""), "{text}");
-    assert!(text.contains("+/- Task Group: \"app\" (2 create/destroy update)"), "{text}");
-    assert!(text.contains("+/- Task: \"server\" (forces create/destroy update)"), "{text}");
-    assert!(text.contains("+/- env[GREETING]: \"hello\" => \"hi\""), "{text}");
-    assert!(text.contains("- All tasks successfully allocated."), "{text}");
+    assert!(
+        text.contains("+/- Task Group: \"app\" (2 create/destroy update)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+/- Task: \"server\" (forces create/destroy update)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+/- env[GREETING]: \"hello\" => \"hi\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("- All tasks successfully allocated."),
+        "{text}"
+    );
     let index: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("Job Modify Index: "))
@@ -66,26 +93,50 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     assert!(index > 0);
 
     // A stale -check-index is refused and changes nothing.
-    let stale = agent.yurt(&["job", "run", "-check-index", &(index - 1).to_string(), v1.to_str().unwrap()]);
+    let stale = agent.yurt(&[
+        "job",
+        "run",
+        "-check-index",
+        &(index - 1).to_string(),
+        v1.to_str().unwrap(),
+    ]);
     assert_eq!(stale.status.code(), Some(1));
     assert_eq!(
         stderr(&stale).trim(),
         format!("Error submitting job: Enforcing job modify index {}: job exists with conflicting job modify index: {index}", index - 1)
     );
-    assert!(agent.ok(&["job", "history", "web"]).contains("Version     = 0"));
-    assert!(!agent.ok(&["job", "history", "web"]).contains("Version     = 1"));
+    assert!(agent
+        .ok(&["job", "history", "web"])
+        .contains("Version     = 0"));
+    assert!(!agent
+        .ok(&["job", "history", "web"])
+        .contains("Version     = 1"));
 
     // The right index registers version 1; the old allocations are replaced.
-    agent.ok(&["job", "run", "-check-index", &index.to_string(), v1.to_str().unwrap()]);
+    agent.ok(&[
+        "job",
+        "run",
+        "-check-index",
+        &index.to_string(),
+        v1.to_str().unwrap(),
+    ]);
     let new_allocs = agent.wait_running("web", 2);
     assert!(new_allocs.iter().all(|a| !allocs.contains(a)));
     wait_for("the old tasks to exit", || {
         let live: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
-        if live.is_empty() { Ok(()) } else { Err(format!("{live:?}")) }
+        if live.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{live:?}"))
+        }
     });
     let logs = wait_for("the new task's output", || {
         let out = stdout(&agent.yurt(&["alloc", "logs", &new_allocs[0]]));
-        if out.contains("hi from") { Ok(out) } else { Err(out) }
+        if out.contains("hi from") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
     });
     assert!(logs.starts_with("hi from"), "{logs}");
 
@@ -94,18 +145,32 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     let v1_at = history.find("Version     = 1").expect("version 1");
     let v0_at = history.find("Version     = 0").expect("version 0");
     assert!(v1_at < v0_at, "{history}");
-    assert!(history[v1_at..v0_at].contains("+/- env[GREETING]: \"hello\" => \"hi\""), "{history}");
+    assert!(
+        history[v1_at..v0_at].contains("+/- env[GREETING]: \"hello\" => \"hi\""),
+        "{history}"
+    );
 
     // Stop: the processes end and the job is dead.
     let stop = agent.ok(&["job", "stop", "web"]);
     assert!(stop.contains("finished with status \"complete\""), "{stop}");
     wait_for("every task to exit", || {
-        let live: Vec<i32> = task_pids(&agent.data_dir).into_iter().filter(|p| alive(*p)).collect();
-        if live.is_empty() { Ok(()) } else { Err(format!("{live:?}")) }
+        let live: Vec<i32> = task_pids(&agent.data_dir)
+            .into_iter()
+            .filter(|p| alive(*p))
+            .collect();
+        if live.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{live:?}"))
+        }
     });
     wait_for("the job to be dead", || {
         let out = stdout(&agent.yurt(&["job", "status", "web"]));
-        if out.contains("Status      = dead") { Ok(()) } else { Err(out) }
+        if out.contains("Status      = dead") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
     let list = agent.ok(&["job", "status"]);
     assert!(list.contains("web") && list.contains("dead"), "{list}");
@@ -117,21 +182,38 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
 #[test]
 fn separate_server_and_client_agents_run_a_job() {
     let dir = TestDir::new();
-    let server = Agent::start(&dir.path.join("server"), &["-server", "-bootstrap-expect", "1"]);
-    let client = Agent::start(&dir.path.join("client"), &["-client", "-servers", &server.grpc, "-node", "worker-1"]);
+    let server = Agent::start(
+        &dir.path.join("server"),
+        &["-server", "-bootstrap-expect", "1"],
+    );
+    let client = Agent::start(
+        &dir.path.join("client"),
+        &["-client", "-servers", &server.grpc, "-node", "worker-1"],
+    );
     wait_for("the client node to register", || {
         let out = stdout(&server.yurt(&["node", "status"]));
-        if out.contains("worker-1") && out.contains("ready") { Ok(()) } else { Err(out) }
+        if out.contains("worker-1") && out.contains("ready") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
     let job = web_job(&dir.path, "hello");
     server.ok(&["job", "run", job.to_str().unwrap()]);
     let allocs = server.wait_running("web", 2);
     assert_eq!(task_pids(&client.data_dir).len(), 2);
-    assert!(task_pids(&server.data_dir).is_empty(), "a server-only agent runs no tasks");
+    assert!(
+        task_pids(&server.data_dir).is_empty(),
+        "a server-only agent runs no tasks"
+    );
     // Logs are read from the client through the server.
     wait_for("logs through the server", || {
         let out = stdout(&server.yurt(&["alloc", "logs", &allocs[1]]));
-        if out.contains("hello from") { Ok(()) } else { Err(out) }
+        if out.contains("hello from") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
     let info = client.ok(&["agent-info"]);
     assert!(info.contains("server = false"), "{info}");

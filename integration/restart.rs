@@ -22,7 +22,11 @@ fn sigkilled_agent_recovers_state_and_keeps_tasks() {
     };
     let pids = wait_for("only the new tasks to run", || {
         let v = live_pids();
-        if v.len() == 2 { Ok(v) } else { Err(format!("{v:?}")) }
+        if v.len() == 2 {
+            Ok(v)
+        } else {
+            Err(format!("{v:?}"))
+        }
     });
     let before = agent.ok(&["agent-info"]);
     assert!(before.contains("last_snapshot_index"), "{before}");
@@ -39,14 +43,31 @@ fn sigkilled_agent_recovers_state_and_keeps_tasks() {
     assert_eq!(live_pids(), pids, "the same task processes, re-attached");
 
     let history = agent.ok(&["job", "history", "web"]);
-    assert!(history.contains("Version     = 1") && history.contains("Version     = 0"), "{history}");
+    assert!(
+        history.contains("Version     = 1") && history.contains("Version     = 0"),
+        "{history}"
+    );
 
     let info = agent.ok(&["agent-info"]);
     for field in [
-        "applied_index", "commit_index", "fsm_pending", "last_contact", "last_log_index", "last_log_term",
-        "last_snapshot_index", "last_snapshot_term", "num_peers", "leader", "server", "bootstrap", "known_regions",
+        "applied_index",
+        "commit_index",
+        "fsm_pending",
+        "last_contact",
+        "last_log_index",
+        "last_log_term",
+        "last_snapshot_index",
+        "last_snapshot_term",
+        "num_peers",
+        "leader",
+        "server",
+        "bootstrap",
+        "known_regions",
     ] {
-        assert!(info.contains(&format!("  {field} = ")), "agent-info lacks {field}:\n{info}");
+        assert!(
+            info.contains(&format!("  {field} = ")),
+            "agent-info lacks {field}:\n{info}"
+        );
     }
     let value = |k: &str| -> u64 {
         info.lines()
@@ -54,7 +75,10 @@ fn sigkilled_agent_recovers_state_and_keeps_tasks() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{k} in {info}"))
     };
-    assert!(value("last_snapshot_index") > 0, "a snapshot was taken:\n{info}");
+    assert!(
+        value("last_snapshot_index") > 0,
+        "a snapshot was taken:\n{info}"
+    );
     assert_eq!(value("fsm_pending"), 0);
     assert!(info.contains("  leader = true"), "{info}");
 
@@ -62,6 +86,10 @@ fn sigkilled_agent_recovers_state_and_keeps_tasks() {
     agent.ok(&["job", "stop", "web"]);
     wait_for("the re-attached tasks to exit", || {
         let v = live_pids();
-        if v.is_empty() { Ok(()) } else { Err(format!("{v:?}")) }
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{v:?}"))
+        }
     });
 }

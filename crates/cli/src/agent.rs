@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use clap::Args;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use yurt_client::{Client, ClientConfig};
 use yurt_proto::v1::agent_server::{Agent, AgentServer};
@@ -84,12 +84,18 @@ struct AgentInfo {
 
 #[tonic::async_trait]
 impl Agent for AgentInfo {
-    async fn info(&self, _req: Request<AgentInfoRequest>) -> Result<Response<AgentInfoResponse>, Status> {
+    async fn info(
+        &self,
+        _req: Request<AgentInfoRequest>,
+    ) -> Result<Response<AgentInfoResponse>, Status> {
         let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         if let Some(s) = &self.server {
             sections.extend(s.info_sections());
         } else {
-            sections.insert("yurt".into(), BTreeMap::from([("server".to_string(), "false".to_string())]));
+            sections.insert(
+                "yurt".into(),
+                BTreeMap::from([("server".to_string(), "false".to_string())]),
+            );
         }
         if let Some(c) = &self.client {
             sections.insert("client".into(), c.info_section());
@@ -100,7 +106,9 @@ impl Agent for AgentInfo {
         runtime.insert("arch".to_string(), std::env::consts::ARCH.to_string());
         runtime.insert(
             "cpu_count".to_string(),
-            std::thread::available_parallelism().map_or(1, |n| n.get()).to_string(),
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .to_string(),
         );
         sections.insert("runtime".into(), runtime);
         Ok(Response::new(AgentInfoResponse {
@@ -136,8 +144,9 @@ async fn bind(host: &str, port: u16, what: &str) -> Result<TcpListener, CliError
 
 /// Logs go to stderr; `YURT_LOG` (an env-filter directive) overrides the default.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("YURT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("YURT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -157,19 +166,33 @@ pub async fn run(mut args: AgentArgs) -> CmdResult {
     let data_dir = match (&args.data_dir, args.dev) {
         (Some(d), _) => d.clone(),
         (None, true) => std::env::temp_dir().join(format!("yurt-dev-{}", uuid_like())),
-        (None, false) => return Err(fail("-data-dir is required (or use -dev for a throwaway one)")),
+        (None, false) => {
+            return Err(fail(
+                "-data-dir is required (or use -dev for a throwaway one)",
+            ))
+        }
     };
-    std::fs::create_dir_all(&data_dir).map_err(|e| fail(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        fail(format!(
+            "cannot create data dir {}: {e}",
+            data_dir.display()
+        ))
+    })?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
 
     let grpc = bind(&args.bind, args.grpc_port, "gRPC").await?;
     let grpc_addr: SocketAddr = grpc.local_addr().map_err(|e| fail(e.to_string()))?;
-    let http = if args.server { Some(bind(&args.bind, args.http_port, "HTTP").await?) } else { None };
+    let http = if args.server {
+        Some(bind(&args.bind, args.http_port, "HTTP").await?)
+    } else {
+        None
+    };
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
 
-    let name = args.node.clone().unwrap_or_else(|| {
-        nix_hostname().unwrap_or_else(|| "yurt".into())
-    });
+    let name = args
+        .node
+        .clone()
+        .unwrap_or_else(|| nix_hostname().unwrap_or_else(|| "yurt".into()));
     let server = if args.server {
         let cfg = ServerConfig {
             data_dir: data_dir.clone(),
@@ -179,7 +202,9 @@ pub async fn run(mut args: AgentArgs) -> CmdResult {
             snapshot_threshold: args.raft_snapshot_threshold,
             region: args.region.clone(),
         };
-        Some(Arc::new(Server::start(cfg).await.map_err(|e| fail(e.to_string()))?))
+        Some(Arc::new(
+            Server::start(cfg).await.map_err(|e| fail(e.to_string()))?,
+        ))
     } else {
         None
     };
@@ -194,7 +219,8 @@ pub async fn run(mut args: AgentArgs) -> CmdResult {
         } else {
             args.servers.clone()
         };
-        let exe = std::env::current_exe().map_err(|e| fail(format!("cannot find the yurt binary: {e}")))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| fail(format!("cannot find the yurt binary: {e}")))?;
         let cfg = ClientConfig {
             data_dir: data_dir.clone(),
             servers,
@@ -229,7 +255,11 @@ pub async fn run(mut args: AgentArgs) -> CmdResult {
         )
     };
     if let (Some(l), Some(s)) = (http, &server) {
-        tokio::spawn(yurt_server::http::serve(l, s.state.clone(), stop_rx.clone()));
+        tokio::spawn(yurt_server::http::serve(
+            l,
+            s.state.clone(),
+            stop_rx.clone(),
+        ));
     }
 
     write_addrs(
@@ -245,7 +275,10 @@ pub async fn run(mut args: AgentArgs) -> CmdResult {
         (true, false) => "server",
         _ => "client",
     };
-    println!("==> Yurt agent started ({role}{})", if args.dev { ", dev mode" } else { "" });
+    println!(
+        "==> Yurt agent started ({role}{})",
+        if args.dev { ", dev mode" } else { "" }
+    );
     println!("    Version:  {}", yurt_types::VERSION);
     println!("    gRPC:     {grpc_addr}");
     if let Some(h) = http_addr {

@@ -11,10 +11,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "yurt", about = "Yurt: a small cluster orchestrator in the spirit of Nomad", disable_version_flag = true)]
+#[command(
+    name = "yurt",
+    about = "Yurt: a small cluster orchestrator in the spirit of Nomad",
+    disable_version_flag = true
+)]
 struct Cli {
     /// Address of a Yurt agent's gRPC API.
-    #[arg(long, global = true, env = "YURT_ADDR", default_value = "http://127.0.0.1:4647")]
+    #[arg(
+        long,
+        global = true,
+        env = "YURT_ADDR",
+        default_value = "http://127.0.0.1:4647"
+    )]
     address: String,
     #[command(subcommand)]
     cmd: Command,
@@ -77,7 +86,10 @@ fn main() -> ExitCode {
         // Synchronous and runtime-free: this process lives as long as its task.
         return ExitCode::from(yurt_client::executor::run(dir) as u8);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");
@@ -117,11 +129,33 @@ mod tests {
 
     #[test]
     fn single_dash_long_flags_become_double_dash() {
-        let args = ["yurt", "job", "run", "-check-index", "5", "-detach", "-p", "-address=http://x", "--", "-not"];
+        let args = [
+            "yurt",
+            "job",
+            "run",
+            "-check-index",
+            "5",
+            "-detach",
+            "-p",
+            "-address=http://x",
+            "--",
+            "-not",
+        ];
         let got = normalize_args(args.iter().map(|s| s.to_string()));
         assert_eq!(
             got,
-            vec!["yurt", "job", "run", "--check-index", "5", "--detach", "-p", "--address=http://x", "--", "-not"]
+            vec![
+                "yurt",
+                "job",
+                "run",
+                "--check-index",
+                "5",
+                "--detach",
+                "-p",
+                "--address=http://x",
+                "--",
+                "-not"
+            ]
         );
     }
 }

@@ -89,9 +89,18 @@ mod tests {
 
     #[test]
     fn tables_and_kv_align() {
-        let t = table(&["ID", "Status"], &[vec!["a".into(), "running".into()], vec!["long-id".into(), "x".into()]]);
+        let t = table(
+            &["ID", "Status"],
+            &[
+                vec!["a".into(), "running".into()],
+                vec!["long-id".into(), "x".into()],
+            ],
+        );
         assert_eq!(t, "ID       Status\na        running\nlong-id  x\n");
-        assert_eq!(kv(&[("ID", "1".into()), ("Name", "w".into())]), "ID   = 1\nName = w\n");
+        assert_eq!(
+            kv(&[("ID", "1".into()), ("Name", "w".into())]),
+            "ID   = 1\nName = w\n"
+        );
         assert_eq!(short("0123456789"), "01234567");
         assert_eq!(time(0), "<none>");
         assert_eq!(time(1_000), "1970-01-01T00:00:01Z");

@@ -70,7 +70,10 @@ fn run_with(exec_dir: &Path, new_session: bool) -> i32 {
         Err(e) => {
             // Record the failure where the client looks for the outcome.
             let _ = std::fs::write(exec_dir.join("error"), e.to_string());
-            let status = ExitStatus { code: 127, signal: 0 };
+            let status = ExitStatus {
+                code: 127,
+                signal: 0,
+            };
             let _ = write_atomic(
                 &exit_path(exec_dir),
                 &serde_json::to_vec(&status).unwrap_or_default(),
@@ -98,20 +101,28 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
         .stderr(open(&spec.stderr)?)
         .process_group(0)
         .spawn()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", spec.command)))?;
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", spec.command))
+        })?;
     write_atomic(&pid_path(exec_dir), child.id().to_string().as_bytes())?;
     let status = child.wait()?;
     let status = ExitStatus {
         code: status.code().unwrap_or(-1),
         signal: status.signal().unwrap_or(0),
     };
-    write_atomic(&exit_path(exec_dir), &serde_json::to_vec(&status).map_err(std::io::Error::other)?)
-
+    write_atomic(
+        &exit_path(exec_dir),
+        &serde_json::to_vec(&status).map_err(std::io::Error::other)?,
+    )
 }
 
 /// Reads the task PID written by the executor, if it has started the task.
 pub fn read_pid(exec_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(pid_path(exec_dir)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(pid_path(exec_dir))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Reads the task's exit status, if it has ended.
@@ -159,11 +170,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         spec(dir.path(), "/bin/sh", "echo out-$X; echo err >&2; exit 3");
         run_inner(dir.path(), false).unwrap();
-        assert_eq!(read_exit(dir.path()), Some(ExitStatus { code: 3, signal: 0 }));
+        assert_eq!(
+            read_exit(dir.path()),
+            Some(ExitStatus { code: 3, signal: 0 })
+        );
         let pid = read_pid(dir.path()).unwrap();
         assert!(!alive(pid));
-        assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "out-1\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("err")).unwrap(), "err\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "out-1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("err")).unwrap(),
+            "err\n"
+        );
     }
 
     #[test]
@@ -171,7 +191,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         spec(dir.path(), "/no/such/binary", "");
         assert_eq!(run_with(dir.path(), false), 1);
-        assert_eq!(read_exit(dir.path()), Some(ExitStatus { code: 127, signal: 0 }));
+        assert_eq!(
+            read_exit(dir.path()),
+            Some(ExitStatus {
+                code: 127,
+                signal: 0
+            })
+        );
         let why = std::fs::read_to_string(dir.path().join("error")).unwrap();
         assert!(why.contains("cannot start \"/no/such/binary\""), "{why}");
     }

@@ -45,7 +45,10 @@ pub fn fingerprint() -> Fingerprint {
         ("cpu.arch".to_string(), std::env::consts::ARCH.to_string()),
         ("cpu.numcores".to_string(), cores.to_string()),
         ("cpu.frequency".to_string(), mhz.to_string()),
-        ("memory.totalbytes".to_string(), (u64::from(memory) * 1024 * 1024).to_string()),
+        (
+            "memory.totalbytes".to_string(),
+            (u64::from(memory) * 1024 * 1024).to_string(),
+        ),
         ("unique.hostname".to_string(), hostname.clone()),
         ("driver.raw_exec".to_string(), "1".to_string()),
         ("driver.exec".to_string(), "1".to_string()),

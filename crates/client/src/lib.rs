@@ -49,7 +49,10 @@ pub struct ClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot use client data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open client state in {path}: {source}")]
     State { path: PathBuf, source: sled::Error },
     #[error("client state in {path} is unreadable: {message}")]
@@ -156,7 +159,9 @@ impl Client {
     /// Waits until the node is registered with the servers (bounded).
     pub async fn wait_registered(&self, timeout: Duration) -> bool {
         let mut rx = self.inner.registered.subscribe();
-        let ok = tokio::time::timeout(timeout, rx.wait_for(|r| *r)).await.is_ok();
+        let ok = tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok();
         ok
     }
 
@@ -169,10 +174,18 @@ impl Client {
             .unwrap_or_else(|e| e.into_inner())
             .map(|t| format!("{}ms", t.elapsed().as_millis()))
             .unwrap_or_else(|| "never".into());
-        let n = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let n = self
+            .inner
+            .allocs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
         BTreeMap::from([
             ("node_id".to_string(), self.inner.node_id.clone()),
-            ("known_servers".to_string(), self.inner.config.servers.join(",")),
+            (
+                "known_servers".to_string(),
+                self.inner.config.servers.join(","),
+            ),
             ("num_allocations".to_string(), n.to_string()),
             ("last_heartbeat".to_string(), last),
             (
@@ -223,7 +236,9 @@ impl Client {
             .inner
             .nodes
             .clone()
-            .register(RegisterNodeRequest { node: Some(self.node()) })
+            .register(RegisterNodeRequest {
+                node: Some(self.node()),
+            })
             .await?
             .into_inner();
         Ok(r.heartbeat_ttl_ms)
@@ -253,7 +268,11 @@ impl Client {
                     registered = true;
                     self.inner.registered.send_replace(true);
                     self.inner.ttl_ms.store(ttl, Ordering::Relaxed);
-                    *self.inner.last_heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    *self
+                        .inner
+                        .last_heartbeat
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                     Duration::from_millis(ttl / 2).max(Duration::from_millis(100))
                 }
                 Err(s) if s.code() == Code::NotFound => {

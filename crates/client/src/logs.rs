@@ -20,10 +20,12 @@ pub struct LogService {
 impl ClientFs for LogService {
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
         let req = req.into_inner();
-        let local = self
-            .client
-            .local_alloc(&req.alloc_id)
-            .ok_or_else(|| Status::not_found(format!("allocation {:?} is not on this client", req.alloc_id)))?;
+        let local = self.client.local_alloc(&req.alloc_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "allocation {:?} is not on this client",
+                req.alloc_id
+            ))
+        })?;
         let task = if req.task.is_empty() {
             let names: Vec<&String> = local.tasks.keys().collect();
             match names.as_slice() {
@@ -39,12 +41,18 @@ impl ClientFs for LogService {
         } else {
             req.task.clone()
         };
-        let t = local
-            .tasks
-            .get(&task)
-            .ok_or_else(|| Status::not_found(format!("task {task:?} is not in allocation {}", req.alloc_id)))?;
+        let t = local.tasks.get(&task).ok_or_else(|| {
+            Status::not_found(format!(
+                "task {task:?} is not in allocation {}",
+                req.alloc_id
+            ))
+        })?;
         let path = log_path(self.client.client_dir(), &req.alloc_id, &task, req.stderr);
-        let limit = if req.limit == 0 { MAX_CHUNK } else { req.limit.min(MAX_CHUNK) };
+        let limit = if req.limit == 0 {
+            MAX_CHUNK
+        } else {
+            req.limit.min(MAX_CHUNK)
+        };
         let mut data = Vec::new();
         if let Ok(mut f) = std::fs::File::open(&path) {
             f.seek(SeekFrom::Start(req.offset))

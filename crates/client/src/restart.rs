@@ -15,7 +15,13 @@ pub enum Decision {
 
 /// Decides after an exit. `restarts_ms` are the times of earlier restarts; `batch` is whether
 /// the job runs to completion (a service task that exits, even with 0, is restarted).
-pub fn decide(policy: &RestartPolicy, restarts_ms: &[i64], now_ms: i64, success: bool, batch: bool) -> Decision {
+pub fn decide(
+    policy: &RestartPolicy,
+    restarts_ms: &[i64],
+    now_ms: i64,
+    success: bool,
+    batch: bool,
+) -> Decision {
     if batch && success {
         return Decision::Complete;
     }
@@ -30,9 +36,15 @@ pub fn decide(policy: &RestartPolicy, restarts_ms: &[i64], now_ms: i64, success:
         return match policy.mode.as_str() {
             "delay" => {
                 // Wait until the oldest restart in the window leaves it.
-                let oldest = restarts_ms.iter().copied().filter(|t| *t > window_start).min().unwrap_or(now_ms);
+                let oldest = restarts_ms
+                    .iter()
+                    .copied()
+                    .filter(|t| *t > window_start)
+                    .min()
+                    .unwrap_or(now_ms);
                 Decision::Restart {
-                    at_ms: (oldest + policy.interval_ms as i64).max(now_ms + policy.delay_ms as i64),
+                    at_ms: (oldest + policy.interval_ms as i64)
+                        .max(now_ms + policy.delay_ms as i64),
                     reason: "Exceeded allowed attempts, applying a delay",
                 }
             }
@@ -62,23 +74,37 @@ mod tests {
 
     #[test]
     fn batch_success_completes_and_service_exit_restarts() {
-        assert_eq!(decide(&policy("fail"), &[], 0, true, true), Decision::Complete);
+        assert_eq!(
+            decide(&policy("fail"), &[], 0, true, true),
+            Decision::Complete
+        );
         assert_eq!(
             decide(&policy("fail"), &[], 10, true, false),
-            Decision::Restart { at_ms: 1_010, reason: "Restart within policy" }
+            Decision::Restart {
+                at_ms: 1_010,
+                reason: "Restart within policy"
+            }
         );
     }
 
     #[test]
     fn attempts_are_counted_within_the_interval() {
         let p = policy("fail");
-        assert!(matches!(decide(&p, &[1_000], 2_000, false, false), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, &[1_000], 2_000, false, false),
+            Decision::Restart { .. }
+        ));
         assert_eq!(
             decide(&p, &[1_000, 2_000], 3_000, false, false),
-            Decision::Fail { reason: "Exceeded allowed attempts" }
+            Decision::Fail {
+                reason: "Exceeded allowed attempts"
+            }
         );
         // An hour later the old restarts have left the window.
-        assert!(matches!(decide(&p, &[1_000, 2_000], 3_600_000, false, false), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, &[1_000, 2_000], 3_600_000, false, false),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
@@ -86,9 +112,20 @@ mod tests {
         let p = policy("delay");
         assert_eq!(
             decide(&p, &[1_000, 2_000], 3_000, false, false),
-            Decision::Restart { at_ms: 61_000, reason: "Exceeded allowed attempts, applying a delay" }
+            Decision::Restart {
+                at_ms: 61_000,
+                reason: "Exceeded allowed attempts, applying a delay"
+            }
         );
-        let none = RestartPolicy { attempts: 0, ..policy("fail") };
-        assert_eq!(decide(&none, &[], 0, false, false), Decision::Fail { reason: "Policy allows no restarts" });
+        let none = RestartPolicy {
+            attempts: 0,
+            ..policy("fail")
+        };
+        assert_eq!(
+            decide(&none, &[], 0, false, false),
+            Decision::Fail {
+                reason: "Policy allows no restarts"
+            }
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-use yurt_proto::v1::{value, AllocClientUpdate, Allocation, ClientAllocsRequest, TaskEvent, TaskState, UpdateAllocsRequest};
+use yurt_proto::v1::{
+    value, AllocClientUpdate, Allocation, ClientAllocsRequest, TaskEvent, TaskState,
+    UpdateAllocsRequest,
+};
 use yurt_types::status::*;
 
 use crate::executor::{self, ExecSpec};
@@ -52,7 +55,8 @@ pub(crate) fn load(db: &sled::Tree) -> Result<BTreeMap<String, LocalAlloc>, Stri
     let mut out = BTreeMap::new();
     for kv in db.iter() {
         let (k, v) = kv.map_err(|e| e.to_string())?;
-        let a: LocalAlloc = serde_json::from_slice(&v).map_err(|e| format!("allocation {}: {e}", String::from_utf8_lossy(&k)))?;
+        let a: LocalAlloc = serde_json::from_slice(&v)
+            .map_err(|e| format!("allocation {}: {e}", String::from_utf8_lossy(&k)))?;
         out.insert(a.alloc.id.clone(), a);
     }
     Ok(out)
@@ -75,7 +79,10 @@ pub(crate) fn alloc_dir(client_dir: &Path, alloc_id: &str) -> PathBuf {
 /// Where a task's stdout or stderr goes: `<alloc_dir>/alloc/logs/<task>.stdout.0`.
 pub(crate) fn log_path(client_dir: &Path, alloc_id: &str, task: &str, stderr: bool) -> PathBuf {
     let stream = if stderr { "stderr" } else { "stdout" };
-    alloc_dir(client_dir, alloc_id).join("alloc").join("logs").join(format!("{task}.{stream}.0"))
+    alloc_dir(client_dir, alloc_id)
+        .join("alloc")
+        .join("logs")
+        .join(format!("{task}.{stream}.0"))
 }
 
 /// Replaces `${NAME}` with values from `env`; unknown names are left as written.
@@ -164,7 +171,9 @@ impl Client {
             let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
             for a in server {
                 match allocs.get_mut(&a.id) {
-                    None if a.desired_status == ALLOC_DESIRED_RUN && !alloc_client_terminal(&a.client_status) => {
+                    None if a.desired_status == ALLOC_DESIRED_RUN
+                        && !alloc_client_terminal(&a.client_status) =>
+                    {
                         let tasks = a
                             .job
                             .as_ref()
@@ -181,7 +190,10 @@ impl Client {
                                         LocalTask {
                                             state: TaskState {
                                                 state: TASK_PENDING.into(),
-                                                events: vec![event("Received", "Task received by client")],
+                                                events: vec![event(
+                                                    "Received",
+                                                    "Task received by client",
+                                                )],
                                                 ..TaskState::default()
                                             },
                                             exec_dir: dir.join(t).join("executor"),
@@ -228,8 +240,17 @@ impl Client {
             .alloc
             .job
             .as_ref()
-            .and_then(|j| j.task_groups.iter().find(|g| g.name == local.alloc.task_group))
-            .map(|g| g.tasks.iter().map(|t| (t.name.clone(), t.kill_timeout_ms)).collect())
+            .and_then(|j| {
+                j.task_groups
+                    .iter()
+                    .find(|g| g.name == local.alloc.task_group)
+            })
+            .map(|g| {
+                g.tasks
+                    .iter()
+                    .map(|t| (t.name.clone(), t.kill_timeout_ms))
+                    .collect()
+            })
             .unwrap_or_default();
         for (name, t) in local.tasks.iter_mut() {
             t.restart_at_ms = None;
@@ -246,7 +267,12 @@ impl Client {
         }
     }
 
-    fn start_task(&self, local: &LocalAlloc, task_name: &str, t: &mut LocalTask) -> Result<(), String> {
+    fn start_task(
+        &self,
+        local: &LocalAlloc,
+        task_name: &str,
+        t: &mut LocalTask,
+    ) -> Result<(), String> {
         let a = &local.alloc;
         let job = a.job.clone().unwrap_or_default();
         let task = job
@@ -259,19 +285,26 @@ impl Client {
         let task_dir = adir.join(task_name);
         let logs = adir.join("alloc").join("logs");
         for d in [&task_dir, &logs, &t.exec_dir] {
-            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
         }
         let _ = std::fs::remove_file(executor::exit_path(&t.exec_dir));
         let _ = std::fs::remove_file(executor::pid_path(&t.exec_dir));
         let mut env: BTreeMap<String, String> = BTreeMap::new();
-        env.insert("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
+        env.insert(
+            "PATH".into(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        );
         for prefix in ["YURT", "NOMAD"] {
             env.insert(format!("{prefix}_ALLOC_ID"), a.id.clone());
             env.insert(format!("{prefix}_ALLOC_NAME"), a.name.clone());
             env.insert(format!("{prefix}_JOB_NAME"), a.job_id.clone());
             env.insert(format!("{prefix}_GROUP_NAME"), a.task_group.clone());
             env.insert(format!("{prefix}_TASK_NAME"), task_name.into());
-            env.insert(format!("{prefix}_ALLOC_DIR"), adir.join("alloc").display().to_string());
+            env.insert(
+                format!("{prefix}_ALLOC_DIR"),
+                adir.join("alloc").display().to_string(),
+            );
             env.insert(format!("{prefix}_TASK_DIR"), task_dir.display().to_string());
         }
         let base = env.clone();
@@ -303,7 +336,8 @@ impl Client {
             stderr: log_path(&self.inner.dir, &a.id, task_name, true),
         };
         let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
-        std::fs::write(executor::spec_path(&t.exec_dir), bytes).map_err(|e| format!("cannot write task spec: {e}"))?;
+        std::fs::write(executor::spec_path(&t.exec_dir), bytes)
+            .map_err(|e| format!("cannot write task spec: {e}"))?;
         let mut child = tokio::process::Command::new(&self.inner.config.executor_exe)
             .arg("executor")
             .arg(&t.exec_dir)
@@ -311,7 +345,12 @@ impl Client {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start the executor {}: {e}", self.inner.config.executor_exe.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start the executor {}: {e}",
+                    self.inner.config.executor_exe.display()
+                )
+            })?;
         t.executor_pid = child.id().map(|p| p as i32);
         // Reap the executor when it ends while this agent runs; after a restart, init does.
         tokio::spawn(async move {
@@ -319,7 +358,9 @@ impl Client {
         });
         t.state.state = TASK_RUNNING.into();
         t.state.started_at_unix_ms = now_ms();
-        t.state.events.push(event("Started", "Task started by client"));
+        t.state
+            .events
+            .push(event("Started", "Task started by client"));
         Ok(())
     }
 
@@ -331,20 +372,33 @@ impl Client {
         {
             let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
             for local in allocs.values_mut() {
-                let before = (local.client_status.clone(), serde_json::to_string(&local.tasks).unwrap_or_default());
-                let batch = local.alloc.job.as_ref().is_some_and(|j| j.r#type == JOB_TYPE_BATCH);
+                let before = (
+                    local.client_status.clone(),
+                    serde_json::to_string(&local.tasks).unwrap_or_default(),
+                );
+                let batch = local
+                    .alloc
+                    .job
+                    .as_ref()
+                    .is_some_and(|j| j.r#type == JOB_TYPE_BATCH);
                 let policy = local
                     .alloc
                     .job
                     .as_ref()
-                    .and_then(|j| j.task_groups.iter().find(|g| g.name == local.alloc.task_group))
+                    .and_then(|j| {
+                        j.task_groups
+                            .iter()
+                            .find(|g| g.name == local.alloc.task_group)
+                    })
                     .and_then(|g| g.restart.clone())
                     .unwrap_or_default();
                 let names: Vec<String> = local.tasks.keys().cloned().collect();
                 for name in names {
                     let mut t = local.tasks[&name].clone();
                     match t.state.state.as_str() {
-                        TASK_PENDING if !local.stopping && t.restart_at_ms.is_some_and(|at| at <= now) => {
+                        TASK_PENDING
+                            if !local.stopping && t.restart_at_ms.is_some_and(|at| at <= now) =>
+                        {
                             t.restart_at_ms = None;
                             if let Err(e) = self.start_task(local, &name, &mut t) {
                                 t.state.state = TASK_DEAD.into();
@@ -357,7 +411,8 @@ impl Client {
                             let exit = executor::read_exit(&t.exec_dir);
                             let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
                             if let Some(status) = exit {
-                                let mut ev = event("Terminated", format!("Exit Code: {}", status.code));
+                                let mut ev =
+                                    event("Terminated", format!("Exit Code: {}", status.code));
                                 ev.exit_code = status.code;
                                 ev.signal = status.signal;
                                 t.state.events.push(ev);
@@ -368,7 +423,13 @@ impl Client {
                                     t.state.state = TASK_DEAD.into();
                                     t.state.finished_at_unix_ms = now;
                                 } else {
-                                    match decide(&policy, &t.restarts_ms, now, status.success(), batch) {
+                                    match decide(
+                                        &policy,
+                                        &t.restarts_ms,
+                                        now,
+                                        status.success(),
+                                        batch,
+                                    ) {
                                         Decision::Complete => {
                                             t.state.state = TASK_DEAD.into();
                                             t.state.finished_at_unix_ms = now;
@@ -392,7 +453,10 @@ impl Client {
                                 t.state.state = TASK_DEAD.into();
                                 t.state.failed = !local.stopping;
                                 t.state.finished_at_unix_ms = now;
-                                t.state.events.push(event("Task Lost", "the task's executor exited unexpectedly"));
+                                t.state.events.push(event(
+                                    "Task Lost",
+                                    "the task's executor exited unexpectedly",
+                                ));
                             } else if let Some(at) = t.kill_at_ms {
                                 if at <= now {
                                     if let Some(pid) = executor::read_pid(&t.exec_dir) {
@@ -419,7 +483,10 @@ impl Client {
                 };
                 local.client_status = status.into();
                 local.client_description = desc.into();
-                let after = (local.client_status.clone(), serde_json::to_string(&local.tasks).unwrap_or_default());
+                let after = (
+                    local.client_status.clone(),
+                    serde_json::to_string(&local.tasks).unwrap_or_default(),
+                );
                 if before != after {
                     local.dirty = true;
                     self.persist(local);
@@ -429,7 +496,11 @@ impl Client {
                         alloc_id: local.alloc.id.clone(),
                         client_status: local.client_status.clone(),
                         client_description: local.client_description.clone(),
-                        task_states: local.tasks.iter().map(|(k, t)| (k.clone(), t.state.clone())).collect(),
+                        task_states: local
+                            .tasks
+                            .iter()
+                            .map(|(k, t)| (k.clone(), t.state.clone()))
+                            .collect(),
                     });
                 }
             }
@@ -452,13 +523,20 @@ impl Client {
                     }
                 }
             }
-            Err(s) => tracing::warn!(error = %s.message(), "cannot report allocation status; will retry"),
+            Err(s) => {
+                tracing::warn!(error = %s.message(), "cannot report allocation status; will retry")
+            }
         }
     }
 
     /// The local view of an allocation (for logs).
     pub(crate) fn local_alloc(&self, id: &str) -> Option<LocalAlloc> {
-        self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.inner
+            .allocs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub(crate) fn client_dir(&self) -> &Path {
@@ -474,7 +552,10 @@ mod tests {
     fn interpolation_replaces_known_names_only() {
         let env = BTreeMap::from([("YURT_ALLOC_ID".to_string(), "abc".to_string())]);
         assert_eq!(interpolate("id=${YURT_ALLOC_ID}!", &env), "id=abc!");
-        assert_eq!(interpolate("${UNKNOWN} and ${YURT_ALLOC_ID}", &env), "${UNKNOWN} and abc");
+        assert_eq!(
+            interpolate("${UNKNOWN} and ${YURT_ALLOC_ID}", &env),
+            "${UNKNOWN} and abc"
+        );
         assert_eq!(interpolate("open ${", &env), "open ${");
     }
 }

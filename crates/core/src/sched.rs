@@ -16,8 +16,8 @@ use yurt_types::status::*;
 use crate::internal::{command, ApplyPlan, Command, JobRegister};
 use crate::state::State;
 use crate::v1::{
-    AllocMetric, Allocation, Constraint, DesiredUpdates, Evaluation, Job, JobDiff, Node,
-    Resources, TaskGroup,
+    AllocMetric, Allocation, Constraint, DesiredUpdates, Evaluation, Job, JobDiff, Node, Resources,
+    TaskGroup,
 };
 
 /// Everything one scheduler run decided.
@@ -78,7 +78,12 @@ pub fn schedule(
 
 /// Turns an outcome into the Raft command that records it: the allocations, the evaluation
 /// marked complete, and a blocked evaluation for allocations that found no room.
-pub fn plan_command(eval: &Evaluation, outcome: Outcome, now: i64, new_id: &mut dyn FnMut() -> String) -> Command {
+pub fn plan_command(
+    eval: &Evaluation,
+    outcome: Outcome,
+    now: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Command {
     let mut done = eval.clone();
     let mut new_evals = Vec::new();
     done.failed_tg_allocs = outcome.failed.into_iter().collect();
@@ -325,7 +330,11 @@ impl Run<'_> {
                 }
             }
         }
-        let mut live: Vec<&Allocation> = allocs.iter().copied().filter(|a| !alloc_terminal(a)).collect();
+        let mut live: Vec<&Allocation> = allocs
+            .iter()
+            .copied()
+            .filter(|a| !alloc_terminal(a))
+            .collect();
         live.sort_by_key(|a| (name_index(&a.name).unwrap_or(u32::MAX), a.create_index));
         for a in live {
             if self.node_down(&a.node_id) {
@@ -386,16 +395,25 @@ impl Run<'_> {
         if node.status != NODE_READY || node.scheduling_eligibility != NODE_ELIGIBLE || node.drain {
             return Err("node not ready or not eligible".into());
         }
-        if !job.datacenters.iter().any(|d| dc_matches(d, &node.datacenter)) {
+        if !job
+            .datacenters
+            .iter()
+            .any(|d| dc_matches(d, &node.datacenter))
+        {
             return Err("missing compatible datacenter".into());
         }
         for c in job.constraints.iter().chain(&g.constraints) {
             if c.operator == "distinct_hosts" {
-                let busy = self.state.node_allocs(&node.id).iter().any(|a| {
-                    a.job_id == job.id && !alloc_terminal(a)
-                }) || self.out.allocs.iter().any(|a| {
-                    a.node_id == node.id && a.job_id == job.id && a.desired_status == ALLOC_DESIRED_RUN
-                });
+                let busy = self
+                    .state
+                    .node_allocs(&node.id)
+                    .iter()
+                    .any(|a| a.job_id == job.id && !alloc_terminal(a))
+                    || self.out.allocs.iter().any(|a| {
+                        a.node_id == node.id
+                            && a.job_id == job.id
+                            && a.desired_status == ALLOC_DESIRED_RUN
+                    });
                 if busy {
                     return Err("distinct_hosts".into());
                 }

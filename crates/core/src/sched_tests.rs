@@ -78,7 +78,9 @@ impl World {
             }),
             ..Node::default()
         };
-        self.apply(command::Kind::NodeRegister(NodeRegister { node: Some(node) }));
+        self.apply(command::Kind::NodeRegister(NodeRegister {
+            node: Some(node),
+        }));
     }
 
     /// Registers the job and runs the scheduler, committing the plan.
@@ -117,7 +119,13 @@ impl World {
 
 fn counts(o: &Outcome) -> (u64, u64, u64, u64, u64) {
     let d = &o.desired["app"];
-    (d.place, d.stop, d.ignore, d.in_place_update, d.destructive_update)
+    (
+        d.place,
+        d.stop,
+        d.ignore,
+        d.in_place_update,
+        d.destructive_update,
+    )
 }
 
 #[test]
@@ -153,8 +161,15 @@ fn count_up_places_and_count_down_stops_highest_indexes() {
     let left = w.running();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].name, "web.app[0]");
-    let stopped: Vec<_> = w.state.allocs.values().filter(|a| a.desired_status == ALLOC_DESIRED_STOP).collect();
-    assert!(stopped.iter().all(|a| a.desired_description == DESC_NOT_NEEDED));
+    let stopped: Vec<_> = w
+        .state
+        .allocs
+        .values()
+        .filter(|a| a.desired_status == ALLOC_DESIRED_STOP)
+        .collect();
+    assert!(stopped
+        .iter()
+        .all(|a| a.desired_description == DESC_NOT_NEEDED));
 }
 
 #[test]
@@ -183,7 +198,10 @@ fn priority_change_is_in_place_and_keeps_ids() {
     assert_eq!(counts(&o), (0, 0, 0, 2, 0));
     let after: Vec<String> = w.running().iter().map(|a| a.id.clone()).collect();
     assert_eq!(before, after);
-    assert!(w.running().iter().all(|a| a.job.as_ref().unwrap().priority == 70));
+    assert!(w
+        .running()
+        .iter()
+        .all(|a| a.job.as_ref().unwrap().priority == 70));
 }
 
 #[test]
@@ -207,9 +225,14 @@ fn no_room_reports_exhausted_memory_and_queues() {
 
     let eval = new_eval(&job(3, "a"), "e1".into(), TRIGGER_JOB_REGISTER);
     let cmd = plan_command(&eval, o, 5, &mut || "e2".into());
-    let Some(command::Kind::ApplyPlan(p)) = cmd.kind else { panic!() };
+    let Some(command::Kind::ApplyPlan(p)) = cmd.kind else {
+        panic!()
+    };
     let done = p.eval.unwrap();
-    assert_eq!((done.status.as_str(), done.blocked_eval.as_str()), (EVAL_COMPLETE, "e2"));
+    assert_eq!(
+        (done.status.as_str(), done.blocked_eval.as_str()),
+        (EVAL_COMPLETE, "e2")
+    );
     assert_eq!(p.new_evals[0].status, EVAL_BLOCKED);
     assert_eq!(p.new_evals[0].triggered_by, TRIGGER_QUEUED_ALLOCS);
 }
@@ -226,11 +249,13 @@ fn no_nodes_fails_every_placement() {
 fn stopping_the_job_stops_every_allocation() {
     let mut w = World::new(1);
     w.run(job(2, "a"));
-    w.apply(command::Kind::JobDeregister(crate::internal::JobDeregister {
-        job_id: "web".into(),
-        purge: false,
-        eval: None,
-    }));
+    w.apply(command::Kind::JobDeregister(
+        crate::internal::JobDeregister {
+            job_id: "web".into(),
+            purge: false,
+            eval: None,
+        },
+    ));
     let o = w.schedule("web");
     assert_eq!(o.allocs.len(), 2);
     assert!(w.running().is_empty());
@@ -242,12 +267,19 @@ fn allocations_on_a_down_node_are_lost_and_replaced() {
     let mut w = World::new(2);
     w.run(job(2, "a"));
     let victim = w.running()[0].node_id.clone();
-    w.apply(command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
-        node_id: victim.clone(),
-        status: NODE_DOWN.into(),
-    }));
+    w.apply(command::Kind::NodeStatusUpdate(
+        crate::internal::NodeStatusUpdate {
+            node_id: victim.clone(),
+            status: NODE_DOWN.into(),
+        },
+    ));
     w.schedule("web");
-    let lost: Vec<_> = w.state.allocs.values().filter(|a| a.client_status == ALLOC_LOST).collect();
+    let lost: Vec<_> = w
+        .state
+        .allocs
+        .values()
+        .filter(|a| a.client_status == ALLOC_LOST)
+        .collect();
     assert!(!lost.is_empty());
     assert!(w.running().iter().all(|a| a.node_id != victim));
     assert_eq!(w.running().len(), 2);
@@ -289,7 +321,10 @@ fn datacenter_and_constraints_filter_nodes() {
     j.datacenters = vec!["eu-*".into()];
     let o = w.run(j);
     assert_eq!(o.queued["app"], 1);
-    assert_eq!(o.failed["app"].constraint_filtered["missing compatible datacenter"], 1);
+    assert_eq!(
+        o.failed["app"].constraint_filtered["missing compatible datacenter"],
+        1
+    );
 }
 
 #[test]

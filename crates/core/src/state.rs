@@ -325,9 +325,10 @@ impl State {
             .values()
             .any(|a| a.job_id == job_id && !alloc_terminal(a));
         let any_alloc = self.allocs.values().any(|a| a.job_id == job_id);
-        let waiting = self.evals.values().any(|e| {
-            e.job_id == job_id && (e.status == EVAL_PENDING || e.status == EVAL_BLOCKED)
-        });
+        let waiting = self
+            .evals
+            .values()
+            .any(|e| e.job_id == job_id && (e.status == EVAL_PENDING || e.status == EVAL_BLOCKED));
         let Some(job) = self.jobs.get_mut(job_id) else {
             return;
         };
@@ -341,11 +342,7 @@ impl State {
         if job.status != status {
             job.status = status.into();
             job.modify_index = index;
-            if let Some(v) = self
-                .job_versions
-                .get_mut(job_id)
-                .and_then(|v| v.last_mut())
-            {
+            if let Some(v) = self.job_versions.get_mut(job_id).and_then(|v| v.last_mut()) {
                 v.status = status.into();
             }
         }
@@ -353,14 +350,21 @@ impl State {
 
     /// Allocations of a job, oldest first.
     pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
-        let mut v: Vec<&Allocation> = self.allocs.values().filter(|a| a.job_id == job_id).collect();
+        let mut v: Vec<&Allocation> = self
+            .allocs
+            .values()
+            .filter(|a| a.job_id == job_id)
+            .collect();
         v.sort_by_key(|a| (a.create_index, a.name.clone()));
         v
     }
 
     /// Allocations placed on a node.
     pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
-        self.allocs.values().filter(|a| a.node_id == node_id).collect()
+        self.allocs
+            .values()
+            .filter(|a| a.node_id == node_id)
+            .collect()
     }
 
     /// Pending evaluations, oldest first: the scheduler's queue.
@@ -382,7 +386,9 @@ impl State {
         if let Some(v) = map.get(prefix) {
             return Ok(v);
         }
-        let mut hits = map.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix));
+        let mut hits = map
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix));
         match (hits.next(), hits.next()) {
             (Some((_, v)), None) if !prefix.is_empty() => Ok(v),
             (None, _) | (Some(_), None) => Err(PrefixError::NotFound),
@@ -468,8 +474,18 @@ mod tests {
     #[test]
     fn versions_advance_only_on_spec_change() {
         let mut s = State::default();
-        assert_eq!(s.apply(5, &register(job(1), None)).unwrap().job_modify_index, 5);
-        assert_eq!(s.apply(6, &register(job(1), None)).unwrap().job_modify_index, 5);
+        assert_eq!(
+            s.apply(5, &register(job(1), None))
+                .unwrap()
+                .job_modify_index,
+            5
+        );
+        assert_eq!(
+            s.apply(6, &register(job(1), None))
+                .unwrap()
+                .job_modify_index,
+            5
+        );
         assert_eq!(s.jobs["web"].version, 0);
         s.apply(7, &register(job(2), None)).unwrap();
         let j = &s.jobs["web"];
@@ -486,11 +502,17 @@ mod tests {
     fn check_index_is_compare_and_swap() {
         let mut s = State::default();
         let err = s.apply(3, &register(job(1), Some(9))).unwrap_err();
-        assert_eq!(err.to_string(), "Enforcing job modify index 9: job does not exist");
+        assert_eq!(
+            err.to_string(),
+            "Enforcing job modify index 9: job does not exist"
+        );
         assert!(s.jobs.is_empty());
         s.apply(4, &register(job(1), Some(0))).unwrap();
         let err = s.apply(5, &register(job(2), Some(0))).unwrap_err();
-        assert_eq!(err.to_string(), "Enforcing job modify index 0: job already exists");
+        assert_eq!(
+            err.to_string(),
+            "Enforcing job modify index 0: job already exists"
+        );
         let err = s.apply(6, &register(job(2), Some(3))).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -523,7 +545,9 @@ mod tests {
         s.apply(
             3,
             &Command {
-                kind: Some(command::Kind::NodeRegister(NodeRegister { node: Some(node) })),
+                kind: Some(command::Kind::NodeRegister(NodeRegister {
+                    node: Some(node),
+                })),
                 ..Command::default()
             },
         )
@@ -536,7 +560,10 @@ mod tests {
         snap.written_by = "9.9.9".into();
         let err = State::from_snapshot(&snap.encode_to_vec()).unwrap_err();
         assert!(err.to_string().contains("written by Yurt 9.9.9"), "{err}");
-        assert!(err.to_string().contains("downgrades are not supported"), "{err}");
+        assert!(
+            err.to_string().contains("downgrades are not supported"),
+            "{err}"
+        );
         assert!(State::from_snapshot(b"\xff\xff garbage").is_err());
     }
 

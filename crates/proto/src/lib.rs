@@ -15,7 +15,7 @@ pub mod yurt {
     }
 }
 
-/// The public API, package `yurt.v1`.
-pub use yurt::v1;
 /// Server-to-server messages, package `yurt.internal.v1`.
 pub use yurt::internal::v1 as internal;
+/// The public API, package `yurt.v1`.
+pub use yurt::v1;

@@ -20,13 +20,18 @@ use crate::raft::state_machine::StateHandle;
 fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    reply(status, serde_json::json!({ "error": msg }).to_string() + "\n")
+    reply(
+        status,
+        serde_json::json!({ "error": msg }).to_string() + "\n",
+    )
 }
 
 fn found<T: serde::Serialize>(r: Result<T, (StatusCode, String)>) -> Response<Full<Bytes>> {
@@ -67,9 +72,9 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
             state.jobs.values().collect::<Vec<_>>(),
         )),
         ["v1", "job", id] => found(by_id(&state.jobs, "job", id)),
-        ["v1", "job", id, "allocations"] => found(
-            by_id(&state.jobs, "job", id).map(|j| state.job_allocs(&j.id)),
-        ),
+        ["v1", "job", id, "allocations"] => {
+            found(by_id(&state.jobs, "job", id).map(|j| state.job_allocs(&j.id)))
+        }
         ["v1", "job", id, "versions"] => found(by_id(&state.jobs, "job", id).map(|j| {
             state
                 .job_versions
@@ -127,9 +132,21 @@ mod tests {
     #[test]
     fn routes_answer_json_and_errors() {
         let state = State::default();
-        assert_eq!(route(&state, &Method::GET, "/v1/jobs").status(), StatusCode::OK);
-        assert_eq!(route(&state, &Method::GET, "/v1/job/nope").status(), StatusCode::NOT_FOUND);
-        assert_eq!(route(&state, &Method::POST, "/v1/jobs").status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(route(&state, &Method::GET, "/v2/x").status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            route(&state, &Method::GET, "/v1/jobs").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            route(&state, &Method::GET, "/v1/job/nope").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            route(&state, &Method::POST, "/v1/jobs").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            route(&state, &Method::GET, "/v2/x").status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

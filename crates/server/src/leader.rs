@@ -18,7 +18,12 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-pub async fn run_eval_loop(state: StateHandle, writer: Writer, raft: Raft, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_eval_loop(
+    state: StateHandle,
+    writer: Writer,
+    raft: Raft,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut applied = state.subscribe();
     let me = raft.metrics().borrow().id;
     loop {
@@ -32,7 +37,9 @@ pub async fn run_eval_loop(state: StateHandle, writer: Writer, raft: Raft, mut s
                     plan_command(&eval, outcome, now_unix_ms(), &mut new_id)
                 });
                 match writer.submit(cmd).await {
-                    Ok(r) => tracing::info!(eval = %eval.id, job = %eval.job_id, index = r.index, "evaluation complete"),
+                    Ok(r) => {
+                        tracing::info!(eval = %eval.id, job = %eval.job_id, index = r.index, "evaluation complete")
+                    }
                     Err(e) => {
                         tracing::warn!(eval = %eval.id, error = %e, "plan not committed; will retry");
                         break;

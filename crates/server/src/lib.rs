@@ -24,7 +24,10 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 use yurt_proto::internal::raft_transport_server::RaftTransportServer;
-use yurt_proto::v1::{allocs_server::AllocsServer, evals_server::EvalsServer, jobs_server::JobsServer, nodes_server::NodesServer};
+use yurt_proto::v1::{
+    allocs_server::AllocsServer, evals_server::EvalsServer, jobs_server::JobsServer,
+    nodes_server::NodesServer,
+};
 
 use raft::log_store::LogStore;
 use raft::network::{Network, RaftService};
@@ -50,14 +53,19 @@ pub struct ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot use data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open the Raft log in {path}: {source}")]
     Log { path: PathBuf, source: sled::Error },
     #[error(transparent)]
     State(#[from] raft::state_machine::LoadError),
     #[error("raft: {0}")]
     Raft(String),
-    #[error("bootstrap_expect = {0}: multi-server clusters are not supported by this build yet; use 1")]
+    #[error(
+        "bootstrap_expect = {0}: multi-server clusters are not supported by this build yet; use 1"
+    )]
     MultiServer(u32),
 }
 
@@ -114,19 +122,34 @@ impl Server {
             max_in_snapshot_log_to_keep: 0,
             ..openraft::Config::default()
         };
-        let raft_config = Arc::new(raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| StartError::Raft(e.to_string()))?,
+        );
         let raft = Raft::new(id, raft_config, Network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+        {
             let mut members = BTreeMap::new();
             members.insert(id, BasicNode::new(&config.advertise_addr));
-            raft.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))?;
+            raft.initialize(members)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
             tracing::info!(id, "bootstrapped a single-server cluster");
         }
         let writer = Writer::new(raft.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        tokio::spawn(leader::run_eval_loop(state.clone(), writer.clone(), raft.clone(), shutdown_rx));
+        tokio::spawn(leader::run_eval_loop(
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            shutdown_rx,
+        ));
         Ok(Server {
             raft,
             state,
@@ -173,10 +196,20 @@ impl Server {
         let snap = self.state.last_snapshot();
         let last_log_term = m
             .last_log_index
-            .map(|i| if m.last_applied.map(|l| l.index) == Some(i) { m.last_applied.map_or(0, |l| l.leader_id.term) } else { m.current_term })
+            .map(|i| {
+                if m.last_applied.map(|l| l.index) == Some(i) {
+                    m.last_applied.map_or(0, |l| l.leader_id.term)
+                } else {
+                    m.current_term
+                }
+            })
             .unwrap_or(0);
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-        let num_peers = if voters.contains(&m.id) { voters.len() - 1 } else { 0 };
+        let num_peers = if voters.contains(&m.id) {
+            voters.len() - 1
+        } else {
+            0
+        };
         let is_leader = m.state == ServerState::Leader;
         let last_contact = if is_leader {
             "0".to_string()
@@ -188,7 +221,12 @@ impl Server {
         };
         let leader_addr = m
             .current_leader
-            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
+            .and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            })
             .unwrap_or_default();
         let mut raft = BTreeMap::new();
         for (k, v) in [
@@ -198,8 +236,14 @@ impl Server {
             ("last_contact", last_contact),
             ("last_log_index", m.last_log_index.unwrap_or(0).to_string()),
             ("last_log_term", last_log_term.to_string()),
-            ("last_snapshot_index", snap.map_or(0, |s| s.index).to_string()),
-            ("last_snapshot_term", snap.map_or(0, |s| s.leader_id.term).to_string()),
+            (
+                "last_snapshot_index",
+                snap.map_or(0, |s| s.index).to_string(),
+            ),
+            (
+                "last_snapshot_term",
+                snap.map_or(0, |s| s.leader_id.term).to_string(),
+            ),
             ("num_peers", num_peers.to_string()),
             ("state", format!("{:?}", m.state)),
             ("term", m.current_term.to_string()),

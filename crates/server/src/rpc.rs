@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister, NodeRegister, NodeStatusUpdate};
+use yurt_core::internal::{
+    command, AllocClientUpdates, JobDeregister, JobRegister, NodeRegister, NodeStatusUpdate,
+};
 use yurt_core::sched::{new_eval, plan_job};
 use yurt_core::state::{PrefixError, State};
 use yurt_proto::v1::client_fs_client::ClientFsClient;
@@ -29,12 +31,16 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn lookup<'a, T>(map: &'a std::collections::BTreeMap<String, T>, what: &str, id: &str) -> Result<&'a T, Status> {
+fn lookup<'a, T>(
+    map: &'a std::collections::BTreeMap<String, T>,
+    what: &str,
+    id: &str,
+) -> Result<&'a T, Status> {
     State::find_by_prefix(map, id).map_err(|e| match e {
         PrefixError::NotFound => Status::not_found(format!("{what} {id:?} not found")),
-        PrefixError::Ambiguous => {
-            Status::invalid_argument(format!("{what} ID prefix {id:?} matches more than one {what}: give more characters"))
-        }
+        PrefixError::Ambiguous => Status::invalid_argument(format!(
+            "{what} ID prefix {id:?} matches more than one {what}: give more characters"
+        )),
     })
 }
 
@@ -43,7 +49,8 @@ fn lookup<'a, T>(map: &'a std::collections::BTreeMap<String, T>, what: &str, id:
 fn checked_job(job: Option<Job>) -> Result<Job, Status> {
     let mut job = job.ok_or_else(|| Status::invalid_argument("request has no job"))?;
     jobspec::canonicalize(&mut job);
-    jobspec::validate(&job).map_err(|p| Status::invalid_argument(format!("{}: {}", p.path, p.message)))?;
+    jobspec::validate(&job)
+        .map_err(|p| Status::invalid_argument(format!("{}: {}", p.path, p.message)))?;
     Ok(job)
 }
 
@@ -119,10 +126,18 @@ impl jobs_server::Jobs for Api {
         let req = req.into_inner();
         let versions: Vec<Job> = self.state.read(|s| {
             let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
-            Ok::<_, Status>(s.job_versions.get(&id).map(|v| v.iter().rev().cloned().collect()).unwrap_or_default())
+            Ok::<_, Status>(
+                s.job_versions
+                    .get(&id)
+                    .map(|v| v.iter().rev().cloned().collect())
+                    .unwrap_or_default(),
+            )
         })?;
         let diffs = if req.diffs {
-            versions.windows(2).map(|w| job_diff(Some(&w[1]), &w[0])).collect()
+            versions
+                .windows(2)
+                .map(|w| job_diff(Some(&w[1]), &w[0]))
+                .collect()
         } else {
             vec![]
         };
@@ -131,7 +146,9 @@ impl jobs_server::Jobs for Api {
 
     async fn deregister(&self, req: Request<DeregisterJobRequest>) -> Reply<DeregisterJobResponse> {
         let req = req.into_inner();
-        let job = self.state.read(|s| lookup(&s.jobs, "job", &req.job_id).cloned())?;
+        let job = self
+            .state
+            .read(|s| lookup(&s.jobs, "job", &req.job_id).cloned())?;
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_DEREGISTER);
         let r = self
             .writer
@@ -158,9 +175,13 @@ impl jobs_server::Jobs for Api {
 
     async fn evaluations(&self, req: Request<GetJobRequest>) -> Reply<ListEvalsResponse> {
         let id = req.into_inner().job_id;
-        let mut evals: Vec<Evaluation> = self
-            .state
-            .read(|s| s.evals.values().filter(|e| e.job_id == id).cloned().collect());
+        let mut evals: Vec<Evaluation> = self.state.read(|s| {
+            s.evals
+                .values()
+                .filter(|e| e.job_id == id)
+                .cloned()
+                .collect()
+        });
         evals.sort_by_key(|e| std::cmp::Reverse(e.create_index));
         Ok(Response::new(ListEvalsResponse { evals }))
     }
@@ -201,7 +222,9 @@ impl nodes_server::Nodes for Api {
         node.status = NODE_READY.into();
         let r = self
             .writer
-            .apply(command::Kind::NodeRegister(NodeRegister { node: Some(node) }))
+            .apply(command::Kind::NodeRegister(NodeRegister {
+                node: Some(node),
+            }))
             .await?;
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: HEARTBEAT_TTL.as_millis() as u64,
@@ -232,7 +255,10 @@ impl nodes_server::Nodes for Api {
         }))
     }
 
-    async fn client_allocs(&self, req: Request<ClientAllocsRequest>) -> Reply<ClientAllocsResponse> {
+    async fn client_allocs(
+        &self,
+        req: Request<ClientAllocsRequest>,
+    ) -> Reply<ClientAllocsResponse> {
         let req = req.into_inner();
         let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
         let index = self.state.wait_past(req.min_index, wait).await;
@@ -242,7 +268,10 @@ impl nodes_server::Nodes for Api {
         Ok(Response::new(ClientAllocsResponse { allocs, index }))
     }
 
-    async fn update_allocs(&self, req: Request<UpdateAllocsRequest>) -> Reply<UpdateAllocsResponse> {
+    async fn update_allocs(
+        &self,
+        req: Request<UpdateAllocsRequest>,
+    ) -> Reply<UpdateAllocsResponse> {
         let req = req.into_inner();
         let r = self
             .writer
@@ -280,10 +309,9 @@ impl allocs_server::Allocs for Api {
         let mut req = req.into_inner();
         let (alloc_id, addr) = self.state.read(|s| {
             let a = lookup(&s.allocs, "allocation", &req.alloc_id)?;
-            let node = s
-                .nodes
-                .get(&a.node_id)
-                .ok_or_else(|| Status::not_found(format!("node {:?} of allocation not found", a.node_id)))?;
+            let node = s.nodes.get(&a.node_id).ok_or_else(|| {
+                Status::not_found(format!("node {:?} of allocation not found", a.node_id))
+            })?;
             Ok::<_, Status>((a.id.clone(), node.rpc_addr.clone()))
         })?;
         req.alloc_id = alloc_id;
@@ -292,7 +320,11 @@ impl allocs_server::Allocs for Api {
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
-            .map_err(|_| Status::unavailable(format!("cannot reach the client agent at {addr} to read logs")))?;
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "cannot reach the client agent at {addr} to read logs"
+                ))
+            })?;
         ClientFsClient::new(channel).logs(req).await
     }
 }

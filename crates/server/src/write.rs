@@ -96,7 +96,11 @@ fn into_result(r: ApplyResult) -> Result<ApplyResult, WriteError> {
     }
 }
 
-async fn forward(leader: Option<NodeId>, addr: &str, proposal: Proposal) -> Result<ApplyResult, WriteError> {
+async fn forward(
+    leader: Option<NodeId>,
+    addr: &str,
+    proposal: Proposal,
+) -> Result<ApplyResult, WriteError> {
     tracing::debug!(?leader, addr, "forwarding write to leader");
     let channel = Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| WriteError::Raft(e.to_string()))?
@@ -109,7 +113,7 @@ async fn forward(leader: Option<NodeId>, addr: &str, proposal: Proposal) -> Resu
         })
         .await
         .map_err(|s| WriteError::Raft(s.message().to_string()))?;
-    let result: ApplyResult =
-        serde_json::from_slice(&reply.into_inner().data).map_err(|e| WriteError::Raft(e.to_string()))?;
+    let result: ApplyResult = serde_json::from_slice(&reply.into_inner().data)
+        .map_err(|e| WriteError::Raft(e.to_string()))?;
     into_result(result)
 }

@@ -89,8 +89,14 @@ fn group_diff(
         if f.name == "count" && f.r#type == EDITED {
             let (a, b) = (f.old.parse::<u64>(), f.new.parse::<u64>());
             if let (Ok(a), Ok(b)) = (a, b) {
-                f.annotations
-                    .push(if b > a { "forces create" } else { "forces destroy" }.into());
+                f.annotations.push(
+                    if b > a {
+                        "forces create"
+                    } else {
+                        "forces destroy"
+                    }
+                    .into(),
+                );
             }
         }
     }
@@ -138,9 +144,9 @@ fn task_diff(name: &str, old: Option<&Task>, new: Option<&Task>, group_state: &s
             let destructive = fields
                 .iter()
                 .any(|f| f.r#type != NONE && f.name != "kill_timeout")
-                || objects
-                    .iter()
-                    .any(|o| o.r#type != NONE && !["service", "constraint"].contains(&o.name.as_str()));
+                || objects.iter().any(|o| {
+                    o.r#type != NONE && !["service", "constraint"].contains(&o.name.as_str())
+                });
             Some(if destructive {
                 "forces create/destroy update"
             } else {
@@ -220,7 +226,9 @@ pub fn value_to_json(v: &Value) -> Json {
         Some(value::Kind::IntValue(i)) => Json::from(*i),
         Some(value::Kind::FloatValue(f)) => Json::from(*f),
         Some(value::Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(value::Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
+        Some(value::Kind::ListValue(l)) => {
+            Json::Array(l.values.iter().map(value_to_json).collect())
+        }
         Some(value::Kind::MapValue(m)) => Json::Object(
             m.fields
                 .iter()
@@ -303,7 +311,10 @@ fn diff_map(
         if skip.contains(&key.as_str()) {
             continue;
         }
-        let (ov, nv) = (o.get(key).unwrap_or(&Json::Null), n.get(key).unwrap_or(&Json::Null));
+        let (ov, nv) = (
+            o.get(key).unwrap_or(&Json::Null),
+            n.get(key).unwrap_or(&Json::Null),
+        );
         if STRING_MAPS.contains(&key.as_str()) {
             for (side, out) in [(ov, &mut fo), (nv, &mut fnew)] {
                 if let Json::Object(m) = side {
@@ -340,7 +351,11 @@ fn diff_map(
     (fields, objects)
 }
 
-fn object_diff(name: &str, old: Option<&Map<String, Json>>, new: Option<&Map<String, Json>>) -> ObjectDiff {
+fn object_diff(
+    name: &str,
+    old: Option<&Map<String, Json>>,
+    new: Option<&Map<String, Json>>,
+) -> ObjectDiff {
     let (fields, objects) = diff_map(old, new, &[]);
     let changed =
         fields.iter().any(|f| f.r#type != NONE) || objects.iter().any(|o| o.r#type != NONE);
@@ -392,7 +407,11 @@ pub fn render(diff: &JobDiff, verbose: bool) -> String {
         } else {
             format!(" ({})", updates.join(", "))
         };
-        out.push_str(&format!("{}Task Group: {:?}{note}\n", lead(&g.r#type), g.name));
+        out.push_str(&format!(
+            "{}Task Group: {:?}{note}\n",
+            lead(&g.r#type),
+            g.name
+        ));
         if g.r#type == EDITED || verbose {
             render_fields(&mut out, "  ", &g.fields, &g.objects, verbose);
         }
@@ -431,7 +450,13 @@ fn marker(t: &str) -> &'static str {
     }
 }
 
-fn render_fields(out: &mut String, indent: &str, fields: &[FieldDiff], objects: &[ObjectDiff], all: bool) {
+fn render_fields(
+    out: &mut String,
+    indent: &str,
+    fields: &[FieldDiff],
+    objects: &[ObjectDiff],
+    all: bool,
+) {
     let shown: Vec<&FieldDiff> = fields.iter().filter(|f| all || f.r#type != NONE).collect();
     let width = shown.iter().map(|f| f.name.len()).max().unwrap_or(0);
     for f in shown {
@@ -447,7 +472,11 @@ fn render_fields(out: &mut String, indent: &str, fields: &[FieldDiff], objects: 
         };
         let m = marker(&f.r#type);
         let pad = if m.is_empty() { "   " } else { m };
-        out.push_str(&format!("{indent}{pad} {:<width$} {value}{note}\n", format!("{}:", f.name), width = width + 1));
+        out.push_str(&format!(
+            "{indent}{pad} {:<width$} {value}{note}\n",
+            format!("{}:", f.name),
+            width = width + 1
+        ));
     }
     for o in objects.iter().filter(|o| all || o.r#type != NONE) {
         out.push_str(&format!("{indent}{}{} {{\n", lead(&o.r#type), o.name));
@@ -504,12 +533,21 @@ mod tests {
         let t = &d.task_groups[0].tasks[0];
         assert_eq!(t.annotations, vec!["forces create/destroy update"]);
         let f = t.fields.iter().find(|f| f.name == "env[GREETING]").unwrap();
-        assert_eq!((f.old.as_str(), f.new.as_str(), f.r#type.as_str()), ("hello", "hi", EDITED));
+        assert_eq!(
+            (f.old.as_str(), f.new.as_str(), f.r#type.as_str()),
+            ("hello", "hi", EDITED)
+        );
         let text = render(&d, false);
         assert!(text.contains("+/- Job: \"web\""), "{text}");
         assert!(text.contains("+/- Task Group: \"app\""), "{text}");
-        assert!(text.contains("+/- Task: \"server\" (forces create/destroy update)"), "{text}");
-        assert!(text.contains("+/- env[GREETING]: \"hello\" => \"hi\""), "{text}");
+        assert!(
+            text.contains("+/- Task: \"server\" (forces create/destroy update)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+/- env[GREETING]: \"hello\" => \"hi\""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -520,7 +558,11 @@ mod tests {
         assert_eq!(f.annotations, vec!["forces create"]);
         assert!(g.tasks.iter().all(|t| t.r#type == NONE));
         let d = job_diff(Some(&job("a", 5, 64)), &job("a", 2, 64));
-        let f = d.task_groups[0].fields.iter().find(|f| f.name == "count").unwrap();
+        let f = d.task_groups[0]
+            .fields
+            .iter()
+            .find(|f| f.name == "count")
+            .unwrap();
         assert_eq!(f.annotations, vec!["forces destroy"]);
     }
 
@@ -532,7 +574,10 @@ mod tests {
         assert_eq!(r.r#type, EDITED);
         let text = render(&d, false);
         assert!(text.contains("+/- memory_mb: \"64\" => \"128\""), "{text}");
-        assert!(text.contains("cpu:"), "context fields shown inside a changed object: {text}");
+        assert!(
+            text.contains("cpu:"),
+            "context fields shown inside a changed object: {text}"
+        );
     }
 
     #[test]
@@ -558,7 +603,11 @@ mod tests {
             },
         );
         let d = job_diff(Some(&a), &b);
-        let cfg = d.task_groups[0].tasks[0].objects.iter().find(|o| o.name == "config").unwrap();
+        let cfg = d.task_groups[0].tasks[0]
+            .objects
+            .iter()
+            .find(|o| o.name == "config")
+            .unwrap();
         let f = cfg.fields.iter().find(|f| f.name == "args[0]").unwrap();
         assert_eq!((f.old.as_str(), f.new.as_str()), ("1000", "2000"));
     }

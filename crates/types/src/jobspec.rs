@@ -18,8 +18,7 @@ use crate::duration;
 use crate::status::*;
 use crate::v1::{
     value, Check, Constraint, Job, MigrateStrategy, NetworkResource, Port, ReschedulePolicy,
-    Resources, RestartPolicy, Service, Task, TaskGroup, UpdateStrategy, Value, ValueList,
-    ValueMap,
+    Resources, RestartPolicy, Service, Task, TaskGroup, UpdateStrategy, Value, ValueList, ValueMap,
 };
 
 /// A job file that cannot become a job: one sentence naming the file, the line and the field.
@@ -278,7 +277,10 @@ pub fn validate(job: &Job) -> Result<(), Problem> {
         return fail("job", "job has no ID: write `job \"<id>\" { ... }`".into());
     }
     if job.id.contains(char::is_whitespace) || job.id.contains('/') {
-        return fail("job", format!("job ID {:?} must not contain spaces or '/'", job.id));
+        return fail(
+            "job",
+            format!("job ID {:?} must not contain spaces or '/'", job.id),
+        );
     }
     if ![JOB_TYPE_SERVICE, JOB_TYPE_BATCH, JOB_TYPE_SYSTEM].contains(&job.r#type.as_str()) {
         return fail(
@@ -293,7 +295,10 @@ pub fn validate(job: &Job) -> Result<(), Problem> {
         );
     }
     if job.task_groups.is_empty() {
-        return fail("job", "job has no group: add at least one `group` block".into());
+        return fail(
+            "job",
+            "job has no group: add at least one `group` block".into(),
+        );
     }
     for (i, c) in job.constraints.iter().enumerate() {
         validate_constraint(c, &format!("job.constraint[{i}]"))?;
@@ -378,7 +383,10 @@ fn validate_group(job: &Job, g: &TaskGroup, gp: &str) -> Result<(), Problem> {
     if let Some(r) = &g.reschedule {
         let p = format!("{gp}.reschedule");
         if job.r#type == JOB_TYPE_SYSTEM {
-            return fail(p, "job type \"system\" does not allow a reschedule block".into());
+            return fail(
+                p,
+                "job type \"system\" does not allow a reschedule block".into(),
+            );
         }
         if !["constant", "exponential", "fibonacci"].contains(&r.delay_function.as_str()) {
             return fail(
@@ -417,7 +425,10 @@ fn validate_group(job: &Job, g: &TaskGroup, gp: &str) -> Result<(), Problem> {
     for t in &g.tasks {
         let tp = format!("{gp}.task[{}]", t.name);
         if tasks.insert(t.name.as_str(), ()).is_some() {
-            return fail(tp, format!("task {:?} is defined twice in group {:?}", t.name, g.name));
+            return fail(
+                tp,
+                format!("task {:?} is defined twice in group {:?}", t.name, g.name),
+            );
         }
         validate_task(t, &tp, &labels)?;
     }
@@ -443,7 +454,10 @@ fn validate_update(u: &UpdateStrategy, p: &str) -> Result<(), Problem> {
     };
     check_health_check(&u.health_check, p)?;
     if u.healthy_deadline_ms == 0 {
-        return fail("healthy_deadline", "update.healthy_deadline must be greater than 0".into());
+        return fail(
+            "healthy_deadline",
+            "update.healthy_deadline must be greater than 0".into(),
+        );
     }
     if u.min_healthy_time_ms >= u.healthy_deadline_ms {
         return fail(
@@ -501,7 +515,10 @@ fn validate_constraint(c: &Constraint, p: &str) -> Result<(), Problem> {
     if needs_attr && c.attribute.is_empty() {
         return Err(Problem {
             path: p.into(),
-            message: format!("constraint with operator {:?} needs an attribute", c.operator),
+            message: format!(
+                "constraint with operator {:?} needs an attribute",
+                c.operator
+            ),
         });
     }
     Ok(())
@@ -562,11 +579,19 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
     }
     match t.config.get("command").and_then(|v| v.kind.as_ref()) {
         Some(value::Kind::StringValue(s)) if !s.is_empty() => {}
-        Some(_) => return fail(format!("{tp}.config.command"), "config.command must be a string".into()),
+        Some(_) => {
+            return fail(
+                format!("{tp}.config.command"),
+                "config.command must be a string".into(),
+            )
+        }
         None => {
             return fail(
                 format!("{tp}.config"),
-                format!("task {:?}: config.command is required by the {} driver", t.name, t.driver),
+                format!(
+                    "task {:?}: config.command is required by the {} driver",
+                    t.name, t.driver
+                ),
             )
         }
     }
@@ -574,17 +599,26 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
         let ok = matches!(&args.kind, Some(value::Kind::ListValue(l))
             if l.values.iter().all(|v| matches!(v.kind, Some(value::Kind::StringValue(_)))));
         if !ok {
-            return fail(format!("{tp}.config.args"), "config.args must be a list of strings".into());
+            return fail(
+                format!("{tp}.config.args"),
+                "config.args must be a list of strings".into(),
+            );
         }
     }
     let r = t.resources.clone().unwrap_or_default();
     if r.cpu < 1 {
-        return fail(format!("{tp}.resources.cpu"), "resources.cpu must be at least 1".into());
+        return fail(
+            format!("{tp}.resources.cpu"),
+            "resources.cpu must be at least 1".into(),
+        );
     }
     if r.memory_mb < 10 {
         return fail(
             format!("{tp}.resources.memory"),
-            format!("resources.memory ({} MB) must be at least 10 MB", r.memory_mb),
+            format!(
+                "resources.memory ({} MB) must be at least 10 MB",
+                r.memory_mb
+            ),
         );
     }
     for s in &t.services {
@@ -647,7 +681,10 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn line(&self, span: Option<Range<usize>>) -> usize {
         span.map_or(0, |r| {
-            self.src[..r.start.min(self.src.len())].matches('\n').count() + 1
+            self.src[..r.start.min(self.src.len())]
+                .matches('\n')
+                .count()
+                + 1
         })
     }
 
@@ -709,7 +746,9 @@ impl Reader<'_> {
                         ObjectKey::Ident(i) => i.as_str().to_string(),
                         ObjectKey::Expression(Expression::String(s)) => s.value().to_string(),
                         ObjectKey::Expression(_) => {
-                            return Err(self.err(line, "object keys must be names or strings".into()))
+                            return Err(
+                                self.err(line, "object keys must be names or strings".into())
+                            )
                         }
                     };
                     fields.push((key, self.expr(v.expr(), line)?));
@@ -797,14 +836,21 @@ impl<'a> Scope<'a> {
     fn type_err(&self, a: &Attr, want: &str) -> SpecError {
         self.r.err(
             a.line,
-            format!("{}: {} must be {want}, found {}", self.what, a.key, a.val.kind()),
+            format!(
+                "{}: {} must be {want}, found {}",
+                self.what,
+                a.key,
+                a.val.kind()
+            ),
         )
     }
 
     fn string(&mut self, key: &'a str, lines: &mut Lines) -> Result<Option<String>, SpecError> {
         match self.attr(key, lines) {
             None => Ok(None),
-            Some(Attr { val: Val::Str(s), .. }) => Ok(Some(s.clone())),
+            Some(Attr {
+                val: Val::Str(s), ..
+            }) => Ok(Some(s.clone())),
             Some(a) => Err(self.type_err(a, "a string")),
         }
     }
@@ -812,7 +858,9 @@ impl<'a> Scope<'a> {
     fn int(&mut self, key: &'a str, lines: &mut Lines) -> Result<Option<i64>, SpecError> {
         match self.attr(key, lines) {
             None => Ok(None),
-            Some(Attr { val: Val::Int(i), .. }) => Ok(Some(*i)),
+            Some(Attr {
+                val: Val::Int(i), ..
+            }) => Ok(Some(*i)),
             Some(a) => Err(self.type_err(a, "a whole number")),
         }
     }
@@ -822,7 +870,10 @@ impl<'a> Scope<'a> {
             None => Ok(None),
             Some(i) => u32::try_from(i).map(Some).map_err(|_| {
                 let line = lines.find(&format!("{}.{key}", self.path));
-                self.r.err(line, format!("{}: {key} ({i}) must not be negative", self.what))
+                self.r.err(
+                    line,
+                    format!("{}: {key} ({i}) must not be negative", self.what),
+                )
             }),
         }
     }
@@ -830,7 +881,9 @@ impl<'a> Scope<'a> {
     fn boolean(&mut self, key: &'a str, lines: &mut Lines) -> Result<Option<bool>, SpecError> {
         match self.attr(key, lines) {
             None => Ok(None),
-            Some(Attr { val: Val::Bool(b), .. }) => Ok(Some(*b)),
+            Some(Attr {
+                val: Val::Bool(b), ..
+            }) => Ok(Some(*b)),
             Some(a) => Err(self.type_err(a, "true or false")),
         }
     }
@@ -838,17 +891,29 @@ impl<'a> Scope<'a> {
     fn duration_ms(&mut self, key: &'a str, lines: &mut Lines) -> Result<Option<u64>, SpecError> {
         match self.attr(key, lines) {
             None => Ok(None),
-            Some(a @ Attr { val: Val::Str(s), .. }) => duration::parse(s)
+            Some(
+                a @ Attr {
+                    val: Val::Str(s), ..
+                },
+            ) => duration::parse(s)
                 .map(|d| Some(d.as_millis() as u64))
                 .map_err(|e| self.r.err(a.line, format!("{}: {key}: {e}", self.what))),
             Some(a) => Err(self.type_err(a, "a duration string such as \"30s\"")),
         }
     }
 
-    fn strings(&mut self, key: &'a str, lines: &mut Lines) -> Result<Option<Vec<String>>, SpecError> {
+    fn strings(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<Option<Vec<String>>, SpecError> {
         match self.attr(key, lines) {
             None => Ok(None),
-            Some(a @ Attr { val: Val::List(l), .. }) => l
+            Some(
+                a @ Attr {
+                    val: Val::List(l), ..
+                },
+            ) => l
                 .iter()
                 .map(|v| match v {
                     Val::Str(s) => Ok(s.clone()),
@@ -941,10 +1006,9 @@ impl<'a> Scope<'a> {
     fn finish(self) -> Result<(), SpecError> {
         for a in &self.body.attrs {
             if !self.used.contains(&a.key.as_str()) {
-                return Err(self.r.err(
-                    a.line,
-                    format!("{}: unknown field {:?}", self.what, a.key),
-                ));
+                return Err(self
+                    .r
+                    .err(a.line, format!("{}: unknown field {:?}", self.what, a.key)));
             }
         }
         for b in &self.body.blocks {
@@ -968,7 +1032,9 @@ fn decode_file(r: &Reader, body: &Body, lines: &mut Lines) -> Result<Job, SpecEr
     let b = match jobs.as_slice() {
         [one] => *one,
         [] => return Err(r.err(0, "no job block found: write `job \"<id>\" { ... }`".into())),
-        [_, second, ..] => return Err(r.err(second.line, "only one job block is allowed per file".into())),
+        [_, second, ..] => {
+            return Err(r.err(second.line, "only one job block is allowed per file".into()))
+        }
     };
     lines.set("job".into(), b.line);
     let id = first_label.expect("one job block")?;
@@ -1191,7 +1257,9 @@ fn decode_services<'a>(
             name,
             port: ss.string("port", lines)?.unwrap_or_default(),
             tags: ss.strings("tags", lines)?.unwrap_or_default(),
-            provider: ss.string("provider", lines)?.unwrap_or_else(|| "nomad".into()),
+            provider: ss
+                .string("provider", lines)?
+                .unwrap_or_else(|| "nomad".into()),
             ..Service::default()
         };
         for cb in ss.blocks("check") {

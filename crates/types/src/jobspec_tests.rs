@@ -79,9 +79,15 @@ job "j" {
 }"#;
     let job = parse_hcl("j.hcl", src).unwrap();
     let a = job.task_groups[0].update.as_ref().unwrap();
-    assert_eq!((a.max_parallel, a.min_healthy_time_ms, a.canary), (3, 5000, 1));
+    assert_eq!(
+        (a.max_parallel, a.min_healthy_time_ms, a.canary),
+        (3, 5000, 1)
+    );
     let b = job.task_groups[1].update.as_ref().unwrap();
-    assert_eq!((b.max_parallel, b.min_healthy_time_ms, b.canary), (3, 5000, 0));
+    assert_eq!(
+        (b.max_parallel, b.min_healthy_time_ms, b.canary),
+        (3, 5000, 0)
+    );
 }
 
 #[test]
@@ -104,7 +110,10 @@ job "b" {
     assert!(g.update.is_none());
     assert!(g.migrate.is_none());
     let r = g.restart.as_ref().unwrap();
-    assert_eq!((r.attempts, r.delay_ms, r.mode.as_str()), (1, 15_000, "fail"));
+    assert_eq!(
+        (r.attempts, r.delay_ms, r.mode.as_str()),
+        (1, 15_000, "fail")
+    );
     assert_eq!(g.reschedule.as_ref().unwrap().attempts, 1);
 }
 
@@ -297,10 +306,19 @@ fn malformed_files_name_file_line_and_field() {
 
 #[test]
 fn malformed_json_is_refused() {
-    let err = parse_file("job.json", "{\"id\": \"x\",").unwrap_err().to_string();
+    let err = parse_file("job.json", "{\"id\": \"x\",")
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("job.json:1: invalid JSON"), "{err}");
-    let err = parse_file("job.json", "{\"id\": \"x\"}").unwrap_err().to_string();
-    assert_eq!(err, "job.json: job: job has no group: add at least one `group` block");
-    let err = parse_file("job.json", "{\"id\": 7}").unwrap_err().to_string();
+    let err = parse_file("job.json", "{\"id\": \"x\"}")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "job.json: job: job has no group: add at least one `group` block"
+    );
+    let err = parse_file("job.json", "{\"id\": 7}")
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("job.json: not a job object"), "{err}");
 }

@@ -50,7 +50,10 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 ("Node ID", output::short(&a.node_id).to_string()),
                 ("Node Name", a.node_name.clone()),
                 ("Job ID", a.job_id.clone()),
-                ("Job Version", a.job.as_ref().map_or(0, |j| j.version).to_string()),
+                (
+                    "Job Version",
+                    a.job.as_ref().map_or(0, |j| j.version).to_string(),
+                ),
                 ("Client Status", a.client_status.clone()),
                 ("Client Description", or_none(&a.client_description)),
                 ("Desired Status", a.desired_status.clone()),
@@ -66,11 +69,21 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 .unwrap_or_default();
             for t in tasks {
                 let st = a.task_states.get(&t.name).cloned().unwrap_or_default();
-                let state = if st.state.is_empty() { "pending".to_string() } else { st.state.clone() };
+                let state = if st.state.is_empty() {
+                    "pending".to_string()
+                } else {
+                    st.state.clone()
+                };
                 out.push_str(&format!("\nTask {:?} is {:?}\n", t.name, state));
                 let r = t.resources.clone().unwrap_or_default();
                 out.push_str("Task Resources:\n");
-                out.push_str(&table(&["CPU", "Memory"], &[vec![format!("{} MHz", r.cpu), format!("{} MiB", r.memory_mb)]]));
+                out.push_str(&table(
+                    &["CPU", "Memory"],
+                    &[vec![
+                        format!("{} MHz", r.cpu),
+                        format!("{} MiB", r.memory_mb),
+                    ]],
+                ));
                 out.push_str("\nRecent Events:\n");
                 let rows: Vec<Vec<String>> = st
                     .events
@@ -84,7 +97,12 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
             print!("{out}");
             Ok(0)
         }
-        AllocCmd::Logs { alloc, task, stderr, follow } => {
+        AllocCmd::Logs {
+            alloc,
+            task,
+            stderr,
+            follow,
+        } => {
             let mut offset = 0;
             let mut stdout = std::io::stdout();
             loop {

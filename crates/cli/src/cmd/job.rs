@@ -62,10 +62,19 @@ pub enum JobCmd {
 
 pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
     match cmd {
-        JobCmd::Run { file, detach, check_index } => job_run(addr, &file, detach, check_index).await,
-        JobCmd::Plan { file, verbose } => job_plan(addr, &file, verbose).await.map_err(|e| CliError::Plan(Box::new(e))),
+        JobCmd::Run {
+            file,
+            detach,
+            check_index,
+        } => job_run(addr, &file, detach, check_index).await,
+        JobCmd::Plan { file, verbose } => job_plan(addr, &file, verbose)
+            .await
+            .map_err(|e| CliError::Plan(Box::new(e))),
         JobCmd::Status { job: None, json } => job_list(addr, json).await,
-        JobCmd::Status { job: Some(id), json } => job_status(addr, &id, json).await,
+        JobCmd::Status {
+            job: Some(id),
+            json,
+        } => job_status(addr, &id, json).await,
         JobCmd::History { job, diff, json } => job_history(addr, &job, diff, json).await,
         JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
     }
@@ -74,7 +83,8 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
 /// Reads and parses a job file; errors name the file, line and field.
 fn read_job(file: &PathBuf) -> Result<Job, CliError> {
     let name = file.display().to_string();
-    let src = std::fs::read_to_string(file).map_err(|e| CliError::Other(format!("cannot read job file {name}: {e}")))?;
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Other(format!("cannot read job file {name}: {e}")))?;
     Ok(yurt_types::jobspec::parse_file(&name, &src)?)
 }
 
@@ -109,7 +119,9 @@ pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
     let mut printed_trigger = false;
     loop {
         let e = evals
-            .get(GetEvalRequest { eval_id: eval_id.into() })
+            .get(GetEvalRequest {
+                eval_id: eval_id.into(),
+            })
             .await
             .map_err(CliError::api("reading evaluation"))?
             .into_inner();
@@ -119,12 +131,21 @@ pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
         }
         if e.status != EVAL_PENDING {
             let allocs = jobs
-                .allocations(GetJobRequest { job_id: e.job_id.clone() })
+                .allocations(GetJobRequest {
+                    job_id: e.job_id.clone(),
+                })
                 .await
                 .map(|r| r.into_inner().allocs)
                 .unwrap_or_default();
-            for a in allocs.iter().filter(|a| a.eval_id == e.id && a.desired_status == ALLOC_DESIRED_RUN) {
-                let verb = if a.create_index == e.modify_index { "created" } else { "modified" };
+            for a in allocs
+                .iter()
+                .filter(|a| a.eval_id == e.id && a.desired_status == ALLOC_DESIRED_RUN)
+            {
+                let verb = if a.create_index == e.modify_index {
+                    "created"
+                } else {
+                    "modified"
+                };
                 println!(
                     "    {}: Allocation {:?} {verb}: node {:?}, group {:?}",
                     now(),
@@ -133,9 +154,18 @@ pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
                     a.task_group
                 );
             }
-            println!("    {}: Evaluation status changed: \"pending\" -> {:?}", now(), e.status);
+            println!(
+                "    {}: Evaluation status changed: \"pending\" -> {:?}",
+                now(),
+                e.status
+            );
             if e.failed_tg_allocs.is_empty() {
-                println!("==> {}: Evaluation {:?} finished with status {:?}", now(), short(&e.id), e.status);
+                println!(
+                    "==> {}: Evaluation {:?} finished with status {:?}",
+                    now(),
+                    short(&e.id),
+                    e.status
+                );
                 return Ok(0);
             }
             println!(
@@ -144,7 +174,10 @@ pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
                 short(&e.id),
                 e.status
             );
-            print!("{}", placement_failures(&e.failed_tg_allocs, &e.queued_allocations, "    "));
+            print!(
+                "{}",
+                placement_failures(&e.failed_tg_allocs, &e.queued_allocations, "    ")
+            );
             if !e.blocked_eval.is_empty() {
                 println!(
                     "    Evaluation {:?} waiting for additional capacity to place remainder",
@@ -175,20 +208,31 @@ fn placement_failures(
     for (group, m) in sorted {
         let n = queued.get(group).copied().unwrap_or(1);
         let s = if n == 1 { "" } else { "s" };
-        out.push_str(&format!("{indent}Task Group {group:?} (failed to place {n} allocation{s}):\n"));
+        out.push_str(&format!(
+            "{indent}Task Group {group:?} (failed to place {n} allocation{s}):\n"
+        ));
         if m.nodes_evaluated == 0 {
-            out.push_str(&format!("{indent}  * No nodes were eligible for evaluation\n"));
+            out.push_str(&format!(
+                "{indent}  * No nodes were eligible for evaluation\n"
+            ));
         }
         let filtered: BTreeMap<_, _> = m.constraint_filtered.iter().collect();
         for (why, k) in filtered {
-            out.push_str(&format!("{indent}  * Constraint {why:?}: {k} nodes excluded by filter\n"));
+            out.push_str(&format!(
+                "{indent}  * Constraint {why:?}: {k} nodes excluded by filter\n"
+            ));
         }
         if m.nodes_exhausted > 0 {
-            out.push_str(&format!("{indent}  * Resources exhausted on {} nodes\n", m.nodes_exhausted));
+            out.push_str(&format!(
+                "{indent}  * Resources exhausted on {} nodes\n",
+                m.nodes_exhausted
+            ));
         }
         let dims: BTreeMap<_, _> = m.dimension_exhausted.iter().collect();
         for (dim, k) in dims {
-            out.push_str(&format!("{indent}  * Dimension {dim:?} exhausted on {k} nodes\n"));
+            out.push_str(&format!(
+                "{indent}  * Dimension {dim:?} exhausted on {k} nodes\n"
+            ));
         }
     }
     out
@@ -219,7 +263,10 @@ async fn job_plan(addr: &str, file: &PathBuf, verbose: bool) -> CmdResult {
                 (g.clone(), wanted.max(1) as u32)
             })
             .collect();
-        print!("{}", placement_failures(&plan.failed_tg_allocs, &queued, "  "));
+        print!(
+            "{}",
+            placement_failures(&plan.failed_tg_allocs, &queued, "  ")
+        );
     }
     let n = plan.job_modify_index;
     println!();
@@ -255,9 +302,20 @@ async fn job_list(addr: &str, json: bool) -> CmdResult {
     let rows: Vec<Vec<String>> = jobs
         .jobs
         .iter()
-        .map(|j| vec![j.id.clone(), j.r#type.clone(), j.priority.to_string(), j.status.clone(), time(j.submit_time_unix_ms)])
+        .map(|j| {
+            vec![
+                j.id.clone(),
+                j.r#type.clone(),
+                j.priority.to_string(),
+                j.status.clone(),
+                time(j.submit_time_unix_ms),
+            ]
+        })
         .collect();
-    print!("{}", table(&["ID", "Type", "Priority", "Status", "Submit Date"], &rows));
+    print!(
+        "{}",
+        table(&["ID", "Type", "Priority", "Status", "Submit Date"], &rows)
+    );
     Ok(0)
 }
 
@@ -270,7 +328,9 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .map_err(CliError::api("querying job"))?
         .into_inner();
     let allocs = jobs
-        .allocations(GetJobRequest { job_id: job.id.clone() })
+        .allocations(GetJobRequest {
+            job_id: job.id.clone(),
+        })
         .await
         .map_err(CliError::api("querying job allocations"))?
         .into_inner()
@@ -281,7 +341,13 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
             job: &'a Job,
             allocations: &'a [Allocation],
         }
-        print!("{}", output::json(&Status { job: &job, allocations: &allocs }));
+        print!(
+            "{}",
+            output::json(&Status {
+                job: &job,
+                allocations: &allocs
+            })
+        );
         return Ok(0);
     }
     let mut out = kv(&[
@@ -292,7 +358,14 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         ("Priority", job.priority.to_string()),
         ("Datacenters", job.datacenters.join(",")),
         ("Namespace", job.namespace.clone()),
-        ("Status", if job.stop { format!("{} (stopped)", job.status) } else { job.status.clone() }),
+        (
+            "Status",
+            if job.stop {
+                format!("{} (stopped)", job.status)
+            } else {
+                job.status.clone()
+            },
+        ),
         ("Version", job.version.to_string()),
     ]);
     out.push_str("\nSummary\n");
@@ -300,10 +373,20 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .task_groups
         .iter()
         .map(|g| {
-            let count = |s: &str| allocs.iter().filter(|a| a.task_group == g.name && a.client_status == s).count().to_string();
+            let count = |s: &str| {
+                allocs
+                    .iter()
+                    .filter(|a| a.task_group == g.name && a.client_status == s)
+                    .count()
+                    .to_string()
+            };
             let starting = allocs
                 .iter()
-                .filter(|a| a.task_group == g.name && a.client_status == ALLOC_PENDING && a.desired_status == ALLOC_DESIRED_RUN)
+                .filter(|a| {
+                    a.task_group == g.name
+                        && a.client_status == ALLOC_PENDING
+                        && a.desired_status == ALLOC_DESIRED_RUN
+                })
                 .count();
             vec![
                 g.name.clone(),
@@ -315,7 +398,17 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
             ]
         })
         .collect();
-    out.push_str(&table(&["Task Group", "Starting", "Running", "Failed", "Complete", "Lost"], &rows));
+    out.push_str(&table(
+        &[
+            "Task Group",
+            "Starting",
+            "Running",
+            "Failed",
+            "Complete",
+            "Lost",
+        ],
+        &rows,
+    ));
     out.push_str("\nAllocations\n");
     if allocs.is_empty() {
         out.push_str("No allocations placed\n");
@@ -338,7 +431,19 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
                 ]
             })
             .collect();
-        out.push_str(&table(&["ID", "Node ID", "Task Group", "Version", "Desired", "Status", "Created", "Modified"], &rows));
+        out.push_str(&table(
+            &[
+                "ID",
+                "Node ID",
+                "Task Group",
+                "Version",
+                "Desired",
+                "Status",
+                "Created",
+                "Modified",
+            ],
+            &rows,
+        ));
     }
     print!("{out}");
     Ok(0)
@@ -346,7 +451,10 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
 
 async fn job_history(addr: &str, id: &str, diff: bool, json: bool) -> CmdResult {
     let reply = JobsClient::new(connect(addr).await?)
-        .versions(JobVersionsRequest { job_id: id.into(), diffs: diff })
+        .versions(JobVersionsRequest {
+            job_id: id.into(),
+            diffs: diff,
+        })
         .await
         .map_err(CliError::api("retrieving job versions"))?
         .into_inner();
@@ -376,7 +484,10 @@ async fn job_history(addr: &str, id: &str, diff: bool, json: bool) -> CmdResult 
 async fn job_stop(addr: &str, id: &str, detach: bool, purge: bool) -> CmdResult {
     let channel = connect(addr).await?;
     let reply = JobsClient::new(channel.clone())
-        .deregister(DeregisterJobRequest { job_id: id.into(), purge })
+        .deregister(DeregisterJobRequest {
+            job_id: id.into(),
+            purge,
+        })
         .await
         .map_err(CliError::api("deregistering job"))?
         .into_inner();

@@ -18,7 +18,10 @@ pub enum CliError {
     #[error("Error: cannot reach a Yurt agent at {addr}: {reason}. Is an agent running there? (set -address or YURT_ADDR)")]
     Connect { addr: String, reason: String },
     #[error("Error {action}: {message}")]
-    Api { action: &'static str, message: String },
+    Api {
+        action: &'static str,
+        message: String,
+    },
     #[error("Error: {0}")]
     Spec(#[from] yurt_types::jobspec::SpecError),
     #[error("Error: {0}")]
@@ -48,7 +51,11 @@ pub type CmdResult = Result<u8, CliError>;
 
 /// Connects to the agent at `addr` (`http://host:port` or `host:port`).
 pub async fn connect(addr: &str) -> Result<Channel, CliError> {
-    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     let fail = |reason: String| CliError::Connect {
         addr: addr.to_string(),
         reason,

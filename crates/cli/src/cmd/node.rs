@@ -52,7 +52,21 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
                 ]
             })
             .collect();
-        print!("{}", table(&["ID", "DC", "Name", "Class", "Drain", "Eligibility", "Status"], &rows));
+        print!(
+            "{}",
+            table(
+                &[
+                    "ID",
+                    "DC",
+                    "Name",
+                    "Class",
+                    "Drain",
+                    "Eligibility",
+                    "Status"
+                ],
+                &rows
+            )
+        );
         return Ok(0);
     };
     let n = nodes
@@ -61,7 +75,9 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         .map_err(CliError::api("querying node info"))?
         .into_inner();
     let allocs = AllocsClient::new(channel)
-        .list(ListAllocsRequest { node_id: n.id.clone() })
+        .list(ListAllocsRequest {
+            node_id: n.id.clone(),
+        })
         .await
         .map_err(CliError::api("querying node allocations"))?
         .into_inner()
@@ -102,7 +118,10 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
                 ]
             })
             .collect();
-        out.push_str(&table(&["ID", "Job ID", "Task Group", "Desired", "Status"], &rows));
+        out.push_str(&table(
+            &["ID", "Job ID", "Task Group", "Desired", "Status"],
+            &rows,
+        ));
     }
     print!("{out}");
     Ok(0)

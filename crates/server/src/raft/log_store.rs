@@ -26,7 +26,11 @@ pub struct LogStore {
     committed: Arc<AtomicU64>,
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
     StorageError::IO {
         source: openraft::StorageIOError::new(subject, verb, AnyError::new(&e)),
     }
@@ -61,7 +65,10 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StorageError> {
         let read_err = |e: &dyn std::fmt::Display| {
             io_err(
                 ErrorSubject::Store,
@@ -71,12 +78,19 @@ impl LogStore {
         };
         match self.meta.get(name).map_err(|e| read_err(&e))? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| read_err(&e)),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| read_err(&e)),
         }
     }
 
-    async fn put_meta<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+    async fn put_meta<T: serde::Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
         self.meta
             .insert(name, bytes)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
@@ -151,7 +165,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta("vote")
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError> {
         if let Some(c) = committed {
             self.committed.store(c.index, Ordering::Relaxed);
         }
@@ -159,17 +176,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
-        Ok(self.get_meta::<Option<LogId<NodeId>>>("committed")?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<NodeId>>>("committed")?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
         for e in entries {
-            let bytes = serde_json::to_vec(&e).map_err(|err| io_err(ErrorSubject::Logs, ErrorVerb::Write, err))?;
+            let bytes = serde_json::to_vec(&e)
+                .map_err(|err| io_err(ErrorSubject::Logs, ErrorVerb::Write, err))?;
             batch.insert(&key(e.log_id.index), bytes);
         }
         self.logs

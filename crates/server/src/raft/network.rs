@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -49,7 +51,11 @@ enum Rpc {
 }
 
 impl Connection {
-    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -79,8 +85,8 @@ impl Connection {
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
             }
         };
-        let res: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let res: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -98,8 +104,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call(Rpc::Snapshot, &rpc).await
     }
 
@@ -121,7 +129,8 @@ pub struct RaftService {
 }
 
 fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, tonic::Status> {
-    serde_json::from_slice(&p.data).map_err(|e| tonic::Status::invalid_argument(format!("bad raft payload: {e}")))
+    serde_json::from_slice(&p.data)
+        .map_err(|e| tonic::Status::invalid_argument(format!("bad raft payload: {e}")))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
@@ -132,24 +141,36 @@ fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftPayload>, tonic::St
 
 #[tonic::async_trait]
 impl RaftTransport for RaftService {
-    async fn append_entries(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    async fn append_entries(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         encode(&self.raft.append_entries(rpc).await)
     }
 
-    async fn vote(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    async fn vote(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
         encode(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    async fn install_snapshot(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         encode(&self.raft.install_snapshot(rpc).await)
     }
 
-    async fn forward(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    async fn forward(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let proposal = Proposal {
             command: req.into_inner().data,
         };

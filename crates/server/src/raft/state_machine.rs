@@ -154,7 +154,8 @@ impl StateMachine {
                 path: path.clone(),
                 source,
             })?;
-            let (meta, data) = decode_file(&bytes).ok_or(LoadError::BadHeader { path: path.clone() })?;
+            let (meta, data) =
+                decode_file(&bytes).ok_or(LoadError::BadHeader { path: path.clone() })?;
             state = State::from_snapshot(data).map_err(|source| LoadError::State {
                 path: path.clone(),
                 source,
@@ -181,7 +182,11 @@ impl StateMachine {
         }
     }
 
-    fn save_current(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: Vec<u8>) -> Result<(), StorageError> {
+    fn save_current(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: Vec<u8>,
+    ) -> Result<(), StorageError> {
         write_atomic(&snapshot_file(&self.inner.dir), &encode_file(meta, &data))
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         *self.inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.clone(), data));
@@ -203,10 +208,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: membership,
-            snapshot_id: last.map_or("0-0".into(), |l| format!("{}-{}", l.leader_id.term, l.index)),
+            snapshot_id: last.map_or("0-0".into(), |l| {
+                format!("{}-{}", l.leader_id.term, l.index)
+            }),
         };
         self.save_current(&meta, data.clone())?;
-        tracing::info!(index = last.map(|l| l.index), bytes = data.len(), "snapshot written");
+        tracing::info!(
+            index = last.map(|l| l.index),
+            bytes = data.len(),
+            "snapshot written"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
