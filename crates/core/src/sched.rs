@@ -238,7 +238,7 @@ pub fn tasks_updated(old: &Job, new: &Job, group: &str) -> bool {
 /// The resources an allocation of `group` asks for: the sum of its tasks'.
 pub fn group_resources(group: &TaskGroup) -> Resources {
     group.tasks.iter().fold(Resources::default(), |acc, t| {
-        let r = t.resources.clone().unwrap_or_default();
+        let r = t.resources.unwrap_or_default();
         Resources {
             cpu: acc.cpu + r.cpu,
             memory_mb: acc.memory_mb + r.memory_mb,
@@ -426,7 +426,7 @@ impl Run<'_> {
 
     /// Resources on a node not taken by live allocations or by this run's placements.
     fn free(&self, node: &Node) -> (i64, i64) {
-        let total = node.resources.clone().unwrap_or_default();
+        let total = node.resources.unwrap_or_default();
         let mut cpu = i64::from(total.cpu);
         let mut mem = i64::from(total.memory_mb);
         let stopping: Vec<&str> = self
@@ -440,7 +440,7 @@ impl Run<'_> {
             if alloc_terminal(a) || stopping.contains(&a.id.as_str()) {
                 continue;
             }
-            let r = a.resources.clone().unwrap_or_default();
+            let r = a.resources.unwrap_or_default();
             cpu -= i64::from(r.cpu);
             mem -= i64::from(r.memory_mb);
         }
@@ -488,7 +488,7 @@ impl Run<'_> {
                 continue;
             }
             // Bin packing: prefer the node that is fullest after this placement.
-            let total = node.resources.clone().unwrap_or_default();
+            let total = node.resources.unwrap_or_default();
             let score = 2.0
                 - (cpu - i64::from(need.cpu)) as f64 / f64::from(total.cpu.max(1))
                 - (mem - i64::from(need.memory_mb)) as f64 / f64::from(total.memory_mb.max(1));

@@ -82,8 +82,8 @@ fn group_diff(
     old: Option<&crate::v1::TaskGroup>,
     new: Option<&crate::v1::TaskGroup>,
 ) -> TaskGroupDiff {
-    let o = old.map(|g| to_json(g));
-    let n = new.map(|g| to_json(g));
+    let o = old.map(to_json);
+    let n = new.map(to_json);
     let (mut fields, objects) = diff_map(o.as_ref(), n.as_ref(), &["name", "tasks"]);
     for f in &mut fields {
         if f.name == "count" && f.r#type == EDITED {

@@ -605,7 +605,7 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
             );
         }
     }
-    let r = t.resources.clone().unwrap_or_default();
+    let r = t.resources.unwrap_or_default();
     if r.cpu < 1 {
         return fail(
             format!("{tp}.resources.cpu"),

@@ -75,7 +75,7 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                     st.state.clone()
                 };
                 out.push_str(&format!("\nTask {:?} is {:?}\n", t.name, state));
-                let r = t.resources.clone().unwrap_or_default();
+                let r = t.resources.unwrap_or_default();
                 out.push_str("Task Resources:\n");
                 out.push_str(&table(
                     &["CPU", "Memory"],

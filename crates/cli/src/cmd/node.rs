@@ -86,7 +86,7 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         print!("{}", output::json(&n));
         return Ok(0);
     }
-    let r = n.resources.clone().unwrap_or_default();
+    let r = n.resources.unwrap_or_default();
     let mut out = kv(&[
         ("ID", n.id.clone()),
         ("Name", n.name.clone()),

@@ -47,11 +47,14 @@ struct Applied {
     membership: StoredMembership<NodeId, BasicNode>,
 }
 
+/// The last snapshot: its metadata and the encoded state.
+type CurrentSnapshot = Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>;
+
 struct Inner {
     state: RwLock<State>,
     applied: Mutex<Applied>,
     dir: PathBuf,
-    current: Mutex<Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>>,
+    current: Mutex<CurrentSnapshot>,
     index_tx: watch::Sender<u64>,
 }
 
