@@ -231,8 +231,8 @@ impl Agent {
         wait_for(&format!("{n} running allocations of {job}"), || {
             let out = self.yurt(&["job", "status", "-json", job]);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{e} ({}): {text}{}", out.status, stderr(&out)))?;
             let ids: Vec<String> = v["allocations"]
                 .as_array()
                 .into_iter()
@@ -305,4 +305,23 @@ pub fn web_job(dir: &Path, greeting: &str) -> PathBuf {
     let path = dir.join(format!("web-{greeting}.hcl"));
     std::fs::write(&path, src.replace("\"hello\"", &format!("{greeting:?}"))).unwrap();
     path
+}
+
+/// A plain HTTP/1.1 GET against `addr`; returns the status line and the body.
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
+    s.set_read_timeout(Some(timeout())).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
 }

@@ -176,7 +176,21 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     assert!(list.contains("web") && list.contains("dead"), "{list}");
 
     // The HTTP API answers with the same objects.
-    assert!(agent.http.is_some());
+    let http = agent.http.as_deref().expect("a dev agent serves HTTP");
+    let (status, body) = http_get(http, "/v1/job/web");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            job["id"].as_str(),
+            job["status"].as_str(),
+            job["version"].as_u64()
+        ),
+        (Some("web"), Some("dead"), Some(2))
+    );
+    let (status, body) = http_get(http, "/v1/job/nope");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert!(body.contains("job \\\"nope\\\" not found"), "{body}");
 }
 
 #[test]
@@ -186,6 +200,32 @@ fn separate_server_and_client_agents_run_a_job() {
         &dir.path.join("server"),
         &["-server", "-bootstrap-expect", "1"],
     );
+
+    // Before any client joins, nothing can be placed: the evaluation waits for capacity.
+    let job = web_job(&dir.path, "hello");
+    let run = server.yurt(&["job", "run", job.to_str().unwrap()]);
+    let text = stdout(&run);
+    assert_eq!(run.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("but failed to place all allocations:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Task Group \"app\" (failed to place 2 allocations):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("* No nodes were eligible for evaluation"),
+        "{text}"
+    );
+    assert!(
+        text.contains("waiting for additional capacity to place remainder"),
+        "{text}"
+    );
+    assert!(server
+        .ok(&["job", "status", "web"])
+        .contains("Status      = pending"));
+
     let client = Agent::start(
         &dir.path.join("client"),
         &["-client", "-servers", &server.grpc, "-node", "worker-1"],
@@ -198,8 +238,7 @@ fn separate_server_and_client_agents_run_a_job() {
             Err(out)
         }
     });
-    let job = web_job(&dir.path, "hello");
-    server.ok(&["job", "run", job.to_str().unwrap()]);
+    // The node's arrival unblocks the evaluation: the allocations are placed and run.
     let allocs = server.wait_running("web", 2);
     assert_eq!(task_pids(&client.data_dir).len(), 2);
     assert!(

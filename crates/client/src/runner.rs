@@ -153,14 +153,19 @@ impl Client {
         }
     }
 
+    /// Saves an allocation's local state durably: a client killed right after must find it.
     fn persist(&self, a: &LocalAlloc) {
-        match serde_json::to_vec(a) {
-            Ok(bytes) => {
-                if let Err(e) = self.inner.db.insert(a.alloc.id.as_bytes(), bytes) {
-                    tracing::error!(error = %e, "cannot save client state");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode client state"),
+        let saved = serde_json::to_vec(a)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.inner
+                    .db
+                    .insert(a.alloc.id.as_bytes(), bytes)
+                    .and_then(|_| self.inner.db.flush())
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = saved {
+            tracing::error!(alloc = %a.alloc.id, error = %e, "cannot save client state");
         }
     }
 
@@ -409,7 +414,11 @@ impl Client {
                         }
                         TASK_RUNNING => {
                             let exit = executor::read_exit(&t.exec_dir);
+                            // The executor records the exit; if it is gone, the task's own PID
+                            // is all there is to watch.
                             let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
+                            let task_alive =
+                                executor::read_pid(&t.exec_dir).is_some_and(executor::alive);
                             if let Some(status) = exit {
                                 let mut ev =
                                     event("Terminated", format!("Exit Code: {}", status.code));
@@ -449,7 +458,10 @@ impl Client {
                                         }
                                     }
                                 }
-                            } else if executor_gone && executor::read_exit(&t.exec_dir).is_none() {
+                            } else if executor_gone
+                                && !task_alive
+                                && executor::read_exit(&t.exec_dir).is_none()
+                            {
                                 t.state.state = TASK_DEAD.into();
                                 t.state.failed = !local.stopping;
                                 t.state.finished_at_unix_ms = now;

@@ -3,7 +3,7 @@
 //!
 //! Routes: `/v1/jobs`, `/v1/job/<id>`, `/v1/job/<id>/allocations`, `/v1/job/<id>/versions`,
 //! `/v1/nodes`, `/v1/node/<id>`, `/v1/allocations`, `/v1/allocation/<id>`,
-//! `/v1/evaluation/<id>`, `/v1/status/leader`.
+//! `/v1/evaluation/<id>`.
 
 use std::convert::Infallible;
 
@@ -91,7 +91,6 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
         )),
         ["v1", "allocation", id] => found(by_id(&state.allocs, "allocation", id)),
         ["v1", "evaluation", id] => found(by_id(&state.evals, "evaluation", id)),
-        ["v1", "status", "leader"] => found(Ok::<_, (StatusCode, String)>(state.index)),
         _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
     }
 }
