@@ -3,9 +3,11 @@
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
-//! - `errors`: bad input gives one clear sentence and changes nothing.
+//! - `errors`: bad input gives one clear sentence and changes nothing;
+//! - `tidy`: rules about the source tree itself.
 
 mod errors;
 mod harness;
 mod jobs;
 mod restart;
+mod tidy;

@@ -270,6 +270,15 @@ impl State {
             let old = self.allocs.get(&a.id);
             a.create_index = old.map_or(index, |o| o.create_index);
             a.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
+            if let Some(old) = old {
+                // The client owns what it reports; a plan computed before its last report must
+                // not roll that back. The scheduler only ever sets `lost`.
+                if a.client_status != ALLOC_LOST {
+                    a.client_status = old.client_status.clone();
+                    a.client_description = old.client_description.clone();
+                }
+                a.task_states = old.task_states.clone();
+            }
             a.modify_index = index;
             a.modify_time_unix_ms = now;
             jobs.push(a.job_id.clone());
@@ -565,6 +574,65 @@ mod tests {
             "{err}"
         );
         assert!(State::from_snapshot(b"\xff\xff garbage").is_err());
+    }
+
+    #[test]
+    fn a_plan_never_rolls_back_what_the_client_reported() {
+        use crate::internal::{AllocClientUpdates, ApplyPlan};
+        use crate::v1::{AllocClientUpdate, Allocation};
+        let mut s = State::default();
+        let placed = Allocation {
+            id: "a1".into(),
+            node_id: "n1".into(),
+            job_id: "web".into(),
+            desired_status: ALLOC_DESIRED_RUN.into(),
+            client_status: ALLOC_PENDING.into(),
+            ..Allocation::default()
+        };
+        let plan = |allocs: Vec<Allocation>| Command {
+            kind: Some(command::Kind::ApplyPlan(ApplyPlan {
+                allocs,
+                eval: None,
+                new_evals: vec![],
+            })),
+            ..Command::default()
+        };
+        s.apply(1, &plan(vec![placed.clone()])).unwrap();
+        let report = Command {
+            kind: Some(command::Kind::AllocClientUpdates(AllocClientUpdates {
+                node_id: "n1".into(),
+                updates: vec![AllocClientUpdate {
+                    alloc_id: "a1".into(),
+                    client_status: ALLOC_RUNNING.into(),
+                    ..AllocClientUpdate::default()
+                }],
+            })),
+            ..Command::default()
+        };
+        s.apply(2, &report).unwrap();
+        // An in-place update computed from the state at index 1 arrives after the report.
+        let mut stale = placed.clone();
+        stale.desired_description = "updated in place".into();
+        s.apply(3, &plan(vec![stale])).unwrap();
+        let a = &s.allocs["a1"];
+        assert_eq!(
+            (a.client_status.as_str(), a.desired_description.as_str()),
+            (ALLOC_RUNNING, "updated in place")
+        );
+        assert_eq!((a.create_index, a.modify_index), (1, 3));
+        // Another node cannot report on it.
+        let mut foreign = report.clone();
+        if let Some(command::Kind::AllocClientUpdates(u)) = &mut foreign.kind {
+            u.node_id = "n2".into();
+            u.updates[0].client_status = ALLOC_FAILED.into();
+        }
+        s.apply(4, &foreign).unwrap();
+        assert_eq!(s.allocs["a1"].client_status, ALLOC_RUNNING);
+        // Losing an allocation is the scheduler's call.
+        let mut lost = placed;
+        lost.client_status = ALLOC_LOST.into();
+        s.apply(5, &plan(vec![lost])).unwrap();
+        assert_eq!(s.allocs["a1"].client_status, ALLOC_LOST);
     }
 
     #[test]
