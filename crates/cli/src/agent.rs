@@ -48,9 +48,18 @@ pub struct AgentArgs {
     /// Servers a client connects to (host:port, comma separated).
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
-    /// Number of servers to wait for before bootstrapping Raft.
+    /// Number of servers to wait for before bootstrapping Raft (1 with no -join: alone).
     #[arg(long = "bootstrap-expect", default_value_t = 1)]
     bootstrap_expect: u32,
+    /// Servers to join (gRPC host:port; repeat or comma separate). Retried until reached.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
+    /// How long a new server must be healthy before it becomes a voter.
+    #[arg(long = "server-stabilization-time", default_value = "10s", value_parser = parse_duration)]
+    server_stabilization_time: Duration,
+    /// How long a server may be unreachable before autopilot removes it (0s: never).
+    #[arg(long = "dead-server-threshold", default_value = "1m", value_parser = parse_duration)]
+    dead_server_threshold: Duration,
     /// This agent's node name (default: the hostname).
     #[arg(long)]
     node: Option<String>,
@@ -121,6 +130,10 @@ impl Agent for AgentInfo {
                 .collect(),
         }))
     }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    yurt_types::duration::parse(s)
 }
 
 fn fail(msg: impl Into<String>) -> CliError {
@@ -200,6 +213,12 @@ pub async fn run(mut args: AgentArgs) -> CmdResult {
             name: name.clone(),
             advertise_addr: grpc_addr.to_string(),
             bootstrap_expect: args.bootstrap_expect,
+            join: args.join.clone(),
+            datacenter: args.dc.clone(),
+            autopilot: yurt_server::leader::AutopilotSettings {
+                stabilization: args.server_stabilization_time,
+                dead_server: args.dead_server_threshold,
+            },
             snapshot_threshold: args.raft_snapshot_threshold,
             region: args.region.clone(),
         };

@@ -25,6 +25,9 @@ struct Cli {
         default_value = "http://127.0.0.1:4647"
     )]
     address: String,
+    /// Let any server answer reads from its own copy, without asking the leader.
+    #[arg(long, global = true)]
+    stale: bool,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -47,6 +50,16 @@ enum Command {
     Alloc {
         #[command(subcommand)]
         cmd: cmd::alloc::AllocCmd,
+    },
+    /// Inspect and manage the server agents.
+    Server {
+        #[command(subcommand)]
+        cmd: cmd::server::ServerCmd,
+    },
+    /// Operate the cluster's Raft configuration.
+    Operator {
+        #[command(subcommand)]
+        cmd: cmd::server::OperatorCmd,
     },
     /// Show the agent's internal state (Raft indexes, leadership, client heartbeat).
     AgentInfo {
@@ -102,11 +115,14 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> u8 {
     let addr = cli.address;
+    cmd::set_stale(cli.stale);
     let result = match cli.cmd {
         Command::Agent(args) => agent::run(args).await,
         Command::Job { cmd } => cmd::job::run(&addr, cmd).await,
         Command::Node { cmd } => cmd::node::run(&addr, cmd).await,
         Command::Alloc { cmd } => cmd::alloc::run(&addr, cmd).await,
+        Command::Server { cmd } => cmd::server::run_server(&addr, cmd).await,
+        Command::Operator { cmd } => cmd::server::run_operator(&addr, cmd).await,
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
         Command::Version => {
             println!("Yurt v{}", yurt_types::VERSION);

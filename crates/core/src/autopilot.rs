@@ -63,7 +63,10 @@ pub fn decide(members: &[Member], raft: &RaftView, now_ms: i64, cfg: &Config) ->
     // Removals first: a left server must not count towards quorum.
     for m in members {
         if m.left && in_config(m.id) && m.id != raft.leader {
-            return Some(Action::Remove { id: m.id, why: "left" });
+            return Some(Action::Remove {
+                id: m.id,
+                why: "left",
+            });
         }
     }
     for m in members {
@@ -83,7 +86,9 @@ pub fn decide(members: &[Member], raft: &RaftView, now_ms: i64, cfg: &Config) ->
         }
     }
     for m in members {
-        let Some(since) = m.alive_since_ms else { continue };
+        let Some(since) = m.alive_since_ms else {
+            continue;
+        };
         if m.left || !raft.learners.contains(&m.id) || now_ms - since < cfg.stabilization_ms {
             continue;
         }
@@ -103,13 +108,16 @@ pub fn decide(members: &[Member], raft: &RaftView, now_ms: i64, cfg: &Config) ->
             if *v == raft.leader {
                 continue;
             }
-            let dead = by_id
-                .get(v)
-                .is_none_or(|m| m.alive_since_ms.is_none() && now_ms - m.last_contact_ms > cfg.dead_server_ms);
+            let dead = by_id.get(v).is_none_or(|m| {
+                m.alive_since_ms.is_none() && now_ms - m.last_contact_ms > cfg.dead_server_ms
+            });
             // After removing it, the live voters must still be a majority of the rest.
             let remaining = raft.voters.len() - 1;
             if dead && live_voters > remaining / 2 {
-                return Some(Action::Remove { id: *v, why: "dead" });
+                return Some(Action::Remove {
+                    id: *v,
+                    why: "dead",
+                });
             }
         }
     }
@@ -150,17 +158,27 @@ mod tests {
 
     #[test]
     fn a_new_server_joins_as_learner_then_votes_after_stabilization() {
-        let members = vec![member(1, Some(0), 0), member(2, Some(0), 0), member(4, Some(50_000), 50_000)];
+        let members = vec![
+            member(1, Some(0), 0),
+            member(2, Some(0), 0),
+            member(4, Some(50_000), 50_000),
+        ];
         let r = raft(&[1, 2], &[]);
         assert_eq!(
             decide(&members, &r, 50_000, &CFG),
-            Some(Action::AddLearner { id: 4, addr: "10.0.0.4:4647".into() })
+            Some(Action::AddLearner {
+                id: 4,
+                addr: "10.0.0.4:4647".into()
+            })
         );
         let mut r = raft(&[1, 2], &[4]);
         r.matched.insert(4, 450);
         // Not stable long enough yet.
         assert_eq!(decide(&members, &r, 55_000, &CFG), None);
-        assert_eq!(decide(&members, &r, 60_000, &CFG), Some(Action::Promote { id: 4 }));
+        assert_eq!(
+            decide(&members, &r, 60_000, &CFG),
+            Some(Action::Promote { id: 4 })
+        );
         // Too far behind: wait for it to catch up.
         r.matched.insert(4, 300);
         assert_eq!(decide(&members, &r, 90_000, &CFG), None);
@@ -169,9 +187,16 @@ mod tests {
     #[test]
     fn dead_voters_are_removed_only_while_quorum_holds() {
         // 1 (leader), 2 alive, 3 dead for long: removing 3 leaves 2 of 2 alive.
-        let members = vec![member(1, Some(0), 100_000), member(2, Some(0), 100_000), member(3, None, 10_000)];
+        let members = vec![
+            member(1, Some(0), 100_000),
+            member(2, Some(0), 100_000),
+            member(3, None, 10_000),
+        ];
         let r = raft(&[1, 2, 3], &[]);
-        assert_eq!(decide(&members, &r, 100_000, &CFG), Some(Action::Remove { id: 3, why: "dead" }));
+        assert_eq!(
+            decide(&members, &r, 100_000, &CFG),
+            Some(Action::Remove { id: 3, why: "dead" })
+        );
         // Not dead long enough.
         assert_eq!(decide(&members, &r, 35_000, &CFG), None);
         // 5 voters, 3 dead: only 2 alive, which is not a majority of the 4 that would remain.
@@ -185,9 +210,19 @@ mod tests {
         let r = raft(&[1, 2, 3, 4, 5], &[]);
         assert_eq!(decide(&members, &r, 100_000, &CFG), None);
         // Cleanup disabled.
-        let off = Config { dead_server_ms: 0, ..CFG };
-        let members = vec![member(1, Some(0), 0), member(2, Some(0), 0), member(3, None, 0)];
-        assert_eq!(decide(&members, &raft(&[1, 2, 3], &[]), 100_000, &off), None);
+        let off = Config {
+            dead_server_ms: 0,
+            ..CFG
+        };
+        let members = vec![
+            member(1, Some(0), 0),
+            member(2, Some(0), 0),
+            member(3, None, 0),
+        ];
+        assert_eq!(
+            decide(&members, &raft(&[1, 2, 3], &[]), 100_000, &off),
+            None
+        );
     }
 
     #[test]
@@ -204,7 +239,10 @@ mod tests {
         let members = vec![member(1, Some(0), 0), moved];
         assert_eq!(
             decide(&members, &raft(&[1, 2], &[]), 1_000, &CFG),
-            Some(Action::SetAddr { id: 2, addr: "10.0.0.2:5000".into() })
+            Some(Action::SetAddr {
+                id: 2,
+                addr: "10.0.0.2:5000".into()
+            })
         );
     }
 }

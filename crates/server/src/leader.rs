@@ -54,3 +54,96 @@ pub async fn run_eval_loop(
         }
     }
 }
+
+/// Autopilot settings from the agent's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct AutopilotSettings {
+    pub stabilization: Duration,
+    pub dead_server: Duration,
+}
+
+/// The leader's autopilot loop: applies `yurt_core::autopilot::decide` to the live Raft
+/// configuration, one membership change at a time.
+pub async fn run_autopilot(
+    cluster: crate::cluster::Cluster,
+    raft: Raft,
+    settings: AutopilotSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use openraft::{BasicNode, ChangeMembers, ServerState};
+    use std::collections::{BTreeMap, BTreeSet};
+    use yurt_core::autopilot::{decide, Action, Config, RaftView};
+
+    let cfg = Config {
+        stabilization_ms: settings.stabilization.as_millis() as i64,
+        dead_server_ms: settings.dead_server.as_millis() as i64,
+        max_trailing_logs: 256,
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            continue;
+        }
+        let membership = m.membership_config.membership().clone();
+        // A joint configuration is in progress: let it finish.
+        if membership.get_joint_config().len() > 1 {
+            continue;
+        }
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let view = RaftView {
+            leader: m.id,
+            learners: membership.learner_ids().collect(),
+            addrs: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            voters: voters.clone(),
+        };
+        let Some(action) = decide(&cluster.autopilot_members(), &view, now_unix_ms(), &cfg) else {
+            continue;
+        };
+        tracing::info!(?action, "autopilot");
+        let result = match &action {
+            Action::AddLearner { id, addr } => raft
+                .add_learner(*id, BasicNode::new(addr), false)
+                .await
+                .map(|_| ()),
+            Action::Promote { id } => raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
+                .await
+                .map(|_| ()),
+            Action::Remove { id, .. } => {
+                let change = if voters.contains(id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([*id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([*id]))
+                };
+                raft.change_membership(change, false).await.map(|_| ())
+            }
+            Action::SetAddr { id, addr } => raft
+                .change_membership(
+                    ChangeMembers::SetNodes(BTreeMap::from([(*id, BasicNode::new(addr))])),
+                    false,
+                )
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(?action, error = %e, "autopilot change failed; will retry");
+        }
+    }
+}

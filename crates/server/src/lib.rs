@@ -3,14 +3,20 @@
 //! - [`raft`]: openraft with the log in sled and the state machine over `yurt_core::state`;
 //! - [`write`]: the one path that changes state (propose, or forward to the leader);
 //! - [`rpc`]: the public gRPC services;
-//! - [`leader`]: the leader's loops (evaluation → scheduler → plan).
+//! - [`read`]: consistent (or `-stale`) reads;
+//! - [`cluster`]: server discovery, liveness and bootstrap by gossip;
+//! - [`operator`]: server members, Raft peers, force-leave, remove-peer;
+//! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot).
 //!
 //! Architecture invariant: only this crate depends on openraft and sled (the client keeps its
 //! own sled state, but never Raft).
 
+pub mod cluster;
 pub mod http;
 pub mod leader;
+pub mod operator;
 pub mod raft;
+pub mod read;
 pub mod rpc;
 pub mod write;
 
@@ -24,6 +30,7 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 use yurt_proto::internal::raft_transport_server::RaftTransportServer;
+use yurt_proto::v1::operator_server::OperatorServer;
 use yurt_proto::v1::{
     allocs_server::AllocsServer, evals_server::EvalsServer, jobs_server::JobsServer,
     nodes_server::NodesServer,
@@ -43,7 +50,13 @@ pub struct ServerConfig {
     pub name: String,
     /// The gRPC address other servers and clients reach this server at.
     pub advertise_addr: String,
+    /// How many servers to wait for before bootstrapping Raft (1: bootstrap alone at once,
+    /// unless `join` is set; 0: never bootstrap, only join).
     pub bootstrap_expect: u32,
+    /// Addresses of servers to join (gRPC `host:port`).
+    pub join: Vec<String>,
+    pub datacenter: String,
+    pub autopilot: leader::AutopilotSettings,
     /// Take a snapshot (and compact the log) after this many entries.
     pub snapshot_threshold: u64,
     pub region: String,
@@ -74,6 +87,7 @@ pub struct Server {
     pub raft: Raft,
     pub state: StateHandle,
     pub writer: Writer,
+    pub cluster: cluster::Cluster,
     config: ServerConfig,
     committed: Arc<AtomicU64>,
     last_contact: Arc<Mutex<Option<Instant>>>,
@@ -95,9 +109,6 @@ fn node_id(dir: &std::path::Path) -> std::io::Result<NodeId> {
 
 impl Server {
     pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
-        if config.bootstrap_expect > 1 {
-            return Err(StartError::MultiServer(config.bootstrap_expect));
-        }
         let dir = config.data_dir.join("server");
         let dir_err = |source| StartError::DataDir {
             path: dir.clone(),
@@ -130,10 +141,12 @@ impl Server {
         let raft = Raft::new(id, raft_config, Network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !raft
-            .is_initialized()
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?
+        let alone = config.bootstrap_expect == 1 && config.join.is_empty();
+        if alone
+            && !raft
+                .is_initialized()
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?
         {
             let mut members = BTreeMap::new();
             members.insert(id, BasicNode::new(&config.advertise_addr));
@@ -148,12 +161,38 @@ impl Server {
             state.clone(),
             writer.clone(),
             raft.clone(),
+            shutdown_rx.clone(),
+        ));
+        let cluster = cluster::Cluster::new(
+            yurt_proto::internal::ServerMember {
+                id,
+                name: config.name.clone(),
+                addr: config.advertise_addr.clone(),
+                version: yurt_types::VERSION.into(),
+                datacenter: config.datacenter.clone(),
+                region: config.region.clone(),
+                left: false,
+                initialized: false,
+                bootstrap_expect: config.bootstrap_expect,
+            },
+            config.join.clone(),
+        );
+        tokio::spawn(cluster::run(
+            cluster.clone(),
+            raft.clone(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(leader::run_autopilot(
+            cluster.clone(),
+            raft.clone(),
+            config.autopilot,
             shutdown_rx,
         ));
         Ok(Server {
             raft,
             state,
             writer,
+            cluster,
             config,
             committed,
             last_contact: Arc::new(Mutex::new(None)),
@@ -163,19 +202,30 @@ impl Server {
 
     /// Adds the server's gRPC services (public API and Raft transport) to an agent's router.
     pub fn add_services(&self, routes: &mut RoutesBuilder) {
+        let reads = read::Reads {
+            raft: self.raft.clone(),
+            state: self.state.clone(),
+        };
         let api = rpc::Api {
             state: self.state.clone(),
             writer: self.writer.clone(),
+            reads: reads.clone(),
         };
         routes
             .add_service(JobsServer::new(api.clone()))
             .add_service(EvalsServer::new(api.clone()))
             .add_service(NodesServer::new(api.clone()))
             .add_service(AllocsServer::new(api))
+            .add_service(OperatorServer::new(operator::OperatorService {
+                raft: self.raft.clone(),
+                cluster: self.cluster.clone(),
+            }))
             .add_service(RaftTransportServer::new(RaftService {
                 raft: self.raft.clone(),
                 writer: self.writer.clone(),
                 last_contact: self.last_contact.clone(),
+                cluster: self.cluster.clone(),
+                reads,
             }));
     }
 

@@ -17,6 +17,7 @@ use yurt_types::jobspec;
 use yurt_types::status::*;
 
 use crate::raft::state_machine::StateHandle;
+use crate::read::{stale, Reads};
 use crate::write::{now_unix_ms, Writer};
 
 /// How long the servers tell clients to wait between heartbeats.
@@ -58,6 +59,14 @@ fn checked_job(job: Option<Job>) -> Result<Job, Status> {
 pub struct Api {
     pub state: StateHandle,
     pub writer: Writer,
+    pub reads: Reads,
+}
+
+impl Api {
+    /// Makes the read that follows consistent, unless the request allows a stale one.
+    async fn barrier<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        self.reads.barrier(stale(req)).await
+    }
 }
 
 #[tonic::async_trait]
@@ -84,6 +93,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
+        self.barrier(&req).await?;
         let job = checked_job(req.into_inner().job)?;
         let plan = self.state.read(|s| plan_job(s, &job, now_unix_ms()));
         Ok(Response::new(PlanJobResponse {
@@ -96,6 +106,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn get(&self, req: Request<GetJobRequest>) -> Reply<Job> {
+        self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         self.state
             .read(|s| lookup(&s.jobs, "job", &id).cloned())
@@ -103,6 +114,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn list(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
+        self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
         let jobs = self.state.read(|s| {
             s.jobs
@@ -123,6 +135,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn versions(&self, req: Request<JobVersionsRequest>) -> Reply<JobVersionsResponse> {
+        self.barrier(&req).await?;
         let req = req.into_inner();
         let versions: Vec<Job> = self.state.read(|s| {
             let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
@@ -165,6 +178,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn allocations(&self, req: Request<GetJobRequest>) -> Reply<ListAllocsResponse> {
+        self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let allocs = self.state.read(|s| {
             let id = lookup(&s.jobs, "job", &id)?.id.clone();
@@ -174,6 +188,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn evaluations(&self, req: Request<GetJobRequest>) -> Reply<ListEvalsResponse> {
+        self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let mut evals: Vec<Evaluation> = self.state.read(|s| {
             s.evals
@@ -190,6 +205,7 @@ impl jobs_server::Jobs for Api {
 #[tonic::async_trait]
 impl evals_server::Evals for Api {
     async fn get(&self, req: Request<GetEvalRequest>) -> Reply<Evaluation> {
+        self.barrier(&req).await?;
         let id = req.into_inner().eval_id;
         self.state
             .read(|s| lookup(&s.evals, "evaluation", &id).cloned())
@@ -199,12 +215,14 @@ impl evals_server::Evals for Api {
 
 #[tonic::async_trait]
 impl nodes_server::Nodes for Api {
-    async fn list(&self, _req: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
+    async fn list(&self, req: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
+        self.barrier(&req).await?;
         let nodes = self.state.read(|s| s.nodes.values().cloned().collect());
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
     async fn get(&self, req: Request<GetNodeRequest>) -> Reply<Node> {
+        self.barrier(&req).await?;
         let id = req.into_inner().node_id;
         self.state
             .read(|s| lookup(&s.nodes, "node", &id).cloned())
@@ -259,6 +277,7 @@ impl nodes_server::Nodes for Api {
         &self,
         req: Request<ClientAllocsRequest>,
     ) -> Reply<ClientAllocsResponse> {
+        self.barrier(&req).await?;
         let req = req.into_inner();
         let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
         let index = self.state.wait_past(req.min_index, wait).await;
@@ -287,6 +306,7 @@ impl nodes_server::Nodes for Api {
 #[tonic::async_trait]
 impl allocs_server::Allocs for Api {
     async fn get(&self, req: Request<GetAllocRequest>) -> Reply<Allocation> {
+        self.barrier(&req).await?;
         let id = req.into_inner().alloc_id;
         self.state
             .read(|s| lookup(&s.allocs, "allocation", &id).cloned())
@@ -294,6 +314,7 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn list(&self, req: Request<ListAllocsRequest>) -> Reply<ListAllocsResponse> {
+        self.barrier(&req).await?;
         let node = req.into_inner().node_id;
         let allocs = self.state.read(|s| {
             s.allocs
@@ -306,6 +327,7 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
+        self.barrier(&req).await?;
         let mut req = req.into_inner();
         let (alloc_id, addr) = self.state.read(|s| {
             let a = lookup(&s.allocs, "allocation", &req.alloc_id)?;

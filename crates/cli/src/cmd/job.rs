@@ -5,14 +5,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use tonic::transport::Channel;
 use yurt_proto::v1::evals_client::EvalsClient;
 use yurt_proto::v1::jobs_client::JobsClient;
 use yurt_proto::v1::*;
 use yurt_types::diff::render;
 use yurt_types::status::*;
 
-use super::{connect, CliError, CmdResult};
+use super::{connect, CliError, CmdResult, Conn};
 use crate::output::{self, kv, short, table, time};
 
 #[derive(Subcommand, Debug)]
@@ -110,7 +109,7 @@ async fn job_run(addr: &str, file: &PathBuf, detach: bool, check_index: Option<u
 
 /// Follows an evaluation until it is no longer pending, printing what it did, like Nomad's
 /// monitor. Returns 0 when every allocation was placed, 2 otherwise (as Nomad does).
-pub async fn monitor_eval(channel: Channel, eval_id: &str) -> CmdResult {
+pub async fn monitor_eval(channel: Conn, eval_id: &str) -> CmdResult {
     let now = || time(output::now_ms());
     println!("==> {}: Monitoring evaluation {:?}", now(), short(eval_id));
     let mut evals = EvalsClient::new(channel.clone());

@@ -3,9 +3,13 @@
 pub mod alloc;
 pub mod job;
 pub mod node;
+pub mod server;
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use yurt_proto::v1::agent_client::AgentClient;
 use yurt_proto::v1::AgentInfoRequest;
@@ -49,8 +53,46 @@ impl CliError {
 
 pub type CmdResult = Result<u8, CliError>;
 
+static STALE: OnceLock<bool> = OnceLock::new();
+
+/// Set once from the global `-stale` flag: reads may be answered from any server's copy.
+pub fn set_stale(stale: bool) {
+    let _ = STALE.set(stale);
+}
+
+/// Adds the request metadata every call carries (`yurt-stale` when `-stale` was given).
+#[derive(Clone, Copy)]
+pub struct Meta {
+    stale: bool,
+}
+
+impl tonic::service::Interceptor for Meta {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.stale {
+            req.metadata_mut().insert(
+                "yurt-stale",
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+        }
+        Ok(req)
+    }
+}
+
+/// A connection to an agent, with the CLI's request metadata.
+pub type Conn = InterceptedService<Channel, Meta>;
+
 /// Connects to the agent at `addr` (`http://host:port` or `host:port`).
-pub async fn connect(addr: &str) -> Result<Channel, CliError> {
+pub async fn connect(addr: &str) -> Result<Conn, CliError> {
+    let channel = connect_channel(addr).await?;
+    Ok(InterceptedService::new(
+        channel,
+        Meta {
+            stale: STALE.get().copied().unwrap_or(false),
+        },
+    ))
+}
+
+async fn connect_channel(addr: &str) -> Result<Channel, CliError> {
     let url = if addr.contains("://") {
         addr.to_string()
     } else {

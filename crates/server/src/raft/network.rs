@@ -18,9 +18,13 @@ use serde::Serialize;
 use tonic::transport::Channel;
 use yurt_proto::internal::raft_transport_client::RaftTransportClient;
 use yurt_proto::internal::raft_transport_server::RaftTransport;
-use yurt_proto::internal::RaftPayload;
+use yurt_proto::internal::{
+    GossipRequest, GossipResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
+};
 
 use super::{NodeId, Proposal, Raft, TypeConfig};
+use crate::cluster::{self, Cluster};
+use crate::read::Reads;
 use crate::write::Writer;
 
 /// Makes connections to other servers, by the address in their membership entry.
@@ -126,6 +130,8 @@ pub struct RaftService {
     pub writer: Writer,
     /// When this server last heard from a leader (for `agent-info`'s `last_contact`).
     pub last_contact: Arc<Mutex<Option<Instant>>>,
+    pub cluster: Cluster,
+    pub reads: Reads,
 }
 
 fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, tonic::Status> {
@@ -165,6 +171,24 @@ impl RaftTransport for RaftService {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         encode(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn gossip(
+        &self,
+        req: tonic::Request<GossipRequest>,
+    ) -> Result<tonic::Response<GossipResponse>, tonic::Status> {
+        let init = cluster::initialized(&self.raft);
+        Ok(tonic::Response::new(
+            self.cluster.handle(req.into_inner(), init),
+        ))
+    }
+
+    async fn read_index(
+        &self,
+        _req: tonic::Request<ReadIndexRequest>,
+    ) -> Result<tonic::Response<ReadIndexResponse>, tonic::Status> {
+        let index = self.reads.leader_read_index().await?;
+        Ok(tonic::Response::new(ReadIndexResponse { index }))
     }
 
     async fn forward(

@@ -1,0 +1,222 @@
+//! The `Operator` service: server members, Raft peers, force-leave and remove-peer.
+//! Membership changes run on the leader; a follower passes them on to it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::{ChangeMembers, ServerState};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use yurt_proto::v1::operator_client::OperatorClient;
+use yurt_proto::v1::operator_server::Operator;
+use yurt_proto::v1::*;
+
+use crate::cluster::{self, Cluster};
+use crate::raft::{NodeId, Raft};
+
+#[derive(Clone)]
+pub struct OperatorService {
+    pub raft: Raft,
+    pub cluster: Cluster,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn split_addr(addr: &str) -> (String, u32) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().unwrap_or(0)),
+        None => (addr.to_string(), 0),
+    }
+}
+
+impl OperatorService {
+    fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    async fn leader_client(&self) -> Result<OperatorClient<Channel>, Status> {
+        let addr = self
+            .leader_addr()
+            .ok_or_else(|| Status::unavailable("no cluster leader"))?;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|_| Status::unavailable(format!("cannot reach the leader at {addr}")))?;
+        Ok(OperatorClient::new(channel))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Removes a node from the Raft configuration (voter or learner). Leader only.
+    async fn remove(&self, id: NodeId) -> Result<(), Status> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(id) && m.id == id {
+            return Err(Status::failed_precondition(
+                "cannot remove the current leader: stop it (or let another server win an election) first",
+            ));
+        }
+        let membership = m.membership_config.membership().clone();
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.get_node(&id).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(Status::not_found(format!("no Raft peer with ID {id}")));
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| Status::unavailable(format!("cannot change the Raft configuration: {e}")))
+    }
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn server_members(
+        &self,
+        _req: Request<ServerMembersRequest>,
+    ) -> Reply<ServerMembersResponse> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader;
+        let mut members: Vec<ServerMemberInfo> = self
+            .cluster
+            .members(cluster::initialized(&self.raft))
+            .into_iter()
+            .map(|(s, alive)| {
+                let (address, port) = split_addr(&s.addr);
+                ServerMemberInfo {
+                    name: s.name.clone(),
+                    address,
+                    port,
+                    status: cluster::status_of(alive, s.left).into(),
+                    leader: leader == Some(s.id),
+                    raft_version: "3".into(),
+                    build: s.version.clone(),
+                    datacenter: s.datacenter.clone(),
+                    region: s.region.clone(),
+                    id: s.id,
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(ServerMembersResponse { members }))
+    }
+
+    async fn raft_peers(&self, _req: Request<RaftPeersRequest>) -> Reply<RaftPeersResponse> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let names: std::collections::BTreeMap<NodeId, String> = self
+            .cluster
+            .members(true)
+            .into_iter()
+            .map(|(s, _)| (s.id, s.name))
+            .collect();
+        let mut peers: Vec<RaftPeer> = membership
+            .nodes()
+            .map(|(id, node)| RaftPeer {
+                node: names.get(id).cloned().unwrap_or_else(|| "(unknown)".into()),
+                id: id.to_string(),
+                address: node.addr.clone(),
+                state: if m.current_leader == Some(*id) {
+                    "leader"
+                } else {
+                    "follower"
+                }
+                .into(),
+                voter: voters.contains(id),
+                raft_protocol: "3".into(),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(Response::new(RaftPeersResponse {
+            peers,
+            index: m.membership_config.log_id().map_or(0, |l| l.index),
+        }))
+    }
+
+    async fn force_leave(&self, req: Request<ForceLeaveRequest>) -> Reply<ForceLeaveResponse> {
+        let name = req.into_inner().name;
+        let target = self
+            .cluster
+            .members(true)
+            .into_iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(s, alive)| (s.id, alive));
+        let Some((id, alive)) = target else {
+            return Err(Status::not_found(format!(
+                "no server named {name:?} (see `yurt server members`)"
+            )));
+        };
+        if id == self.cluster.me().id {
+            return Err(Status::failed_precondition(
+                "a server cannot force itself to leave; stop it instead",
+            ));
+        }
+        if alive {
+            return Err(Status::failed_precondition(format!(
+                "server {name:?} is alive: force-leave is for failed servers (stop it to make it leave)"
+            )));
+        }
+        self.cluster.force_leave(&name);
+        if self.is_leader() {
+            if self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .is_some()
+            {
+                self.remove(id).await?;
+            }
+        } else {
+            self.leader_client()
+                .await?
+                .force_leave(ForceLeaveRequest { name })
+                .await?;
+        }
+        Ok(Response::new(ForceLeaveResponse {}))
+    }
+
+    async fn remove_peer(&self, req: Request<RemovePeerRequest>) -> Reply<RemovePeerResponse> {
+        let peer = req.into_inner().peer;
+        if !self.is_leader() {
+            self.leader_client()
+                .await?
+                .remove_peer(RemovePeerRequest { peer })
+                .await?;
+            return Ok(Response::new(RemovePeerResponse {}));
+        }
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let id = membership
+            .nodes()
+            .find(|(id, node)| id.to_string() == peer || node.addr == peer)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| {
+                Status::not_found(format!("no Raft peer with ID or address {peer:?}"))
+            })?;
+        self.remove(id).await?;
+        if let Some(node) = membership.get_node(&id) {
+            self.cluster.force_leave(&node.addr);
+        }
+        Ok(Response::new(RemovePeerResponse {}))
+    }
+}
