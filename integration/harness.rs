@@ -151,6 +151,27 @@ impl Agent {
     /// Starts `yurt agent ARGS -data-dir DIR -grpc-port 0 -http-port 0` and waits until it has
     /// written its addresses.
     pub fn start(data_dir: &Path, args: &[&str]) -> Agent {
+        Agent::start_on(data_dir, args, 0, 0)
+    }
+
+    fn port_of(addr: &str) -> u16 {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Starts the agent again on the same data dir and the same ports (a killed server must
+    /// come back at the address its peers know).
+    pub fn restart(&mut self, args: &[&str]) {
+        self.stop();
+        let grpc = Agent::port_of(&self.grpc);
+        let http = self.http.as_deref().map_or(0, Agent::port_of);
+        let fresh = Agent::start_on(&self.data_dir.clone(), args, grpc, http);
+        *self = fresh;
+    }
+
+    /// Starts an agent on the given ports (0: any free port).
+    pub fn start_on(data_dir: &Path, args: &[&str], grpc_port: u16, http_port: u16) -> Agent {
         std::fs::create_dir_all(data_dir).unwrap();
         let addrs = data_dir.join("agent-addrs.json");
         let _ = std::fs::remove_file(&addrs);
@@ -164,9 +185,9 @@ impl Agent {
                 "-data-dir",
                 data_dir.to_str().unwrap(),
                 "-grpc-port",
-                "0",
+                &grpc_port.to_string(),
                 "-http-port",
-                "0",
+                &http_port.to_string(),
             ])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

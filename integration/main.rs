@@ -1,11 +1,13 @@
 //! Black-box tests: real `yurt` processes on loopback, ephemeral ports, temp dirs.
 //!
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
+//! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
 //! - `tidy`: rules about the source tree itself.
 
+mod cluster;
 mod errors;
 mod harness;
 mod jobs;

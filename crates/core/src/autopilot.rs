@@ -108,8 +108,12 @@ pub fn decide(members: &[Member], raft: &RaftView, now_ms: i64, cfg: &Config) ->
             if *v == raft.leader {
                 continue;
             }
-            let dead = by_id.get(v).is_none_or(|m| {
-                m.alive_since_ms.is_none() && now_ms - m.last_contact_ms > cfg.dead_server_ms
+            // Only a server this leader has seen and then lost counts as dead: one it has not
+            // heard from yet (say, just after an election) may be perfectly healthy.
+            let dead = by_id.get(v).is_some_and(|m| {
+                m.alive_since_ms.is_none()
+                    && m.last_contact_ms > 0
+                    && now_ms - m.last_contact_ms > cfg.dead_server_ms
             });
             // After removing it, the live voters must still be a majority of the rest.
             let remaining = raft.voters.len() - 1;
@@ -203,12 +207,26 @@ mod tests {
         let members = vec![
             member(1, Some(0), 100_000),
             member(2, Some(0), 100_000),
-            member(3, None, 0),
-            member(4, None, 0),
-            member(5, None, 0),
+            member(3, None, 1),
+            member(4, None, 1),
+            member(5, None, 1),
         ];
         let r = raft(&[1, 2, 3, 4, 5], &[]);
         assert_eq!(decide(&members, &r, 100_000, &CFG), None);
+        // A voter this leader never heard from (or does not know) is not presumed dead.
+        let members = vec![
+            member(1, Some(0), 100_000),
+            member(2, Some(0), 100_000),
+            member(3, None, 0),
+        ];
+        assert_eq!(
+            decide(&members, &raft(&[1, 2, 3], &[]), 100_000, &CFG),
+            None
+        );
+        assert_eq!(
+            decide(&members[..2], &raft(&[1, 2, 3], &[]), 100_000, &CFG),
+            None
+        );
         // Cleanup disabled.
         let off = Config {
             dead_server_ms: 0,

@@ -24,7 +24,7 @@ use crate::write::now_unix_ms;
 /// How often each server gossips.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(250);
 /// Silence after which a member counts as failed.
-pub const FAILED_AFTER: Duration = Duration::from_secs(2);
+pub const FAILED_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Known {
@@ -194,8 +194,16 @@ impl Cluster {
         }
     }
 
-    fn targets(&self) -> Vec<String> {
+    /// Everyone to gossip with: the `-join` addresses, every known member, and every server
+    /// in the Raft configuration (so a restarted server finds its peers without `-join`).
+    fn targets(&self, raft: &Raft) -> Vec<String> {
         let mut t: Vec<String> = self.join.clone();
+        let metrics = raft.metrics().borrow().clone();
+        for (_, node) in metrics.membership_config.membership().nodes() {
+            if !t.contains(&node.addr) {
+                t.push(node.addr.clone());
+            }
+        }
         for k in self.lock().values() {
             if !k.member.left && !t.contains(&k.member.addr) {
                 t.push(k.member.addr.clone());
@@ -221,34 +229,48 @@ pub fn initialized(raft: &Raft) -> bool {
         .is_some()
 }
 
-async fn gossip_once(addr: &str, req: GossipRequest) -> Result<GossipResponse, String> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    RaftTransportClient::new(channel)
-        .gossip(req)
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|s| s.message().to_string())
-}
-
 /// Gossips until shutdown, and bootstraps Raft once `bootstrap_expect` servers that are not
-/// yet part of a cluster know each other.
+/// yet part of a cluster know each other. Each round talks to every target at once, over
+/// connections kept between rounds, so one dead server never delays news of the others.
 pub async fn run(cluster: Cluster, raft: Raft, mut shutdown: watch::Receiver<bool>) {
+    let mut clients: BTreeMap<String, RaftTransportClient<Channel>> = BTreeMap::new();
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
     loop {
         let init = initialized(&raft);
         let (me, known) = cluster.gossip_message(init);
-        for addr in cluster.targets() {
+        let mut round = tokio::task::JoinSet::new();
+        for addr in cluster.targets(&raft) {
+            let client = match clients.get(&addr) {
+                Some(c) => c.clone(),
+                None => match Channel::from_shared(format!("http://{addr}")) {
+                    Ok(endpoint) => {
+                        let c = RaftTransportClient::new(
+                            endpoint
+                                .connect_timeout(Duration::from_millis(500))
+                                .timeout(Duration::from_secs(1))
+                                .connect_lazy(),
+                        );
+                        clients.insert(addr.clone(), c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        tracing::warn!(%addr, error = %e, "not a server address");
+                        continue;
+                    }
+                },
+            };
             let req = GossipRequest {
                 from: Some(me.clone()),
                 known: known.clone(),
             };
-            match gossip_once(&addr, req).await {
+            round.spawn(async move {
+                let mut client = client;
+                let r = client.gossip(req).await.map(|r| r.into_inner());
+                (addr, r)
+            });
+        }
+        while let Some(Ok((addr, result))) = round.join_next().await {
+            match result {
                 Ok(resp) => {
                     if let Some(m) = &resp.me {
                         cluster.observe(m);
@@ -258,12 +280,12 @@ pub async fn run(cluster: Cluster, raft: Raft, mut shutdown: watch::Receiver<boo
                         tracing::info!(%addr, "reached server again");
                     }
                 }
-                Err(e) => {
+                Err(status) => {
                     let n = failures.entry(addr.clone()).or_default();
                     *n += 1;
-                    // Say so in the log, with backoff on the messages, not on the retries.
+                    // Say so in the log, backing off the messages, not the retries.
                     if n.is_power_of_two() && *n >= 4 {
-                        tracing::warn!(%addr, attempts = *n, error = %e, "cannot reach server; retrying");
+                        tracing::warn!(%addr, attempts = *n, error = %status.message(), "cannot reach server; retrying");
                     }
                 }
             }

@@ -22,6 +22,9 @@ pub struct OperatorService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Metadata key marking a request one server passed on to the leader.
+const FORWARDED: &str = "yurt-forwarded";
+
 fn split_addr(addr: &str) -> (String, u32) {
     match addr.rsplit_once(':') {
         Some((host, port)) => (host.to_string(), port.parse().unwrap_or(0)),
@@ -146,6 +149,8 @@ impl Operator for OperatorService {
     }
 
     async fn force_leave(&self, req: Request<ForceLeaveRequest>) -> Reply<ForceLeaveResponse> {
+        // The server the user asked judged liveness; the leader it forwards to trusts that.
+        let forwarded = req.metadata().get(FORWARDED).is_some();
         let name = req.into_inner().name;
         let target = self
             .cluster
@@ -163,7 +168,7 @@ impl Operator for OperatorService {
                 "a server cannot force itself to leave; stop it instead",
             ));
         }
-        if alive {
+        if alive && !forwarded {
             return Err(Status::failed_precondition(format!(
                 "server {name:?} is alive: force-leave is for failed servers (stop it to make it leave)"
             )));
@@ -182,10 +187,12 @@ impl Operator for OperatorService {
                 self.remove(id).await?;
             }
         } else {
-            self.leader_client()
-                .await?
-                .force_leave(ForceLeaveRequest { name })
-                .await?;
+            let mut fwd = Request::new(ForceLeaveRequest { name });
+            fwd.metadata_mut().insert(
+                FORWARDED,
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+            self.leader_client().await?.force_leave(fwd).await?;
         }
         Ok(Response::new(ForceLeaveResponse {}))
     }

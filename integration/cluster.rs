@@ -1,0 +1,348 @@
+//! Highly available servers: several real server processes on loopback.
+
+use crate::harness::*;
+
+/// A small job with its own ID, written to a file.
+fn job_file(dir: &std::path::Path, id: &str) -> String {
+    let path = dir.join(format!("{id}.hcl"));
+    std::fs::write(
+        &path,
+        format!(
+            "job \"{id}\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n    }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+struct Cluster {
+    servers: Vec<Agent>,
+    args: Vec<Vec<String>>,
+}
+
+impl Cluster {
+    /// Starts `n` servers expecting `n`; all but the first join the first.
+    fn start(dir: &TestDir, n: usize, extra: &[&str]) -> Cluster {
+        let mut c = Cluster {
+            servers: vec![],
+            args: vec![],
+        };
+        for i in 0..n {
+            let mut args: Vec<String> = [
+                "-server",
+                "-node",
+                &format!("s{}", i + 1),
+                "-bootstrap-expect",
+                &n.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if let Some(first) = c.servers.first() {
+                args.extend(["-join".to_string(), first.grpc.clone()]);
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            c.add(dir, &format!("s{}", i + 1), args);
+        }
+        c
+    }
+
+    fn add(&mut self, dir: &TestDir, name: &str, args: Vec<String>) {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.servers.push(Agent::start(&dir.path.join(name), &refs));
+        self.args.push(args);
+    }
+
+    fn restart(&mut self, i: usize) {
+        let refs: Vec<String> = self.args[i].clone();
+        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        self.servers[i].restart(&refs);
+    }
+
+    /// Waits for a leader that the given servers agree on, with `voters` voters; returns the
+    /// leader's index in `servers`.
+    fn leader(&self, alive: &[usize], voters: usize) -> usize {
+        wait_for(&format!("a leader with {voters} voters"), || {
+            let mut leaders = Vec::new();
+            for &i in alive {
+                let out = self.servers[i].yurt(&["operator", "raft", "list-peers", "-json"]);
+                let text = stdout(&out);
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| format!("{e}: {}", stderr(&out)))?;
+                let peers = v["peers"].as_array().cloned().unwrap_or_default();
+                let n_voters = peers.iter().filter(|p| p["voter"] == true).count();
+                let leader = peers
+                    .iter()
+                    .find(|p| p["state"] == "leader")
+                    .and_then(|p| p["address"].as_str())
+                    .map(String::from);
+                if n_voters != voters {
+                    return Err(text);
+                }
+                leaders.push(leader.ok_or(text)?);
+            }
+            leaders.dedup();
+            match leaders.as_slice() {
+                [one] => self
+                    .servers
+                    .iter()
+                    .position(|s| s.grpc == *one)
+                    .ok_or_else(|| format!("leader {one} is not one of ours")),
+                _ => Err(format!("servers disagree: {leaders:?}")),
+            }
+        })
+    }
+
+    /// The job IDs a server returns on a consistent read.
+    fn jobs(&self, i: usize) -> Vec<String> {
+        let out = self.servers[i].ok(&["job", "status", "-json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut ids: Vec<String> = v["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The seed guide's check: `last_log_index` is the same on every given server.
+    fn wait_converged(&self, alive: &[usize]) -> u64 {
+        wait_for("last_log_index to converge", || {
+            let mut seen = Vec::new();
+            for &i in alive {
+                let info = stdout(&self.servers[i].yurt(&["agent-info"]));
+                let idx: u64 = info
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("last_log_index = "))
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| info.clone())?;
+                seen.push(idx);
+            }
+            if seen.iter().all(|x| *x == seen[0]) && seen[0] > 0 {
+                Ok(seen[0])
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        })
+    }
+}
+
+#[test]
+fn cluster_of_three_and_of_five_bootstrap_once() {
+    for n in [3usize, 5] {
+        let dir = TestDir::new();
+        let c = Cluster::start(&dir, n, &[]);
+        let all: Vec<usize> = (0..n).collect();
+        let leader = c.leader(&all, n);
+        let members = wait_for(&format!("{n} servers alive"), || {
+            let out = c.servers[(leader + 1) % n].ok(&["server", "members"]);
+            if out.matches(" alive ").count() == n {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        });
+        assert_eq!(
+            members.matches(" true ").count(),
+            1,
+            "one leader:\n{members}"
+        );
+        // Any server takes writes (forwarded to the leader) and answers consistent reads.
+        for i in 0..n {
+            c.servers[i].ok(&[
+                "job",
+                "run",
+                "-detach",
+                &job_file(&dir.path, &format!("j{i}")),
+            ]);
+        }
+        let want: Vec<String> = (0..n).map(|i| format!("j{i}")).collect();
+        for i in 0..n {
+            assert_eq!(c.jobs(i), want, "server {i}");
+        }
+        c.wait_converged(&all);
+        let info = c.servers[(leader + 1) % n].ok(&["agent-info"]);
+        assert!(info.contains(&format!("num_peers = {}", n - 1)), "{info}");
+        assert!(info.contains("leader = false"), "{info}");
+    }
+}
+
+#[test]
+fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
+    let dir = TestDir::new();
+    let mut c = Cluster::start(&dir, 3, &[]);
+    let leader = c.leader(&[0, 1, 2], 3);
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut acked = Vec::new();
+    let mut killed = false;
+    let mut i = 0;
+    // Writes through a follower; the leader dies after the 10th.
+    while acked.len() < 25 {
+        let id = format!("w{i:03}");
+        i += 1;
+        let target = &c.servers[others[i % 2]];
+        if target
+            .yurt(&["job", "run", "-detach", &job_file(&dir.path, &id)])
+            .status
+            .success()
+        {
+            acked.push(id);
+        }
+        if acked.len() == 10 && !killed {
+            c.servers[leader].kill9();
+            killed = true;
+        }
+        assert!(i < 2000, "writes did not resume after the leader died");
+    }
+    let new_leader = c.leader(&others, 3);
+    assert_ne!(new_leader, leader);
+    for &s in &others {
+        let jobs = c.jobs(s);
+        for id in &acked {
+            assert!(
+                jobs.contains(id),
+                "acknowledged write {id} lost on server {s}"
+            );
+        }
+    }
+    // The old leader comes back, catches up, and all agree (seed guide step 2).
+    c.restart(leader);
+    c.leader(&[0, 1, 2], 3);
+    c.wait_converged(&[0, 1, 2]);
+    assert_eq!(c.jobs(leader).len(), acked.len());
+}
+
+#[test]
+fn all_servers_killed_at_once_come_back_with_every_write() {
+    let dir = TestDir::new();
+    let mut c = Cluster::start(&dir, 3, &["-raft-snapshot-threshold", "5"]);
+    c.leader(&[0, 1, 2], 3);
+    for i in 0..12 {
+        c.servers[i % 3].ok(&[
+            "job",
+            "run",
+            "-detach",
+            &job_file(&dir.path, &format!("k{i:02}")),
+        ]);
+    }
+    let before = c.jobs(0);
+    assert_eq!(before.len(), 12);
+    for s in &mut c.servers {
+        s.kill9();
+    }
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.leader(&[0, 1, 2], 3);
+    for i in 0..3 {
+        assert_eq!(c.jobs(i), before, "server {i}");
+    }
+    c.wait_converged(&[0, 1, 2]);
+}
+
+#[test]
+fn new_server_joins_as_non_voter_installs_a_snapshot_then_votes_and_dead_servers_leave() {
+    let dir = TestDir::new();
+    let extra = [
+        "-raft-snapshot-threshold",
+        "8",
+        "-server-stabilization-time",
+        "3s",
+    ];
+    let mut c = Cluster::start(&dir, 3, &extra);
+    c.leader(&[0, 1, 2], 3);
+    for i in 0..20 {
+        c.servers[i % 3].ok(&[
+            "job",
+            "run",
+            "-detach",
+            &job_file(&dir.path, &format!("n{i:02}")),
+        ]);
+    }
+    // The log was compacted behind a snapshot, so the newcomer must install it.
+    let mut args: Vec<String> = ["-server", "-node", "s4", "-bootstrap-expect", "3", "-join"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(c.servers[1].grpc.clone());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    c.add(&dir, "s4", args);
+    wait_for("s4 to join as a non-voter", || {
+        let out = c.servers[0].ok(&["operator", "raft", "list-peers"]);
+        let line = out.lines().find(|l| l.starts_with("s4 ")).map(String::from);
+        match line {
+            Some(l) if l.contains(" false ") => Ok(()),
+            _ => Err(out),
+        }
+    });
+    c.leader(&[0, 1, 2, 3], 4);
+    let info = c.servers[3].ok(&["agent-info"]);
+    let snap: u64 = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("last_snapshot_index = "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(snap > 0, "s4 received a snapshot:\n{info}");
+    assert_eq!(
+        c.servers[3]
+            .ok(&["job", "status", "-stale"])
+            .matches("pending")
+            .count(),
+        20
+    );
+    c.wait_converged(&[0, 1, 2, 3]);
+
+    // A server dies: it shows as failed, force-leave removes it from Raft and marks it left.
+    let victim = (c.leader(&[0, 1, 2, 3], 4) + 1) % 4;
+    let name = format!("s{}", victim + 1);
+    c.servers[victim].kill9();
+    let alive: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
+    let asker = &c.servers[alive[0]];
+    wait_for(&format!("{name} to be failed"), || {
+        let out = asker.ok(&["server", "members"]);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or("")
+            .to_string();
+        if line.contains(" failed ") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    asker.ok(&["server", "force-leave", &name]);
+    let members = asker.ok(&["server", "members"]);
+    assert!(
+        members
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) && l.contains(" left ")),
+        "{members}"
+    );
+    c.leader(&alive, 3);
+    let peers = asker.ok(&["operator", "raft", "list-peers"]);
+    assert!(
+        !peers.lines().any(|l| l.starts_with(&format!("{name} "))),
+        "{peers}"
+    );
+
+    // remove-peer by address takes out another (dead) one; writes still work with 2 of 2.
+    let second = alive[2];
+    let addr = c.servers[second].grpc.clone();
+    c.servers[second].kill9();
+    let remaining: Vec<usize> = alive.iter().copied().filter(|i| *i != second).collect();
+    let asker = &c.servers[remaining[0]];
+    wait_for("remove-peer to succeed", || {
+        let out = asker.yurt(&["operator", "raft", "remove-peer", "-peer-address", &addr]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(stderr(&out))
+        }
+    });
+    c.leader(&remaining, 2);
+    asker.ok(&["job", "run", "-detach", &job_file(&dir.path, "after")]);
+    assert!(c.jobs(remaining[1]).contains(&"after".to_string()));
+}
