@@ -346,3 +346,70 @@ fn new_server_joins_as_non_voter_installs_a_snapshot_then_votes_and_dead_servers
     asker.ok(&["job", "run", "-detach", &job_file(&dir.path, "after")]);
     assert!(c.jobs(remaining[1]).contains(&"after".to_string()));
 }
+
+#[test]
+fn snapshot_save_change_restore_reaches_every_server_and_damage_is_refused() {
+    let dir = TestDir::new();
+    let c = Cluster::start(&dir, 3, &[]);
+    c.leader(&[0, 1, 2], 3);
+    c.servers[0].ok(&["job", "run", "-detach", &job_file(&dir.path, "kept")]);
+    let file = dir.path.join("backup.snap");
+    let file = file.to_str().unwrap();
+    let out = c.servers[1].ok(&["operator", "snapshot", "save", file]);
+    assert_eq!(out.trim(), format!("State file written to {file}"));
+    let again = c.servers[1].yurt(&["operator", "snapshot", "save", file]);
+    assert_eq!(
+        stderr(&again).trim(),
+        format!("Error: {file} already exists: choose a new file name")
+    );
+    let inspect = c.servers[1].ok(&["operator", "snapshot", "inspect", file]);
+    assert!(
+        inspect.contains("Contents = 1 jobs, 0 nodes, 0 allocations, 2 evaluations"),
+        "{inspect}"
+    );
+
+    c.servers[2].ok(&["job", "run", "-detach", &job_file(&dir.path, "gone")]);
+    for i in 0..3 {
+        assert_eq!(c.jobs(i), vec!["gone", "kept"]);
+    }
+
+    // Damaged copies are refused and change nothing.
+    let good = std::fs::read(file).unwrap();
+    let mut flipped = good.clone();
+    let at = good.len() - 40;
+    flipped[at] ^= 0x01;
+    let bad = dir.path.join("flipped.snap");
+    std::fs::write(&bad, &flipped).unwrap();
+    let out = c.servers[0].yurt(&["operator", "snapshot", "restore", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        format!(
+            "Error: {}: snapshot file is corrupt: its checksum does not match its contents",
+            bad.display()
+        )
+    );
+    let short = dir.path.join("short.snap");
+    std::fs::write(&short, &good[..good.len() / 2]).unwrap();
+    let out = c.servers[0].yurt(&["operator", "snapshot", "restore", short.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("snapshot file is truncated or damaged"),
+        "{}",
+        stderr(&out)
+    );
+    let out = c.servers[0].yurt(&["operator", "snapshot", "restore", "/etc/hostname"]);
+    assert!(
+        stderr(&out).contains("not a Yurt snapshot file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(c.jobs(0), vec!["gone", "kept"]);
+
+    // The good one replaces the state on every server.
+    let out = c.servers[2].ok(&["operator", "snapshot", "restore", file]);
+    assert_eq!(out.trim(), "Snapshot Restored");
+    for i in 0..3 {
+        assert_eq!(c.jobs(i), vec!["kept"], "server {i}");
+    }
+    c.wait_converged(&[0, 1, 2]);
+}

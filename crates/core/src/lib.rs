@@ -3,11 +3,13 @@
 //!
 //! - [`state`]: the replicated state and the deterministic state machine `apply(index, command)`,
 //!   plus snapshot encoding with a format version.
+//! - [`backup`]: snapshot files for `operator snapshot save/restore`, checksummed.
 //! - [`autopilot`]: the leader's Raft membership decisions (join, promote, remove).
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
 pub mod autopilot;
+pub mod backup;
 pub mod sched;
 pub mod state;
 

@@ -28,6 +28,8 @@ pub enum ApplyError {
     JobNotFound(String),
     #[error("node {0:?} not found")]
     NodeNotFound(String),
+    #[error("cannot restore: {0}")]
+    BadSnapshot(String),
     #[error("this server does not understand a command in the Raft log (written by a newer version); upgrade this server")]
     UnknownCommand,
 }
@@ -112,6 +114,13 @@ impl State {
             }
             Some(command::Kind::AllocClientUpdates(u)) => {
                 self.update_allocs_from_client(index, now, u);
+                Ok(Applied::default())
+            }
+            Some(command::Kind::RestoreState(r)) => {
+                // Verified by the server that proposed it; a bad one is refused, not applied.
+                let restored = State::from_snapshot(&r.state)
+                    .map_err(|e| ApplyError::BadSnapshot(e.to_string()))?;
+                *self = restored;
                 Ok(Applied::default())
             }
         };

@@ -219,6 +219,8 @@ impl Server {
             .add_service(OperatorServer::new(operator::OperatorService {
                 raft: self.raft.clone(),
                 cluster: self.cluster.clone(),
+                reads: reads.clone(),
+                writer: self.writer.clone(),
             }))
             .add_service(RaftTransportServer::new(RaftService {
                 raft: self.raft.clone(),

@@ -11,13 +11,19 @@ use yurt_proto::v1::operator_client::OperatorClient;
 use yurt_proto::v1::operator_server::Operator;
 use yurt_proto::v1::*;
 
+use yurt_core::internal::{command, RestoreState};
+
 use crate::cluster::{self, Cluster};
 use crate::raft::{NodeId, Raft};
+use crate::read::{stale, Reads};
+use crate::write::{now_unix_ms, Writer};
 
 #[derive(Clone)]
 pub struct OperatorService {
     pub raft: Raft,
     pub cluster: Cluster,
+    pub reads: Reads,
+    pub writer: Writer,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -225,5 +231,41 @@ impl Operator for OperatorService {
             self.cluster.force_leave(&node.addr);
         }
         Ok(Response::new(RemovePeerResponse {}))
+    }
+
+    async fn snapshot_save(
+        &self,
+        req: Request<SnapshotSaveRequest>,
+    ) -> Reply<SnapshotSaveResponse> {
+        self.reads.barrier(stale(&req)).await?;
+        let term = self.raft.metrics().borrow().current_term;
+        let (data, index) = self.reads.state.read(|s| {
+            (
+                yurt_core::backup::encode(s, term, yurt_types::VERSION, now_unix_ms()),
+                s.index,
+            )
+        });
+        Ok(Response::new(SnapshotSaveResponse { data, index }))
+    }
+
+    async fn snapshot_restore(
+        &self,
+        req: Request<SnapshotRestoreRequest>,
+    ) -> Reply<SnapshotRestoreResponse> {
+        let data = req.into_inner().data;
+        let (file, _) = yurt_core::backup::decode(&data)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let r = self
+            .writer
+            .apply(command::Kind::RestoreState(RestoreState {
+                state: file.state,
+            }))
+            .await?;
+        tracing::warn!(
+            index = r.index,
+            from_index = file.index,
+            "state replaced by a restored snapshot"
+        );
+        Ok(Response::new(SnapshotRestoreResponse { index: r.index }))
     }
 }
