@@ -68,8 +68,10 @@ mod tests {
     use crate::v1::Job;
 
     fn state() -> State {
-        let mut s = State::default();
-        s.index = 42;
+        let mut s = State {
+            index: 42,
+            ..State::default()
+        };
         s.jobs.insert(
             "web".into(),
             Job {
