@@ -413,3 +413,33 @@ fn snapshot_save_change_restore_reaches_every_server_and_damage_is_refused() {
     }
     c.wait_converged(&[0, 1, 2]);
 }
+
+#[test]
+fn servers_stopped_with_leave_on_terminate_leave_the_cluster() {
+    let dir = TestDir::new();
+    let mut c = Cluster::start(&dir, 3, &["-leave-on-terminate"]);
+    let leader = c.leader(&[0, 1, 2], 3);
+    let follower = (leader + 1) % 3;
+    let last = (leader + 2) % 3;
+    c.servers[follower].stop();
+    let name = format!("s{}", follower + 1);
+    wait_for(&format!("{name} to be left"), || {
+        let out = c.servers[last].ok(&["server", "members"]);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or("")
+            .to_string();
+        if line.contains(" left ") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    c.leader(&[leader, last], 2);
+    // The leader leaves too: the last server carries on alone.
+    c.servers[leader].stop();
+    assert_eq!(c.leader(&[last], 1), last);
+    c.servers[last].ok(&["job", "run", "-detach", &job_file(&dir.path, "alone")]);
+    assert_eq!(c.jobs(last), vec!["alone"]);
+}

@@ -72,6 +72,9 @@ pub struct AgentArgs {
     /// Region of the servers.
     #[arg(long, default_value = "global")]
     region: String,
+    /// On SIGTERM or SIGINT, leave the server cluster (out of Raft, `left` in members).
+    #[arg(long = "leave-on-terminate")]
+    leave_on_terminate: bool,
     /// Snapshot the state and compact the Raft log after this many entries.
     #[arg(long = "raft-snapshot-threshold", default_value_t = 8192)]
     raft_snapshot_threshold: u64,
@@ -312,6 +315,10 @@ pub async fn run(mut args: AgentArgs) -> CmdResult {
 
     wait_for_signal().await;
     println!("==> Caught signal, shutting down");
+    if let (Some(s), true) = (&server, args.leave_on_terminate) {
+        println!("==> Leaving the server cluster");
+        s.leave().await;
+    }
     let _ = stop_tx.send(true);
     if let Some(c) = &client {
         c.shutdown();

@@ -40,6 +40,8 @@ pub struct Cluster {
     me: ServerMember,
     join: Vec<String>,
     known: Arc<Mutex<BTreeMap<NodeId, Known>>>,
+    /// Set when this server leaves gracefully; gossip then says so.
+    leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A member's liveness as `server members` shows it.
@@ -57,6 +59,7 @@ impl Cluster {
             me,
             join,
             known: Arc::new(Mutex::new(BTreeMap::new())),
+            leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -177,6 +180,7 @@ impl Cluster {
     fn gossip_message(&self, initialized: bool) -> (ServerMember, Vec<ServerMember>) {
         let mut me = self.me.clone();
         me.initialized = initialized;
+        me.left = self.leaving.load(std::sync::atomic::Ordering::Relaxed);
         let known = self.lock().values().map(|k| k.member.clone()).collect();
         (me, known)
     }
@@ -233,63 +237,10 @@ pub fn initialized(raft: &Raft) -> bool {
 /// yet part of a cluster know each other. Each round talks to every target at once, over
 /// connections kept between rounds, so one dead server never delays news of the others.
 pub async fn run(cluster: Cluster, raft: Raft, mut shutdown: watch::Receiver<bool>) {
-    let mut clients: BTreeMap<String, RaftTransportClient<Channel>> = BTreeMap::new();
-    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+    let mut clients = Clients::new();
     loop {
         let init = initialized(&raft);
-        let (me, known) = cluster.gossip_message(init);
-        let mut round = tokio::task::JoinSet::new();
-        for addr in cluster.targets(&raft) {
-            let client = match clients.get(&addr) {
-                Some(c) => c.clone(),
-                None => match Channel::from_shared(format!("http://{addr}")) {
-                    Ok(endpoint) => {
-                        let c = RaftTransportClient::new(
-                            endpoint
-                                .connect_timeout(Duration::from_millis(500))
-                                .timeout(Duration::from_secs(1))
-                                .connect_lazy(),
-                        );
-                        clients.insert(addr.clone(), c.clone());
-                        c
-                    }
-                    Err(e) => {
-                        tracing::warn!(%addr, error = %e, "not a server address");
-                        continue;
-                    }
-                },
-            };
-            let req = GossipRequest {
-                from: Some(me.clone()),
-                known: known.clone(),
-            };
-            round.spawn(async move {
-                let mut client = client;
-                let r = client.gossip(req).await.map(|r| r.into_inner());
-                (addr, r)
-            });
-        }
-        while let Some(Ok((addr, result))) = round.join_next().await {
-            match result {
-                Ok(resp) => {
-                    if let Some(m) = &resp.me {
-                        cluster.observe(m);
-                    }
-                    cluster.merge(&resp.known);
-                    if failures.remove(&addr).is_some_and(|n| n >= 4) {
-                        tracing::info!(%addr, "reached server again");
-                    }
-                }
-                Err(status) => {
-                    let n = failures.entry(addr.clone()).or_default();
-                    *n += 1;
-                    // Say so in the log, backing off the messages, not the retries.
-                    if n.is_power_of_two() && *n >= 4 {
-                        tracing::warn!(%addr, attempts = *n, error = %status.message(), "cannot reach server; retrying");
-                    }
-                }
-            }
-        }
+        gossip_round(&cluster, &raft, &mut clients).await;
         if !init {
             maybe_bootstrap(&cluster, &raft).await;
         }
@@ -298,6 +249,153 @@ pub async fn run(cluster: Cluster, raft: Raft, mut shutdown: watch::Receiver<boo
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Connections to the other servers, kept between rounds, and how often each failed.
+pub struct Clients {
+    conns: BTreeMap<String, RaftTransportClient<Channel>>,
+    failures: BTreeMap<String, u32>,
+}
+
+impl Clients {
+    pub fn new() -> Clients {
+        Clients {
+            conns: BTreeMap::new(),
+            failures: BTreeMap::new(),
+        }
+    }
+
+    fn get(&mut self, addr: &str) -> Option<RaftTransportClient<Channel>> {
+        if let Some(c) = self.conns.get(addr) {
+            return Some(c.clone());
+        }
+        let endpoint = match Channel::from_shared(format!("http://{addr}")) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "not a server address");
+                return None;
+            }
+        };
+        let c = RaftTransportClient::new(
+            endpoint
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(1))
+                .connect_lazy(),
+        );
+        self.conns.insert(addr.to_string(), c.clone());
+        Some(c)
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients::new()
+    }
+}
+
+/// One round of gossip with every target at once.
+pub async fn gossip_round(cluster: &Cluster, raft: &Raft, clients: &mut Clients) {
+    let (me, known) = cluster.gossip_message(initialized(raft));
+    let mut round = tokio::task::JoinSet::new();
+    for addr in cluster.targets(raft) {
+        let Some(mut client) = clients.get(&addr) else {
+            continue;
+        };
+        let req = GossipRequest {
+            from: Some(me.clone()),
+            known: known.clone(),
+        };
+        round.spawn(async move {
+            let r = client.gossip(req).await.map(|r| r.into_inner());
+            (addr, r)
+        });
+    }
+    while let Some(Ok((addr, result))) = round.join_next().await {
+        match result {
+            Ok(resp) => {
+                if let Some(m) = &resp.me {
+                    cluster.observe(m);
+                }
+                cluster.merge(&resp.known);
+                if clients.failures.remove(&addr).is_some_and(|n| n >= 4) {
+                    tracing::info!(%addr, "reached server again");
+                }
+            }
+            Err(status) => {
+                let n = clients.failures.entry(addr.clone()).or_default();
+                *n += 1;
+                // Say so in the log, backing off the messages, not the retries.
+                if n.is_power_of_two() && *n >= 4 {
+                    tracing::warn!(%addr, attempts = *n, error = %status.message(), "cannot reach server; retrying");
+                }
+            }
+        }
+    }
+}
+
+/// Leaves the cluster gracefully: out of the Raft configuration (through the leader), then
+/// tells every server it has left.
+pub async fn leave(cluster: &Cluster, raft: &Raft) {
+    use openraft::ChangeMembers;
+    use std::collections::BTreeSet;
+    let me = cluster.me.id;
+    let m = raft.metrics().borrow().clone();
+    let in_config = m.membership_config.membership().get_node(&me).is_some();
+    let voters = m.membership_config.membership().voter_ids().count();
+    if in_config && voters > 1 {
+        let result = if m.current_leader == Some(me) {
+            let change = if m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == me)
+            {
+                ChangeMembers::RemoveVoters(BTreeSet::from([me]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([me]))
+            };
+            raft.change_membership(change, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            remove_via_leader(raft, me).await
+        };
+        match result {
+            Ok(()) => tracing::info!("left the Raft configuration"),
+            Err(e) => tracing::warn!(error = %e, "could not leave the Raft configuration"),
+        }
+    }
+    cluster
+        .leaving
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    gossip_round(cluster, raft, &mut Clients::new()).await;
+}
+
+async fn remove_via_leader(raft: &Raft, me: NodeId) -> Result<(), String> {
+    use yurt_proto::v1::operator_client::OperatorClient;
+    let m = raft.metrics().borrow().clone();
+    let addr = m
+        .current_leader
+        .and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        })
+        .ok_or("no cluster leader")?;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    OperatorClient::new(channel)
+        .remove_peer(yurt_proto::v1::RemovePeerRequest {
+            peer: me.to_string(),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|s| s.message().to_string())
 }
 
 /// The lowest-ID server of the first `bootstrap_expect` uninitialised live servers bootstraps

@@ -318,6 +318,18 @@ impl Server {
         BTreeMap::from([("raft".to_string(), raft), ("yurt".to_string(), yurt)])
     }
 
+    /// Leaves the cluster gracefully (`leave_on_terminate`): out of the Raft configuration,
+    /// and `left` in `server members`. Bounded: a server that cannot reach the others gives up.
+    pub async fn leave(&self) {
+        let leave = cluster::leave(&self.cluster, &self.raft);
+        if tokio::time::timeout(Duration::from_secs(5), leave)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gave up leaving the cluster after 5s");
+        }
+    }
+
     /// Stops the leader's loops and Raft.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
