@@ -443,3 +443,48 @@ fn servers_stopped_with_leave_on_terminate_leave_the_cluster() {
     c.servers[last].ok(&["job", "run", "-detach", &job_file(&dir.path, "alone")]);
     assert_eq!(c.jobs(last), vec!["alone"]);
 }
+
+#[test]
+fn servers_configured_by_file_share_a_port_on_different_loopback_addresses() {
+    let dir = TestDir::new();
+    // One port number for all three, as with Nomad's default ports on 127.0.0.x.
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let addr = |i: u32| format!("127.0.0.{}:{port}", 20 + i);
+    let mut servers = Vec::new();
+    for i in 1..=3u32 {
+        let cfg = dir.path.join(format!("s{i}.hcl"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"s{i}\"\nbind_addr = \"127.0.0.{}\"\nleave_on_terminate = true\nports {{\n  rpc  = {port}\n  http = 0\n}}\nserver {{\n  enabled          = true\n  bootstrap_expect = 3\n  server_join {{\n    retry_join = [\"{}\"]\n  }}\n}}\n",
+                20 + i,
+                addr(1)
+            ),
+        )
+        .unwrap();
+        servers.push(Agent::start_with_config(
+            &dir.path.join(format!("s{i}")),
+            cfg.to_str().unwrap(),
+        ));
+    }
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(s.grpc, addr(i as u32 + 1));
+    }
+    let members = wait_for("three alive servers", || {
+        let out = servers[2].ok(&["server", "members"]);
+        if out.matches(" alive ").count() == 3 && out.matches(" true ").count() == 1 {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    });
+    for i in 1..=3 {
+        assert!(
+            members.contains(&format!("127.0.0.{}  {port}", 20 + i)),
+            "{members}"
+        );
+    }
+    servers[0].ok(&["job", "run", "-detach", &job_file(&dir.path, "by-config")]);
+    let out = servers[1].ok(&["job", "status"]);
+    assert!(out.contains("by-config"), "{out}");
+}

@@ -170,25 +170,36 @@ impl Agent {
         *self = fresh;
     }
 
+    /// Starts `yurt agent -config FILE -data-dir DIR`: ports and everything else from the file.
+    pub fn start_with_config(data_dir: &Path, config: &str) -> Agent {
+        Agent::spawn(data_dir, &["-config", config], None)
+    }
+
     /// Starts an agent on the given ports (0: any free port).
     pub fn start_on(data_dir: &Path, args: &[&str], grpc_port: u16, http_port: u16) -> Agent {
+        Agent::spawn(data_dir, args, Some((grpc_port, http_port)))
+    }
+
+    fn spawn(data_dir: &Path, args: &[&str], ports: Option<(u16, u16)>) -> Agent {
         std::fs::create_dir_all(data_dir).unwrap();
         let addrs = data_dir.join("agent-addrs.json");
         let _ = std::fs::remove_file(&addrs);
         let n = std::fs::read_dir(data_dir).map(|d| d.count()).unwrap_or(0);
         let log = data_dir.join(format!("agent-{n}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(YURT)
-            .arg("agent")
+        let mut cmd = Command::new(YURT);
+        cmd.arg("agent")
             .args(args)
-            .args([
-                "-data-dir",
-                data_dir.to_str().unwrap(),
+            .args(["-data-dir", data_dir.to_str().unwrap()]);
+        if let Some((grpc_port, http_port)) = ports {
+            cmd.args([
                 "-grpc-port",
                 &grpc_port.to_string(),
                 "-http-port",
                 &http_port.to_string(),
-            ])
+            ]);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -19,6 +19,7 @@ use yurt_client::{Client, ClientConfig};
 use yurt_proto::v1::agent_server::{Agent, AgentServer};
 use yurt_proto::v1::{AgentInfoRequest, AgentInfoResponse, InfoSection};
 use yurt_server::{Server, ServerConfig};
+use yurt_types::agentconfig::{self, AgentConfig};
 
 use crate::cmd::{CliError, CmdResult};
 
@@ -33,51 +34,129 @@ pub struct AgentArgs {
     /// Run a client (runs allocations).
     #[arg(long)]
     client: bool,
+    /// An agent configuration file (HCL); repeat to layer several, later ones win.
+    #[arg(long)]
+    config: Vec<PathBuf>,
     /// Where the agent keeps its state. Required unless -dev.
     #[arg(long = "data-dir")]
     data_dir: Option<PathBuf>,
-    /// Address to bind the APIs to.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: String,
-    /// gRPC API port (0 picks a free one).
-    #[arg(long = "grpc-port", default_value_t = 4647)]
-    grpc_port: u16,
-    /// HTTP/JSON API port (0 picks a free one).
-    #[arg(long = "http-port", default_value_t = 4646)]
-    http_port: u16,
+    /// Address to bind the APIs to [default: 127.0.0.1].
+    #[arg(long)]
+    bind: Option<String>,
+    /// gRPC API port, `ports.rpc` in a config file; 0 picks a free one [default: 4647].
+    #[arg(long = "grpc-port")]
+    grpc_port: Option<u16>,
+    /// HTTP/JSON API port; 0 picks a free one [default: 4646].
+    #[arg(long = "http-port")]
+    http_port: Option<u16>,
     /// Servers a client connects to (host:port, comma separated).
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
-    /// Number of servers to wait for before bootstrapping Raft (1 with no -join: alone).
-    #[arg(long = "bootstrap-expect", default_value_t = 1)]
-    bootstrap_expect: u32,
+    /// Servers to wait for before bootstrapping Raft; 1 with no -join bootstraps alone [default: 1].
+    #[arg(long = "bootstrap-expect")]
+    bootstrap_expect: Option<u32>,
     /// Servers to join (gRPC host:port; repeat or comma separate). Retried until reached.
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
-    /// How long a new server must be healthy before it becomes a voter.
-    #[arg(long = "server-stabilization-time", default_value = "10s", value_parser = parse_duration)]
-    server_stabilization_time: Duration,
-    /// How long a server may be unreachable before autopilot removes it (0s: never).
-    #[arg(long = "dead-server-threshold", default_value = "1m", value_parser = parse_duration)]
-    dead_server_threshold: Duration,
-    /// This agent's node name (default: the hostname).
+    /// How long a new server must be healthy before it becomes a voter [default: 10s].
+    #[arg(long = "server-stabilization-time", value_parser = parse_duration)]
+    server_stabilization_time: Option<Duration>,
+    /// How long a server may be unreachable before autopilot removes it; 0s: never [default: 1m].
+    #[arg(long = "dead-server-threshold", value_parser = parse_duration)]
+    dead_server_threshold: Option<Duration>,
+    /// This agent's name [default: the hostname].
     #[arg(long)]
     node: Option<String>,
-    /// Datacenter of the client node.
-    #[arg(long, default_value = "dc1")]
-    dc: String,
+    /// Datacenter of the agent [default: dc1].
+    #[arg(long)]
+    dc: Option<String>,
     /// Node class of the client node.
-    #[arg(long = "node-class", default_value = "")]
-    node_class: String,
-    /// Region of the servers.
-    #[arg(long, default_value = "global")]
-    region: String,
+    #[arg(long = "node-class")]
+    node_class: Option<String>,
+    /// Region of the servers [default: global].
+    #[arg(long)]
+    region: Option<String>,
     /// On SIGTERM or SIGINT, leave the server cluster (out of Raft, `left` in members).
     #[arg(long = "leave-on-terminate")]
     leave_on_terminate: bool,
-    /// Snapshot the state and compact the Raft log after this many entries.
-    #[arg(long = "raft-snapshot-threshold", default_value_t = 8192)]
+    /// Snapshot the state and compact the Raft log after this many entries [default: 8192].
+    #[arg(long = "raft-snapshot-threshold")]
+    raft_snapshot_threshold: Option<u64>,
+}
+
+/// The agent's settings after layering: defaults, then config files in order, then flags.
+#[derive(Debug, Clone)]
+struct Settings {
+    dev: bool,
+    server: bool,
+    client: bool,
+    data_dir: Option<PathBuf>,
+    bind: String,
+    grpc_port: u16,
+    http_port: u16,
+    servers: Vec<String>,
+    bootstrap_expect: u32,
+    join: Vec<String>,
+    server_stabilization_time: Duration,
+    dead_server_threshold: Duration,
+    node: Option<String>,
+    dc: String,
+    node_class: String,
+    region: String,
+    leave_on_terminate: bool,
     raft_snapshot_threshold: u64,
+}
+
+/// Layers the configuration in one place, in one documented order: defaults, then each
+/// `-config` file in order, then flags.
+fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
+    let mut file = AgentConfig::default();
+    for path in &args.config {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read config file {name}: {e}")))?;
+        file.merge(agentconfig::parse(&name, &src)?);
+    }
+    let ms = Duration::from_millis;
+    let pick =
+        |flag: Vec<String>, from_file: Vec<String>| if flag.is_empty() { from_file } else { flag };
+    Ok(Settings {
+        dev: args.dev,
+        server: args.dev || args.server || file.server_enabled == Some(true),
+        client: args.dev || args.client || file.client_enabled == Some(true),
+        data_dir: args.data_dir.or(file.data_dir.map(PathBuf::from)),
+        bind: args
+            .bind
+            .or(file.bind_addr)
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        grpc_port: args.grpc_port.or(file.rpc_port).unwrap_or(4647),
+        http_port: args.http_port.or(file.http_port).unwrap_or(4646),
+        servers: pick(args.servers, file.servers),
+        bootstrap_expect: args.bootstrap_expect.or(file.bootstrap_expect).unwrap_or(1),
+        join: pick(args.join, file.retry_join),
+        server_stabilization_time: args
+            .server_stabilization_time
+            .or(file.server_stabilization_time_ms.map(ms))
+            .unwrap_or(Duration::from_secs(10)),
+        dead_server_threshold: args
+            .dead_server_threshold
+            .or(file.dead_server_threshold_ms.map(ms))
+            .unwrap_or(Duration::from_secs(60)),
+        node: args.node.or(file.name),
+        dc: args.dc.or(file.datacenter).unwrap_or_else(|| "dc1".into()),
+        node_class: args.node_class.or(file.node_class).unwrap_or_default(),
+        region: args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "global".into()),
+        leave_on_terminate: args.leave_on_terminate
+            || file.leave_on_terminate == Some(true)
+            || file.leave_on_interrupt == Some(true),
+        raft_snapshot_threshold: args
+            .raft_snapshot_threshold
+            .or(file.raft_snapshot_threshold)
+            .unwrap_or(8192),
+    })
 }
 
 /// The addresses an agent bound, as written to `agent-addrs.json`.
@@ -170,12 +249,9 @@ fn init_logging() {
         .try_init();
 }
 
-pub async fn run(mut args: AgentArgs) -> CmdResult {
+pub async fn run(args: AgentArgs) -> CmdResult {
     init_logging();
-    if args.dev {
-        args.server = true;
-        args.client = true;
-    }
+    let args = resolve(args)?;
     if !args.server && !args.client {
         return Err(fail("agent needs -dev, -server or -client"));
     }

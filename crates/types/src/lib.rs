@@ -2,6 +2,7 @@
 //!
 //! - [`jobspec`] turns an HCL or JSON job file into a validated [`v1::Job`] with Nomad's defaults
 //!   applied; every error names the file, the line and the field.
+//! - [`agentconfig`] reads agent configuration files (`-config`), Nomad's layout.
 //! - [`diff`] compares two versions of a job (for `job plan` and `job history -p`).
 //! - [`duration`] reads and writes Go-style durations (`10s`, `5m0s`).
 //! - [`status`] holds the exact status strings used across proto, CLI and docs.
@@ -9,8 +10,10 @@
 //! The domain objects are the generated `yurt.v1` messages themselves (see
 //! `docs/ARCHITECTURE.md`, "One model"): this crate gives them their rules.
 
+pub mod agentconfig;
 pub mod diff;
 pub mod duration;
+mod hcl;
 pub mod jobspec;
 pub mod status;
 

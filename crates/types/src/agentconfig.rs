@@ -1,0 +1,234 @@
+//! Agent configuration files (`yurt agent -config FILE`), in Nomad's HCL layout:
+//!
+//! ```hcl
+//! data_dir  = "/var/lib/yurt"
+//! bind_addr = "127.0.0.2"
+//! name      = "server-2"
+//! leave_on_terminate = true
+//! ports { http = 4646  rpc = 4647 }
+//! server {
+//!   enabled          = true
+//!   bootstrap_expect = 3
+//!   server_join { retry_join = ["127.0.0.1:4647"] }
+//! }
+//! client { enabled = true  servers = ["127.0.0.1:4647"] }
+//! autopilot { server_stabilization_time = "10s"  dead_server_threshold = "1m" }
+//! ```
+//!
+//! Every field is optional; several files merge in order (later ones win), and the agent's
+//! flags win over all files. Errors name the file, line and field.
+
+use crate::hcl::{Lines, Reader, Scope};
+use crate::jobspec::SpecError;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub data_dir: Option<String>,
+    pub bind_addr: Option<String>,
+    pub name: Option<String>,
+    pub datacenter: Option<String>,
+    pub region: Option<String>,
+    pub leave_on_terminate: Option<bool>,
+    pub leave_on_interrupt: Option<bool>,
+    pub http_port: Option<u16>,
+    pub rpc_port: Option<u16>,
+    pub server_enabled: Option<bool>,
+    pub bootstrap_expect: Option<u32>,
+    pub retry_join: Vec<String>,
+    pub raft_snapshot_threshold: Option<u64>,
+    pub client_enabled: Option<bool>,
+    pub servers: Vec<String>,
+    pub node_class: Option<String>,
+    pub server_stabilization_time_ms: Option<u64>,
+    pub dead_server_threshold_ms: Option<u64>,
+}
+
+fn port(s: &mut Scope<'_>, key: &'static str, lines: &mut Lines) -> Result<Option<u16>, SpecError> {
+    match s.uint(key, lines)? {
+        None => Ok(None),
+        Some(p) => u16::try_from(p).map(Some).map_err(|_| {
+            let line = lines.find(&format!("{}.{key}", s.path));
+            s.r.err(line, format!("ports: {key} ({p}) is not a port number"))
+        }),
+    }
+}
+
+/// Reads one agent configuration file.
+pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
+    let r = Reader { file, src };
+    let body = r.parse()?;
+    let mut lines = Lines::default();
+    let l = &mut lines;
+    let mut top = Scope::new(&r, &body, "agent config".into(), "config".into());
+    let mut c = AgentConfig {
+        data_dir: top.string("data_dir", l)?,
+        bind_addr: top.string("bind_addr", l)?,
+        name: top.string("name", l)?,
+        datacenter: top.string("datacenter", l)?,
+        region: top.string("region", l)?,
+        leave_on_terminate: top.boolean("leave_on_terminate", l)?,
+        leave_on_interrupt: top.boolean("leave_on_interrupt", l)?,
+        ..AgentConfig::default()
+    };
+    if let Some(b) = top.block("ports")? {
+        let mut s = Scope::new(&r, &b.body, "ports".into(), "ports".into());
+        c.http_port = port(&mut s, "http", l)?;
+        c.rpc_port = port(&mut s, "rpc", l)?;
+        s.finish()?;
+    }
+    if let Some(b) = top.block("server")? {
+        let mut s = Scope::new(&r, &b.body, "server".into(), "server".into());
+        c.server_enabled = s.boolean("enabled", l)?;
+        c.bootstrap_expect = s.uint("bootstrap_expect", l)?;
+        c.raft_snapshot_threshold = s.uint("raft_snapshot_threshold", l)?.map(u64::from);
+        c.retry_join = s.strings("retry_join", l)?.unwrap_or_default();
+        if let Some(j) = s.block("server_join")? {
+            let mut js = Scope::new(
+                &r,
+                &j.body,
+                "server_join".into(),
+                "server.server_join".into(),
+            );
+            c.retry_join
+                .extend(js.strings("retry_join", l)?.unwrap_or_default());
+            js.finish()?;
+        }
+        s.finish()?;
+    }
+    if let Some(b) = top.block("client")? {
+        let mut s = Scope::new(&r, &b.body, "client".into(), "client".into());
+        c.client_enabled = s.boolean("enabled", l)?;
+        c.servers = s.strings("servers", l)?.unwrap_or_default();
+        c.node_class = s.string("node_class", l)?;
+        s.finish()?;
+    }
+    if let Some(b) = top.block("autopilot")? {
+        let mut s = Scope::new(&r, &b.body, "autopilot".into(), "autopilot".into());
+        c.server_stabilization_time_ms = s.duration_ms("server_stabilization_time", l)?;
+        c.dead_server_threshold_ms = s.duration_ms("dead_server_threshold", l)?;
+        s.finish()?;
+    }
+    top.finish()?;
+    Ok(c)
+}
+
+impl AgentConfig {
+    /// Layers `later` over `self`: every field `later` sets wins; lists are replaced.
+    pub fn merge(&mut self, later: AgentConfig) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
+        }
+        take!(
+            data_dir,
+            bind_addr,
+            name,
+            datacenter,
+            region,
+            leave_on_terminate,
+            leave_on_interrupt,
+            http_port,
+            rpc_port,
+            server_enabled,
+            bootstrap_expect,
+            raft_snapshot_threshold,
+            client_enabled,
+            node_class,
+            server_stabilization_time_ms,
+            dead_server_threshold_ms
+        );
+        if !later.retry_join.is_empty() {
+            self.retry_join = later.retry_join;
+        }
+        if !later.servers.is_empty() {
+            self.servers = later.servers;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+data_dir  = "/var/lib/yurt"
+bind_addr = "127.0.0.2"
+name      = "server-2"
+leave_on_terminate = true
+ports {
+  http = 5646
+  rpc  = 5647
+}
+server {
+  enabled          = true
+  bootstrap_expect = 3
+  server_join {
+    retry_join = ["127.0.0.1:4647", "127.0.0.3:4647"]
+  }
+}
+client {
+  enabled = false
+}
+autopilot {
+  server_stabilization_time = "5s"
+}
+"#;
+
+    #[test]
+    fn reads_nomad_style_agent_config() {
+        let c = parse("agent.hcl", FULL).unwrap();
+        assert_eq!(c.data_dir.as_deref(), Some("/var/lib/yurt"));
+        assert_eq!(c.bind_addr.as_deref(), Some("127.0.0.2"));
+        assert_eq!((c.http_port, c.rpc_port), (Some(5646), Some(5647)));
+        assert_eq!(
+            (c.server_enabled, c.bootstrap_expect),
+            (Some(true), Some(3))
+        );
+        assert_eq!(c.retry_join, vec!["127.0.0.1:4647", "127.0.0.3:4647"]);
+        assert_eq!(c.client_enabled, Some(false));
+        assert_eq!(c.leave_on_terminate, Some(true));
+        assert_eq!(c.server_stabilization_time_ms, Some(5000));
+    }
+
+    #[test]
+    fn later_files_win_field_by_field() {
+        let mut c = parse("a.hcl", FULL).unwrap();
+        c.merge(parse("b.hcl", "name = \"other\"\nports {\n  rpc = 6647\n}\n").unwrap());
+        assert_eq!(c.name.as_deref(), Some("other"));
+        assert_eq!((c.http_port, c.rpc_port), (Some(5646), Some(6647)));
+        assert_eq!(c.bootstrap_expect, Some(3));
+    }
+
+    #[test]
+    fn mistakes_name_file_line_and_field() {
+        let cases = [
+            (
+                "datadir = \"/x\"\n",
+                "a.hcl:1: agent config: unknown field \"datadir\"",
+            ),
+            (
+                "ports {\n  http = 70000\n}\n",
+                "a.hcl:2: ports: http (70000) is not a port number",
+            ),
+            (
+                "server {\n  bootstrap_expect = \"three\"\n}\n",
+                "a.hcl:2: server: bootstrap_expect must be a whole number, found a string",
+            ),
+            (
+                "server {\n  enabled = true\n}\nserver {\n}\n",
+                "a.hcl:4: agent config: only one server block is allowed",
+            ),
+            (
+                "autopilot {\n  server_stabilization_time = \"soon\"\n}\n",
+                "a.hcl:2: autopilot: server_stabilization_time: \"soon\" is not a duration",
+            ),
+            (
+                "client {\n  servers = \"a:1\"\n}\n",
+                "a.hcl:2: client: servers must be a list of strings, found a string",
+            ),
+        ];
+        for (src, want) in cases {
+            let got = parse("a.hcl", src).unwrap_err().to_string();
+            assert!(got.starts_with(want), "want {want}\n got {got}");
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! A small reader over hcl-edit's syntax tree for Yurt's HCL files (job specs, agent configs):
+//! values with the line they were written on, and [`Scope`], typed getters over one block's
+//! body that record where each field was and refuse fields nobody asked for.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use hcl_edit::expr::{Expression, ObjectKey};
+use hcl_edit::repr::Span;
+use hcl_edit::structure;
+
+use crate::duration;
+use crate::jobspec::SpecError;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<Val>),
+    Map(Vec<(String, Val)>),
+}
+
+impl Val {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Val::Null => "null",
+            Val::Bool(_) => "a bool",
+            Val::Int(_) | Val::Float(_) => "a number",
+            Val::Str(_) => "a string",
+            Val::List(_) => "a list",
+            Val::Map(_) => "an object",
+        }
+    }
+}
+
+pub(crate) struct Attr {
+    pub(crate) key: String,
+    pub(crate) line: usize,
+    pub(crate) val: Val,
+}
+
+pub(crate) struct Blk {
+    pub(crate) ident: String,
+    pub(crate) labels: Vec<String>,
+    pub(crate) line: usize,
+    pub(crate) body: Body,
+}
+
+#[derive(Default)]
+pub(crate) struct Body {
+    pub(crate) attrs: Vec<Attr>,
+    pub(crate) blocks: Vec<Blk>,
+}
+
+pub(crate) struct Reader<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) src: &'a str,
+}
+
+impl Reader<'_> {
+    /// Parses the whole source into a body.
+    pub(crate) fn parse(&self) -> Result<Body, SpecError> {
+        let body = hcl_edit::parser::parse_body(self.src).map_err(|e| SpecError {
+            file: self.file.to_string(),
+            line: e.location().line(),
+            message: format!("syntax error: {}", e.message()),
+        })?;
+        self.body(&body)
+    }
+
+    pub(crate) fn line(&self, span: Option<Range<usize>>) -> usize {
+        span.map_or(0, |r| {
+            self.src[..r.start.min(self.src.len())]
+                .matches('\n')
+                .count()
+                + 1
+        })
+    }
+
+    pub(crate) fn err(&self, line: usize, message: String) -> SpecError {
+        SpecError {
+            file: self.file.to_string(),
+            line,
+            message,
+        }
+    }
+
+    pub(crate) fn body(&self, body: &structure::Body) -> Result<Body, SpecError> {
+        let mut out = Body::default();
+        for s in body.iter() {
+            match s {
+                structure::Structure::Attribute(a) => {
+                    let line = self.line(a.span());
+                    out.attrs.push(Attr {
+                        key: a.key.as_str().to_string(),
+                        line,
+                        val: self.expr(&a.value, line)?,
+                    });
+                }
+                structure::Structure::Block(b) => out.blocks.push(Blk {
+                    ident: b.ident.as_str().to_string(),
+                    labels: b.labels.iter().map(|l| l.as_str().to_string()).collect(),
+                    line: self.line(b.span()),
+                    body: self.body(&b.body)?,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn expr(&self, e: &Expression, line: usize) -> Result<Val, SpecError> {
+        Ok(match e {
+            Expression::Null(_) => Val::Null,
+            Expression::Bool(b) => Val::Bool(*b.value()),
+            Expression::Number(n) => match n.as_i64() {
+                Some(i) => Val::Int(i),
+                None => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Expression::String(s) => Val::Str(s.value().to_string()),
+            // "${NOMAD_ALLOC_ID}"-style interpolation is kept as written and resolved by the
+            // client when the task starts.
+            Expression::StringTemplate(_) => {
+                let raw = e.span().map(|r| &self.src[r]).unwrap_or("");
+                Val::Str(unquote(raw))
+            }
+            Expression::Array(a) => Val::List(
+                a.iter()
+                    .map(|x| self.expr(x, line))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Expression::Object(o) => {
+                let mut fields = Vec::new();
+                for (k, v) in o.iter() {
+                    let key = match k {
+                        ObjectKey::Ident(i) => i.as_str().to_string(),
+                        ObjectKey::Expression(Expression::String(s)) => s.value().to_string(),
+                        ObjectKey::Expression(_) => {
+                            return Err(
+                                self.err(line, "object keys must be names or strings".into())
+                            )
+                        }
+                    };
+                    fields.push((key, self.expr(v.expr(), line)?));
+                }
+                Val::Map(fields)
+            }
+            Expression::Parenthesis(p) => self.expr(p.inner(), line)?,
+            _ => {
+                return Err(self.err(
+                    line,
+                    "only literal values are supported here (no variables, functions or operators)"
+                        .into(),
+                ))
+            }
+        })
+    }
+}
+
+pub(crate) fn unquote(raw: &str) -> String {
+    let inner = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(raw);
+    inner
+        .replace("\\\"", "\"")
+        .replace("\\n", "\n")
+        .replace("\\t", "\t")
+        .replace("\\\\", "\\")
+}
+
+/// Where each field was written: structural path → line, for error messages.
+#[derive(Default)]
+pub(crate) struct Lines(HashMap<String, usize>);
+
+impl Lines {
+    pub(crate) fn set(&mut self, path: String, line: usize) {
+        self.0.insert(path, line);
+    }
+
+    /// The line of `path`, or of its nearest recorded parent.
+    pub(crate) fn find(&self, path: &str) -> usize {
+        let mut p = path;
+        loop {
+            if let Some(l) = self.0.get(p) {
+                return *l;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => return self.0.get("job").copied().unwrap_or(0),
+            }
+        }
+    }
+}
+
+/// One block's body being decoded: typed getters that record lines, and a check that every
+/// attribute and block was understood.
+pub(crate) struct Scope<'a> {
+    pub(crate) r: &'a Reader<'a>,
+    pub(crate) body: &'a Body,
+    /// What the block is, for messages: `group "app"`.
+    pub(crate) what: String,
+    /// Structural path of the block: `group[app]`.
+    pub(crate) path: String,
+    pub(crate) used: Vec<&'a str>,
+}
+
+impl<'a> Scope<'a> {
+    pub(crate) fn new(r: &'a Reader<'a>, body: &'a Body, what: String, path: String) -> Self {
+        Scope {
+            r,
+            body,
+            what,
+            path,
+            used: Vec::new(),
+        }
+    }
+
+    pub(crate) fn attr(&mut self, key: &'a str, lines: &mut Lines) -> Option<&'a Attr> {
+        self.used.push(key);
+        let a = self.body.attrs.iter().find(|a| a.key == key)?;
+        lines.set(format!("{}.{key}", self.path), a.line);
+        Some(a)
+    }
+
+    pub(crate) fn type_err(&self, a: &Attr, want: &str) -> SpecError {
+        self.r.err(
+            a.line,
+            format!(
+                "{}: {} must be {want}, found {}",
+                self.what,
+                a.key,
+                a.val.kind()
+            ),
+        )
+    }
+
+    pub(crate) fn string(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<Option<String>, SpecError> {
+        match self.attr(key, lines) {
+            None => Ok(None),
+            Some(Attr {
+                val: Val::Str(s), ..
+            }) => Ok(Some(s.clone())),
+            Some(a) => Err(self.type_err(a, "a string")),
+        }
+    }
+
+    pub(crate) fn int(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<Option<i64>, SpecError> {
+        match self.attr(key, lines) {
+            None => Ok(None),
+            Some(Attr {
+                val: Val::Int(i), ..
+            }) => Ok(Some(*i)),
+            Some(a) => Err(self.type_err(a, "a whole number")),
+        }
+    }
+
+    pub(crate) fn uint(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<Option<u32>, SpecError> {
+        match self.int(key, lines)? {
+            None => Ok(None),
+            Some(i) => u32::try_from(i).map(Some).map_err(|_| {
+                let line = lines.find(&format!("{}.{key}", self.path));
+                self.r.err(
+                    line,
+                    format!("{}: {key} ({i}) must not be negative", self.what),
+                )
+            }),
+        }
+    }
+
+    pub(crate) fn boolean(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<Option<bool>, SpecError> {
+        match self.attr(key, lines) {
+            None => Ok(None),
+            Some(Attr {
+                val: Val::Bool(b), ..
+            }) => Ok(Some(*b)),
+            Some(a) => Err(self.type_err(a, "true or false")),
+        }
+    }
+
+    pub(crate) fn duration_ms(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<Option<u64>, SpecError> {
+        match self.attr(key, lines) {
+            None => Ok(None),
+            Some(
+                a @ Attr {
+                    val: Val::Str(s), ..
+                },
+            ) => duration::parse(s)
+                .map(|d| Some(d.as_millis() as u64))
+                .map_err(|e| self.r.err(a.line, format!("{}: {key}: {e}", self.what))),
+            Some(a) => Err(self.type_err(a, "a duration string such as \"30s\"")),
+        }
+    }
+
+    pub(crate) fn strings(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<Option<Vec<String>>, SpecError> {
+        match self.attr(key, lines) {
+            None => Ok(None),
+            Some(
+                a @ Attr {
+                    val: Val::List(l), ..
+                },
+            ) => l
+                .iter()
+                .map(|v| match v {
+                    Val::Str(s) => Ok(s.clone()),
+                    _ => Err(self.type_err(a, "a list of strings")),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(a) => Err(self.type_err(a, "a list of strings")),
+        }
+    }
+
+    /// A string map written either as a block (`env { A = "1" }`) or an attribute (`env = {...}`).
+    pub(crate) fn string_map(
+        &mut self,
+        key: &'a str,
+        lines: &mut Lines,
+    ) -> Result<HashMap<String, String>, SpecError> {
+        let mut out = HashMap::new();
+        let mut put = |k: &str, v: &Val, line: usize, what: &str| -> Result<(), SpecError> {
+            let s = match v {
+                Val::Str(s) => s.clone(),
+                Val::Int(i) => i.to_string(),
+                Val::Float(f) => f.to_string(),
+                Val::Bool(b) => b.to_string(),
+                other => {
+                    return Err(self.r.err(
+                        line,
+                        format!("{what}: {key}.{k} must be a string, found {}", other.kind()),
+                    ))
+                }
+            };
+            out.insert(k.to_string(), s);
+            Ok(())
+        };
+        let what = self.what.clone();
+        for b in self.body.blocks.iter().filter(|b| b.ident == key) {
+            for a in &b.body.attrs {
+                put(&a.key, &a.val, a.line, &what)?;
+            }
+        }
+        self.used.push(key);
+        if let Some(a) = self.body.attrs.iter().find(|a| a.key == key) {
+            match &a.val {
+                Val::Map(fields) => {
+                    for (k, v) in fields {
+                        put(k, v, a.line, &what)?;
+                    }
+                }
+                other => {
+                    return Err(self.r.err(
+                        a.line,
+                        format!("{what}: {key} must be an object, found {}", other.kind()),
+                    ))
+                }
+            }
+        }
+        let _ = lines;
+        Ok(out)
+    }
+
+    pub(crate) fn blocks(&mut self, ident: &'a str) -> impl Iterator<Item = &'a Blk> {
+        self.used.push(ident);
+        self.body.blocks.iter().filter(move |b| b.ident == ident)
+    }
+
+    /// At most one block of a kind.
+    pub(crate) fn block(&mut self, ident: &'a str) -> Result<Option<&'a Blk>, SpecError> {
+        let mut it = self.blocks(ident);
+        let first = it.next();
+        if let Some(second) = it.next() {
+            return Err(self.r.err(
+                second.line,
+                format!("{}: only one {ident} block is allowed", self.what),
+            ));
+        }
+        Ok(first)
+    }
+
+    pub(crate) fn label(&self, b: &Blk, what: &str) -> Result<String, SpecError> {
+        match b.labels.as_slice() {
+            [one] if !one.is_empty() => Ok(one.clone()),
+            _ => Err(self.r.err(
+                b.line,
+                format!("{what} block needs exactly one name: `{what} \"<name>\" {{ ... }}`"),
+            )),
+        }
+    }
+
+    /// Fails on the first attribute or block that no getter asked for.
+    pub(crate) fn finish(self) -> Result<(), SpecError> {
+        for a in &self.body.attrs {
+            if !self.used.contains(&a.key.as_str()) {
+                return Err(self
+                    .r
+                    .err(a.line, format!("{}: unknown field {:?}", self.what, a.key)));
+            }
+        }
+        for b in &self.body.blocks {
+            if !self.used.contains(&b.ident.as_str()) {
+                return Err(self.r.err(
+                    b.line,
+                    format!("{}: unknown block {:?}", self.what, b.ident),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
