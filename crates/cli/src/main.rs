@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a Yurt agent (server, client, or both with -dev).
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Register, plan, inspect and stop jobs.
     Job {
         #[command(subcommand)]
@@ -117,7 +117,7 @@ async fn run(cli: Cli) -> u8 {
     let addr = cli.address;
     cmd::set_stale(cli.stale);
     let result = match cli.cmd {
-        Command::Agent(args) => agent::run(args).await,
+        Command::Agent(args) => agent::run(*args).await,
         Command::Job { cmd } => cmd::job::run(&addr, cmd).await,
         Command::Node { cmd } => cmd::node::run(&addr, cmd).await,
         Command::Alloc { cmd } => cmd::alloc::run(&addr, cmd).await,
