@@ -100,3 +100,93 @@ fn agent_refuses_a_missing_data_dir_and_bad_roles() {
         "Error: agent needs -dev, -server or -client"
     );
 }
+
+#[test]
+fn agent_refuses_data_dirs_that_are_not_its_own_and_touches_nothing() {
+    let dir = TestDir::new();
+    let run = |data: &std::path::Path| {
+        std::process::Command::new(YURT)
+            .args([
+                "agent",
+                "-server",
+                "-grpc-port",
+                "0",
+                "-http-port",
+                "0",
+                "-data-dir",
+            ])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+
+    let foreign = dir.path.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let out = run(&foreign);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        format!(
+            "Error: {} is not a Yurt data dir: it is not empty and has no yurt-data-dir.json; use an empty or new directory",
+            foreign.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "nothing written"
+    );
+
+    // A real data dir from a newer Yurt.
+    let newer = dir.path.join("newer");
+    let mut agent = Agent::start(&newer, &["-server"]);
+    agent.stop();
+    std::fs::write(
+        newer.join("yurt-data-dir.json"),
+        r#"{"format": 7, "written_by": "7.1.0"}"#,
+    )
+    .unwrap();
+    let out = run(&newer);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("was written by Yurt 7.1.0 (data dir format 7)"),
+        "{msg}"
+    );
+    assert!(
+        msg.trim_end().ends_with("downgrades are not supported"),
+        "{msg}"
+    );
+
+    // A damaged snapshot in an otherwise fine data dir.
+    let damaged = dir.path.join("damaged");
+    let mut agent = Agent::start(&damaged, &["-server", "-raft-snapshot-threshold", "2"]);
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        web_job(&dir.path, "x").to_str().unwrap(),
+    ]);
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        web_job(&dir.path, "y").to_str().unwrap(),
+    ]);
+    agent.stop();
+    let snap = damaged.join("server/raft/snapshots/current.snap");
+    assert!(snap.exists(), "a snapshot was written");
+    std::fs::write(&snap, b"garbage").unwrap();
+    let out = run(&damaged);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "snapshot {} is not a Yurt snapshot (bad header)",
+            snap.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&snap).unwrap(), b"garbage", "left as found");
+}

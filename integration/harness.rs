@@ -184,8 +184,11 @@ impl Agent {
         std::fs::create_dir_all(data_dir).unwrap();
         let addrs = data_dir.join("agent-addrs.json");
         let _ = std::fs::remove_file(&addrs);
-        let n = std::fs::read_dir(data_dir).map(|d| d.count()).unwrap_or(0);
-        let log = data_dir.join(format!("agent-{n}.log"));
+        // Logs live beside the data dir: the agent wants its data dir to itself.
+        let log = (0..)
+            .map(|n| PathBuf::from(format!("{}.agent-{n}.log", data_dir.display())))
+            .find(|p| !p.exists())
+            .unwrap();
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(YURT);
         cmd.arg("agent")

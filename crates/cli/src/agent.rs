@@ -265,12 +265,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             ))
         }
     };
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
-        fail(format!(
-            "cannot create data dir {}: {e}",
-            data_dir.display()
-        ))
-    })?;
+    crate::datadir::prepare(&data_dir)?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
 
     let grpc = bind(&args.bind, args.grpc_port, "gRPC").await?;

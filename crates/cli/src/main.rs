@@ -3,6 +3,7 @@
 
 mod agent;
 mod cmd;
+mod datadir;
 mod output;
 
 use std::path::PathBuf;
