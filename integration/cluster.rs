@@ -488,3 +488,37 @@ fn servers_configured_by_file_share_a_port_on_different_loopback_addresses() {
     let out = servers[1].ok(&["job", "status"]);
     assert!(out.contains("by-config"), "{out}");
 }
+
+#[test]
+fn autopilot_removes_a_dead_server_after_the_threshold_while_quorum_holds() {
+    let dir = TestDir::new();
+    let mut c = Cluster::start(&dir, 3, &["-dead-server-threshold", "2s"]);
+    let leader = c.leader(&[0, 1, 2], 3);
+    let victim = (leader + 1) % 3;
+    let rest: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    c.servers[victim].kill9();
+    // Without any operator action the dead server leaves the Raft configuration.
+    c.leader(&rest, 2);
+    let peers = c.servers[rest[0]].ok(&["operator", "raft", "list-peers"]);
+    assert!(
+        !peers
+            .lines()
+            .any(|l| l.starts_with(&format!("s{} ", victim + 1))),
+        "{peers}"
+    );
+    // With two voters, losing one more would lose quorum: the survivor keeps both.
+    let second = rest
+        .iter()
+        .copied()
+        .find(|i| *i != c.leader(&rest, 2))
+        .unwrap();
+    c.servers[second].kill9();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let last = rest.iter().copied().find(|i| *i != second).unwrap();
+    let out = c.servers[last].ok(&["operator", "raft", "list-peers", "-stale"]);
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" true ")).count(),
+        2,
+        "{out}"
+    );
+}
