@@ -67,6 +67,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List jobs (as `job status`).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version.
     Version,
     /// Run one task to completion (started by the client agent, not by hand).
@@ -125,6 +130,9 @@ async fn run(cli: Cli) -> u8 {
         Command::Server { cmd } => cmd::server::run_server(&addr, cmd).await,
         Command::Operator { cmd } => cmd::server::run_operator(&addr, cmd).await,
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
+        Command::Status { json } => {
+            cmd::job::run(&addr, cmd::job::JobCmd::Status { job: None, json }).await
+        }
         Command::Version => {
             println!("Yurt v{}", yurt_types::VERSION);
             Ok(0)

@@ -1,0 +1,277 @@
+//! `yurt-bench raft`: starts three `yurt agent -server` processes on loopback and prints
+//! job registrations committed per second with 1 and with 64 concurrent clients, latency
+//! percentiles, and leader failover time (kill -9 the leader → first accepted write).
+//!
+//! Build the agent first, then run the bench in release mode:
+//! `cargo build --release && cargo run --release -p yurt-bench -- raft`.
+//! Figures are printed, never asserted; record them in docs/performance.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use yurt_proto::v1::jobs_client::JobsClient;
+use yurt_proto::v1::operator_client::OperatorClient;
+use yurt_proto::v1::{Job, RaftPeersRequest, RegisterJobRequest};
+
+struct Server {
+    child: Option<Child>,
+    dir: PathBuf,
+    addr: String,
+    args: Vec<String>,
+}
+
+impl Server {
+    fn spawn(yurt: &Path, dir: &Path, args: &[String], port: u16) -> Server {
+        std::fs::create_dir_all(dir).unwrap();
+        let addrs = dir.join("agent-addrs.json");
+        let _ = std::fs::remove_file(&addrs);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new(yurt)
+            .arg("agent")
+            .args(args)
+            .args([
+                "-data-dir",
+                dir.to_str().unwrap(),
+                "-grpc-port",
+                &port.to_string(),
+                "-http-port",
+                "0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start yurt agent (build it first: cargo build --release)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            if let Ok(text) = std::fs::read_to_string(&addrs) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    break v["grpc"].as_str().unwrap().to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent in {} did not start",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Server {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            addr,
+            args: args.to_vec(),
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self, yurt: &Path) {
+        self.kill9();
+        let port = self.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        *self = Server::spawn(yurt, &self.dir.clone(), &self.args.clone(), port);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A job of about 1.5 KiB.
+fn job(id: &str) -> Job {
+    let env: String = (0..24)
+        .map(|i| format!("        VAR_{i:02} = \"value-{i:02}-padding-padding-padding\"\n"))
+        .collect();
+    let src = format!(
+        "job \"{id}\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n      env {{\n{env}      }}\n    }}\n  }}\n}}\n"
+    );
+    yurt_types::jobspec::parse_hcl("bench.hcl", &src).unwrap()
+}
+
+async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy()
+}
+
+async fn leader(servers: &[Server]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for s in servers.iter().filter(|s| s.child.is_some()) {
+            let mut op = OperatorClient::new(channel(&s.addr).await);
+            if let Ok(r) = op.raft_peers(RaftPeersRequest {}).await {
+                let r = r.into_inner();
+                if let Some(l) = r.peers.iter().find(|p| p.state == "leader") {
+                    if r.peers.iter().filter(|p| p.voter).count() == servers.len() {
+                        if let Some(i) = servers
+                            .iter()
+                            .position(|s| s.addr == l.address && s.child.is_some())
+                        {
+                            return i;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Registers `total` jobs from `clients` concurrent callers over one connection.
+async fn load(addr: &str, clients: usize, total: usize, tag: &str) {
+    let ch = channel(addr).await;
+    let jobs: Arc<Vec<Job>> = Arc::new((0..total).map(|i| job(&format!("{tag}-{i}"))).collect());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (ch, jobs, next) = (ch.clone(), jobs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = JobsClient::new(ch);
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= jobs.len() {
+                    return lat;
+                }
+                let t = Instant::now();
+                c.register(RegisterJobRequest {
+                    job: Some(jobs[i].clone()),
+                    ..Default::default()
+                })
+                .await
+                .expect("register");
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    println!(
+        "registrations, {clients:>2} client(s): {:>8.0}/s   p50 {:>8.3} ms   p99 {:>8.3} ms   ({total} jobs of {} bytes)",
+        total as f64 / secs,
+        percentile(&lat, 0.5).as_secs_f64() * 1000.0,
+        percentile(&lat, 0.99).as_secs_f64() * 1000.0,
+        serde_json::to_vec(&jobs[0]).map(|v| v.len()).unwrap_or(0)
+    );
+}
+
+async fn raft(yurt: PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers: Vec<Server> = Vec::new();
+    for i in 0..3 {
+        let mut args: Vec<String> = [
+            "-server",
+            "-bootstrap-expect",
+            "3",
+            "-node",
+            &format!("b{i}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(first) = servers.first() {
+            args.extend(["-join".to_string(), first.addr.clone()]);
+        }
+        servers.push(Server::spawn(
+            &yurt,
+            &dir.path().join(format!("s{i}")),
+            &args,
+            0,
+        ));
+    }
+    let l = leader(&servers).await;
+    println!("3 servers on loopback; leader is {}", servers[l].addr);
+    load(&servers[l].addr, 1, 500, "one").await;
+    load(&servers[l].addr, 64, 5000, "many").await;
+
+    let mut failovers = Vec::new();
+    for round in 0..5 {
+        let l = leader(&servers).await;
+        let other = (l + 1) % servers.len();
+        let mut c = JobsClient::new(channel(&servers[other].addr).await);
+        servers[l].kill9();
+        let killed = Instant::now();
+        let mut n = 0;
+        loop {
+            n += 1;
+            let req = RegisterJobRequest {
+                job: Some(job(&format!("failover-{round}-{n}"))),
+                ..Default::default()
+            };
+            if tokio::time::timeout(Duration::from_millis(200), c.register(req))
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                break;
+            }
+        }
+        failovers.push(killed.elapsed());
+        servers[l].restart(&yurt);
+    }
+    failovers.sort();
+    println!(
+        "leader failover (kill -9 → first accepted write): median {:.0} ms over {} kills (min {:.0}, max {:.0})",
+        percentile(&failovers, 0.5).as_secs_f64() * 1000.0,
+        failovers.len(),
+        failovers[0].as_secs_f64() * 1000.0,
+        failovers[failovers.len() - 1].as_secs_f64() * 1000.0
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_default();
+    let yurt = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("yurt")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| {
+            eprintln!(
+                "the yurt binary is not beside yurt-bench: run `cargo build --release` first"
+            );
+            std::process::exit(2)
+        });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match what.as_str() {
+        "raft" => rt.block_on(raft(yurt)),
+        _ => {
+            eprintln!("usage: yurt-bench raft");
+            std::process::exit(2)
+        }
+    }
+}
