@@ -522,3 +522,66 @@ fn autopilot_removes_a_dead_server_after_the_threshold_while_quorum_holds() {
         "{out}"
     );
 }
+
+#[test]
+fn a_server_whose_data_dir_belongs_to_another_cluster_stops_when_told_to_join() {
+    let dir = TestDir::new();
+    let a_dir = dir.path.join("a");
+    let mut a = Agent::start(&a_dir, &["-server", "-node", "old"]);
+    wait_for("cluster A to be named", || {
+        let info = a.ok(&["agent-info"]);
+        let id = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("cluster_id = "))
+            .unwrap_or("");
+        if id.len() == 36 {
+            Ok(())
+        } else {
+            Err(info)
+        }
+    });
+    a.stop();
+    let b = Agent::start(&dir.path.join("b"), &["-server", "-node", "new"]);
+    b.ok(&["job", "run", "-detach", &job_file(&dir.path, "in-b")]);
+
+    let mut child = std::process::Command::new(YURT)
+        .args([
+            "agent",
+            "-server",
+            "-node",
+            "old",
+            "-grpc-port",
+            "0",
+            "-http-port",
+            "0",
+            "-join",
+            &b.grpc,
+            "-data-dir",
+        ])
+        .arg(&a_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for("the stray server to stop by itself", || {
+        child
+            .try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "still running".to_string())
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("Error: server "), "{err}");
+    assert!(
+        last.contains("this server's data dir belongs to another cluster than the one -join"),
+        "{err}"
+    );
+    let members = b.ok(&["server", "members"]);
+    assert!(
+        !members.contains("old"),
+        "cluster B never took it in:\n{members}"
+    );
+    assert_eq!(b.ok(&["operator", "raft", "list-peers"]).lines().count(), 2);
+}

@@ -384,9 +384,21 @@ pub async fn run(args: AgentArgs) -> CmdResult {
     }
     println!("==> Run `yurt job run examples/web.hcl` in another shell; Ctrl-C stops the agent.");
 
-    wait_for_signal().await;
-    println!("==> Caught signal, shutting down");
-    if let (Some(s), true) = (&server, args.leave_on_terminate) {
+    let mut fatal = server.as_ref().map(|s| s.cluster.fatal());
+    let fatal_error = tokio::select! {
+        _ = wait_for_signal() => None,
+        why = async {
+            match fatal.as_mut() {
+                Some(rx) => rx.wait_for(|f| f.is_some()).await.ok().and_then(|f| f.clone()),
+                None => std::future::pending().await,
+            }
+        } => why,
+    };
+    match &fatal_error {
+        None => println!("==> Caught signal, shutting down"),
+        Some(why) => tracing::error!("{why}"),
+    }
+    if let (Some(s), true, None) = (&server, args.leave_on_terminate, &fatal_error) {
         println!("==> Leaving the server cluster");
         s.leave().await;
     }
@@ -405,7 +417,10 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         }
         let _ = std::fs::remove_dir_all(&data_dir);
     }
-    Ok(0)
+    match fatal_error {
+        Some(why) => Err(fail(why)),
+        None => Ok(0),
+    }
 }
 
 async fn wait_for_signal() {

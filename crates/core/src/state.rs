@@ -65,6 +65,8 @@ pub struct State {
     pub nodes: BTreeMap<String, Node>,
     pub allocs: BTreeMap<String, Allocation>,
     pub evals: BTreeMap<String, Evaluation>,
+    /// Names the cluster; set once by its first leader.
+    pub cluster_id: String,
 }
 
 /// Whether two jobs have the same spec (ignoring the fields the servers manage).
@@ -116,11 +118,22 @@ impl State {
                 self.update_allocs_from_client(index, now, u);
                 Ok(Applied::default())
             }
+            Some(command::Kind::SetClusterId(c)) => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = c.cluster_id.clone();
+                }
+                Ok(Applied::default())
+            }
             Some(command::Kind::RestoreState(r)) => {
                 // Verified by the server that proposed it; a bad one is refused, not applied.
                 let restored = State::from_snapshot(&r.state)
                     .map_err(|e| ApplyError::BadSnapshot(e.to_string()))?;
+                // A restore replaces the contents, not the cluster's identity.
+                let id = std::mem::take(&mut self.cluster_id);
                 *self = restored;
+                if !id.is_empty() {
+                    self.cluster_id = id;
+                }
                 Ok(Applied::default())
             }
         };
@@ -425,6 +438,7 @@ impl State {
             nodes: self.nodes.values().cloned().collect(),
             allocs: self.allocs.values().cloned().collect(),
             evals: self.evals.values().cloned().collect(),
+            cluster_id: self.cluster_id.clone(),
         };
         snap.encode_to_vec()
     }
@@ -454,6 +468,7 @@ impl State {
             nodes: snap.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
             allocs: snap.allocs.into_iter().map(|a| (a.id.clone(), a)).collect(),
             evals: snap.evals.into_iter().map(|e| (e.id.clone(), e)).collect(),
+            cluster_id: snap.cluster_id,
         })
     }
 }

@@ -18,6 +18,7 @@ use yurt_core::autopilot::Member;
 use yurt_proto::internal::raft_transport_client::RaftTransportClient;
 use yurt_proto::internal::{GossipRequest, GossipResponse, ServerMember};
 
+use crate::raft::state_machine::StateHandle;
 use crate::raft::{NodeId, Raft};
 use crate::write::now_unix_ms;
 
@@ -42,6 +43,9 @@ pub struct Cluster {
     known: Arc<Mutex<BTreeMap<NodeId, Known>>>,
     /// Set when this server leaves gracefully; gossip then says so.
     leaving: Arc<std::sync::atomic::AtomicBool>,
+    state: StateHandle,
+    /// Set when this server must stop: it belongs to another cluster than the one it joins.
+    fatal: watch::Sender<Option<String>>,
 }
 
 /// A member's liveness as `server members` shows it.
@@ -54,13 +58,49 @@ pub fn status_of(alive: bool, left: bool) -> &'static str {
 }
 
 impl Cluster {
-    pub fn new(me: ServerMember, join: Vec<String>) -> Cluster {
+    pub fn new(me: ServerMember, join: Vec<String>, state: StateHandle) -> Cluster {
         Cluster {
             me,
             join,
             known: Arc::new(Mutex::new(BTreeMap::new())),
             leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            state,
+            fatal: watch::channel(None).0,
         }
+    }
+
+    /// Changes to `Some(sentence)` when this server cannot go on (see [`Cluster::check_cluster`]).
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.fatal.subscribe()
+    }
+
+    fn cluster_id(&self) -> String {
+        self.state.read(|s| s.cluster_id.clone())
+    }
+
+    /// Handles a server of another cluster: fatal if this server was told to join it (its data
+    /// dir is the stray one), otherwise logged and ignored.
+    fn refuse(&self, addr: &str, why: String) {
+        if self.join.iter().any(|j| j == addr) {
+            self.fatal.send_replace(Some(format!(
+                "{why}: this server's data dir belongs to another cluster than the one -join {addr} names; start it with that cluster's data dir or an empty one"
+            )));
+        } else {
+            tracing::error!("{why}; ignoring that server");
+        }
+    }
+
+    /// A member of another cluster is never observed: it is the wrong peer, whichever side's
+    /// data dir is the stray one. Returns the sentence that says so.
+    fn foreign(&self, other: &ServerMember) -> Option<String> {
+        let ours = self.cluster_id();
+        if ours.is_empty() || other.cluster_id.is_empty() || ours == other.cluster_id {
+            return None;
+        }
+        Some(format!(
+            "server {:?} ({}) belongs to cluster {}, and server {:?} ({}) to cluster {ours}",
+            other.name, other.addr, other.cluster_id, self.me.name, self.me.addr
+        ))
     }
 
     pub fn me(&self) -> &ServerMember {
@@ -181,21 +221,29 @@ impl Cluster {
         let mut me = self.me.clone();
         me.initialized = initialized;
         me.left = self.leaving.load(std::sync::atomic::Ordering::Relaxed);
+        me.cluster_id = self.cluster_id();
         let known = self.lock().values().map(|k| k.member.clone()).collect();
         (me, known)
     }
 
     /// Answers another server's gossip.
-    pub fn handle(&self, req: GossipRequest, initialized: bool) -> GossipResponse {
+    pub fn handle(
+        &self,
+        req: GossipRequest,
+        initialized: bool,
+    ) -> Result<GossipResponse, tonic::Status> {
         if let Some(from) = &req.from {
+            if let Some(why) = self.foreign(from) {
+                return Err(tonic::Status::failed_precondition(why));
+            }
             self.observe(from);
         }
         self.merge(&req.known);
         let (me, known) = self.gossip_message(initialized);
-        GossipResponse {
+        Ok(GossipResponse {
             me: Some(me),
             known,
-        }
+        })
     }
 
     /// Everyone to gossip with: the `-join` addresses, every known member, and every server
@@ -313,6 +361,10 @@ pub async fn gossip_round(cluster: &Cluster, raft: &Raft, clients: &mut Clients)
     while let Some(Ok((addr, result))) = round.join_next().await {
         match result {
             Ok(resp) => {
+                if let Some(why) = resp.me.as_ref().and_then(|m| cluster.foreign(m)) {
+                    cluster.refuse(&addr, why);
+                    continue;
+                }
                 if let Some(m) = &resp.me {
                     cluster.observe(m);
                 }
@@ -320,6 +372,9 @@ pub async fn gossip_round(cluster: &Cluster, raft: &Raft, clients: &mut Clients)
                 if clients.failures.remove(&addr).is_some_and(|n| n >= 4) {
                     tracing::info!(%addr, "reached server again");
                 }
+            }
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                cluster.refuse(&addr, status.message().to_string());
             }
             Err(status) => {
                 let n = clients.failures.entry(addr.clone()).or_default();

@@ -28,6 +28,18 @@ pub async fn run_eval_loop(
     let me = raft.metrics().borrow().id;
     loop {
         let leader = raft.metrics().borrow().current_leader == Some(me);
+        if leader && state.read(|s| s.cluster_id.is_empty()) {
+            let id = uuid::Uuid::new_v4().to_string();
+            let set = yurt_core::internal::command::Kind::SetClusterId(
+                yurt_core::internal::SetClusterId {
+                    cluster_id: id.clone(),
+                },
+            );
+            match writer.apply(set).await {
+                Ok(_) => tracing::info!(cluster_id = %id, "named the cluster"),
+                Err(e) => tracing::warn!(error = %e, "could not name the cluster; will retry"),
+            }
+        }
         if leader {
             let pending: Vec<yurt_core::v1::Evaluation> =
                 state.read(|s| s.pending_evals().into_iter().cloned().collect());

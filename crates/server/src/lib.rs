@@ -174,8 +174,10 @@ impl Server {
                 left: false,
                 initialized: false,
                 bootstrap_expect: config.bootstrap_expect,
+                cluster_id: String::new(),
             },
             config.join.clone(),
+            state.clone(),
         );
         tokio::spawn(cluster::run(
             cluster.clone(),
@@ -312,6 +314,7 @@ impl Server {
             ("bootstrap", (self.config.bootstrap_expect == 1).to_string()),
             ("known_regions", self.config.region.clone()),
             ("name", self.config.name.clone()),
+            ("cluster_id", self.state.read(|s| s.cluster_id.clone())),
         ] {
             yurt.insert(k.to_string(), v);
         }

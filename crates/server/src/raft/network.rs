@@ -178,9 +178,9 @@ impl RaftTransport for RaftService {
         req: tonic::Request<GossipRequest>,
     ) -> Result<tonic::Response<GossipResponse>, tonic::Status> {
         let init = cluster::initialized(&self.raft);
-        Ok(tonic::Response::new(
-            self.cluster.handle(req.into_inner(), init),
-        ))
+        self.cluster
+            .handle(req.into_inner(), init)
+            .map(tonic::Response::new)
     }
 
     async fn read_index(
