@@ -248,6 +248,8 @@ fn new_server_joins_as_non_voter_installs_a_snapshot_then_votes_and_dead_servers
     let extra = [
         "-raft-snapshot-threshold",
         "8",
+        "-raft-trailing-logs",
+        "0",
         "-server-stabilization-time",
         "3s",
     ];
@@ -284,7 +286,14 @@ fn new_server_joins_as_non_voter_installs_a_snapshot_then_votes_and_dead_servers
         .find_map(|l| l.trim().strip_prefix("last_snapshot_index = "))
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(snap > 0, "s4 received a snapshot:\n{info}");
+    assert!(snap > 0, "s4 has a snapshot:\n{info}");
+    assert!(
+        c.servers[3]
+            .log_text()
+            .contains("installed a snapshot from the leader"),
+        "s4 caught up by installing the leader's snapshot:\n{}",
+        c.servers[3].log_text()
+    );
     assert_eq!(
         c.servers[3]
             .ok(&["job", "status", "-stale"])

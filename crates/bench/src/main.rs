@@ -140,6 +140,36 @@ async fn leader(servers: &[Server]) -> usize {
     }
 }
 
+/// Waits until every server has applied the same index (a healthy cluster to kill from).
+async fn converged(servers: &[Server]) {
+    use yurt_proto::v1::agent_client::AgentClient;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for s in servers {
+            let info = AgentClient::new(channel(&s.addr).await)
+                .info(yurt_proto::v1::AgentInfoRequest {})
+                .await;
+            let applied = info.ok().and_then(|r| {
+                r.into_inner()
+                    .sections
+                    .into_iter()
+                    .find(|s| s.name == "raft")
+                    .and_then(|s| s.values.get("applied_index").cloned())
+            });
+            seen.push(applied);
+        }
+        if seen.iter().all(|a| a.is_some() && *a == seen[0]) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "servers did not converge: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -219,6 +249,7 @@ async fn raft(yurt: PathBuf) {
     let mut failovers = Vec::new();
     for round in 0..5 {
         let l = leader(&servers).await;
+        converged(&servers).await;
         let other = (l + 1) % servers.len();
         let mut c = JobsClient::new(channel(&servers[other].addr).await);
         servers[l].kill9();

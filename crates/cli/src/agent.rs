@@ -82,6 +82,9 @@ pub struct AgentArgs {
     /// Snapshot the state and compact the Raft log after this many entries [default: 8192].
     #[arg(long = "raft-snapshot-threshold")]
     raft_snapshot_threshold: Option<u64>,
+    /// Raft log entries kept behind a snapshot [default: 10240].
+    #[arg(long = "raft-trailing-logs")]
+    raft_trailing_logs: Option<u64>,
 }
 
 /// The agent's settings after layering: defaults, then config files in order, then flags.
@@ -105,6 +108,7 @@ struct Settings {
     region: String,
     leave_on_terminate: bool,
     raft_snapshot_threshold: u64,
+    raft_trailing_logs: u64,
 }
 
 /// Layers the configuration in one place, in one documented order: defaults, then each
@@ -156,6 +160,10 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             .raft_snapshot_threshold
             .or(file.raft_snapshot_threshold)
             .unwrap_or(8192),
+        raft_trailing_logs: args
+            .raft_trailing_logs
+            .or(file.raft_trailing_logs)
+            .unwrap_or(10240),
     })
 }
 
@@ -294,6 +302,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
                 dead_server: args.dead_server_threshold,
             },
             snapshot_threshold: args.raft_snapshot_threshold,
+            trailing_logs: args.raft_trailing_logs,
             region: args.region.clone(),
         };
         Some(Arc::new(

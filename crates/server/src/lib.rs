@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub autopilot: leader::AutopilotSettings,
     /// Take a snapshot (and compact the log) after this many entries.
     pub snapshot_threshold: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the
+    /// log instead of a snapshot install (Nomad's `raft_trailing_logs`).
+    pub trailing_logs: u64,
     pub region: String,
 }
 
@@ -130,7 +133,10 @@ impl Server {
             election_timeout_min: 300,
             election_timeout_max: 600,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold.max(1)),
-            max_in_snapshot_log_to_keep: 0,
+            max_in_snapshot_log_to_keep: config.trailing_logs,
+            // Snapshots travel in 1 MiB chunks, each with time to spare on a busy machine.
+            snapshot_max_chunk_size: 1024 * 1024,
+            install_snapshot_timeout: 10_000,
             ..openraft::Config::default()
         };
         let raft_config = Arc::new(

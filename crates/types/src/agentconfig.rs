@@ -36,6 +36,7 @@ pub struct AgentConfig {
     pub bootstrap_expect: Option<u32>,
     pub retry_join: Vec<String>,
     pub raft_snapshot_threshold: Option<u64>,
+    pub raft_trailing_logs: Option<u64>,
     pub client_enabled: Option<bool>,
     pub servers: Vec<String>,
     pub node_class: Option<String>,
@@ -81,6 +82,7 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.server_enabled = s.boolean("enabled", l)?;
         c.bootstrap_expect = s.uint("bootstrap_expect", l)?;
         c.raft_snapshot_threshold = s.uint("raft_snapshot_threshold", l)?.map(u64::from);
+        c.raft_trailing_logs = s.uint("raft_trailing_logs", l)?.map(u64::from);
         c.retry_join = s.strings("retry_join", l)?.unwrap_or_default();
         if let Some(j) = s.block("server_join")? {
             let mut js = Scope::new(
@@ -131,6 +133,7 @@ impl AgentConfig {
             server_enabled,
             bootstrap_expect,
             raft_snapshot_threshold,
+            raft_trailing_logs,
             client_enabled,
             node_class,
             server_stabilization_time_ms,

@@ -172,7 +172,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(c) = committed {
             self.committed.store(c.index, Ordering::Relaxed);
         }
-        self.put_meta("committed", &committed).await
+        // Not flushed: the committed index only saves re-applying entries after a restart, and
+        // an older value on disk is always safe. sled writes it out within its flush interval.
+        let bytes = serde_json::to_vec(&committed)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.meta
+            .insert("committed", bytes)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {

@@ -59,6 +59,7 @@ impl Connection {
         &mut self,
         rpc: Rpc,
         req: &Req,
+        ttl: std::time::Duration,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
@@ -69,6 +70,7 @@ impl Connection {
             let endpoint = Channel::from_shared(format!("http://{}", self.addr))
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
             let channel = endpoint
+                .connect_timeout(ttl)
                 .connect()
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
@@ -77,10 +79,19 @@ impl Connection {
         let client = self.client.as_mut().expect("connected above");
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let payload = RaftPayload { data };
-        let reply = match rpc {
-            Rpc::Append => client.append_entries(payload).await,
-            Rpc::Vote => client.vote(payload).await,
-            Rpc::Snapshot => client.install_snapshot(payload).await,
+        // openraft gives each call a deadline; a peer that does not answer in time is unreachable.
+        let call = async {
+            match rpc {
+                Rpc::Append => client.append_entries(payload).await,
+                Rpc::Vote => client.vote(payload).await,
+                Rpc::Snapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, call).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {ttl:?}"
+            ))),
         };
         let reply = match reply {
             Ok(r) => r.into_inner(),
@@ -99,28 +110,28 @@ impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc).await
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::Snapshot, &rpc).await
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc).await
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 }
 

@@ -322,6 +322,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.save_current(meta, data)?;
         self.inner.index_tx.send_replace(index);
+        tracing::info!(index, "installed a snapshot from the leader");
         Ok(())
     }
 
