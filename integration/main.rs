@@ -2,6 +2,7 @@
 //!
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
+//! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
@@ -10,6 +11,7 @@
 mod cluster;
 mod errors;
 mod harness;
+mod heartbeat;
 mod jobs;
 mod restart;
 mod tidy;

@@ -85,6 +85,18 @@ pub struct AgentArgs {
     /// Raft log entries kept behind a snapshot [default: 10240].
     #[arg(long = "raft-trailing-logs")]
     raft_trailing_logs: Option<u64>,
+    /// Time past a client's heartbeat TTL before its node is down [default: 10s].
+    #[arg(long = "heartbeat-grace", value_parser = parse_duration)]
+    heartbeat_grace: Option<Duration>,
+    /// The smallest heartbeat TTL handed to clients [default: 10s].
+    #[arg(long = "min-heartbeat-ttl", value_parser = parse_duration)]
+    min_heartbeat_ttl: Option<Duration>,
+    /// Heartbeats per second the leader aims for at most; TTLs grow with the node count [default: 50].
+    #[arg(long = "max-heartbeats-per-second")]
+    max_heartbeats_per_second: Option<u64>,
+    /// The TTL every node gets when a server becomes leader [default: 1m].
+    #[arg(long = "failover-heartbeat-ttl", value_parser = parse_duration)]
+    failover_heartbeat_ttl: Option<Duration>,
 }
 
 /// The agent's settings after layering: defaults, then config files in order, then flags.
@@ -109,6 +121,7 @@ struct Settings {
     leave_on_terminate: bool,
     raft_snapshot_threshold: u64,
     raft_trailing_logs: u64,
+    heartbeat: yurt_core::heartbeat::Config,
 }
 
 /// Layers the configuration in one place, in one documented order: defaults, then each
@@ -164,6 +177,29 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             .raft_trailing_logs
             .or(file.raft_trailing_logs)
             .unwrap_or(10240),
+        heartbeat: {
+            let d = yurt_core::heartbeat::Config::default();
+            let ms = |v: Option<Duration>, file: Option<u64>, default: u64| {
+                v.map(|d| d.as_millis() as u64).or(file).unwrap_or(default)
+            };
+            yurt_core::heartbeat::Config {
+                min_ttl_ms: ms(
+                    args.min_heartbeat_ttl,
+                    file.min_heartbeat_ttl_ms,
+                    d.min_ttl_ms,
+                ),
+                max_per_second: args
+                    .max_heartbeats_per_second
+                    .or(file.max_heartbeats_per_second)
+                    .unwrap_or(d.max_per_second),
+                grace_ms: ms(args.heartbeat_grace, file.heartbeat_grace_ms, d.grace_ms),
+                failover_ttl_ms: ms(
+                    args.failover_heartbeat_ttl,
+                    file.failover_heartbeat_ttl_ms,
+                    d.failover_ttl_ms,
+                ),
+            }
+        },
     })
 }
 
@@ -303,6 +339,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             },
             snapshot_threshold: args.raft_snapshot_threshold,
             trailing_logs: args.raft_trailing_logs,
+            heartbeat: args.heartbeat,
             region: args.region.clone(),
         };
         Some(Arc::new(

@@ -63,6 +63,33 @@ pub enum StartError {
     BadServer(String, String),
 }
 
+/// The servers a client knows, used one at a time: a call that cannot reach the current one
+/// moves on to the next, so a client keeps working while any server answers.
+struct Servers {
+    clients: Vec<NodesClient<Channel>>,
+    current: AtomicU64,
+}
+
+impl Servers {
+    fn get(&self) -> NodesClient<Channel> {
+        let i = self.current.load(Ordering::Relaxed) as usize % self.clients.len();
+        self.clients[i].clone()
+    }
+
+    /// Notes the outcome of a call: a transport failure moves on to the next server.
+    fn check<T>(&self, r: Result<T, tonic::Status>) -> Result<T, tonic::Status> {
+        if let Err(s) = &r {
+            if matches!(
+                s.code(),
+                Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
+            ) {
+                self.current.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+}
+
 /// A running client agent.
 #[derive(Clone)]
 pub struct Client {
@@ -75,7 +102,7 @@ struct Inner {
     dir: PathBuf,
     db: sled::Tree,
     allocs: Mutex<BTreeMap<String, LocalAlloc>>,
-    nodes: NodesClient<Channel>,
+    servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
     registered: watch::Sender<bool>,
@@ -119,11 +146,29 @@ impl Client {
             path: state_path.clone(),
             message,
         })?;
-        let server = config.servers.first().ok_or(StartError::NoServers)?;
-        let endpoint = Endpoint::from_shared(format!("http://{server}"))
-            .map_err(|e| StartError::BadServer(server.clone(), e.to_string()))?
-            .connect_timeout(Duration::from_secs(2));
-        let nodes = NodesClient::new(endpoint.connect_lazy());
+        if config.servers.is_empty() {
+            return Err(StartError::NoServers);
+        }
+        // A connection per known server; calls go to one until it fails, then to the next.
+        let endpoints = config
+            .servers
+            .iter()
+            .map(|s| {
+                Endpoint::from_shared(format!("http://{s}"))
+                    .map(|e| {
+                        e.connect_timeout(Duration::from_secs(2))
+                            .timeout(Duration::from_secs(60))
+                    })
+                    .map_err(|e| StartError::BadServer(s.clone(), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let servers = Servers {
+            clients: endpoints
+                .into_iter()
+                .map(|e| NodesClient::new(e.connect_lazy()))
+                .collect(),
+            current: AtomicU64::new(0),
+        };
         tracing::info!(node_id = %id, restored = allocs.len(), "client starting");
         let client = Client {
             inner: Arc::new(Inner {
@@ -132,7 +177,7 @@ impl Client {
                 dir,
                 db,
                 allocs: Mutex::new(allocs),
-                nodes,
+                servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),
                 registered: watch::channel(false).0,
@@ -232,34 +277,41 @@ impl Client {
     }
 
     async fn register(&self) -> Result<u64, tonic::Status> {
-        let r = self
-            .inner
-            .nodes
-            .clone()
-            .register(RegisterNodeRequest {
-                node: Some(self.node()),
-            })
-            .await?
-            .into_inner();
-        Ok(r.heartbeat_ttl_ms)
+        let servers = &self.inner.servers;
+        let r = servers.check(
+            servers
+                .get()
+                .register(RegisterNodeRequest {
+                    node: Some(self.node()),
+                })
+                .await,
+        )?;
+        Ok(r.into_inner().heartbeat_ttl_ms)
     }
 
     async fn heartbeat_loop(self) {
         let mut shutdown = self.inner.shutdown.subscribe();
         let mut registered = false;
+        let mut failures = 0u32;
         loop {
             let result = if registered {
-                self.inner
-                    .nodes
-                    .clone()
-                    .heartbeat(HeartbeatRequest {
-                        node_id: self.inner.node_id.clone(),
-                    })
-                    .await
-                    .map(|r| r.into_inner().heartbeat_ttl_ms)
+                let servers = &self.inner.servers;
+                let mut client = servers.get();
+                let call = client.heartbeat(HeartbeatRequest {
+                    node_id: self.inner.node_id.clone(),
+                });
+                // A heartbeat that cannot be answered within a second is a failed one.
+                let r = match tokio::time::timeout(Duration::from_secs(1), call).await {
+                    Ok(r) => r,
+                    Err(_) => Err(tonic::Status::deadline_exceeded("heartbeat timed out")),
+                };
+                servers.check(r).map(|r| r.into_inner().heartbeat_ttl_ms)
             } else {
                 self.register().await
             };
+            if result.is_ok() {
+                failures = 0;
+            }
             let wait = match result {
                 Ok(ttl) => {
                     if !registered {
@@ -280,8 +332,12 @@ impl Client {
                     Duration::from_millis(100)
                 }
                 Err(s) => {
-                    tracing::warn!(error = %s.message(), "cannot reach servers; retrying");
-                    Duration::from_millis(500)
+                    // Each failure has moved on to the next server; back off once all were tried.
+                    failures += 1;
+                    let n = self.inner.servers.clients.len() as u32;
+                    let backoff = Duration::from_millis(100) * 2u32.pow((failures / n).min(6));
+                    tracing::warn!(error = %s.message(), retry_in = ?backoff, "cannot reach a server; trying the next");
+                    backoff
                 }
             };
             tokio::select! {

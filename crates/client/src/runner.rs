@@ -122,13 +122,13 @@ impl Client {
                 min_index: index,
                 wait_ms: 30_000,
             };
-            let mut nodes = self.inner.nodes.clone();
+            let mut nodes = self.inner.servers.get();
             let call = nodes.client_allocs(req);
             let reply = tokio::select! {
                 r = call => r,
                 _ = shutdown.changed() => return,
             };
-            match reply {
+            match self.inner.servers.check(reply) {
                 Ok(r) => {
                     let r = r.into_inner();
                     index = r.index;
@@ -525,7 +525,8 @@ impl Client {
             node_id: self.inner.node_id.clone(),
             updates,
         };
-        match self.inner.nodes.clone().update_allocs(req).await {
+        let servers = &self.inner.servers;
+        match servers.check(servers.get().update_allocs(req).await) {
             Ok(_) => {
                 let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
                 for id in sent {

@@ -3,6 +3,7 @@
 //!
 //! - [`state`]: the replicated state and the deterministic state machine `apply(index, command)`,
 //!   plus snapshot encoding with a format version.
+//! - [`heartbeat`]: heartbeat TTLs and node expiry.
 //! - [`backup`]: snapshot files for `operator snapshot save/restore`, checksummed.
 //! - [`autopilot`]: the leader's Raft membership decisions (join, promote, remove).
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
@@ -10,6 +11,7 @@
 
 pub mod autopilot;
 pub mod backup;
+pub mod heartbeat;
 pub mod sched;
 pub mod state;
 

@@ -271,6 +271,7 @@ fn allocations_on_a_down_node_are_lost_and_replaced() {
         crate::internal::NodeStatusUpdate {
             node_id: victim.clone(),
             status: NODE_DOWN.into(),
+            evals: vec![],
         },
     ));
     w.schedule("web");

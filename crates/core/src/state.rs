@@ -108,6 +108,9 @@ impl State {
                 node.status = u.status.clone();
                 node.modify_index = index;
                 node.status_updated_unix_ms = now;
+                for e in &u.evals {
+                    self.insert_eval(index, now, e.clone());
+                }
                 Ok(Applied::default())
             }
             Some(command::Kind::ApplyPlan(p)) => {
@@ -335,8 +338,12 @@ impl State {
             if a.node_id != u.node_id {
                 continue;
             }
-            a.client_status = up.client_status.clone();
-            a.client_description = up.client_description.clone();
+            // `lost` is the servers' verdict on an allocation whose node went down; what the
+            // client says when it comes back does not undo it.
+            if a.client_status != ALLOC_LOST {
+                a.client_status = up.client_status.clone();
+                a.client_description = up.client_description.clone();
+            }
             a.task_states = up.task_states.clone();
             a.modify_index = index;
             a.modify_time_unix_ms = now;
@@ -395,6 +402,21 @@ impl State {
         self.allocs
             .values()
             .filter(|a| a.node_id == node_id)
+            .collect()
+    }
+
+    /// The jobs a change of `node_id`'s status concerns: those with allocations on it that are
+    /// still meant to run, and every system job.
+    pub fn jobs_affected_by_node(&self, node_id: &str) -> Vec<&Job> {
+        self.jobs
+            .values()
+            .filter(|j| {
+                j.r#type == JOB_TYPE_SYSTEM
+                    || self
+                        .allocs
+                        .values()
+                        .any(|a| a.job_id == j.id && a.node_id == node_id && !alloc_terminal(a))
+            })
             .collect()
     }
 

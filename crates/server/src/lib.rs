@@ -12,6 +12,7 @@
 //! own sled state, but never Raft).
 
 pub mod cluster;
+pub mod heartbeat;
 pub mod http;
 pub mod leader;
 pub mod operator;
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     pub autopilot: leader::AutopilotSettings,
     /// Take a snapshot (and compact the log) after this many entries.
     pub snapshot_threshold: u64,
+    /// Heartbeat TTLs, grace and the failover TTL.
+    pub heartbeat: yurt_core::heartbeat::Config,
     /// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the
     /// log instead of a snapshot install (Nomad's `raft_trailing_logs`).
     pub trailing_logs: u64,
@@ -91,6 +94,7 @@ pub struct Server {
     pub state: StateHandle,
     pub writer: Writer,
     pub cluster: cluster::Cluster,
+    pub heartbeats: Arc<heartbeat::Heartbeats>,
     config: ServerConfig,
     committed: Arc<AtomicU64>,
     last_contact: Arc<Mutex<Option<Instant>>>,
@@ -190,6 +194,14 @@ impl Server {
             raft.clone(),
             shutdown_rx.clone(),
         ));
+        let heartbeats = heartbeat::Heartbeats::new(config.heartbeat);
+        tokio::spawn(heartbeat::run(
+            heartbeats.clone(),
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(leader::run_autopilot(
             cluster.clone(),
             raft.clone(),
@@ -201,6 +213,7 @@ impl Server {
             state,
             writer,
             cluster,
+            heartbeats,
             config,
             committed,
             last_contact: Arc::new(Mutex::new(None)),
@@ -218,6 +231,7 @@ impl Server {
             state: self.state.clone(),
             writer: self.writer.clone(),
             reads: reads.clone(),
+            heartbeats: self.heartbeats.clone(),
         };
         routes
             .add_service(JobsServer::new(api.clone()))

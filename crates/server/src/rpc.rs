@@ -3,25 +3,24 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-use yurt_core::internal::{
-    command, AllocClientUpdates, JobDeregister, JobRegister, NodeRegister, NodeStatusUpdate,
-};
+use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister, NodeRegister};
 use yurt_core::sched::{new_eval, plan_job};
 use yurt_core::state::{PrefixError, State};
+
 use yurt_proto::v1::client_fs_client::ClientFsClient;
+use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::*;
 use yurt_types::diff::job_diff;
 use yurt_types::jobspec;
 use yurt_types::status::*;
 
+use crate::heartbeat::{self, Heartbeats};
 use crate::raft::state_machine::StateHandle;
 use crate::read::{stale, Reads};
 use crate::write::{now_unix_ms, Writer};
-
-/// How long the servers tell clients to wait between heartbeats.
-pub const HEARTBEAT_TTL: Duration = Duration::from_secs(10);
 
 /// Longest a blocking query may wait.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -60,9 +59,35 @@ pub struct Api {
     pub state: StateHandle,
     pub writer: Writer,
     pub reads: Reads,
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 impl Api {
+    /// A client for the leader's `Nodes` service when this server is not the leader (heartbeats
+    /// are tracked on the leader only); `None` on the leader.
+    async fn leader_nodes(&self) -> Result<Option<NodesClient<Channel>>, Status> {
+        let m = self.reads.raft.metrics().borrow().clone();
+        if m.current_leader == Some(m.id) {
+            return Ok(None);
+        }
+        let addr = m
+            .current_leader
+            .and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            })
+            .ok_or_else(|| Status::unavailable("no cluster leader"))?;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|_| Status::unavailable(format!("cannot reach the leader at {addr}")))?;
+        Ok(Some(NodesClient::new(channel)))
+    }
+
     /// Makes the read that follows consistent, unless the request allows a stale one.
     async fn barrier<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.reads.barrier(stale(req)).await
@@ -230,6 +255,9 @@ impl nodes_server::Nodes for Api {
     }
 
     async fn register(&self, req: Request<RegisterNodeRequest>) -> Reply<NodeUpdateResponse> {
+        if let Some(mut leader) = self.leader_nodes().await? {
+            return leader.register(req.into_inner()).await;
+        }
         let mut node = req
             .into_inner()
             .node
@@ -238,37 +266,40 @@ impl nodes_server::Nodes for Api {
             return Err(Status::invalid_argument("node has no ID"));
         }
         node.status = NODE_READY.into();
+        let id = node.id.clone();
         let r = self
             .writer
             .apply(command::Kind::NodeRegister(NodeRegister {
                 node: Some(node),
             }))
             .await?;
+        let nodes = self.state.read(|s| s.nodes.len());
         Ok(Response::new(NodeUpdateResponse {
-            heartbeat_ttl_ms: HEARTBEAT_TTL.as_millis() as u64,
+            heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index: r.index,
         }))
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Reply<NodeUpdateResponse> {
+        if let Some(mut leader) = self.leader_nodes().await? {
+            return leader.heartbeat(req.into_inner()).await;
+        }
         let id = req.into_inner().node_id;
-        let status = self
+        let (status, nodes) = self
             .state
-            .read(|s| s.nodes.get(&id).map(|n| n.status.clone()))
-            .ok_or_else(|| Status::not_found(format!("node {id:?} not found")))?;
+            .read(|s| (s.nodes.get(&id).map(|n| n.status.clone()), s.nodes.len()));
+        let status = status.ok_or_else(|| Status::not_found(format!("node {id:?} not found")))?;
         let mut index = self.state.read(|s| s.index);
         if status != NODE_READY {
-            index = self
-                .writer
-                .apply(command::Kind::NodeStatusUpdate(NodeStatusUpdate {
-                    node_id: id,
-                    status: NODE_READY.into(),
-                }))
-                .await?
-                .index;
+            // Back from down: the node heartbeats again (its lost allocations stay stopped).
+            let cmd = self
+                .state
+                .read(|s| heartbeat::status_change(s, &id, NODE_READY));
+            index = self.writer.apply(cmd).await?.index;
+            tracing::info!(node = %id, "node is back: ready again");
         }
         Ok(Response::new(NodeUpdateResponse {
-            heartbeat_ttl_ms: HEARTBEAT_TTL.as_millis() as u64,
+            heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index,
         }))
     }

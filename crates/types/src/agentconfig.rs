@@ -37,6 +37,10 @@ pub struct AgentConfig {
     pub retry_join: Vec<String>,
     pub raft_snapshot_threshold: Option<u64>,
     pub raft_trailing_logs: Option<u64>,
+    pub heartbeat_grace_ms: Option<u64>,
+    pub min_heartbeat_ttl_ms: Option<u64>,
+    pub max_heartbeats_per_second: Option<u64>,
+    pub failover_heartbeat_ttl_ms: Option<u64>,
     pub client_enabled: Option<bool>,
     pub servers: Vec<String>,
     pub node_class: Option<String>,
@@ -83,6 +87,10 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.bootstrap_expect = s.uint("bootstrap_expect", l)?;
         c.raft_snapshot_threshold = s.uint("raft_snapshot_threshold", l)?.map(u64::from);
         c.raft_trailing_logs = s.uint("raft_trailing_logs", l)?.map(u64::from);
+        c.heartbeat_grace_ms = s.duration_ms("heartbeat_grace", l)?;
+        c.min_heartbeat_ttl_ms = s.duration_ms("min_heartbeat_ttl", l)?;
+        c.max_heartbeats_per_second = s.uint("max_heartbeats_per_second", l)?.map(u64::from);
+        c.failover_heartbeat_ttl_ms = s.duration_ms("failover_heartbeat_ttl", l)?;
         c.retry_join = s.strings("retry_join", l)?.unwrap_or_default();
         if let Some(j) = s.block("server_join")? {
             let mut js = Scope::new(
@@ -134,6 +142,10 @@ impl AgentConfig {
             bootstrap_expect,
             raft_snapshot_threshold,
             raft_trailing_logs,
+            heartbeat_grace_ms,
+            min_heartbeat_ttl_ms,
+            max_heartbeats_per_second,
+            failover_heartbeat_ttl_ms,
             client_enabled,
             node_class,
             server_stabilization_time_ms,

@@ -1,0 +1,138 @@
+//! The leader's heartbeat tracker: hands clients their TTL, remembers when each node must be
+//! heard from next, and marks silent nodes `down` (through Raft, with a `node-update`
+//! evaluation for every job concerned). Steady heartbeats never touch Raft. A server that
+//! becomes leader gives every live node the failover TTL first.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::ServerState;
+use tokio::sync::watch;
+use yurt_core::heartbeat::{ttl_ms, Config, Tracker};
+use yurt_core::internal::{command, NodeStatusUpdate};
+use yurt_core::sched::new_eval;
+use yurt_core::state::State;
+use yurt_types::status::*;
+
+use crate::raft::state_machine::StateHandle;
+use crate::raft::Raft;
+use crate::write::{now_unix_ms, Writer};
+
+pub struct Heartbeats {
+    pub config: Config,
+    tracker: Mutex<Tracker>,
+}
+
+/// A number in [0, 1) for the TTL jitter.
+fn jitter() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() % 10_000) as f64 / 10_000.0
+}
+
+impl Heartbeats {
+    pub fn new(config: Config) -> Arc<Heartbeats> {
+        Arc::new(Heartbeats {
+            config,
+            tracker: Mutex::new(Tracker::default()),
+        })
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a heartbeat from `node` (on the leader) and returns the TTL to hand back.
+    pub fn beat(&self, node: &str, nodes: usize) -> u64 {
+        let ttl = ttl_ms(&self.config, nodes, jitter());
+        tracing::debug!(node, ttl, "heartbeat");
+        self.tracker().beat(&self.config, node, now_unix_ms(), ttl);
+        ttl
+    }
+
+    /// When `node` must next be heard from (Unix ms), if this server tracks it.
+    pub fn deadline(&self, node: &str) -> Option<i64> {
+        self.tracker().deadline(node)
+    }
+}
+
+/// The command that changes a node's status, with an evaluation for each job it concerns.
+pub fn status_change(state: &State, node_id: &str, status: &str) -> command::Kind {
+    let evals = state
+        .jobs_affected_by_node(node_id)
+        .into_iter()
+        .map(|j| {
+            let mut e = new_eval(j, uuid::Uuid::new_v4().to_string(), TRIGGER_NODE_UPDATE);
+            e.node_id = node_id.to_string();
+            e
+        })
+        .collect();
+    command::Kind::NodeStatusUpdate(NodeStatusUpdate {
+        node_id: node_id.to_string(),
+        status: status.to_string(),
+        evals,
+    })
+}
+
+/// The leader's expiry loop.
+pub async fn run(
+    hb: Arc<Heartbeats>,
+    state: StateHandle,
+    writer: Writer,
+    raft: Raft,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let leader = raft.metrics().borrow().state == ServerState::Leader;
+        if !leader {
+            if was_leader {
+                hb.tracker().clear();
+            }
+            was_leader = false;
+            continue;
+        }
+        let now = now_unix_ms();
+        if !was_leader {
+            let alive: Vec<String> = state.read(|s| {
+                s.nodes
+                    .values()
+                    .filter(|n| n.status != NODE_DOWN)
+                    .map(|n| n.id.clone())
+                    .collect()
+            });
+            tracing::info!(nodes = alive.len(), ttl = ?Duration::from_millis(hb.config.failover_ttl_ms), "leader: giving every node the failover heartbeat TTL");
+            hb.tracker().reset(&hb.config, alive, now);
+            was_leader = true;
+        }
+        let expired = hb.tracker().expired(now);
+        tracing::debug!(
+            tracked = hb.tracker().len(),
+            expired = expired.len(),
+            "heartbeat check"
+        );
+        for node in expired {
+            let down = state.read(|s| {
+                s.nodes
+                    .get(&node)
+                    .filter(|n| n.status != NODE_DOWN)
+                    .map(|_| status_change(s, &node, NODE_DOWN))
+            });
+            let Some(cmd) = down else {
+                hb.tracker().forget(&node);
+                continue;
+            };
+            match writer.apply(cmd).await {
+                Ok(_) => {
+                    tracing::warn!(node = %node, "node TTL expired: node is down, its allocations are lost");
+                    hb.tracker().forget(&node);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "could not mark node down; will retry")
+                }
+            }
+        }
+    }
+}

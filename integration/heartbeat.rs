@@ -1,0 +1,160 @@
+//! Heartbeats: a silent client's node goes down and its allocations are replaced elsewhere;
+//! a client restarted within the grace period keeps everything.
+
+use crate::harness::*;
+
+/// Short TTLs so that a node is down within a few seconds.
+const FAST: [&str; 4] = ["-min-heartbeat-ttl", "1s", "-heartbeat-grace", "1s"];
+
+fn node_status(server: &Agent, name: &str) -> String {
+    let out = server.ok(&["node", "status"]);
+    out.lines()
+        .find(|l| l.contains(&format!("  {name}  ")))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn job_allocs(server: &Agent) -> Vec<serde_json::Value> {
+    let out = server.ok(&["job", "status", "-json", "web"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["allocations"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_returns() {
+    let dir = TestDir::new();
+    let mut args = vec!["-server"];
+    args.extend(FAST);
+    let server = Agent::start(&dir.path.join("server"), &args);
+    let a = Agent::start(
+        &dir.path.join("a"),
+        &["-client", "-servers", &server.grpc, "-node", "node-a"],
+    );
+    let b = Agent::start(
+        &dir.path.join("b"),
+        &["-client", "-servers", &server.grpc, "-node", "node-b"],
+    );
+    wait_for("both nodes ready", || {
+        if node_status(&server, "node-a") == "ready" && node_status(&server, "node-b") == "ready" {
+            Ok(())
+        } else {
+            Err(server.ok(&["node", "status"]))
+        }
+    });
+    server.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
+    let first = server.wait_running("web", 2);
+    // Bin packing puts both on one node; that node's client dies.
+    let mut clients = [(a, "node-a"), (b, "node-b")];
+    let v = if task_pids(&clients[0].0.data_dir).len() == 2 {
+        0
+    } else {
+        1
+    };
+    let [(ref mut c0, n0), (ref mut c1, n1)] = clients;
+    let ((victim, victim_name), (survivor, _)) = if v == 0 {
+        ((c0, n0), (c1, n1))
+    } else {
+        ((c1, n1), (c0, n0))
+    };
+    assert_eq!(
+        task_pids(&victim.data_dir).len(),
+        2,
+        "both allocations on one node"
+    );
+    let old_pids = task_pids(&victim.data_dir);
+    victim.kill9();
+    wait_for("the silent node to be down", || {
+        let s = node_status(&server, victim_name);
+        if s == "down" {
+            Ok(())
+        } else {
+            Err(server.ok(&["node", "status"]))
+        }
+    });
+    let replacements = server.wait_running("web", 2);
+    assert!(replacements.iter().all(|r| !first.contains(r)));
+    assert_eq!(
+        task_pids(&survivor.data_dir).len(),
+        2,
+        "replacements run on the other node"
+    );
+    let lost = job_allocs(&server)
+        .iter()
+        .filter(|a| a["client_status"] == "lost")
+        .count();
+    assert_eq!(lost, 2);
+    assert!(
+        old_pids.iter().all(|p| alive(*p)),
+        "the old tasks outlive their client"
+    );
+
+    // The client comes back: its node is ready again and it stops the lost allocations' tasks.
+    victim.restart(&["-client", "-servers", &server.grpc, "-node", victim_name]);
+    wait_for("the returning node to be ready", || {
+        let s = node_status(&server, victim_name);
+        if s == "ready" {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    wait_for("the lost allocations' tasks to be killed", || {
+        let live: Vec<i32> = old_pids.iter().copied().filter(|p| alive(*p)).collect();
+        if live.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{live:?}"))
+        }
+    });
+    assert_eq!(
+        server.wait_running("web", 2),
+        replacements,
+        "still exactly count running"
+    );
+    let lost = job_allocs(&server)
+        .iter()
+        .filter(|a| a["client_status"] == "lost")
+        .count();
+    assert_eq!(lost, 2, "lost stays lost");
+}
+
+#[test]
+fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays_ready() {
+    let dir = TestDir::new();
+    let server = Agent::start(
+        &dir.path.join("server"),
+        &[
+            "-server",
+            "-min-heartbeat-ttl",
+            "2s",
+            "-heartbeat-grace",
+            "3s",
+        ],
+    );
+    let args = ["-client", "-servers", &server.grpc, "-node", "node-a"];
+    let mut client = Agent::start(&dir.path.join("client"), &args);
+    server.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
+    let allocs = server.wait_running("web", 2);
+    let mut pids = task_pids(&client.data_dir);
+    pids.sort();
+
+    client.kill9();
+    client.restart(&args);
+    let after = server.wait_running("web", 2);
+    assert_eq!(after, allocs, "same allocations");
+    let mut now = task_pids(&client.data_dir);
+    now.sort();
+    assert_eq!(now, pids, "same task processes");
+    assert!(now.iter().all(|p| alive(*p)));
+    // Past the point where a missed TTL would have fired, the node is still ready.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(node_status(&server, "node-a"), "ready");
+    let statuses: Vec<String> = job_allocs(&server)
+        .iter()
+        .map(|a| a["client_status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(statuses, vec!["running", "running"]);
+    let alloc = server.ok(&["alloc", "status", &allocs[0]]);
+    assert!(!alloc.contains("Restarting"), "no task restarted:\n{alloc}");
+}
