@@ -267,3 +267,76 @@ fn separate_server_and_client_agents_run_a_job() {
         "{info}"
     );
 }
+
+#[test]
+fn tasks_get_their_own_dynamic_ports_and_alloc_index() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    let job = dir.path.join("ports.hcl");
+    std::fs::write(
+        &job,
+        r#"job "ports" {
+  group "g" {
+    count = 2
+    network {
+      port "http" {}
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo port=$YURT_PORT_http nomad=$NOMAD_PORT_http index=$YURT_ALLOC_INDEX addr=$YURT_ADDR_http; sleep 1000"]
+      }
+      resources {
+        memory = 32
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    let allocs = agent.wait_running("ports", 2);
+    let mut lines: Vec<String> = allocs
+        .iter()
+        .map(|a| {
+            wait_for("the task's output", || {
+                let out = stdout(&agent.yurt(&["alloc", "logs", a]));
+                if out.contains("port=") {
+                    Ok(out.trim().to_string())
+                } else {
+                    Err(out)
+                }
+            })
+        })
+        .collect();
+    lines.sort();
+    let ports: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_ne!(
+        ports[0], ports[1],
+        "two allocations on one node, two ports: {lines:?}"
+    );
+    for l in &lines {
+        let port = l
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_start_matches("port=");
+        assert!(
+            port.parse::<u32>()
+                .is_ok_and(|p| (20_000..32_000).contains(&p)),
+            "{l}"
+        );
+        assert!(l.contains(&format!("nomad={port}")), "{l}");
+        assert!(l.contains(&format!("addr=127.0.0.1:{port}")), "{l}");
+    }
+    let indexes: Vec<bool> = ["index=0", "index=1"]
+        .iter()
+        .map(|i| lines.iter().any(|l| l.contains(i)))
+        .collect();
+    assert_eq!(indexes, vec![true, true], "{lines:?}");
+}

@@ -311,6 +311,27 @@ impl Client {
                 adir.join("alloc").display().to_string(),
             );
             env.insert(format!("{prefix}_TASK_DIR"), task_dir.display().to_string());
+            if let Some(i) = a
+                .name
+                .rsplit_once('[')
+                .and_then(|(_, r)| r.strip_suffix(']'))
+            {
+                env.insert(format!("{prefix}_ALLOC_INDEX"), i.to_string());
+            }
+            for p in &a.ports {
+                let host = self.host_ip();
+                let port = if p.to > 0 { p.to } else { p.value };
+                env.insert(format!("{prefix}_PORT_{}", p.label), port.to_string());
+                env.insert(
+                    format!("{prefix}_HOST_PORT_{}", p.label),
+                    p.value.to_string(),
+                );
+                env.insert(format!("{prefix}_IP_{}", p.label), host.clone());
+                env.insert(
+                    format!("{prefix}_ADDR_{}", p.label),
+                    format!("{host}:{}", p.value),
+                );
+            }
         }
         let base = env.clone();
         for (k, v) in &task.env {
@@ -550,6 +571,14 @@ impl Client {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// The address tasks' ports are reached at: the host this agent advertises.
+    fn host_ip(&self) -> String {
+        let addr = &self.inner.config.advertise_addr;
+        addr.rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .to_string()
     }
 
     pub(crate) fn client_dir(&self) -> &Path {

@@ -8,7 +8,7 @@
 //! *stop* (no longer wanted) and *place* (missing). System jobs want one allocation per
 //! feasible node instead of `count`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use yurt_types::diff::job_diff;
 use yurt_types::status::*;
@@ -16,8 +16,8 @@ use yurt_types::status::*;
 use crate::internal::{command, ApplyPlan, Command, JobRegister};
 use crate::state::State;
 use crate::v1::{
-    AllocMetric, Allocation, Constraint, DesiredUpdates, Evaluation, Job, JobDiff, Node, Resources,
-    TaskGroup,
+    AllocMetric, Allocation, Constraint, DesiredUpdates, Evaluation, Job, JobDiff, Node, Port,
+    Resources, TaskGroup,
 };
 
 /// Everything one scheduler run decided.
@@ -246,6 +246,9 @@ pub fn group_resources(group: &TaskGroup) -> Resources {
     })
 }
 
+/// Dynamic host ports come from this range (Nomad's default).
+pub const DYNAMIC_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
 /// The index in an allocation name `job.group[3]`.
 fn name_index(name: &str) -> Option<u32> {
     name.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()
@@ -451,6 +454,64 @@ impl Run<'_> {
         (cpu, mem)
     }
 
+    /// Host ports taken on a node: by its live allocations (less those this run stops) and by
+    /// this run's placements.
+    fn used_ports(&self, node: &Node) -> BTreeSet<u32> {
+        let stopping: BTreeSet<&str> = self
+            .out
+            .allocs
+            .iter()
+            .filter(|a| a.desired_status != ALLOC_DESIRED_RUN)
+            .map(|a| a.id.as_str())
+            .collect();
+        let live = self
+            .state
+            .node_allocs(&node.id)
+            .into_iter()
+            .filter(|a| !alloc_terminal(a) && !stopping.contains(a.id.as_str()));
+        let planned = self
+            .out
+            .allocs
+            .iter()
+            .filter(|a| a.node_id == node.id && a.desired_status == ALLOC_DESIRED_RUN);
+        live.chain(planned)
+            .flat_map(|a| a.ports.iter().map(|p| p.value))
+            .collect()
+    }
+
+    /// The group's ports on `node`: its static ports if free, and the lowest free dynamic port
+    /// for each of the others. The error names the dimension that ran out.
+    fn assign_ports(&self, g: &TaskGroup, node: &Node) -> Result<Vec<Port>, String> {
+        let mut used = self.used_ports(node);
+        let mut out = Vec::new();
+        for n in &g.networks {
+            for p in &n.reserved_ports {
+                if !used.insert(p.value) {
+                    return Err(format!(
+                        "network: reserved port collision {}={}",
+                        p.label, p.value
+                    ));
+                }
+                out.push(p.clone());
+            }
+        }
+        for n in &g.networks {
+            for p in &n.dynamic_ports {
+                let value = DYNAMIC_PORTS
+                    .clone()
+                    .find(|v| !used.contains(v))
+                    .ok_or_else(|| "network: dynamic port range exhausted".to_string())?;
+                used.insert(value);
+                out.push(Port {
+                    label: p.label.clone(),
+                    value,
+                    to: p.to,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn place(
         &mut self,
         job: &Job,
@@ -487,6 +548,11 @@ impl Run<'_> {
                 *metric.dimension_exhausted.entry(dim.into()).or_default() += 1;
                 continue;
             }
+            if let Err(why) = self.assign_ports(g, node) {
+                metric.nodes_exhausted += 1;
+                *metric.dimension_exhausted.entry(why).or_default() += 1;
+                continue;
+            }
             // Bin packing: prefer the node that is fullest after this placement.
             let total = node.resources.unwrap_or_default();
             let score = 2.0
@@ -514,10 +580,12 @@ impl Run<'_> {
             *self.out.queued.entry(g.name.clone()).or_default() += 1;
             return;
         };
+        let ports = self.assign_ports(g, node).unwrap_or_default();
         let planned = self.planned.entry(node.id.clone()).or_default();
         planned.cpu += need.cpu;
         planned.memory_mb += need.memory_mb;
         let alloc = Allocation {
+            ports,
             id: (self.new_id)(),
             eval_id: self.eval_id.into(),
             name: format!("{}.{}[{idx}]", job.id, g.name),

@@ -349,3 +349,74 @@ fn plan_reports_diff_annotations_and_exit_code_semantics() {
     assert!(!inplace.changes_allocations());
     assert_eq!(inplace.diff.task_groups[0].updates["in-place update"], 2);
 }
+
+fn job_with_port(count: u32, port: &str, env: &str) -> Job {
+    parse_hcl(
+        "t.hcl",
+        &format!(
+            r#"job "web" {{
+  group "app" {{
+    count = {count}
+    network {{
+      port "http" {{{port}}}
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      env {{
+        E = "{env}"
+      }}
+      resources {{
+        memory = 50
+      }}
+    }}
+  }}
+}}"#
+        ),
+    )
+    .unwrap()
+}
+
+fn ports_of(w: &World) -> Vec<(String, u32)> {
+    let mut v: Vec<(String, u32)> = w
+        .running()
+        .iter()
+        .map(|a| (a.node_id.clone(), a.ports[0].value))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dynamic_ports_are_never_shared_on_a_node() {
+    let mut w = World::new(1);
+    w.run(job_with_port(3, "", "a"));
+    let ports: Vec<u32> = ports_of(&w).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(ports, vec![20_000, 20_001, 20_002]);
+    assert!(w.running().iter().all(|a| a.ports[0].label == "http"));
+    // A destructive update frees the old ports in the same plan: the replacements reuse them.
+    w.run(job_with_port(3, "", "b"));
+    let ports: Vec<u32> = ports_of(&w).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(ports, vec![20_000, 20_001, 20_002]);
+}
+
+#[test]
+fn a_static_port_fits_once_per_node() {
+    let mut w = World::new(1);
+    let o = w.run(job_with_port(2, " static = 8080 ", "a"));
+    assert_eq!(o.desired["app"].place, 1);
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(
+        o.failed["app"].dimension_exhausted["network: reserved port collision http=8080"],
+        1
+    );
+    w.node("node-9", 1000, 1000);
+    let o = w.schedule("web");
+    assert_eq!(o.desired["app"].place, 1);
+    let ports = ports_of(&w);
+    assert_eq!(ports.len(), 2);
+    assert_ne!(ports[0].0, ports[1].0, "one per node");
+    assert!(ports.iter().all(|(_, p)| *p == 8080));
+}
