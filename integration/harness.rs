@@ -261,6 +261,19 @@ impl Agent {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Waits until at least one client node is `ready` (a dev agent's own client registers
+    /// a moment after the agent starts).
+    pub fn wait_node_ready(&self) {
+        wait_for("a ready node", || {
+            let out = stdout(&self.yurt(&["node", "status"]));
+            if out.lines().skip(1).any(|l| l.trim_end().ends_with("ready")) {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        });
+    }
+
     /// Waits until `job status JOB` shows `n` allocations desired `run` and `running`.
     pub fn wait_running(&self, job: &str, n: usize) -> Vec<String> {
         wait_for(&format!("{n} running allocations of {job}"), || {

@@ -272,6 +272,7 @@ fn separate_server_and_client_agents_run_a_job() {
 fn tasks_get_their_own_dynamic_ports_and_alloc_index() {
     let dir = TestDir::new();
     let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
     let job = dir.path.join("ports.hcl");
     std::fs::write(
         &job,
@@ -339,4 +340,100 @@ fn tasks_get_their_own_dynamic_ports_and_alloc_index() {
         .map(|i| lines.iter().any(|l| l.contains(i)))
         .collect();
     assert_eq!(indexes, vec![true, true], "{lines:?}");
+}
+
+#[test]
+fn stopping_sends_kill_signal_then_sigkill_after_kill_timeout() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    let job = dir.path.join("signals.hcl");
+    std::fs::write(
+        &job,
+        r#"job "signals" {
+  group "polite" {
+    task "t" {
+      driver      = "raw_exec"
+      kill_signal = "SIGINT"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "trap 'echo got INT; exit 0' INT; echo ready; while true; do sleep 0.1; done"]
+      }
+      resources {
+        memory = 32
+      }
+    }
+  }
+  group "stubborn" {
+    task "t" {
+      driver       = "raw_exec"
+      kill_timeout = "1s"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"]
+      }
+      resources {
+        memory = 32
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    let allocs = agent.wait_running("signals", 2);
+    for a in &allocs {
+        wait_for("the task to be ready", || {
+            let out = stdout(&agent.yurt(&["alloc", "logs", a]));
+            if out.contains("ready") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        });
+    }
+    let pids = task_pids(&agent.data_dir);
+    agent.ok(&["job", "stop", "signals"]);
+    wait_for("both tasks to end", || {
+        let live: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if live.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{live:?}"))
+        }
+    });
+    let polite = allocs
+        .iter()
+        .find(|a| {
+            agent
+                .ok(&["alloc", "status", a])
+                .contains("signals.polite[0]")
+        })
+        .unwrap();
+    let stubborn = allocs.iter().find(|a| *a != polite).unwrap();
+    let polite_status = agent.ok(&["alloc", "status", polite]);
+    assert!(polite_status.contains("Sent SIGINT"), "{polite_status}");
+    let polite_logs = stdout(&agent.yurt(&["alloc", "logs", polite]));
+    assert!(
+        polite_logs.contains("got INT"),
+        "the task saw its kill_signal: {polite_logs}"
+    );
+    // The stubborn task ignored SIGTERM; SIGKILL ended it after kill_timeout.
+    let stubborn_status = wait_for("the stubborn task to be terminated", || {
+        let s = agent.ok(&["alloc", "status", stubborn]);
+        if s.contains("Terminated") {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    });
+    assert!(
+        stubborn_status.contains("Sent SIGTERM"),
+        "{stubborn_status}"
+    );
+    assert!(
+        stubborn_status.contains("Exit Code: 137, Signal: 9"),
+        "{stubborn_status}"
+    );
 }

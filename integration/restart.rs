@@ -11,6 +11,7 @@ fn sigkilled_agent_recovers_state_and_keeps_tasks() {
     // A low snapshot threshold so recovery uses a snapshot plus the log after it.
     let args = ["-dev", "-raft-snapshot-threshold", "5"];
     let mut agent = Agent::start(&data, &args);
+    agent.wait_node_ready();
     agent.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
     agent.wait_running("web", 2);
     agent.ok(&["job", "run", web_job(&dir.path, "hi").to_str().unwrap()]);

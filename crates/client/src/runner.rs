@@ -241,7 +241,7 @@ impl Client {
 
     /// Asks every running task of an allocation to stop: SIGTERM now, SIGKILL after kill_timeout.
     fn stop_tasks(&self, local: &mut LocalAlloc) {
-        let timeouts: BTreeMap<String, u64> = local
+        let how: BTreeMap<String, (u64, Signal)> = local
             .alloc
             .job
             .as_ref()
@@ -253,18 +253,24 @@ impl Client {
             .map(|g| {
                 g.tasks
                     .iter()
-                    .map(|t| (t.name.clone(), t.kill_timeout_ms))
+                    .map(|t| {
+                        let signal = t.kill_signal.parse().unwrap_or(Signal::SIGTERM);
+                        (t.name.clone(), (t.kill_timeout_ms, signal))
+                    })
                     .collect()
             })
             .unwrap_or_default();
         for (name, t) in local.tasks.iter_mut() {
             t.restart_at_ms = None;
             if t.state.state == TASK_RUNNING {
+                let (timeout, signal) = how.get(name).copied().unwrap_or((5_000, Signal::SIGTERM));
                 if let Some(pid) = executor::read_pid(&t.exec_dir) {
-                    executor::signal_group(pid, Signal::SIGTERM);
+                    executor::signal_group(pid, signal);
                 }
-                t.kill_at_ms = Some(now_ms() + timeouts.get(name).copied().unwrap_or(5_000) as i64);
-                t.state.events.push(event("Killing", "Sent interrupt"));
+                t.kill_at_ms = Some(now_ms() + timeout as i64);
+                t.state
+                    .events
+                    .push(event("Killing", format!("Sent {signal}")));
             } else if t.state.state == TASK_PENDING {
                 t.state.state = TASK_DEAD.into();
                 t.state.finished_at_unix_ms = now_ms();
@@ -441,8 +447,13 @@ impl Client {
                             let task_alive =
                                 executor::read_pid(&t.exec_dir).is_some_and(executor::alive);
                             if let Some(status) = exit {
-                                let mut ev =
-                                    event("Terminated", format!("Exit Code: {}", status.code));
+                                let mut ev = event(
+                                    "Terminated",
+                                    match status.signal {
+                                        0 => format!("Exit Code: {}", status.code),
+                                        sig => format!("Exit Code: {}, Signal: {sig}", 128 + sig),
+                                    },
+                                );
                                 ev.exit_code = status.code;
                                 ev.signal = status.signal;
                                 t.state.events.push(ev);

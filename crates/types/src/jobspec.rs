@@ -236,6 +236,9 @@ pub fn canonicalize(job: &mut Job) {
             if t.kill_timeout_ms == 0 {
                 t.kill_timeout_ms = DEFAULT_KILL_TIMEOUT_MS;
             }
+            if t.kill_signal.is_empty() {
+                t.kill_signal = "SIGTERM".into();
+            }
         }
     }
 }
@@ -480,6 +483,11 @@ fn validate_update(u: &UpdateStrategy, p: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Signals a task may ask to be stopped with.
+pub const KILL_SIGNALS: &[&str] = &[
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL",
+];
+
 const OPERATORS: &[&str] = &[
     "=",
     "==",
@@ -596,6 +604,16 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
                 "config.args must be a list of strings".into(),
             );
         }
+    }
+    if !KILL_SIGNALS.contains(&t.kill_signal.as_str()) {
+        return fail(
+            format!("{tp}.kill_signal"),
+            format!(
+                "kill_signal {:?} is not one of {}",
+                t.kill_signal,
+                KILL_SIGNALS.join(", ")
+            ),
+        );
     }
     let r = t.resources.unwrap_or_default();
     if r.cpu < 1 {
@@ -890,6 +908,7 @@ fn decode_task(r: &Reader, b: &Blk, gp: &str, lines: &mut Lines) -> Result<Task,
         env: s.string_map("env", lines)?,
         meta: s.string_map("meta", lines)?,
         kill_timeout_ms: s.duration_ms("kill_timeout", lines)?.unwrap_or(0),
+        kill_signal: s.string("kill_signal", lines)?.unwrap_or_default(),
         ..Task::default()
     };
     if let Some(cb) = s.block("config")? {

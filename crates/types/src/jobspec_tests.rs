@@ -43,6 +43,7 @@ fn good_file_gets_nomad_defaults() {
     assert_eq!(t.resources.as_ref().unwrap().cpu, 100);
     assert_eq!(t.resources.as_ref().unwrap().memory_mb, 300);
     assert_eq!(t.kill_timeout_ms, 5000);
+    assert_eq!(t.kill_signal, "SIGTERM");
 }
 
 #[test]
@@ -292,6 +293,10 @@ fn malformed_files_name_file_line_and_field() {
             "bad.hcl:7: group \"g\": unknown block \"wibble\"",
         ),
         ("{ \"id\": 3 }".into(), "bad.hcl:1: syntax error"),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      kill_signal = \"SIGSTOP\"\n      config { command = \"x\" }\n    }\n  }\n}\n".into(),
+            "bad.hcl:5: kill_signal \"SIGSTOP\" is not one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGKILL",
+        ),
     ];
     assert!(cases.len() >= 20);
     let mut wrong = Vec::new();
