@@ -91,15 +91,7 @@ pub fn task_pids(data_dir: &Path) -> Vec<i32> {
 
 /// Whether a process runs (a zombie does not count).
 pub fn alive(pid: i32) -> bool {
-    if kill(Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+    yurt_client::executor::alive(pid)
 }
 
 /// Kills every task process group started by any agent whose data dir is under `root`: each

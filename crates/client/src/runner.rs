@@ -85,6 +85,13 @@ pub(crate) fn log_path(client_dir: &Path, alloc_id: &str, task: &str, stderr: bo
         .join(format!("{task}.{stream}.0"))
 }
 
+/// The task group an allocation runs, from the job version it carries.
+fn group_of(a: &Allocation) -> Option<&yurt_proto::v1::TaskGroup> {
+    a.job
+        .as_ref()
+        .and_then(|j| j.task_groups.iter().find(|g| g.name == a.task_group))
+}
+
 /// Replaces `${NAME}` with values from `env`; unknown names are left as written.
 fn interpolate(text: &str, env: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
@@ -179,10 +186,7 @@ impl Client {
                     None if a.desired_status == ALLOC_DESIRED_RUN
                         && !alloc_client_terminal(&a.client_status) =>
                     {
-                        let tasks = a
-                            .job
-                            .as_ref()
-                            .and_then(|j| j.task_groups.iter().find(|g| g.name == a.task_group))
+                        let tasks = group_of(&a)
                             .map(|g| g.tasks.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
                             .unwrap_or_default();
                         let dir = alloc_dir(&self.inner.dir, &a.id);
@@ -241,15 +245,7 @@ impl Client {
 
     /// Asks every running task of an allocation to stop: SIGTERM now, SIGKILL after kill_timeout.
     fn stop_tasks(&self, local: &mut LocalAlloc) {
-        let how: BTreeMap<String, (u64, Signal)> = local
-            .alloc
-            .job
-            .as_ref()
-            .and_then(|j| {
-                j.task_groups
-                    .iter()
-                    .find(|g| g.name == local.alloc.task_group)
-            })
+        let how: BTreeMap<String, (u64, Signal)> = group_of(&local.alloc)
             .map(|g| {
                 g.tasks
                     .iter()
@@ -285,11 +281,7 @@ impl Client {
         t: &mut LocalTask,
     ) -> Result<(), String> {
         let a = &local.alloc;
-        let job = a.job.clone().unwrap_or_default();
-        let task = job
-            .task_groups
-            .iter()
-            .find(|g| g.name == a.task_group)
+        let task = group_of(a)
             .and_then(|g| g.tasks.iter().find(|x| x.name == task_name))
             .ok_or_else(|| format!("task {task_name:?} is not in the allocation's job"))?;
         let adir = alloc_dir(&self.inner.dir, &a.id);
@@ -413,15 +405,7 @@ impl Client {
                     .job
                     .as_ref()
                     .is_some_and(|j| j.r#type == JOB_TYPE_BATCH);
-                let policy = local
-                    .alloc
-                    .job
-                    .as_ref()
-                    .and_then(|j| {
-                        j.task_groups
-                            .iter()
-                            .find(|g| g.name == local.alloc.task_group)
-                    })
+                let policy = group_of(&local.alloc)
                     .and_then(|g| g.restart.clone())
                     .unwrap_or_default();
                 let names: Vec<String> = local.tasks.keys().cloned().collect();

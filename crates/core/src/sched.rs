@@ -427,22 +427,28 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Resources on a node not taken by live allocations or by this run's placements.
-    fn free(&self, node: &Node) -> (i64, i64) {
-        let total = node.resources.unwrap_or_default();
-        let mut cpu = i64::from(total.cpu);
-        let mut mem = i64::from(total.memory_mb);
-        let stopping: Vec<&str> = self
+    /// The live allocations on a node that stay: less those this run stops.
+    fn staying_allocs(&self, node: &Node) -> Vec<&Allocation> {
+        let stopping: BTreeSet<&str> = self
             .out
             .allocs
             .iter()
             .filter(|a| a.desired_status != ALLOC_DESIRED_RUN)
             .map(|a| a.id.as_str())
             .collect();
-        for a in self.state.node_allocs(&node.id) {
-            if alloc_terminal(a) || stopping.contains(&a.id.as_str()) {
-                continue;
-            }
+        self.state
+            .node_allocs(&node.id)
+            .into_iter()
+            .filter(|a| !alloc_terminal(a) && !stopping.contains(a.id.as_str()))
+            .collect()
+    }
+
+    /// Resources on a node not taken by live allocations or by this run's placements.
+    fn free(&self, node: &Node) -> (i64, i64) {
+        let total = node.resources.unwrap_or_default();
+        let mut cpu = i64::from(total.cpu);
+        let mut mem = i64::from(total.memory_mb);
+        for a in self.staying_allocs(node) {
             let r = a.resources.unwrap_or_default();
             cpu -= i64::from(r.cpu);
             mem -= i64::from(r.memory_mb);
@@ -457,18 +463,7 @@ impl Run<'_> {
     /// Host ports taken on a node: by its live allocations (less those this run stops) and by
     /// this run's placements.
     fn used_ports(&self, node: &Node) -> BTreeSet<u32> {
-        let stopping: BTreeSet<&str> = self
-            .out
-            .allocs
-            .iter()
-            .filter(|a| a.desired_status != ALLOC_DESIRED_RUN)
-            .map(|a| a.id.as_str())
-            .collect();
-        let live = self
-            .state
-            .node_allocs(&node.id)
-            .into_iter()
-            .filter(|a| !alloc_terminal(a) && !stopping.contains(a.id.as_str()));
+        let live = self.staying_allocs(node).into_iter();
         let planned = self
             .out
             .allocs

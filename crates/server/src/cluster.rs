@@ -429,21 +429,9 @@ pub async fn leave(cluster: &Cluster, raft: &Raft) {
 
 async fn remove_via_leader(raft: &Raft, me: NodeId) -> Result<(), String> {
     use yurt_proto::v1::operator_client::OperatorClient;
-    let m = raft.metrics().borrow().clone();
-    let addr = m
-        .current_leader
-        .and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        })
-        .ok_or("no cluster leader")?;
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect()
+    let channel = crate::raft::dial_leader(raft)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|s| s.message().to_string())?;
     OperatorClient::new(channel)
         .remove_peer(yurt_proto::v1::RemovePeerRequest {
             peer: me.to_string(),

@@ -25,9 +25,8 @@ pub async fn run_eval_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied = state.subscribe();
-    let me = raft.metrics().borrow().id;
     loop {
-        let leader = raft.metrics().borrow().current_leader == Some(me);
+        let leader = crate::raft::is_leader(&raft);
         if leader && state.read(|s| s.cluster_id.is_empty()) {
             let id = uuid::Uuid::new_v4().to_string();
             let set = yurt_core::internal::command::Kind::SetClusterId(

@@ -2,7 +2,6 @@
 //! Membership changes run on the leader; a follower passes them on to it.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use openraft::{ChangeMembers, ServerState};
 use tonic::transport::Channel;
@@ -39,25 +38,8 @@ fn split_addr(addr: &str) -> (String, u32) {
 }
 
 impl OperatorService {
-    fn leader_addr(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow().clone();
-        let leader = m.current_leader?;
-        m.membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
-    }
-
     async fn leader_client(&self) -> Result<OperatorClient<Channel>, Status> {
-        let addr = self
-            .leader_addr()
-            .ok_or_else(|| Status::unavailable("no cluster leader"))?;
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|_| Status::unavailable(format!("cannot reach the leader at {addr}")))?;
+        let channel = crate::raft::dial_leader(&self.raft).await?;
         Ok(OperatorClient::new(channel))
     }
 

@@ -66,25 +66,10 @@ impl Api {
     /// A client for the leader's `Nodes` service when this server is not the leader (heartbeats
     /// are tracked on the leader only); `None` on the leader.
     async fn leader_nodes(&self) -> Result<Option<NodesClient<Channel>>, Status> {
-        let m = self.reads.raft.metrics().borrow().clone();
-        if m.current_leader == Some(m.id) {
+        if crate::raft::is_leader(&self.reads.raft) {
             return Ok(None);
         }
-        let addr = m
-            .current_leader
-            .and_then(|l| {
-                m.membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.addr.clone())
-            })
-            .ok_or_else(|| Status::unavailable("no cluster leader"))?;
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|_| Status::unavailable(format!("cannot reach the leader at {addr}")))?;
+        let channel = crate::raft::dial_leader(&self.reads.raft).await?;
         Ok(Some(NodesClient::new(channel)))
     }
 

@@ -216,33 +216,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
-        let keys: Vec<sled::IVec> = self
-            .logs
-            .range(key(log_id.index)..)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        for k in keys {
-            self.logs
-                .remove(k)
-                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        }
+        self.remove_entries(key(log_id.index)..)?;
         self.flush().await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         self.put_meta("last_purged", &log_id).await?;
+        self.remove_entries(..=key(log_id.index))?;
+        self.flush().await
+    }
+}
+
+impl LogStore {
+    /// Removes the log entries whose keys fall in `range` (not flushed).
+    fn remove_entries<R: RangeBounds<[u8; 8]>>(&self, range: R) -> Result<(), StorageError> {
+        let delete_err = |e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e);
         let keys: Vec<sled::IVec> = self
             .logs
-            .range(..=key(log_id.index))
+            .range(range)
             .keys()
             .collect::<Result<_, _>>()
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            .map_err(delete_err)?;
         for k in keys {
-            self.logs
-                .remove(k)
-                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            self.logs.remove(k).map_err(delete_err)?;
         }
-        self.flush().await
+        Ok(())
     }
 }

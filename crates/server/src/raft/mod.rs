@@ -49,4 +49,31 @@ openraft::declare_raft_types!(
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
+
+/// A connection to the current leader's gRPC endpoint (the public API and the Raft transport
+/// share it), for the calls that only the leader may answer.
+pub async fn dial_leader(raft: &Raft) -> Result<tonic::transport::Channel, tonic::Status> {
+    let m = raft.metrics().borrow().clone();
+    let addr = m
+        .current_leader
+        .and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        })
+        .ok_or_else(|| tonic::Status::unavailable("no cluster leader"))?;
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| tonic::Status::internal(e.to_string()))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|_| tonic::Status::unavailable(format!("cannot reach the leader at {addr}")))
+}
+
+/// Whether this server is the leader right now.
+pub fn is_leader(raft: &Raft) -> bool {
+    let m = raft.metrics().borrow().clone();
+    m.current_leader == Some(m.id)
+}
 pub type StorageError = openraft::StorageError<NodeId>;
