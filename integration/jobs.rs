@@ -437,3 +437,87 @@ fn stopping_sends_kill_signal_then_sigkill_after_kill_timeout() {
         "{stubborn_status}"
     );
 }
+
+#[test]
+fn a_crashing_task_is_restarted_then_its_allocation_rescheduled_until_attempts_run_out() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    let job = dir.path.join("crash.hcl");
+    std::fs::write(
+        &job,
+        r#"job "crash" {
+  group "g" {
+    restart {
+      attempts = 1
+      delay    = "1s"
+      interval = "10s"
+      mode     = "fail"
+    }
+    reschedule {
+      attempts       = 1
+      interval       = "1h"
+      delay          = "1s"
+      delay_function = "constant"
+      unlimited      = false
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo boom; exit 3"]
+      }
+      resources {
+        memory = 32
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    let allocs = wait_for(
+        "two failed allocations, the second replacing the first",
+        || {
+            let out = agent.ok(&["job", "status", "-json", "crash"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let allocs = v["allocations"].as_array().cloned().unwrap_or_default();
+            let failed = allocs
+                .iter()
+                .filter(|a| a["client_status"] == "failed")
+                .count();
+            if allocs.len() == 2 && failed == 2 {
+                Ok(allocs)
+            } else {
+                Err(out)
+            }
+        },
+    );
+    let first = allocs
+        .iter()
+        .find(|a| a["previous_allocation"] == "")
+        .unwrap();
+    let second = allocs
+        .iter()
+        .find(|a| a["previous_allocation"] != "")
+        .unwrap();
+    assert_eq!(second["previous_allocation"], first["id"]);
+    assert_eq!(first["next_allocation"], second["id"]);
+    assert_eq!(
+        first["desired_description"],
+        "alloc was rescheduled because it failed"
+    );
+    let status = agent.ok(&["alloc", "status", first["id"].as_str().unwrap()]);
+    assert!(
+        status.contains("Restarting"),
+        "restarted once on its node first:\n{status}"
+    );
+    assert!(status.contains("Exit Code: 3"), "{status}");
+    assert!(status.contains("Not Restarting"), "{status}");
+    // No third try: the one reschedule attempt is used.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = agent.ok(&["job", "status", "-json", "crash"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allocations"].as_array().map(Vec::len), Some(2), "{out}");
+}

@@ -3,6 +3,7 @@
 //!
 //! - [`state`]: the replicated state and the deterministic state machine `apply(index, command)`,
 //!   plus snapshot encoding with a format version.
+//! - [`reschedule`]: when a failed allocation may be replaced, and after what delay.
 //! - [`heartbeat`]: heartbeat TTLs and node expiry.
 //! - [`backup`]: snapshot files for `operator snapshot save/restore`, checksummed.
 //! - [`autopilot`]: the leader's Raft membership decisions (join, promote, remove).
@@ -12,6 +13,7 @@
 pub mod autopilot;
 pub mod backup;
 pub mod heartbeat;
+pub mod reschedule;
 pub mod sched;
 pub mod state;
 

@@ -17,7 +17,7 @@ use crate::internal::{command, ApplyPlan, Command, JobRegister};
 use crate::state::State;
 use crate::v1::{
     AllocMetric, Allocation, Constraint, DesiredUpdates, Evaluation, Job, JobDiff, Node, Port,
-    Resources, TaskGroup,
+    RescheduleEvent, Resources, TaskGroup,
 };
 
 /// Everything one scheduler run decided.
@@ -30,6 +30,8 @@ pub struct Outcome {
     pub failed: BTreeMap<String, AllocMetric>,
     /// Per group, how many allocations wait for room.
     pub queued: BTreeMap<String, u32>,
+    /// When a failed allocation becomes due for rescheduling (Unix ms), if one waits.
+    pub followup_at: Option<i64>,
 }
 
 /// Runs the scheduler for `job_id` against `state`. `new_id` makes allocation IDs.
@@ -37,11 +39,13 @@ pub fn schedule(
     state: &State,
     job_id: &str,
     eval_id: &str,
+    now: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Outcome {
     let mut run = Run {
         state,
         eval_id,
+        now,
         new_id,
         out: Outcome::default(),
         planned: BTreeMap::new(),
@@ -71,6 +75,18 @@ pub fn schedule(
             run.system_group(job, g, &group_allocs);
         } else {
             run.count_group(job, g, &group_allocs);
+        }
+    }
+    // One delayed evaluation per due time is enough.
+    if let Some(due) = run.out.followup_at {
+        let waiting = state.evals.values().any(|e| {
+            e.job_id == job_id
+                && e.status == EVAL_PENDING
+                && e.wait_until_unix_ms > now
+                && e.wait_until_unix_ms <= due
+        });
+        if waiting {
+            run.out.followup_at = None;
         }
     }
     run.out
@@ -109,6 +125,20 @@ pub fn plan_command(
             done.blocked_eval = blocked.id.clone();
             new_evals.push(blocked);
         }
+    }
+    if let Some(due) = outcome.followup_at {
+        new_evals.push(Evaluation {
+            id: new_id(),
+            priority: eval.priority,
+            r#type: eval.r#type.clone(),
+            triggered_by: TRIGGER_ALLOC_RESCHEDULE.into(),
+            job_id: eval.job_id.clone(),
+            status: EVAL_PENDING.into(),
+            status_description: DESC_DELAYED_EVAL.into(),
+            previous_eval: eval.id.clone(),
+            wait_until_unix_ms: due,
+            ..Evaluation::default()
+        });
     }
     Command {
         now_unix_ms: now,
@@ -172,7 +202,7 @@ pub fn plan_job(state: &State, job: &Job, now: i64) -> PlanResult {
     // Registration without enforcement cannot fail.
     let _ = scratch.apply(state.index + 1, &cmd);
     let mut n = 0;
-    let outcome = schedule(&scratch, &job.id, "plan", &mut || {
+    let outcome = schedule(&scratch, &job.id, "plan", now, &mut || {
         n += 1;
         format!("plan-{n}")
     });
@@ -257,6 +287,7 @@ fn name_index(name: &str) -> Option<u32> {
 struct Run<'a> {
     state: &'a State,
     eval_id: &'a str,
+    now: i64,
     new_id: &'a mut dyn FnMut() -> String,
     out: Outcome,
     /// Resources taken on each node by placements of this run.
@@ -358,10 +389,64 @@ impl Run<'_> {
             // A replacement is counted as the destructive update, not as a new placement.
             self.place(job, g, idx, &prev, None, false);
         }
+        self.reschedule_failed(job, g, allocs, &mut taken);
         for idx in 0..g.count {
             if !taken.contains_key(&idx) {
                 self.place(job, g, idx, "", None, true);
             }
+        }
+    }
+
+    /// Failed allocations not yet replaced: each takes its slot back with a replacement when
+    /// the `reschedule` policy allows it now, waits for a follow-up evaluation when the policy
+    /// wants a delay, and keeps its slot empty when no attempts are left.
+    fn reschedule_failed(
+        &mut self,
+        job: &Job,
+        g: &TaskGroup,
+        allocs: &[&Allocation],
+        taken: &mut BTreeMap<u32, ()>,
+    ) {
+        let failed = allocs.iter().filter(|a| {
+            a.client_status == ALLOC_FAILED
+                && a.desired_status == ALLOC_DESIRED_RUN
+                && a.next_allocation.is_empty()
+        });
+        for a in failed {
+            let Some(idx) = name_index(&a.name).filter(|i| *i < g.count) else {
+                continue;
+            };
+            if taken.insert(idx, ()).is_some() {
+                continue;
+            }
+            let delay = g
+                .reschedule
+                .as_ref()
+                .and_then(|p| crate::reschedule::next_delay(p, &a.reschedule_events, self.now));
+            let Some(delay) = delay else { continue };
+            let due = a.modify_time_unix_ms + delay as i64;
+            if due > self.now {
+                self.out.followup_at = Some(self.out.followup_at.map_or(due, |t| t.min(due)));
+                continue;
+            }
+            let Some(i) = self.place(job, g, idx, &a.id, None, true) else {
+                continue;
+            };
+            let mut events = a.reschedule_events.clone();
+            events.push(RescheduleEvent {
+                time_unix_ms: self.now,
+                prev_alloc_id: a.id.clone(),
+                prev_node_id: a.node_id.clone(),
+                delay_ms: delay,
+            });
+            // Only the last few matter for the policy.
+            let keep = events.len().saturating_sub(5);
+            self.out.allocs[i].reschedule_events = events.split_off(keep);
+            let mut old = (*a).clone();
+            old.next_allocation = self.out.allocs[i].id.clone();
+            old.desired_description = DESC_RESCHEDULED.into();
+            old.eval_id = self.eval_id.into();
+            self.out.allocs.push(old);
         }
     }
 
@@ -515,7 +600,7 @@ impl Run<'_> {
         previous: &str,
         only: Option<&Node>,
         count_as_place: bool,
-    ) {
+    ) -> Option<usize> {
         let need = group_resources(g);
         let mut metric = AllocMetric::default();
         let mut best: Option<(f64, &Node)> = None;
@@ -573,7 +658,7 @@ impl Run<'_> {
                 *e = (*e).max(v);
             }
             *self.out.queued.entry(g.name.clone()).or_default() += 1;
-            return;
+            return None;
         };
         let ports = self.assign_ports(g, node).unwrap_or_default();
         let planned = self.planned.entry(node.id.clone()).or_default();
@@ -599,6 +684,7 @@ impl Run<'_> {
         if count_as_place {
             self.desired(&g.name).place += 1;
         }
+        Some(self.out.allocs.len() - 1)
     }
 }
 

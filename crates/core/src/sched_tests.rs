@@ -41,6 +41,7 @@ struct World {
     state: State,
     index: u64,
     ids: u32,
+    now: i64,
 }
 
 impl World {
@@ -49,6 +50,7 @@ impl World {
             state: State::default(),
             index: 0,
             ids: 0,
+            now: 1,
         };
         for i in 0..nodes {
             w.node(&format!("node-{i}"), 1000, 1000);
@@ -59,7 +61,7 @@ impl World {
     fn apply(&mut self, kind: command::Kind) {
         self.index += 1;
         let cmd = Command {
-            now_unix_ms: 1,
+            now_unix_ms: self.now,
             ignore_if_unknown: false,
             kind: Some(kind),
         };
@@ -96,7 +98,7 @@ impl World {
 
     fn schedule(&mut self, job_id: &str) -> Outcome {
         let ids = &mut self.ids;
-        let out = schedule(&self.state, job_id, "eval", &mut || {
+        let out = schedule(&self.state, job_id, "eval", self.now, &mut || {
             *ids += 1;
             format!("alloc-{ids}")
         });
@@ -419,4 +421,151 @@ fn a_static_port_fits_once_per_node() {
     assert_eq!(ports.len(), 2);
     assert_ne!(ports[0].0, ports[1].0, "one per node");
     assert!(ports.iter().all(|(_, p)| *p == 8080));
+}
+
+fn job_with_reschedule(policy: &str) -> Job {
+    parse_hcl(
+        "t.hcl",
+        &format!(
+            r#"job "web" {{
+  group "app" {{
+    reschedule {{
+      {policy}
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/false"
+      }}
+      resources {{
+        memory = 50
+      }}
+    }}
+  }}
+}}"#
+        ),
+    )
+    .unwrap()
+}
+
+impl World {
+    /// The client reports an allocation failed, at the world's current time.
+    fn fail(&mut self, alloc_id: &str) {
+        let node = self.state.allocs[alloc_id].node_id.clone();
+        self.apply(command::Kind::AllocClientUpdates(
+            crate::internal::AllocClientUpdates {
+                node_id: node,
+                evals: vec![],
+                updates: vec![crate::v1::AllocClientUpdate {
+                    alloc_id: alloc_id.into(),
+                    client_status: ALLOC_FAILED.into(),
+                    ..Default::default()
+                }],
+            },
+        ));
+    }
+
+    fn live(&self) -> Vec<String> {
+        self.state
+            .allocs
+            .values()
+            .filter(|a| !alloc_terminal(a))
+            .map(|a| a.id.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn a_failed_allocation_is_replaced_after_its_delay_until_attempts_run_out() {
+    let mut w = World::new(2);
+    w.now = 100_000;
+    w.run(job_with_reschedule(
+        r#"attempts = 1
+      interval = "1h"
+      delay = "5s"
+      delay_function = "constant"
+      unlimited = false"#,
+    ));
+    let first = w.live()[0].clone();
+    w.fail(&first);
+
+    // Too early: nothing placed, a follow-up is asked for when the delay has passed.
+    w.now = 101_000;
+    let o = w.schedule("web");
+    assert!(w.live().is_empty());
+    assert_eq!(o.followup_at, Some(105_000));
+
+    w.now = 105_000;
+    let o = w.schedule("web");
+    assert_eq!(o.desired["app"].place, 1);
+    let second = w.live()[0].clone();
+    let s = &w.state.allocs[&second];
+    assert_eq!(
+        (s.previous_allocation.as_str(), s.name.as_str()),
+        (first.as_str(), "web.app[0]")
+    );
+    assert_eq!(s.reschedule_events.len(), 1);
+    assert_eq!(s.reschedule_events[0].prev_alloc_id, first);
+    let old = &w.state.allocs[&first];
+    assert_eq!(
+        (
+            old.next_allocation.as_str(),
+            old.desired_description.as_str()
+        ),
+        (second.as_str(), DESC_RESCHEDULED)
+    );
+
+    // The replacement fails too: its one attempt is used up, so the slot stays empty.
+    w.fail(&second);
+    w.now = 200_000;
+    let o = w.schedule("web");
+    assert!(w.live().is_empty());
+    assert_eq!((o.desired["app"].place, o.followup_at), (0, None));
+}
+
+#[test]
+fn unlimited_exponential_rescheduling_doubles_the_delay() {
+    let mut w = World::new(1);
+    w.now = 0;
+    w.run(job_with_reschedule(
+        r#"delay = "10s"
+      delay_function = "exponential"
+      max_delay = "1m"
+      unlimited = true"#,
+    ));
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let current = w.live()[0].clone();
+        w.fail(&current);
+        let o = w.schedule("web");
+        let due = o.followup_at.expect("a delayed follow-up");
+        delays.push(due - w.now);
+        w.now = due;
+        w.schedule("web");
+    }
+    assert_eq!(delays, vec![10_000, 20_000, 40_000, 60_000]);
+    // A follow-up already waiting is not asked for twice.
+    let current = w.live()[0].clone();
+    w.fail(&current);
+    let o = w.schedule("web");
+    let eval = new_eval(
+        &w.state.jobs["web"].clone(),
+        "e".into(),
+        TRIGGER_JOB_REGISTER,
+    );
+    let cmd = plan_command(&eval, o, w.now, &mut || "f1".into());
+    let Some(command::Kind::ApplyPlan(p)) = &cmd.kind else {
+        panic!()
+    };
+    assert_eq!(p.new_evals.len(), 1);
+    assert_eq!(p.new_evals[0].wait_until_unix_ms, w.now + 60_000);
+    w.index += 1;
+    w.state.apply(w.index, &cmd).unwrap();
+    assert!(w.state.pending_evals(w.now).is_empty(), "not due yet");
+    assert_eq!(w.state.pending_evals(w.now + 60_000).len(), 1);
+    assert_eq!(
+        w.schedule("web").followup_at,
+        None,
+        "one is already waiting"
+    );
 }

@@ -349,6 +349,9 @@ impl State {
             a.modify_time_unix_ms = now;
             jobs.push(a.job_id.clone());
         }
+        for e in &u.evals {
+            self.insert_eval(index, now, e.clone());
+        }
         jobs.sort();
         jobs.dedup();
         for j in jobs {
@@ -420,12 +423,13 @@ impl State {
             .collect()
     }
 
-    /// Pending evaluations, oldest first: the scheduler's queue.
-    pub fn pending_evals(&self) -> Vec<&Evaluation> {
+    /// Evaluations due at `now`, oldest first: the scheduler's queue. Delayed ones wait until
+    /// their `wait_until`.
+    pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {
         let mut v: Vec<&Evaluation> = self
             .evals
             .values()
-            .filter(|e| e.status == EVAL_PENDING)
+            .filter(|e| e.status == EVAL_PENDING && e.wait_until_unix_ms <= now)
             .collect();
         v.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.create_index));
         v
@@ -647,6 +651,7 @@ mod tests {
         let report = Command {
             kind: Some(command::Kind::AllocClientUpdates(AllocClientUpdates {
                 node_id: "n1".into(),
+                evals: vec![],
                 updates: vec![AllocClientUpdate {
                     alloc_id: "a1".into(),
                     client_status: ALLOC_RUNNING.into(),

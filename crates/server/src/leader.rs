@@ -40,12 +40,13 @@ pub async fn run_eval_loop(
             }
         }
         if leader {
+            let now = now_unix_ms();
             let pending: Vec<yurt_core::v1::Evaluation> =
-                state.read(|s| s.pending_evals().into_iter().cloned().collect());
+                state.read(|s| s.pending_evals(now).into_iter().cloned().collect());
             for eval in pending {
                 let cmd = state.read(|s| {
-                    let outcome = schedule(s, &eval.job_id, &eval.id, &mut new_id);
-                    plan_command(&eval, outcome, now_unix_ms(), &mut new_id)
+                    let outcome = schedule(s, &eval.job_id, &eval.id, now, &mut new_id);
+                    plan_command(&eval, outcome, now, &mut new_id)
                 });
                 match writer.submit(cmd).await {
                     Ok(r) => {

@@ -42,6 +42,10 @@ pub const DESC_NOT_NEEDED: &str = "alloc not needed due to job update";
 pub const DESC_UPDATING: &str = "alloc is being updated due to job update";
 pub const DESC_JOB_STOPPED: &str = "alloc not needed since job was stopped";
 pub const DESC_BLOCKED_EVAL: &str = "created to place remaining allocations";
+pub const DESC_DELAYED_EVAL: &str = "created for delayed rescheduling";
+pub const DESC_RESCHEDULED: &str = "alloc was rescheduled because it failed";
+pub const TRIGGER_ALLOC_FAILURE: &str = "alloc-failure";
+pub const TRIGGER_ALLOC_RESCHEDULE: &str = "alloc-reschedule";
 
 /// Whether a client status is terminal (the allocation will not run again).
 pub fn alloc_client_terminal(client_status: &str) -> bool {
