@@ -521,3 +521,51 @@ fn a_crashing_task_is_restarted_then_its_allocation_rescheduled_until_attempts_r
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["allocations"].as_array().map(Vec::len), Some(2), "{out}");
 }
+
+#[test]
+fn alloc_logs_tail_prints_the_last_lines_and_stderr_separately() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    let job = dir.path.join("chatty.hcl");
+    std::fs::write(
+        &job,
+        r#"job "chatty" {
+  type = "batch"
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "i=1; while [ $i -le 50 ]; do echo line-$i; i=$((i+1)); done; echo oops >&2"]
+      }
+      resources {
+        memory = 32
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    let id = wait_for("the batch allocation to complete", || {
+        let out = agent.ok(&["job", "status", "-json", "chatty"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        match v["allocations"].as_array().and_then(|a| a.first()) {
+            Some(a) if a["client_status"] == "complete" => {
+                Ok(a["id"].as_str().unwrap().to_string())
+            }
+            _ => Err(out),
+        }
+    });
+    assert_eq!(
+        agent.ok(&["alloc", "logs", "-tail", "-n", "3", &id]),
+        "line-48\nline-49\nline-50\n"
+    );
+    assert_eq!(agent.ok(&["alloc", "logs", &id]).lines().count(), 50);
+    assert_eq!(agent.ok(&["alloc", "logs", "-stderr", &id]), "oops\n");
+    // A batch job whose allocations all completed is dead.
+    let status = agent.ok(&["job", "status", "chatty"]);
+    assert!(status.contains("Status      = dead"), "{status}");
+}

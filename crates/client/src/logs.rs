@@ -54,15 +54,20 @@ impl ClientFs for LogService {
             req.limit.min(MAX_CHUNK)
         };
         let mut data = Vec::new();
+        let mut start = req.offset;
         if let Ok(mut f) = std::fs::File::open(&path) {
-            f.seek(SeekFrom::Start(req.offset))
+            if req.from_end {
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                start = size.saturating_sub(req.offset);
+            }
+            f.seek(SeekFrom::Start(start))
                 .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
             f.take(limit)
                 .read_to_end(&mut data)
                 .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
         }
         Ok(Response::new(LogsResponse {
-            next_offset: req.offset + data.len() as u64,
+            next_offset: start + data.len() as u64,
             data,
             finished: t.state.state == TASK_DEAD,
         }))

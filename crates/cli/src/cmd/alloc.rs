@@ -27,6 +27,12 @@ pub enum AllocCmd {
         /// Keep printing new output until the task ends.
         #[arg(short = 'f')]
         follow: bool,
+        /// Start from the end: print only the last -n lines.
+        #[arg(long)]
+        tail: bool,
+        /// With -tail, how many lines.
+        #[arg(short = 'n', default_value_t = 10)]
+        lines: usize,
     },
 }
 
@@ -102,9 +108,35 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
             task,
             stderr,
             follow,
+            tail,
+            lines,
         } => {
             let mut offset = 0;
             let mut stdout = std::io::stdout();
+            if tail {
+                // The last 64 KiB hold the last lines of any sane log; print the last `lines`.
+                let r = allocs
+                    .logs(LogsRequest {
+                        alloc_id: alloc.clone(),
+                        task: task.clone().unwrap_or_default(),
+                        stderr,
+                        offset: 64 * 1024,
+                        limit: 64 * 1024,
+                        from_end: true,
+                    })
+                    .await
+                    .map_err(CliError::api("reading logs"))?
+                    .into_inner();
+                let text = String::from_utf8_lossy(&r.data);
+                let all: Vec<&str> = text.split_inclusive('\n').collect();
+                let _ =
+                    stdout.write_all(all[all.len().saturating_sub(lines)..].concat().as_bytes());
+                let _ = stdout.flush();
+                offset = r.next_offset;
+                if !follow || r.finished {
+                    return Ok(0);
+                }
+            }
             loop {
                 let r = allocs
                     .logs(LogsRequest {
@@ -113,6 +145,7 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                         stderr,
                         offset,
                         limit: 0,
+                        from_end: false,
                     })
                     .await
                     .map_err(CliError::api("reading logs"))?
