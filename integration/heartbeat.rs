@@ -143,6 +143,15 @@ fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays
     client.restart(&args);
     let after = server.wait_running("web", 2);
     assert_eq!(after, allocs, "same allocations");
+    let verbose = server.ok(&["node", "status", "-verbose", "node-a"]);
+    let ttl = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("Heartbeat TTL"))
+        .and_then(|l| l.trim_start().strip_prefix("= "))
+        .and_then(|v| yurt_types::duration::parse(v).ok())
+        .unwrap_or_else(|| panic!("no heartbeat TTL in:\n{verbose}"));
+    assert!(ttl >= std::time::Duration::from_secs(2), "{verbose}");
+    assert!(verbose.contains("Last Heartbeat"), "{verbose}");
     let mut now = task_pids(&client.data_dir);
     now.sort();
     assert_eq!(now, pids, "same task processes");

@@ -40,6 +40,8 @@ pub fn ttl_ms(cfg: &Config, nodes: usize, jitter: f64) -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tracker {
     deadlines: BTreeMap<String, i64>,
+    /// The last heartbeat of each node and the TTL it was given.
+    last: BTreeMap<String, (i64, u64)>,
 }
 
 impl Tracker {
@@ -48,6 +50,12 @@ impl Tracker {
     pub fn beat(&mut self, cfg: &Config, node: &str, now: i64, ttl_ms: u64) {
         self.deadlines
             .insert(node.to_string(), now + (ttl_ms + cfg.grace_ms) as i64);
+        self.last.insert(node.to_string(), (now, ttl_ms));
+    }
+
+    /// When `node` last heartbeated to this leader and the TTL it was handed.
+    pub fn last_beat(&self, node: &str) -> Option<(i64, u64)> {
+        self.last.get(node).copied()
     }
 
     /// On gaining leadership: every node still alive in the state gets the failover TTL,
@@ -63,11 +71,13 @@ impl Tracker {
     /// Forgets every node (on losing leadership).
     pub fn clear(&mut self) {
         self.deadlines.clear();
+        self.last.clear();
     }
 
     /// Stops tracking a node (it is down, or gone).
     pub fn forget(&mut self, node: &str) {
         self.deadlines.remove(node);
+        self.last.remove(node);
     }
 
     /// The nodes whose deadline has passed at `now`.

@@ -48,9 +48,14 @@ impl Heartbeats {
         ttl
     }
 
-    /// When `node` must next be heard from (Unix ms), if this server tracks it.
-    pub fn deadline(&self, node: &str) -> Option<i64> {
-        self.tracker().deadline(node)
+    /// Fills in what this leader knows of a node's heartbeats.
+    pub fn describe(&self, node: &mut yurt_core::v1::Node) {
+        let t = self.tracker();
+        if let Some((at, ttl)) = t.last_beat(&node.id) {
+            node.last_heartbeat_unix_ms = at;
+            node.heartbeat_ttl_ms = ttl;
+        }
+        node.heartbeat_deadline_unix_ms = t.deadline(&node.id).unwrap_or(0);
     }
 }
 

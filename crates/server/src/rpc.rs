@@ -232,11 +232,30 @@ impl nodes_server::Nodes for Api {
     }
 
     async fn get(&self, req: Request<GetNodeRequest>) -> Reply<Node> {
+        if req.get_ref().heartbeats {
+            // Only the leader tracks heartbeats.
+            if let Some(mut leader) = self.leader_nodes().await? {
+                return leader.get(req.into_inner()).await;
+            }
+        }
         self.barrier(&req).await?;
-        let id = req.into_inner().node_id;
-        self.state
-            .read(|s| lookup(&s.nodes, "node", &id).cloned())
-            .map(Response::new)
+        let req = req.into_inner();
+        let mut node = self.state.read(|s| {
+            // An ID prefix, or else a node's exact name.
+            lookup(&s.nodes, "node", &req.node_id)
+                .cloned()
+                .or_else(|e| {
+                    let mut named = s.nodes.values().filter(|n| n.name == req.node_id);
+                    match (named.next(), named.next()) {
+                        (Some(n), None) => Ok(n.clone()),
+                        _ => Err(e),
+                    }
+                })
+        })?;
+        if req.heartbeats {
+            self.heartbeats.describe(&mut node);
+        }
+        Ok(Response::new(node))
     }
 
     async fn register(&self, req: Request<RegisterNodeRequest>) -> Reply<NodeUpdateResponse> {

@@ -16,11 +16,18 @@ pub enum NodeCmd {
         node: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Also show the node's heartbeats as the leader sees them.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
 pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
-    let NodeCmd::Status { node, json } = cmd;
+    let NodeCmd::Status {
+        node,
+        json,
+        verbose,
+    } = cmd;
     let channel = connect(addr).await?;
     let mut nodes = NodesClient::new(channel.clone());
     let Some(id) = node else {
@@ -70,7 +77,10 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         return Ok(0);
     };
     let n = nodes
-        .get(GetNodeRequest { node_id: id })
+        .get(GetNodeRequest {
+            node_id: id,
+            heartbeats: verbose,
+        })
         .await
         .map_err(CliError::api("querying node info"))?
         .into_inner();
@@ -87,7 +97,7 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         return Ok(0);
     }
     let r = n.resources.unwrap_or_default();
-    let mut out = kv(&[
+    let mut rows = vec![
         ("ID", n.id.clone()),
         ("Name", n.name.clone()),
         ("Class", or_none(&n.node_class)),
@@ -100,7 +110,22 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         ("Version", n.version.clone()),
         ("CPU", format!("{} MHz", r.cpu)),
         ("Memory", format!("{} MiB", r.memory_mb)),
-    ]);
+    ];
+    if verbose {
+        let now = crate::output::now_ms();
+        rows.extend([
+            (
+                "Heartbeat TTL",
+                yurt_types::duration::format_ms(n.heartbeat_ttl_ms),
+            ),
+            (
+                "Last Heartbeat",
+                crate::output::ago(n.last_heartbeat_unix_ms, now),
+            ),
+            ("Down After", time(n.heartbeat_deadline_unix_ms)),
+        ]);
+    }
+    let mut out = kv(&rows);
     out.push_str("\nAllocations\n");
     let live: Vec<_> = allocs.iter().filter(|a| !alloc_terminal(a)).collect();
     if live.is_empty() {
