@@ -423,6 +423,21 @@ impl State {
             .collect()
     }
 
+    /// The jobs whose allocations these client reports newly mark failed (each once): they
+    /// need an evaluation to reschedule.
+    pub fn jobs_with_new_failures(&self, updates: &[crate::v1::AllocClientUpdate]) -> Vec<&Job> {
+        let mut jobs: Vec<&Job> = updates
+            .iter()
+            .filter(|u| u.client_status == ALLOC_FAILED)
+            .filter_map(|u| self.allocs.get(&u.alloc_id))
+            .filter(|a| a.desired_status == ALLOC_DESIRED_RUN && a.client_status != ALLOC_FAILED)
+            .filter_map(|a| self.jobs.get(&a.job_id))
+            .collect();
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        jobs.dedup_by(|a, b| a.id == b.id);
+        jobs
+    }
+
     /// Evaluations due at `now`, oldest first: the scheduler's queue. Delayed ones wait until
     /// their `wait_until`.
     pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {
@@ -679,6 +694,23 @@ mod tests {
         }
         s.apply(4, &foreign).unwrap();
         assert_eq!(s.allocs["a1"].client_status, ALLOC_RUNNING);
+        // A report of failure needs a rescheduling evaluation once, not when repeated.
+        let failed = vec![AllocClientUpdate {
+            alloc_id: "a1".into(),
+            client_status: ALLOC_FAILED.into(),
+            ..AllocClientUpdate::default()
+        }];
+        s.jobs.insert(
+            "web".into(),
+            Job {
+                id: "web".into(),
+                ..Job::default()
+            },
+        );
+        assert_eq!(s.jobs_with_new_failures(&failed).len(), 1);
+        s.allocs.get_mut("a1").unwrap().client_status = ALLOC_FAILED.into();
+        assert!(s.jobs_with_new_failures(&failed).is_empty());
+        s.allocs.get_mut("a1").unwrap().client_status = ALLOC_RUNNING.into();
         // Losing an allocation is the scheduler's call.
         let mut lost = placed;
         lost.client_status = ALLOC_LOST.into();

@@ -329,19 +329,8 @@ impl nodes_server::Nodes for Api {
         let req = req.into_inner();
         // A newly failed allocation gets its job an evaluation, which reschedules it.
         let evals = self.state.read(|s| {
-            let mut jobs: Vec<&Job> = req
-                .updates
-                .iter()
-                .filter(|u| u.client_status == ALLOC_FAILED)
-                .filter_map(|u| s.allocs.get(&u.alloc_id))
-                .filter(|a| {
-                    a.desired_status == ALLOC_DESIRED_RUN && a.client_status != ALLOC_FAILED
-                })
-                .filter_map(|a| s.jobs.get(&a.job_id))
-                .collect();
-            jobs.sort_by(|a, b| a.id.cmp(&b.id));
-            jobs.dedup_by(|a, b| a.id == b.id);
-            jobs.into_iter()
+            s.jobs_with_new_failures(&req.updates)
+                .into_iter()
                 .map(|j| new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
                 .collect()
         });
