@@ -151,6 +151,30 @@ pub fn plan_command(
     }
 }
 
+/// The command that changes a node's status, with a `node-update` evaluation for each job the
+/// change concerns (see [`State::jobs_affected_by_node`]).
+pub fn node_status_command(
+    state: &State,
+    node_id: &str,
+    status: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> command::Kind {
+    let evals = state
+        .jobs_affected_by_node(node_id)
+        .into_iter()
+        .map(|j| {
+            let mut e = new_eval(j, new_id(), TRIGGER_NODE_UPDATE);
+            e.node_id = node_id.to_string();
+            e
+        })
+        .collect();
+    command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
+        node_id: node_id.to_string(),
+        status: status.to_string(),
+        evals,
+    })
+}
+
 /// A new evaluation for a job, as written with a registration or a stop.
 pub fn new_eval(job: &Job, id: String, triggered_by: &str) -> Evaluation {
     Evaluation {

@@ -569,3 +569,42 @@ fn unlimited_exponential_rescheduling_doubles_the_delay() {
         "one is already waiting"
     );
 }
+
+#[test]
+fn a_node_status_change_evaluates_the_jobs_on_it_and_every_system_job() {
+    let mut w = World::new(2);
+    w.run(job(1, "a"));
+    let mut sys = job_src("system", 1, "a", 100, 50);
+    sys.id = "agent".into();
+    w.run(sys);
+    let busy = w
+        .state
+        .allocs
+        .values()
+        .find(|a| a.job_id == "web")
+        .unwrap()
+        .node_id
+        .clone();
+    let idle = if busy == "node-0" { "node-1" } else { "node-0" };
+    let mut n = 0;
+    let mut ids = || {
+        n += 1;
+        format!("e{n}")
+    };
+    let evals = |kind: command::Kind| match kind {
+        command::Kind::NodeStatusUpdate(u) => {
+            let mut jobs: Vec<(String, String)> =
+                u.evals.into_iter().map(|e| (e.job_id, e.node_id)).collect();
+            jobs.sort();
+            jobs
+        }
+        _ => panic!("not a node status update"),
+    };
+    let on_busy = evals(node_status_command(&w.state, &busy, NODE_DOWN, &mut ids));
+    assert_eq!(
+        on_busy,
+        vec![("agent".into(), busy.clone()), ("web".into(), busy.clone())]
+    );
+    let on_idle = evals(node_status_command(&w.state, idle, NODE_DOWN, &mut ids));
+    assert_eq!(on_idle, vec![("agent".to_string(), idle.to_string())]);
+}

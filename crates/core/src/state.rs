@@ -468,6 +468,17 @@ impl State {
         }
     }
 
+    /// A node by full ID, unique ID prefix, or else exact name.
+    pub fn find_node(&self, key: &str) -> Result<&Node, PrefixError> {
+        State::find_by_prefix(&self.nodes, key).or_else(|e| {
+            let mut named = self.nodes.values().filter(|n| n.name == key);
+            match (named.next(), named.next()) {
+                (Some(n), None) => Ok(n),
+                _ => Err(e),
+            }
+        })
+    }
+
     /// Encodes the whole state for a snapshot file.
     pub fn to_snapshot(&self, written_by: &str) -> Vec<u8> {
         let snap = StateSnapshot {
@@ -514,10 +525,23 @@ impl State {
     }
 }
 
+/// Why an ID (prefix) named nothing: `what` is the kind of object, for the sentence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrefixError {
     NotFound,
     Ambiguous,
+}
+
+impl PrefixError {
+    /// The sentence a user sees, for both APIs.
+    pub fn sentence(self, what: &str, id: &str) -> String {
+        match self {
+            PrefixError::NotFound => format!("{what} {id:?} not found"),
+            PrefixError::Ambiguous => format!(
+                "{what} ID prefix {id:?} matches more than one {what}: give more characters"
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

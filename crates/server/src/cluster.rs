@@ -114,11 +114,9 @@ impl Cluster {
     /// Every member this server knows of, itself included, with whether it is alive.
     pub fn members(&self, initialized: bool) -> Vec<(ServerMember, bool)> {
         let now = now_unix_ms();
-        let mut me = self.me.clone();
-        me.initialized = initialized;
-        let mut out = vec![(me, true)];
+        let mut out = vec![(self.me_now(initialized), true)];
         for k in self.lock().values() {
-            if k.member.id != self.me.id {
+            if k.member.id != self.me.id && self.foreign(&k.member).is_none() {
                 out.push((k.member.clone(), alive(k, now)));
             }
         }
@@ -136,7 +134,8 @@ impl Cluster {
             left: false,
         }];
         for k in self.lock().values() {
-            if k.member.id == self.me.id {
+            // Never a server of another cluster, even one seen before this one was named.
+            if k.member.id == self.me.id || self.foreign(&k.member).is_some() {
                 continue;
             }
             out.push(Member {
@@ -203,27 +202,28 @@ impl Cluster {
         }
     }
 
-    /// Marks a server as left (force-leave). Returns false if no member has that name.
-    pub fn force_leave(&self, name: &str) -> bool {
-        let mut known = self.lock();
-        let mut found = false;
-        for k in known.values_mut() {
+    /// Marks the servers with this name or address as left (force-leave).
+    pub fn force_leave(&self, name: &str) {
+        for k in self.lock().values_mut() {
             if k.member.name == name || k.member.addr == name {
                 k.member.left = true;
                 k.alive_since_ms = None;
-                found = true;
             }
         }
-        found
     }
 
-    fn gossip_message(&self, initialized: bool) -> (ServerMember, Vec<ServerMember>) {
+    /// This server as it describes itself right now.
+    fn me_now(&self, initialized: bool) -> ServerMember {
         let mut me = self.me.clone();
         me.initialized = initialized;
         me.left = self.leaving.load(std::sync::atomic::Ordering::Relaxed);
         me.cluster_id = self.cluster_id();
+        me
+    }
+
+    fn gossip_message(&self, initialized: bool) -> (ServerMember, Vec<ServerMember>) {
         let known = self.lock().values().map(|k| k.member.clone()).collect();
-        (me, known)
+        (self.me_now(initialized), known)
     }
 
     /// Answers another server's gossip.
@@ -391,28 +391,15 @@ pub async fn gossip_round(cluster: &Cluster, raft: &Raft, clients: &mut Clients)
 /// Leaves the cluster gracefully: out of the Raft configuration (through the leader), then
 /// tells every server it has left.
 pub async fn leave(cluster: &Cluster, raft: &Raft) {
-    use openraft::ChangeMembers;
-    use std::collections::BTreeSet;
     let me = cluster.me.id;
     let m = raft.metrics().borrow().clone();
     let in_config = m.membership_config.membership().get_node(&me).is_some();
     let voters = m.membership_config.membership().voter_ids().count();
     if in_config && voters > 1 {
         let result = if m.current_leader == Some(me) {
-            let change = if m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == me)
-            {
-                ChangeMembers::RemoveVoters(BTreeSet::from([me]))
-            } else {
-                ChangeMembers::RemoveNodes(BTreeSet::from([me]))
-            };
-            raft.change_membership(change, false)
+            crate::raft::remove_member(raft, me)
                 .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|s| s.message().to_string())
         } else {
             remove_via_leader(raft, me).await
         };

@@ -9,9 +9,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use tokio::sync::watch;
 use yurt_core::heartbeat::{ttl_ms, Config, Tracker};
-use yurt_core::internal::{command, NodeStatusUpdate};
-use yurt_core::sched::new_eval;
-use yurt_core::state::State;
+use yurt_core::sched::node_status_command;
 use yurt_types::status::*;
 
 use crate::raft::state_machine::StateHandle;
@@ -21,6 +19,10 @@ use crate::write::{now_unix_ms, Writer};
 pub struct Heartbeats {
     pub config: Config,
     tracker: Mutex<Tracker>,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A number in [0, 1) for the TTL jitter.
@@ -43,7 +45,6 @@ impl Heartbeats {
     /// Records a heartbeat from `node` (on the leader) and returns the TTL to hand back.
     pub fn beat(&self, node: &str, nodes: usize) -> u64 {
         let ttl = ttl_ms(&self.config, nodes, jitter());
-        tracing::debug!(node, ttl, "heartbeat");
         self.tracker().beat(&self.config, node, now_unix_ms(), ttl);
         ttl
     }
@@ -57,24 +58,6 @@ impl Heartbeats {
         }
         node.heartbeat_deadline_unix_ms = t.deadline(&node.id).unwrap_or(0);
     }
-}
-
-/// The command that changes a node's status, with an evaluation for each job it concerns.
-pub fn status_change(state: &State, node_id: &str, status: &str) -> command::Kind {
-    let evals = state
-        .jobs_affected_by_node(node_id)
-        .into_iter()
-        .map(|j| {
-            let mut e = new_eval(j, uuid::Uuid::new_v4().to_string(), TRIGGER_NODE_UPDATE);
-            e.node_id = node_id.to_string();
-            e
-        })
-        .collect();
-    command::Kind::NodeStatusUpdate(NodeStatusUpdate {
-        node_id: node_id.to_string(),
-        status: status.to_string(),
-        evals,
-    })
 }
 
 /// The leader's expiry loop.
@@ -113,17 +96,12 @@ pub async fn run(
             was_leader = true;
         }
         let expired = hb.tracker().expired(now);
-        tracing::debug!(
-            tracked = hb.tracker().len(),
-            expired = expired.len(),
-            "heartbeat check"
-        );
         for node in expired {
             let down = state.read(|s| {
                 s.nodes
                     .get(&node)
                     .filter(|n| n.status != NODE_DOWN)
-                    .map(|_| status_change(s, &node, NODE_DOWN))
+                    .map(|_| node_status_command(s, &node, NODE_DOWN, &mut new_id))
             });
             let Some(cmd) = down else {
                 hb.tracker().forget(&node);

@@ -49,12 +49,12 @@ fn by_id<'a, T>(
     what: &str,
     id: &str,
 ) -> Result<&'a T, (StatusCode, String)> {
-    State::find_by_prefix(map, id).map_err(|e| match e {
-        PrefixError::NotFound => (StatusCode::NOT_FOUND, format!("{what} {id:?} not found")),
-        PrefixError::Ambiguous => (
-            StatusCode::BAD_REQUEST,
-            format!("{what} ID prefix {id:?} matches more than one {what}"),
-        ),
+    State::find_by_prefix(map, id).map_err(|e| {
+        let code = match e {
+            PrefixError::NotFound => StatusCode::NOT_FOUND,
+            PrefixError::Ambiguous => StatusCode::BAD_REQUEST,
+        };
+        (code, e.sentence(what, id))
     })
 }
 

@@ -1,5 +1,8 @@
-//! The leader's scheduling loop: take each pending evaluation, run the pure scheduler on the
-//! current state, and commit the resulting plan through Raft.
+//! The leader's loops:
+//! - scheduling: take each pending evaluation, run the pure scheduler on the current state, and
+//!   commit the resulting plan through Raft;
+//! - autopilot: name the cluster once, and keep the Raft configuration in line with the live
+//!   servers.
 //!
 //! One loop processes evaluations one at a time, so a plan is always computed against the
 //! latest committed state and needs no re-validation (Nomad's plan applier is the later,
@@ -26,20 +29,7 @@ pub async fn run_eval_loop(
 ) {
     let mut applied = state.subscribe();
     loop {
-        let leader = crate::raft::is_leader(&raft);
-        if leader && state.read(|s| s.cluster_id.is_empty()) {
-            let id = uuid::Uuid::new_v4().to_string();
-            let set = yurt_core::internal::command::Kind::SetClusterId(
-                yurt_core::internal::SetClusterId {
-                    cluster_id: id.clone(),
-                },
-            );
-            match writer.apply(set).await {
-                Ok(_) => tracing::info!(cluster_id = %id, "named the cluster"),
-                Err(e) => tracing::warn!(error = %e, "could not name the cluster; will retry"),
-            }
-        }
-        if leader {
+        if crate::raft::is_leader(&raft) {
             let now = now_unix_ms();
             let pending: Vec<yurt_core::v1::Evaluation> =
                 state.read(|s| s.pending_evals(now).into_iter().cloned().collect());
@@ -78,7 +68,9 @@ pub struct AutopilotSettings {
 /// configuration, one membership change at a time.
 pub async fn run_autopilot(
     cluster: crate::cluster::Cluster,
+    state: StateHandle,
     raft: Raft,
+    writer: Writer,
     settings: AutopilotSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -100,12 +92,26 @@ pub async fn run_autopilot(
         if m.state != ServerState::Leader {
             continue;
         }
+        if state.read(|s| s.cluster_id.is_empty()) {
+            // The cluster's first leader names it, once.
+            let id = uuid::Uuid::new_v4().to_string();
+            let set = yurt_core::internal::command::Kind::SetClusterId(
+                yurt_core::internal::SetClusterId {
+                    cluster_id: id.clone(),
+                },
+            );
+            match writer.apply(set).await {
+                Ok(_) => tracing::info!(cluster_id = %id, "named the cluster"),
+                Err(e) => tracing::warn!(error = %e, "could not name the cluster; will retry"),
+            }
+            // Membership changes wait for the name: it is how strays are recognised.
+            continue;
+        }
         let membership = m.membership_config.membership().clone();
         // A joint configuration is in progress: let it finish.
         if membership.get_joint_config().len() > 1 {
             continue;
         }
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let view = RaftView {
             leader: m.id,
             learners: membership.learner_ids().collect(),
@@ -123,7 +129,7 @@ pub async fn run_autopilot(
                 })
                 .unwrap_or_default(),
             last_log_index: m.last_log_index.unwrap_or(0),
-            voters: voters.clone(),
+            voters: membership.voter_ids().collect(),
         };
         let Some(action) = decide(&cluster.autopilot_members(), &view, now_unix_ms(), &cfg) else {
             continue;
@@ -133,26 +139,24 @@ pub async fn run_autopilot(
             Action::AddLearner { id, addr } => raft
                 .add_learner(*id, BasicNode::new(addr), false)
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Action::Promote { id } => raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
                 .await
-                .map(|_| ()),
-            Action::Remove { id, .. } => {
-                let change = if voters.contains(id) {
-                    ChangeMembers::RemoveVoters(BTreeSet::from([*id]))
-                } else {
-                    ChangeMembers::RemoveNodes(BTreeSet::from([*id]))
-                };
-                raft.change_membership(change, false).await.map(|_| ())
-            }
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::Remove { id, .. } => crate::raft::remove_member(&raft, *id)
+                .await
+                .map_err(|s| s.message().to_string()),
             Action::SetAddr { id, addr } => raft
                 .change_membership(
                     ChangeMembers::SetNodes(BTreeMap::from([(*id, BasicNode::new(addr))])),
                     false,
                 )
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         };
         if let Err(e) = result {
             tracing::warn!(?action, error = %e, "autopilot change failed; will retry");

@@ -23,7 +23,6 @@ pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,7 +95,8 @@ pub struct Server {
     pub cluster: cluster::Cluster,
     pub heartbeats: Arc<heartbeat::Heartbeats>,
     config: ServerConfig,
-    committed: Arc<AtomicU64>,
+    /// A read-only view of the Raft log store (for `agent-info`).
+    log: LogStore,
     last_contact: Arc<Mutex<Option<Instant>>>,
     shutdown: watch::Sender<bool>,
 }
@@ -128,7 +128,7 @@ impl Server {
             path: log_dir.clone(),
             source,
         })?;
-        let committed = log.committed_index();
+        let log_view = log.clone();
         let sm = StateMachine::open(&dir.join("raft").join("snapshots"))?;
         let state = sm.handle();
         let raft_config = openraft::Config {
@@ -204,7 +204,9 @@ impl Server {
         ));
         tokio::spawn(leader::run_autopilot(
             cluster.clone(),
+            state.clone(),
             raft.clone(),
+            writer.clone(),
             config.autopilot,
             shutdown_rx,
         ));
@@ -215,7 +217,7 @@ impl Server {
             cluster,
             heartbeats,
             config,
-            committed,
+            log: log_view,
             last_contact: Arc::new(Mutex::new(None)),
             shutdown,
         })
@@ -228,7 +230,6 @@ impl Server {
             state: self.state.clone(),
         };
         let api = rpc::Api {
-            state: self.state.clone(),
             writer: self.writer.clone(),
             reads: reads.clone(),
             heartbeats: self.heartbeats.clone(),
@@ -253,31 +254,13 @@ impl Server {
             }));
     }
 
-    /// Waits until this server knows a leader (bounded).
-    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
-        let mut m = self.raft.metrics();
-        let found = tokio::time::timeout(timeout, m.wait_for(|m| m.current_leader.is_some()))
-            .await
-            .is_ok();
-        found
-    }
-
     /// The `yurt` and `raft` sections of `agent-info`.
     pub fn info_sections(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         let m = self.raft.metrics().borrow().clone();
         let applied = m.last_applied.map_or(0, |l| l.index);
-        let commit = self.committed.load(Ordering::Relaxed).max(applied);
+        let commit = self.log.committed_index().max(applied);
         let snap = self.state.last_snapshot();
-        let last_log_term = m
-            .last_log_index
-            .map(|i| {
-                if m.last_applied.map(|l| l.index) == Some(i) {
-                    m.last_applied.map_or(0, |l| l.leader_id.term)
-                } else {
-                    m.current_term
-                }
-            })
-            .unwrap_or(0);
+        let last_log = self.log.last_log_id().ok().flatten();
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
         let num_peers = if voters.contains(&m.id) {
             voters.len() - 1
@@ -293,23 +276,26 @@ impl Server {
                 None => "never".into(),
             }
         };
-        let leader_addr = m
-            .current_leader
-            .and_then(|l| {
-                m.membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.addr.clone())
-            })
-            .unwrap_or_default();
+        // As leader, our own address: the configuration may hold an older one.
+        let leader_addr = if is_leader {
+            self.config.advertise_addr.clone()
+        } else {
+            raft::leader_addr(&self.raft).unwrap_or_default()
+        };
         let mut raft = BTreeMap::new();
         for (k, v) in [
             ("applied_index", applied.to_string()),
             ("commit_index", commit.to_string()),
             ("fsm_pending", commit.saturating_sub(applied).to_string()),
             ("last_contact", last_contact),
-            ("last_log_index", m.last_log_index.unwrap_or(0).to_string()),
-            ("last_log_term", last_log_term.to_string()),
+            (
+                "last_log_index",
+                last_log.map_or(0, |l| l.index).to_string(),
+            ),
+            (
+                "last_log_term",
+                last_log.map_or(0, |l| l.leader_id.term).to_string(),
+            ),
             (
                 "last_snapshot_index",
                 snap.map_or(0, |s| s.index).to_string(),

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use openraft::{ChangeMembers, ServerState};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::operator_client::OperatorClient;
@@ -44,30 +43,17 @@ impl OperatorService {
     }
 
     fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Leader
+        crate::raft::is_leader(&self.raft)
     }
 
-    /// Removes a node from the Raft configuration (voter or learner). Leader only.
+    /// Removes another server from the Raft configuration. Leader only.
     async fn remove(&self, id: NodeId) -> Result<(), Status> {
-        let m = self.raft.metrics().borrow().clone();
-        if m.current_leader == Some(id) && m.id == id {
+        if id == self.raft.metrics().borrow().id {
             return Err(Status::failed_precondition(
                 "cannot remove the current leader: stop it (or let another server win an election) first",
             ));
         }
-        let membership = m.membership_config.membership().clone();
-        let change = if membership.voter_ids().any(|v| v == id) {
-            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-        } else if membership.get_node(&id).is_some() {
-            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-        } else {
-            return Err(Status::not_found(format!("no Raft peer with ID {id}")));
-        };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map(|_| ())
-            .map_err(|e| Status::unavailable(format!("cannot change the Raft configuration: {e}")))
+        crate::raft::remove_member(&self.raft, id).await
     }
 }
 

@@ -1,13 +1,13 @@
 //! The public gRPC services (`yurt.v1`). Handlers are thin: read the state, or build a command
 //! and hand it to the [`Writer`]. Errors reach the user as one sentence in the status message.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister, NodeRegister};
-use yurt_core::sched::{new_eval, plan_job};
+use yurt_core::sched::{new_eval, node_status_command, plan_job};
 use yurt_core::state::{PrefixError, State};
 
 use yurt_proto::v1::client_fs_client::ClientFsClient;
@@ -17,8 +17,7 @@ use yurt_types::diff::job_diff;
 use yurt_types::jobspec;
 use yurt_types::status::*;
 
-use crate::heartbeat::{self, Heartbeats};
-use crate::raft::state_machine::StateHandle;
+use crate::heartbeat::Heartbeats;
 use crate::read::{stale, Reads};
 use crate::write::{now_unix_ms, Writer};
 
@@ -36,12 +35,14 @@ fn lookup<'a, T>(
     what: &str,
     id: &str,
 ) -> Result<&'a T, Status> {
-    State::find_by_prefix(map, id).map_err(|e| match e {
-        PrefixError::NotFound => Status::not_found(format!("{what} {id:?} not found")),
-        PrefixError::Ambiguous => Status::invalid_argument(format!(
-            "{what} ID prefix {id:?} matches more than one {what}: give more characters"
-        )),
-    })
+    State::find_by_prefix(map, id).map_err(|e| status(e, what, id))
+}
+
+fn status(e: PrefixError, what: &str, id: &str) -> Status {
+    match e {
+        PrefixError::NotFound => Status::not_found(e.sentence(what, id)),
+        PrefixError::Ambiguous => Status::invalid_argument(e.sentence(what, id)),
+    }
 }
 
 /// Applies defaults and checks a job that arrived over the API (the CLI already did this for
@@ -56,7 +57,6 @@ fn checked_job(job: Option<Job>) -> Result<Job, Status> {
 
 #[derive(Clone)]
 pub struct Api {
-    pub state: StateHandle,
     pub writer: Writer,
     pub reads: Reads,
     pub heartbeats: Arc<Heartbeats>,
@@ -105,7 +105,7 @@ impl jobs_server::Jobs for Api {
     async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
         self.barrier(&req).await?;
         let job = checked_job(req.into_inner().job)?;
-        let plan = self.state.read(|s| plan_job(s, &job, now_unix_ms()));
+        let plan = self.reads.state.read(|s| plan_job(s, &job, now_unix_ms()));
         Ok(Response::new(PlanJobResponse {
             job_modify_index: plan.job_modify_index,
             diff: Some(plan.diff),
@@ -118,7 +118,8 @@ impl jobs_server::Jobs for Api {
     async fn get(&self, req: Request<GetJobRequest>) -> Reply<Job> {
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
-        self.state
+        self.reads
+            .state
             .read(|s| lookup(&s.jobs, "job", &id).cloned())
             .map(Response::new)
     }
@@ -126,7 +127,7 @@ impl jobs_server::Jobs for Api {
     async fn list(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
-        let jobs = self.state.read(|s| {
+        let jobs = self.reads.state.read(|s| {
             s.jobs
                 .values()
                 .filter(|j| j.id.starts_with(&prefix))
@@ -147,7 +148,7 @@ impl jobs_server::Jobs for Api {
     async fn versions(&self, req: Request<JobVersionsRequest>) -> Reply<JobVersionsResponse> {
         self.barrier(&req).await?;
         let req = req.into_inner();
-        let versions: Vec<Job> = self.state.read(|s| {
+        let versions: Vec<Job> = self.reads.state.read(|s| {
             let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
             Ok::<_, Status>(
                 s.job_versions
@@ -170,6 +171,7 @@ impl jobs_server::Jobs for Api {
     async fn deregister(&self, req: Request<DeregisterJobRequest>) -> Reply<DeregisterJobResponse> {
         let req = req.into_inner();
         let job = self
+            .reads
             .state
             .read(|s| lookup(&s.jobs, "job", &req.job_id).cloned())?;
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_DEREGISTER);
@@ -190,7 +192,7 @@ impl jobs_server::Jobs for Api {
     async fn allocations(&self, req: Request<GetJobRequest>) -> Reply<ListAllocsResponse> {
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
-        let allocs = self.state.read(|s| {
+        let allocs = self.reads.state.read(|s| {
             let id = lookup(&s.jobs, "job", &id)?.id.clone();
             Ok::<_, Status>(s.job_allocs(&id).into_iter().cloned().collect())
         })?;
@@ -200,7 +202,7 @@ impl jobs_server::Jobs for Api {
     async fn evaluations(&self, req: Request<GetJobRequest>) -> Reply<ListEvalsResponse> {
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
-        let mut evals: Vec<Evaluation> = self.state.read(|s| {
+        let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
             s.evals
                 .values()
                 .filter(|e| e.job_id == id)
@@ -217,7 +219,8 @@ impl evals_server::Evals for Api {
     async fn get(&self, req: Request<GetEvalRequest>) -> Reply<Evaluation> {
         self.barrier(&req).await?;
         let id = req.into_inner().eval_id;
-        self.state
+        self.reads
+            .state
             .read(|s| lookup(&s.evals, "evaluation", &id).cloned())
             .map(Response::new)
     }
@@ -227,7 +230,10 @@ impl evals_server::Evals for Api {
 impl nodes_server::Nodes for Api {
     async fn list(&self, req: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
         self.barrier(&req).await?;
-        let nodes = self.state.read(|s| s.nodes.values().cloned().collect());
+        let nodes = self
+            .reads
+            .state
+            .read(|s| s.nodes.values().cloned().collect());
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
@@ -240,17 +246,10 @@ impl nodes_server::Nodes for Api {
         }
         self.barrier(&req).await?;
         let req = req.into_inner();
-        let mut node = self.state.read(|s| {
-            // An ID prefix, or else a node's exact name.
-            lookup(&s.nodes, "node", &req.node_id)
+        let mut node = self.reads.state.read(|s| {
+            s.find_node(&req.node_id)
                 .cloned()
-                .or_else(|e| {
-                    let mut named = s.nodes.values().filter(|n| n.name == req.node_id);
-                    match (named.next(), named.next()) {
-                        (Some(n), None) => Ok(n.clone()),
-                        _ => Err(e),
-                    }
-                })
+                .map_err(|e| status(e, "node", &req.node_id))
         })?;
         if req.heartbeats {
             self.heartbeats.describe(&mut node);
@@ -277,7 +276,7 @@ impl nodes_server::Nodes for Api {
                 node: Some(node),
             }))
             .await?;
-        let nodes = self.state.read(|s| s.nodes.len());
+        let nodes = self.reads.state.read(|s| s.nodes.len());
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index: r.index,
@@ -290,15 +289,18 @@ impl nodes_server::Nodes for Api {
         }
         let id = req.into_inner().node_id;
         let (status, nodes) = self
+            .reads
             .state
             .read(|s| (s.nodes.get(&id).map(|n| n.status.clone()), s.nodes.len()));
-        let status = status.ok_or_else(|| Status::not_found(format!("node {id:?} not found")))?;
-        let mut index = self.state.read(|s| s.index);
+        let status =
+            status.ok_or_else(|| Status::not_found(PrefixError::NotFound.sentence("node", &id)))?;
+        let mut index = self.reads.state.read(|s| s.index);
         if status != NODE_READY {
             // Back from down: the node heartbeats again (its lost allocations stay stopped).
             let cmd = self
+                .reads
                 .state
-                .read(|s| heartbeat::status_change(s, &id, NODE_READY));
+                .read(|s| node_status_command(s, &id, NODE_READY, &mut new_id));
             index = self.writer.apply(cmd).await?.index;
             tracing::info!(node = %id, "node is back: ready again");
         }
@@ -315,8 +317,9 @@ impl nodes_server::Nodes for Api {
         self.barrier(&req).await?;
         let req = req.into_inner();
         let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
-        let index = self.state.wait_past(req.min_index, wait).await;
+        let index = self.reads.state.wait_past(req.min_index, wait).await;
         let allocs = self
+            .reads
             .state
             .read(|s| s.node_allocs(&req.node_id).into_iter().cloned().collect());
         Ok(Response::new(ClientAllocsResponse { allocs, index }))
@@ -328,7 +331,7 @@ impl nodes_server::Nodes for Api {
     ) -> Reply<UpdateAllocsResponse> {
         let req = req.into_inner();
         // A newly failed allocation gets its job an evaluation, which reschedules it.
-        let evals = self.state.read(|s| {
+        let evals = self.reads.state.read(|s| {
             s.jobs_with_new_failures(&req.updates)
                 .into_iter()
                 .map(|j| new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
@@ -351,7 +354,8 @@ impl allocs_server::Allocs for Api {
     async fn get(&self, req: Request<GetAllocRequest>) -> Reply<Allocation> {
         self.barrier(&req).await?;
         let id = req.into_inner().alloc_id;
-        self.state
+        self.reads
+            .state
             .read(|s| lookup(&s.allocs, "allocation", &id).cloned())
             .map(Response::new)
     }
@@ -359,7 +363,7 @@ impl allocs_server::Allocs for Api {
     async fn list(&self, req: Request<ListAllocsRequest>) -> Reply<ListAllocsResponse> {
         self.barrier(&req).await?;
         let node = req.into_inner().node_id;
-        let allocs = self.state.read(|s| {
+        let allocs = self.reads.state.read(|s| {
             s.allocs
                 .values()
                 .filter(|a| node.is_empty() || a.node_id == node)
@@ -372,7 +376,7 @@ impl allocs_server::Allocs for Api {
     async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
         self.barrier(&req).await?;
         let mut req = req.into_inner();
-        let (alloc_id, addr) = self.state.read(|s| {
+        let (alloc_id, addr) = self.reads.state.read(|s| {
             let a = lookup(&s.allocs, "allocation", &req.alloc_id)?;
             let node = s.nodes.get(&a.node_id).ok_or_else(|| {
                 Status::not_found(format!("node {:?} of allocation not found", a.node_id))

@@ -54,15 +54,27 @@ impl LogStore {
             meta,
             committed: Arc::new(AtomicU64::new(0)),
         };
-        if let Ok(Some(c)) = store.get_meta::<LogId<NodeId>>("committed") {
+        if let Ok(Some(Some(c))) = store.get_meta::<Option<LogId<NodeId>>>("committed") {
             store.committed.store(c.index, Ordering::Relaxed);
         }
         Ok(store)
     }
 
-    /// The last committed index as this server knows it.
-    pub fn committed_index(&self) -> Arc<AtomicU64> {
-        self.committed.clone()
+    /// The last committed index as this server knows it (for `agent-info`).
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// The id of the last log entry, or of the last purged one when the log is empty.
+    pub fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, StorageError> {
+        let last = self
+            .logs
+            .last()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        match last {
+            Some((_, v)) => Ok(Some(Self::decode(&v)?.log_id)),
+            None => self.get_meta("last_purged"),
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -138,18 +150,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId<NodeId>> = self.get_meta("last_purged")?;
-        let last = match self
-            .logs
-            .last()
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
-        {
-            Some((_, v)) => Some(Self::decode(&v)?.log_id),
-            None => last_purged,
-        };
         Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
+            last_purged_log_id: self.get_meta("last_purged")?,
+            last_log_id: self.last_log_id()?,
         })
     }
 

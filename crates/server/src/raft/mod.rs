@@ -53,22 +53,46 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// A connection to the current leader's gRPC endpoint (the public API and the Raft transport
 /// share it), for the calls that only the leader may answer.
 pub async fn dial_leader(raft: &Raft) -> Result<tonic::transport::Channel, tonic::Status> {
-    let m = raft.metrics().borrow().clone();
-    let addr = m
-        .current_leader
-        .and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        })
-        .ok_or_else(|| tonic::Status::unavailable("no cluster leader"))?;
+    let addr = leader_addr(raft).ok_or_else(|| tonic::Status::unavailable("no cluster leader"))?;
     tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| tonic::Status::internal(e.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .connect()
         .await
         .map_err(|_| tonic::Status::unavailable(format!("cannot reach the leader at {addr}")))
+}
+
+/// The current leader's address as the Raft configuration records it.
+pub fn leader_addr(raft: &Raft) -> Option<String> {
+    let m = raft.metrics().borrow().clone();
+    let leader = m.current_leader?;
+    m.membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.addr.clone())
+}
+
+/// Takes a server out of the Raft configuration, voter or learner. Leader only.
+pub async fn remove_member(raft: &Raft, id: NodeId) -> Result<(), tonic::Status> {
+    use openraft::ChangeMembers;
+    use std::collections::BTreeSet;
+    let m = raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let change = if membership.voter_ids().any(|v| v == id) {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else if membership.get_node(&id).is_some() {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    } else {
+        return Err(tonic::Status::not_found(format!(
+            "no Raft peer with ID {id}"
+        )));
+    };
+    raft.change_membership(change, false)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tonic::Status::unavailable(format!("cannot change the Raft configuration: {e}"))
+        })
 }
 
 /// Whether this server is the leader right now.
