@@ -30,6 +30,35 @@ pub struct LocalAlloc {
     pub dirty: bool,
 }
 
+impl LocalAlloc {
+    /// A newly received allocation: every task pending, due to start at once.
+    fn new(alloc: Allocation, dir: &Path) -> LocalAlloc {
+        let names: Vec<String> = group_of(&alloc)
+            .map(|g| g.tasks.iter().map(|t| t.name.clone()).collect())
+            .unwrap_or_default();
+        let task = |name: &String| LocalTask {
+            state: TaskState {
+                state: TASK_PENDING.into(),
+                events: vec![event("Received", "Task received by client")],
+                ..TaskState::default()
+            },
+            exec_dir: dir.join(name).join("executor"),
+            executor_pid: None,
+            restart_at_ms: Some(0),
+            restarts_ms: vec![],
+            kill_at_ms: None,
+        };
+        LocalAlloc {
+            tasks: names.iter().map(|n| (n.clone(), task(n))).collect(),
+            alloc,
+            client_status: ALLOC_PENDING.into(),
+            client_description: String::new(),
+            stopping: false,
+            dirty: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalTask {
     pub state: TaskState,
@@ -83,6 +112,30 @@ pub(crate) fn log_path(client_dir: &Path, alloc_id: &str, task: &str, stderr: bo
         .join("alloc")
         .join("logs")
         .join(format!("{task}.{stream}.0"))
+}
+
+/// Marks a task as ended.
+fn finish(t: &mut LocalTask, failed: bool, now: i64) {
+    t.state.state = TASK_DEAD.into();
+    t.state.failed = failed;
+    t.state.finished_at_unix_ms = now;
+}
+
+/// An allocation's client status from its tasks' states: failed if all ended and one failed,
+/// complete if all ended, running if one runs, else pending.
+fn alloc_status<'a>(
+    mut states: impl Iterator<Item = &'a TaskState> + Clone,
+) -> (&'static str, &'static str) {
+    let all_dead = states.clone().all(|s| s.state == TASK_DEAD);
+    if all_dead && states.clone().any(|s| s.failed) {
+        (ALLOC_FAILED, "Failed tasks")
+    } else if all_dead {
+        (ALLOC_COMPLETE, "All tasks have completed")
+    } else if states.any(|s| s.state == TASK_RUNNING) {
+        (ALLOC_RUNNING, "Tasks are running")
+    } else {
+        (ALLOC_PENDING, "No tasks have started")
+    }
 }
 
 /// The task group an allocation runs, from the job version it carries.
@@ -186,47 +239,14 @@ impl Client {
                     None if a.desired_status == ALLOC_DESIRED_RUN
                         && !alloc_client_terminal(&a.client_status) =>
                     {
-                        let tasks = group_of(&a)
-                            .map(|g| g.tasks.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
-                            .unwrap_or_default();
-                        let dir = alloc_dir(&self.inner.dir, &a.id);
-                        let local = LocalAlloc {
-                            tasks: tasks
-                                .iter()
-                                .map(|t| {
-                                    (
-                                        t.clone(),
-                                        LocalTask {
-                                            state: TaskState {
-                                                state: TASK_PENDING.into(),
-                                                events: vec![event(
-                                                    "Received",
-                                                    "Task received by client",
-                                                )],
-                                                ..TaskState::default()
-                                            },
-                                            exec_dir: dir.join(t).join("executor"),
-                                            executor_pid: None,
-                                            restart_at_ms: Some(0),
-                                            restarts_ms: vec![],
-                                            kill_at_ms: None,
-                                        },
-                                    )
-                                })
-                                .collect(),
-                            alloc: a.clone(),
-                            client_status: ALLOC_PENDING.into(),
-                            client_description: String::new(),
-                            stopping: false,
-                            dirty: true,
-                        };
+                        let local = LocalAlloc::new(a.clone(), &alloc_dir(&self.inner.dir, &a.id));
                         tracing::info!(alloc = %a.id, name = %a.name, "starting allocation");
                         self.persist(&local);
                         allocs.insert(a.id.clone(), local);
                         to_start.push(a.id.clone());
                     }
                     None => {}
-                    Some(local) => {
+                    Some(local) if local.alloc.modify_index != a.modify_index => {
                         let stop = a.desired_status != ALLOC_DESIRED_RUN;
                         local.alloc = a;
                         if stop && !local.stopping {
@@ -235,6 +255,7 @@ impl Client {
                         }
                         self.persist(local);
                     }
+                    Some(_) => {}
                 }
             }
         }
@@ -400,115 +421,13 @@ impl Client {
                     local.client_status.clone(),
                     serde_json::to_string(&local.tasks).unwrap_or_default(),
                 );
-                let batch = local
-                    .alloc
-                    .job
-                    .as_ref()
-                    .is_some_and(|j| j.r#type == JOB_TYPE_BATCH);
-                let policy = group_of(&local.alloc)
-                    .and_then(|g| g.restart.clone())
-                    .unwrap_or_default();
                 let names: Vec<String> = local.tasks.keys().cloned().collect();
                 for name in names {
                     let mut t = local.tasks[&name].clone();
-                    match t.state.state.as_str() {
-                        TASK_PENDING
-                            if !local.stopping && t.restart_at_ms.is_some_and(|at| at <= now) =>
-                        {
-                            t.restart_at_ms = None;
-                            if let Err(e) = self.start_task(local, &name, &mut t) {
-                                t.state.state = TASK_DEAD.into();
-                                t.state.failed = true;
-                                t.state.finished_at_unix_ms = now;
-                                t.state.events.push(event("Driver Failure", e));
-                            }
-                        }
-                        TASK_RUNNING => {
-                            let exit = executor::read_exit(&t.exec_dir);
-                            // The executor records the exit; if it is gone, the task's own PID
-                            // is all there is to watch.
-                            let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
-                            let task_alive =
-                                executor::read_pid(&t.exec_dir).is_some_and(executor::alive);
-                            if let Some(status) = exit {
-                                let mut ev = event(
-                                    "Terminated",
-                                    match status.signal {
-                                        0 => format!("Exit Code: {}", status.code),
-                                        sig => format!("Exit Code: {}, Signal: {sig}", 128 + sig),
-                                    },
-                                );
-                                ev.exit_code = status.code;
-                                ev.signal = status.signal;
-                                t.state.events.push(ev);
-                                if let Ok(why) = std::fs::read_to_string(t.exec_dir.join("error")) {
-                                    t.state.events.push(event("Driver Failure", why));
-                                }
-                                if local.stopping {
-                                    t.state.state = TASK_DEAD.into();
-                                    t.state.finished_at_unix_ms = now;
-                                } else {
-                                    match decide(
-                                        &policy,
-                                        &t.restarts_ms,
-                                        now,
-                                        status.success(),
-                                        batch,
-                                    ) {
-                                        Decision::Complete => {
-                                            t.state.state = TASK_DEAD.into();
-                                            t.state.finished_at_unix_ms = now;
-                                        }
-                                        Decision::Fail { reason } => {
-                                            t.state.state = TASK_DEAD.into();
-                                            t.state.failed = true;
-                                            t.state.finished_at_unix_ms = now;
-                                            t.state.events.push(event("Not Restarting", reason));
-                                        }
-                                        Decision::Restart { at_ms, reason } => {
-                                            t.state.state = TASK_PENDING.into();
-                                            t.state.restarts += 1;
-                                            t.restarts_ms.push(now);
-                                            t.restart_at_ms = Some(at_ms);
-                                            t.state.events.push(event("Restarting", reason));
-                                        }
-                                    }
-                                }
-                            } else if executor_gone
-                                && !task_alive
-                                && executor::read_exit(&t.exec_dir).is_none()
-                            {
-                                t.state.state = TASK_DEAD.into();
-                                t.state.failed = !local.stopping;
-                                t.state.finished_at_unix_ms = now;
-                                t.state.events.push(event(
-                                    "Task Lost",
-                                    "the task's executor exited unexpectedly",
-                                ));
-                            } else if let Some(at) = t.kill_at_ms {
-                                if at <= now {
-                                    if let Some(pid) = executor::read_pid(&t.exec_dir) {
-                                        executor::signal_group(pid, Signal::SIGKILL);
-                                    }
-                                    t.kill_at_ms = None;
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
+                    self.advance_task(local, &name, &mut t, now);
                     local.tasks.insert(name, t);
                 }
-                let states: Vec<&TaskState> = local.tasks.values().map(|t| &t.state).collect();
-                let all_dead = states.iter().all(|s| s.state == TASK_DEAD);
-                let (status, desc) = if all_dead && states.iter().any(|s| s.failed) {
-                    (ALLOC_FAILED, "Failed tasks")
-                } else if all_dead {
-                    (ALLOC_COMPLETE, "All tasks have completed")
-                } else if states.iter().any(|s| s.state == TASK_RUNNING) {
-                    (ALLOC_RUNNING, "Tasks are running")
-                } else {
-                    (ALLOC_PENDING, "No tasks have started")
-                };
+                let (status, desc) = alloc_status(local.tasks.values().map(|t| &t.state));
                 local.client_status = status.into();
                 local.client_description = desc.into();
                 let after = (
@@ -558,6 +477,81 @@ impl Client {
         }
     }
 
+    /// One step of one task: start it when due, notice its exit (then restart it, or finish
+    /// it, per the `restart` policy), notice a lost executor, enforce the kill deadline.
+    fn advance_task(&self, local: &LocalAlloc, name: &str, t: &mut LocalTask, now: i64) {
+        match t.state.state.as_str() {
+            TASK_PENDING if !local.stopping && t.restart_at_ms.is_some_and(|at| at <= now) => {
+                t.restart_at_ms = None;
+                if let Err(e) = self.start_task(local, name, t) {
+                    finish(t, true, now);
+                    t.state.events.push(event("Driver Failure", e));
+                }
+            }
+            TASK_RUNNING => {
+                if let Some(status) = executor::read_exit(&t.exec_dir) {
+                    let mut ev = event(
+                        "Terminated",
+                        match status.signal {
+                            0 => format!("Exit Code: {}", status.code),
+                            sig => format!("Exit Code: {}, Signal: {sig}", 128 + sig),
+                        },
+                    );
+                    ev.exit_code = status.code;
+                    ev.signal = status.signal;
+                    t.state.events.push(ev);
+                    if let Ok(why) = std::fs::read_to_string(t.exec_dir.join("error")) {
+                        t.state.events.push(event("Driver Failure", why));
+                    }
+                    if local.stopping {
+                        finish(t, false, now);
+                        return;
+                    }
+                    let batch = local
+                        .alloc
+                        .job
+                        .as_ref()
+                        .is_some_and(|j| j.r#type == JOB_TYPE_BATCH);
+                    let policy = group_of(&local.alloc)
+                        .and_then(|g| g.restart.clone())
+                        .unwrap_or_default();
+                    match decide(&policy, &t.restarts_ms, now, status.success(), batch) {
+                        Decision::Complete => finish(t, false, now),
+                        Decision::Fail { reason } => {
+                            finish(t, true, now);
+                            t.state.events.push(event("Not Restarting", reason));
+                        }
+                        Decision::Restart { at_ms, reason } => {
+                            t.state.state = TASK_PENDING.into();
+                            t.state.restarts += 1;
+                            t.restarts_ms.push(now);
+                            t.restart_at_ms = Some(at_ms);
+                            t.state.events.push(event("Restarting", reason));
+                        }
+                    }
+                    return;
+                }
+                // The executor records the exit; if it is gone too, nobody will. (It may have
+                // written the exit and ended just now: look once more before calling it lost.)
+                let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
+                let task_alive = executor::read_pid(&t.exec_dir).is_some_and(executor::alive);
+                if executor_gone && !task_alive && executor::read_exit(&t.exec_dir).is_none() {
+                    finish(t, !local.stopping, now);
+                    t.state.events.push(event(
+                        "Task Lost",
+                        "the task's executor exited unexpectedly",
+                    ));
+                } else if t.kill_at_ms.is_some_and(|at| at <= now) {
+                    if let Some(pid) = executor::read_pid(&t.exec_dir) {
+                        executor::signal_group(pid, Signal::SIGKILL);
+                    }
+                    t.kill_at_ms = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The local view of an allocation (for logs).
     pub(crate) fn local_alloc(&self, id: &str) -> Option<LocalAlloc> {
         self.inner
@@ -584,6 +578,34 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocation_status_follows_its_tasks() {
+        let st = |state: &str, failed: bool| TaskState {
+            state: state.into(),
+            failed,
+            ..TaskState::default()
+        };
+        let of = |v: Vec<TaskState>| alloc_status(v.iter()).0;
+        assert_eq!(
+            of(vec![st(TASK_PENDING, false), st(TASK_RUNNING, false)]),
+            ALLOC_RUNNING
+        );
+        assert_eq!(of(vec![st(TASK_PENDING, false)]), ALLOC_PENDING);
+        assert_eq!(
+            of(vec![st(TASK_DEAD, false), st(TASK_DEAD, false)]),
+            ALLOC_COMPLETE
+        );
+        assert_eq!(
+            of(vec![st(TASK_DEAD, false), st(TASK_DEAD, true)]),
+            ALLOC_FAILED
+        );
+        // A failed task among running ones does not fail the allocation yet.
+        assert_eq!(
+            of(vec![st(TASK_RUNNING, false), st(TASK_DEAD, true)]),
+            ALLOC_RUNNING
+        );
+    }
 
     #[test]
     fn interpolation_replaces_known_names_only() {

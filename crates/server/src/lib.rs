@@ -240,7 +240,6 @@ impl Server {
             .add_service(NodesServer::new(api.clone()))
             .add_service(AllocsServer::new(api))
             .add_service(OperatorServer::new(operator::OperatorService {
-                raft: self.raft.clone(),
                 cluster: self.cluster.clone(),
                 reads: reads.clone(),
                 writer: self.writer.clone(),

@@ -12,13 +12,12 @@ use yurt_proto::v1::*;
 use yurt_core::internal::{command, RestoreState};
 
 use crate::cluster::{self, Cluster};
-use crate::raft::{NodeId, Raft};
+use crate::raft::NodeId;
 use crate::read::{stale, Reads};
 use crate::write::{now_unix_ms, Writer};
 
 #[derive(Clone)]
 pub struct OperatorService {
-    pub raft: Raft,
     pub cluster: Cluster,
     pub reads: Reads,
     pub writer: Writer,
@@ -38,22 +37,22 @@ fn split_addr(addr: &str) -> (String, u32) {
 
 impl OperatorService {
     async fn leader_client(&self) -> Result<OperatorClient<Channel>, Status> {
-        let channel = crate::raft::dial_leader(&self.raft).await?;
+        let channel = crate::raft::dial_leader(&self.reads.raft).await?;
         Ok(OperatorClient::new(channel))
     }
 
     fn is_leader(&self) -> bool {
-        crate::raft::is_leader(&self.raft)
+        crate::raft::is_leader(&self.reads.raft)
     }
 
     /// Removes another server from the Raft configuration. Leader only.
     async fn remove(&self, id: NodeId) -> Result<(), Status> {
-        if id == self.raft.metrics().borrow().id {
+        if id == self.reads.raft.metrics().borrow().id {
             return Err(Status::failed_precondition(
                 "cannot remove the current leader: stop it (or let another server win an election) first",
             ));
         }
-        crate::raft::remove_member(&self.raft, id).await
+        crate::raft::remove_member(&self.reads.raft, id).await
     }
 }
 
@@ -63,11 +62,11 @@ impl Operator for OperatorService {
         &self,
         _req: Request<ServerMembersRequest>,
     ) -> Reply<ServerMembersResponse> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.reads.raft.metrics().borrow().clone();
         let leader = m.current_leader;
         let mut members: Vec<ServerMemberInfo> = self
             .cluster
-            .members(cluster::initialized(&self.raft))
+            .members(cluster::initialized(&self.reads.raft))
             .into_iter()
             .map(|(s, alive)| {
                 let (address, port) = split_addr(&s.addr);
@@ -90,7 +89,7 @@ impl Operator for OperatorService {
     }
 
     async fn raft_peers(&self, _req: Request<RaftPeersRequest>) -> Reply<RaftPeersResponse> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.reads.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let names: std::collections::BTreeMap<NodeId, String> = self
@@ -149,16 +148,10 @@ impl Operator for OperatorService {
         }
         self.cluster.force_leave(&name);
         if self.is_leader() {
-            if self
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .is_some()
-            {
-                self.remove(id).await?;
+            match self.remove(id).await {
+                // Not (or no longer) a Raft peer: marking it left was all there was to do.
+                Err(s) if s.code() == tonic::Code::NotFound => {}
+                other => other?,
             }
         } else {
             let mut fwd = Request::new(ForceLeaveRequest { name });
@@ -181,6 +174,7 @@ impl Operator for OperatorService {
             return Ok(Response::new(RemovePeerResponse {}));
         }
         let membership = self
+            .reads
             .raft
             .metrics()
             .borrow()
@@ -206,7 +200,7 @@ impl Operator for OperatorService {
         req: Request<SnapshotSaveRequest>,
     ) -> Reply<SnapshotSaveResponse> {
         self.reads.barrier(stale(&req)).await?;
-        let term = self.raft.metrics().borrow().current_term;
+        let term = self.reads.raft.metrics().borrow().current_term;
         let (data, index) = self.reads.state.read(|s| {
             (
                 yurt_core::backup::encode(s, term, yurt_types::VERSION, now_unix_ms()),

@@ -104,6 +104,7 @@ async fn forward(
     tracing::debug!(?leader, addr, "forwarding write to leader");
     let channel = Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| WriteError::Raft(e.to_string()))?
+        .connect_timeout(std::time::Duration::from_secs(2))
         .connect()
         .await
         .map_err(|_| WriteError::NoLeader)?;
