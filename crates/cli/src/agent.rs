@@ -302,7 +302,11 @@ pub async fn run(args: AgentArgs) -> CmdResult {
     let throwaway = args.data_dir.is_none() && args.dev;
     let data_dir = match (&args.data_dir, args.dev) {
         (Some(d), _) => d.clone(),
-        (None, true) => std::env::temp_dir().join(format!("yurt-dev-{}", uuid_like())),
+        (None, true) => tempfile::Builder::new()
+            .prefix("yurt-dev-")
+            .tempdir()
+            .map_err(|e| fail(format!("cannot create a throwaway data dir: {e}")))?
+            .keep(),
         (None, false) => {
             return Err(fail(
                 "-data-dir is required (or use -dev for a throwaway one)",
@@ -324,7 +328,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
     let name = args
         .node
         .clone()
-        .unwrap_or_else(|| nix_hostname().unwrap_or_else(|| "yurt".into()));
+        .unwrap_or_else(yurt_client::fingerprint::hostname);
     let server = if args.server {
         let cfg = ServerConfig {
             data_dir: data_dir.clone(),
@@ -482,15 +486,4 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-fn uuid_like() -> String {
-    format!("{:x}{:x}", std::process::id(), crate::output::now_ms())
-}
-
-fn nix_hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
 }

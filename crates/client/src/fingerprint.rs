@@ -31,14 +31,20 @@ fn memory_mb() -> u32 {
         .unwrap_or(1024)
 }
 
+/// This machine's hostname (`localhost` if it has none).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 pub fn fingerprint() -> Fingerprint {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let mhz = cpu_mhz();
     let memory = memory_mb();
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
+    let hostname = hostname();
     let attributes = HashMap::from([
         ("kernel.name".to_string(), std::env::consts::OS.to_string()),
         ("os.name".to_string(), std::env::consts::OS.to_string()),
