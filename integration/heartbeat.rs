@@ -134,6 +134,7 @@ fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays
     );
     let args = ["-client", "-servers", &server.grpc, "-node", "node-a"];
     let mut client = Agent::start(&dir.path.join("client"), &args);
+    server.wait_node_ready();
     server.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
     let allocs = server.wait_running("web", 2);
     let mut pids = task_pids(&client.data_dir);
@@ -156,8 +157,16 @@ fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays
     now.sort();
     assert_eq!(now, pids, "same task processes");
     assert!(now.iter().all(|p| alive(*p)));
-    // Past the point where a missed TTL would have fired, the node is still ready.
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    // The restarted client has heartbeated again, renewing its deadline; had the node been
+    // marked down before that, its allocations would now be `lost` (which is sticky).
+    wait_for("the restarted client's first heartbeat", || {
+        let info = client.ok(&["agent-info"]);
+        if info.contains("last_heartbeat = never") {
+            Err(info)
+        } else {
+            Ok(())
+        }
+    });
     assert_eq!(node_status(&server, "node-a"), "ready");
     let statuses: Vec<String> = job_allocs(&server)
         .iter()
