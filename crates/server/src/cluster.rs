@@ -302,7 +302,8 @@ pub async fn run(cluster: Cluster, raft: Raft, mut shutdown: watch::Receiver<boo
 /// Connections to the other servers, kept between rounds, and how often each failed.
 pub struct Clients {
     conns: BTreeMap<String, RaftTransportClient<Channel>>,
-    failures: BTreeMap<String, u32>,
+    /// Consecutive failures per address, and when to try it next.
+    failures: BTreeMap<String, (u32, std::time::Instant)>,
 }
 
 impl Clients {
@@ -311,6 +312,31 @@ impl Clients {
             conns: BTreeMap::new(),
             failures: BTreeMap::new(),
         }
+    }
+
+    /// Whether an address is due for another try: after three failures in a row, tries back
+    /// off (0.5 s, 1 s, 2 s, ... up to 8 s). A server that comes back is heard from anyway,
+    /// since it gossips to us.
+    fn due(&self, addr: &str) -> bool {
+        self.failures
+            .get(addr)
+            .is_none_or(|(_, next)| std::time::Instant::now() >= *next)
+    }
+
+    fn failed(&mut self, addr: &str) -> u32 {
+        let e = self
+            .failures
+            .entry(addr.to_string())
+            .or_insert((0, std::time::Instant::now()));
+        e.0 += 1;
+        let wait = match e.0 {
+            0..=3 => Duration::ZERO,
+            n => {
+                (Duration::from_millis(250) * 2u32.pow((n - 3).min(5))).min(Duration::from_secs(8))
+            }
+        };
+        e.1 = std::time::Instant::now() + wait;
+        e.0
     }
 
     fn get(&mut self, addr: &str) -> Option<RaftTransportClient<Channel>> {
@@ -346,6 +372,9 @@ pub async fn gossip_round(cluster: &Cluster, raft: &Raft, clients: &mut Clients)
     let (me, known) = cluster.gossip_message(initialized(raft));
     let mut round = tokio::task::JoinSet::new();
     for addr in cluster.targets(raft) {
+        if !clients.due(&addr) {
+            continue;
+        }
         let Some(mut client) = clients.get(&addr) else {
             continue;
         };
@@ -369,7 +398,7 @@ pub async fn gossip_round(cluster: &Cluster, raft: &Raft, clients: &mut Clients)
                     cluster.observe(m);
                 }
                 cluster.merge(&resp.known);
-                if clients.failures.remove(&addr).is_some_and(|n| n >= 4) {
+                if clients.failures.remove(&addr).is_some_and(|(n, _)| n >= 4) {
                     tracing::info!(%addr, "reached server again");
                 }
             }
@@ -377,11 +406,9 @@ pub async fn gossip_round(cluster: &Cluster, raft: &Raft, clients: &mut Clients)
                 cluster.refuse(&addr, status.message().to_string());
             }
             Err(status) => {
-                let n = clients.failures.entry(addr.clone()).or_default();
-                *n += 1;
-                // Say so in the log, backing off the messages, not the retries.
-                if n.is_power_of_two() && *n >= 4 {
-                    tracing::warn!(%addr, attempts = *n, error = %status.message(), "cannot reach server; retrying");
+                let n = clients.failed(&addr);
+                if n.is_power_of_two() && n >= 4 {
+                    tracing::warn!(%addr, attempts = n, error = %status.message(), "cannot reach server; retrying with backoff");
                 }
             }
         }
@@ -460,5 +487,36 @@ async fn maybe_bootstrap(cluster: &Cluster, raft: &Raft) {
     match raft.initialize(voters).await {
         Ok(()) => tracing::info!(servers = expect, "bootstrapped the cluster"),
         Err(e) => tracing::warn!(error = %e, "bootstrap failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_after_three_failures_and_reset_on_success() {
+        let mut c = Clients::new();
+        for _ in 0..3 {
+            c.failed("a");
+            assert!(c.due("a"), "transient failures are retried at once");
+        }
+        c.failed("a");
+        assert!(!c.due("a"), "the fourth failure in a row backs off");
+        assert!(c.due("b"));
+        c.failures.remove("a");
+        assert!(c.due("a"));
+        for _ in 0..20 {
+            c.failed("a");
+        }
+        let (_, next) = c.failures["a"];
+        assert!(next <= std::time::Instant::now() + Duration::from_secs(8));
+    }
+
+    #[test]
+    fn status_names() {
+        assert_eq!(status_of(true, false), "alive");
+        assert_eq!(status_of(false, false), "failed");
+        assert_eq!(status_of(true, true), "left");
     }
 }
