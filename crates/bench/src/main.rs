@@ -217,14 +217,14 @@ async fn load(addr: &str, clients: usize, total: usize, tag: &str) {
     );
 }
 
-async fn raft(yurt: PathBuf) {
+async fn raft(yurt: PathBuf, count: usize, failover: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut servers: Vec<Server> = Vec::new();
-    for i in 0..3 {
+    for i in 0..count {
         let mut args: Vec<String> = [
             "-server",
             "-bootstrap-expect",
-            "3",
+            &count.to_string(),
             "-node",
             &format!("b{i}"),
         ]
@@ -242,9 +242,15 @@ async fn raft(yurt: PathBuf) {
         ));
     }
     let l = leader(&servers).await;
-    println!("3 servers on loopback; leader is {}", servers[l].addr);
+    println!(
+        "{count} server(s) on loopback; leader is {}",
+        servers[l].addr
+    );
     load(&servers[l].addr, 1, 500, "one").await;
     load(&servers[l].addr, 64, 5000, "many").await;
+    if !failover || count < 3 {
+        return;
+    }
 
     let mut failovers = Vec::new();
     for round in 0..5 {
@@ -299,9 +305,15 @@ fn main() {
         .build()
         .unwrap();
     match what.as_str() {
-        "raft" => rt.block_on(raft(yurt)),
+        "raft" => {
+            // `raft [SERVERS] [--no-failover]`: three servers and the failover rounds by default.
+            let rest: Vec<String> = args.collect();
+            let count = rest.iter().find_map(|a| a.parse().ok()).unwrap_or(3);
+            let failover = !rest.iter().any(|a| a == "--no-failover");
+            rt.block_on(raft(yurt, count, failover))
+        }
         _ => {
-            eprintln!("usage: yurt-bench raft");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover]");
             std::process::exit(2)
         }
     }

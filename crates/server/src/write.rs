@@ -1,16 +1,29 @@
 //! The one path by which cluster state changes: encode a command, propose it to Raft, and
 //! forward it to the leader when this server is not the leader.
+//!
+//! Writes are grouped (group commit): openraft appends and flushes each proposal on its own,
+//! so the writer's batching task takes every command queued while earlier batches were in
+//! flight and proposes them as one log entry. A lone write goes out at once; under load, many
+//! writes share one append, one flush and one replication round.
 
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use prost::Message;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::Channel;
 use yurt_core::internal::{command, Command};
 use yurt_proto::internal::raft_transport_client::RaftTransportClient;
 use yurt_proto::internal::RaftPayload;
 
-use crate::raft::{ApplyResult, NodeId, Proposal, Raft};
+use crate::raft::{ApplyResult, Proposal, Raft};
+
+/// Batches proposed at once; more writes wait in the queue and form the next batch.
+const BATCHES_IN_FLIGHT: usize = 2;
+/// Limits of one batch (one log entry).
+const MAX_BATCH_COMMANDS: usize = 512;
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// A write that did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +33,9 @@ pub enum WriteError {
     Refused(String),
     #[error("no cluster leader")]
     NoLeader,
+    /// This server is not the leader; the leader's address when known.
+    #[error("not the leader")]
+    NotLeader(Option<String>),
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -29,6 +45,7 @@ impl From<WriteError> for tonic::Status {
         match e {
             WriteError::Refused(m) => tonic::Status::failed_precondition(m),
             WriteError::NoLeader => tonic::Status::unavailable("no cluster leader"),
+            WriteError::NotLeader(_) => tonic::Status::unavailable("not the leader"),
             WriteError::Raft(m) => tonic::Status::unavailable(m),
         }
     }
@@ -42,14 +59,28 @@ pub fn now_unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A command waiting for its batch.
+struct Queued {
+    command: Vec<u8>,
+    reply: oneshot::Sender<Result<ApplyResult, WriteError>>,
+}
+
 #[derive(Clone)]
 pub struct Writer {
-    raft: Raft,
+    queue: mpsc::UnboundedSender<Queued>,
+    /// The connection to the leader for forwarded writes, kept while the leader stays.
+    leader: Arc<Mutex<Option<(String, RaftTransportClient<Channel>)>>>,
 }
 
 impl Writer {
+    /// Starts the batching task (it ends when the last `Writer` is dropped).
     pub fn new(raft: Raft) -> Writer {
-        Writer { raft }
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(batch_loop(raft, rx));
+        Writer {
+            queue,
+            leader: Arc::default(),
+        }
     }
 
     /// Applies a command of the given kind, stamped with the current time.
@@ -64,28 +95,59 @@ impl Writer {
 
     /// Applies a complete command, forwarding it to the leader if needed.
     pub async fn submit(&self, cmd: Command) -> Result<ApplyResult, WriteError> {
-        let proposal = Proposal {
-            command: cmd.encode_to_vec(),
-        };
-        match self.raft.client_write(proposal.clone()).await {
-            Ok(r) => into_result(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-                Some(node) => forward(f.leader_id, &node.addr, proposal).await,
-                None => Err(WriteError::NoLeader),
-            },
-            Err(e) => Err(WriteError::Raft(e.to_string())),
+        let command = cmd.encode_to_vec();
+        match self.propose_local(command.clone()).await {
+            Err(WriteError::NotLeader(Some(addr))) => self.forward(&addr, command).await,
+            Err(WriteError::NotLeader(None)) => Err(WriteError::NoLeader),
+            other => other.and_then(into_result),
         }
     }
 
-    /// Proposes on this server only (used when another server forwarded the write here).
-    pub async fn propose_local(&self, proposal: Proposal) -> Result<ApplyResult, tonic::Status> {
-        match self.raft.client_write(proposal).await {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(tonic::Status::unavailable("not the leader"))
+    /// Proposes an encoded command on this server only (also used when another server
+    /// forwarded the write here). A refusal by the state machine is an `Ok` with its error set.
+    pub async fn propose_local(&self, command: Vec<u8>) -> Result<ApplyResult, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Queued { command, reply })
+            .map_err(|_| WriteError::Raft("the server is shutting down".into()))?;
+        rx.await
+            .map_err(|_| WriteError::Raft("the server is shutting down".into()))?
+    }
+
+    async fn forward(&self, addr: &str, command: Vec<u8>) -> Result<ApplyResult, WriteError> {
+        tracing::debug!(addr, "forwarding write to leader");
+        let cached = {
+            let leader = self.leader.lock().unwrap_or_else(|e| e.into_inner());
+            leader
+                .as_ref()
+                .filter(|(a, _)| a == addr)
+                .map(|(_, c)| c.clone())
+        };
+        let mut client = match cached {
+            Some(c) => c,
+            None => {
+                let channel = Channel::from_shared(format!("http://{addr}"))
+                    .map_err(|e| WriteError::Raft(e.to_string()))?
+                    .connect_timeout(std::time::Duration::from_secs(2))
+                    .connect()
+                    .await
+                    .map_err(|_| WriteError::NoLeader)?;
+                let client = RaftTransportClient::new(channel);
+                *self.leader.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((addr.to_string(), client.clone()));
+                client
             }
-            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
-        }
+        };
+        let reply = match client.forward(RaftPayload { data: command }).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                return Err(WriteError::Raft(s.message().to_string()));
+            }
+        };
+        let result: ApplyResult =
+            serde_json::from_slice(&reply.data).map_err(|e| WriteError::Raft(e.to_string()))?;
+        into_result(result)
     }
 }
 
@@ -96,25 +158,64 @@ fn into_result(r: ApplyResult) -> Result<ApplyResult, WriteError> {
     }
 }
 
-async fn forward(
-    leader: Option<NodeId>,
-    addr: &str,
-    proposal: Proposal,
-) -> Result<ApplyResult, WriteError> {
-    tracing::debug!(?leader, addr, "forwarding write to leader");
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| WriteError::Raft(e.to_string()))?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|_| WriteError::NoLeader)?;
-    let reply = RaftTransportClient::new(channel)
-        .forward(RaftPayload {
-            data: proposal.command,
-        })
-        .await
-        .map_err(|s| WriteError::Raft(s.message().to_string()))?;
-    let result: ApplyResult = serde_json::from_slice(&reply.into_inner().data)
-        .map_err(|e| WriteError::Raft(e.to_string()))?;
-    into_result(result)
+/// Takes queued commands in batches and proposes each batch as one log entry, with at most
+/// `BATCHES_IN_FLIGHT` batches waiting on Raft at a time.
+async fn batch_loop(raft: Raft, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Everything queued while waiting for a slot joins this batch.
+        let mut bytes = first.command.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(q) => {
+                    bytes += q.command.len();
+                    batch.push(q);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn propose(raft: &Raft, batch: Vec<Queued>) {
+    let (commands, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|q| (q.command, q.reply)).unzip();
+    let count = commands.len();
+    let outcome = raft.client_write(Proposal { commands }).await;
+    let results: Vec<Result<ApplyResult, WriteError>> = match outcome {
+        Ok(r) if r.data.len() == count => r.data.into_iter().map(Ok).collect(),
+        Ok(r) => {
+            let e = format!(
+                "{count} commands in a log entry gave {} results",
+                r.data.len()
+            );
+            (0..count)
+                .map(|_| Err(WriteError::Raft(e.clone())))
+                .collect()
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            let addr = f.leader_node.map(|n| n.addr);
+            (0..count)
+                .map(|_| Err(WriteError::NotLeader(addr.clone())))
+                .collect()
+        }
+        Err(e) => {
+            let e = e.to_string();
+            (0..count)
+                .map(|_| Err(WriteError::Raft(e.clone())))
+                .collect()
+        }
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
 }

@@ -15,16 +15,37 @@ use serde::{Deserialize, Serialize};
 
 pub type NodeId = u64;
 
-/// What goes into the Raft log: an encoded `yurt.internal.v1.Command`. Keeping the protobuf
-/// bytes (not a Rust enum) lets an older server recognise a command it does not know.
+/// What goes into one Raft log entry: a batch of encoded `yurt.internal.v1.Command`s, applied
+/// in order (the writer groups concurrent writes so that many share one append and one flush).
+/// Keeping the protobuf bytes (not a Rust enum) lets an older server recognise a command it
+/// does not know. In JSON (log entries, Raft messages) each command is a base64 string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    pub command: Vec<u8>,
+    #[serde(with = "base64_list")]
+    pub commands: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Display for Proposal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "command({} bytes)", self.command.len())
+        let bytes: usize = self.commands.iter().map(Vec::len).sum();
+        write!(f, "{} command(s), {bytes} bytes", self.commands.len())
+    }
+}
+
+mod base64_list {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(items: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items.iter().map(|b| STANDARD.encode(b)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| STANDARD.decode(s).map_err(serde::de::Error::custom))
+            .collect()
     }
 }
 
@@ -42,7 +63,7 @@ openraft::declare_raft_types!(
     /// Yurt's openraft type configuration.
     pub TypeConfig:
         D = Proposal,
-        R = ApplyResult,
+        R = Vec<ApplyResult>,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
@@ -101,3 +122,20 @@ pub fn is_leader(raft: &Raft) -> bool {
     m.current_leader == Some(m.id)
 }
 pub type StorageError = openraft::StorageError<NodeId>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proposal_carries_its_commands_as_base64_strings_and_round_trips() {
+        let p = Proposal {
+            commands: vec![vec![0, 1, 2, 255], Vec::new(), b"job".to_vec()],
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"commands":["AAEC/w==","","am9i"]}"#);
+        assert_eq!(serde_json::from_str::<Proposal>(&json).unwrap(), p);
+        assert!(serde_json::from_str::<Proposal>(r#"{"commands":["%%"]}"#).is_err());
+        assert_eq!(p.to_string(), "3 command(s), 7 bytes");
+    }
+}

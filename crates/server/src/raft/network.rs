@@ -22,7 +22,7 @@ use yurt_proto::internal::{
     GossipRequest, GossipResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
 
-use super::{NodeId, Proposal, Raft, TypeConfig};
+use super::{NodeId, Raft, TypeConfig};
 use crate::cluster::{self, Cluster};
 use crate::read::Reads;
 use crate::write::Writer;
@@ -206,10 +206,7 @@ impl RaftTransport for RaftService {
         &self,
         req: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-        let proposal = Proposal {
-            command: req.into_inner().data,
-        };
-        let result = self.writer.propose_local(proposal).await?;
+        let result = self.writer.propose_local(req.into_inner().data).await?;
         encode(&result)
     }
 }

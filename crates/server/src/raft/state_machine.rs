@@ -228,6 +228,28 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     }
 }
 
+/// Applies one command of a log entry; a command that cannot be decoded or is refused is
+/// answered with the reason and changes nothing.
+fn apply_command(state: &mut State, index: u64, bytes: &[u8]) -> ApplyResult {
+    let refused = |error: String| ApplyResult {
+        error: Some(error),
+        index,
+        ..ApplyResult::default()
+    };
+    match Command::decode(bytes) {
+        Err(e) => refused(format!("undecodable command at index {index}: {e}")),
+        Ok(cmd) => match state.apply(index, &cmd) {
+            Ok(a) => ApplyResult {
+                error: None,
+                index,
+                job_modify_index: a.job_modify_index,
+                eval_id: a.eval_id,
+            },
+            Err(e) => refused(e.to_string()),
+        },
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
@@ -238,7 +260,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((a.last, a.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<ApplyResult>>, StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -253,37 +275,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 applied.last = Some(entry.log_id);
                 last_index = Some(index);
                 let result = match &entry.payload {
-                    EntryPayload::Blank => ApplyResult {
-                        index,
-                        ..ApplyResult::default()
-                    },
+                    EntryPayload::Blank => Vec::new(),
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                        ApplyResult {
-                            index,
-                            ..ApplyResult::default()
-                        }
+                        Vec::new()
                     }
-                    EntryPayload::Normal(p) => match Command::decode(p.command.as_slice()) {
-                        Err(e) => ApplyResult {
-                            error: Some(format!("undecodable command at index {index}: {e}")),
-                            index,
-                            ..ApplyResult::default()
-                        },
-                        Ok(cmd) => match state.apply(index, &cmd) {
-                            Ok(a) => ApplyResult {
-                                error: None,
-                                index,
-                                job_modify_index: a.job_modify_index,
-                                eval_id: a.eval_id,
-                            },
-                            Err(e) => ApplyResult {
-                                error: Some(e.to_string()),
-                                index,
-                                ..ApplyResult::default()
-                            },
-                        },
-                    },
+                    EntryPayload::Normal(p) => p
+                        .commands
+                        .iter()
+                        .map(|bytes| apply_command(&mut state, index, bytes))
+                        .collect(),
                 };
                 if state.index < index {
                     state.index = index;
