@@ -65,11 +65,14 @@ struct Queued {
     reply: oneshot::Sender<Result<ApplyResult, WriteError>>,
 }
 
+/// The leader's address and a client connected to it.
+type LeaderConnection = (String, RaftTransportClient<Channel>);
+
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::UnboundedSender<Queued>,
     /// The connection to the leader for forwarded writes, kept while the leader stays.
-    leader: Arc<Mutex<Option<(String, RaftTransportClient<Channel>)>>>,
+    leader: Arc<Mutex<Option<LeaderConnection>>>,
 }
 
 impl Writer {
