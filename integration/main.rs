@@ -2,6 +2,7 @@
 //!
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
+//! - `health`: service checks and task states decide allocation health;
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
@@ -11,6 +12,7 @@
 mod cluster;
 mod errors;
 mod harness;
+mod health;
 mod heartbeat;
 mod jobs;
 mod restart;

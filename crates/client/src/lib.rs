@@ -8,8 +8,10 @@
 //! Architecture invariant: this crate never depends on `yurt-core` or `yurt-server`; it talks
 //! to the servers only through the public gRPC API.
 
+pub mod checks;
 pub mod executor;
 pub mod fingerprint;
+pub mod health;
 mod logs;
 pub mod restart;
 mod runner;
@@ -102,6 +104,8 @@ struct Inner {
     dir: PathBuf,
     db: sled::Tree,
     allocs: Mutex<BTreeMap<String, LocalAlloc>>,
+    /// The running check loops of allocations whose health is being decided.
+    checkers: Mutex<BTreeMap<String, runner::Checkers>>,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
@@ -177,6 +181,7 @@ impl Client {
                 dir,
                 db,
                 allocs: Mutex::new(allocs),
+                checkers: Mutex::default(),
                 servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),

@@ -8,14 +8,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use yurt_proto::v1::{
-    value, AllocClientUpdate, Allocation, ClientAllocsRequest, TaskEvent, TaskState,
-    UpdateAllocsRequest,
+    value, AllocClientUpdate, AllocDeploymentStatus, Allocation, ClientAllocsRequest, TaskEvent,
+    TaskState, UpdateAllocsRequest,
 };
 use yurt_types::status::*;
 
 use crate::executor::{self, ExecSpec};
+use crate::health::{self, Verdict};
 use crate::restart::{decide, Decision};
-use crate::Client;
+use crate::{checks, Client};
 
 /// What the client knows of one allocation; persisted in sled as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +29,26 @@ pub struct LocalAlloc {
     pub stopping: bool,
     /// The current status has not reached the servers yet.
     pub dirty: bool,
+    /// Health for deployments and migrations (absent in state written before it existed).
+    #[serde(default)]
+    pub health: health::Tracker,
+}
+
+/// The check loops of one allocation; dropping this stops them.
+pub(crate) struct Checkers {
+    names: Vec<String>,
+    /// False when the checks could not be set up (e.g. a port that was not allocated).
+    runnable: bool,
+    results: checks::Results,
+    handles: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Checkers {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
 }
 
 impl LocalAlloc {
@@ -55,6 +76,10 @@ impl LocalAlloc {
             client_description: String::new(),
             stopping: false,
             dirty: true,
+            health: health::Tracker {
+                started_ms: now_ms(),
+                ..health::Tracker::default()
+            },
         }
     }
 }
@@ -248,6 +273,14 @@ impl Client {
                     None => {}
                     Some(local) if local.alloc.modify_index != a.modify_index => {
                         let stop = a.desired_status != ALLOC_DESIRED_RUN;
+                        if a.deployment_id != local.alloc.deployment_id {
+                            // Updated in place into a new deployment: health is judged afresh.
+                            local.health = health::Tracker {
+                                started_ms: now_ms(),
+                                ..health::Tracker::default()
+                            };
+                            local.dirty = true;
+                        }
                         local.alloc = a;
                         if stop && !local.stopping {
                             local.stopping = true;
@@ -420,6 +453,7 @@ impl Client {
                 let before = (
                     local.client_status.clone(),
                     serde_json::to_string(&local.tasks).unwrap_or_default(),
+                    local.health.clone(),
                 );
                 let names: Vec<String> = local.tasks.keys().cloned().collect();
                 for name in names {
@@ -430,9 +464,11 @@ impl Client {
                 let (status, desc) = alloc_status(local.tasks.values().map(|t| &t.state));
                 local.client_status = status.into();
                 local.client_description = desc.into();
+                self.track_health(local, now);
                 let after = (
                     local.client_status.clone(),
                     serde_json::to_string(&local.tasks).unwrap_or_default(),
+                    local.health.clone(),
                 );
                 if before != after {
                     local.dirty = true;
@@ -448,6 +484,11 @@ impl Client {
                             .iter()
                             .map(|(k, t)| (k.clone(), t.state.clone()))
                             .collect(),
+                        deployment_status: local.health.healthy.map(|h| AllocDeploymentStatus {
+                            healthy: Some(h),
+                            timestamp_unix_ms: local.health.decided_ms,
+                            ..AllocDeploymentStatus::default()
+                        }),
                     });
                 }
             }
@@ -550,6 +591,94 @@ impl Client {
             }
             _ => {}
         }
+    }
+
+    /// Decides an allocation's health once its tasks (and checks) allow, running its checks
+    /// meanwhile; stops the checks once decided or when health no longer applies.
+    fn track_health(&self, local: &mut LocalAlloc, now: i64) {
+        let id = local.alloc.id.clone();
+        let decided = local.health.healthy.is_some()
+            || local.stopping
+            || alloc_client_terminal(&local.client_status);
+        let Some(spec) = health::spec_for(&local.alloc).filter(|_| !decided) else {
+            self.inner
+                .checkers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            return;
+        };
+        if local.health.started_ms == 0 {
+            local.health.started_ms = now;
+        }
+        let passing_since = if spec.use_checks {
+            self.checks_passing_since(local)
+        } else {
+            None
+        };
+        let verdict = health::judge(
+            &spec,
+            &local.health,
+            local.tasks.values().map(|t| &t.state),
+            passing_since,
+            now,
+        );
+        let healthy = match verdict {
+            Verdict::Undecided => return,
+            Verdict::Healthy => true,
+            Verdict::Unhealthy(why) => {
+                for t in local.tasks.values_mut() {
+                    t.state.events.push(event("Alloc Unhealthy", why.clone()));
+                }
+                false
+            }
+        };
+        tracing::info!(alloc = %id, healthy, "allocation health decided");
+        local.health.healthy = Some(healthy);
+        local.health.decided_ms = now;
+        self.inner
+            .checkers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Since when all of an allocation's checks pass; starts its check loops the first time.
+    fn checks_passing_since(&self, local: &LocalAlloc) -> Option<i64> {
+        let mut checkers = self
+            .inner
+            .checkers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = checkers.entry(local.alloc.id.clone()).or_insert_with(|| {
+            let host = self.host_ip();
+            let targets = checks::targets(&local.alloc, &host, |task| {
+                local
+                    .tasks
+                    .get(task)
+                    .map(|t| t.exec_dir.clone())
+                    .unwrap_or_default()
+            })
+            .map_err(|e| {
+                tracing::warn!(alloc = %local.alloc.id, error = %e, "cannot run the allocation's checks");
+            });
+            // Checks that cannot run never pass: the healthy deadline decides.
+            let runnable = targets.is_ok();
+            let targets = targets.unwrap_or_default();
+            let results = checks::Results::default();
+            let handles = targets
+                .iter()
+                .map(|t| tokio::spawn(checks::run(t.clone(), results.clone(), now_ms)).abort_handle())
+                .collect();
+            Checkers {
+                names: targets.into_iter().map(|t| t.name).collect(),
+                runnable,
+                results,
+                handles,
+            }
+        });
+        let results = entry.results.lock().unwrap_or_else(|e| e.into_inner());
+        checks::all_passing_since(&entry.names, &results).filter(|_| entry.runnable)
     }
 
     /// The local view of an allocation (for logs).

@@ -303,6 +303,7 @@ impl State {
                     a.client_description = old.client_description.clone();
                 }
                 a.task_states = old.task_states.clone();
+                a.deployment_status = old.deployment_status;
             }
             a.modify_index = index;
             a.modify_time_unix_ms = now;
@@ -345,6 +346,17 @@ impl State {
                 a.client_description = up.client_description.clone();
             }
             a.task_states = up.task_states.clone();
+            if let Some(h) = up.deployment_status.as_ref().and_then(|d| d.healthy) {
+                let status = a.deployment_status.get_or_insert_with(Default::default);
+                if status.healthy != Some(h) {
+                    status.healthy = Some(h);
+                    status.timestamp_unix_ms = up
+                        .deployment_status
+                        .as_ref()
+                        .map_or(now, |d| d.timestamp_unix_ms);
+                    status.modify_index = index;
+                }
+            }
             a.modify_index = index;
             a.modify_time_unix_ms = now;
             jobs.push(a.job_id.clone());
@@ -703,13 +715,30 @@ mod tests {
         // An in-place update computed from the state at index 1 arrives after the report.
         let mut stale = placed.clone();
         stale.desired_description = "updated in place".into();
-        s.apply(3, &plan(vec![stale])).unwrap();
+        s.apply(3, &plan(vec![stale.clone()])).unwrap();
         let a = &s.allocs["a1"];
         assert_eq!(
             (a.client_status.as_str(), a.desired_description.as_str()),
             (ALLOC_RUNNING, "updated in place")
         );
         assert_eq!((a.create_index, a.modify_index), (1, 3));
+        // Health the client decided is recorded with its index and kept through later plans.
+        let mut healthy = report.clone();
+        if let Some(command::Kind::AllocClientUpdates(u)) = &mut healthy.kind {
+            u.updates[0].deployment_status = Some(crate::v1::AllocDeploymentStatus {
+                healthy: Some(true),
+                timestamp_unix_ms: 42,
+                ..Default::default()
+            });
+        }
+        s.apply(4, &healthy).unwrap();
+        s.apply(5, &report).unwrap();
+        s.apply(6, &plan(vec![stale])).unwrap();
+        let d = s.allocs["a1"].deployment_status.unwrap();
+        assert_eq!(
+            (d.healthy, d.timestamp_unix_ms, d.modify_index),
+            (Some(true), 42, 4)
+        );
         // Another node cannot report on it.
         let mut foreign = report.clone();
         if let Some(command::Kind::AllocClientUpdates(u)) = &mut foreign.kind {

@@ -49,7 +49,7 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 print!("{}", output::json(&a));
                 return Ok(0);
             }
-            let mut out = kv(&[
+            let mut fields = vec![
                 ("ID", a.id.clone()),
                 ("Eval ID", output::short(&a.eval_id).to_string()),
                 ("Name", a.name.clone()),
@@ -66,7 +66,20 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 ("Desired Description", or_none(&a.desired_description)),
                 ("Created", time(a.create_time_unix_ms)),
                 ("Modified", time(a.modify_time_unix_ms)),
-            ]);
+            ];
+            if !a.deployment_id.is_empty() {
+                fields.push(("Deployment ID", output::short(&a.deployment_id).to_string()));
+            }
+            // As Nomad: `healthy`, `unhealthy`, or `unset` while the client has not decided.
+            if !a.deployment_id.is_empty() || a.deployment_status.is_some() {
+                let health = match a.deployment_status.as_ref().and_then(|d| d.healthy) {
+                    Some(true) => "healthy",
+                    Some(false) => "unhealthy",
+                    None => "unset",
+                };
+                fields.push(("Deployment Health", health.to_string()));
+            }
+            let mut out = kv(&fields);
             let tasks = a
                 .job
                 .as_ref()
