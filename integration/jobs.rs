@@ -569,3 +569,79 @@ fn alloc_logs_tail_prints_the_last_lines_and_stderr_separately() {
     let status = agent.ok(&["job", "status", "chatty"]);
     assert!(status.contains("Status      = dead"), "{status}");
 }
+
+#[test]
+fn logs_rotate_and_keep_at_most_max_files() {
+    let dir = TestDir::new();
+    let data = dir.path.join("data");
+    let agent = Agent::start(&data, &["-dev"]);
+    agent.wait_node_ready();
+    let job = dir.path.join("loud.hcl");
+    // 3.5 MiB of numbered lines into 1 MiB files, keeping two: the first lines are gone.
+    std::fs::write(
+        &job,
+        r#"job "loud" {
+  type = "batch"
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "seq 1 500000; echo done"]
+      }
+      logs {
+        max_files     = 2
+        max_file_size = 1
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    let id = wait_for("the batch allocation to complete", || {
+        let out = agent.ok(&["job", "status", "-json", "loud"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        match v["allocations"].as_array().and_then(|a| a.first()) {
+            Some(a) if a["client_status"] == "complete" => {
+                Ok(a["id"].as_str().unwrap().to_string())
+            }
+            _ => Err(out),
+        }
+    });
+    let logs = data
+        .join("client")
+        .join("allocs")
+        .join(&id)
+        .join("alloc")
+        .join("logs");
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .filter(|(n, _)| n.starts_with("t.stdout."))
+        .collect();
+    files.sort();
+    // seq 1 500000 is 3,388,895 bytes, plus "done\n": files 0-3, of which 2 and 3 remain.
+    assert_eq!(
+        files,
+        vec![
+            ("t.stdout.2".to_string(), 1024 * 1024),
+            ("t.stdout.3".to_string(), 3_388_900 - 3 * 1024 * 1024)
+        ]
+    );
+    assert_eq!(
+        agent.ok(&["alloc", "logs", "-tail", "-n", "2", &id]),
+        "500000\ndone\n"
+    );
+    // The whole log is what the kept files hold: it starts inside file 2, mid-stream.
+    let all = agent.ok(&["alloc", "logs", &id]);
+    assert_eq!(all.len() as u64, 1024 * 1024 + 3_388_900 - 3 * 1024 * 1024);
+    assert!(!all.contains("\n1\n2\n3\n"));
+}

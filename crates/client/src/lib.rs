@@ -12,6 +12,7 @@ pub mod checks;
 pub mod executor;
 pub mod fingerprint;
 pub mod health;
+pub mod logfiles;
 mod logs;
 pub mod restart;
 mod runner;
@@ -106,6 +107,8 @@ struct Inner {
     allocs: Mutex<BTreeMap<String, LocalAlloc>>,
     /// The running check loops of allocations whose health is being decided.
     checkers: Mutex<BTreeMap<String, runner::Checkers>>,
+    /// Wakes the supervisor at once (a task ended).
+    wake: tokio::sync::Notify,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
@@ -182,6 +185,7 @@ impl Client {
                 db,
                 allocs: Mutex::new(allocs),
                 checkers: Mutex::default(),
+                wake: tokio::sync::Notify::new(),
                 servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),
@@ -250,9 +254,7 @@ impl Client {
         let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
         for a in allocs.values() {
             for t in a.tasks.values() {
-                if let Some(pid) = executor::read_pid(&t.exec_dir) {
-                    executor::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-                }
+                executor::stop(&t.exec_dir, nix::sys::signal::Signal::SIGKILL);
             }
         }
     }

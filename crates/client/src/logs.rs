@@ -1,13 +1,12 @@
 //! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`.
 
-use std::io::{Read, Seek, SeekFrom};
-
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_server::ClientFs;
 use yurt_proto::v1::{LogsRequest, LogsResponse};
 use yurt_types::status::TASK_DEAD;
 
-use crate::runner::log_path;
+use crate::logfiles;
+use crate::runner::log_rotation;
 use crate::Client;
 
 const MAX_CHUNK: u64 = 1024 * 1024;
@@ -47,27 +46,18 @@ impl ClientFs for LogService {
                 req.alloc_id
             ))
         })?;
-        let path = log_path(self.client.client_dir(), &req.alloc_id, &task, req.stderr);
+        let rotation = log_rotation(self.client.client_dir(), &local.alloc, &task, req.stderr);
         let limit = if req.limit == 0 {
             MAX_CHUNK
         } else {
             req.limit.min(MAX_CHUNK)
         };
-        let mut data = Vec::new();
-        let mut start = req.offset;
-        if let Ok(mut f) = std::fs::File::open(&path) {
-            if req.from_end {
-                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                start = size.saturating_sub(req.offset);
-            }
-            f.seek(SeekFrom::Start(start))
-                .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
-            f.take(limit)
-                .read_to_end(&mut data)
-                .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
-        }
+        let (data, next_offset) = logfiles::read(&rotation, req.offset, req.from_end, limit)
+            .map_err(|e| {
+                Status::internal(format!("cannot read {}: {e}", rotation.base.display()))
+            })?;
         Ok(Response::new(LogsResponse {
-            next_offset: start + data.len() as u64,
+            next_offset,
             data,
             finished: t.state.state == TASK_DEAD,
         }))

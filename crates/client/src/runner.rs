@@ -97,6 +97,9 @@ pub struct LocalTask {
     pub kill_at_ms: Option<i64>,
 }
 
+/// How long the supervisor waits after a task ends for other changes to report with it.
+const COALESCE: Duration = Duration::from_millis(5);
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -130,13 +133,28 @@ pub(crate) fn alloc_dir(client_dir: &Path, alloc_id: &str) -> PathBuf {
     client_dir.join("allocs").join(alloc_id)
 }
 
-/// Where a task's stdout or stderr goes: `<alloc_dir>/alloc/logs/<task>.stdout.0`.
-pub(crate) fn log_path(client_dir: &Path, alloc_id: &str, task: &str, stderr: bool) -> PathBuf {
-    let stream = if stderr { "stderr" } else { "stdout" };
-    alloc_dir(client_dir, alloc_id)
-        .join("alloc")
-        .join("logs")
-        .join(format!("{task}.{stream}.0"))
+/// Where a task's stdout or stderr goes: `<alloc_dir>/alloc/logs/<task>.stdout.N`, rotated per
+/// the task's `logs` block.
+pub(crate) fn log_rotation(
+    client_dir: &Path,
+    alloc: &Allocation,
+    task: &str,
+    stderr: bool,
+) -> crate::logfiles::Rotation {
+    let config = group_of(alloc)
+        .and_then(|g| g.tasks.iter().find(|t| t.name == task))
+        .and_then(|t| t.logs)
+        .unwrap_or(yurt_proto::v1::LogConfig {
+            max_files: 10,
+            max_file_size_mb: 10,
+        });
+    crate::logfiles::rotation(
+        &alloc_dir(client_dir, &alloc.id).join("alloc").join("logs"),
+        task,
+        stderr,
+        config.max_files,
+        config.max_file_size_mb,
+    )
 }
 
 /// Marks a task as ended.
@@ -227,15 +245,51 @@ impl Client {
         }
     }
 
+    /// Runs the supervisor pass when a task ends (its executor answers the `wait` request), a
+    /// few milliseconds later so that changes close together go out in one report, and at
+    /// least every `tick` for restart and kill deadlines.
     pub(crate) async fn supervise_loop(self) {
         let mut shutdown = self.inner.shutdown.subscribe();
+        // Tasks re-attached after a restart are watched like new ones.
+        let running: Vec<PathBuf> = {
+            let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            allocs
+                .values()
+                .flat_map(|a| a.tasks.values())
+                .filter(|t| t.state.state == TASK_RUNNING)
+                .map(|t| t.exec_dir.clone())
+                .collect()
+        };
+        for dir in running {
+            self.watch_exit(&dir);
+        }
         loop {
             self.tick().await;
             tokio::select! {
                 _ = tokio::time::sleep(self.inner.config.tick) => {}
+                _ = self.inner.wake.notified() => {
+                    tokio::time::sleep(COALESCE).await;
+                }
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// Wakes the supervisor when the task under `exec_dir` ends. An executor that cannot be
+    /// reached (not listening yet, from an older release, gone) is left to the periodic pass.
+    fn watch_exit(&self, exec_dir: &Path) {
+        let client = self.clone();
+        let dir = exec_dir.to_path_buf();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                match executor::wait(&dir).await {
+                    Ok(_) => break,
+                    Err(_) if executor::read_exit(&dir).is_some() => break,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            client.inner.wake.notify_one();
+        });
     }
 
     /// Saves an allocation's local state durably: a client killed right after must find it.
@@ -314,9 +368,7 @@ impl Client {
             t.restart_at_ms = None;
             if t.state.state == TASK_RUNNING {
                 let (timeout, signal) = how.get(name).copied().unwrap_or((5_000, Signal::SIGTERM));
-                if let Some(pid) = executor::read_pid(&t.exec_dir) {
-                    executor::signal_group(pid, signal);
-                }
+                executor::stop(&t.exec_dir, signal);
                 t.kill_at_ms = Some(now_ms() + timeout as i64);
                 t.state
                     .events
@@ -410,8 +462,8 @@ impl Client {
             args,
             env,
             dir: task_dir,
-            stdout: log_path(&self.inner.dir, &a.id, task_name, false),
-            stderr: log_path(&self.inner.dir, &a.id, task_name, true),
+            stdout: log_rotation(&self.inner.dir, a, task_name, false),
+            stderr: log_rotation(&self.inner.dir, a, task_name, true),
         };
         let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
         std::fs::write(executor::spec_path(&t.exec_dir), bytes)
@@ -434,6 +486,7 @@ impl Client {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
+        self.watch_exit(&t.exec_dir);
         t.state.state = TASK_RUNNING.into();
         t.state.started_at_unix_ms = now_ms();
         t.state
@@ -583,9 +636,7 @@ impl Client {
                         "the task's executor exited unexpectedly",
                     ));
                 } else if t.kill_at_ms.is_some_and(|at| at <= now) {
-                    if let Some(pid) = executor::read_pid(&t.exec_dir) {
-                        executor::signal_group(pid, Signal::SIGKILL);
-                    }
+                    executor::stop(&t.exec_dir, Signal::SIGKILL);
                     t.kill_at_ms = None;
                 }
             }

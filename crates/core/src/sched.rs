@@ -261,8 +261,8 @@ pub fn annotations(d: &DesiredUpdates) -> std::collections::HashMap<String, u64>
 }
 
 /// Whether moving an allocation from `old` to `new` needs a new allocation (Nomad's
-/// `tasksUpdated`): tasks added or removed, or a task's driver, user, config, env, meta or
-/// resources changed, or the group's network changed.
+/// `tasksUpdated`): tasks added or removed, or a task's driver, user, config, env, meta,
+/// resources or logs changed, or the group's network changed.
 pub fn tasks_updated(old: &Job, new: &Job, group: &str) -> bool {
     let (Some(a), Some(b)) = (
         old.task_groups.iter().find(|g| g.name == group),
@@ -286,6 +286,7 @@ pub fn tasks_updated(old: &Job, new: &Job, group: &str) -> bool {
             || o.env != t.env
             || o.meta != t.meta
             || o.resources != t.resources
+            || o.logs != t.logs
     })
 }
 

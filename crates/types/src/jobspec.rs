@@ -14,8 +14,9 @@ use crate::hcl::{Blk, Body, Lines, Reader, Scope, Val};
 use crate::duration;
 use crate::status::*;
 use crate::v1::{
-    value, Check, Constraint, Job, MigrateStrategy, NetworkResource, Port, ReschedulePolicy,
-    Resources, RestartPolicy, Service, Task, TaskGroup, UpdateStrategy, Value, ValueList, ValueMap,
+    value, Check, Constraint, Job, LogConfig, MigrateStrategy, NetworkResource, Port,
+    ReschedulePolicy, Resources, RestartPolicy, Service, Task, TaskGroup, UpdateStrategy, Value,
+    ValueList, ValueMap,
 };
 
 /// A job file that cannot become a job: one sentence naming the file, the line and the field.
@@ -48,6 +49,9 @@ const DEFAULT_PRIORITY: i32 = 50;
 const DEFAULT_CPU: u32 = 100;
 const DEFAULT_MEMORY_MB: u32 = 300;
 const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
+/// Nomad's default `logs` block: 10 files of 10 MB per stream.
+const DEFAULT_LOG_FILES: u32 = 10;
+const DEFAULT_LOG_FILE_MB: u32 = 10;
 const SEC: u64 = 1000;
 const MIN: u64 = 60 * SEC;
 const HOUR: u64 = 60 * MIN;
@@ -239,6 +243,10 @@ pub fn canonicalize(job: &mut Job) {
             if t.kill_signal.is_empty() {
                 t.kill_signal = "SIGTERM".into();
             }
+            t.logs.get_or_insert(LogConfig {
+                max_files: DEFAULT_LOG_FILES,
+                max_file_size_mb: DEFAULT_LOG_FILE_MB,
+            });
         }
     }
 }
@@ -567,6 +575,17 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
     let fail = |path: String, message: String| Err(Problem { path, message });
     if t.driver.is_empty() {
         return fail(tp.into(), format!("task {:?} has no driver", t.name));
+    }
+    if let Some(l) = &t.logs {
+        if l.max_files == 0 || l.max_file_size_mb == 0 {
+            return fail(
+                format!("{tp}.logs"),
+                format!(
+                    "logs: max_files ({}) and max_file_size ({}) must be at least 1",
+                    l.max_files, l.max_file_size_mb
+                ),
+            );
+        }
     }
     if t.driver != "raw_exec" && t.driver != "exec" {
         return fail(
@@ -923,6 +942,18 @@ fn decode_task(r: &Reader, b: &Blk, gp: &str, lines: &mut Lines) -> Result<Task,
             lines.set(format!("{tp}.config.{}", a.key), a.line);
             t.config.insert(a.key.clone(), to_value(&a.val));
         }
+    }
+    if let Some(lb) = s.block("logs")? {
+        let p = format!("{tp}.logs");
+        lines.set(p.clone(), lb.line);
+        let mut ls = Scope::new(r, &lb.body, "logs".into(), p);
+        t.logs = Some(LogConfig {
+            max_files: ls.uint("max_files", lines)?.unwrap_or(DEFAULT_LOG_FILES),
+            max_file_size_mb: ls
+                .uint("max_file_size", lines)?
+                .unwrap_or(DEFAULT_LOG_FILE_MB),
+        });
+        ls.finish()?;
     }
     if let Some(rb) = s.block("resources")? {
         let p = format!("{tp}.resources");

@@ -44,6 +44,37 @@ fn good_file_gets_nomad_defaults() {
     assert_eq!(t.resources.as_ref().unwrap().memory_mb, 300);
     assert_eq!(t.kill_timeout_ms, 5000);
     assert_eq!(t.kill_signal, "SIGTERM");
+    assert_eq!(
+        t.logs,
+        Some(LogConfig {
+            max_files: 10,
+            max_file_size_mb: 10
+        })
+    );
+}
+
+#[test]
+fn logs_block_is_read_and_checked() {
+    let src = GOOD.replace(
+        "driver = \"raw_exec\"",
+        "driver = \"raw_exec\"\n      logs {\n        max_files = 3\n      }",
+    );
+    let job = parse_hcl("web.hcl", &src).unwrap();
+    assert_eq!(
+        job.task_groups[0].tasks[0].logs,
+        Some(LogConfig {
+            max_files: 3,
+            max_file_size_mb: 10
+        })
+    );
+    let zero = GOOD.replace(
+        "driver = \"raw_exec\"",
+        "driver = \"raw_exec\"\n      logs {\n        max_file_size = 0\n      }",
+    );
+    assert_eq!(
+        bad(&zero),
+        "bad.hcl:8: logs: max_files (10) and max_file_size (0) must be at least 1"
+    );
 }
 
 #[test]
