@@ -190,3 +190,141 @@ fn agent_refuses_data_dirs_that_are_not_its_own_and_touches_nothing() {
     );
     assert_eq!(std::fs::read(&snap).unwrap(), b"garbage", "left as found");
 }
+
+/// Waits for one allocation of `job` to reach a terminal client status and returns its
+/// `alloc status` text.
+fn finished_alloc(agent: &Agent, job: &str) -> String {
+    wait_for(&format!("the allocation of {job} to fail"), || {
+        let out = agent.ok(&["job", "status", "-json", job]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        match v["allocations"].as_array().and_then(|a| a.first()) {
+            Some(a) if a["client_status"] == "failed" => {
+                Ok(agent.ok(&["alloc", "status", a["id"].as_str().unwrap()]))
+            }
+            _ => Err(out),
+        }
+    })
+}
+
+fn one_shot_job(dir: &std::path::Path, name: &str, command: &str) -> String {
+    let path = dir.join(format!("{name}.hcl"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"job "{name}" {{
+  type = "batch"
+  group "g" {{
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    reschedule {{
+      attempts  = 0
+      unlimited = false
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "{command}"
+        args    = ["-c", "while true; do sleep 1; done"]
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn task_faults_fail_the_allocation_not_the_client_and_damaged_client_state_stops_it() {
+    let dir = TestDir::new();
+    let data = dir.path.join("data");
+    let mut agent = Agent::start(&data, &["-dev"]);
+    agent.wait_node_ready();
+
+    // A command that does not exist fails its task with a clear event.
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        &one_shot_job(&dir.path, "missing", "/no/such/binary"),
+    ]);
+    let status = finished_alloc(&agent, "missing");
+    assert!(
+        status.contains("Driver Failure") && status.contains("cannot start \"/no/such/binary\""),
+        "{status}"
+    );
+
+    // An allocation directory that cannot be made fails that allocation, with the reason.
+    let allocs = data.join("client").join("allocs");
+    let kept: Vec<_> = std::fs::read_dir(&allocs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let aside = dir.path.join("allocs-aside");
+    std::fs::rename(&allocs, &aside).unwrap();
+    std::fs::write(&allocs, b"not a directory").unwrap();
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        &one_shot_job(&dir.path, "nodir", "/bin/sh"),
+    ]);
+    let status = finished_alloc(&agent, "nodir");
+    assert!(
+        status.contains("Driver Failure") && status.contains("cannot create"),
+        "{status}"
+    );
+    // The client itself is fine: the node is ready and other work runs.
+    std::fs::remove_file(&allocs).unwrap();
+    std::fs::rename(&aside, &allocs).unwrap();
+    assert_eq!(kept.len(), 1);
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        web_job(&dir.path, "still here").to_str().unwrap(),
+    ]);
+    agent.wait_running("web", 2);
+    assert!(agent.ok(&["node", "status"]).contains("ready"));
+
+    // Damaged client state: the agent refuses to start and leaves the running tasks alone.
+    let pids: Vec<i32> = task_pids(&data).into_iter().filter(|p| alive(*p)).collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    agent.kill9();
+    let db = data.join("client").join("state").join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[64..len - 64] {
+        *b = 0xde;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let out = std::process::Command::new(YURT)
+        .args([
+            "agent",
+            "-dev",
+            "-grpc-port",
+            "0",
+            "-http-port",
+            "0",
+            "-data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let msg = stderr(&out);
+    let state = data.join("client").join("state");
+    assert!(
+        msg.contains(&format!(
+            "client state in {} is unreadable",
+            state.display()
+        )) || msg.contains(&format!("cannot open client state in {}", state.display())),
+        "{msg}"
+    );
+    assert!(pids.iter().all(|p| alive(*p)), "tasks left running");
+}

@@ -94,3 +94,66 @@ fn sigkilled_agent_recovers_state_and_keeps_tasks() {
         }
     });
 }
+
+#[test]
+fn a_batch_task_that_ends_while_the_agent_is_down_is_reported_with_its_exit_code() {
+    let dir = TestDir::new();
+    let data = dir.path.join("data");
+    let mut agent = Agent::start(&data, &["-dev"]);
+    agent.wait_node_ready();
+    let job = dir.path.join("short.hcl");
+    std::fs::write(
+        &job,
+        r#"job "short" {
+  type = "batch"
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "sleep 2; echo finishing; exit 3"]
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    let id = agent.wait_running("short", 1).remove(0);
+    let pids = task_pids(&data);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+
+    agent.kill9();
+    wait_for("the task to end while the agent is down", || {
+        if alive(pids[0]) {
+            Err(format!("{} still runs", pids[0]))
+        } else {
+            Ok(())
+        }
+    });
+
+    let agent = Agent::start(&data, &["-dev"]);
+    let status = wait_for("the allocation to be reported failed", || {
+        let out = agent.yurt(&["alloc", "status", &id]);
+        let text = stdout(&out);
+        if text.contains("Client Status       = failed") {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", stderr(&out)))
+        }
+    });
+    assert!(status.contains("Exit Code: 3"), "{status}");
+    assert!(!status.contains("Task Lost"), "{status}");
+    assert_eq!(agent.ok(&["alloc", "logs", &id]), "finishing\n");
+    // Nothing ran it again.
+    assert_eq!(task_pids(&data).len(), 1);
+}

@@ -153,6 +153,27 @@ impl Client {
             path: state_path.clone(),
             message,
         })?;
+        // Every allocation directory was recorded before it was made: one without a record
+        // means the state lost it (sled drops what it cannot read). Starting would run those
+        // tasks a second time, so refuse and leave the running tasks alone.
+        let unrecorded: Vec<String> = std::fs::read_dir(dir.join("allocs"))
+            .map_err(dir_err)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .filter(|id| !allocs.contains_key(id))
+            .collect();
+        if let Some(first) = unrecorded.first() {
+            return Err(StartError::Corrupt {
+                path: state_path.clone(),
+                message: format!(
+                    "it has no record of {} allocation(s) found under {} (first: {first}); \
+                     their tasks were left running. Stop them and move the client data dir \
+                     aside to start afresh",
+                    unrecorded.len(),
+                    dir.join("allocs").display()
+                ),
+            });
+        }
         if config.servers.is_empty() {
             return Err(StartError::NoServers);
         }
