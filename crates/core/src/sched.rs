@@ -412,12 +412,12 @@ impl Run<'_> {
         }
         for (idx, prev) in replace {
             // A replacement is counted as the destructive update, not as a new placement.
-            self.place(job, g, idx, &prev, None, false);
+            self.place(job, g, idx, &prev, None, false, &[]);
         }
         self.reschedule_failed(job, g, allocs, &mut taken);
         for idx in 0..g.count {
             if !taken.contains_key(&idx) {
-                self.place(job, g, idx, "", None, true);
+                self.place(job, g, idx, "", None, true, &[]);
             }
         }
     }
@@ -454,7 +454,14 @@ impl Run<'_> {
                 self.out.followup_at = Some(self.out.followup_at.map_or(due, |t| t.min(due)));
                 continue;
             }
-            let Some(i) = self.place(job, g, idx, &a.id, None, true) else {
+            // Nodes it already failed on come last (Nomad's reschedule penalty).
+            let mut avoid: Vec<String> = a
+                .reschedule_events
+                .iter()
+                .map(|e| e.prev_node_id.clone())
+                .collect();
+            avoid.push(a.node_id.clone());
+            let Some(i) = self.place(job, g, idx, &a.id, None, true, &avoid) else {
                 continue;
             };
             let mut events = a.reschedule_events.clone();
@@ -491,12 +498,12 @@ impl Run<'_> {
                 (Some(a), true) => {
                     if !self.update_existing(job, a) {
                         let prev = a.id.clone();
-                        self.place(job, g, 0, &prev, Some(node), false);
+                        self.place(job, g, 0, &prev, Some(node), false, &[]);
                     }
                 }
                 (Some(a), false) => self.stop(a, DESC_NOT_NEEDED),
                 (None, true) => {
-                    self.place(job, g, 0, "", Some(node), true);
+                    self.place(job, g, 0, "", Some(node), true, &[]);
                 }
                 (None, false) => {}
             }
@@ -617,6 +624,9 @@ impl Run<'_> {
         Ok(out)
     }
 
+    /// Places allocation `idx` of a group on the best feasible node (on `only`, if given);
+    /// nodes in `avoid` are used only when no other node fits.
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         job: &Job,
@@ -625,6 +635,7 @@ impl Run<'_> {
         previous: &str,
         only: Option<&Node>,
         count_as_place: bool,
+        avoid: &[String],
     ) -> Option<usize> {
         let need = group_resources(g);
         let mut metric = AllocMetric::default();
@@ -660,7 +671,9 @@ impl Run<'_> {
             }
             // Bin packing: prefer the node that is fullest after this placement.
             let total = node.resources.unwrap_or_default();
+            let penalty = if avoid.contains(&node.id) { 3.0 } else { 0.0 };
             let score = 2.0
+                - penalty
                 - (cpu - i64::from(need.cpu)) as f64 / f64::from(total.cpu.max(1))
                 - (mem - i64::from(need.memory_mb)) as f64 / f64::from(total.memory_mb.max(1));
             if best.is_none_or(|(s, _)| score > s) {

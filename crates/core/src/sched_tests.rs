@@ -504,6 +504,8 @@ fn a_failed_allocation_is_replaced_after_its_delay_until_attempts_run_out() {
         (s.previous_allocation.as_str(), s.name.as_str()),
         (first.as_str(), "web.app[0]")
     );
+    // The replacement goes to the other node, though bin packing alone would not move it.
+    assert_ne!(s.node_id, w.state.allocs[&first].node_id);
     assert_eq!(s.reschedule_events.len(), 1);
     assert_eq!(s.reschedule_events[0].prev_alloc_id, first);
     let old = &w.state.allocs[&first];
