@@ -1,10 +1,13 @@
 //! `yurt-bench raft`: starts three `yurt agent -server` processes on loopback and prints
 //! job registrations committed per second with 1 and with 64 concurrent clients, latency
 //! percentiles, and leader failover time (kill -9 the leader → first accepted write).
+//! `yurt-bench client`: see [`client`].
 //!
 //! Build the agent first, then run the bench in release mode:
-//! `cargo build --release && cargo run --release -p yurt-bench -- raft`.
+//! `cargo build --release && cargo run --release -p yurt-bench -- raft` (or `client`).
 //! Figures are printed, never asserted; record them in docs/performance.md.
+
+mod client;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,6 +72,10 @@ impl Server {
             addr,
             args: args.to_vec(),
         }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
     fn kill9(&mut self) {
@@ -312,8 +319,9 @@ fn main() {
             let failover = !rest.iter().any(|a| a == "--no-failover");
             rt.block_on(raft(yurt, count, failover))
         }
+        "client" => rt.block_on(client::client(yurt)),
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover]");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | yurt-bench client");
             std::process::exit(2)
         }
     }

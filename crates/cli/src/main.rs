@@ -100,11 +100,15 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(normalize_args(std::env::args()));
-    if let Command::Executor { dir } = &cli.cmd {
-        // Synchronous and runtime-free: this process lives as long as its task.
-        return ExitCode::from(yurt_client::executor::run(dir) as u8);
+    // `yurt executor DIR` lives as long as its task, one per task: it starts before anything
+    // else (no argument parser, no async runtime) to stay small.
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(cmd), Some(dir), None) = (args.next(), args.next(), args.next()) {
+        if cmd == "executor" {
+            return ExitCode::from(yurt_client::executor::run(&PathBuf::from(dir)) as u8);
+        }
     }
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,7 +141,8 @@ async fn run(cli: Cli) -> u8 {
             println!("Yurt v{}", yurt_types::VERSION);
             Ok(0)
         }
-        Command::Executor { .. } => unreachable!("handled before the runtime starts"),
+        // `executor DIR` is its only valid form, and `main` takes that before parsing.
+        Command::Executor { .. } => unreachable!("handled before the argument parser"),
     };
     match result {
         Ok(code) => code,

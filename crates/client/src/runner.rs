@@ -292,7 +292,8 @@ impl Client {
         });
     }
 
-    /// Saves an allocation's local state durably: a client killed right after must find it.
+    /// Saves an allocation's local state; durable at the next [`Client::flush_state`], which
+    /// comes before anything acts on it (tasks start, the servers hear of it).
     fn persist(&self, a: &LocalAlloc) {
         let saved = serde_json::to_vec(a)
             .map_err(|e| e.to_string())
@@ -300,11 +301,17 @@ impl Client {
                 self.inner
                     .db
                     .insert(a.alloc.id.as_bytes(), bytes)
-                    .and_then(|_| self.inner.db.flush())
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = saved {
             tracing::error!(alloc = %a.alloc.id, error = %e, "cannot save client state");
+        }
+    }
+
+    /// Makes every saved change durable, with one flush for all of them.
+    fn flush_state(&self) {
+        if let Err(e) = self.inner.db.flush() {
+            tracing::error!(error = %e, "cannot save client state");
         }
     }
 
@@ -346,6 +353,7 @@ impl Client {
                 }
             }
         }
+        self.flush_state();
         if !to_start.is_empty() {
             self.tick().await;
         }
@@ -500,6 +508,7 @@ impl Client {
     pub(crate) async fn tick(&self) {
         let now = now_ms();
         let mut updates = Vec::new();
+        let mut changed = false;
         {
             let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
             for local in allocs.values_mut() {
@@ -526,6 +535,7 @@ impl Client {
                 if before != after {
                     local.dirty = true;
                     self.persist(local);
+                    changed = true;
                 }
                 if local.dirty {
                     updates.push(AllocClientUpdate {
@@ -546,6 +556,9 @@ impl Client {
                 }
             }
         }
+        if changed {
+            self.flush_state();
+        }
         if updates.is_empty() {
             return;
         }
@@ -564,6 +577,7 @@ impl Client {
                         self.persist(a);
                     }
                 }
+                self.flush_state();
             }
             Err(s) => {
                 tracing::warn!(error = %s.message(), "cannot report allocation status; will retry")

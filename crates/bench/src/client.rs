@@ -1,0 +1,228 @@
+//! `yurt-bench client`: one server and one client agent on loopback. Prints the time from
+//! `job run` of a count=100 job until all 100 allocations are `running` in the servers' state,
+//! the RSS of the idle client agent and of one executor, and how many heartbeats per second
+//! the server answers from many simulated clients.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use yurt_proto::v1::jobs_client::JobsClient;
+use yurt_proto::v1::nodes_client::NodesClient;
+use yurt_proto::v1::{
+    DeregisterJobRequest, GetJobRequest, HeartbeatRequest, ListNodesRequest, Node,
+    RegisterJobRequest, RegisterNodeRequest, Resources,
+};
+
+use crate::{channel, leader, Server};
+
+const COUNT: usize = 100;
+const SIMULATED_NODES: usize = 1000;
+const HEARTBEAT_CALLERS: usize = 64;
+
+/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// PIDs of the tasks the client started, from their executors' `pid` files.
+fn task_pids(client_dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    for alloc in std::fs::read_dir(client_dir.join("client").join("allocs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for task in std::fs::read_dir(alloc.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("executor").join("pid")) {
+                out.extend(text.trim().parse::<i32>().ok());
+            }
+        }
+    }
+    out
+}
+
+fn sleeper_job() -> yurt_proto::v1::Job {
+    let src = format!(
+        "job \"hundred\" {{\n  group \"g\" {{\n    count = {COUNT}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n        args = [\"3600\"]\n      }}\n      resources {{\n        cpu = 10\n        memory = 10\n      }}\n    }}\n  }}\n}}\n"
+    );
+    yurt_types::jobspec::parse_hcl("hundred.hcl", &src).unwrap()
+}
+
+pub async fn client(yurt: PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(
+        &yurt,
+        &dir.path().join("server"),
+        &["-server".into(), "-bootstrap-expect".into(), "1".into()],
+        0,
+    );
+    leader(std::slice::from_ref(&server)).await;
+    let client_dir = dir.path().join("client");
+    let agent = Server::spawn(
+        &yurt,
+        &client_dir,
+        &["-client".into(), "-servers".into(), server.addr.clone()],
+        0,
+    );
+    let mut nodes = NodesClient::new(channel(&server.addr).await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes
+        .list(ListNodesRequest {})
+        .await
+        .is_ok_and(|r| r.into_inner().nodes.iter().any(|n| n.status == "ready"))
+    {
+        assert!(Instant::now() < deadline, "the client did not register");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the client settle before reading its idle footprint.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let client_pid = agent.pid();
+    let idle = rss_kib(client_pid).unwrap_or(0);
+
+    let mut jobs = JobsClient::new(channel(&server.addr).await);
+    let start = Instant::now();
+    jobs.register(RegisterJobRequest {
+        job: Some(sleeper_job()),
+        ..Default::default()
+    })
+    .await
+    .expect("register");
+    loop {
+        let allocs = jobs
+            .allocations(GetJobRequest {
+                job_id: "hundred".into(),
+            })
+            .await
+            .map(|r| r.into_inner().allocs)
+            .unwrap_or_default();
+        if allocs
+            .iter()
+            .filter(|a| a.client_status == "running")
+            .count()
+            >= COUNT
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "not all running");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let all_running = start.elapsed();
+    let busy = rss_kib(client_pid).unwrap_or(0);
+    let executor = task_pids(&client_dir)
+        .first()
+        .and_then(|p| parent_of(*p))
+        .and_then(rss_kib)
+        .unwrap_or(0);
+    println!(
+        "job run count={COUNT}, one client → all running in server state: {:.0} ms",
+        all_running.as_secs_f64() * 1000.0
+    );
+    println!(
+        "RSS: client agent idle {:.1} MiB ({:.1} MiB with {COUNT} allocations), one executor {:.1} MiB",
+        idle as f64 / 1024.0,
+        busy as f64 / 1024.0,
+        executor as f64 / 1024.0
+    );
+    let _ = jobs
+        .deregister(DeregisterJobRequest {
+            job_id: "hundred".into(),
+            purge: false,
+        })
+        .await;
+
+    heartbeats(&server.addr).await;
+
+    // Stop the tasks before the agents go (tasks outlive a SIGKILLed client).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task_pids(&client_dir)
+        .iter()
+        .any(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), None).is_ok())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in task_pids(&client_dir) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    drop(agent);
+}
+
+/// Registers many simulated nodes, then heartbeats them from many concurrent callers.
+async fn heartbeats(addr: &str) {
+    let ch = channel(addr).await;
+    let mut nodes = NodesClient::new(ch.clone());
+    let ids: Vec<String> = (0..SIMULATED_NODES)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    for id in &ids {
+        nodes
+            .register(RegisterNodeRequest {
+                node: Some(Node {
+                    id: id.clone(),
+                    name: format!("sim-{id}"),
+                    datacenter: "dc1".into(),
+                    resources: Some(Resources {
+                        cpu: 1000,
+                        memory_mb: 1024,
+                    }),
+                    ..Node::default()
+                }),
+            })
+            .await
+            .expect("register a simulated node");
+    }
+    let ids = Arc::new(ids);
+    let done = Arc::new(AtomicU64::new(0));
+    let run_for = Duration::from_secs(3);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..HEARTBEAT_CALLERS {
+        let (ids, done, ch) = (ids.clone(), done.clone(), ch.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut nodes = NodesClient::new(ch);
+            let mut i = c;
+            while start.elapsed() < run_for {
+                if nodes
+                    .heartbeat(HeartbeatRequest {
+                        node_id: ids[i % ids.len()].clone(),
+                    })
+                    .await
+                    .is_ok()
+                {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                i += HEARTBEAT_CALLERS;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!(
+        "heartbeats answered by one server ({SIMULATED_NODES} simulated nodes, {HEARTBEAT_CALLERS} callers): {:.0}/s",
+        done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    );
+}
