@@ -6,6 +6,7 @@
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
+//! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
 //! - `tidy`: rules about the source tree itself.
 
@@ -16,4 +17,5 @@ mod health;
 mod heartbeat;
 mod jobs;
 mod restart;
+mod scheduling;
 mod tidy;

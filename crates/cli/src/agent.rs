@@ -73,6 +73,9 @@ pub struct AgentArgs {
     /// Node class of the client node.
     #[arg(long = "node-class")]
     node_class: Option<String>,
+    /// A label of the client node, read by constraints as `${meta.KEY}` (repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    meta: Vec<String>,
     /// Region of the servers [default: global].
     #[arg(long)]
     region: Option<String>,
@@ -117,6 +120,7 @@ struct Settings {
     node: Option<String>,
     dc: String,
     node_class: String,
+    meta: std::collections::BTreeMap<String, String>,
     region: String,
     leave_on_terminate: bool,
     raft_snapshot_threshold: u64,
@@ -133,6 +137,14 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| fail(format!("cannot read config file {name}: {e}")))?;
         file.merge(agentconfig::parse(&name, &src)?);
+    }
+    let mut meta = file.meta.clone();
+    for kv in &args.meta {
+        let (k, v) = kv
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| fail(format!("-meta {kv:?} must be written KEY=VALUE")))?;
+        meta.insert(k.to_string(), v.to_string());
     }
     let ms = Duration::from_millis;
     let pick =
@@ -162,6 +174,7 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
         node: args.node.or(file.name),
         dc: args.dc.or(file.datacenter).unwrap_or_else(|| "dc1".into()),
         node_class: args.node_class.or(file.node_class).unwrap_or_default(),
+        meta,
         region: args
             .region
             .or(file.region)
@@ -371,6 +384,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             name: args.node.clone(),
             datacenter: args.dc.clone(),
             node_class: args.node_class.clone(),
+            meta: args.meta.clone(),
             advertise_addr: grpc_addr.to_string(),
             executor_exe: exe,
             tick: Duration::from_millis(100),

@@ -41,6 +41,8 @@ pub struct ClientConfig {
     pub name: Option<String>,
     pub datacenter: String,
     pub node_class: String,
+    /// The node's labels (`${meta.KEY}` in constraints).
+    pub meta: BTreeMap<String, String>,
     /// The gRPC address the servers reach this agent at (for logs).
     pub advertise_addr: String,
     /// The `yurt` binary, re-executed as `yurt executor` for each task.
@@ -293,6 +295,7 @@ impl Client {
             name: c.name.clone().unwrap_or(fp.hostname),
             datacenter: c.datacenter.clone(),
             node_class: c.node_class.clone(),
+            meta: c.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             status: NODE_INIT.into(),
             scheduling_eligibility: String::new(),
             drain: false,

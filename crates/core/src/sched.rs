@@ -10,14 +10,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use yurt_types::constraint;
 use yurt_types::diff::job_diff;
 use yurt_types::status::*;
 
 use crate::internal::{command, ApplyPlan, Command, JobRegister};
 use crate::state::State;
 use crate::v1::{
-    AllocMetric, Allocation, Constraint, DesiredUpdates, Evaluation, Job, JobDiff, Node, Port,
-    RescheduleEvent, Resources, TaskGroup,
+    AllocMetric, Allocation, DesiredUpdates, Evaluation, Job, JobDiff, Node, Port, RescheduleEvent,
+    Resources, TaskGroup,
 };
 
 /// Everything one scheduler run decided.
@@ -49,6 +50,7 @@ pub fn schedule(
         new_id,
         out: Outcome::default(),
         planned: BTreeMap::new(),
+        regexes: Default::default(),
     };
     let job = state.jobs.get(job_id).filter(|j| !j.stop);
     let allocs: Vec<&Allocation> = state.job_allocs(job_id);
@@ -317,6 +319,8 @@ struct Run<'a> {
     out: Outcome,
     /// Resources taken on each node by placements of this run.
     planned: BTreeMap<String, Resources>,
+    /// `regexp` constraint values, compiled once per run.
+    regexes: std::cell::RefCell<BTreeMap<String, Option<regex::Regex>>>,
 }
 
 impl Run<'_> {
@@ -522,26 +526,80 @@ impl Run<'_> {
         {
             return Err("missing compatible datacenter".into());
         }
-        for c in job.constraints.iter().chain(&g.constraints) {
-            if c.operator == "distinct_hosts" {
-                let busy = self
-                    .state
-                    .node_allocs(&node.id)
-                    .iter()
-                    .any(|a| a.job_id == job.id && !alloc_terminal(a))
-                    || self.out.allocs.iter().any(|a| {
-                        a.node_id == node.id
-                            && a.job_id == job.id
-                            && a.desired_status == ALLOC_DESIRED_RUN
-                    });
-                if busy {
-                    return Err("distinct_hosts".into());
+        let group_level = g.constraints.len();
+        let all = g.constraints.iter().chain(&job.constraints);
+        for (i, c) in all.enumerate() {
+            // A group's constraint counts the group's allocations; a job's, the whole job's.
+            let scope = (i < group_level).then_some(g.name.as_str());
+            match c.operator.as_str() {
+                "distinct_hosts" => {
+                    if self.live_of_job(job, scope).any(|a| a.node_id == node.id) {
+                        return Err("distinct_hosts".into());
+                    }
                 }
-            } else if !constraint_holds(c, node) {
-                return Err(format!("{} {} {}", c.attribute, c.operator, c.value));
+                "distinct_property" => {
+                    let limit = c.value.parse::<usize>().unwrap_or(1).max(1);
+                    let Some(mine) = resolve(&c.attribute, node) else {
+                        return Err(format!("{} distinct_property", c.attribute));
+                    };
+                    let same = self
+                        .live_of_job(job, scope)
+                        .filter(|a| {
+                            self.state
+                                .nodes
+                                .get(&a.node_id)
+                                .and_then(|n| resolve(&c.attribute, n))
+                                .is_some_and(|v| v == mine)
+                        })
+                        .count();
+                    if same >= limit {
+                        return Err(format!("{} distinct_property", c.attribute));
+                    }
+                }
+                op => {
+                    let mut cache = self.regexes.borrow_mut();
+                    let regex = if op == "regexp" {
+                        cache
+                            .entry(c.value.clone())
+                            .or_insert_with(|| regex::Regex::new(&c.value).ok())
+                            .as_ref()
+                    } else {
+                        None
+                    };
+                    let left = resolve(&c.attribute, node);
+                    let right = resolve(&c.value, node).unwrap_or_default();
+                    if op == "regexp" && regex.is_none()
+                        || !constraint::holds(op, left.as_deref(), &right, regex)
+                    {
+                        return Err(format!("{} {} {}", c.attribute, c.operator, c.value));
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// The job's allocations that will run after this run (of one group, if given): live ones
+    /// it does not stop, and its own placements.
+    fn live_of_job<'s>(
+        &'s self,
+        job: &'s Job,
+        group: Option<&'s str>,
+    ) -> impl Iterator<Item = &'s Allocation> + 's {
+        // This run's version of an allocation replaces the state's (stopped or updated).
+        let touched: BTreeSet<&str> = self.out.allocs.iter().map(|a| a.id.as_str()).collect();
+        let live = self
+            .state
+            .job_allocs(&job.id)
+            .into_iter()
+            .filter(move |a| !alloc_terminal(a) && !touched.contains(a.id.as_str()));
+        let planned = self
+            .out
+            .allocs
+            .iter()
+            .filter(|a| a.job_id == job.id && a.desired_status == ALLOC_DESIRED_RUN);
+        live.chain(planned)
+            .filter(move |a| group.is_none_or(|g| a.task_group == g))
     }
 
     /// The live allocations on a node that stay: less those this run stops.
@@ -744,36 +802,13 @@ fn resolve(term: &str, node: &Node) -> Option<String> {
         "node.unique.name" => Some(node.name.clone()),
         "node.unique.id" => Some(node.id.clone()),
         "node.class" => Some(node.node_class.clone()),
-        _ => {
-            let key = inner.strip_prefix("attr.").unwrap_or(inner);
-            node.attributes.get(key).cloned()
-        }
-    }
-}
-
-fn constraint_holds(c: &Constraint, node: &Node) -> bool {
-    let left = resolve(&c.attribute, node);
-    let right = resolve(&c.value, node).unwrap_or_default();
-    let cmp = |l: &str| match (l.parse::<f64>(), right.parse::<f64>()) {
-        (Ok(a), Ok(b)) => a.partial_cmp(&b),
-        _ => Some(l.cmp(right.as_str())),
-    };
-    use std::cmp::Ordering::*;
-    match (c.operator.as_str(), left.as_deref()) {
-        ("is_set", l) => l.is_some(),
-        ("is_not_set", l) => l.is_none(),
-        (_, None) => false,
-        ("=" | "==" | "is", Some(l)) => l == right,
-        ("!=" | "not", Some(l)) => l != right,
-        (">", Some(l)) => cmp(l) == Some(Greater),
-        (">=", Some(l)) => matches!(cmp(l), Some(Greater | Equal)),
-        ("<", Some(l)) => cmp(l) == Some(Less),
-        ("<=", Some(l)) => matches!(cmp(l), Some(Less | Equal)),
-        ("set_contains", Some(l)) => {
-            let have: Vec<&str> = l.split(',').map(str::trim).collect();
-            right.split(',').map(str::trim).all(|w| have.contains(&w))
-        }
-        _ => false,
+        _ => match inner.strip_prefix("meta.") {
+            Some(key) => node.meta.get(key).cloned(),
+            None => {
+                let key = inner.strip_prefix("attr.").unwrap_or(inner);
+                node.attributes.get(key).cloned()
+            }
+        },
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::internal::NodeRegister;
+use crate::v1::Constraint;
 use yurt_types::jobspec::parse_hcl;
 
 fn job_src(kind: &str, count: u32, env: &str, memory: u32, priority: u32) -> Job {
@@ -328,6 +329,142 @@ fn datacenter_and_constraints_filter_nodes() {
         o.failed["app"].constraint_filtered["missing compatible datacenter"],
         1
     );
+}
+
+/// Three nodes with a rack and a kernel version each; a job of `count` with `constraint`.
+fn racked_world(count: u32, constraint: &str) -> (World, Outcome) {
+    let mut w = World::new(0);
+    for (i, (rack, kernel)) in [
+        ("r1", "5.15.0-91-generic"),
+        ("r1", "6.1.0"),
+        ("r2", "4.19.0"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut node = Node {
+            id: format!("node-{i}"),
+            name: format!("node-{i}"),
+            datacenter: "dc1".into(),
+            status: NODE_READY.into(),
+            resources: Some(Resources {
+                cpu: 1000,
+                memory_mb: 1000,
+            }),
+            ..Node::default()
+        };
+        node.meta.insert("rack".into(), rack.to_string());
+        node.attributes
+            .insert("kernel.version".into(), kernel.to_string());
+        w.apply(command::Kind::NodeRegister(NodeRegister {
+            node: Some(node),
+        }));
+    }
+    let src = format!(
+        r#"job "web" {{
+  group "app" {{
+    count = {count}
+    {constraint}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      resources {{
+        cpu = 100
+        memory = 100
+      }}
+    }}
+  }}
+}}"#
+    );
+    let o = w.run(parse_hcl("t.hcl", &src).unwrap());
+    (w, o)
+}
+
+fn nodes_used(w: &World) -> Vec<String> {
+    let mut v: Vec<String> = w.running().iter().map(|a| a.node_id.clone()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn regexp_and_version_constraints_pick_nodes() {
+    let (w, o) = racked_world(
+        2,
+        r#"constraint {
+      attribute = "${attr.kernel.version}"
+      version   = ">= 5.10, < 7"
+    }"#,
+    );
+    assert_eq!(o.desired["app"].place, 2);
+    assert!(nodes_used(&w)
+        .iter()
+        .all(|n| n == "node-0" || n == "node-1"));
+
+    let (w, o) = racked_world(
+        2,
+        r#"constraint {
+      attribute = "${meta.rack}"
+      operator  = "regexp"
+      value     = "^r2$"
+    }"#,
+    );
+    assert_eq!(nodes_used(&w), vec!["node-2", "node-2"]);
+    assert_eq!(o.desired["app"].place, 2);
+
+    // No node matches: the failure names the constraint and how many nodes it excluded.
+    let (_, o) = racked_world(
+        1,
+        r#"constraint {
+      attribute = "${attr.kernel.version}"
+      operator  = "semver"
+      value     = ">= 7.0.0"
+    }"#,
+    );
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(
+        o.failed["app"].constraint_filtered["${attr.kernel.version} semver >= 7.0.0"],
+        3
+    );
+}
+
+#[test]
+fn distinct_property_spreads_over_racks_up_to_its_limit() {
+    let (w, o) = racked_world(
+        3,
+        r#"constraint {
+      distinct_property = "${meta.rack}"
+    }"#,
+    );
+    // Two racks, one allocation each: the third cannot be placed.
+    assert_eq!(o.desired["app"].place, 2);
+    assert_eq!(o.queued["app"], 1);
+    let racks: BTreeSet<String> = w
+        .running()
+        .iter()
+        .map(|a| w.state.nodes[&a.node_id].meta["rack"].clone())
+        .collect();
+    assert_eq!(racks.len(), 2);
+    assert_eq!(
+        o.failed["app"].constraint_filtered["${meta.rack} distinct_property"],
+        3
+    );
+
+    let (w, o) = racked_world(
+        3,
+        r#"constraint {
+      operator  = "distinct_property"
+      attribute = "${meta.rack}"
+      value     = "2"
+    }"#,
+    );
+    assert_eq!(o.desired["app"].place, 3);
+    let on_r1 = nodes_used(&w)
+        .iter()
+        .filter(|n| *n == "node-0" || *n == "node-1")
+        .count();
+    assert_eq!(on_r1, 2);
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub client_enabled: Option<bool>,
     pub servers: Vec<String>,
     pub node_class: Option<String>,
+    /// `client { meta { ... } }`: the node's labels.
+    pub meta: std::collections::BTreeMap<String, String>,
     pub server_stabilization_time_ms: Option<u64>,
     pub dead_server_threshold_ms: Option<u64>,
 }
@@ -110,6 +112,7 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.client_enabled = s.boolean("enabled", l)?;
         c.servers = s.strings("servers", l)?.unwrap_or_default();
         c.node_class = s.string("node_class", l)?;
+        c.meta = s.string_map("meta", l)?.into_iter().collect();
         s.finish()?;
     }
     if let Some(b) = top.block("autopilot")? {
@@ -157,6 +160,7 @@ impl AgentConfig {
         if !later.servers.is_empty() {
             self.servers = later.servers;
         }
+        self.meta.extend(later.meta);
     }
 }
 

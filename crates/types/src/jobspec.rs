@@ -496,24 +496,8 @@ pub const KILL_SIGNALS: &[&str] = &[
     "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL",
 ];
 
-const OPERATORS: &[&str] = &[
-    "=",
-    "==",
-    "is",
-    "!=",
-    "not",
-    ">",
-    ">=",
-    "<",
-    "<=",
-    "set_contains",
-    "distinct_hosts",
-    "is_set",
-    "is_not_set",
-];
-
 fn validate_constraint(c: &Constraint, p: &str) -> Result<(), Problem> {
-    if !OPERATORS.contains(&c.operator.as_str()) {
+    if !crate::constraint::OPERATORS.contains(&c.operator.as_str()) {
         return Err(Problem {
             path: format!("{p}.operator"),
             message: format!("constraint operator {:?} is not known", c.operator),
@@ -529,7 +513,10 @@ fn validate_constraint(c: &Constraint, p: &str) -> Result<(), Problem> {
             ),
         });
     }
-    Ok(())
+    crate::constraint::check_operand(&c.operator, &c.value).map_err(|message| Problem {
+        path: format!("{p}.value"),
+        message,
+    })
 }
 
 fn validate_service(s: &Service, p: &str, ports: &HashMap<String, ()>) -> Result<(), Problem> {
@@ -714,8 +701,28 @@ fn decode_constraints<'a>(
         let attribute = c.string("attribute", lines)?.unwrap_or_default();
         let mut operator = c.string("operator", lines)?.unwrap_or_else(|| "=".into());
         let value = c.string("value", lines)?.unwrap_or_default();
+        let mut value = value;
+        let mut attribute = attribute;
         if let Some(true) = c.boolean("distinct_hosts", lines)? {
             operator = "distinct_hosts".into();
+        }
+        if let Some(prop) = c.string("distinct_property", lines)? {
+            operator = "distinct_property".into();
+            attribute = prop;
+        }
+        // Nomad's shorthands: `regexp = "..."` for `operator = "regexp"  value = "..."`.
+        for op in [
+            "regexp",
+            "version",
+            "semver",
+            "set_contains",
+            "set_contains_all",
+            "set_contains_any",
+        ] {
+            if let Some(v) = c.string(op, lines)? {
+                operator = op.into();
+                value = v;
+            }
         }
         c.finish()?;
         out.push(Constraint {

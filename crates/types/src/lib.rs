@@ -11,6 +11,7 @@
 //! `docs/ARCHITECTURE.md`, "One model"): this crate gives them their rules.
 
 pub mod agentconfig;
+pub mod constraint;
 pub mod diff;
 pub mod duration;
 mod hcl;

@@ -126,6 +126,25 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         ]);
     }
     let mut out = kv(&rows);
+    if verbose {
+        // As Nomad's `node status -verbose`: the attributes and meta constraints read.
+        let mut attrs: Vec<(&String, &String)> = n.attributes.iter().collect();
+        attrs.sort();
+        let attrs: Vec<(&str, String)> = attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_string()))
+            .collect();
+        out.push_str("\nAttributes\n");
+        out.push_str(&kv(&attrs));
+        let mut meta: Vec<(&String, &String)> = n.meta.iter().collect();
+        meta.sort();
+        let meta: Vec<(&str, String)> = meta
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_string()))
+            .collect();
+        out.push_str("\nMeta\n");
+        out.push_str(&kv(&meta));
+    }
     out.push_str("\nAllocations\n");
     let live: Vec<_> = allocs.iter().filter(|a| !alloc_terminal(a)).collect();
     if live.is_empty() {
