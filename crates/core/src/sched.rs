@@ -98,12 +98,21 @@ pub fn schedule(
 /// marked complete, and a blocked evaluation for allocations that found no room.
 pub fn plan_command(
     eval: &Evaluation,
+    superseded: &[&Evaluation],
     outcome: Outcome,
     now: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Command {
     let mut done = eval.clone();
-    let mut new_evals = Vec::new();
+    // Older evaluations of the same job: this run did their work.
+    let mut new_evals: Vec<Evaluation> = superseded
+        .iter()
+        .map(|e| Evaluation {
+            status: EVAL_CANCELED.into(),
+            status_description: format!("superseded by evaluation {}", eval.id),
+            ..(*e).clone()
+        })
+        .collect();
     done.failed_tg_allocs = outcome.failed.into_iter().collect();
     done.queued_allocations = outcome.queued.into_iter().collect();
     done.status = EVAL_COMPLETE.into();

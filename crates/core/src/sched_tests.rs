@@ -227,7 +227,7 @@ fn no_room_reports_exhausted_memory_and_queues() {
     assert_eq!(m.dimension_exhausted["memory"], 1);
 
     let eval = new_eval(&job(3, "a"), "e1".into(), TRIGGER_JOB_REGISTER);
-    let cmd = plan_command(&eval, o, 5, &mut || "e2".into());
+    let cmd = plan_command(&eval, &[], o, 5, &mut || "e2".into());
     let Some(command::Kind::ApplyPlan(p)) = cmd.kind else {
         panic!()
     };
@@ -692,7 +692,7 @@ fn unlimited_exponential_rescheduling_doubles_the_delay() {
         "e".into(),
         TRIGGER_JOB_REGISTER,
     );
-    let cmd = plan_command(&eval, o, w.now, &mut || "f1".into());
+    let cmd = plan_command(&eval, &[], o, w.now, &mut || "f1".into());
     let Some(command::Kind::ApplyPlan(p)) = &cmd.kind else {
         panic!()
     };

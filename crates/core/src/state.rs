@@ -4,7 +4,7 @@
 //! randomness; timestamps arrive inside the command (`now_unix_ms`, written by the leader).
 //! A command that fails (e.g. a `-check-index` mismatch) changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
 use yurt_types::status::*;
@@ -18,6 +18,9 @@ pub const TRACKED_VERSIONS: usize = 6;
 /// Version of the snapshot format ([`StateSnapshot::format_version`]). Bump it on every change
 /// an older binary could misread, and teach [`State::from_snapshot`] to migrate the old one.
 pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// Refused plans after which an evaluation fails instead of being scheduled again.
+pub const MAX_PLAN_REJECTIONS: u32 = 5;
 
 /// Why a command was refused. The message is shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -288,9 +291,21 @@ impl State {
         }
     }
 
+    /// Commits a scheduler's plan after checking its new placements against the state as it
+    /// is now (the plan was computed from an earlier one): a node that went away or is no
+    /// longer eligible, or that the placements would over-commit (resources or ports), gets
+    /// none of them. Stops and updates always apply. A plan that lost placements leaves its
+    /// evaluation pending, to be scheduled again on fresh state (failed after
+    /// [`MAX_PLAN_REJECTIONS`]).
     fn apply_plan(&mut self, index: u64, now: i64, p: &crate::internal::ApplyPlan) {
+        let refused = self.refused_nodes(p);
+        let allocs: Vec<&Allocation> = p
+            .allocs
+            .iter()
+            .filter(|a| self.allocs.contains_key(&a.id) || !refused.contains_key(&a.node_id))
+            .collect();
         let mut jobs = Vec::new();
-        for a in &p.allocs {
+        for a in allocs {
             let mut a = a.clone();
             let old = self.allocs.get(&a.id);
             a.create_index = old.map_or(index, |o| o.create_index);
@@ -310,18 +325,104 @@ impl State {
             jobs.push(a.job_id.clone());
             self.allocs.insert(a.id.clone(), a);
         }
-        if let Some(e) = &p.eval {
+        if refused.is_empty() {
+            if let Some(e) = &p.eval {
+                jobs.push(e.job_id.clone());
+                self.insert_eval(index, now, e.clone());
+            }
+            for e in &p.new_evals {
+                self.insert_eval(index, now, e.clone());
+            }
+        } else if let Some(e) = p.eval.as_ref().and_then(|e| self.evals.get(&e.id)) {
+            // What the plan concluded (blocked evaluations, follow-ups) came from stale state.
+            let mut e = e.clone();
+            e.plan_rejections += 1;
+            let why: Vec<String> = refused.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+            if e.plan_rejections >= MAX_PLAN_REJECTIONS {
+                e.status = EVAL_FAILED.into();
+                e.status_description = format!(
+                    "plan refused {} times, last because {}",
+                    e.plan_rejections,
+                    why.join("; ")
+                );
+            } else {
+                e.status = EVAL_PENDING.into();
+                e.status_description = format!("plan refused because {}", why.join("; "));
+            }
             jobs.push(e.job_id.clone());
-            self.insert_eval(index, now, e.clone());
-        }
-        for e in &p.new_evals {
-            self.insert_eval(index, now, e.clone());
+            self.insert_eval(index, now, e);
         }
         jobs.sort();
         jobs.dedup();
         for j in jobs {
             self.refresh_job_status(&j, index);
         }
+    }
+
+    /// The nodes that cannot take a plan's new placements, with the reason.
+    fn refused_nodes(&self, p: &crate::internal::ApplyPlan) -> BTreeMap<String, String> {
+        let in_plan: BTreeMap<&str, &Allocation> =
+            p.allocs.iter().map(|a| (a.id.as_str(), a)).collect();
+        let placing: BTreeSet<&str> = p
+            .allocs
+            .iter()
+            .filter(|a| !self.allocs.contains_key(&a.id) && a.desired_status == ALLOC_DESIRED_RUN)
+            .map(|a| a.node_id.as_str())
+            .collect();
+        let mut refused = BTreeMap::new();
+        for node_id in placing {
+            let Some(node) = self.nodes.get(node_id) else {
+                refused.insert(node_id.to_string(), "the node is gone".to_string());
+                continue;
+            };
+            if node.status != NODE_READY
+                || node.scheduling_eligibility == NODE_INELIGIBLE
+                || node.drain
+            {
+                refused.insert(
+                    node_id.to_string(),
+                    "the node is not ready for placements".into(),
+                );
+                continue;
+            }
+            // What will run on the node: its live allocations, as the plan leaves them.
+            let staying = self
+                .node_allocs(node_id)
+                .into_iter()
+                .map(|a| in_plan.get(a.id.as_str()).copied().unwrap_or(a))
+                .chain(
+                    p.allocs
+                        .iter()
+                        .filter(|a| a.node_id == node_id && !self.allocs.contains_key(&a.id)),
+                )
+                .filter(|a| !alloc_terminal(a));
+            let cap = node.resources.unwrap_or_default();
+            let (mut cpu, mut mem) = (0u64, 0u64);
+            let mut ports = BTreeSet::new();
+            let mut clash = None;
+            for a in staying {
+                let r = a.resources.unwrap_or_default();
+                cpu += u64::from(r.cpu);
+                mem += u64::from(r.memory_mb);
+                for port in &a.ports {
+                    if !ports.insert(port.value) {
+                        clash = Some(port.value);
+                    }
+                }
+            }
+            if mem > u64::from(cap.memory_mb) || cpu > u64::from(cap.cpu) {
+                refused.insert(
+                    node_id.to_string(),
+                    "the node would be over-committed".into(),
+                );
+            } else if let Some(port) = clash {
+                refused.insert(
+                    node_id.to_string(),
+                    format!("port {port} would be taken twice"),
+                );
+            }
+        }
+        refused
     }
 
     fn update_allocs_from_client(
@@ -452,6 +553,26 @@ impl State {
 
     /// Evaluations due at `now`, oldest first: the scheduler's queue. Delayed ones wait until
     /// their `wait_until`.
+    /// What the scheduler should work on now (Nomad's eval broker, pure): for each job with
+    /// due pending evaluations, the newest of them, with the older ones it supersedes; the
+    /// highest priority first. One evaluation per job at a time, duplicates coalesced.
+    pub fn evals_to_schedule(&self, now: i64) -> Vec<(&Evaluation, Vec<&Evaluation>)> {
+        let mut by_job: BTreeMap<&str, Vec<&Evaluation>> = BTreeMap::new();
+        for e in self.pending_evals(now) {
+            by_job.entry(e.job_id.as_str()).or_default().push(e);
+        }
+        let mut out: Vec<(&Evaluation, Vec<&Evaluation>)> = by_job
+            .into_values()
+            .map(|mut v| {
+                v.sort_by_key(|e| e.create_index);
+                let newest = v.pop().expect("at least one per job");
+                (newest, v)
+            })
+            .collect();
+        out.sort_by_key(|(e, _)| (std::cmp::Reverse(e.priority), e.create_index));
+        out
+    }
+
     pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {
         let mut v: Vec<&Evaluation> = self
             .evals
@@ -559,6 +680,163 @@ impl PrefixError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::internal::ApplyPlan;
+    use crate::v1::{Port, Resources};
+
+    fn ready_node(id: &str, cpu: u32, memory_mb: u32) -> Node {
+        Node {
+            id: id.into(),
+            status: NODE_READY.into(),
+            scheduling_eligibility: NODE_ELIGIBLE.into(),
+            resources: Some(Resources { cpu, memory_mb }),
+            ..Node::default()
+        }
+    }
+
+    fn placement(id: &str, node: &str, memory_mb: u32, port: u32) -> Allocation {
+        Allocation {
+            id: id.into(),
+            node_id: node.into(),
+            job_id: "web".into(),
+            desired_status: ALLOC_DESIRED_RUN.into(),
+            client_status: ALLOC_PENDING.into(),
+            resources: Some(Resources { cpu: 10, memory_mb }),
+            ports: vec![Port {
+                label: "http".into(),
+                value: port,
+                to: 0,
+            }],
+            ..Allocation::default()
+        }
+    }
+
+    fn plan(eval: &str, allocs: Vec<Allocation>) -> Command {
+        Command {
+            kind: Some(command::Kind::ApplyPlan(ApplyPlan {
+                allocs,
+                eval: Some(Evaluation {
+                    id: eval.into(),
+                    job_id: "web".into(),
+                    status: EVAL_COMPLETE.into(),
+                    ..Evaluation::default()
+                }),
+                new_evals: vec![],
+            })),
+            ..Command::default()
+        }
+    }
+
+    #[test]
+    fn one_evaluation_per_job_the_newest_with_the_older_ones_it_supersedes() {
+        let mut s = State::default();
+        let eval = |id: &str, job: &str, index: u64, priority: i32, wait: i64| Evaluation {
+            id: id.into(),
+            job_id: job.into(),
+            create_index: index,
+            priority,
+            status: EVAL_PENDING.into(),
+            wait_until_unix_ms: wait,
+            ..Evaluation::default()
+        };
+        for e in [
+            eval("a1", "a", 1, 50, 0),
+            eval("a2", "a", 5, 50, 0),
+            eval("a3", "a", 6, 50, 10_000),
+            eval("b1", "b", 3, 70, 0),
+        ] {
+            s.evals.insert(e.id.clone(), e);
+        }
+        let picked: Vec<(&str, Vec<&str>)> = s
+            .evals_to_schedule(100)
+            .into_iter()
+            .map(|(e, older)| (e.id.as_str(), older.iter().map(|o| o.id.as_str()).collect()))
+            .collect();
+        // b first (higher priority); a's newest due evaluation, superseding a1; a3 waits.
+        assert_eq!(picked, vec![("b1", vec![]), ("a2", vec!["a1"])]);
+        let cmd = crate::sched::plan_command(
+            &s.evals["a2"],
+            &[&s.evals["a1"]],
+            crate::sched::Outcome::default(),
+            100,
+            &mut || "x".into(),
+        );
+        s.apply(7, &cmd).unwrap();
+        assert_eq!(s.evals["a1"].status, EVAL_CANCELED);
+        assert_eq!(
+            s.evals["a1"].status_description,
+            "superseded by evaluation a2"
+        );
+        assert_eq!(s.evals["a2"].status, EVAL_COMPLETE);
+        assert_eq!(s.evals["a3"].status, EVAL_PENDING);
+    }
+
+    #[test]
+    fn plans_from_stale_state_lose_the_placements_that_no_longer_fit() {
+        let mut s = State::default();
+        s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
+        s.nodes.insert("n2".into(), ready_node("n2", 1000, 1000));
+        for id in ["e1", "e2"] {
+            s.evals.insert(
+                id.into(),
+                Evaluation {
+                    id: id.into(),
+                    job_id: "web".into(),
+                    status: EVAL_PENDING.into(),
+                    ..Evaluation::default()
+                },
+            );
+        }
+        // Two plans computed from the same state each fill n1; the first wins.
+        s.apply(1, &plan("e1", vec![placement("a1", "n1", 800, 20000)]))
+            .unwrap();
+        s.apply(
+            2,
+            &plan(
+                "e2",
+                vec![
+                    placement("a2", "n1", 800, 20001),
+                    placement("a3", "n2", 100, 20000),
+                ],
+            ),
+        )
+        .unwrap();
+        assert!(s.allocs.contains_key("a1") && s.allocs.contains_key("a3"));
+        assert!(!s.allocs.contains_key("a2"), "n1 would be over-committed");
+        assert_eq!(s.evals["e1"].status, EVAL_COMPLETE);
+        let e2 = &s.evals["e2"];
+        assert_eq!((e2.status.as_str(), e2.plan_rejections), (EVAL_PENDING, 1));
+        assert_eq!(
+            e2.status_description,
+            "plan refused because n1: the node would be over-committed"
+        );
+
+        // A port taken twice, a node gone or ineligible: refused the same way.
+        s.apply(3, &plan("e2", vec![placement("a4", "n2", 10, 20000)]))
+            .unwrap();
+        assert!(s.evals["e2"]
+            .status_description
+            .ends_with("n2: port 20000 would be taken twice"));
+        s.nodes.get_mut("n2").unwrap().scheduling_eligibility = NODE_INELIGIBLE.into();
+        for i in 4..7 {
+            s.apply(i, &plan("e2", vec![placement("a5", "n2", 10, 1)]))
+                .unwrap();
+        }
+        let e2 = &s.evals["e2"];
+        assert_eq!((e2.status.as_str(), e2.plan_rejections), (EVAL_FAILED, 5));
+        assert_eq!(
+            e2.status_description,
+            "plan refused 5 times, last because n2: the node is not ready for placements"
+        );
+        // Stopping an allocation always applies, and makes room.
+        let mut stop = s.allocs["a1"].clone();
+        stop.desired_status = ALLOC_DESIRED_STOP.into();
+        s.apply(
+            7,
+            &plan("e3", vec![stop, placement("a6", "n1", 900, 20000)]),
+        )
+        .unwrap();
+        assert!(s.allocs.contains_key("a6"));
+    }
     use crate::internal::{JobRegister, NodeRegister};
 
     fn job(count: u32) -> Job {
@@ -679,9 +957,10 @@ mod tests {
 
     #[test]
     fn a_plan_never_rolls_back_what_the_client_reported() {
-        use crate::internal::{AllocClientUpdates, ApplyPlan};
-        use crate::v1::{AllocClientUpdate, Allocation};
+        use crate::internal::AllocClientUpdates;
+        use crate::v1::AllocClientUpdate;
         let mut s = State::default();
+        s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
         let placed = Allocation {
             id: "a1".into(),
             node_id: "n1".into(),

@@ -1,21 +1,27 @@
 //! The leader's loops:
-//! - scheduling: take each pending evaluation, run the pure scheduler on the current state, and
-//!   commit the resulting plan through Raft;
+//! - scheduling: take the pending evaluations (one per job, duplicates coalesced: see
+//!   `State::evals_to_schedule`), run the pure scheduler for several jobs on the current state,
+//!   and commit their plans through Raft together;
 //! - autopilot: name the cluster once, and keep the Raft configuration in line with the live
 //!   servers.
 //!
-//! One loop processes evaluations one at a time, so a plan is always computed against the
-//! latest committed state and needs no re-validation (Nomad's plan applier is the later,
-//! concurrent version of this; see docs/ARCHITECTURE.md).
+//! Plans computed side by side may compete for the same node: the state machine checks each
+//! plan's placements against the state it commits on and refuses those that no longer fit,
+//! leaving the evaluation pending to be scheduled again (Nomad's optimistic plan applier).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
+use yurt_core::internal::Command;
 use yurt_core::sched::{plan_command, schedule};
 
 use crate::raft::state_machine::StateHandle;
 use crate::raft::Raft;
 use crate::write::{now_unix_ms, Writer};
+
+/// Jobs whose plans are computed and committed together (one Raft entry, thanks to the
+/// writer's batching).
+const JOBS_AT_ONCE: usize = 16;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -31,22 +37,35 @@ pub async fn run_eval_loop(
     loop {
         if crate::raft::is_leader(&raft) {
             let now = now_unix_ms();
-            let pending: Vec<yurt_core::v1::Evaluation> =
-                state.read(|s| s.pending_evals(now).into_iter().cloned().collect());
-            for eval in pending {
-                let cmd = state.read(|s| {
-                    let outcome = schedule(s, &eval.job_id, &eval.id, now, &mut new_id);
-                    plan_command(&eval, outcome, now, &mut new_id)
-                });
-                match writer.submit(cmd).await {
-                    Ok(r) => {
-                        tracing::info!(eval = %eval.id, job = %eval.job_id, index = r.index, "evaluation complete")
-                    }
+            let plans: Vec<(String, String, Command)> = state.read(|s| {
+                s.evals_to_schedule(now)
+                    .into_iter()
+                    .take(JOBS_AT_ONCE)
+                    .map(|(eval, superseded)| {
+                        let outcome = schedule(s, &eval.job_id, &eval.id, now, &mut new_id);
+                        let cmd = plan_command(eval, &superseded, outcome, now, &mut new_id);
+                        (eval.id.clone(), eval.job_id.clone(), cmd)
+                    })
+                    .collect()
+            });
+            let more = plans.len() == JOBS_AT_ONCE;
+            let mut commits = tokio::task::JoinSet::new();
+            for (eval, job, cmd) in plans {
+                let writer = writer.clone();
+                commits.spawn(async move { (eval, job, writer.submit(cmd).await) });
+            }
+            let mut all_committed = true;
+            while let Some(Ok((eval, job, result))) = commits.join_next().await {
+                match result {
+                    Ok(r) => tracing::info!(%eval, %job, index = r.index, "plan committed"),
                     Err(e) => {
-                        tracing::warn!(eval = %eval.id, error = %e, "plan not committed; will retry");
-                        break;
+                        all_committed = false;
+                        tracing::warn!(%eval, error = %e, "plan not committed; will retry");
                     }
                 }
+            }
+            if more && all_committed {
+                continue;
             }
         }
         tokio::select! {

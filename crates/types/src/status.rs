@@ -32,6 +32,7 @@ pub const EVAL_PENDING: &str = "pending";
 pub const EVAL_BLOCKED: &str = "blocked";
 pub const EVAL_COMPLETE: &str = "complete";
 pub const EVAL_FAILED: &str = "failed";
+pub const EVAL_CANCELED: &str = "canceled";
 
 pub const TRIGGER_JOB_REGISTER: &str = "job-register";
 pub const TRIGGER_JOB_DEREGISTER: &str = "job-deregister";
