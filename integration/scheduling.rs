@@ -56,6 +56,37 @@ fn constraints_on_node_meta_wait_for_a_matching_node() {
         "{text}"
     );
 
+    // The evaluation that could not place is complete with failures; a blocked one waits.
+    let list = server.ok(&["eval", "list", "-job", "racked"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].contains("Placement Failures"),
+        "{list}"
+    );
+    assert!(
+        lines[1].contains("queued-allocs") && lines[1].contains("blocked"),
+        "{list}"
+    );
+    assert!(
+        lines[2].contains("job-register")
+            && lines[2].contains("complete")
+            && lines[2].ends_with("true"),
+        "{list}"
+    );
+    let evals: serde_json::Value =
+        serde_json::from_str(&server.ok(&["eval", "list", "-job", "racked", "-json"])).unwrap();
+    let first = evals[1]["id"].as_str().unwrap().to_string();
+    let blocked = evals[0]["id"].as_str().unwrap().to_string();
+    let status = server.ok(&["eval", "status", &first[..8]]);
+    assert!(
+        status.contains("TriggeredBy        = job-register")
+            && status.contains(&format!("Blocked Eval       = {blocked}"))
+            && status.contains("==> Failed Placements")
+            && status.contains("* Constraint \"${meta.rack} = r2\": 1 nodes excluded by filter"),
+        "{status}"
+    );
+
     let _r2 = Agent::start(
         &dir.path.join("r2"),
         &[
@@ -69,6 +100,8 @@ fn constraints_on_node_meta_wait_for_a_matching_node() {
         ],
     );
     let ids = server.wait_running("racked", 1);
+    let status = server.ok(&["eval", "status", &blocked]);
+    assert!(status.contains("Status             = complete"), "{status}");
     let alloc = server.ok(&["alloc", "status", &ids[0]]);
     assert!(alloc.contains("Node Name           = in-r2"), "{alloc}");
     let node = server.ok(&["node", "status", "-verbose", "in-r2"]);

@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::alloc::AllocCmd,
     },
+    /// Inspect evaluations: the scheduler's units of work.
+    Eval {
+        #[command(subcommand)]
+        cmd: cmd::eval::EvalCmd,
+    },
     /// Inspect and manage the server agents.
     Server {
         #[command(subcommand)]
@@ -131,6 +136,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Job { cmd } => cmd::job::run(&addr, cmd).await,
         Command::Node { cmd } => cmd::node::run(&addr, cmd).await,
         Command::Alloc { cmd } => cmd::alloc::run(&addr, cmd).await,
+        Command::Eval { cmd } => cmd::eval::run(&addr, cmd).await,
         Command::Server { cmd } => cmd::server::run_server(&addr, cmd).await,
         Command::Operator { cmd } => cmd::server::run_operator(&addr, cmd).await,
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,

@@ -224,6 +224,21 @@ impl evals_server::Evals for Api {
             .read(|s| lookup(&s.evals, "evaluation", &id).cloned())
             .map(Response::new)
     }
+
+    async fn list(&self, req: Request<ListEvalsRequest>) -> Reply<ListEvalsResponse> {
+        self.barrier(&req).await?;
+        let f = req.into_inner();
+        let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
+            s.evals
+                .values()
+                .filter(|e| f.job_id.is_empty() || e.job_id == f.job_id)
+                .filter(|e| f.status.is_empty() || e.status == f.status)
+                .cloned()
+                .collect()
+        });
+        evals.sort_by_key(|e| std::cmp::Reverse(e.create_index));
+        Ok(Response::new(ListEvalsResponse { evals }))
+    }
 }
 
 #[tonic::async_trait]

@@ -197,7 +197,7 @@ pub async fn monitor_eval(channel: Conn, eval_id: &str) -> CmdResult {
     }
 }
 
-fn placement_failures(
+pub(crate) fn placement_failures(
     failed: &std::collections::HashMap<String, AllocMetric>,
     queued: &std::collections::HashMap<String, u32>,
     indent: &str,
