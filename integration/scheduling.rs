@@ -127,3 +127,85 @@ fn constraints_on_node_meta_wait_for_a_matching_node() {
         )
     );
 }
+
+#[test]
+fn system_gc_removes_finished_jobs_and_keeps_running_ones() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    let batch = dir.path.join("once.hcl");
+    std::fs::write(
+        &batch,
+        r#"job "once" {
+  type = "batch"
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", batch.to_str().unwrap()]);
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        web_job(&dir.path, "kept").to_str().unwrap(),
+    ]);
+    agent.wait_running("web", 2);
+    wait_for("the batch job to be dead", || {
+        let s = agent.ok(&["job", "status", "once"]);
+        if s.contains("Status      = dead") {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    // A job that is stopped goes too, once its tasks have ended.
+    let other = dir.path.join("other.hcl");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(web_job(&dir.path, "x"))
+            .unwrap()
+            .replace("job \"web\"", "job \"other\""),
+    )
+    .unwrap();
+    agent.ok(&["job", "run", "-detach", other.to_str().unwrap()]);
+    agent.wait_running("other", 2);
+    agent.ok(&["job", "stop", "other"]);
+    wait_for("the stopped job's allocations to finish", || {
+        let out = agent.ok(&["job", "status", "-json", "other"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let done = v["allocations"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| a["client_status"] == "complete"));
+        if done {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+
+    let out = agent.ok(&["system", "gc"]);
+    assert!(out.starts_with("Collected 2 jobs, 3 allocations,"), "{out}");
+    for gone in ["once", "other"] {
+        let s = agent.yurt(&["job", "status", gone]);
+        assert_eq!(s.status.code(), Some(1), "{gone} is gone");
+        assert!(stderr(&s).contains("not found"), "{}", stderr(&s));
+    }
+    assert!(agent
+        .ok(&["eval", "list", "-job", "once"])
+        .contains("No evaluations found"));
+    // The running job is untouched, and a second pass finds nothing of it to collect.
+    assert_eq!(agent.wait_running("web", 2).len(), 2);
+    let again = agent.ok(&["system", "gc"]);
+    assert!(
+        again.starts_with("Collected 0 jobs, 0 allocations,"),
+        "{again}"
+    );
+}

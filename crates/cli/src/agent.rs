@@ -126,6 +126,8 @@ struct Settings {
     raft_snapshot_threshold: u64,
     raft_trailing_logs: u64,
     heartbeat: yurt_core::heartbeat::Config,
+    gc: yurt_core::gc::Thresholds,
+    gc_interval: Duration,
 }
 
 /// Layers the configuration in one place, in one documented order: defaults, then each
@@ -213,6 +215,15 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
                 ),
             }
         },
+        gc: {
+            let d = yurt_core::gc::Thresholds::default();
+            yurt_core::gc::Thresholds {
+                eval_ms: file.eval_gc_threshold_ms.map_or(d.eval_ms, |v| v as i64),
+                job_ms: file.job_gc_threshold_ms.map_or(d.job_ms, |v| v as i64),
+                node_ms: file.node_gc_threshold_ms.map_or(d.node_ms, |v| v as i64),
+            }
+        },
+        gc_interval: file.job_gc_interval_ms.map_or(Duration::from_secs(300), ms),
     })
 }
 
@@ -358,6 +369,8 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             trailing_logs: args.raft_trailing_logs,
             heartbeat: args.heartbeat,
             region: args.region.clone(),
+            gc: args.gc,
+            gc_interval: args.gc_interval,
         };
         Some(Arc::new(
             Server::start(cfg).await.map_err(|e| fail(e.to_string()))?,

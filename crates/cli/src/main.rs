@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::server::OperatorCmd,
     },
+    /// Cluster-wide maintenance.
+    System {
+        #[command(subcommand)]
+        cmd: cmd::server::SystemCmd,
+    },
     /// Show the agent's internal state (Raft indexes, leadership, client heartbeat).
     AgentInfo {
         #[arg(long)]
@@ -139,6 +144,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Eval { cmd } => cmd::eval::run(&addr, cmd).await,
         Command::Server { cmd } => cmd::server::run_server(&addr, cmd).await,
         Command::Operator { cmd } => cmd::server::run_operator(&addr, cmd).await,
+        Command::System { cmd } => cmd::server::run_system(&addr, cmd).await,
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
         Command::Status { json } => {
             cmd::job::run(&addr, cmd::job::JobCmd::Status { job: None, json }).await

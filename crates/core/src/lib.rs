@@ -12,6 +12,7 @@
 
 pub mod autopilot;
 pub mod backup;
+pub mod gc;
 pub mod heartbeat;
 pub mod reschedule;
 pub mod sched;

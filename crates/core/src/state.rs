@@ -130,6 +130,10 @@ impl State {
                 }
                 Ok(Applied::default())
             }
+            Some(command::Kind::Gc(gc)) => {
+                crate::gc::apply(self, gc);
+                Ok(Applied::default())
+            }
             Some(command::Kind::RestoreState(r)) => {
                 // Verified by the server that proposed it; a bad one is refused, not applied.
                 let restored = State::from_snapshot(&r.state)

@@ -76,6 +76,46 @@ pub async fn run_eval_loop(
     }
 }
 
+/// The leader's garbage collector: every interval, removes what has been finished for longer
+/// than its threshold (`yurt_core::gc`).
+pub async fn run_gc(
+    state: StateHandle,
+    writer: Writer,
+    raft: Raft,
+    (thresholds, interval): (yurt_core::gc::Thresholds, Duration),
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if !crate::raft::is_leader(&raft) {
+            continue;
+        }
+        let gc = state.read(|s| yurt_core::gc::collect(s, now_unix_ms(), thresholds));
+        if yurt_core::gc::is_empty(&gc) {
+            continue;
+        }
+        let counts = (
+            gc.job_ids.len(),
+            gc.alloc_ids.len(),
+            gc.eval_ids.len(),
+            gc.node_ids.len(),
+        );
+        match writer
+            .apply(yurt_core::internal::command::Kind::Gc(gc))
+            .await
+        {
+            Ok(_) => tracing::info!(
+                ?counts,
+                "garbage collected (jobs, allocations, evaluations, nodes)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "garbage collection not committed"),
+        }
+    }
+}
+
 /// Autopilot settings from the agent's configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct AutopilotSettings {

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// log instead of a snapshot install (Nomad's `raft_trailing_logs`).
     pub trailing_logs: u64,
     pub region: String,
+    /// How long finished objects are kept, and how often the leader collects them.
+    pub gc: yurt_core::gc::Thresholds,
+    pub gc_interval: Duration,
 }
 
 /// Why a server could not start. Each names what to fix.
@@ -200,6 +203,13 @@ impl Server {
             state.clone(),
             writer.clone(),
             raft.clone(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(leader::run_gc(
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            (config.gc, config.gc_interval),
             shutdown_rx.clone(),
         ));
         tokio::spawn(leader::run_autopilot(

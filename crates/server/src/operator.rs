@@ -195,6 +195,37 @@ impl Operator for OperatorService {
         Ok(Response::new(RemovePeerResponse {}))
     }
 
+    async fn garbage_collect(
+        &self,
+        _req: Request<GarbageCollectRequest>,
+    ) -> Reply<GarbageCollectResponse> {
+        if !self.is_leader() {
+            return self
+                .leader_client()
+                .await?
+                .garbage_collect(GarbageCollectRequest {})
+                .await;
+        }
+        let now = crate::write::now_unix_ms();
+        let (gc, [jobs, allocations, evaluations, nodes]) = self.reads.state.read(|s| {
+            let gc = yurt_core::gc::collect(s, now, yurt_core::gc::Thresholds::FORCE);
+            let totals = yurt_core::gc::totals(s, &gc);
+            (gc, totals)
+        });
+        let counts = GarbageCollectResponse {
+            jobs: jobs as u32,
+            allocations: allocations as u32,
+            evaluations: evaluations as u32,
+            nodes: nodes as u32,
+        };
+        if !yurt_core::gc::is_empty(&gc) {
+            self.writer
+                .apply(yurt_core::internal::command::Kind::Gc(gc))
+                .await?;
+        }
+        Ok(Response::new(counts))
+    }
+
     async fn snapshot_save(
         &self,
         req: Request<SnapshotSaveRequest>,

@@ -38,6 +38,11 @@ pub struct AgentConfig {
     pub raft_snapshot_threshold: Option<u64>,
     pub raft_trailing_logs: Option<u64>,
     pub heartbeat_grace_ms: Option<u64>,
+    /// `server { eval_gc_threshold, job_gc_threshold, node_gc_threshold, job_gc_interval }`.
+    pub eval_gc_threshold_ms: Option<u64>,
+    pub job_gc_threshold_ms: Option<u64>,
+    pub node_gc_threshold_ms: Option<u64>,
+    pub job_gc_interval_ms: Option<u64>,
     pub min_heartbeat_ttl_ms: Option<u64>,
     pub max_heartbeats_per_second: Option<u64>,
     pub failover_heartbeat_ttl_ms: Option<u64>,
@@ -90,6 +95,10 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.raft_snapshot_threshold = s.uint("raft_snapshot_threshold", l)?.map(u64::from);
         c.raft_trailing_logs = s.uint("raft_trailing_logs", l)?.map(u64::from);
         c.heartbeat_grace_ms = s.duration_ms("heartbeat_grace", l)?;
+        c.eval_gc_threshold_ms = s.duration_ms("eval_gc_threshold", l)?;
+        c.job_gc_threshold_ms = s.duration_ms("job_gc_threshold", l)?;
+        c.node_gc_threshold_ms = s.duration_ms("node_gc_threshold", l)?;
+        c.job_gc_interval_ms = s.duration_ms("job_gc_interval", l)?;
         c.min_heartbeat_ttl_ms = s.duration_ms("min_heartbeat_ttl", l)?;
         c.max_heartbeats_per_second = s.uint("max_heartbeats_per_second", l)?.map(u64::from);
         c.failover_heartbeat_ttl_ms = s.duration_ms("failover_heartbeat_ttl", l)?;
@@ -146,6 +155,10 @@ impl AgentConfig {
             raft_snapshot_threshold,
             raft_trailing_logs,
             heartbeat_grace_ms,
+            eval_gc_threshold_ms,
+            job_gc_threshold_ms,
+            node_gc_threshold_ms,
+            job_gc_interval_ms,
             min_heartbeat_ttl_ms,
             max_heartbeats_per_second,
             failover_heartbeat_ttl_ms,

@@ -250,3 +250,27 @@ async fn snapshot(addr: &str, cmd: SnapshotCmd) -> CmdResult {
         }
     }
 }
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Collect every finished job, allocation, evaluation and down node now, whatever its age.
+    Gc,
+}
+
+pub async fn run_system(addr: &str, cmd: SystemCmd) -> CmdResult {
+    let mut op = OperatorClient::new(connect(addr).await?);
+    match cmd {
+        SystemCmd::Gc => {
+            let r = op
+                .garbage_collect(yurt_proto::v1::GarbageCollectRequest {})
+                .await
+                .map_err(CliError::api("collecting garbage"))?
+                .into_inner();
+            println!(
+                "Collected {} jobs, {} allocations, {} evaluations, {} nodes",
+                r.jobs, r.allocations, r.evaluations, r.nodes
+            );
+            Ok(0)
+        }
+    }
+}
