@@ -23,6 +23,33 @@ use crate::write::{now_unix_ms, Writer};
 /// writer's batching).
 const JOBS_AT_ONCE: usize = 16;
 
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Marks an evaluation failed with the scheduler's error, changing nothing else.
+fn failed_eval_command(eval: &yurt_core::v1::Evaluation, why: &str, now: i64) -> Command {
+    let mut failed = eval.clone();
+    failed.status = yurt_types::status::EVAL_FAILED.into();
+    failed.status_description = format!("scheduler error: {why}");
+    Command {
+        now_unix_ms: now,
+        ignore_if_unknown: false,
+        kind: Some(yurt_core::internal::command::Kind::ApplyPlan(
+            yurt_core::internal::ApplyPlan {
+                allocs: vec![],
+                eval: Some(failed),
+                new_evals: vec![],
+            },
+        )),
+    }
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -42,8 +69,16 @@ pub async fn run_eval_loop(
                     .into_iter()
                     .take(JOBS_AT_ONCE)
                     .map(|(eval, superseded)| {
-                        let outcome = schedule(s, &eval.job_id, &eval.id, now, &mut new_id);
-                        let cmd = plan_command(eval, &superseded, outcome, now, &mut new_id);
+                        // A bug in the scheduler fails this evaluation, not the server.
+                        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let outcome = schedule(s, &eval.job_id, &eval.id, now, &mut new_id);
+                            plan_command(eval, &superseded, outcome, now, &mut new_id)
+                        }));
+                        let cmd = planned.unwrap_or_else(|panic| {
+                            let why = panic_message(&*panic);
+                            tracing::error!(eval = %eval.id, job = %eval.job_id, error = %why, "scheduler failed");
+                            failed_eval_command(eval, &why, now)
+                        });
                         (eval.id.clone(), eval.job_id.clone(), cmd)
                     })
                     .collect()
@@ -220,5 +255,35 @@ pub async fn run_autopilot(
         if let Err(e) = result {
             tracing::warn!(?action, error = %e, "autopilot change failed; will retry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_scheduler_fails_only_its_evaluation() {
+        let eval = yurt_core::v1::Evaluation {
+            id: "e1".into(),
+            job_id: "web".into(),
+            status: yurt_types::status::EVAL_PENDING.into(),
+            ..Default::default()
+        };
+        let caught = std::panic::catch_unwind(|| -> Command { panic!("index {} out of range", 3) })
+            .unwrap_err();
+        let why = panic_message(&*caught);
+        assert_eq!(why, "index 3 out of range");
+        let cmd = failed_eval_command(&eval, &why, 7);
+        let mut state = yurt_core::state::State::default();
+        state.evals.insert("e1".into(), eval);
+        state.apply(1, &cmd).unwrap();
+        let e = &state.evals["e1"];
+        assert_eq!(e.status, yurt_types::status::EVAL_FAILED);
+        assert_eq!(
+            e.status_description,
+            "scheduler error: index 3 out of range"
+        );
+        assert!(state.allocs.is_empty());
     }
 }
