@@ -49,7 +49,9 @@ pub fn schedule(
         now,
         new_id,
         out: Outcome::default(),
-        planned: BTreeMap::new(),
+        usage: Usage::of_state(state),
+        nodes: state.nodes.values().collect(),
+        cursor: start_offset(eval_id, state.nodes.len()),
         regexes: Default::default(),
     };
     let job = state.jobs.get(job_id).filter(|j| !j.stop);
@@ -326,18 +328,33 @@ struct Run<'a> {
     now: i64,
     new_id: &'a mut dyn FnMut() -> String,
     out: Outcome,
-    /// Resources taken on each node by placements of this run.
-    planned: BTreeMap<String, Resources>,
+    /// What each node has taken: its live allocations, less those this run stops, plus this
+    /// run's placements. Kept up to date as the run goes.
+    usage: BTreeMap<String, Usage>,
+    /// Every node, in a fixed order; placements look at them from a moving start.
+    nodes: Vec<&'a Node>,
+    /// Where the next placement starts looking.
+    cursor: usize,
     /// `regexp` constraint values, compiled once per run.
     regexes: std::cell::RefCell<BTreeMap<String, Option<regex::Regex>>>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn desired(&mut self, group: &str) -> &mut DesiredUpdates {
         self.out.desired.entry(group.to_string()).or_default()
     }
 
+    /// Gives back what a live allocation this run stops had taken on its node.
+    fn release(&mut self, a: &Allocation) {
+        if !alloc_terminal(a) {
+            if let Some(u) = self.usage.get_mut(&a.node_id) {
+                u.remove(a);
+            }
+        }
+    }
+
     fn stop(&mut self, a: &Allocation, why: &str) {
+        self.release(a);
         let mut s = a.clone();
         s.desired_status = ALLOC_DESIRED_STOP.into();
         s.desired_description = why.into();
@@ -348,6 +365,7 @@ impl Run<'_> {
 
     /// Marks an allocation on a node that went away as lost.
     fn lose(&mut self, a: &Allocation) {
+        self.release(a);
         let mut s = a.clone();
         s.desired_status = ALLOC_DESIRED_STOP.into();
         s.desired_description = "alloc is lost since its node is down".into();
@@ -373,6 +391,7 @@ impl Run<'_> {
             return true;
         }
         if tasks_updated(&old_job, job, &a.task_group) {
+            self.release(a);
             let mut s = a.clone();
             s.desired_status = ALLOC_DESIRED_STOP.into();
             s.desired_description = DESC_UPDATING.into();
@@ -611,57 +630,27 @@ impl Run<'_> {
             .filter(move |a| group.is_none_or(|g| a.task_group == g))
     }
 
-    /// The live allocations on a node that stay: less those this run stops.
-    fn staying_allocs(&self, node: &Node) -> Vec<&Allocation> {
-        let stopping: BTreeSet<&str> = self
-            .out
-            .allocs
-            .iter()
-            .filter(|a| a.desired_status != ALLOC_DESIRED_RUN)
-            .map(|a| a.id.as_str())
-            .collect();
-        self.state
-            .node_allocs(&node.id)
-            .into_iter()
-            .filter(|a| !alloc_terminal(a) && !stopping.contains(a.id.as_str()))
-            .collect()
-    }
-
     /// Resources on a node not taken by live allocations or by this run's placements.
     fn free(&self, node: &Node) -> (i64, i64) {
         let total = node.resources.unwrap_or_default();
-        let mut cpu = i64::from(total.cpu);
-        let mut mem = i64::from(total.memory_mb);
-        for a in self.staying_allocs(node) {
-            let r = a.resources.unwrap_or_default();
-            cpu -= i64::from(r.cpu);
-            mem -= i64::from(r.memory_mb);
-        }
-        if let Some(r) = self.planned.get(&node.id) {
-            cpu -= i64::from(r.cpu);
-            mem -= i64::from(r.memory_mb);
-        }
-        (cpu, mem)
-    }
-
-    /// Host ports taken on a node: by its live allocations (less those this run stops) and by
-    /// this run's placements.
-    fn used_ports(&self, node: &Node) -> BTreeSet<u32> {
-        let live = self.staying_allocs(node).into_iter();
-        let planned = self
-            .out
-            .allocs
-            .iter()
-            .filter(|a| a.node_id == node.id && a.desired_status == ALLOC_DESIRED_RUN);
-        live.chain(planned)
-            .flat_map(|a| a.ports.iter().map(|p| p.value))
-            .collect()
+        let used = self.usage.get(&node.id);
+        (
+            i64::from(total.cpu) - used.map_or(0, |u| u.cpu),
+            i64::from(total.memory_mb) - used.map_or(0, |u| u.memory_mb),
+        )
     }
 
     /// The group's ports on `node`: its static ports if free, and the lowest free dynamic port
     /// for each of the others. The error names the dimension that ran out.
     fn assign_ports(&self, g: &TaskGroup, node: &Node) -> Result<Vec<Port>, String> {
-        let mut used = self.used_ports(node);
+        if g.networks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut used = self
+            .usage
+            .get(&node.id)
+            .map(|u| u.ports.clone())
+            .unwrap_or_default();
         let mut out = Vec::new();
         for n in &g.networks {
             for p in &n.reserved_ports {
@@ -700,18 +689,30 @@ impl Run<'_> {
         g: &TaskGroup,
         idx: u32,
         previous: &str,
-        only: Option<&Node>,
+        only: Option<&'a Node>,
         count_as_place: bool,
         avoid: &[String],
     ) -> Option<usize> {
         let need = group_resources(g);
         let mut metric = AllocMetric::default();
-        let mut best: Option<(f64, &Node)> = None;
-        let candidates: Vec<&Node> = match only {
-            Some(n) => vec![n],
-            None => self.state.nodes.values().collect(),
+        let mut best: Option<(f64, usize, &'a Node)> = None;
+        // Score a sample of the feasible nodes (about log2 of the cluster, at least 2), found
+        // from where the last placement landed: a full node is passed over once, not every time.
+        let n = self.nodes.len();
+        let (looks, limit) = match only {
+            Some(_) => (1, 1),
+            None => (n, sample_size(n)),
         };
-        for node in candidates {
+        let mut feasible = 0;
+        for i in 0..looks {
+            if feasible >= limit {
+                break;
+            }
+            let at = (self.cursor + i) % n.max(1);
+            let node: &'a Node = match only {
+                Some(node) => node,
+                None => self.nodes[at],
+            };
             metric.nodes_evaluated += 1;
             if let Err(why) = self.filter(job, g, node) {
                 metric.nodes_filtered += 1;
@@ -736,6 +737,7 @@ impl Run<'_> {
                 *metric.dimension_exhausted.entry(why).or_default() += 1;
                 continue;
             }
+            feasible += 1;
             // Bin packing: prefer the node that is fullest after this placement.
             let total = node.resources.unwrap_or_default();
             let penalty = if avoid.contains(&node.id) { 3.0 } else { 0.0 };
@@ -743,11 +745,11 @@ impl Run<'_> {
                 - penalty
                 - (cpu - i64::from(need.cpu)) as f64 / f64::from(total.cpu.max(1))
                 - (mem - i64::from(need.memory_mb)) as f64 / f64::from(total.memory_mb.max(1));
-            if best.is_none_or(|(s, _)| score > s) {
-                best = Some((score, node));
+            if best.is_none_or(|(s, _, _)| score > s) {
+                best = Some((score, at, node));
             }
         }
-        let Some((_, node)) = best else {
+        let Some((_, at, node)) = best else {
             metric.nodes_available = self.state.nodes.len() as u32;
             let f = self.out.failed.entry(g.name.clone()).or_default();
             f.nodes_evaluated = f.nodes_evaluated.max(metric.nodes_evaluated);
@@ -765,10 +767,10 @@ impl Run<'_> {
             *self.out.queued.entry(g.name.clone()).or_default() += 1;
             return None;
         };
+        if only.is_none() {
+            self.cursor = at;
+        }
         let ports = self.assign_ports(g, node).unwrap_or_default();
-        let planned = self.planned.entry(node.id.clone()).or_default();
-        planned.cpu += need.cpu;
-        planned.memory_mb += need.memory_mb;
         let alloc = Allocation {
             ports,
             id: (self.new_id)(),
@@ -785,12 +787,62 @@ impl Run<'_> {
             previous_allocation: previous.into(),
             ..Allocation::default()
         };
+        self.usage.entry(node.id.clone()).or_default().add(&alloc);
         self.out.allocs.push(alloc);
         if count_as_place {
             self.desired(&g.name).place += 1;
         }
         Some(self.out.allocs.len() - 1)
     }
+}
+
+/// What the allocations on one node take.
+#[derive(Debug, Clone, Default)]
+struct Usage {
+    cpu: i64,
+    memory_mb: i64,
+    ports: BTreeSet<u32>,
+}
+
+impl Usage {
+    /// Every node's usage by its live allocations, in one pass over the state.
+    fn of_state(state: &State) -> BTreeMap<String, Usage> {
+        let mut out: BTreeMap<String, Usage> = BTreeMap::new();
+        for a in state.allocs.values().filter(|a| !alloc_terminal(a)) {
+            out.entry(a.node_id.clone()).or_default().add(a);
+        }
+        out
+    }
+
+    fn add(&mut self, a: &Allocation) {
+        let r = a.resources.unwrap_or_default();
+        self.cpu += i64::from(r.cpu);
+        self.memory_mb += i64::from(r.memory_mb);
+        self.ports.extend(a.ports.iter().map(|p| p.value));
+    }
+
+    fn remove(&mut self, a: &Allocation) {
+        let r = a.resources.unwrap_or_default();
+        self.cpu -= i64::from(r.cpu);
+        self.memory_mb -= i64::from(r.memory_mb);
+        for p in &a.ports {
+            self.ports.remove(&p.value);
+        }
+    }
+}
+
+/// How many feasible nodes a placement scores: about log2 of the cluster, at least 2.
+fn sample_size(nodes: usize) -> usize {
+    (usize::BITS - nodes.leading_zeros()).max(2) as usize
+}
+
+/// Where an evaluation starts looking at nodes: spread over the cluster by its ID, the same
+/// for the same evaluation.
+fn start_offset(eval_id: &str, nodes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    eval_id.hash(&mut h);
+    (h.finish() % nodes.max(1) as u64) as usize
 }
 
 fn dc_matches(pattern: &str, dc: &str) -> bool {

@@ -389,6 +389,19 @@ fn nodes_used(w: &World) -> Vec<String> {
 }
 
 #[test]
+fn bin_packing_fills_a_node_before_the_next_in_a_large_cluster() {
+    let mut w = World::new(64);
+    // 100 MHz each on 1000 MHz nodes: ten fit on one node.
+    let o = w.run(job(20, "a"));
+    assert_eq!(o.desired["app"].place, 20);
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for a in w.running() {
+        *per_node.entry(a.node_id.clone()).or_default() += 1;
+    }
+    assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![10, 10]);
+}
+
+#[test]
 fn regexp_and_version_constraints_pick_nodes() {
     let (w, o) = racked_world(
         2,
@@ -464,7 +477,8 @@ fn distinct_property_spreads_over_racks_up_to_its_limit() {
         .iter()
         .filter(|n| *n == "node-0" || *n == "node-1")
         .count();
-    assert_eq!(on_r1, 2);
+    // Three allocations, at most two per rack: two on one rack, one on the other.
+    assert!(on_r1 == 1 || on_r1 == 2, "{:?}", nodes_used(&w));
 }
 
 #[test]

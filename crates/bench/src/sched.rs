@@ -1,0 +1,231 @@
+//! `yurt-bench sched`: placements per second of the scheduler, in memory over 1,000 and
+//! 10,000 simulated heterogeneous nodes (one job of count 10,000; 100 jobs of count 100, each
+//! plan committed to the in-memory state before the next), and end to end through one real
+//! server (100 jobs of count 100 on 1,000 simulated nodes, plans committed through Raft).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use yurt_core::internal::{command, Command, NodeRegister};
+use yurt_core::sched::{plan_command, schedule};
+use yurt_core::state::State;
+use yurt_proto::v1::jobs_client::JobsClient;
+use yurt_proto::v1::nodes_client::NodesClient;
+use yurt_proto::v1::{
+    Evaluation, GetJobRequest, Job, Node, RegisterJobRequest, RegisterNodeRequest, Resources,
+};
+
+use crate::{channel, leader, Server};
+
+/// A node of a mixed fleet: sizes, kernels, racks and classes vary with its number.
+fn node(i: usize) -> Node {
+    let mut n = Node {
+        id: format!("00000000-0000-4000-8000-{i:012}"),
+        name: format!("sim-{i}"),
+        datacenter: "dc1".into(),
+        node_class: ["general", "compute", "memory"][i % 3].into(),
+        status: "ready".into(),
+        resources: Some(Resources {
+            cpu: 4000 * (1 + (i % 4) as u32),
+            memory_mb: 8192 * (1 + (i % 8) as u32),
+        }),
+        ..Node::default()
+    };
+    let kernel = if i.is_multiple_of(10) { "windows" } else { "linux" };
+    n.attributes.insert("kernel.name".into(), kernel.into());
+    n.meta.insert("rack".into(), format!("r{}", i % 20));
+    n
+}
+
+fn job(id: &str, count: u32) -> Job {
+    let src = format!(
+        r#"job "{id}" {{
+  constraint {{
+    attribute = "${{attr.kernel.name}}"
+    value     = "linux"
+  }}
+  group "g" {{
+    count = {count}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/true"
+      }}
+      resources {{
+        cpu    = 100
+        memory = 128
+      }}
+    }}
+  }}
+}}"#
+    );
+    yurt_types::jobspec::parse_hcl("bench.hcl", &src).unwrap()
+}
+
+fn apply(state: &mut State, index: &mut u64, kind: command::Kind) {
+    *index += 1;
+    state
+        .apply(
+            *index,
+            &Command {
+                now_unix_ms: 1,
+                ignore_if_unknown: false,
+                kind: Some(kind),
+            },
+        )
+        .unwrap();
+}
+
+fn cluster(nodes: usize) -> (State, u64) {
+    let mut state = State::default();
+    let mut index = 0;
+    for i in 0..nodes {
+        apply(
+            &mut state,
+            &mut index,
+            command::Kind::NodeRegister(NodeRegister {
+                node: Some(node(i)),
+            }),
+        );
+    }
+    (state, index)
+}
+
+/// Registers `jobs` and schedules each in turn, committing every plan; returns placements/s.
+fn run(nodes: usize, jobs: &[Job]) -> (usize, Duration) {
+    let (mut state, mut index) = cluster(nodes);
+    let mut ids = 0u64;
+    let mut placed = 0;
+    let mut spent = Duration::ZERO;
+    for j in jobs {
+        apply(
+            &mut state,
+            &mut index,
+            command::Kind::JobRegister(yurt_core::internal::JobRegister {
+                job: Some(j.clone()),
+                eval: None,
+                enforce_index: false,
+                job_modify_index: 0,
+            }),
+        );
+        let eval = Evaluation {
+            id: format!("eval-{}", j.id),
+            job_id: j.id.clone(),
+            ..Evaluation::default()
+        };
+        let start = Instant::now();
+        let mut new_id = || {
+            ids += 1;
+            format!("alloc-{ids}")
+        };
+        let outcome = schedule(&state, &j.id, &eval.id, 1, &mut new_id);
+        placed += outcome
+            .desired
+            .values()
+            .map(|d| d.place as usize)
+            .sum::<usize>();
+        let cmd = plan_command(&eval, &[], outcome, 1, &mut new_id);
+        spent += start.elapsed();
+        index += 1;
+        state.apply(index, &cmd).unwrap();
+    }
+    (placed, spent)
+}
+
+pub fn in_memory() {
+    for nodes in [1_000, 10_000] {
+        let big = [job("big", 10_000)];
+        let (placed, spent) = run(nodes, &big);
+        println!(
+            "scheduler in memory, {nodes:>6} nodes, 1 job of count 10,000:  {:>9.0} placements/s ({placed} placed in {:.0} ms)",
+            placed as f64 / spent.as_secs_f64(),
+            spent.as_secs_f64() * 1000.0
+        );
+        let many: Vec<Job> = (0..100).map(|i| job(&format!("j{i}"), 100)).collect();
+        let (placed, spent) = run(nodes, &many);
+        println!(
+            "scheduler in memory, {nodes:>6} nodes, 100 jobs of count 100:   {:>9.0} placements/s ({placed} placed in {:.0} ms)",
+            placed as f64 / spent.as_secs_f64(),
+            spent.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// 100 jobs of count 100 through one real server with 1,000 simulated nodes.
+pub async fn end_to_end(yurt: PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(
+        &yurt,
+        &dir.path().join("server"),
+        &["-server".into(), "-bootstrap-expect".into(), "1".into()],
+        0,
+    );
+    leader(std::slice::from_ref(&server)).await;
+    let ch = channel(&server.addr).await;
+    let mut nodes = NodesClient::new(ch.clone());
+    for i in 0..1_000 {
+        nodes
+            .register(RegisterNodeRequest {
+                node: Some(node(i)),
+            })
+            .await
+            .expect("register a simulated node");
+    }
+    let jobs: Vec<Job> = (0..100).map(|i| job(&format!("e2e{i}"), 100)).collect();
+    let want = 100 * 100;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for j in jobs {
+        let mut c = JobsClient::new(ch.clone());
+        tasks.push(tokio::spawn(async move {
+            c.register(RegisterJobRequest {
+                job: Some(j),
+                ..Default::default()
+            })
+            .await
+            .expect("register");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut jobs_api = JobsClient::new(ch);
+    // Counted job by job: all 10,000 allocations in one answer exceed gRPC's message limit.
+    let mut done = std::collections::BTreeSet::new();
+    loop {
+        for i in 0..100 {
+            if done.contains(&i) {
+                continue;
+            }
+            let n = jobs_api
+                .allocations(GetJobRequest {
+                    job_id: format!("e2e{i}"),
+                })
+                .await
+                .map(|r| r.into_inner().allocs.len())
+                .unwrap_or(0);
+            if n >= 100 {
+                done.insert(i);
+            }
+        }
+        let n = done.len() * 100;
+        if n >= want {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "only {n} placed; the server's log ends:\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spent = start.elapsed();
+    println!(
+        "scheduler end to end (one server, 1,000 nodes, 100 jobs of count 100, plans through Raft): {:.0} placements/s ({want} in {:.0} ms)",
+        want as f64 / spent.as_secs_f64(),
+        spent.as_secs_f64() * 1000.0
+    );
+}
