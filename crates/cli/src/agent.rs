@@ -416,7 +416,9 @@ pub async fn run(args: AgentArgs) -> CmdResult {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_task = {
         let mut stop = stop_rx.clone();
-        let incoming = TcpIncoming::from(grpc);
+        // No Nagle delay: small answers (Raft acks, short replies) go out at once instead of
+        // waiting up to 40 ms for the peer's delayed ACK.
+        let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_routes(routes.routes())

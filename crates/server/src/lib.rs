@@ -143,6 +143,9 @@ impl Server {
             max_in_snapshot_log_to_keep: config.trailing_logs,
             // Snapshots travel in 1 MiB chunks, each with time to spare on a busy machine.
             snapshot_max_chunk_size: 1024 * 1024,
+            // With entries of up to a writer batch each, this bounds one AppendEntries message
+            // well below the transport's limit.
+            max_payload_entries: 64,
             install_snapshot_timeout: 10_000,
             ..openraft::Config::default()
         };
@@ -254,13 +257,16 @@ impl Server {
                 reads: reads.clone(),
                 writer: self.writer.clone(),
             }))
-            .add_service(RaftTransportServer::new(RaftService {
-                raft: self.raft.clone(),
-                writer: self.writer.clone(),
-                last_contact: self.last_contact.clone(),
-                cluster: self.cluster.clone(),
-                reads,
-            }));
+            .add_service(
+                RaftTransportServer::new(RaftService {
+                    raft: self.raft.clone(),
+                    writer: self.writer.clone(),
+                    last_contact: self.last_contact.clone(),
+                    cluster: self.cluster.clone(),
+                    reads,
+                })
+                .max_decoding_message_size(raft::MAX_MESSAGE_BYTES),
+            );
     }
 
     /// The `yurt` and `raft` sections of `agent-info`.

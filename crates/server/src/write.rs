@@ -23,7 +23,7 @@ use crate::raft::{ApplyResult, Proposal, Raft};
 const BATCHES_IN_FLIGHT: usize = 2;
 /// Limits of one batch (one log entry).
 const MAX_BATCH_COMMANDS: usize = 512;
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// A write that did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,9 @@ impl Writer {
                     .connect()
                     .await
                     .map_err(|_| WriteError::NoLeader)?;
-                let client = RaftTransportClient::new(channel);
+                let client = RaftTransportClient::new(channel)
+                    .max_decoding_message_size(crate::raft::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(crate::raft::MAX_MESSAGE_BYTES);
                 *self.leader.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((addr.to_string(), client.clone()));
                 client

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 pub type NodeId = u64;
 
+/// The largest message servers accept from each other. gRPC's default (4 MiB) is smaller than
+/// one AppendEntries can be (64 entries, each a batch of up to 1 MiB of commands, or a large
+/// plan), and a message over the limit can never be delivered: replication would stall.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
 /// What goes into one Raft log entry: a batch of encoded `yurt.internal.v1.Command`s, applied
 /// in order (the writer groups concurrent writes so that many share one append and one flush).
 /// Keeping the protobuf bytes (not a Rust enum) lets an older server recognise a command it

@@ -74,7 +74,11 @@ impl Connection {
                 .connect()
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-            self.client = Some(RaftTransportClient::new(channel));
+            self.client = Some(
+                RaftTransportClient::new(channel)
+                    .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(super::MAX_MESSAGE_BYTES),
+            );
         }
         let client = self.client.as_mut().expect("connected above");
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
