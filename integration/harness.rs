@@ -186,6 +186,9 @@ impl Agent {
         cmd.arg("agent")
             .args(args)
             .args(["-data-dir", data_dir.to_str().unwrap()]);
+        // Every test's agents share two cores with the others': Raft timing that tolerates
+        // stalls of half a second, not the default's fast failover.
+        cmd.args(["-raft-multiplier", "4"]);
         if let Some((grpc_port, http_port)) = ports {
             cmd.args([
                 "-grpc-port",

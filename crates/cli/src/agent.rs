@@ -88,6 +88,10 @@ pub struct AgentArgs {
     /// Raft log entries kept behind a snapshot [default: 10240].
     #[arg(long = "raft-trailing-logs")]
     raft_trailing_logs: Option<u64>,
+    /// Scales Raft's heartbeat and election timeouts (1-10): 1 fails over fastest (a leader
+    /// silent for about 200 ms is replaced), larger values tolerate slower machines [default: 1].
+    #[arg(long = "raft-multiplier", value_parser = clap::value_parser!(u32).range(1..=10))]
+    raft_multiplier: Option<u32>,
     /// Time past a client's heartbeat TTL before its node is down [default: 10s].
     #[arg(long = "heartbeat-grace", value_parser = parse_duration)]
     heartbeat_grace: Option<Duration>,
@@ -125,6 +129,7 @@ struct Settings {
     leave_on_terminate: bool,
     raft_snapshot_threshold: u64,
     raft_trailing_logs: u64,
+    raft_multiplier: u32,
     heartbeat: yurt_core::heartbeat::Config,
     gc: yurt_core::gc::Thresholds,
     gc_interval: Duration,
@@ -147,6 +152,12 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             .filter(|(k, _)| !k.is_empty())
             .ok_or_else(|| fail(format!("-meta {kv:?} must be written KEY=VALUE")))?;
         meta.insert(k.to_string(), v.to_string());
+    }
+    let raft_multiplier = args.raft_multiplier.or(file.raft_multiplier).unwrap_or(1);
+    if !(1..=10).contains(&raft_multiplier) {
+        return Err(fail(format!(
+            "raft_multiplier must be between 1 and 10, not {raft_multiplier}"
+        )));
     }
     let ms = Duration::from_millis;
     let pick =
@@ -192,6 +203,7 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             .raft_trailing_logs
             .or(file.raft_trailing_logs)
             .unwrap_or(10240),
+        raft_multiplier,
         heartbeat: {
             let d = yurt_core::heartbeat::Config::default();
             let ms = |v: Option<Duration>, file: Option<u64>, default: u64| {
@@ -367,6 +379,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             },
             snapshot_threshold: args.raft_snapshot_threshold,
             trailing_logs: args.raft_trailing_logs,
+            raft_multiplier: args.raft_multiplier,
             heartbeat: args.heartbeat,
             region: args.region.clone(),
             gc: args.gc,

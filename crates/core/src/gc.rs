@@ -188,20 +188,10 @@ pub fn apply(state: &mut State, gc: &Gc) -> usize {
     let mut allocs = keep(&gc.alloc_ids, &eligible.alloc_ids);
     let mut evals = keep(&gc.eval_ids, &eligible.eval_ids);
     let nodes = keep(&gc.node_ids, &eligible.node_ids);
-    allocs.extend(
-        state
-            .allocs
-            .values()
-            .filter(|a| jobs.contains(&a.job_id))
-            .map(|a| a.id.clone()),
-    );
-    evals.extend(
-        state
-            .evals
-            .values()
-            .filter(|e| jobs.contains(&e.job_id))
-            .map(|e| e.id.clone()),
-    );
+    for job in &jobs {
+        allocs.extend(state.allocs.of_job(job).map(|a| a.id.clone()));
+        evals.extend(state.evals.of_job(job).map(|e| e.id.clone()));
+    }
     for id in &jobs {
         state.jobs.remove(id);
         state.job_versions.remove(id);
@@ -299,7 +289,7 @@ mod tests {
                 ALLOC_COMPLETE,
             ),
         ] {
-            s.allocs.insert(a.id.clone(), a);
+            s.allocs.insert(a);
         }
         for e in [
             eval("e-stop", "stopped", EVAL_COMPLETE),
@@ -309,7 +299,7 @@ mod tests {
             eval("e-pending", "live", EVAL_PENDING),
             eval("e-batch", "done", EVAL_COMPLETE),
         ] {
-            s.evals.insert(e.id.clone(), e);
+            s.evals.insert(e);
         }
         s.nodes.insert(
             "gone".into(),

@@ -7,6 +7,7 @@
 //! - [`heartbeat`]: heartbeat TTLs and node expiry.
 //! - [`backup`]: snapshot files for `operator snapshot save/restore`, checksummed.
 //! - [`autopilot`]: the leader's Raft membership decisions (join, promote, remove).
+//! - [`table`]: the state's allocation and evaluation tables, indexed by job, node and openness.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
@@ -17,5 +18,6 @@ pub mod heartbeat;
 pub mod reschedule;
 pub mod sched;
 pub mod state;
+pub mod table;
 
 pub use yurt_proto::{internal, v1};

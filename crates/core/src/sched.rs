@@ -83,11 +83,8 @@ pub fn schedule(
     }
     // One delayed evaluation per due time is enough.
     if let Some(due) = run.out.followup_at {
-        let waiting = state.evals.values().any(|e| {
-            e.job_id == job_id
-                && e.status == EVAL_PENDING
-                && e.wait_until_unix_ms > now
-                && e.wait_until_unix_ms <= due
+        let waiting = state.evals.of_job(job_id).any(|e| {
+            e.status == EVAL_PENDING && e.wait_until_unix_ms > now && e.wait_until_unix_ms <= due
         });
         if waiting {
             run.out.followup_at = None;
@@ -808,8 +805,15 @@ impl Usage {
     /// Every node's usage by its live allocations, in one pass over the state.
     fn of_state(state: &State) -> BTreeMap<String, Usage> {
         let mut out: BTreeMap<String, Usage> = BTreeMap::new();
-        for a in state.allocs.values().filter(|a| !alloc_terminal(a)) {
-            out.entry(a.node_id.clone()).or_default().add(a);
+        for a in state.allocs.open() {
+            match out.get_mut(&a.node_id) {
+                Some(u) => u.add(a),
+                None => {
+                    let mut u = Usage::default();
+                    u.add(a);
+                    out.insert(a.node_id.clone(), u);
+                }
+            }
         }
         out
     }

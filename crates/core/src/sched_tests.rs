@@ -313,7 +313,9 @@ fn batch_allocations_that_completed_are_not_rerun() {
     let mut w = World::new(1);
     w.run(job_src("batch", 2, "a", 100, 50));
     let first = w.running()[0].id.clone();
-    w.state.allocs.get_mut(&first).unwrap().client_status = ALLOC_COMPLETE.into();
+    w.state
+        .allocs
+        .update(&first, |a| a.client_status = ALLOC_COMPLETE.into());
     let o = w.schedule("web");
     assert_eq!(counts(&o), (0, 0, 1, 0, 0));
 }

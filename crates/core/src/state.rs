@@ -10,6 +10,7 @@ use prost::Message;
 use yurt_types::status::*;
 
 use crate::internal::{command, Command, StateSnapshot};
+use crate::table::Table;
 use crate::v1::{Allocation, Evaluation, Job, Node};
 
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
@@ -66,8 +67,8 @@ pub struct State {
     /// Kept versions of each job, oldest first; the last is the current one.
     pub job_versions: BTreeMap<String, Vec<Job>>,
     pub nodes: BTreeMap<String, Node>,
-    pub allocs: BTreeMap<String, Allocation>,
-    pub evals: BTreeMap<String, Evaluation>,
+    pub allocs: Table<Allocation>,
+    pub evals: Table<Evaluation>,
     /// Names the cluster; set once by its first leader.
     pub cluster_id: String,
 }
@@ -265,7 +266,7 @@ impl State {
         e.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
         e.modify_index = index;
         e.modify_time_unix_ms = now;
-        self.evals.insert(e.id.clone(), e);
+        self.evals.insert(e);
     }
 
     fn upsert_node(&mut self, index: u64, now: i64, mut node: Node) {
@@ -282,16 +283,16 @@ impl State {
         // New capacity: evaluations waiting for room get another chance.
         let blocked: Vec<String> = self
             .evals
-            .values()
+            .open()
             .filter(|e| e.status == EVAL_BLOCKED)
             .map(|e| e.id.clone())
             .collect();
         for id in blocked {
-            if let Some(e) = self.evals.get_mut(&id) {
+            self.evals.update(&id, |e| {
                 e.status = EVAL_PENDING.into();
                 e.modify_index = index;
                 e.modify_time_unix_ms = now;
-            }
+            });
         }
     }
 
@@ -327,7 +328,7 @@ impl State {
             a.modify_index = index;
             a.modify_time_unix_ms = now;
             jobs.push(a.job_id.clone());
-            self.allocs.insert(a.id.clone(), a);
+            self.allocs.insert(a);
         }
         if refused.is_empty() {
             if let Some(e) = &p.eval {
@@ -438,33 +439,32 @@ impl State {
         let mut jobs = Vec::new();
         for up in &u.updates {
             // A client may only report on its own allocations.
-            let Some(a) = self.allocs.get_mut(&up.alloc_id) else {
-                continue;
-            };
-            if a.node_id != u.node_id {
+            if self.allocs.get(&up.alloc_id).map(|a| a.node_id.as_str()) != Some(&u.node_id) {
                 continue;
             }
-            // `lost` is the servers' verdict on an allocation whose node went down; what the
-            // client says when it comes back does not undo it.
-            if a.client_status != ALLOC_LOST {
-                a.client_status = up.client_status.clone();
-                a.client_description = up.client_description.clone();
-            }
-            a.task_states = up.task_states.clone();
-            if let Some(h) = up.deployment_status.as_ref().and_then(|d| d.healthy) {
-                let status = a.deployment_status.get_or_insert_with(Default::default);
-                if status.healthy != Some(h) {
-                    status.healthy = Some(h);
-                    status.timestamp_unix_ms = up
-                        .deployment_status
-                        .as_ref()
-                        .map_or(now, |d| d.timestamp_unix_ms);
-                    status.modify_index = index;
+            self.allocs.update(&up.alloc_id, |a| {
+                // `lost` is the servers' verdict on an allocation whose node went down; what
+                // the client says when it comes back does not undo it.
+                if a.client_status != ALLOC_LOST {
+                    a.client_status = up.client_status.clone();
+                    a.client_description = up.client_description.clone();
                 }
-            }
-            a.modify_index = index;
-            a.modify_time_unix_ms = now;
-            jobs.push(a.job_id.clone());
+                a.task_states = up.task_states.clone();
+                if let Some(h) = up.deployment_status.as_ref().and_then(|d| d.healthy) {
+                    let status = a.deployment_status.get_or_insert_with(Default::default);
+                    if status.healthy != Some(h) {
+                        status.healthy = Some(h);
+                        status.timestamp_unix_ms = up
+                            .deployment_status
+                            .as_ref()
+                            .map_or(now, |d| d.timestamp_unix_ms);
+                        status.modify_index = index;
+                    }
+                }
+                a.modify_index = index;
+                a.modify_time_unix_ms = now;
+                jobs.push(a.job_id.clone());
+            });
         }
         for e in &u.evals {
             self.insert_eval(index, now, e.clone());
@@ -478,15 +478,12 @@ impl State {
 
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
     fn refresh_job_status(&mut self, job_id: &str, index: u64) {
-        let live = self
-            .allocs
-            .values()
-            .any(|a| a.job_id == job_id && !alloc_terminal(a));
-        let any_alloc = self.allocs.values().any(|a| a.job_id == job_id);
+        let live = self.allocs.of_job(job_id).any(|a| !alloc_terminal(a));
+        let any_alloc = self.allocs.of_job(job_id).next().is_some();
         let waiting = self
             .evals
-            .values()
-            .any(|e| e.job_id == job_id && (e.status == EVAL_PENDING || e.status == EVAL_BLOCKED));
+            .of_job(job_id)
+            .any(|e| e.status == EVAL_PENDING || e.status == EVAL_BLOCKED);
         let Some(job) = self.jobs.get_mut(job_id) else {
             return;
         };
@@ -508,35 +505,28 @@ impl State {
 
     /// Allocations of a job, oldest first.
     pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
-        let mut v: Vec<&Allocation> = self
-            .allocs
-            .values()
-            .filter(|a| a.job_id == job_id)
-            .collect();
-        v.sort_by_key(|a| (a.create_index, a.name.clone()));
+        let mut v: Vec<&Allocation> = self.allocs.of_job(job_id).collect();
+        v.sort_by(|a, b| (a.create_index, &a.name).cmp(&(b.create_index, &b.name)));
         v
     }
 
     /// Allocations placed on a node.
     pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
-        self.allocs
-            .values()
-            .filter(|a| a.node_id == node_id)
-            .collect()
+        self.allocs.on_node(node_id).collect()
     }
 
     /// The jobs a change of `node_id`'s status concerns: those with allocations on it that are
     /// still meant to run, and every system job.
     pub fn jobs_affected_by_node(&self, node_id: &str) -> Vec<&Job> {
+        let on_node: BTreeSet<&str> = self
+            .allocs
+            .on_node(node_id)
+            .filter(|a| !alloc_terminal(a))
+            .map(|a| a.job_id.as_str())
+            .collect();
         self.jobs
             .values()
-            .filter(|j| {
-                j.r#type == JOB_TYPE_SYSTEM
-                    || self
-                        .allocs
-                        .values()
-                        .any(|a| a.job_id == j.id && a.node_id == node_id && !alloc_terminal(a))
-            })
+            .filter(|j| j.r#type == JOB_TYPE_SYSTEM || on_node.contains(j.id.as_str()))
             .collect()
     }
 
@@ -580,7 +570,7 @@ impl State {
     pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {
         let mut v: Vec<&Evaluation> = self
             .evals
-            .values()
+            .open()
             .filter(|e| e.status == EVAL_PENDING && e.wait_until_unix_ms <= now)
             .collect();
         v.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.create_index));
@@ -655,8 +645,8 @@ impl State {
             jobs: snap.jobs.into_iter().map(|j| (j.id.clone(), j)).collect(),
             job_versions,
             nodes: snap.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
-            allocs: snap.allocs.into_iter().map(|a| (a.id.clone(), a)).collect(),
-            evals: snap.evals.into_iter().map(|e| (e.id.clone(), e)).collect(),
+            allocs: snap.allocs.into_iter().collect(),
+            evals: snap.evals.into_iter().collect(),
             cluster_id: snap.cluster_id,
         })
     }
@@ -748,7 +738,7 @@ mod tests {
             eval("a3", "a", 6, 50, 10_000),
             eval("b1", "b", 3, 70, 0),
         ] {
-            s.evals.insert(e.id.clone(), e);
+            s.evals.insert(e);
         }
         let picked: Vec<(&str, Vec<&str>)> = s
             .evals_to_schedule(100)
@@ -780,15 +770,12 @@ mod tests {
         s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
         s.nodes.insert("n2".into(), ready_node("n2", 1000, 1000));
         for id in ["e1", "e2"] {
-            s.evals.insert(
-                id.into(),
-                Evaluation {
-                    id: id.into(),
-                    job_id: "web".into(),
-                    status: EVAL_PENDING.into(),
-                    ..Evaluation::default()
-                },
-            );
+            s.evals.insert(Evaluation {
+                id: id.into(),
+                job_id: "web".into(),
+                status: EVAL_PENDING.into(),
+                ..Evaluation::default()
+            });
         }
         // Two plans computed from the same state each fill n1; the first wins.
         s.apply(1, &plan("e1", vec![placement("a1", "n1", 800, 20000)]))
@@ -1044,9 +1031,11 @@ mod tests {
             },
         );
         assert_eq!(s.jobs_with_new_failures(&failed).len(), 1);
-        s.allocs.get_mut("a1").unwrap().client_status = ALLOC_FAILED.into();
+        s.allocs
+            .update("a1", |a| a.client_status = ALLOC_FAILED.into());
         assert!(s.jobs_with_new_failures(&failed).is_empty());
-        s.allocs.get_mut("a1").unwrap().client_status = ALLOC_RUNNING.into();
+        s.allocs
+            .update("a1", |a| a.client_status = ALLOC_RUNNING.into());
         // Losing an allocation is the scheduler's call.
         let mut lost = placed;
         lost.client_status = ALLOC_LOST.into();

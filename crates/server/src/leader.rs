@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(why, "index 3 out of range");
         let cmd = failed_eval_command(&eval, &why, 7);
         let mut state = yurt_core::state::State::default();
-        state.evals.insert("e1".into(), eval);
+        state.evals.insert(eval);
         state.apply(1, &cmd).unwrap();
         let e = &state.evals["e1"];
         assert_eq!(e.status, yurt_types::status::EVAL_FAILED);

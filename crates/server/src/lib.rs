@@ -64,6 +64,8 @@ pub struct ServerConfig {
     /// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the
     /// log instead of a snapshot install (Nomad's `raft_trailing_logs`).
     pub trailing_logs: u64,
+    /// Scales Raft's timing (Nomad's `raft_multiplier`); see [`raft_timing`].
+    pub raft_multiplier: u32,
     pub region: String,
     /// How long finished objects are kept, and how often the leader collects them.
     pub gc: yurt_core::gc::Thresholds,
@@ -117,6 +119,27 @@ fn node_id(dir: &std::path::Path) -> std::io::Result<NodeId> {
     Ok(id)
 }
 
+/// Raft's timing at a `raft_multiplier` (at least 1), in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+/// A follower that hears nothing from its leader waits out the leader's lease (openraft sets it
+/// to `election_max`) and then a random election timeout before it stands for election:
+/// 150-180 ms at multiplier 1, so a dead leader is replaced in about 200 ms; a busy machine
+/// whose servers stall for longer than that needs a larger multiplier.
+pub fn raft_timing(multiplier: u32) -> RaftTiming {
+    let m = u64::from(multiplier.max(1));
+    RaftTiming {
+        heartbeat_ms: 20 * m,
+        election_min_ms: 60 * m,
+        election_max_ms: 90 * m,
+    }
+}
+
 impl Server {
     pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         let dir = config.data_dir.join("server");
@@ -134,11 +157,12 @@ impl Server {
         let log_view = log.clone();
         let sm = StateMachine::open(&dir.join("raft").join("snapshots"))?;
         let state = sm.handle();
+        let timing = raft_timing(config.raft_multiplier);
         let raft_config = openraft::Config {
             cluster_name: "yurt".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            heartbeat_interval: timing.heartbeat_ms,
+            election_timeout_min: timing.election_min_ms,
+            election_timeout_max: timing.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold.max(1)),
             max_in_snapshot_log_to_keep: config.trailing_logs,
             // Snapshots travel in 1 MiB chunks, each with time to spare on a busy machine.

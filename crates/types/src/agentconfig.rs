@@ -37,6 +37,7 @@ pub struct AgentConfig {
     pub retry_join: Vec<String>,
     pub raft_snapshot_threshold: Option<u64>,
     pub raft_trailing_logs: Option<u64>,
+    pub raft_multiplier: Option<u32>,
     pub heartbeat_grace_ms: Option<u64>,
     /// `server { eval_gc_threshold, job_gc_threshold, node_gc_threshold, job_gc_interval }`.
     pub eval_gc_threshold_ms: Option<u64>,
@@ -94,6 +95,7 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.bootstrap_expect = s.uint("bootstrap_expect", l)?;
         c.raft_snapshot_threshold = s.uint("raft_snapshot_threshold", l)?.map(u64::from);
         c.raft_trailing_logs = s.uint("raft_trailing_logs", l)?.map(u64::from);
+        c.raft_multiplier = s.uint("raft_multiplier", l)?;
         c.heartbeat_grace_ms = s.duration_ms("heartbeat_grace", l)?;
         c.eval_gc_threshold_ms = s.duration_ms("eval_gc_threshold", l)?;
         c.job_gc_threshold_ms = s.duration_ms("job_gc_threshold", l)?;
@@ -154,6 +156,7 @@ impl AgentConfig {
             bootstrap_expect,
             raft_snapshot_threshold,
             raft_trailing_logs,
+            raft_multiplier,
             heartbeat_grace_ms,
             eval_gc_threshold_ms,
             job_gc_threshold_ms,
