@@ -1,5 +1,6 @@
 //! Scheduling with real agents: constraints over node meta keep allocations off nodes that do
-//! not match and explain why; a blocked evaluation is placed when a matching node joins.
+//! not match and explain why; a blocked evaluation is placed when a matching node joins; system
+//! jobs follow the nodes; `operator scheduler set-config` switches bin packing to spread.
 
 use crate::harness::*;
 
@@ -208,4 +209,146 @@ fn system_gc_removes_finished_jobs_and_keeps_running_ones() {
         again.starts_with("Collected 0 jobs, 0 allocations,"),
         "{again}"
     );
+}
+
+fn sleeper_job(id: &str, kind: &str, count: u32) -> String {
+    let count = if kind == "system" {
+        String::new()
+    } else {
+        format!("    count = {count}\n")
+    };
+    format!(
+        r#"job "{id}" {{
+  datacenters = ["dc1"]
+  type        = "{kind}"
+  group "app" {{
+{count}    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "while true; do sleep 1; done"]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+/// The node names a job's running allocations are on, sorted.
+fn nodes_of(server: &Agent, job: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&server.ok(&["job", "status", "-json", job])).unwrap();
+    let mut nodes: Vec<String> = v["allocations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["desired_status"] == "run")
+        .map(|a| a["node_name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn client(dir: &TestDir, server: &Agent, name: &str) -> Agent {
+    Agent::start(
+        &dir.path.join(name),
+        &["-client", "-servers", &server.grpc, "-node", name],
+    )
+}
+
+#[test]
+fn system_jobs_follow_the_nodes_and_spread_ranking_uses_every_node() {
+    let dir = TestDir::new();
+    let server = Agent::start(
+        &dir.path.join("server"),
+        &["-server", "-bootstrap-expect", "1"],
+    );
+    let _a = client(&dir, &server, "node-a");
+    let _b = client(&dir, &server, "node-b");
+    wait_for("two ready nodes", || {
+        let out = server.ok(&["node", "status"]);
+        match out
+            .lines()
+            .filter(|l| l.trim_end().ends_with("ready"))
+            .count()
+        {
+            2 => Ok(()),
+            _ => Err(out),
+        }
+    });
+
+    // A system job: one allocation on each node, and one more when a node joins.
+    let file = dir.path.join("sys.hcl");
+    std::fs::write(&file, sleeper_job("sys", "system", 0)).unwrap();
+    server.ok(&["job", "run", file.to_str().unwrap()]);
+    server.wait_running("sys", 2);
+    assert_eq!(nodes_of(&server, "sys"), ["node-a", "node-b"]);
+    let _c = client(&dir, &server, "node-c");
+    server.wait_running("sys", 3);
+    assert_eq!(nodes_of(&server, "sys"), ["node-a", "node-b", "node-c"]);
+    let names: Vec<String> = {
+        let v: serde_json::Value =
+            serde_json::from_str(&server.ok(&["job", "status", "-json", "sys"])).unwrap();
+        let mut n: Vec<String> = v["allocations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names, ["sys.app[0]", "sys.app[0]", "sys.app[0]"]);
+
+    // Bin packing (the default) stacks a small service job on one node.
+    let get = server.ok(&["operator", "scheduler", "get-config"]);
+    assert!(get.contains("Scheduler Algorithm = binpack"), "{get}");
+    let file = dir.path.join("packed.hcl");
+    std::fs::write(&file, sleeper_job("packed", "service", 3)).unwrap();
+    server.ok(&["job", "run", file.to_str().unwrap()]);
+    server.wait_running("packed", 3);
+    let packed = nodes_of(&server, "packed");
+    assert!(packed.iter().all(|n| n == &packed[0]), "{packed:?}");
+
+    // Spread: with the nodes equally loaded again, the same job lands on three nodes.
+    server.ok(&["job", "stop", "packed"]);
+    let set = server.ok(&[
+        "operator",
+        "scheduler",
+        "set-config",
+        "-scheduler-algorithm",
+        "spread",
+    ]);
+    assert!(set.starts_with("Scheduler configuration updated!"), "{set}");
+    let get = server.ok(&["operator", "scheduler", "get-config", "-json"]);
+    let v: serde_json::Value = serde_json::from_str(&get).unwrap();
+    assert_eq!(v["scheduler_algorithm"], "spread", "{get}");
+    let file = dir.path.join("spread.hcl");
+    std::fs::write(&file, sleeper_job("spread", "service", 3)).unwrap();
+    server.ok(&["job", "run", file.to_str().unwrap()]);
+    server.wait_running("spread", 3);
+    assert_eq!(nodes_of(&server, "spread"), ["node-a", "node-b", "node-c"]);
+
+    // An algorithm we do not have is refused with the choices, and nothing changes.
+    let bad = server.yurt(&[
+        "operator",
+        "scheduler",
+        "set-config",
+        "-scheduler-algorithm",
+        "random",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad)
+            .contains(r#"scheduler algorithm "random" is not one of "binpack" or "spread""#),
+        "{}",
+        stderr(&bad)
+    );
+    let get = server.ok(&["operator", "scheduler", "get-config"]);
+    assert!(get.contains("Scheduler Algorithm = spread"), "{get}");
 }

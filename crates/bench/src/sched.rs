@@ -89,6 +89,7 @@ fn cluster(nodes: usize) -> (State, u64) {
             &mut index,
             command::Kind::NodeRegister(NodeRegister {
                 node: Some(node(i)),
+                evals: vec![],
             }),
         );
     }

@@ -18,7 +18,7 @@ use crate::internal::{command, ApplyPlan, Command, JobRegister};
 use crate::state::State;
 use crate::v1::{
     AllocMetric, Allocation, DesiredUpdates, Evaluation, Job, JobDiff, Node, Port, RescheduleEvent,
-    Resources, TaskGroup,
+    Resources, SchedulerConfiguration, TaskGroup,
 };
 
 /// Everything one scheduler run decided.
@@ -33,6 +33,16 @@ pub struct Outcome {
     pub queued: BTreeMap<String, u32>,
     /// When a failed allocation becomes due for rescheduling (Unix ms), if one waits.
     pub followup_at: Option<i64>,
+}
+
+/// Checks settings given to `operator scheduler set-config`; the sentence says what is wrong.
+pub fn validate_scheduler_config(c: &SchedulerConfiguration) -> Result<(), String> {
+    match c.scheduler_algorithm.as_str() {
+        "" | SCHEDULER_BINPACK | SCHEDULER_SPREAD => Ok(()),
+        other => Err(format!(
+            "scheduler algorithm {other:?} is not one of {SCHEDULER_BINPACK:?} or {SCHEDULER_SPREAD:?}"
+        )),
+    }
 }
 
 /// Runs the scheduler for `job_id` against `state`. `new_id` makes allocation IDs.
@@ -52,6 +62,7 @@ pub fn schedule(
         usage: Usage::of_state(state),
         nodes: state.nodes.values().collect(),
         cursor: start_offset(eval_id, state.nodes.len()),
+        spread: state.scheduler_config.scheduler_algorithm == SCHEDULER_SPREAD,
         regexes: Default::default(),
     };
     let job = state.jobs.get(job_id).filter(|j| !j.stop);
@@ -169,7 +180,28 @@ pub fn node_status_command(
     status: &str,
     new_id: &mut dyn FnMut() -> String,
 ) -> command::Kind {
-    let evals = state
+    command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
+        node_id: node_id.to_string(),
+        status: status.to_string(),
+        evals: node_evals(state, node_id, new_id),
+    })
+}
+
+/// The command that registers (or re-registers) a node, with a `node-update` evaluation for
+/// each job it concerns: a new node gets its system jobs' allocations at once.
+pub fn node_register_command(
+    state: &State,
+    node: Node,
+    new_id: &mut dyn FnMut() -> String,
+) -> command::Kind {
+    command::Kind::NodeRegister(crate::internal::NodeRegister {
+        evals: node_evals(state, &node.id, new_id),
+        node: Some(node),
+    })
+}
+
+fn node_evals(state: &State, node_id: &str, new_id: &mut dyn FnMut() -> String) -> Vec<Evaluation> {
+    state
         .jobs_affected_by_node(node_id)
         .into_iter()
         .map(|j| {
@@ -177,12 +209,7 @@ pub fn node_status_command(
             e.node_id = node_id.to_string();
             e
         })
-        .collect();
-    command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
-        node_id: node_id.to_string(),
-        status: status.to_string(),
-        evals,
-    })
+        .collect()
 }
 
 /// A new evaluation for a job, as written with a registration or a stop.
@@ -334,6 +361,8 @@ struct Run<'a> {
     cursor: usize,
     /// `regexp` constraint values, compiled once per run.
     regexes: std::cell::RefCell<BTreeMap<String, Option<regex::Regex>>>,
+    /// Rank by the spread algorithm instead of bin packing (`operator scheduler set-config`).
+    spread: bool,
 }
 
 impl<'a> Run<'a> {
@@ -735,13 +764,14 @@ impl<'a> Run<'a> {
                 continue;
             }
             feasible += 1;
-            // Bin packing: prefer the node that is fullest after this placement.
+            // What the node would have left after this placement, as fractions (0 to 2).
             let total = node.resources.unwrap_or_default();
+            let left = (cpu - i64::from(need.cpu)) as f64 / f64::from(total.cpu.max(1))
+                + (mem - i64::from(need.memory_mb)) as f64 / f64::from(total.memory_mb.max(1));
+            // Bin packing prefers the fullest node, spread the emptiest.
+            let fit = if self.spread { left } else { 2.0 - left };
             let penalty = if avoid.contains(&node.id) { 3.0 } else { 0.0 };
-            let score = 2.0
-                - penalty
-                - (cpu - i64::from(need.cpu)) as f64 / f64::from(total.cpu.max(1))
-                - (mem - i64::from(need.memory_mb)) as f64 / f64::from(total.memory_mb.max(1));
+            let score = fit - penalty;
             if best.is_none_or(|(s, _, _)| score > s) {
                 best = Some((score, at, node));
             }

@@ -1,7 +1,7 @@
 //! Reconciler and placement tests: a state built by applying commands, then one scheduler run.
 
 use super::*;
-use crate::internal::NodeRegister;
+use crate::internal::{NodeRegister, SetSchedulerConfig};
 use crate::v1::Constraint;
 use yurt_types::jobspec::parse_hcl;
 
@@ -83,6 +83,7 @@ impl World {
         };
         self.apply(command::Kind::NodeRegister(NodeRegister {
             node: Some(node),
+            evals: vec![],
         }));
     }
 
@@ -309,6 +310,49 @@ fn system_job_runs_once_per_feasible_node() {
 }
 
 #[test]
+fn a_registering_node_gets_an_evaluation_for_every_system_job_and_its_own_jobs() {
+    let mut w = World::new(1);
+    w.run(job_src("system", 1, "a", 100, 50));
+    let mut service = job(1, "a");
+    service.id = "svc".into();
+    w.run(service);
+    let node = |id: &str| Node {
+        id: id.into(),
+        ..Node::default()
+    };
+    let evals = |kind: command::Kind| match kind {
+        command::Kind::NodeRegister(r) => {
+            let mut v: Vec<(String, String, String)> = r
+                .evals
+                .into_iter()
+                .map(|e| (e.job_id, e.triggered_by, e.node_id))
+                .collect();
+            v.sort();
+            v
+        }
+        other => panic!("not a registration: {other:?}"),
+    };
+    let mut n = 0;
+    let mut ids = || {
+        n += 1;
+        format!("e{n}")
+    };
+    let new = evals(node_register_command(&w.state, node("node-9"), &mut ids));
+    assert_eq!(
+        new,
+        [(
+            "web".to_string(),
+            "node-update".to_string(),
+            "node-9".to_string()
+        )]
+    );
+    // Coming back, node-0 also has the service job's allocation.
+    let back = evals(node_register_command(&w.state, node("node-0"), &mut ids));
+    let jobs: Vec<&str> = back.iter().map(|(j, _, _)| j.as_str()).collect();
+    assert_eq!(jobs, ["svc", "web"]);
+}
+
+#[test]
 fn batch_allocations_that_completed_are_not_rerun() {
     let mut w = World::new(1);
     w.run(job_src("batch", 2, "a", 100, 50));
@@ -360,6 +404,7 @@ fn racked_world(count: u32, constraint: &str) -> (World, Outcome) {
             .insert("kernel.version".into(), kernel.to_string());
         w.apply(command::Kind::NodeRegister(NodeRegister {
             node: Some(node),
+            evals: vec![],
         }));
     }
     let src = format!(
@@ -401,6 +446,50 @@ fn bin_packing_fills_a_node_before_the_next_in_a_large_cluster() {
         *per_node.entry(a.node_id.clone()).or_default() += 1;
     }
     assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![10, 10]);
+}
+
+#[test]
+fn the_spread_algorithm_puts_each_placement_on_the_emptiest_node_it_samples() {
+    let mut w = World::new(4);
+    w.apply(command::Kind::SetSchedulerConfig(SetSchedulerConfig {
+        config: Some(SchedulerConfiguration {
+            scheduler_algorithm: SCHEDULER_SPREAD.into(),
+            ..Default::default()
+        }),
+    }));
+    // With four nodes every placement samples every node (log2 4 = 2, but only feasible ones
+    // count, and each has room): four placements land on four nodes, where bin packing would
+    // stack them on one.
+    w.run(job(4, "a"));
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for a in w.running() {
+        *per_node.entry(a.node_id.clone()).or_default() += 1;
+    }
+    assert!(
+        per_node.len() >= 3,
+        "spread should use most nodes: {per_node:?}"
+    );
+    assert!(per_node.values().all(|&n| n <= 2), "{per_node:?}");
+
+    // The same job under bin packing: one node.
+    let mut b = World::new(4);
+    b.run(job(4, "a"));
+    let used: BTreeSet<String> = b.running().iter().map(|a| a.node_id.clone()).collect();
+    assert_eq!(used.len(), 1, "bin packing stacks them");
+}
+
+#[test]
+fn scheduler_algorithms_other_than_binpack_and_spread_are_refused() {
+    let config = |alg: &str| SchedulerConfiguration {
+        scheduler_algorithm: alg.into(),
+        ..Default::default()
+    };
+    assert!(validate_scheduler_config(&config("spread")).is_ok());
+    assert!(validate_scheduler_config(&config("binpack")).is_ok());
+    assert_eq!(
+        validate_scheduler_config(&config("random")).unwrap_err(),
+        r#"scheduler algorithm "random" is not one of "binpack" or "spread""#
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use yurt_types::status::*;
 
 use crate::internal::{command, Command, StateSnapshot};
 use crate::table::Table;
-use crate::v1::{Allocation, Evaluation, Job, Node};
+use crate::v1::{Allocation, Evaluation, Job, Node, SchedulerConfiguration};
 
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
 pub const TRACKED_VERSIONS: usize = 6;
@@ -71,6 +71,8 @@ pub struct State {
     pub evals: Table<Evaluation>,
     /// Names the cluster; set once by its first leader.
     pub cluster_id: String,
+    /// `operator scheduler set-config`; empty fields mean the defaults.
+    pub scheduler_config: SchedulerConfiguration,
 }
 
 /// Whether two jobs have the same spec (ignoring the fields the servers manage).
@@ -102,6 +104,9 @@ impl State {
             Some(command::Kind::NodeRegister(r)) => {
                 let node = r.node.clone().unwrap_or_default();
                 self.upsert_node(index, now, node);
+                for e in &r.evals {
+                    self.insert_eval(index, now, e.clone());
+                }
                 Ok(Applied::default())
             }
             Some(command::Kind::NodeStatusUpdate(u)) => {
@@ -129,6 +134,16 @@ impl State {
                 if self.cluster_id.is_empty() {
                     self.cluster_id = c.cluster_id.clone();
                 }
+                Ok(Applied::default())
+            }
+            Some(command::Kind::SetSchedulerConfig(c)) => {
+                let mut config = c.config.clone().unwrap_or_default();
+                config.create_index = match self.scheduler_config.create_index {
+                    0 => index,
+                    i => i,
+                };
+                config.modify_index = index;
+                self.scheduler_config = config;
                 Ok(Applied::default())
             }
             Some(command::Kind::Gc(gc)) => {
@@ -618,6 +633,7 @@ impl State {
             allocs: self.allocs.values().cloned().collect(),
             evals: self.evals.values().cloned().collect(),
             cluster_id: self.cluster_id.clone(),
+            scheduler_config: Some(self.scheduler_config.clone()),
         };
         snap.encode_to_vec()
     }
@@ -648,6 +664,7 @@ impl State {
             allocs: snap.allocs.into_iter().collect(),
             evals: snap.evals.into_iter().collect(),
             cluster_id: snap.cluster_id,
+            scheduler_config: snap.scheduler_config.unwrap_or_default(),
         })
     }
 }
@@ -926,6 +943,7 @@ mod tests {
             &Command {
                 kind: Some(command::Kind::NodeRegister(NodeRegister {
                     node: Some(node),
+                    evals: vec![],
                 })),
                 ..Command::default()
             },

@@ -261,4 +261,41 @@ impl Operator for OperatorService {
         );
         Ok(Response::new(SnapshotRestoreResponse { index: r.index }))
     }
+
+    async fn scheduler_get_configuration(
+        &self,
+        req: Request<SchedulerGetConfigurationRequest>,
+    ) -> Reply<SchedulerConfiguration> {
+        self.reads.barrier(stale(&req)).await?;
+        let mut config = self.reads.state.read(|s| s.scheduler_config.clone());
+        if config.scheduler_algorithm.is_empty() {
+            config.scheduler_algorithm = yurt_types::status::SCHEDULER_BINPACK.into();
+        }
+        Ok(Response::new(config))
+    }
+
+    async fn scheduler_set_configuration(
+        &self,
+        req: Request<SchedulerSetConfigurationRequest>,
+    ) -> Reply<SchedulerSetConfigurationResponse> {
+        let req = req.into_inner();
+        let mut config = self.reads.state.read(|s| s.scheduler_config.clone());
+        if !req.scheduler_algorithm.is_empty() {
+            config.scheduler_algorithm = req.scheduler_algorithm;
+        }
+        yurt_core::sched::validate_scheduler_config(&config).map_err(Status::invalid_argument)?;
+        let applied = self
+            .writer
+            .apply(command::Kind::SetSchedulerConfig(
+                yurt_core::internal::SetSchedulerConfig {
+                    config: Some(config.clone()),
+                },
+            ))
+            .await?;
+        config.modify_index = applied.index;
+        Ok(Response::new(SchedulerSetConfigurationResponse {
+            config: Some(config),
+            index: applied.index,
+        }))
+    }
 }

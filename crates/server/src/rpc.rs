@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister, NodeRegister};
-use yurt_core::sched::{new_eval, node_status_command, plan_job};
+use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister};
+use yurt_core::sched::{new_eval, node_register_command, node_status_command, plan_job};
 use yurt_core::state::{PrefixError, State};
 
 use yurt_proto::v1::client_fs_client::ClientFsClient;
@@ -285,12 +285,11 @@ impl nodes_server::Nodes for Api {
         }
         node.status = NODE_READY.into();
         let id = node.id.clone();
-        let r = self
-            .writer
-            .apply(command::Kind::NodeRegister(NodeRegister {
-                node: Some(node),
-            }))
-            .await?;
+        let cmd = self
+            .reads
+            .state
+            .read(|s| node_register_command(s, node, &mut new_id));
+        let r = self.writer.apply(cmd).await?;
         let nodes = self.reads.state.read(|s| s.nodes.len());
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),

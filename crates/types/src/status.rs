@@ -9,6 +9,10 @@ pub const JOB_TYPE_SERVICE: &str = "service";
 pub const JOB_TYPE_BATCH: &str = "batch";
 pub const JOB_TYPE_SYSTEM: &str = "system";
 
+/// Scheduler algorithms (`operator scheduler set-config -scheduler-algorithm`).
+pub const SCHEDULER_BINPACK: &str = "binpack";
+pub const SCHEDULER_SPREAD: &str = "spread";
+
 pub const ALLOC_DESIRED_RUN: &str = "run";
 pub const ALLOC_DESIRED_STOP: &str = "stop";
 

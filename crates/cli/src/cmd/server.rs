@@ -1,13 +1,14 @@
 //! `yurt server members|force-leave`, `yurt operator raft list-peers|remove-peer` and
-//! `yurt operator snapshot save|inspect|restore`.
+//! `yurt operator snapshot save|inspect|restore` and `yurt operator scheduler get-config|set-config`.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 use yurt_proto::v1::operator_client::OperatorClient;
 use yurt_proto::v1::{
-    ForceLeaveRequest, RaftPeersRequest, RemovePeerRequest, ServerMembersRequest,
-    SnapshotRestoreRequest, SnapshotSaveRequest,
+    ForceLeaveRequest, RaftPeersRequest, RemovePeerRequest, SchedulerGetConfigurationRequest,
+    SchedulerSetConfigurationRequest, ServerMembersRequest, SnapshotRestoreRequest,
+    SnapshotSaveRequest,
 };
 
 use super::{connect, CliError, CmdResult};
@@ -35,6 +36,26 @@ pub enum OperatorCmd {
     Snapshot {
         #[command(subcommand)]
         cmd: SnapshotCmd,
+    },
+    /// Show or change the cluster-wide scheduler settings.
+    Scheduler {
+        #[command(subcommand)]
+        cmd: SchedulerCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchedulerCmd {
+    /// Show the scheduler settings.
+    GetConfig {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the scheduler settings; settings not given keep their value.
+    SetConfig {
+        /// How placements rank nodes: binpack (fill the fullest node that fits) or spread.
+        #[arg(long = "scheduler-algorithm")]
+        scheduler_algorithm: Option<String>,
     },
 }
 
@@ -126,6 +147,7 @@ pub async fn run_operator(addr: &str, cmd: OperatorCmd) -> CmdResult {
     let cmd = match cmd {
         OperatorCmd::Raft { cmd } => cmd,
         OperatorCmd::Snapshot { cmd } => return snapshot(addr, cmd).await,
+        OperatorCmd::Scheduler { cmd } => return scheduler(addr, cmd).await,
     };
     let mut op = OperatorClient::new(connect(addr).await?);
     match cmd {
@@ -273,4 +295,41 @@ pub async fn run_system(addr: &str, cmd: SystemCmd) -> CmdResult {
             Ok(0)
         }
     }
+}
+
+async fn scheduler(addr: &str, cmd: SchedulerCmd) -> CmdResult {
+    let mut op = OperatorClient::new(connect(addr).await?);
+    match cmd {
+        SchedulerCmd::GetConfig { json } => {
+            let c = op
+                .scheduler_get_configuration(SchedulerGetConfigurationRequest {})
+                .await
+                .map_err(CliError::api("getting the scheduler configuration"))?
+                .into_inner();
+            if json {
+                print!("{}", output::json(&c));
+            } else {
+                print!(
+                    "{}",
+                    output::kv(&[
+                        ("Scheduler Algorithm", c.scheduler_algorithm),
+                        ("Modify Index", c.modify_index.to_string()),
+                    ])
+                );
+            }
+        }
+        SchedulerCmd::SetConfig {
+            scheduler_algorithm,
+        } => {
+            let r = op
+                .scheduler_set_configuration(SchedulerSetConfigurationRequest {
+                    scheduler_algorithm: scheduler_algorithm.unwrap_or_default(),
+                })
+                .await
+                .map_err(CliError::api("updating the scheduler configuration"))?
+                .into_inner();
+            println!("Scheduler configuration updated! (index {})", r.index);
+        }
+    }
+    Ok(0)
 }
