@@ -88,6 +88,17 @@ fn constraints_on_node_meta_wait_for_a_matching_node() {
         "{status}"
     );
 
+    // `job status` says what waits and why.
+    let status = server.ok(&["job", "status", "racked"]);
+    assert!(
+        status.contains("Task Group  Queued  Starting  Running")
+            && status.contains("\napp         1       0         0 ")
+            && status.contains(
+                "\nPlacement Failure\nTask Group \"app\" (failed to place 1 allocation):\n  * Constraint \"${meta.rack} = r2\": 1 nodes excluded by filter\n"
+            ),
+        "{status}"
+    );
+
     let _r2 = Agent::start(
         &dir.path.join("r2"),
         &[
@@ -105,6 +116,12 @@ fn constraints_on_node_meta_wait_for_a_matching_node() {
     assert!(status.contains("Status             = complete"), "{status}");
     let alloc = server.ok(&["alloc", "status", &ids[0]]);
     assert!(alloc.contains("Node Name           = in-r2"), "{alloc}");
+    let status = server.ok(&["job", "status", "racked"]);
+    assert!(
+        !status.contains("Placement Failure")
+            && status.contains("\napp         0       0         1 "),
+        "{status}"
+    );
     let node = server.ok(&["node", "status", "-verbose", "in-r2"]);
     assert!(node.contains("\nMeta\nrack = r2\n"), "{node}");
 

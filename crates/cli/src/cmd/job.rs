@@ -334,6 +334,26 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .map_err(CliError::api("querying job allocations"))?
         .into_inner()
         .allocs;
+    // While a blocked evaluation waits for room, the evaluation that created it says what
+    // could not be placed, and why.
+    let evals = jobs
+        .evaluations(GetJobRequest {
+            job_id: job.id.clone(),
+        })
+        .await
+        .map_err(CliError::api("querying job evaluations"))?
+        .into_inner()
+        .evals;
+    let failure = evals
+        .iter()
+        .any(|e| e.status == EVAL_BLOCKED)
+        .then(|| {
+            evals
+                .iter()
+                .filter(|e| !e.failed_tg_allocs.is_empty())
+                .max_by_key(|e| e.create_index)
+        })
+        .flatten();
     if json {
         #[derive(serde::Serialize)]
         struct Status<'a> {
@@ -387,8 +407,13 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
                         && a.desired_status == ALLOC_DESIRED_RUN
                 })
                 .count();
+            let queued = failure
+                .and_then(|e| e.queued_allocations.get(&g.name))
+                .copied()
+                .unwrap_or(0);
             vec![
                 g.name.clone(),
+                queued.to_string(),
                 starting.to_string(),
                 count(ALLOC_RUNNING),
                 count(ALLOC_FAILED),
@@ -400,6 +425,7 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
     out.push_str(&table(
         &[
             "Task Group",
+            "Queued",
             "Starting",
             "Running",
             "Failed",
@@ -408,6 +434,14 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         ],
         &rows,
     ));
+    if let Some(e) = failure {
+        out.push_str("\nPlacement Failure\n");
+        out.push_str(&placement_failures(
+            &e.failed_tg_allocs,
+            &e.queued_allocations,
+            "",
+        ));
+    }
     out.push_str("\nAllocations\n");
     if allocs.is_empty() {
         out.push_str("No allocations placed\n");
