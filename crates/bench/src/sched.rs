@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use yurt_core::internal::{command, Command, NodeRegister};
 use yurt_core::sched::{plan_command, schedule};
 use yurt_core::state::State;
+use yurt_proto::v1::evals_client::EvalsClient;
 use yurt_proto::v1::jobs_client::JobsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::{
-    Evaluation, GetJobRequest, Job, Node, RegisterJobRequest, RegisterNodeRequest, Resources,
+    Evaluation, GetJobRequest, Job, ListEvalsRequest, Node, RegisterJobRequest,
+    RegisterNodeRequest, Resources,
 };
 
 use crate::{channel, leader, Server};
@@ -195,44 +197,55 @@ pub async fn end_to_end(yurt: PathBuf) {
         t.await.unwrap();
     }
     let registered = start.elapsed();
-    let mut jobs_api = JobsClient::new(ch);
-    // Counted job by job: all 10,000 allocations in one answer exceed gRPC's message limit.
-    let mut done = std::collections::BTreeSet::new();
+    // Done when every registration's evaluation is complete: its plan is committed then (a
+    // refused plan leaves it pending). Evaluations are small; polling them costs the server
+    // little, unlike reading 10,000 allocations.
+    let mut evals_api = EvalsClient::new(ch.clone());
     loop {
-        for i in 0..100 {
-            if done.contains(&i) {
-                continue;
-            }
-            let t = Instant::now();
-            let n = jobs_api
-                .allocations(GetJobRequest {
-                    job_id: format!("e2e{i}"),
-                })
-                .await
-                .map(|r| r.into_inner().allocs.len())
-                .unwrap_or(0);
-            if n >= 100 {
-                done.insert(i);
-            }
-            if std::env::var_os("YURT_BENCH_KEEP").is_some() {
-                eprintln!("poll e2e{i}: {n} in {:?}", t.elapsed());
-            }
-        }
-        let n = done.len() * 100;
-        if n >= want {
+        let evals = evals_api
+            .list(ListEvalsRequest {
+                job_id: String::new(),
+                status: "complete".into(),
+            })
+            .await
+            .map(|r| r.into_inner().evals)
+            .unwrap_or_default();
+        let complete = evals
+            .iter()
+            .filter(|e| e.triggered_by == "job-register" && e.job_id.starts_with("e2e"))
+            .count();
+        if complete >= 100 {
             break;
         }
         if start.elapsed() > Duration::from_secs(60) {
             let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             panic!(
-                "only {n} placed; the server's log ends:\n{}",
+                "only {complete} of 100 evaluations complete; the server's log ends:\n{}",
                 tail.join("\n")
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let spent = start.elapsed();
+    // Counted job by job (all 10,000 in one answer exceed gRPC's message limit), untimed.
+    let mut jobs_api = JobsClient::new(ch);
+    let mut placed = 0;
+    for i in 0..100 {
+        placed += jobs_api
+            .allocations(GetJobRequest {
+                job_id: format!("e2e{i}"),
+            })
+            .await
+            .expect("list a job's allocations")
+            .into_inner()
+            .allocs
+            .len();
+    }
+    assert_eq!(
+        placed, want,
+        "every evaluation is complete, but not every allocation placed"
+    );
     if std::env::var_os("YURT_BENCH_KEEP").is_some() {
         eprintln!("kept {}", dir.keep().display());
     }

@@ -33,6 +33,9 @@ pub struct Outcome {
     pub queued: BTreeMap<String, u32>,
     /// When a failed allocation becomes due for rescheduling (Unix ms), if one waits.
     pub followup_at: Option<i64>,
+    /// The job version that new and updated allocations run; they leave their own `job`
+    /// empty (it travels once, in the plan).
+    pub job: Option<Job>,
 }
 
 /// Checks settings given to `operator scheduler set-config`; the sentence says what is wrong.
@@ -53,13 +56,39 @@ pub fn schedule(
     now: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Outcome {
+    let mut usage = NodeUsage::of_state(state);
+    schedule_with(state, &mut usage, job_id, eval_id, now, new_id)
+}
+
+/// What the nodes have taken: their live allocations, as scheduler runs leave them.
+#[derive(Debug, Clone, Default)]
+pub struct NodeUsage(BTreeMap<String, Usage>);
+
+impl NodeUsage {
+    /// Every node's usage by its live allocations, in one pass over the state.
+    pub fn of_state(state: &State) -> NodeUsage {
+        NodeUsage(Usage::of_state(state))
+    }
+}
+
+/// [`schedule`] with the nodes' usage given: runs for several jobs on the same state share one,
+/// so that each sees what the runs before it placed and stopped, and their plans do not compete
+/// for the same room (the state machine would refuse all but the first).
+pub fn schedule_with(
+    state: &State,
+    usage: &mut NodeUsage,
+    job_id: &str,
+    eval_id: &str,
+    now: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Outcome {
     let mut run = Run {
         state,
         eval_id,
         now,
         new_id,
         out: Outcome::default(),
-        usage: Usage::of_state(state),
+        usage: &mut usage.0,
         nodes: state.nodes.values().collect(),
         cursor: start_offset(eval_id, state.nodes.len()),
         spread: state.scheduler_config.scheduler_algorithm == SCHEDULER_SPREAD,
@@ -91,6 +120,9 @@ pub fn schedule(
         } else {
             run.count_group(job, g, &group_allocs);
         }
+    }
+    if run.out.allocs.iter().any(|a| a.job.is_none()) {
+        run.out.job = Some(job.clone());
     }
     // One delayed evaluation per due time is enough.
     if let Some(due) = run.out.followup_at {
@@ -168,6 +200,7 @@ pub fn plan_command(
             allocs: outcome.allocs,
             eval: Some(done),
             new_evals,
+            job: outcome.job,
         })),
     }
 }
@@ -346,7 +379,7 @@ fn name_index(name: &str) -> Option<u32> {
     name.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()
 }
 
-struct Run<'a> {
+struct Run<'a, 'u> {
     state: &'a State,
     eval_id: &'a str,
     now: i64,
@@ -354,7 +387,7 @@ struct Run<'a> {
     out: Outcome,
     /// What each node has taken: its live allocations, less those this run stops, plus this
     /// run's placements. Kept up to date as the run goes.
-    usage: BTreeMap<String, Usage>,
+    usage: &'u mut BTreeMap<String, Usage>,
     /// Every node, in a fixed order; placements look at them from a moving start.
     nodes: Vec<&'a Node>,
     /// Where the next placement starts looking.
@@ -365,7 +398,7 @@ struct Run<'a> {
     spread: bool,
 }
 
-impl<'a> Run<'a> {
+impl<'a> Run<'a, '_> {
     fn desired(&mut self, group: &str) -> &mut DesiredUpdates {
         self.out.desired.entry(group.to_string()).or_default()
     }
@@ -427,7 +460,7 @@ impl<'a> Run<'a> {
             return false;
         }
         let mut u = a.clone();
-        u.job = Some(job.clone());
+        u.job = None;
         u.eval_id = self.eval_id.into();
         self.desired(&a.task_group).in_place_update += 1;
         self.out.allocs.push(u);
@@ -806,7 +839,7 @@ impl<'a> Run<'a> {
             node_id: node.id.clone(),
             node_name: node.name.clone(),
             job_id: job.id.clone(),
-            job: Some(job.clone()),
+            job: None,
             task_group: g.name.clone(),
             resources: Some(need),
             desired_status: ALLOC_DESIRED_RUN.into(),
@@ -835,7 +868,8 @@ impl Usage {
     /// Every node's usage by its live allocations, in one pass over the state.
     fn of_state(state: &State) -> BTreeMap<String, Usage> {
         let mut out: BTreeMap<String, Usage> = BTreeMap::new();
-        for a in state.allocs.open() {
+        // A pass over the map is cheaper than looking up each open row by ID.
+        for a in state.allocs.values().filter(|a| !alloc_terminal(a)) {
             match out.get_mut(&a.node_id) {
                 Some(u) => u.add(a),
                 None => {

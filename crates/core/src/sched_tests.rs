@@ -108,6 +108,7 @@ impl World {
             allocs: out.allocs.clone(),
             eval: None,
             new_evals: vec![],
+            job: out.job.clone(),
         }));
         out
     }
@@ -973,4 +974,35 @@ mod invariants {
             }
         }
     }
+}
+
+#[test]
+fn runs_sharing_node_usage_do_not_plan_the_same_room_twice() {
+    let mut w = World::new(1);
+    // Two jobs of 6 x 100 MHz each on one 1000 MHz node: both fit alone, not together.
+    let mut other = job(6, "a");
+    other.id = "other".into();
+    for j in [job(6, "a"), other] {
+        w.apply(command::Kind::JobRegister(JobRegister {
+            job: Some(j),
+            eval: None,
+            enforce_index: false,
+            job_modify_index: 0,
+        }));
+    }
+    let mut n = 0;
+    let mut ids = || {
+        n += 1;
+        format!("a{n}")
+    };
+    // Apart, each run sees an empty node.
+    let web = schedule(&w.state, "web", "e1", 1, &mut ids);
+    let other = schedule(&w.state, "other", "e2", 1, &mut ids);
+    assert_eq!((web.allocs.len(), other.allocs.len()), (6, 6));
+    // Together, the second sees the first's placements.
+    let mut usage = NodeUsage::of_state(&w.state);
+    let web = schedule_with(&w.state, &mut usage, "web", "e1", 1, &mut ids);
+    let other = schedule_with(&w.state, &mut usage, "other", "e2", 1, &mut ids);
+    assert_eq!((web.allocs.len(), other.allocs.len()), (6, 4));
+    assert_eq!(other.queued["app"], 2);
 }

@@ -327,6 +327,9 @@ impl State {
         let mut jobs = Vec::new();
         for a in allocs {
             let mut a = a.clone();
+            if a.job.is_none() {
+                a.job = p.job.clone();
+            }
             let old = self.allocs.get(&a.id);
             a.create_index = old.map_or(index, |o| o.create_index);
             a.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
@@ -732,6 +735,7 @@ mod tests {
                     ..Evaluation::default()
                 }),
                 new_evals: vec![],
+                job: None,
             })),
             ..Command::default()
         }
@@ -983,6 +987,7 @@ mod tests {
                 allocs,
                 eval: None,
                 new_evals: vec![],
+                job: None,
             })),
             ..Command::default()
         };

@@ -5,15 +5,17 @@
 //! - autopilot: name the cluster once, and keep the Raft configuration in line with the live
 //!   servers.
 //!
-//! Plans computed side by side may compete for the same node: the state machine checks each
-//! plan's placements against the state it commits on and refuses those that no longer fit,
-//! leaving the evaluation pending to be scheduled again (Nomad's optimistic plan applier).
+//! Plans computed side by side share the nodes' usage, so each sees what the ones before it
+//! placed; a plan can still meet a state that changed under it (a node went away, a client
+//! report): the state machine checks each plan's placements against the state it commits on
+//! and refuses those that no longer fit, leaving the evaluation pending to be scheduled again
+//! (Nomad's optimistic plan applier).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use yurt_core::internal::Command;
-use yurt_core::sched::{plan_command, schedule};
+use yurt_core::sched::{plan_command, schedule_with, NodeUsage};
 
 use crate::raft::state_machine::StateHandle;
 use crate::raft::Raft;
@@ -21,7 +23,7 @@ use crate::write::{now_unix_ms, Writer};
 
 /// Jobs whose plans are computed and committed together (one Raft entry, thanks to the
 /// writer's batching).
-const JOBS_AT_ONCE: usize = 16;
+const JOBS_AT_ONCE: usize = 32;
 
 /// The text of a caught panic.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -45,6 +47,7 @@ fn failed_eval_command(eval: &yurt_core::v1::Evaluation, why: &str, now: i64) ->
                 allocs: vec![],
                 eval: Some(failed),
                 new_evals: vec![],
+                job: None,
             },
         )),
     }
@@ -65,13 +68,22 @@ pub async fn run_eval_loop(
         if crate::raft::is_leader(&raft) {
             let now = now_unix_ms();
             let plans: Vec<(String, String, Command)> = state.read(|s| {
+                // The runs of one round see each other's placements.
+                let mut usage = NodeUsage::of_state(s);
                 s.evals_to_schedule(now)
                     .into_iter()
                     .take(JOBS_AT_ONCE)
                     .map(|(eval, superseded)| {
                         // A bug in the scheduler fails this evaluation, not the server.
                         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            let outcome = schedule(s, &eval.job_id, &eval.id, now, &mut new_id);
+                            let outcome = schedule_with(
+                                s,
+                                &mut usage,
+                                &eval.job_id,
+                                &eval.id,
+                                now,
+                                &mut new_id,
+                            );
                             plan_command(eval, &superseded, outcome, now, &mut new_id)
                         }));
                         let cmd = planned.unwrap_or_else(|panic| {
