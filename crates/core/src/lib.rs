@@ -7,7 +7,7 @@
 //! - [`heartbeat`]: heartbeat TTLs and node expiry.
 //! - [`backup`]: snapshot files for `operator snapshot save/restore`, checksummed.
 //! - [`autopilot`]: the leader's Raft membership decisions (join, promote, remove).
-//! - [`table`]: the state's allocation and evaluation tables, indexed by job, node and openness.
+//! - [`table`]: the state's allocation and evaluation tables, indexed by job, node and state.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 

@@ -298,8 +298,7 @@ impl State {
         // New capacity: evaluations waiting for room get another chance.
         let blocked: Vec<String> = self
             .evals
-            .open()
-            .filter(|e| e.status == EVAL_BLOCKED)
+            .in_state(EVAL_BLOCKED)
             .map(|e| e.id.clone())
             .collect();
         for id in blocked {
@@ -588,8 +587,8 @@ impl State {
     pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {
         let mut v: Vec<&Evaluation> = self
             .evals
-            .open()
-            .filter(|e| e.status == EVAL_PENDING && e.wait_until_unix_ms <= now)
+            .in_state(EVAL_PENDING)
+            .filter(|e| e.wait_until_unix_ms <= now)
             .collect();
         v.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.create_index));
         v

@@ -1,7 +1,7 @@
 //! A table of the state (allocations, evaluations) with the secondary indexes the state machine
-//! and the scheduler look rows up by: by job, by node, and the *open* rows (live allocations,
-//! pending or blocked evaluations). Without them every command and every scheduler run scanned
-//! every allocation and evaluation ever kept.
+//! and the scheduler look rows up by: by job, by node, and by a few *states* that matter while
+//! they last (live allocations; pending, blocked evaluations). Without them every command and
+//! every scheduler run scanned every allocation and evaluation ever kept.
 //!
 //! Reads go through `Deref` to the map by ID. Changes go through [`Table::insert`],
 //! [`Table::update`] and [`Table::remove`], which keep the indexes right; there is no `get_mut`.
@@ -19,9 +19,13 @@ pub trait Row {
     fn job_id(&self) -> &str;
     /// Empty when the row belongs to no node.
     fn node_id(&self) -> &str;
-    /// Whether the row still needs attention: a live allocation, a waiting evaluation.
-    fn open(&self) -> bool;
+    /// The state the row is indexed under while it needs attention (see [`Table::in_state`]),
+    /// if any: finished rows are not.
+    fn state(&self) -> Option<&'static str>;
 }
+
+/// [`Row::state`] of a live allocation.
+pub const LIVE: &str = "live";
 
 impl Row for Allocation {
     fn id(&self) -> &str {
@@ -33,8 +37,8 @@ impl Row for Allocation {
     fn node_id(&self) -> &str {
         &self.node_id
     }
-    fn open(&self) -> bool {
-        !alloc_terminal(self)
+    fn state(&self) -> Option<&'static str> {
+        (!alloc_terminal(self)).then_some(LIVE)
     }
 }
 
@@ -48,8 +52,12 @@ impl Row for Evaluation {
     fn node_id(&self) -> &str {
         ""
     }
-    fn open(&self) -> bool {
-        self.status == EVAL_PENDING || self.status == EVAL_BLOCKED
+    fn state(&self) -> Option<&'static str> {
+        match self.status.as_str() {
+            EVAL_PENDING => Some(EVAL_PENDING),
+            EVAL_BLOCKED => Some(EVAL_BLOCKED),
+            _ => None,
+        }
     }
 }
 
@@ -58,7 +66,7 @@ pub struct Table<T> {
     rows: BTreeMap<String, T>,
     by_job: BTreeMap<String, BTreeSet<String>>,
     by_node: BTreeMap<String, BTreeSet<String>>,
-    open: BTreeSet<String>,
+    by_state: BTreeMap<&'static str, BTreeSet<String>>,
 }
 
 impl<T> Default for Table<T> {
@@ -67,7 +75,7 @@ impl<T> Default for Table<T> {
             rows: BTreeMap::new(),
             by_job: BTreeMap::new(),
             by_node: BTreeMap::new(),
-            open: BTreeSet::new(),
+            by_state: BTreeMap::new(),
         }
     }
 }
@@ -118,15 +126,20 @@ impl<T: Row> Table<T> {
     fn index(&mut self, row: &T) {
         add_key(&mut self.by_job, row.job_id(), row.id());
         add_key(&mut self.by_node, row.node_id(), row.id());
-        if row.open() {
-            self.open.insert(row.id().to_string());
+        if let Some(state) = row.state() {
+            self.by_state
+                .entry(state)
+                .or_default()
+                .insert(row.id().to_string());
         }
     }
 
     fn unindex(&mut self, row: &T) {
         remove_key(&mut self.by_job, row.job_id(), row.id());
         remove_key(&mut self.by_node, row.node_id(), row.id());
-        self.open.remove(row.id());
+        if let Some(ids) = row.state().and_then(|s| self.by_state.get_mut(s)) {
+            ids.remove(row.id());
+        }
     }
 
     /// Inserts or replaces the row with the same ID; returns the replaced one.
@@ -174,9 +187,9 @@ impl<T: Row> Table<T> {
         self.lookup(self.by_node.get(node_id))
     }
 
-    /// The open rows (see [`Row::open`]), in ID order.
-    pub fn open(&self) -> impl Iterator<Item = &T> + '_ {
-        self.lookup(Some(&self.open))
+    /// The rows in a state (see [`Row::state`]), in ID order.
+    pub fn in_state<'a>(&'a self, state: &str) -> impl Iterator<Item = &'a T> + 'a {
+        self.lookup(self.by_state.get(state))
     }
 }
 
@@ -210,11 +223,11 @@ mod tests {
         .collect();
         assert_eq!(ids(t.of_job("web")), ["a1", "a2"]);
         assert_eq!(ids(t.on_node("n1")), ["a1", "a3"]);
-        assert_eq!(ids(t.open()), ["a1", "a2"]);
+        assert_eq!(ids(t.in_state(LIVE)), ["a1", "a2"]);
 
-        // An update that ends the allocation takes it out of the open rows only.
+        // An update that ends the allocation takes it out of the live rows only.
         assert!(t.update("a1", |a| a.client_status = ALLOC_FAILED.into()));
-        assert_eq!(ids(t.open()), ["a2"]);
+        assert_eq!(ids(t.in_state(LIVE)), ["a2"]);
         assert_eq!(ids(t.on_node("n1")), ["a1", "a3"]);
         assert!(!t.update("nope", |_| panic!("no such row")));
 
