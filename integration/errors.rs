@@ -99,6 +99,34 @@ fn agent_refuses_a_missing_data_dir_and_bad_roles() {
         stderr(&out).trim(),
         "Error: agent needs -dev, -server or -client"
     );
+    // Raft timing is scaled by 1 to 10, from a flag or a config file.
+    let dir = TestDir::new();
+    let config = dir.path.join("fast.hcl");
+    std::fs::write(
+        &config,
+        "server {\n  enabled = true\n  raft_multiplier = 0\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(YURT)
+        .args(["agent", "-config", config.to_str().unwrap()])
+        .args(["-data-dir", dir.path.join("d").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "Error: raft_multiplier must be between 1 and 10, not 0"
+    );
+    let out = std::process::Command::new(YURT)
+        .args(["agent", "-server", "-raft-multiplier", "11"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("11 is not in 1..=10"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -283,7 +283,18 @@ async fn raft(yurt: PathBuf, count: usize, failover: bool) {
             }
         }
         failovers.push(killed.elapsed());
+        if std::env::var_os("YURT_BENCH_KEEP").is_some() {
+            eprintln!(
+                "round {round}: killed {} at {killed:?}, write accepted after {:?}",
+                servers[l].addr,
+                killed.elapsed()
+            );
+        }
         servers[l].restart(&yurt);
+    }
+    if std::env::var_os("YURT_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+        return;
     }
     failovers.sort();
     println!(

@@ -129,14 +129,15 @@ pub struct RaftTiming {
 
 /// A follower that hears nothing from its leader waits out the leader's lease (openraft sets it
 /// to `election_max`) and then a random election timeout before it stands for election:
-/// 150-180 ms at multiplier 1, so a dead leader is replaced in about 200 ms; a busy machine
-/// whose servers stall for longer than that needs a larger multiplier.
+/// 125-150 ms at multiplier 1, so a dead leader is usually replaced within 200 ms (one more
+/// election timeout when the first candidate's log is behind); a busy machine whose servers
+/// stall for longer than that needs a larger multiplier.
 pub fn raft_timing(multiplier: u32) -> RaftTiming {
     let m = u64::from(multiplier.max(1));
     RaftTiming {
-        heartbeat_ms: 20 * m,
-        election_min_ms: 60 * m,
-        election_max_ms: 90 * m,
+        heartbeat_ms: 15 * m,
+        election_min_ms: 50 * m,
+        election_max_ms: 75 * m,
     }
 }
 
