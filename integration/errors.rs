@@ -217,6 +217,40 @@ fn agent_refuses_data_dirs_that_are_not_its_own_and_touches_nothing() {
         stderr(&out)
     );
     assert_eq!(std::fs::read(&snap).unwrap(), b"garbage", "left as found");
+
+    // A damaged Raft log: sled drops what it cannot read, here the vote; the server must not
+    // take the empty log for a new one and bootstrap a cluster of its own.
+    let lost = dir.path.join("lost");
+    let mut agent = Agent::start(&lost, &["-server"]);
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        web_job(&dir.path, "z").to_str().unwrap(),
+    ]);
+    agent.stop();
+    let log_dir = lost.join("server/raft/log");
+    let db = log_dir.join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in bytes.iter_mut().skip(64).step_by(7) {
+        *b ^= 0xff;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let out = run(&lost);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains(&format!(
+            "Error: cannot open the Raft log in {}: ",
+            log_dir.display()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("it has lost its contents: this server voted in a Raft election before"),
+        "{msg}"
+    );
+    assert!(!msg.contains("bootstrapped"), "{msg}");
 }
 
 /// Waits for one allocation of `job` to reach a terminal client status and returns its

@@ -81,7 +81,10 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("cannot open the Raft log in {path}: {source}")]
-    Log { path: PathBuf, source: sled::Error },
+    Log {
+        path: PathBuf,
+        source: raft::log_store::OpenError,
+    },
     #[error(transparent)]
     State(#[from] raft::state_machine::LoadError),
     #[error("raft: {0}")]

@@ -2,6 +2,11 @@
 //!
 //! sled is durable only after a flush: appends, votes, commits and truncations flush before
 //! they are acknowledged.
+//!
+//! sled drops what it cannot read when it opens a damaged file, without an error. A server
+//! that has voted keeps a marker file beside the log (`voted`, written once, outside sled); a
+//! log that lost its vote while the marker says there was one is refused at open, before Raft
+//! could take the empty log for a new server and bootstrap a cluster of its own.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -17,6 +22,20 @@ use super::{NodeId, StorageError, TypeConfig};
 /// sled's page cache; its default is 1 GiB.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Why the log cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Sled(#[from] sled::Error),
+    #[error("it has lost its contents: this server voted in a Raft election before, but its log holds no vote (the storage engine drops what it cannot read from a damaged file); move this data dir aside and join the server to its cluster again with an empty one")]
+    Lost,
+    #[error("cannot write {path}: {source}")]
+    Marker {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
@@ -24,6 +43,13 @@ pub struct LogStore {
     meta: sled::Tree,
     /// Last committed index, for `agent-info` (`commit_index`).
     committed: Arc<AtomicU64>,
+    /// The marker file that says this log has held a vote; `None` once it exists.
+    voted_marker: Option<std::path::PathBuf>,
+}
+
+/// The marker beside the log directory `dir` (see the module docs).
+fn voted_marker(dir: &Path) -> std::path::PathBuf {
+    dir.with_file_name("voted")
 }
 
 fn io_err(
@@ -41,18 +67,28 @@ fn key(index: u64) -> [u8; 8] {
 }
 
 impl LogStore {
-    pub fn open(dir: &Path) -> Result<LogStore, sled::Error> {
+    pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
             .open()?;
         let logs = db.open_tree("logs")?;
         let meta = db.open_tree("meta")?;
+        let marker = voted_marker(dir);
+        let has_vote = meta.get("vote")?.is_some();
+        if marker.exists() && !has_vote {
+            return Err(OpenError::Lost);
+        }
+        if has_vote && !marker.exists() {
+            // A log from before the marker existed: mark it now.
+            write_marker(&marker)?;
+        }
         let store = LogStore {
             db,
             logs,
             meta,
             committed: Arc::new(AtomicU64::new(0)),
+            voted_marker: (!marker.exists()).then_some(marker),
         };
         if let Ok(Some(Some(c))) = store.get_meta::<Option<LogId<NodeId>>>("committed") {
             store.committed.store(c.index, Ordering::Relaxed);
@@ -161,7 +197,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta("vote", vote).await
+        self.put_meta("vote", vote).await?;
+        if let Some(marker) = self.voted_marker.take() {
+            write_marker(&marker).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        }
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -245,4 +285,20 @@ impl LogStore {
         }
         Ok(())
     }
+}
+
+/// Writes the `voted` marker durably: the file, then its directory.
+fn write_marker(path: &Path) -> Result<(), OpenError> {
+    let err = |source| OpenError::Marker {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::create(path).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
 }
