@@ -1,6 +1,7 @@
 //! Scheduling with real agents: constraints over node meta keep allocations off nodes that do
 //! not match and explain why; a blocked evaluation is placed when a matching node joins; system
-//! jobs follow the nodes; `operator scheduler set-config` switches bin packing to spread.
+//! jobs follow the nodes (placed on nodes that join, stopped on nodes that stop matching);
+//! `operator scheduler set-config` switches bin packing to spread.
 
 use crate::harness::*;
 
@@ -271,11 +272,20 @@ fn nodes_of(server: &Agent, job: &str) -> Vec<String> {
     nodes
 }
 
-fn client(dir: &TestDir, server: &Agent, name: &str) -> Agent {
-    Agent::start(
-        &dir.path.join(name),
-        &["-client", "-servers", &server.grpc, "-node", name],
-    )
+fn client_args<'a>(server: &'a Agent, name: &'a str, rack: &'a str) -> Vec<&'a str> {
+    vec![
+        "-client",
+        "-servers",
+        &server.grpc,
+        "-node",
+        name,
+        "-meta",
+        rack,
+    ]
+}
+
+fn client(dir: &TestDir, server: &Agent, name: &str, rack: &str) -> Agent {
+    Agent::start(&dir.path.join(name), &client_args(server, name, rack))
 }
 
 #[test]
@@ -285,8 +295,8 @@ fn system_jobs_follow_the_nodes_and_spread_ranking_uses_every_node() {
         &dir.path.join("server"),
         &["-server", "-bootstrap-expect", "1"],
     );
-    let _a = client(&dir, &server, "node-a");
-    let _b = client(&dir, &server, "node-b");
+    let _a = client(&dir, &server, "node-a", "rack=r1");
+    let mut b = client(&dir, &server, "node-b", "rack=r1");
     wait_for("two ready nodes", || {
         let out = server.ok(&["node", "status"]);
         match out
@@ -305,7 +315,7 @@ fn system_jobs_follow_the_nodes_and_spread_ranking_uses_every_node() {
     server.ok(&["job", "run", file.to_str().unwrap()]);
     server.wait_running("sys", 2);
     assert_eq!(nodes_of(&server, "sys"), ["node-a", "node-b"]);
-    let _c = client(&dir, &server, "node-c");
+    let _c = client(&dir, &server, "node-c", "rack=r2");
     server.wait_running("sys", 3);
     assert_eq!(nodes_of(&server, "sys"), ["node-a", "node-b", "node-c"]);
     let names: Vec<String> = {
@@ -321,6 +331,23 @@ fn system_jobs_follow_the_nodes_and_spread_ranking_uses_every_node() {
         n
     };
     assert_eq!(names, ["sys.app[0]", "sys.app[0]", "sys.app[0]"]);
+
+    // A system job for rack r1 leaves node-b when node-b comes back in rack r2.
+    let file = dir.path.join("rack1.hcl");
+    let rack1 = sleeper_job("rack1", "system", 0).replace(
+        "  group \"app\" {\n",
+        "  group \"app\" {\n    constraint {\n      attribute = \"${meta.rack}\"\n      value     = \"r1\"\n    }\n",
+    );
+    std::fs::write(&file, rack1).unwrap();
+    server.ok(&["job", "run", file.to_str().unwrap()]);
+    server.wait_running("rack1", 2);
+    assert_eq!(nodes_of(&server, "rack1"), ["node-a", "node-b"]);
+    b.restart(&client_args(&server, "node-b", "rack=r2"));
+    server.wait_running("rack1", 1);
+    assert_eq!(nodes_of(&server, "rack1"), ["node-a"]);
+    server.wait_running("sys", 3);
+    // Every node runs just `sys` again, for the ranking below.
+    server.ok(&["job", "stop", "rack1"]);
 
     // Bin packing (the default) stacks a small service job on one node.
     let get = server.ok(&["operator", "scheduler", "get-config"]);
