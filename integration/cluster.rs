@@ -594,3 +594,74 @@ fn a_server_whose_data_dir_belongs_to_another_cluster_stops_when_told_to_join() 
     );
     assert_eq!(b.ok(&["operator", "raft", "list-peers"]).lines().count(), 2);
 }
+
+/// One field of a server's `agent-info`.
+fn info_field(server: &Agent, field: &str) -> String {
+    let info = server.ok(&["agent-info"]);
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{field} = ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_dead_members_address_taken_by_another_clusters_server_is_left_alone() {
+    let dir = TestDir::new();
+    let mut a = Cluster::start(&dir, 3, &[]);
+    let first = a.leader(&[0, 1, 2], 3);
+    // One election more, so that cluster A's term is above a new cluster's.
+    a.servers[first].kill9();
+    let others: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    let l = wait_for("a new leader", || match a.leader(&others, 3) {
+        i if i != first => Ok(i),
+        _ => Err("the dead leader is still named".to_string()),
+    });
+    a.restart(first);
+    a.wait_converged(&[0, 1, 2]);
+    assert!(info_field(&a.servers[l], "term").parse::<u64>().unwrap() >= 2);
+
+    // A follower of A dies; a new single-server cluster B starts on its address.
+    let victim = (0..3).find(|&i| i != l).unwrap();
+    let port = Agent::port_of(&a.servers[victim].grpc);
+    a.servers[victim].kill9();
+    let b = Agent::start_on(
+        &dir.path.join("b"),
+        &["-server", "-node", "b1", "-bootstrap-expect", "1"],
+        port,
+        0,
+    );
+    wait_for("cluster B to be named", || {
+        let id = info_field(&b, "cluster_id");
+        if id.len() == 36 {
+            Ok(())
+        } else {
+            Err(b.ok(&["agent-info"]))
+        }
+    });
+    b.ok(&["job", "run", "-detach", &job_file(&dir.path, "in-b")]);
+    let term = info_field(&b, "term");
+
+    // A's leader keeps replicating to that address. B refuses it (the call is for another
+    // Raft ID), keeps its leader and term, and its state; A's leader carries on.
+    wait_for("A's leader to be refused by B", || {
+        let log = a.servers[l].log_text();
+        if log.contains("this address now belongs to Raft server") {
+            Ok(())
+        } else {
+            Err("no refusal yet".to_string())
+        }
+    });
+    // Heartbeats go every 60 ms at the tests' multiplier: a second is many of them.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(info_field(&b, "term"), term);
+    assert_eq!(info_field(&b, "state"), "Leader");
+    let status = b.ok(&["job", "status"]);
+    assert!(status.contains("in-b"), "{status}");
+    // A still has its leader and a quorum, and never took B's server in.
+    let alive: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    assert_eq!(a.leader(&alive, 3), l);
+    let log = a.servers[l].log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("AddLearner"), "{log}");
+    a.servers[l].ok(&["job", "run", "-detach", &job_file(&dir.path, "in-a")]);
+}

@@ -355,8 +355,14 @@ fn task_faults_fail_the_allocation_not_the_client_and_damaged_client_state_stops
     assert!(agent.ok(&["node", "status"]).contains("ready"));
 
     // Damaged client state: the agent refuses to start and leaves the running tasks alone.
-    let pids: Vec<i32> = task_pids(&data).into_iter().filter(|p| alive(*p)).collect();
-    assert_eq!(pids.len(), 2, "{pids:?}");
+    let pids = wait_for("two live tasks", || {
+        let pids: Vec<i32> = task_pids(&data).into_iter().filter(|p| alive(*p)).collect();
+        if pids.len() == 2 {
+            Ok(pids)
+        } else {
+            Err(format!("{pids:?}"))
+        }
+    });
     agent.kill9();
     let db = data.join("client").join("state").join("db");
     let mut bytes = std::fs::read(&db).unwrap();

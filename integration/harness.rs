@@ -89,6 +89,22 @@ pub fn task_pids(data_dir: &Path) -> Vec<i32> {
     out
 }
 
+/// Waits until `n` tasks started under `data_dir` have recorded their PIDs: a task counts as
+/// running once its executor is started, a moment before the executor writes the task's PID.
+pub fn wait_task_pids(data_dir: &Path, n: usize) -> Vec<i32> {
+    wait_for(
+        &format!("{n} task PIDs under {}", data_dir.display()),
+        || {
+            let pids = task_pids(data_dir);
+            if pids.len() == n {
+                Ok(pids)
+            } else {
+                Err(format!("{pids:?}"))
+            }
+        },
+    )
+}
+
 /// Whether a process runs (a zombie does not count).
 pub fn alive(pid: i32) -> bool {
     yurt_client::executor::alive(pid)
@@ -146,7 +162,7 @@ impl Agent {
         Agent::start_on(data_dir, args, 0, 0)
     }
 
-    fn port_of(addr: &str) -> u16 {
+    pub fn port_of(addr: &str) -> u16 {
         addr.rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
             .unwrap_or(0)

@@ -46,6 +46,14 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
     let first = server.wait_running("web", 2);
     // Bin packing puts both on one node; that node's client dies.
     let mut clients = [(a, "node-a"), (b, "node-b")];
+    wait_for("both tasks to record their PIDs", || {
+        let n = task_pids(&clients[0].0.data_dir).len() + task_pids(&clients[1].0.data_dir).len();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} PIDs"))
+        }
+    });
     let v = if task_pids(&clients[0].0.data_dir).len() == 2 {
         0
     } else {
@@ -74,11 +82,8 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
     });
     let replacements = server.wait_running("web", 2);
     assert!(replacements.iter().all(|r| !first.contains(r)));
-    assert_eq!(
-        task_pids(&survivor.data_dir).len(),
-        2,
-        "replacements run on the other node"
-    );
+    // The replacements run on the other node.
+    wait_task_pids(&survivor.data_dir, 2);
     let lost = job_allocs(&server)
         .iter()
         .filter(|a| a["client_status"] == "lost")
@@ -137,7 +142,7 @@ fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays
     server.wait_node_ready();
     server.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
     let allocs = server.wait_running("web", 2);
-    let mut pids = task_pids(&client.data_dir);
+    let mut pids = wait_task_pids(&client.data_dir, 2);
     pids.sort();
 
     client.kill9();

@@ -26,8 +26,7 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     let allocs = agent.wait_running("web", 2);
 
     // The tasks are real processes.
-    let pids = task_pids(&agent.data_dir);
-    assert_eq!(pids.len(), 2);
+    let pids = wait_task_pids(&agent.data_dir, 2);
     for pid in &pids {
         assert!(alive(*pid));
         let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();

@@ -1,7 +1,8 @@
 //! Autopilot: the leader's decisions about Raft membership, as a pure function of what it knows
 //! about the servers, the Raft configuration and the time.
 //!
-//! - A live server that is not in the configuration joins as a non-voter (learner).
+//! - A live server that is not in the configuration joins as a non-voter (learner), if it may:
+//!   a server that is already part of a Raft cluster joins only a cluster of the same ID.
 //! - A learner becomes a voter once it has been alive for the stabilization time and has
 //!   caught up with the leader's log.
 //! - A server that left (gracefully or by `force-leave`) is removed.
@@ -23,6 +24,9 @@ pub struct Member {
     /// Last direct contact (Unix ms).
     pub last_contact_ms: i64,
     pub left: bool,
+    /// Whether the server may be added: it has never been in a Raft cluster, or its cluster is
+    /// this one (a server that left and came back).
+    pub may_join: bool,
 }
 
 /// The Raft side: the current configuration and replication progress.
@@ -78,7 +82,7 @@ pub fn decide(members: &[Member], raft: &RaftView, now_ms: i64, cfg: &Config) ->
         }
     }
     for m in members {
-        if alive(m) && !in_config(m.id) {
+        if alive(m) && !in_config(m.id) && m.may_join {
             return Some(Action::AddLearner {
                 id: m.id,
                 addr: m.addr.clone(),
@@ -145,6 +149,7 @@ mod tests {
             alive_since_ms: alive_since,
             last_contact_ms: last_contact,
             left: false,
+            may_join: true,
         }
     }
 
@@ -158,6 +163,14 @@ mod tests {
             matched: BTreeMap::new(),
             last_log_index: 500,
         }
+    }
+
+    #[test]
+    fn a_server_already_in_another_cluster_is_never_added() {
+        let mut stray = member(4, Some(0), 0);
+        stray.may_join = false;
+        let members = vec![member(1, Some(0), 0), member(2, Some(0), 0), stray];
+        assert_eq!(decide(&members, &raft(&[1, 2], &[]), 50_000, &CFG), None);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Cluster {
     /// Set when this server leaves gracefully; gossip then says so.
     leaving: Arc<std::sync::atomic::AtomicBool>,
     state: StateHandle,
+    /// The name this server gives the cluster it bootstraps alone, used before the name is in
+    /// the state (see [`cluster_id`]); empty for servers that join or bootstrap together.
+    founding_id: String,
     /// Set when this server must stop: it belongs to another cluster than the one it joins.
     fatal: watch::Sender<Option<String>>,
 }
@@ -58,13 +61,19 @@ pub fn status_of(alive: bool, left: bool) -> &'static str {
 }
 
 impl Cluster {
-    pub fn new(me: ServerMember, join: Vec<String>, state: StateHandle) -> Cluster {
+    pub fn new(
+        me: ServerMember,
+        join: Vec<String>,
+        state: StateHandle,
+        founding_id: String,
+    ) -> Cluster {
         Cluster {
             me,
             join,
             known: Arc::new(Mutex::new(BTreeMap::new())),
             leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             state,
+            founding_id,
             fatal: watch::channel(None).0,
         }
     }
@@ -74,14 +83,29 @@ impl Cluster {
         self.fatal.subscribe()
     }
 
-    fn cluster_id(&self) -> String {
-        self.state.read(|s| s.cluster_id.clone())
+    /// This server's cluster ID (see [`cluster_id`]).
+    pub fn cluster_id(&self) -> String {
+        cluster_id(&self.state, &self.founding_id)
     }
 
-    /// Handles a server of another cluster: fatal if this server was told to join it (its data
-    /// dir is the stray one), otherwise logged and ignored.
+    /// The name this server gives the cluster it bootstrapped alone, if it did.
+    pub fn founding_id(&self) -> &str {
+        &self.founding_id
+    }
+
+    /// Handles a server of another cluster: fatal if this server was told to join it and has
+    /// found no server of its own cluster (its data dir is the stray one), otherwise logged and
+    /// ignored (a server of a working cluster whose `-join` address another cluster's server
+    /// has since taken carries on).
     fn refuse(&self, addr: &str, why: String) {
-        if self.join.iter().any(|j| j == addr) {
+        let ours = self.cluster_id();
+        let with_peers = !ours.is_empty()
+            && self.lock().values().any(|k| {
+                k.member.id != self.me.id
+                    && k.member.cluster_id == ours
+                    && k.alive_since_ms.is_some()
+            });
+        if self.join.iter().any(|j| j == addr) && !with_peers {
             self.fatal.send_replace(Some(format!(
                 "{why}: this server's data dir belongs to another cluster than the one -join {addr} names; start it with that cluster's data dir or an empty one"
             )));
@@ -126,12 +150,14 @@ impl Cluster {
     /// The autopilot's view: members with their liveness history.
     pub fn autopilot_members(&self) -> Vec<Member> {
         let now = now_unix_ms();
+        let ours = self.cluster_id();
         let mut out = vec![Member {
             id: self.me.id,
             addr: self.me.addr.clone(),
             alive_since_ms: Some(0),
             last_contact_ms: now,
             left: false,
+            may_join: true,
         }];
         for k in self.lock().values() {
             // Never a server of another cluster, even one seen before this one was named.
@@ -148,6 +174,10 @@ impl Cluster {
                 },
                 last_contact_ms: k.last_contact_ms,
                 left: k.member.left,
+                // A server that bootstrapped a cluster of its own is in it before that cluster
+                // has a name: only a server in no cluster, or in ours, is taken in.
+                may_join: !k.member.initialized
+                    || (!ours.is_empty() && k.member.cluster_id == ours),
             });
         }
         out
@@ -263,6 +293,18 @@ impl Cluster {
         }
         t.retain(|a| *a != self.me.addr);
         t
+    }
+}
+
+/// A server's cluster ID: the one in the state once the cluster's first leader wrote it; before
+/// that, the name a server that bootstrapped alone will give it (so that from its first moment
+/// it is told apart from other clusters), or empty (a server that joins learns it).
+pub fn cluster_id(state: &StateHandle, founding_id: &str) -> String {
+    let named = state.read(|s| s.cluster_id.clone());
+    if named.is_empty() {
+        founding_id.to_string()
+    } else {
+        named
     }
 }
 

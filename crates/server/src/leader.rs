@@ -199,8 +199,12 @@ pub async fn run_autopilot(
             continue;
         }
         if state.read(|s| s.cluster_id.is_empty()) {
-            // The cluster's first leader names it, once.
-            let id = uuid::Uuid::new_v4().to_string();
+            // The cluster's first leader names it, once: with the name a server that
+            // bootstrapped alone has gone by since it started, or a new one.
+            let id = match cluster.founding_id() {
+                "" => uuid::Uuid::new_v4().to_string(),
+                founding => founding.to_string(),
+            };
             let set = yurt_core::internal::command::Kind::SetClusterId(
                 yurt_core::internal::SetClusterId {
                     cluster_id: id.clone(),

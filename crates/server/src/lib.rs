@@ -182,10 +182,21 @@ impl Server {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let raft = Raft::new(id, raft_config, Network, log, sm)
+        let alone = config.bootstrap_expect == 1 && config.join.is_empty();
+        // A server that bootstraps alone names its cluster from the start (the state takes the
+        // name once it leads); see `cluster::cluster_id`.
+        let founding_id = if alone {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            String::new()
+        };
+        let network = Network {
+            state: state.clone(),
+            founding_id: founding_id.clone(),
+        };
+        let raft = Raft::new(id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let alone = config.bootstrap_expect == 1 && config.join.is_empty();
         if alone
             && !raft
                 .is_initialized()
@@ -222,6 +233,7 @@ impl Server {
             },
             config.join.clone(),
             state.clone(),
+            founding_id,
         );
         tokio::spawn(cluster::run(
             cluster.clone(),

@@ -1,5 +1,13 @@
 //! Raft between servers over gRPC (`yurt.internal.v1.RaftTransport`). Each call carries an
 //! openraft request serialized as JSON; the reply is `Result<response, RaftError>` the same way.
+//!
+//! Every Raft call names the server it is for (`yurt-raft-target`: its Raft ID) and the
+//! sender's cluster (`yurt-cluster-id`, once the cluster has an ID); a server with another ID
+//! or of another cluster refuses it. A Raft configuration can outlive the servers it names:
+//! when a dead member's address is reused (by a server of another cluster, or by the same
+//! server restarted on an empty data dir, which gives it a new ID), the survivors' heartbeats
+//! and elections must not reach it: a higher term would depose another cluster's leader, and
+//! an answer from an empty log makes openraft's leader panic ("follower log reversion").
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,13 +30,22 @@ use yurt_proto::internal::{
     GossipRequest, GossipResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
 
+use super::state_machine::StateHandle;
 use super::{NodeId, Raft, TypeConfig};
 use crate::cluster::{self, Cluster};
 use crate::read::Reads;
 use crate::write::Writer;
 
+/// The metadata keys naming the sender's cluster and the receiver's Raft ID on Raft calls.
+const CLUSTER_KEY: &str = "yurt-cluster-id";
+const TARGET_KEY: &str = "yurt-raft-target";
+
 /// Makes connections to other servers, by the address in their membership entry.
-pub struct Network;
+pub struct Network {
+    /// For this server's cluster ID (`cluster::cluster_id`).
+    pub state: StateHandle,
+    pub founding_id: String,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
@@ -38,6 +55,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             client: None,
+            state: self.state.clone(),
+            founding_id: self.founding_id.clone(),
         }
     }
 }
@@ -46,6 +65,39 @@ pub struct Connection {
     target: NodeId,
     addr: String,
     client: Option<RaftTransportClient<Channel>>,
+    state: StateHandle,
+    founding_id: String,
+}
+
+/// A Raft call meant for another server, or from a server of another cluster, refused.
+fn check_peer<T>(
+    req: &tonic::Request<T>,
+    raft: &Raft,
+    cluster: &Cluster,
+) -> Result<(), tonic::Status> {
+    let me = raft.metrics().borrow().id;
+    let target = req
+        .metadata()
+        .get(TARGET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<NodeId>().ok());
+    if let Some(target) = target.filter(|t| *t != me) {
+        return Err(tonic::Status::permission_denied(format!(
+            "this address now belongs to Raft server {me}, not to {target}: the sender's Raft configuration names a server that is gone (its data dir was replaced, or another server took its address)"
+        )));
+    }
+    let theirs = req
+        .metadata()
+        .get(CLUSTER_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let ours = cluster.cluster_id();
+    if theirs.is_empty() || ours.is_empty() || theirs == ours {
+        return Ok(());
+    }
+    Err(tonic::Status::permission_denied(format!(
+        "this server belongs to cluster {ours}, not to the sender's cluster {theirs}: its Raft configuration names an address that another cluster's server now uses"
+    )))
 }
 
 enum Rpc {
@@ -82,7 +134,14 @@ impl Connection {
         }
         let client = self.client.as_mut().expect("connected above");
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let payload = RaftPayload { data };
+        let mut payload = tonic::Request::new(RaftPayload { data });
+        let cluster_id = cluster::cluster_id(&self.state, &self.founding_id);
+        if let Ok(v) = cluster_id.parse() {
+            payload.metadata_mut().insert(CLUSTER_KEY, v);
+        }
+        if let Ok(v) = self.target.to_string().parse() {
+            payload.metadata_mut().insert(TARGET_KEY, v);
+        }
         // openraft gives each call a deadline; a peer that does not answer in time is unreachable.
         let call = async {
             match rpc {
@@ -100,6 +159,9 @@ impl Connection {
         let reply = match reply {
             Ok(r) => r.into_inner(),
             Err(status) => {
+                if status.code() == tonic::Code::PermissionDenied {
+                    tracing::warn!(peer = %self.addr, "{}", status.message());
+                }
                 self.client = None;
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
             }
@@ -166,6 +228,7 @@ impl RaftTransport for RaftService {
         &self,
         req: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        check_peer(&req, &self.raft, &self.cluster)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         encode(&self.raft.append_entries(rpc).await)
@@ -175,6 +238,7 @@ impl RaftTransport for RaftService {
         &self,
         req: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        check_peer(&req, &self.raft, &self.cluster)?;
         let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
         encode(&self.raft.vote(rpc).await)
     }
@@ -183,6 +247,7 @@ impl RaftTransport for RaftService {
         &self,
         req: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        check_peer(&req, &self.raft, &self.cluster)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         encode(&self.raft.install_snapshot(rpc).await)
