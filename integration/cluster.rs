@@ -362,6 +362,15 @@ fn snapshot_save_change_restore_reaches_every_server_and_damage_is_refused() {
     let c = Cluster::start(&dir, 3, &[]);
     c.leader(&[0, 1, 2], 3);
     c.servers[0].ok(&["job", "run", "-detach", &job_file(&dir.path, "kept")]);
+    // The registration's evaluation, and the blocked one the scheduler leaves (no clients).
+    wait_for("the scheduler to run", || {
+        let out = c.servers[1].ok(&["eval", "list", "-job", "kept", "-json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        match v.as_array().map_or(0, |a| a.len()) {
+            2 => Ok(()),
+            _ => Err(out),
+        }
+    });
     let file = dir.path.join("backup.snap");
     let file = file.to_str().unwrap();
     let out = c.servers[1].ok(&["operator", "snapshot", "save", file]);
