@@ -21,13 +21,23 @@ const COUNT: usize = 100;
 const SIMULATED_NODES: usize = 1000;
 const HEARTBEAT_CALLERS: usize = 64;
 
-/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
-fn rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+/// A `Key:   123 kB` field of a `/proc/<pid>/` file, in KiB.
+fn proc_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: i32) -> Option<u64> {
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// Proportional set size in KiB: resident memory with each shared page divided among the
+/// processes that map it (what one more process of the kind costs).
+fn pss_kib(pid: i32) -> Option<u64> {
+    proc_kib(pid, "smaps_rollup", "Pss:")
 }
 
 fn parent_of(pid: i32) -> Option<i32> {
@@ -98,6 +108,7 @@ pub async fn client(yurt: PathBuf) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let client_pid = agent.pid();
     let idle = rss_kib(client_pid).unwrap_or(0);
+    let server_idle = rss_kib(server.pid()).unwrap_or(0);
 
     let mut jobs = JobsClient::new(channel(&server.addr).await);
     let start = Instant::now();
@@ -128,20 +139,23 @@ pub async fn client(yurt: PathBuf) {
     }
     let all_running = start.elapsed();
     let busy = rss_kib(client_pid).unwrap_or(0);
-    let executor = task_pids(&client_dir)
+    let executor_pid = task_pids(&client_dir)
         .first()
         .and_then(|p| parent_of(*p))
-        .and_then(rss_kib)
         .unwrap_or(0);
+    let executor = rss_kib(executor_pid).unwrap_or(0);
+    let executor_pss = pss_kib(executor_pid).unwrap_or(0);
     println!(
         "job run count={COUNT}, one client → all running in server state: {:.0} ms",
         all_running.as_secs_f64() * 1000.0
     );
     println!(
-        "RSS: client agent idle {:.1} MiB ({:.1} MiB with {COUNT} allocations), one executor {:.1} MiB",
+        "RSS: server idle {:.1} MiB, client agent idle {:.1} MiB ({:.1} MiB with {COUNT} allocations), one executor {:.1} MiB (PSS {:.1} MiB)",
+        server_idle as f64 / 1024.0,
         idle as f64 / 1024.0,
         busy as f64 / 1024.0,
-        executor as f64 / 1024.0
+        executor as f64 / 1024.0,
+        executor_pss as f64 / 1024.0
     );
     let _ = jobs
         .deregister(DeregisterJobRequest {
