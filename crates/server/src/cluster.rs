@@ -43,10 +43,7 @@ pub struct Cluster {
     known: Arc<Mutex<BTreeMap<NodeId, Known>>>,
     /// Set when this server leaves gracefully; gossip then says so.
     leaving: Arc<std::sync::atomic::AtomicBool>,
-    state: StateHandle,
-    /// The name this server gives the cluster it bootstraps alone, used before the name is in
-    /// the state (see [`cluster_id`]); empty for servers that join or bootstrap together.
-    founding_id: String,
+    name: ClusterName,
     /// Set when this server must stop: it belongs to another cluster than the one it joins.
     fatal: watch::Sender<Option<String>>,
 }
@@ -61,19 +58,13 @@ pub fn status_of(alive: bool, left: bool) -> &'static str {
 }
 
 impl Cluster {
-    pub fn new(
-        me: ServerMember,
-        join: Vec<String>,
-        state: StateHandle,
-        founding_id: String,
-    ) -> Cluster {
+    pub fn new(me: ServerMember, join: Vec<String>, name: ClusterName) -> Cluster {
         Cluster {
             me,
             join,
             known: Arc::new(Mutex::new(BTreeMap::new())),
             leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            state,
-            founding_id,
+            name,
             fatal: watch::channel(None).0,
         }
     }
@@ -83,14 +74,14 @@ impl Cluster {
         self.fatal.subscribe()
     }
 
-    /// This server's cluster ID (see [`cluster_id`]).
+    /// This server's cluster ID (see [`ClusterName::get`]).
     pub fn cluster_id(&self) -> String {
-        cluster_id(&self.state, &self.founding_id)
+        self.name.get()
     }
 
     /// The name this server gives the cluster it bootstrapped alone, if it did.
     pub fn founding_id(&self) -> &str {
-        &self.founding_id
+        self.name.founding()
     }
 
     /// Handles a server of another cluster: fatal if this server was told to join it and has
@@ -296,15 +287,42 @@ impl Cluster {
     }
 }
 
-/// A server's cluster ID: the one in the state once the cluster's first leader wrote it; before
-/// that, the name a server that bootstrapped alone will give it (so that from its first moment
-/// it is told apart from other clusters), or empty (a server that joins learns it).
-pub fn cluster_id(state: &StateHandle, founding_id: &str) -> String {
-    let named = state.read(|s| s.cluster_id.clone());
-    if named.is_empty() {
-        founding_id.to_string()
-    } else {
-        named
+/// A server's cluster ID, read on every Raft call.
+#[derive(Clone)]
+pub struct ClusterName {
+    state: StateHandle,
+    /// The name a server that bootstraps alone gives its cluster; empty for servers that join
+    /// or bootstrap together.
+    founding: Arc<str>,
+    /// The name in the state, once there: it never changes after.
+    named: Arc<std::sync::OnceLock<String>>,
+}
+
+impl ClusterName {
+    pub fn new(state: StateHandle, founding: String) -> ClusterName {
+        ClusterName {
+            state,
+            founding: founding.into(),
+            named: Arc::default(),
+        }
+    }
+
+    /// The ID the cluster's first leader wrote to the state; before that, the name a server
+    /// that bootstrapped alone will give it (so that from its first moment it is told apart
+    /// from other clusters), or empty (a server that joins learns it).
+    pub fn get(&self) -> String {
+        if let Some(named) = self.named.get() {
+            return named.clone();
+        }
+        let named = self.state.read(|s| s.cluster_id.clone());
+        if named.is_empty() {
+            return self.founding.to_string();
+        }
+        self.named.get_or_init(|| named).clone()
+    }
+
+    pub fn founding(&self) -> &str {
+        &self.founding
     }
 }
 

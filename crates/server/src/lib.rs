@@ -190,9 +190,9 @@ impl Server {
         } else {
             String::new()
         };
+        let cluster_name = cluster::ClusterName::new(state.clone(), founding_id);
         let network = Network {
-            state: state.clone(),
-            founding_id: founding_id.clone(),
+            cluster_name: cluster_name.clone(),
         };
         let raft = Raft::new(id, raft_config, network, log, sm)
             .await
@@ -232,8 +232,7 @@ impl Server {
                 cluster_id: String::new(),
             },
             config.join.clone(),
-            state.clone(),
-            founding_id,
+            cluster_name,
         );
         tokio::spawn(cluster::run(
             cluster.clone(),

@@ -30,7 +30,6 @@ use yurt_proto::internal::{
     GossipRequest, GossipResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
 
-use super::state_machine::StateHandle;
 use super::{NodeId, Raft, TypeConfig};
 use crate::cluster::{self, Cluster};
 use crate::read::Reads;
@@ -42,9 +41,7 @@ const TARGET_KEY: &str = "yurt-raft-target";
 
 /// Makes connections to other servers, by the address in their membership entry.
 pub struct Network {
-    /// For this server's cluster ID (`cluster::cluster_id`).
-    pub state: StateHandle,
-    pub founding_id: String,
+    pub cluster_name: cluster::ClusterName,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -55,8 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             client: None,
-            state: self.state.clone(),
-            founding_id: self.founding_id.clone(),
+            cluster_name: self.cluster_name.clone(),
         }
     }
 }
@@ -65,8 +61,7 @@ pub struct Connection {
     target: NodeId,
     addr: String,
     client: Option<RaftTransportClient<Channel>>,
-    state: StateHandle,
-    founding_id: String,
+    cluster_name: cluster::ClusterName,
 }
 
 /// A Raft call meant for another server, or from a server of another cluster, refused.
@@ -135,7 +130,7 @@ impl Connection {
         let client = self.client.as_mut().expect("connected above");
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut payload = tonic::Request::new(RaftPayload { data });
-        let cluster_id = cluster::cluster_id(&self.state, &self.founding_id);
+        let cluster_id = self.cluster_name.get();
         if let Ok(v) = cluster_id.parse() {
             payload.metadata_mut().insert(CLUSTER_KEY, v);
         }
