@@ -952,8 +952,31 @@ mod tests {
             },
         )
         .unwrap();
+        s.apply(
+            4,
+            &Command {
+                kind: Some(command::Kind::SetSchedulerConfig(
+                    crate::internal::SetSchedulerConfig {
+                        config: Some(SchedulerConfiguration {
+                            scheduler_algorithm: SCHEDULER_SPREAD.into(),
+                            ..Default::default()
+                        }),
+                    },
+                )),
+                ..Command::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.scheduler_config.create_index,
+                s.scheduler_config.modify_index
+            ),
+            (4, 4)
+        );
         let back = State::from_snapshot(&s.to_snapshot("0.1.0")).unwrap();
         assert_eq!(back, s);
+        assert_eq!(back.scheduler_config.scheduler_algorithm, SCHEDULER_SPREAD);
 
         let mut snap = StateSnapshot::decode(s.to_snapshot("0.1.0").as_slice()).unwrap();
         snap.format_version = SNAPSHOT_FORMAT + 1;
