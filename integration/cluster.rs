@@ -674,3 +674,43 @@ fn a_dead_members_address_taken_by_another_clusters_server_is_left_alone() {
     assert!(!log.contains("AddLearner"), "{log}");
     a.servers[l].ok(&["job", "run", "-detach", &job_file(&dir.path, "in-a")]);
 }
+
+#[test]
+fn a_raft_snapshot_on_demand_compacts_the_log_and_a_restart_recovers_from_it() {
+    let dir = TestDir::new();
+    let data = dir.path.join("s1");
+    let mut server = Agent::start(&data, &["-server", "-bootstrap-expect", "1"]);
+    for id in ["one", "two"] {
+        server.ok(&["job", "run", "-detach", &job_file(&dir.path, id)]);
+    }
+    assert_eq!(info_field(&server, "last_snapshot_index"), "0");
+    let applied: u64 = info_field(&server, "applied_index").parse().unwrap();
+
+    let out = server.ok(&["operator", "raft", "snapshot"]);
+    let index: u64 = out
+        .trim()
+        .strip_prefix("Raft snapshot taken at index ")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(index >= applied, "{index} < {applied}");
+    assert_eq!(
+        info_field(&server, "last_snapshot_index"),
+        index.to_string()
+    );
+    assert!(data.join("server/raft/snapshots/current.snap").exists());
+
+    server.kill9();
+    server.restart(&["-server", "-bootstrap-expect", "1"]);
+    wait_for("both jobs after the restart", || {
+        let out = server.ok(&["job", "status"]);
+        if out.contains("one") && out.contains("two") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    assert_eq!(
+        info_field(&server, "last_snapshot_index"),
+        index.to_string()
+    );
+}

@@ -298,4 +298,35 @@ impl Operator for OperatorService {
             index: applied.index,
         }))
     }
+
+    async fn raft_snapshot(
+        &self,
+        _req: Request<RaftSnapshotRequest>,
+    ) -> Reply<RaftSnapshotResponse> {
+        let raft = &self.reads.raft;
+        let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        if applied == 0 {
+            return Err(Status::failed_precondition(
+                "this server has applied nothing yet: there is nothing to snapshot",
+            ));
+        }
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot take a snapshot: {e}")))?;
+        let mut metrics = raft.metrics();
+        let taken = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            metrics.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied)),
+        )
+        .await;
+        match taken {
+            Ok(Ok(m)) => Ok(Response::new(RaftSnapshotResponse {
+                index: m.snapshot.map_or(0, |s| s.index),
+            })),
+            _ => Err(Status::deadline_exceeded(
+                "the snapshot did not complete within 30s; see this server's log",
+            )),
+        }
+    }
 }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use yurt_proto::v1::operator_client::OperatorClient;
 use yurt_proto::v1::{
-    ForceLeaveRequest, RaftPeersRequest, RemovePeerRequest, SchedulerGetConfigurationRequest,
-    SchedulerSetConfigurationRequest, ServerMembersRequest, SnapshotRestoreRequest,
-    SnapshotSaveRequest,
+    ForceLeaveRequest, RaftPeersRequest, RaftSnapshotRequest, RemovePeerRequest,
+    SchedulerGetConfigurationRequest, SchedulerSetConfigurationRequest, ServerMembersRequest,
+    SnapshotRestoreRequest, SnapshotSaveRequest,
 };
 
 use super::{connect, CliError, CmdResult};
@@ -83,6 +83,8 @@ pub enum RaftCmd {
         #[arg(long = "peer-address")]
         peer_address: Option<String>,
     },
+    /// Take a Raft snapshot on the server the CLI talks to and compact its log behind it.
+    Snapshot,
 }
 
 pub async fn run_server(addr: &str, cmd: ServerCmd) -> CmdResult {
@@ -201,6 +203,15 @@ pub async fn run_operator(addr: &str, cmd: OperatorCmd) -> CmdResult {
                 .await
                 .map_err(CliError::api("removing peer"))?;
             println!("Removed peer with address or ID {peer:?}");
+            Ok(0)
+        }
+        RaftCmd::Snapshot => {
+            let r = op
+                .raft_snapshot(RaftSnapshotRequest {})
+                .await
+                .map_err(CliError::api("taking a Raft snapshot"))?
+                .into_inner();
+            println!("Raft snapshot taken at index {}", r.index);
             Ok(0)
         }
     }
