@@ -227,6 +227,15 @@ async fn load(addr: &str, clients: usize, total: usize, tag: &str) {
 
 async fn raft(yurt: PathBuf, count: usize, failover: bool) {
     let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    // `YURT_BENCH_KEEP=1` keeps the servers' data dirs and logs to read afterwards.
+    let _dir = match std::env::var_os("YURT_BENCH_KEEP") {
+        Some(_) => {
+            eprintln!("keeping {}", dir.keep().display());
+            None
+        }
+        None => Some(dir),
+    };
     let mut servers: Vec<Server> = Vec::new();
     for i in 0..count {
         let mut args: Vec<String> = [
@@ -242,12 +251,7 @@ async fn raft(yurt: PathBuf, count: usize, failover: bool) {
         if let Some(first) = servers.first() {
             args.extend(["-join".to_string(), first.addr.clone()]);
         }
-        servers.push(Server::spawn(
-            &yurt,
-            &dir.path().join(format!("s{i}")),
-            &args,
-            0,
-        ));
+        servers.push(Server::spawn(&yurt, &root.join(format!("s{i}")), &args, 0));
     }
     let l = leader(&servers).await;
     println!(
@@ -291,10 +295,6 @@ async fn raft(yurt: PathBuf, count: usize, failover: bool) {
             );
         }
         servers[l].restart(&yurt);
-    }
-    if std::env::var_os("YURT_BENCH_KEEP").is_some() {
-        eprintln!("kept {}", dir.keep().display());
-        return;
     }
     failovers.sort();
     println!(

@@ -38,14 +38,32 @@ pub struct Outcome {
     pub job: Option<Job>,
 }
 
-/// Checks settings given to `operator scheduler set-config`; the sentence says what is wrong.
-pub fn validate_scheduler_config(c: &SchedulerConfiguration) -> Result<(), String> {
-    match c.scheduler_algorithm.as_str() {
-        "" | SCHEDULER_BINPACK | SCHEDULER_SPREAD => Ok(()),
-        other => Err(format!(
-            "scheduler algorithm {other:?} is not one of {SCHEDULER_BINPACK:?} or {SCHEDULER_SPREAD:?}"
-        )),
+/// The scheduler settings a state runs with, defaults filled in (`scheduler get-config`).
+pub fn scheduler_config(state: &State) -> SchedulerConfiguration {
+    let mut c = state.scheduler_config.clone();
+    if c.scheduler_algorithm.is_empty() {
+        c.scheduler_algorithm = SCHEDULER_BINPACK.into();
     }
+    c
+}
+
+/// The settings after `scheduler set-config`: `algorithm` replaces the current one unless empty.
+/// The error is the sentence for the user.
+pub fn set_scheduler_config(
+    state: &State,
+    algorithm: &str,
+) -> Result<SchedulerConfiguration, String> {
+    let mut c = scheduler_config(state);
+    match algorithm {
+        "" => {}
+        SCHEDULER_BINPACK | SCHEDULER_SPREAD => c.scheduler_algorithm = algorithm.into(),
+        other => {
+            return Err(format!(
+                "scheduler algorithm {other:?} is not one of {SCHEDULER_BINPACK:?} or {SCHEDULER_SPREAD:?}"
+            ))
+        }
+    }
+    Ok(c)
 }
 
 /// Runs the scheduler for `job_id` against `state`. `new_id` makes allocation IDs.
@@ -91,7 +109,7 @@ pub fn schedule_with(
         usage: &mut usage.0,
         nodes: state.nodes.values().collect(),
         cursor: start_offset(eval_id, state.nodes.len()),
-        spread: state.scheduler_config.scheduler_algorithm == SCHEDULER_SPREAD,
+        spread: scheduler_config(state).scheduler_algorithm == SCHEDULER_SPREAD,
         regexes: Default::default(),
     };
     let job = state.jobs.get(job_id).filter(|j| !j.stop);
@@ -243,6 +261,18 @@ fn node_evals(state: &State, node_id: &str, new_id: &mut dyn FnMut() -> String) 
             e
         })
         .collect()
+}
+
+/// Why a job has allocations waiting for room, for `job status`: while one of its evaluations
+/// is blocked, the newest of them with placement failures.
+pub fn placement_failure(evals: &[Evaluation]) -> Option<&Evaluation> {
+    if !evals.iter().any(|e| e.status == EVAL_BLOCKED) {
+        return None;
+    }
+    evals
+        .iter()
+        .filter(|e| !e.failed_tg_allocs.is_empty())
+        .max_by_key(|e| e.create_index)
 }
 
 /// A new evaluation for a job, as written with a registration or a stop.

@@ -1,7 +1,7 @@
 //! A table of the state (allocations, evaluations) with the secondary indexes the state machine
-//! and the scheduler look rows up by: by job, by node, and by a few *states* that matter while
-//! they last (live allocations; pending, blocked evaluations). Without them every command and
-//! every scheduler run scanned every allocation and evaluation ever kept.
+//! and the scheduler look rows up by: by job, by node, and by the few *states* that are looked
+//! for while they last (pending and blocked evaluations). Without them every command and every
+//! scheduler run scanned every allocation and evaluation ever kept.
 //!
 //! Reads go through `Deref` to the map by ID. Changes go through [`Table::insert`],
 //! [`Table::update`] and [`Table::remove`], which keep the indexes right; there is no `get_mut`.
@@ -19,13 +19,9 @@ pub trait Row {
     fn job_id(&self) -> &str;
     /// Empty when the row belongs to no node.
     fn node_id(&self) -> &str;
-    /// The state the row is indexed under while it needs attention (see [`Table::in_state`]),
-    /// if any: finished rows are not.
-    fn state(&self) -> Option<&'static str>;
+    /// The state the row is indexed under while it is in it (see [`Table::in_state`]), if any.
+    fn state(&self) -> Option<&str>;
 }
-
-/// [`Row::state`] of a live allocation.
-pub const LIVE: &str = "live";
 
 impl Row for Allocation {
     fn id(&self) -> &str {
@@ -37,8 +33,8 @@ impl Row for Allocation {
     fn node_id(&self) -> &str {
         &self.node_id
     }
-    fn state(&self) -> Option<&'static str> {
-        (!alloc_terminal(self)).then_some(LIVE)
+    fn state(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -52,12 +48,9 @@ impl Row for Evaluation {
     fn node_id(&self) -> &str {
         ""
     }
-    fn state(&self) -> Option<&'static str> {
-        match self.status.as_str() {
-            EVAL_PENDING => Some(EVAL_PENDING),
-            EVAL_BLOCKED => Some(EVAL_BLOCKED),
-            _ => None,
-        }
+    fn state(&self) -> Option<&str> {
+        let s = self.status.as_str();
+        (s == EVAL_PENDING || s == EVAL_BLOCKED).then_some(s)
     }
 }
 
@@ -66,7 +59,7 @@ pub struct Table<T> {
     rows: BTreeMap<String, T>,
     by_job: BTreeMap<String, BTreeSet<String>>,
     by_node: BTreeMap<String, BTreeSet<String>>,
-    by_state: BTreeMap<&'static str, BTreeSet<String>>,
+    by_state: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl<T> Default for Table<T> {
@@ -126,20 +119,21 @@ impl<T: Row> Table<T> {
     fn index(&mut self, row: &T) {
         add_key(&mut self.by_job, row.job_id(), row.id());
         add_key(&mut self.by_node, row.node_id(), row.id());
-        if let Some(state) = row.state() {
-            self.by_state
-                .entry(state)
-                .or_default()
-                .insert(row.id().to_string());
-        }
+        add_key(
+            &mut self.by_state,
+            row.state().unwrap_or_default(),
+            row.id(),
+        );
     }
 
     fn unindex(&mut self, row: &T) {
         remove_key(&mut self.by_job, row.job_id(), row.id());
         remove_key(&mut self.by_node, row.node_id(), row.id());
-        if let Some(ids) = row.state().and_then(|s| self.by_state.get_mut(s)) {
-            ids.remove(row.id());
-        }
+        remove_key(
+            &mut self.by_state,
+            row.state().unwrap_or_default(),
+            row.id(),
+        );
     }
 
     /// Inserts or replaces the row with the same ID; returns the replaced one.
@@ -197,42 +191,43 @@ impl<T: Row> Table<T> {
 mod tests {
     use super::*;
 
-    fn alloc(id: &str, job: &str, node: &str, client_status: &str) -> Allocation {
+    fn alloc(id: &str, job: &str, node: &str) -> Allocation {
         Allocation {
             id: id.into(),
             job_id: job.into(),
             node_id: node.into(),
-            desired_status: ALLOC_DESIRED_RUN.into(),
-            client_status: client_status.into(),
             ..Allocation::default()
         }
     }
 
-    fn ids<'a>(rows: impl Iterator<Item = &'a Allocation>) -> Vec<&'a str> {
-        rows.map(|a| a.id.as_str()).collect()
+    fn eval(id: &str, job: &str, status: &str) -> Evaluation {
+        Evaluation {
+            id: id.into(),
+            job_id: job.into(),
+            status: status.into(),
+            ..Evaluation::default()
+        }
+    }
+
+    fn ids<'a, T: Row + 'a>(rows: impl Iterator<Item = &'a T>) -> Vec<&'a str> {
+        rows.map(|r| r.id()).collect()
     }
 
     #[test]
     fn indexes_follow_inserts_updates_and_removals() {
         let mut t: Table<Allocation> = [
-            alloc("a1", "web", "n1", ALLOC_RUNNING),
-            alloc("a2", "web", "n2", ALLOC_PENDING),
-            alloc("a3", "db", "n1", ALLOC_COMPLETE),
+            alloc("a1", "web", "n1"),
+            alloc("a2", "web", "n2"),
+            alloc("a3", "db", "n1"),
         ]
         .into_iter()
         .collect();
         assert_eq!(ids(t.of_job("web")), ["a1", "a2"]);
         assert_eq!(ids(t.on_node("n1")), ["a1", "a3"]);
-        assert_eq!(ids(t.in_state(LIVE)), ["a1", "a2"]);
-
-        // An update that ends the allocation takes it out of the live rows only.
-        assert!(t.update("a1", |a| a.client_status = ALLOC_FAILED.into()));
-        assert_eq!(ids(t.in_state(LIVE)), ["a2"]);
-        assert_eq!(ids(t.on_node("n1")), ["a1", "a3"]);
         assert!(!t.update("nope", |_| panic!("no such row")));
 
-        // A replacement with another node moves it between node indexes.
-        t.insert(alloc("a2", "web", "n1", ALLOC_RUNNING));
+        // A replacement on another node moves it between node indexes.
+        t.insert(alloc("a2", "web", "n1"));
         assert_eq!(ids(t.on_node("n1")), ["a1", "a2", "a3"]);
         assert_eq!(ids(t.on_node("n2")), Vec::<&str>::new());
 
@@ -240,8 +235,29 @@ mod tests {
         assert_eq!(ids(t.of_job("db")), Vec::<&str>::new());
         assert_eq!(t.len(), 2);
         assert!(
-            !t.by_job.contains_key("db"),
+            !t.by_job.contains_key("db") && !t.by_node.contains_key("n2"),
             "empty index entries are dropped"
         );
+    }
+
+    #[test]
+    fn evaluations_are_found_by_state_while_pending_or_blocked() {
+        let mut t: Table<Evaluation> = [
+            eval("e1", "web", EVAL_PENDING),
+            eval("e2", "web", EVAL_BLOCKED),
+            eval("e3", "db", EVAL_COMPLETE),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(ids(t.in_state(EVAL_PENDING)), ["e1"]);
+        assert_eq!(ids(t.in_state(EVAL_BLOCKED)), ["e2"]);
+        assert_eq!(ids(t.in_state(EVAL_COMPLETE)), Vec::<&str>::new());
+
+        // An update moves a row between states; a finished one leaves the index.
+        assert!(t.update("e2", |e| e.status = EVAL_PENDING.into()));
+        assert_eq!(ids(t.in_state(EVAL_PENDING)), ["e1", "e2"]);
+        assert!(t.update("e1", |e| e.status = EVAL_COMPLETE.into()));
+        assert_eq!(ids(t.in_state(EVAL_PENDING)), ["e2"]);
+        assert!(!t.by_state.contains_key(EVAL_BLOCKED));
     }
 }

@@ -184,7 +184,7 @@ impl Server {
         );
         let alone = config.bootstrap_expect == 1 && config.join.is_empty();
         // A server that bootstraps alone names its cluster from the start (the state takes the
-        // name once it leads); see `cluster::cluster_id`.
+        // name once it leads); see `cluster::ClusterName`.
         let founding_id = if alone {
             uuid::Uuid::new_v4().to_string()
         } else {

@@ -267,10 +267,7 @@ impl Operator for OperatorService {
         req: Request<SchedulerGetConfigurationRequest>,
     ) -> Reply<SchedulerConfiguration> {
         self.reads.barrier(stale(&req)).await?;
-        let mut config = self.reads.state.read(|s| s.scheduler_config.clone());
-        if config.scheduler_algorithm.is_empty() {
-            config.scheduler_algorithm = yurt_types::status::SCHEDULER_BINPACK.into();
-        }
+        let config = self.reads.state.read(yurt_core::sched::scheduler_config);
         Ok(Response::new(config))
     }
 
@@ -278,12 +275,12 @@ impl Operator for OperatorService {
         &self,
         req: Request<SchedulerSetConfigurationRequest>,
     ) -> Reply<SchedulerSetConfigurationResponse> {
-        let req = req.into_inner();
-        let mut config = self.reads.state.read(|s| s.scheduler_config.clone());
-        if !req.scheduler_algorithm.is_empty() {
-            config.scheduler_algorithm = req.scheduler_algorithm;
-        }
-        yurt_core::sched::validate_scheduler_config(&config).map_err(Status::invalid_argument)?;
+        let algorithm = req.into_inner().scheduler_algorithm;
+        let mut config = self
+            .reads
+            .state
+            .read(|s| yurt_core::sched::set_scheduler_config(s, &algorithm))
+            .map_err(Status::invalid_argument)?;
         let applied = self
             .writer
             .apply(command::Kind::SetSchedulerConfig(

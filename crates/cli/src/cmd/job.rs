@@ -334,8 +334,6 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .map_err(CliError::api("querying job allocations"))?
         .into_inner()
         .allocs;
-    // While a blocked evaluation waits for room, the evaluation that created it says what
-    // could not be placed, and why.
     let evals = jobs
         .evaluations(GetJobRequest {
             job_id: job.id.clone(),
@@ -344,16 +342,7 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .map_err(CliError::api("querying job evaluations"))?
         .into_inner()
         .evals;
-    let failure = evals
-        .iter()
-        .any(|e| e.status == EVAL_BLOCKED)
-        .then(|| {
-            evals
-                .iter()
-                .filter(|e| !e.failed_tg_allocs.is_empty())
-                .max_by_key(|e| e.create_index)
-        })
-        .flatten();
+    let failure = yurt_core::sched::placement_failure(&evals);
     if json {
         #[derive(serde::Serialize)]
         struct Status<'a> {
