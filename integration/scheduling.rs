@@ -396,3 +396,40 @@ fn system_jobs_follow_the_nodes_and_spread_ranking_uses_every_node() {
     let get = server.ok(&["operator", "scheduler", "get-config"]);
     assert!(get.contains("Scheduler Algorithm = spread"), "{get}");
 }
+
+#[test]
+fn a_blocked_evaluation_is_placed_when_an_allocation_stops() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    let nodes: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["node", "status", "-json"])).unwrap();
+    let memory = nodes["nodes"][0]["resources"]["memory_mb"].as_u64().unwrap();
+    // Each job takes 60% of the node's memory: one fits, two do not.
+    let big = |id: &str| {
+        let path = dir.path.join(format!("{id}.hcl"));
+        let src = sleeper_job(id, "service", 1).replace(
+            "        memory = 16",
+            &format!("        memory = {}", memory * 6 / 10),
+        );
+        std::fs::write(&path, src).unwrap();
+        path
+    };
+    let first = big("first");
+    agent.ok(&["job", "run", first.to_str().unwrap()]);
+    agent.wait_running("first", 1);
+    let second = big("second");
+    let run = agent.yurt(&["job", "run", second.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2), "{}", stdout(&run));
+    assert!(
+        stdout(&run).contains("Dimension \"memory\" exhausted on 1 nodes"),
+        "{}",
+        stdout(&run)
+    );
+
+    // Stopping the first frees the room; the waiting evaluation places the second.
+    agent.ok(&["job", "stop", "first"]);
+    agent.wait_running("second", 1);
+    let status = agent.ok(&["job", "status", "second"]);
+    assert!(!status.contains("Placement Failure"), "{status}");
+}

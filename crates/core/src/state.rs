@@ -295,7 +295,12 @@ impl State {
                 .unwrap_or_else(|| NODE_ELIGIBLE.into());
         }
         self.nodes.insert(node.id.clone(), node);
-        // New capacity: evaluations waiting for room get another chance.
+        self.unblock_evals(index, now);
+    }
+
+    /// Room may have appeared (a node registered, an allocation ended): the evaluations that
+    /// wait for room get another chance. One that still finds none is blocked again.
+    fn unblock_evals(&mut self, index: u64, now: i64) {
         let blocked: Vec<String> = self
             .evals
             .in_state(EVAL_BLOCKED)
@@ -324,12 +329,14 @@ impl State {
             .filter(|a| self.allocs.contains_key(&a.id) || !refused.contains_key(&a.node_id))
             .collect();
         let mut jobs = Vec::new();
+        let mut freed = false;
         for a in allocs {
             let mut a = a.clone();
             if a.job.is_none() {
                 a.job = p.job.clone();
             }
             let old = self.allocs.get(&a.id);
+            let was_live = old.is_some_and(|o| !alloc_terminal(o));
             a.create_index = old.map_or(index, |o| o.create_index);
             a.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
             if let Some(old) = old {
@@ -345,7 +352,12 @@ impl State {
             a.modify_index = index;
             a.modify_time_unix_ms = now;
             jobs.push(a.job_id.clone());
+            freed |= was_live && alloc_terminal(&a);
             self.allocs.insert(a);
+        }
+        // Before this plan's own evaluations: a blocked one it creates saw the room already.
+        if freed {
+            self.unblock_evals(index, now);
         }
         if refused.is_empty() {
             if let Some(e) = &p.eval {
@@ -454,12 +466,14 @@ impl State {
         u: &crate::internal::AllocClientUpdates,
     ) {
         let mut jobs = Vec::new();
+        let mut freed = false;
         for up in &u.updates {
             // A client may only report on its own allocations.
             if self.allocs.get(&up.alloc_id).map(|a| a.node_id.as_str()) != Some(&u.node_id) {
                 continue;
             }
             self.allocs.update(&up.alloc_id, |a| {
+                let was_live = !alloc_terminal(a);
                 // `lost` is the servers' verdict on an allocation whose node went down; what
                 // the client says when it comes back does not undo it.
                 if a.client_status != ALLOC_LOST {
@@ -481,7 +495,11 @@ impl State {
                 a.modify_index = index;
                 a.modify_time_unix_ms = now;
                 jobs.push(a.job_id.clone());
+                freed |= was_live && alloc_terminal(a);
             });
+        }
+        if freed {
+            self.unblock_evals(index, now);
         }
         for e in &u.evals {
             self.insert_eval(index, now, e.clone());
@@ -868,6 +886,50 @@ mod tests {
                 job_modify_index: enforce.unwrap_or(0),
             })),
         }
+    }
+
+    #[test]
+    fn an_allocation_that_ends_gives_blocked_evaluations_another_chance() {
+        let blocked = |id: &str| Evaluation {
+            id: id.into(),
+            job_id: "other".into(),
+            status: EVAL_BLOCKED.into(),
+            ..Evaluation::default()
+        };
+        let mut s = State::default();
+        s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
+        s.apply(1, &plan("e1", vec![placement("a1", "n1", 500, 20000)]))
+            .unwrap();
+        s.apply(2, &plan("e2", vec![placement("a2", "n1", 500, 20001)]))
+            .unwrap();
+        s.evals.insert(blocked("b1"));
+        // Still running: nothing to retry.
+        let report = |alloc: &str, status: &str| Command {
+            kind: Some(command::Kind::AllocClientUpdates(
+                crate::internal::AllocClientUpdates {
+                    node_id: "n1".into(),
+                    evals: vec![],
+                    updates: vec![crate::v1::AllocClientUpdate {
+                        alloc_id: alloc.into(),
+                        client_status: status.into(),
+                        ..Default::default()
+                    }],
+                },
+            )),
+            ..Command::default()
+        };
+        s.apply(3, &report("a1", ALLOC_RUNNING)).unwrap();
+        assert_eq!(s.evals["b1"].status, EVAL_BLOCKED);
+        // The client reports a1 finished: room.
+        s.apply(4, &report("a1", ALLOC_COMPLETE)).unwrap();
+        assert_eq!(s.evals["b1"].status, EVAL_PENDING);
+
+        // A plan that stops a2 frees its room as well.
+        s.evals.insert(blocked("b2"));
+        let mut stop = s.allocs["a2"].clone();
+        stop.desired_status = ALLOC_DESIRED_STOP.into();
+        s.apply(5, &plan("e3", vec![stop])).unwrap();
+        assert_eq!(s.evals["b2"].status, EVAL_PENDING);
     }
 
     #[test]
