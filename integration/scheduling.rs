@@ -404,7 +404,9 @@ fn a_blocked_evaluation_is_placed_when_an_allocation_stops() {
     agent.wait_node_ready();
     let nodes: serde_json::Value =
         serde_json::from_str(&agent.ok(&["node", "status", "-json"])).unwrap();
-    let memory = nodes["nodes"][0]["resources"]["memory_mb"].as_u64().unwrap();
+    let memory = nodes["nodes"][0]["resources"]["memory_mb"]
+        .as_u64()
+        .unwrap();
     // Each job takes 60% of the node's memory: one fits, two do not.
     let big = |id: &str| {
         let path = dir.path.join(format!("{id}.hcl"));
@@ -432,4 +434,40 @@ fn a_blocked_evaluation_is_placed_when_an_allocation_stops() {
     agent.wait_running("second", 1);
     let status = agent.ok(&["job", "status", "second"]);
     assert!(!status.contains("Placement Failure"), "{status}");
+}
+
+#[test]
+fn an_ineligible_node_keeps_its_allocations_and_takes_new_ones_once_eligible_again() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev", "-node", "solo"]);
+    agent.wait_node_ready();
+    let file = |id: &str| {
+        let path = dir.path.join(format!("{id}.hcl"));
+        std::fs::write(&path, sleeper_job(id, "service", 1)).unwrap();
+        path
+    };
+    let before = file("before");
+    agent.ok(&["job", "run", before.to_str().unwrap()]);
+    let kept = agent.wait_running("before", 1);
+
+    let out = agent.ok(&["node", "eligibility", "-disable", "solo"]);
+    assert_eq!(
+        out.trim(),
+        "Node \"solo\" scheduling eligibility set: ineligible for scheduling"
+    );
+    let nodes: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["node", "status", "-json"])).unwrap();
+    assert_eq!(nodes["nodes"][0]["scheduling_eligibility"], "ineligible");
+    // New work waits; what runs stays.
+    let after = file("after");
+    let run = agent.yurt(&["job", "run", after.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2), "{}", stdout(&run));
+    assert_eq!(agent.wait_running("before", 1), kept);
+
+    // Eligible again: the waiting evaluation places the job.
+    agent.ok(&["node", "eligibility", "-enable", "solo"]);
+    agent.wait_running("after", 1);
+
+    let neither = agent.yurt(&["node", "eligibility", "solo"]);
+    assert_ne!(neither.status.code(), Some(0));
 }

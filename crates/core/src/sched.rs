@@ -238,6 +238,31 @@ pub fn node_status_command(
     })
 }
 
+/// The command that makes a node eligible or ineligible for placements. Becoming eligible
+/// brings `node-update` evaluations for the jobs the node concerns (its system jobs); the
+/// state machine also gives blocked evaluations another chance then.
+pub fn node_eligibility_command(
+    state: &State,
+    node_id: &str,
+    eligible: bool,
+    new_id: &mut dyn FnMut() -> String,
+) -> command::Kind {
+    command::Kind::NodeEligibilityUpdate(crate::internal::NodeEligibilityUpdate {
+        node_id: node_id.to_string(),
+        eligibility: if eligible {
+            NODE_ELIGIBLE
+        } else {
+            NODE_INELIGIBLE
+        }
+        .into(),
+        evals: if eligible {
+            node_evals(state, node_id, new_id)
+        } else {
+            Vec::new()
+        },
+    })
+}
+
 /// The command that registers (or re-registers) a node, with a `node-update` evaluation for
 /// each job it concerns: a new node gets its system jobs' allocations at once.
 pub fn node_register_command(

@@ -1154,3 +1154,39 @@ mod fixtures {
         }
     }
 }
+
+#[test]
+fn a_node_made_eligible_evaluates_its_system_jobs_and_unblocks_waiting_ones() {
+    let mut w = World::new(1);
+    w.run(job_src("system", 1, "a", 100, 50));
+    let mut n = 0;
+    let mut ids = || {
+        n += 1;
+        format!("e{n}")
+    };
+    let evals = |kind: &command::Kind| match kind {
+        command::Kind::NodeEligibilityUpdate(u) => u.evals.len(),
+        other => panic!("not an eligibility change: {other:?}"),
+    };
+    let off = node_eligibility_command(&w.state, "node-0", false, &mut ids);
+    assert_eq!(evals(&off), 0, "allocations stay; nothing to evaluate");
+    w.apply(off);
+    assert_eq!(
+        w.state.nodes["node-0"].scheduling_eligibility,
+        NODE_INELIGIBLE
+    );
+    w.state.evals.insert(Evaluation {
+        id: "waiting".into(),
+        job_id: "other".into(),
+        status: EVAL_BLOCKED.into(),
+        ..Evaluation::default()
+    });
+    let on = node_eligibility_command(&w.state, "node-0", true, &mut ids);
+    assert_eq!(evals(&on), 1, "the system job");
+    w.apply(on);
+    assert_eq!(
+        w.state.nodes["node-0"].scheduling_eligibility,
+        NODE_ELIGIBLE
+    );
+    assert_eq!(w.state.evals["waiting"].status, EVAL_PENDING);
+}

@@ -136,6 +136,21 @@ impl State {
                 }
                 Ok(Applied::default())
             }
+            Some(command::Kind::NodeEligibilityUpdate(u)) => {
+                let node = self
+                    .nodes
+                    .get_mut(&u.node_id)
+                    .ok_or_else(|| ApplyError::NodeNotFound(u.node_id.clone()))?;
+                node.scheduling_eligibility = u.eligibility.clone();
+                node.modify_index = index;
+                for e in &u.evals {
+                    self.insert_eval(index, now, e.clone());
+                }
+                if u.eligibility == NODE_ELIGIBLE {
+                    self.unblock_evals(index, now);
+                }
+                Ok(Applied::default())
+            }
             Some(command::Kind::SetSchedulerConfig(c)) => {
                 let mut config = c.config.clone().unwrap_or_default();
                 config.create_index = match self.scheduler_config.create_index {

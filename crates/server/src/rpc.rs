@@ -7,7 +7,9 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister};
-use yurt_core::sched::{new_eval, node_register_command, node_status_command, plan_job};
+use yurt_core::sched::{
+    new_eval, node_eligibility_command, node_register_command, node_status_command, plan_job,
+};
 use yurt_core::state::{PrefixError, State};
 
 use yurt_proto::v1::client_fs_client::ClientFsClient;
@@ -270,6 +272,29 @@ impl nodes_server::Nodes for Api {
             self.heartbeats.describe(&mut node);
         }
         Ok(Response::new(node))
+    }
+
+    async fn update_eligibility(
+        &self,
+        req: Request<NodeEligibilityRequest>,
+    ) -> Reply<NodeUpdateResponse> {
+        let req = req.into_inner();
+        let cmd = self.reads.state.read(|s| {
+            let node = s
+                .find_node(&req.node_id)
+                .map_err(|e| status(e, "node", &req.node_id))?;
+            Ok::<_, Status>(node_eligibility_command(
+                s,
+                &node.id,
+                req.eligible,
+                &mut new_id,
+            ))
+        })?;
+        let r = self.writer.apply(cmd).await?;
+        Ok(Response::new(NodeUpdateResponse {
+            heartbeat_ttl_ms: 0,
+            index: r.index,
+        }))
     }
 
     async fn register(&self, req: Request<RegisterNodeRequest>) -> Reply<NodeUpdateResponse> {

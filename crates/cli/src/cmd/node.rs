@@ -1,9 +1,9 @@
-//! `yurt node status`.
+//! `yurt node status` and `yurt node eligibility`.
 
 use clap::Subcommand;
 use yurt_proto::v1::allocs_client::AllocsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
-use yurt_proto::v1::{GetNodeRequest, ListAllocsRequest, ListNodesRequest};
+use yurt_proto::v1::{GetNodeRequest, ListAllocsRequest, ListNodesRequest, NodeEligibilityRequest};
 use yurt_types::status::alloc_terminal;
 
 use super::{connect, CliError, CmdResult};
@@ -20,14 +20,36 @@ pub enum NodeCmd {
         #[arg(long)]
         verbose: bool,
     },
+    /// Mark a node eligible or ineligible for new allocations (those on it keep running).
+    Eligibility {
+        node: String,
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
-    let NodeCmd::Status {
-        node,
-        json,
-        verbose,
-    } = cmd;
+    let (node, json, verbose) = match cmd {
+        NodeCmd::Status {
+            node,
+            json,
+            verbose,
+        } => (node, json, verbose),
+        NodeCmd::Eligibility { node, enable, .. } => {
+            NodesClient::new(connect(addr).await?)
+                .update_eligibility(NodeEligibilityRequest {
+                    node_id: node.clone(),
+                    eligible: enable,
+                })
+                .await
+                .map_err(CliError::api("updating node eligibility"))?;
+            let what = if enable { "eligible" } else { "ineligible" };
+            println!("Node {node:?} scheduling eligibility set: {what} for scheduling");
+            return Ok(0);
+        }
+    };
     let channel = connect(addr).await?;
     let mut nodes = NodesClient::new(channel.clone());
     let Some(id) = node else {
