@@ -4,6 +4,14 @@ job "web" {
   datacenters = ["dc1"]
   type        = "service"
 
+  # Updates roll one allocation at a time: the next starts once the new one has run for 2s.
+  update {
+    max_parallel     = 1
+    min_healthy_time = "2s"
+    healthy_deadline = "1m"
+    progress_deadline = "2m"
+  }
+
   group "app" {
     count = 2
 

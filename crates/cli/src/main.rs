@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::job::JobCmd,
     },
+    /// Inspect and drive deployments: rolling updates, canaries, promotion.
+    Deployment {
+        #[command(subcommand)]
+        cmd: cmd::deployment::DeploymentCmd,
+    },
     /// Inspect client nodes.
     Node {
         #[command(subcommand)]
@@ -139,6 +144,7 @@ async fn run(cli: Cli) -> u8 {
     let result = match cli.cmd {
         Command::Agent(args) => agent::run(*args).await,
         Command::Job { cmd } => cmd::job::run(&addr, cmd).await,
+        Command::Deployment { cmd } => cmd::deployment::run(&addr, cmd).await,
         Command::Node { cmd } => cmd::node::run(&addr, cmd).await,
         Command::Alloc { cmd } => cmd::alloc::run(&addr, cmd).await,
         Command::Eval { cmd } => cmd::eval::run(&addr, cmd).await,

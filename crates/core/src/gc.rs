@@ -195,6 +195,10 @@ pub fn apply(state: &mut State, gc: &Gc) -> usize {
     for id in &jobs {
         state.jobs.remove(id);
         state.job_versions.remove(id);
+        let deployments: Vec<String> = state.deployments.of_job(id).map(|d| d.id.clone()).collect();
+        for d in deployments {
+            state.deployments.remove(&d);
+        }
     }
     for id in &allocs {
         state.allocs.remove(id);

@@ -8,11 +8,14 @@
 //! - [`backup`]: snapshot files for `operator snapshot save/restore`, checksummed.
 //! - [`autopilot`]: the leader's Raft membership decisions (join, promote, remove).
 //! - [`table`]: the state's allocation and evaluation tables, indexed by job, node and state.
+//! - [`deploy`]: deployments: the state machine's part, the leader's watcher (deadlines,
+//!   auto-revert, auto-promote) and the users' operations (promote, fail, pause, revert).
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
 pub mod autopilot;
 pub mod backup;
+pub mod deploy;
 pub mod gc;
 pub mod heartbeat;
 pub mod reschedule;

@@ -14,11 +14,12 @@ use yurt_types::constraint;
 use yurt_types::diff::job_diff;
 use yurt_types::status::*;
 
-use crate::internal::{command, ApplyPlan, Command, JobRegister};
+use crate::internal::{command, ApplyPlan, Command, DeploymentChange, JobRegister};
 use crate::state::State;
 use crate::v1::{
-    AllocMetric, Allocation, DesiredUpdates, Evaluation, Job, JobDiff, Node, Port, RescheduleEvent,
-    Resources, SchedulerConfiguration, TaskGroup,
+    AllocDeploymentStatus, AllocMetric, Allocation, Deployment, DeploymentState, DesiredUpdates,
+    Evaluation, Job, JobDiff, Node, Port, RescheduleEvent, Resources, SchedulerConfiguration,
+    TaskGroup, UpdateStrategy,
 };
 
 /// Everything one scheduler run decided.
@@ -36,6 +37,10 @@ pub struct Outcome {
     /// The job version that new and updated allocations run; they leave their own `job`
     /// empty (it travels once, in the plan).
     pub job: Option<Job>,
+    /// The deployment this run creates for the job's version.
+    pub deployment: Option<Deployment>,
+    /// Deployments this run ends: the current one `successful`, older ones `cancelled`.
+    pub deployment_changes: Vec<DeploymentChange>,
 }
 
 /// The scheduler settings a state runs with, defaults filled in (`scheduler get-config`).
@@ -111,6 +116,8 @@ pub fn schedule_with(
         cursor: start_offset(eval_id, state.nodes.len()),
         spread: scheduler_config(state).scheduler_algorithm == SCHEDULER_SPREAD,
         regexes: Default::default(),
+        deployment: None,
+        pending: BTreeSet::new(),
     };
     let job = state.jobs.get(job_id).filter(|j| !j.stop);
     let allocs: Vec<&Allocation> = state.job_allocs(job_id);
@@ -118,8 +125,10 @@ pub fn schedule_with(
         for a in allocs.into_iter().filter(|a| !alloc_terminal(a)) {
             run.stop(a, DESC_JOB_STOPPED);
         }
+        run.cancel_deployments(job_id, None);
         return run.out;
     };
+    run.deployment = run.cancel_deployments(job_id, Some(job));
     // Groups that were removed from the job: stop their allocations.
     for a in &allocs {
         if !alloc_terminal(a) && !job.task_groups.iter().any(|g| g.name == a.task_group) {
@@ -139,6 +148,7 @@ pub fn schedule_with(
             run.count_group(job, g, &group_allocs);
         }
     }
+    run.finish_deployment();
     if run.out.allocs.iter().any(|a| a.job.is_none()) {
         run.out.job = Some(job.clone());
     }
@@ -219,6 +229,8 @@ pub fn plan_command(
             eval: Some(done),
             new_evals,
             job: outcome.job,
+            deployment: outcome.deployment,
+            deployment_changes: outcome.deployment_changes,
         })),
     }
 }
@@ -451,6 +463,34 @@ struct Run<'a, 'u> {
     regexes: std::cell::RefCell<BTreeMap<String, Option<regex::Regex>>>,
     /// Rank by the spread algorithm instead of bin packing (`operator scheduler set-config`).
     spread: bool,
+    /// The deployment of the job's current version: the state's, while it has not succeeded
+    /// or been cancelled, or the one this run creates (`out.deployment`).
+    deployment: Option<Deployment>,
+    /// Groups with work left for later runs (updates held back by `max_parallel`, canaries
+    /// awaiting promotion): their deployment is not complete.
+    pending: BTreeSet<String>,
+}
+
+/// A group's update strategy, when its updates go through deployments.
+fn strategy<'g>(job: &Job, g: &'g TaskGroup) -> Option<&'g UpdateStrategy> {
+    g.update
+        .as_ref()
+        .filter(|u| u.max_parallel > 0 && job.r#type == JOB_TYPE_SERVICE)
+}
+
+fn is_canary(a: &Allocation) -> bool {
+    a.deployment_status.as_ref().is_some_and(|s| s.canary)
+}
+
+fn health(a: &Allocation) -> Option<bool> {
+    a.deployment_status.as_ref().and_then(|s| s.healthy)
+}
+
+/// Whether an allocation runs exactly this version of the job.
+fn at_version(a: &Allocation, job: &Job) -> bool {
+    a.job
+        .as_ref()
+        .is_some_and(|j| j.job_modify_index == job.job_modify_index)
 }
 
 impl<'a> Run<'a, '_> {
@@ -522,9 +562,169 @@ impl<'a> Run<'a, '_> {
         true
     }
 
+    /// Ends the job's deployments that no longer apply (all of them when the job is stopped,
+    /// those of older versions otherwise) and returns the current version's deployment, unless
+    /// it succeeded (a later scale-up or replacement needs none) or was cancelled.
+    fn cancel_deployments(&mut self, job_id: &str, job: Option<&Job>) -> Option<Deployment> {
+        let mut current: Option<&Deployment> = None;
+        for d in self.state.deployments.of_job(job_id) {
+            let same = job.is_some_and(|j| {
+                d.job_version == j.version && d.job_create_index == j.create_index
+            });
+            if same {
+                if current.is_none_or(|c| c.create_index < d.create_index) {
+                    current = Some(d);
+                }
+            } else if deployment_active(&d.status) {
+                let why = if job.is_none() {
+                    DESC_DEPLOYMENT_JOB_STOPPED
+                } else {
+                    DESC_DEPLOYMENT_NEWER_JOB
+                };
+                self.out.deployment_changes.push(DeploymentChange {
+                    deployment_id: d.id.clone(),
+                    status: DEPLOYMENT_CANCELLED.into(),
+                    status_description: why.into(),
+                    ..Default::default()
+                });
+            }
+        }
+        current
+            .filter(|d| d.status != DEPLOYMENT_SUCCESSFUL && d.status != DEPLOYMENT_CANCELLED)
+            .cloned()
+    }
+
+    /// The deployment's state for a group, if it has one.
+    fn group_state(&self, group: &str) -> Option<&DeploymentState> {
+        self.deployment.as_ref()?.task_groups.get(group)
+    }
+
+    /// Whether the current deployment accepts new work (not paused or failed).
+    fn deployment_running(&self) -> bool {
+        self.deployment
+            .as_ref()
+            .is_some_and(|d| d.status == DEPLOYMENT_RUNNING)
+    }
+
+    /// Creates the deployment of the job's version, or adds the group to the one this run
+    /// created.
+    fn deploy_group(&mut self, job: &Job, g: &TaskGroup, u: &UpdateStrategy, canarying: bool) {
+        if self.deployment.is_none() {
+            let d = Deployment {
+                id: (self.new_id)(),
+                job_id: job.id.clone(),
+                job_version: job.version,
+                job_modify_index: job.job_modify_index,
+                job_create_index: job.create_index,
+                status: DEPLOYMENT_RUNNING.into(),
+                eval_priority: job.priority,
+                ..Default::default()
+            };
+            self.out.deployment = Some(d.clone());
+            self.deployment = Some(d);
+        }
+        let created = self.out.deployment.is_some();
+        let d = self.deployment.as_mut().expect("just set");
+        if created && !d.task_groups.contains_key(&g.name) {
+            d.task_groups.insert(
+                g.name.clone(),
+                DeploymentState {
+                    auto_revert: u.auto_revert,
+                    auto_promote: u.auto_promote,
+                    progress_deadline_ms: u.progress_deadline_ms,
+                    desired_canaries: if canarying { u.canary } else { 0 },
+                    desired_total: g.count,
+                    ..Default::default()
+                },
+            );
+            d.status_description = crate::deploy::running_description(d).into();
+            self.out.deployment = Some(d.clone());
+        }
+    }
+
+    /// How many more allocations of a group may be replaced now (Nomad's rolling limit):
+    /// `max_parallel` less the group's allocations in the deployment that are not yet healthy;
+    /// none while one is unhealthy, the deployment is paused or failed, or canaries wait.
+    fn update_limit(&self, g: &TaskGroup, u: Option<&UpdateStrategy>, canarying: bool) -> usize {
+        let Some(u) = u else { return usize::MAX };
+        let max = u.max_parallel as usize;
+        if canarying {
+            return 0;
+        }
+        let Some(d) = &self.deployment else {
+            return max;
+        };
+        if self.out.deployment.is_some() {
+            return max;
+        }
+        if d.status != DEPLOYMENT_RUNNING {
+            return 0;
+        }
+        let mut waiting = 0;
+        for a in self.live_of_job_id(&d.job_id, &g.name) {
+            if a.deployment_id != d.id {
+                continue;
+            }
+            match health(a) {
+                Some(false) => return 0,
+                Some(true) => {}
+                None => waiting += 1,
+            }
+        }
+        max.saturating_sub(waiting)
+    }
+
+    /// The job's live allocations in a group as this run leaves them so far.
+    fn live_of_job_id(&self, job_id: &str, group: &str) -> Vec<&Allocation> {
+        let touched: BTreeSet<&str> = self.out.allocs.iter().map(|a| a.id.as_str()).collect();
+        self.state
+            .allocs
+            .of_job(job_id)
+            .filter(|a| !alloc_terminal(a) && !touched.contains(a.id.as_str()))
+            .chain(self.out.allocs.iter().filter(|a| !alloc_terminal(a)))
+            .filter(|a| a.job_id == job_id && a.task_group == group)
+            .collect()
+    }
+
+    /// The current deployment is complete when no group has work left and each has its
+    /// desired count of healthy allocations (after promotion, if it had canaries): it
+    /// succeeds, which marks the job version stable.
+    fn finish_deployment(&mut self) {
+        let Some(d) = &self.deployment else { return };
+        if self.out.deployment.is_some() || d.status != DEPLOYMENT_RUNNING {
+            return;
+        }
+        let done = d.task_groups.iter().all(|(name, g)| {
+            let busy = self.pending.contains(name)
+                || self.out.desired.get(name).is_some_and(|u| {
+                    u.place + u.destructive_update + u.canary + u.in_place_update > 0
+                });
+            let healthy = self
+                .live_of_job_id(&d.job_id, name)
+                .iter()
+                .filter(|a| a.deployment_id == d.id && health(a) == Some(true))
+                .count() as u32;
+            !busy && (g.desired_canaries == 0 || g.promoted) && healthy >= g.desired_total
+        });
+        if done {
+            self.out.deployment_changes.push(DeploymentChange {
+                deployment_id: d.id.clone(),
+                status: DEPLOYMENT_SUCCESSFUL.into(),
+                status_description: DESC_DEPLOYMENT_SUCCESSFUL.into(),
+                ..Default::default()
+            });
+        }
+    }
+
     fn count_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
+        let u = strategy(job, g);
+        let promoted = self.group_state(&g.name).is_some_and(|s| s.promoted);
+        let current_id = self
+            .deployment
+            .as_ref()
+            .map(|d| d.id.clone())
+            .unwrap_or_default();
         let mut taken: BTreeMap<u32, ()> = BTreeMap::new();
-        let mut replace = Vec::new();
         // Batch allocations that finished successfully are done: their slot stays filled.
         if job.r#type == JOB_TYPE_BATCH {
             for a in allocs {
@@ -540,10 +740,32 @@ impl<'a> Run<'a, '_> {
             .copied()
             .filter(|a| !alloc_terminal(a))
             .collect();
-        live.sort_by_key(|a| (name_index(&a.name).unwrap_or(u32::MAX), a.create_index));
+        // For one name, the allocation at the job's version keeps the slot (a promoted canary
+        // over the old allocation it replaces).
+        live.sort_by_key(|a| {
+            (
+                name_index(&a.name).unwrap_or(u32::MAX),
+                !at_version(a, job),
+                a.create_index,
+            )
+        });
+        let mut canaries = Vec::new();
+        let mut destructive: Vec<(u32, &Allocation)> = Vec::new();
+        let mut in_place: Vec<&Allocation> = Vec::new();
         for a in live {
             if self.node_down(&a.node_id) {
                 self.lose(a);
+                continue;
+            }
+            if is_canary(a) && !promoted {
+                // Canaries of the current deployment wait beside the allocations they will
+                // replace; those of an older or failed one are not wanted.
+                if a.deployment_id == current_id && self.deployment_running() {
+                    canaries.push(a);
+                    self.desired(&g.name).ignore += 1;
+                } else if a.deployment_id != current_id || !self.deployment_running() {
+                    self.stop(a, DESC_NOT_NEEDED);
+                }
                 continue;
             }
             let idx = name_index(&a.name).unwrap_or(u32::MAX);
@@ -552,20 +774,91 @@ impl<'a> Run<'a, '_> {
                 continue;
             }
             taken.insert(idx, ());
-            if !self.update_existing(job, a) {
-                replace.push((idx, a.id.clone()));
+            let old_job = a.job.clone().unwrap_or_default();
+            if old_job.job_modify_index == job.job_modify_index {
+                self.desired(&g.name).ignore += 1;
+            } else if tasks_updated(&old_job, job, &g.name) {
+                destructive.push((idx, a));
+            } else {
+                in_place.push(a);
             }
         }
-        for (idx, prev) in replace {
-            // A replacement is counted as the destructive update, not as a new placement.
-            self.place(job, g, idx, &prev, None, false, &[]);
+        let missing = (0..g.count).filter(|i| !taken.contains_key(i)).count();
+        let canarying = u.is_some_and(|u| u.canary > 0) && !destructive.is_empty() && !promoted;
+        if let Some(u) = u {
+            let had_running = allocs.iter().any(|a| at_version(a, job));
+            let updating = !destructive.is_empty() || !in_place.is_empty();
+            let wanted = (missing > 0 && !had_running) || updating;
+            let new_one = self.deployment.is_none() || self.out.deployment.is_some();
+            if wanted && new_one {
+                self.deploy_group(job, g, u, canarying);
+            }
+        }
+        let mut limit = self.update_limit(g, u, canarying);
+        // In-place updates join the deployment without counting against the limit.
+        let deployment_id = self.active_deployment_id();
+        for a in in_place {
+            let mut up = a.clone();
+            up.job = None;
+            up.eval_id = self.eval_id.into();
+            if up.deployment_id != deployment_id {
+                up.deployment_id = deployment_id.clone();
+                up.deployment_status = None;
+            }
+            self.desired(&g.name).in_place_update += 1;
+            self.out.allocs.push(up);
+        }
+        if canarying {
+            self.pending.insert(g.name.clone());
+            let want = u.map_or(0, |u| u.canary).min(g.count) as usize;
+            if self.deployment_running() {
+                for i in canaries.len()..want {
+                    let (idx, _) = destructive[i % destructive.len()];
+                    if let Some(at) = self.place(job, g, idx, "", None, false, &[]) {
+                        self.out.allocs[at].deployment_status = Some(AllocDeploymentStatus {
+                            canary: true,
+                            ..Default::default()
+                        });
+                        self.desired(&g.name).canary += 1;
+                    }
+                }
+            }
         }
         self.reschedule_failed(job, g, allocs, &mut taken);
+        let mut placed = 0;
         for idx in 0..g.count {
             if !taken.contains_key(&idx) {
                 self.place(job, g, idx, "", None, true, &[]);
+                placed += 1;
             }
         }
+        limit = limit.saturating_sub(placed);
+        for (n, (idx, a)) in destructive.into_iter().enumerate() {
+            if n >= limit {
+                // Held back by max_parallel (or canaries): a later run replaces it.
+                self.desired(&g.name).ignore += 1;
+                self.pending.insert(g.name.clone());
+                continue;
+            }
+            self.release(a);
+            let mut s = a.clone();
+            s.desired_status = ALLOC_DESIRED_STOP.into();
+            s.desired_description = DESC_UPDATING.into();
+            s.eval_id = self.eval_id.into();
+            self.out.allocs.push(s);
+            self.desired(&g.name).destructive_update += 1;
+            // A replacement is counted as the destructive update, not as a new placement.
+            self.place(job, g, idx, &a.id, None, false, &[]);
+        }
+    }
+
+    /// The deployment new allocations of this run join: the current one while it runs.
+    fn active_deployment_id(&self) -> String {
+        self.deployment
+            .as_ref()
+            .filter(|d| deployment_active(&d.status))
+            .map(|d| d.id.clone())
+            .unwrap_or_default()
     }
 
     /// Failed allocations not yet replaced: each takes its slot back with a replacement when
@@ -578,10 +871,17 @@ impl<'a> Run<'a, '_> {
         allocs: &[&Allocation],
         taken: &mut BTreeMap<u32, ()>,
     ) {
+        // Allocations of a failed deployment are not replaced: the rollout has stopped.
+        let failed_deployment = self
+            .deployment
+            .as_ref()
+            .filter(|d| d.status == DEPLOYMENT_FAILED)
+            .map(|d| d.id.clone());
         let failed = allocs.iter().filter(|a| {
             a.client_status == ALLOC_FAILED
                 && a.desired_status == ALLOC_DESIRED_RUN
                 && a.next_allocation.is_empty()
+                && failed_deployment.as_deref() != Some(a.deployment_id.as_str())
         });
         for a in failed {
             let Some(idx) = name_index(&a.name).filter(|i| *i < g.count) else {
@@ -900,6 +1200,11 @@ impl<'a> Run<'a, '_> {
             desired_status: ALLOC_DESIRED_RUN.into(),
             client_status: ALLOC_PENDING.into(),
             previous_allocation: previous.into(),
+            deployment_id: if job.r#type == JOB_TYPE_SERVICE {
+                self.active_deployment_id()
+            } else {
+                String::new()
+            },
             ..Allocation::default()
         };
         self.usage.entry(node.id.clone()).or_default().add(&alloc);

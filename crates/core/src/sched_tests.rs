@@ -5,13 +5,21 @@ use crate::internal::{NodeRegister, SetSchedulerConfig};
 use crate::v1::Constraint;
 use yurt_types::jobspec::parse_hcl;
 
+/// A job without an update strategy (`max_parallel = 0`: changes apply at once, no deployment;
+/// deployments are tested in `deploy::tests`).
 fn job_src(kind: &str, count: u32, env: &str, memory: u32, priority: u32) -> Job {
+    let update = if kind == "batch" {
+        ""
+    } else {
+        "update {\n    max_parallel = 0\n  }"
+    };
     parse_hcl(
         "t.hcl",
         &format!(
             r#"job "web" {{
   type = "{kind}"
   priority = {priority}
+  {update}
   group "app" {{
     count = {count}
     task "t" {{
@@ -109,6 +117,8 @@ impl World {
             eval: None,
             new_evals: vec![],
             job: out.job.clone(),
+            deployment: out.deployment.clone(),
+            deployment_changes: out.deployment_changes.clone(),
         }));
         out
     }

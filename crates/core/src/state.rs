@@ -11,7 +11,7 @@ use yurt_types::status::*;
 
 use crate::internal::{command, Command, StateSnapshot};
 use crate::table::Table;
-use crate::v1::{Allocation, Evaluation, Job, Node, SchedulerConfiguration};
+use crate::v1::{Allocation, Deployment, Evaluation, Job, Node, SchedulerConfiguration};
 
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
 pub const TRACKED_VERSIONS: usize = 6;
@@ -32,6 +32,8 @@ pub enum ApplyError {
     JobNotFound(String),
     #[error("node {0:?} not found")]
     NodeNotFound(String),
+    #[error("{0}")]
+    Deployment(String),
     #[error("cannot restore: {0}")]
     BadSnapshot(String),
     #[error("this server does not understand a command in the Raft log (written by a newer version); upgrade this server")]
@@ -73,6 +75,8 @@ pub struct State {
     pub cluster_id: String,
     /// `operator scheduler set-config`; empty fields mean the defaults.
     pub scheduler_config: SchedulerConfiguration,
+    /// Deployments, indexed by job and by active status (running, paused).
+    pub deployments: Table<Deployment>,
 }
 
 /// Whether two jobs have the same spec (ignoring the fields the servers manage).
@@ -161,6 +165,7 @@ impl State {
                 self.scheduler_config = config;
                 Ok(Applied::default())
             }
+            Some(command::Kind::DeploymentChange(c)) => self.change_deployment(index, now, c, true),
             Some(command::Kind::Gc(gc)) => {
                 crate::gc::apply(self, gc);
                 Ok(Applied::default())
@@ -192,7 +197,7 @@ impl State {
         now: i64,
         r: &crate::internal::JobRegister,
     ) -> Result<Applied, ApplyError> {
-        let mut job = r.job.clone().unwrap_or_default();
+        let job = r.job.clone().unwrap_or_default();
         let existing = self.jobs.get(&job.id);
         if r.enforce_index {
             let n = r.job_modify_index;
@@ -215,6 +220,17 @@ impl State {
                 _ => {}
             }
         }
+        let mut applied = self.register_job_version(index, now, job);
+        if let Some(e) = &r.eval {
+            applied.eval_id = e.id.clone();
+            self.insert_eval(index, now, e.clone());
+        }
+        Ok(applied)
+    }
+
+    /// Makes `job` the job's current version: a new version when its spec changed.
+    pub(crate) fn register_job_version(&mut self, index: u64, now: i64, mut job: Job) -> Applied {
+        let existing = self.jobs.get(&job.id);
         let job_modify_index = match existing {
             Some(e) if same_spec(e, &job) => e.job_modify_index,
             _ => {
@@ -230,17 +246,12 @@ impl State {
                 index
             }
         };
-        let mut eval_id = String::new();
-        if let Some(e) = &r.eval {
-            eval_id = e.id.clone();
-            self.insert_eval(index, now, e.clone());
-        }
         self.refresh_job_status(&job.id, index);
-        Ok(Applied {
+        Applied {
             index,
             job_modify_index,
-            eval_id,
-        })
+            eval_id: String::new(),
+        }
     }
 
     fn put_job_version(&mut self, job: Job) {
@@ -264,6 +275,14 @@ impl State {
         if d.purge {
             self.jobs.remove(&d.job_id);
             self.job_versions.remove(&d.job_id);
+            let gone: Vec<String> = self
+                .deployments
+                .of_job(&d.job_id)
+                .map(|d| d.id.clone())
+                .collect();
+            for id in gone {
+                self.deployments.remove(&id);
+            }
         } else if !existing.stop {
             // Stopping is a change of spec: a new version, as in Nomad.
             let mut job = existing.clone();
@@ -290,7 +309,7 @@ impl State {
         })
     }
 
-    fn insert_eval(&mut self, index: u64, now: i64, mut e: Evaluation) {
+    pub(crate) fn insert_eval(&mut self, index: u64, now: i64, mut e: Evaluation) {
         let old = self.evals.get(&e.id);
         e.create_index = old.map_or(index, |o| o.create_index);
         e.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
@@ -338,6 +357,16 @@ impl State {
     /// [`MAX_PLAN_REJECTIONS`]).
     fn apply_plan(&mut self, index: u64, now: i64, p: &crate::internal::ApplyPlan) {
         let refused = self.refused_nodes(p);
+        if let Some(d) = &p.deployment {
+            if !self.deployments.contains_key(&d.id) {
+                let mut d = d.clone();
+                d.create_index = index;
+                d.modify_index = index;
+                d.create_time_unix_ms = now;
+                d.modify_time_unix_ms = now;
+                self.deployments.insert(d);
+            }
+        }
         let allocs: Vec<&Allocation> = p
             .allocs
             .iter()
@@ -362,13 +391,23 @@ impl State {
                     a.client_description = old.client_description.clone();
                 }
                 a.task_states = old.task_states.clone();
-                a.deployment_status = old.deployment_status;
+                // Health belongs to a deployment: one updated in place into a new deployment
+                // is judged afresh.
+                if old.deployment_id == a.deployment_id {
+                    a.deployment_status = old.deployment_status;
+                }
             }
             a.modify_index = index;
             a.modify_time_unix_ms = now;
             jobs.push(a.job_id.clone());
             freed |= was_live && alloc_terminal(&a);
+            let old = self.allocs.get(&a.id).cloned();
+            self.track_deployment(index, now, old.as_ref(), &a);
             self.allocs.insert(a);
+        }
+        for c in &p.deployment_changes {
+            // Lenient: a deployment another command ended meanwhile stays as it is.
+            let _ = self.change_deployment(index, now, c, false);
         }
         // Before this plan's own evaluations: a blocked one it creates saw the room already.
         if freed {
@@ -487,6 +526,7 @@ impl State {
             if self.allocs.get(&up.alloc_id).map(|a| a.node_id.as_str()) != Some(&u.node_id) {
                 continue;
             }
+            let before = self.allocs.get(&up.alloc_id).cloned();
             self.allocs.update(&up.alloc_id, |a| {
                 let was_live = !alloc_terminal(a);
                 // `lost` is the servers' verdict on an allocation whose node went down; what
@@ -512,6 +552,9 @@ impl State {
                 jobs.push(a.job_id.clone());
                 freed |= was_live && alloc_terminal(a);
             });
+            if let (Some(before), Some(after)) = (before, self.allocs.get(&up.alloc_id).cloned()) {
+                self.track_deployment(index, now, Some(&before), &after);
+            }
         }
         if freed {
             self.unblock_evals(index, now);
@@ -669,6 +712,7 @@ impl State {
             evals: self.evals.values().cloned().collect(),
             cluster_id: self.cluster_id.clone(),
             scheduler_config: Some(self.scheduler_config.clone()),
+            deployments: self.deployments.values().cloned().collect(),
         };
         snap.encode_to_vec()
     }
@@ -700,6 +744,7 @@ impl State {
             evals: snap.evals.into_iter().collect(),
             cluster_id: snap.cluster_id,
             scheduler_config: snap.scheduler_config.unwrap_or_default(),
+            deployments: snap.deployments.into_iter().collect(),
         })
     }
 }
@@ -768,6 +813,7 @@ mod tests {
                 }),
                 new_evals: vec![],
                 job: None,
+                ..Default::default()
             })),
             ..Command::default()
         }
@@ -1087,6 +1133,7 @@ mod tests {
                 eval: None,
                 new_evals: vec![],
                 job: None,
+                ..Default::default()
             })),
             ..Command::default()
         };

@@ -11,7 +11,7 @@ use std::ops::Deref;
 
 use yurt_types::status::*;
 
-use crate::v1::{Allocation, Evaluation};
+use crate::v1::{Allocation, Deployment, Evaluation};
 
 /// What a table indexes a row by.
 pub trait Row {
@@ -51,6 +51,21 @@ impl Row for Evaluation {
     fn state(&self) -> Option<&str> {
         let s = self.status.as_str();
         (s == EVAL_PENDING || s == EVAL_BLOCKED).then_some(s)
+    }
+}
+
+impl Row for Deployment {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+    fn node_id(&self) -> &str {
+        ""
+    }
+    fn state(&self) -> Option<&str> {
+        deployment_active(&self.status).then_some(self.status.as_str())
     }
 }
 

@@ -48,6 +48,8 @@ fn failed_eval_command(eval: &yurt_core::v1::Evaluation, why: &str, now: i64) ->
                 eval: Some(failed),
                 new_evals: vec![],
                 job: None,
+                deployment: None,
+                deployment_changes: vec![],
             },
         )),
     }
@@ -118,6 +120,56 @@ pub async fn run_eval_loop(
         tokio::select! {
             _ = applied.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The leader's deployment watcher: fails deployments whose allocations turned unhealthy or
+/// whose progress deadline passed (reverting when asked to), and promotes canaries for
+/// `auto_promote` (`yurt_core::deploy::watch`). It looks again whenever the state changes and
+/// at the next progress deadline.
+pub async fn run_deployment_watcher(
+    state: StateHandle,
+    writer: Writer,
+    raft: Raft,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut applied = state.subscribe();
+    loop {
+        let mut wait = Duration::from_millis(500);
+        if crate::raft::is_leader(&raft) {
+            let now = now_unix_ms();
+            let (changes, next) = state.read(|s| {
+                (
+                    yurt_core::deploy::watch(s, now, &mut new_id),
+                    yurt_core::deploy::next_deadline(s),
+                )
+            });
+            for change in changes {
+                let id = change.deployment_id.clone();
+                let what = format!(
+                    "{}{}",
+                    change.status,
+                    if change.promote { "promote" } else { "" }
+                );
+                match writer
+                    .apply(yurt_core::internal::command::Kind::DeploymentChange(change))
+                    .await
+                {
+                    Ok(_) => tracing::info!(deployment = %id, %what, "deployment changed"),
+                    Err(e) => {
+                        tracing::warn!(deployment = %id, error = %e, "deployment change not committed")
+                    }
+                }
+            }
+            if let Some(at) = next.filter(|at| *at > now) {
+                wait = wait.min(Duration::from_millis((at - now) as u64));
+            }
+        }
+        tokio::select! {
+            _ = applied.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -32,8 +32,8 @@ use tonic::service::RoutesBuilder;
 use yurt_proto::internal::raft_transport_server::RaftTransportServer;
 use yurt_proto::v1::operator_server::OperatorServer;
 use yurt_proto::v1::{
-    allocs_server::AllocsServer, evals_server::EvalsServer, jobs_server::JobsServer,
-    nodes_server::NodesServer,
+    allocs_server::AllocsServer, deployments_server::DeploymentsServer, evals_server::EvalsServer,
+    jobs_server::JobsServer, nodes_server::NodesServer,
 };
 
 use raft::log_store::LogStore;
@@ -218,6 +218,12 @@ impl Server {
             raft.clone(),
             shutdown_rx.clone(),
         ));
+        tokio::spawn(leader::run_deployment_watcher(
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            shutdown_rx.clone(),
+        ));
         let cluster = cluster::Cluster::new(
             yurt_proto::internal::ServerMember {
                 id,
@@ -289,6 +295,7 @@ impl Server {
         routes
             .add_service(JobsServer::new(api.clone()))
             .add_service(EvalsServer::new(api.clone()))
+            .add_service(DeploymentsServer::new(api.clone()))
             .add_service(NodesServer::new(api.clone()))
             .add_service(AllocsServer::new(api))
             .add_service(OperatorServer::new(operator::OperatorService {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+use yurt_core::deploy;
 use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister};
 use yurt_core::sched::{
     new_eval, node_eligibility_command, node_register_command, node_status_command, plan_job,
@@ -214,6 +215,146 @@ impl jobs_server::Jobs for Api {
         evals.sort_by_key(|e| std::cmp::Reverse(e.create_index));
         Ok(Response::new(ListEvalsResponse { evals }))
     }
+
+    async fn deployments(&self, req: Request<GetJobRequest>) -> Reply<ListDeploymentsResponse> {
+        self.barrier(&req).await?;
+        let id = req.into_inner().job_id;
+        let deployments = self.reads.state.read(|s| {
+            let id = lookup(&s.jobs, "job", &id)?.id.clone();
+            Ok::<_, Status>(deploy::of_job(s, &id))
+        })?;
+        Ok(Response::new(ListDeploymentsResponse { deployments }))
+    }
+
+    async fn revert(&self, req: Request<RevertJobRequest>) -> Reply<RegisterJobResponse> {
+        let req = req.into_inner();
+        let register = self.reads.state.read(|s| {
+            let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
+            deploy::revert(s, &id, req.version, &mut new_id)
+                .map_err(|e| Status::failed_precondition(e.to_string()))
+        })?;
+        let r = self
+            .writer
+            .apply(command::Kind::JobRegister(register))
+            .await?;
+        Ok(Response::new(RegisterJobResponse {
+            eval_id: r.eval_id,
+            job_modify_index: r.job_modify_index,
+            index: r.index,
+            warnings: String::new(),
+        }))
+    }
+}
+
+impl Api {
+    /// Builds a user's change of a deployment (found by ID or prefix) and commits it; the reply
+    /// carries the deployment as it is afterwards.
+    async fn change_deployment(
+        &self,
+        id: &str,
+        build: impl FnOnce(
+            &State,
+            &Deployment,
+        )
+            -> Result<yurt_core::internal::DeploymentChange, deploy::DeployError>,
+    ) -> Reply<DeploymentActionResponse> {
+        let change = self.reads.state.read(|s| {
+            let d = lookup(&s.deployments, "deployment", id)?;
+            build(s, d).map_err(|e| Status::failed_precondition(e.to_string()))
+        })?;
+        let deployment_id = change.deployment_id.clone();
+        let r = self
+            .writer
+            .apply(command::Kind::DeploymentChange(change))
+            .await?;
+        let deployment = self
+            .reads
+            .state
+            .read(|s| s.deployments.get(&deployment_id).cloned());
+        Ok(Response::new(DeploymentActionResponse {
+            eval_id: r.eval_id,
+            index: r.index,
+            deployment,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl deployments_server::Deployments for Api {
+    async fn list(&self, req: Request<ListDeploymentsRequest>) -> Reply<ListDeploymentsResponse> {
+        self.barrier(&req).await?;
+        let prefix = req.into_inner().prefix;
+        let mut deployments: Vec<Deployment> = self.reads.state.read(|s| {
+            s.deployments
+                .values()
+                .filter(|d| d.id.starts_with(&prefix))
+                .cloned()
+                .collect()
+        });
+        deployments.sort_by_key(|d| std::cmp::Reverse(d.create_index));
+        Ok(Response::new(ListDeploymentsResponse { deployments }))
+    }
+
+    async fn get(&self, req: Request<GetDeploymentRequest>) -> Reply<Deployment> {
+        self.barrier(&req).await?;
+        let id = req.into_inner().deployment_id;
+        self.reads
+            .state
+            .read(|s| lookup(&s.deployments, "deployment", &id).cloned())
+            .map(Response::new)
+    }
+
+    async fn promote(
+        &self,
+        req: Request<DeploymentActionRequest>,
+    ) -> Reply<DeploymentActionResponse> {
+        let id = req.into_inner().deployment_id;
+        self.change_deployment(&id, |s, d| deploy::promote(s, d, &mut new_id))
+            .await
+    }
+
+    async fn fail(&self, req: Request<DeploymentActionRequest>) -> Reply<DeploymentActionResponse> {
+        let id = req.into_inner().deployment_id;
+        self.change_deployment(&id, |s, d| deploy::fail(s, d, &mut new_id))
+            .await
+    }
+
+    async fn pause(
+        &self,
+        req: Request<DeploymentActionRequest>,
+    ) -> Reply<DeploymentActionResponse> {
+        let id = req.into_inner().deployment_id;
+        self.change_deployment(&id, |s, d| deploy::pause(s, d, true, &mut new_id))
+            .await
+    }
+
+    async fn resume(
+        &self,
+        req: Request<DeploymentActionRequest>,
+    ) -> Reply<DeploymentActionResponse> {
+        let id = req.into_inner().deployment_id;
+        self.change_deployment(&id, |s, d| deploy::pause(s, d, false, &mut new_id))
+            .await
+    }
+
+    async fn set_alloc_health(
+        &self,
+        req: Request<SetAllocHealthRequest>,
+    ) -> Reply<DeploymentActionResponse> {
+        let req = req.into_inner();
+        let (healthy, unhealthy) = self.reads.state.read(|s| {
+            let full = |ids: &[String]| -> Result<Vec<String>, Status> {
+                ids.iter()
+                    .map(|id| lookup(&s.allocs, "allocation", id).map(|a| a.id.clone()))
+                    .collect()
+            };
+            Ok::<_, Status>((full(&req.healthy_allocs)?, full(&req.unhealthy_allocs)?))
+        })?;
+        self.change_deployment(&req.deployment_id, |s, d| {
+            deploy::set_alloc_health(s, d, healthy, unhealthy, &mut new_id)
+        })
+        .await
+    }
 }
 
 #[tonic::async_trait]
@@ -369,12 +510,16 @@ impl nodes_server::Nodes for Api {
         req: Request<UpdateAllocsRequest>,
     ) -> Reply<UpdateAllocsResponse> {
         let req = req.into_inner();
-        // A newly failed allocation gets its job an evaluation, which reschedules it.
+        // A newly failed allocation gets its job an evaluation, which reschedules it; a newly
+        // healthy one of a deployment lets the scheduler go on with the rollout.
         let evals = self.reads.state.read(|s| {
-            s.jobs_with_new_failures(&req.updates)
+            let mut evals: Vec<Evaluation> = s
+                .jobs_with_new_failures(&req.updates)
                 .into_iter()
                 .map(|j| new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
-                .collect()
+                .collect();
+            evals.extend(deploy::health_evals(s, &req.updates, &mut new_id));
+            evals
         });
         let r = self
             .writer

@@ -61,3 +61,30 @@ pub fn alloc_client_terminal(client_status: &str) -> bool {
 pub fn alloc_terminal(alloc: &crate::v1::Allocation) -> bool {
     alloc.desired_status != ALLOC_DESIRED_RUN || alloc_client_terminal(&alloc.client_status)
 }
+
+pub const TRIGGER_DEPLOYMENT_WATCHER: &str = "deployment-watcher";
+pub const TRIGGER_ROLLING_UPDATE: &str = "rolling-update";
+
+pub const DEPLOYMENT_RUNNING: &str = "running";
+pub const DEPLOYMENT_PAUSED: &str = "paused";
+pub const DEPLOYMENT_SUCCESSFUL: &str = "successful";
+pub const DEPLOYMENT_FAILED: &str = "failed";
+pub const DEPLOYMENT_CANCELLED: &str = "cancelled";
+
+/// Whether a deployment still acts: running or paused.
+pub fn deployment_active(status: &str) -> bool {
+    matches!(status, DEPLOYMENT_RUNNING | DEPLOYMENT_PAUSED)
+}
+
+pub const DESC_DEPLOYMENT_RUNNING: &str = "Deployment is running";
+pub const DESC_DEPLOYMENT_NEEDS_PROMOTION: &str =
+    "Deployment is running but requires manual promotion";
+pub const DESC_DEPLOYMENT_AUTO_PROMOTION: &str =
+    "Deployment is running pending automatic promotion";
+pub const DESC_DEPLOYMENT_PAUSED: &str = "Deployment is paused";
+pub const DESC_DEPLOYMENT_SUCCESSFUL: &str = "Deployment completed successfully";
+pub const DESC_DEPLOYMENT_JOB_STOPPED: &str = "Cancelled because job is stopped";
+pub const DESC_DEPLOYMENT_NEWER_JOB: &str = "Cancelled due to newer version of job";
+pub const DESC_DEPLOYMENT_FAILED_ALLOCS: &str = "Failed due to unhealthy allocations";
+pub const DESC_DEPLOYMENT_PROGRESS_DEADLINE: &str = "Failed due to progress deadline";
+pub const DESC_DEPLOYMENT_FAILED_BY_USER: &str = "Deployment marked as failed";

@@ -1,4 +1,4 @@
-//! `yurt job run|plan|status|history|stop`.
+//! `yurt job run|plan|status|history|deployments|revert|stop`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,6 +48,23 @@ pub enum JobCmd {
         #[arg(long)]
         json: bool,
     },
+    /// List a job's deployments, newest first.
+    Deployments {
+        job: String,
+        /// Only the newest one.
+        #[arg(long)]
+        latest: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register an earlier version's specification again, as a new version.
+    Revert {
+        job: String,
+        version: u64,
+        /// Return after registering, without monitoring.
+        #[arg(long)]
+        detach: bool,
+    },
     /// Stop a job and its allocations.
     Stop {
         job: String,
@@ -76,6 +93,14 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
         } => job_status(addr, &id, json).await,
         JobCmd::History { job, diff, json } => job_history(addr, &job, diff, json).await,
         JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
+        JobCmd::Deployments { job, latest, json } => {
+            job_deployments(addr, &job, latest, json).await
+        }
+        JobCmd::Revert {
+            job,
+            version,
+            detach,
+        } => job_revert(addr, &job, version, detach).await,
     }
 }
 
@@ -104,7 +129,39 @@ async fn job_run(addr: &str, file: &PathBuf, detach: bool, check_index: Option<u
         println!("Evaluation ID: {}", reply.eval_id);
         return Ok(0);
     }
-    monitor_eval(channel, &reply.eval_id).await
+    monitor_registration(channel, &reply).await
+}
+
+/// Follows what a registration started: its evaluation, then the deployment it created (if
+/// any) until that ends.
+async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> CmdResult {
+    let code = monitor_eval(channel.clone(), &reply.eval_id).await?;
+    let eval = EvalsClient::new(channel.clone())
+        .get(GetEvalRequest {
+            eval_id: reply.eval_id.clone(),
+        })
+        .await
+        .map_err(CliError::api("reading evaluation"))?
+        .into_inner();
+    let deployments = JobsClient::new(channel.clone())
+        .deployments(GetJobRequest {
+            job_id: eval.job_id.clone(),
+        })
+        .await
+        .map_err(CliError::api("retrieving deployments"))?
+        .into_inner()
+        .deployments;
+    // The deployment this registration's version started (the list is newest first).
+    match deployments
+        .first()
+        .filter(|d| d.create_index >= reply.index)
+    {
+        Some(d) => {
+            let done = super::deployment::monitor(channel, &d.id).await?;
+            Ok(code.max(done))
+        }
+        None => Ok(code),
+    }
 }
 
 /// Follows an evaluation until it is no longer pending, printing what it did, like Nomad's
@@ -343,17 +400,29 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .into_inner()
         .evals;
     let failure = yurt_core::sched::placement_failure(&evals);
+    let latest = jobs
+        .deployments(GetJobRequest {
+            job_id: job.id.clone(),
+        })
+        .await
+        .map_err(CliError::api("querying job deployments"))?
+        .into_inner()
+        .deployments
+        .into_iter()
+        .next();
     if json {
         #[derive(serde::Serialize)]
         struct Status<'a> {
             job: &'a Job,
             allocations: &'a [Allocation],
+            latest_deployment: &'a Option<Deployment>,
         }
         print!(
             "{}",
             output::json(&Status {
                 job: &job,
-                allocations: &allocs
+                allocations: &allocs,
+                latest_deployment: &latest,
             })
         );
         return Ok(0);
@@ -431,6 +500,16 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
             "",
         ));
     }
+    if let Some(d) = &latest {
+        out.push_str("\nLatest Deployment\n");
+        out.push_str(&kv(&[
+            ("ID", short(&d.id).to_string()),
+            ("Status", d.status.clone()),
+            ("Description", d.status_description.clone()),
+        ]));
+        out.push_str("\nDeployed\n");
+        out.push_str(&super::deployment::deployed_table(d, false));
+    }
     out.push_str("\nAllocations\n");
     if allocs.is_empty() {
         out.push_str("No allocations placed\n");
@@ -501,6 +580,45 @@ async fn job_history(addr: &str, id: &str, diff: bool, json: bool) -> CmdResult 
     }
     print!("{}", blocks.join("\n"));
     Ok(0)
+}
+
+async fn job_deployments(addr: &str, id: &str, latest: bool, json: bool) -> CmdResult {
+    let mut deployments = JobsClient::new(connect(addr).await?)
+        .deployments(GetJobRequest { job_id: id.into() })
+        .await
+        .map_err(CliError::api("retrieving deployments"))?
+        .into_inner()
+        .deployments;
+    if latest {
+        deployments.truncate(1);
+    }
+    if json {
+        print!("{}", output::json(&deployments));
+        return Ok(0);
+    }
+    if deployments.is_empty() {
+        println!("No deployments found");
+        return Ok(0);
+    }
+    print!("{}", super::deployment::list_table(&deployments));
+    Ok(0)
+}
+
+async fn job_revert(addr: &str, id: &str, version: u64, detach: bool) -> CmdResult {
+    let channel = connect(addr).await?;
+    let reply = JobsClient::new(channel.clone())
+        .revert(RevertJobRequest {
+            job_id: id.into(),
+            version,
+        })
+        .await
+        .map_err(CliError::api("reverting job"))?
+        .into_inner();
+    if detach {
+        println!("Evaluation ID: {}", reply.eval_id);
+        return Ok(0);
+    }
+    monitor_registration(channel, &reply).await
 }
 
 async fn job_stop(addr: &str, id: &str, detach: bool, purge: bool) -> CmdResult {

@@ -1,6 +1,7 @@
 //! The CLI's commands, one module per noun (`job`, `node`, `alloc`), Nomad's names and flags.
 
 pub mod alloc;
+pub mod deployment;
 pub mod eval;
 pub mod job;
 pub mod node;
