@@ -1,1 +1,719 @@
+//! The deployment state machine driven end to end in memory: the scheduler, the state machine,
+//! simulated clients reporting health, and the watcher at a simulated time (hours of deadlines
+//! in microseconds).
 
+use super::*;
+use crate::internal::{command, AllocClientUpdates, ApplyPlan, Command, NodeRegister};
+use crate::sched::{plan_command, schedule};
+use crate::v1::{AllocDeploymentStatus, Node, Resources};
+use yurt_types::jobspec::parse_hcl;
+
+const MIN: i64 = 60_000;
+
+/// A service job "web", group "app", with `update` written as given.
+fn job(count: u32, env: &str, update: &str) -> Job {
+    parse_hcl(
+        "t.hcl",
+        &format!(
+            r#"job "web" {{
+  group "app" {{
+    count = {count}
+    update {{
+      {update}
+    }}
+    reschedule {{
+      attempts = 0
+      unlimited = false
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      env {{
+        E = "{env}"
+      }}
+      resources {{
+        cpu = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}"#
+        ),
+    )
+    .unwrap()
+}
+
+struct Sim {
+    state: State,
+    index: u64,
+    now: i64,
+    ids: u32,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let mut s = Sim {
+            state: State::default(),
+            index: 0,
+            now: 1_000_000,
+            ids: 0,
+        };
+        for i in 0..3 {
+            let node = Node {
+                id: format!("node-{i}"),
+                name: format!("node-{i}"),
+                datacenter: "dc1".into(),
+                status: NODE_READY.into(),
+                resources: Some(Resources {
+                    cpu: 10_000,
+                    memory_mb: 10_000,
+                }),
+                ..Node::default()
+            };
+            s.apply(command::Kind::NodeRegister(NodeRegister {
+                node: Some(node),
+                evals: vec![],
+            }))
+            .unwrap();
+        }
+        s
+    }
+
+    fn id(&mut self) -> String {
+        self.ids += 1;
+        format!("id-{:04}", self.ids)
+    }
+
+    fn apply(&mut self, kind: command::Kind) -> Result<crate::state::Applied, ApplyError> {
+        self.index += 1;
+        let cmd = Command {
+            now_unix_ms: self.now,
+            ignore_if_unknown: false,
+            kind: Some(kind),
+        };
+        self.state.apply(self.index, &cmd)
+    }
+
+    /// Registers a job version and schedules until nothing is pending.
+    fn run(&mut self, job: Job) {
+        let eval = crate::sched::new_eval(&job, self.id(), TRIGGER_JOB_REGISTER);
+        self.apply(command::Kind::JobRegister(JobRegister {
+            job: Some(job),
+            eval: Some(eval),
+            enforce_index: false,
+            job_modify_index: 0,
+        }))
+        .unwrap();
+        self.settle();
+    }
+
+    /// The leader's eval loop until no evaluation is due.
+    fn settle(&mut self) {
+        for _ in 0..50 {
+            let due: Vec<(Evaluation, Vec<Evaluation>)> = self
+                .state
+                .evals_to_schedule(self.now)
+                .into_iter()
+                .map(|(e, s)| (e.clone(), s.into_iter().cloned().collect()))
+                .collect();
+            if due.is_empty() {
+                return;
+            }
+            for (eval, superseded) in due {
+                let mut ids = self.ids;
+                let mut new_id = || {
+                    ids += 1;
+                    format!("id-{ids:04}")
+                };
+                let outcome = schedule(&self.state, &eval.job_id, &eval.id, self.now, &mut new_id);
+                let sup: Vec<&Evaluation> = superseded.iter().collect();
+                let cmd = plan_command(&eval, &sup, outcome, self.now, &mut new_id);
+                self.ids = ids;
+                self.index += 1;
+                self.state.apply(self.index, &cmd).unwrap();
+            }
+        }
+        panic!("evaluations keep coming");
+    }
+
+    /// A client's report on one allocation (with the evaluations the server adds).
+    fn report(&mut self, alloc: &str, status: &str, healthy: Option<bool>) {
+        let a = self.state.allocs[alloc].clone();
+        let update = AllocClientUpdate {
+            alloc_id: alloc.into(),
+            client_status: status.into(),
+            deployment_status: healthy.map(|h| AllocDeploymentStatus {
+                healthy: Some(h),
+                timestamp_unix_ms: self.now,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut ids = self.ids;
+        let mut new_id = || {
+            ids += 1;
+            format!("id-{ids:04}")
+        };
+        let mut evals: Vec<Evaluation> = self
+            .state
+            .jobs_with_new_failures(std::slice::from_ref(&update))
+            .into_iter()
+            .map(|j| crate::sched::new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
+            .collect();
+        evals.extend(health_evals(
+            &self.state,
+            std::slice::from_ref(&update),
+            &mut new_id,
+        ));
+        self.ids = ids;
+        self.apply(command::Kind::AllocClientUpdates(AllocClientUpdates {
+            node_id: a.node_id,
+            updates: vec![update],
+            evals,
+        }))
+        .unwrap();
+        self.settle();
+    }
+
+    /// Every allocation the servers want running and not yet judged: running and healthy.
+    fn all_healthy(&mut self) {
+        for id in self.undecided() {
+            self.report(&id, ALLOC_RUNNING, Some(true));
+        }
+    }
+
+    fn undecided(&self) -> Vec<String> {
+        self.state
+            .allocs
+            .values()
+            .filter(|a| !alloc_terminal(a) && healthy(a).is_none())
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
+    /// Time passes; the watcher acts on what is due, then the scheduler.
+    fn tick(&mut self, ms: i64) {
+        self.now += ms;
+        let mut ids = self.ids;
+        let changes = watch(&self.state, self.now, &mut || {
+            ids += 1;
+            format!("id-{ids:04}")
+        });
+        self.ids = ids;
+        for c in changes {
+            self.apply(command::Kind::DeploymentChange(c)).unwrap();
+        }
+        self.settle();
+        let mut ids = self.ids;
+        assert!(
+            watch(&self.state, self.now, &mut || {
+                ids += 1;
+                format!("id-{ids:04}")
+            })
+            .is_empty(),
+            "the watcher's changes are done once"
+        );
+    }
+
+    fn latest(&self) -> Deployment {
+        latest(&self.state, "web").expect("a deployment")
+    }
+
+    /// Live allocations: (version, healthy?) of each.
+    fn live(&self) -> Vec<(u64, Option<bool>, bool)> {
+        let mut v: Vec<(u64, Option<bool>, bool)> = self
+            .state
+            .allocs
+            .values()
+            .filter(|a| !alloc_terminal(a))
+            .map(|a| (a.job.as_ref().unwrap().version, healthy(a), is_canary(a)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn live_of_version(&self, version: u64) -> usize {
+        self.live().iter().filter(|(v, _, _)| *v == version).count()
+    }
+
+    fn change(&mut self, c: Result<DeploymentChange, DeployError>) -> Result<(), String> {
+        let c = c.map_err(|e| e.to_string())?;
+        self.apply(command::Kind::DeploymentChange(c))
+            .map_err(|e| e.to_string())?;
+        self.settle();
+        Ok(())
+    }
+
+    fn stable(&self, version: u64) -> bool {
+        self.state.job_versions["web"]
+            .iter()
+            .find(|j| j.version == version)
+            .unwrap()
+            .stable
+    }
+}
+
+const ROLLING: &str = r#"max_parallel = 2
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+      progress_deadline = "10m""#;
+
+#[test]
+fn the_first_run_succeeds_and_marks_version_0_stable() {
+    let mut s = Sim::new();
+    s.run(job(3, "a", ROLLING));
+    let d = s.latest();
+    assert_eq!(
+        (d.status.as_str(), d.status_description.as_str()),
+        (DEPLOYMENT_RUNNING, DESC_DEPLOYMENT_RUNNING)
+    );
+    assert_eq!(d.task_groups["app"].desired_total, 3);
+    assert_eq!(d.task_groups["app"].placed_allocs, 3, "placements are not limited");
+    assert!(!s.stable(0));
+    s.all_healthy();
+    let d = s.latest();
+    assert_eq!(
+        (d.status.as_str(), d.status_description.as_str()),
+        (DEPLOYMENT_SUCCESSFUL, DESC_DEPLOYMENT_SUCCESSFUL)
+    );
+    assert_eq!(d.task_groups["app"].healthy_allocs, 3);
+    assert!(s.stable(0) && s.state.jobs["web"].stable);
+    // Running the same spec again changes nothing and starts no deployment.
+    s.run(job(3, "a", ROLLING));
+    assert_eq!(s.state.deployments.len(), 1);
+}
+
+#[test]
+fn a_rolling_update_never_has_more_than_max_parallel_new_allocations_unproven() {
+    let mut s = Sim::new();
+    s.run(job(6, "a", ROLLING));
+    s.all_healthy();
+    s.run(job(6, "b", ROLLING));
+    let d = s.latest();
+    assert_eq!((d.job_version, d.status.as_str()), (1, DEPLOYMENT_RUNNING));
+    let mut rounds = 0;
+    while s.latest().status == DEPLOYMENT_RUNNING {
+        rounds += 1;
+        assert!(rounds < 10, "the rollout ends");
+        let live = s.live();
+        let unproven = live.iter().filter(|(v, h, _)| *v == 1 && h.is_none()).count();
+        assert!(unproven <= 2, "at most max_parallel new ones waiting: {live:?}");
+        // The old ones not yet replaced keep running: never below count minus max_parallel
+        // healthy.
+        let healthy = live.iter().filter(|(_, h, _)| *h == Some(true)).count();
+        assert!(healthy >= 4, "{live:?}");
+        assert_eq!(live.len(), 6, "{live:?}");
+        // One at a time becomes healthy, and the next one starts.
+        let next = s.undecided()[0].clone();
+        s.report(&next, ALLOC_RUNNING, Some(true));
+    }
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+    assert_eq!(s.live_of_version(1), 6);
+    assert!(s.stable(1));
+}
+
+#[test]
+fn an_in_place_change_keeps_the_allocations_and_joins_the_deployment() {
+    let mut s = Sim::new();
+    s.run(job(2, "a", ROLLING));
+    s.all_healthy();
+    let before: Vec<String> = s.state.allocs.keys().cloned().collect();
+    let mut j = job(2, "a", ROLLING);
+    j.priority = 70;
+    s.run(j);
+    let d = s.latest();
+    assert_eq!((d.job_version, d.status.as_str()), (1, DEPLOYMENT_RUNNING));
+    let after: Vec<String> = s.state.allocs.keys().cloned().collect();
+    assert_eq!(before, after, "same allocations");
+    assert!(s.state.allocs.values().all(|a| a.deployment_id == d.id));
+    assert_eq!(s.undecided().len(), 2, "health is judged afresh");
+    s.all_healthy();
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+}
+
+#[test]
+fn the_progress_deadline_fails_the_deployment_and_old_allocations_keep_running() {
+    let mut s = Sim::new();
+    s.run(job(4, "a", ROLLING));
+    s.all_healthy();
+    s.run(job(4, "bad", ROLLING));
+    // The two new ones never become healthy (checks failing: no verdict until the deadline).
+    for id in s.undecided() {
+        s.report(&id, ALLOC_RUNNING, None);
+    }
+    s.tick(9 * MIN);
+    assert_eq!(s.latest().status, DEPLOYMENT_RUNNING);
+    s.tick(MIN + 1);
+    let d = s.latest();
+    assert_eq!(
+        (d.status.as_str(), d.status_description.as_str()),
+        (DEPLOYMENT_FAILED, DESC_DEPLOYMENT_PROGRESS_DEADLINE)
+    );
+    // Nothing more is replaced: the two old allocations not yet updated keep running.
+    s.tick(60 * MIN);
+    assert_eq!(s.live_of_version(0), 2);
+    assert!(!s.stable(1));
+}
+
+#[test]
+fn progress_deadline_0_fails_on_the_first_unhealthy_allocation_and_auto_revert_rolls_back() {
+    let update = r#"max_parallel = 1
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+      progress_deadline = "0s"
+      auto_revert = true"#;
+    let mut s = Sim::new();
+    s.run(job(2, "a", update));
+    s.all_healthy();
+    s.run(job(2, "bad", update));
+    let bad = s.undecided();
+    assert_eq!(bad.len(), 1, "max_parallel 1");
+    s.report(&bad[0], ALLOC_RUNNING, Some(false));
+    s.tick(1);
+    let failed = of_job(&s.state, "web")
+        .into_iter()
+        .find(|d| d.job_version == 1)
+        .unwrap();
+    assert_eq!(failed.status, DEPLOYMENT_FAILED);
+    assert_eq!(
+        failed.status_description,
+        "Failed due to unhealthy allocations - rolling back to job version 0"
+    );
+    // Version 2 is version 0's spec, deployed anew.
+    let j = &s.state.jobs["web"];
+    assert_eq!(j.version, 2);
+    assert!(crate::state::same_spec(j, &s.state.job_versions["web"][0]));
+    s.all_healthy();
+    s.all_healthy();
+    let d = s.latest();
+    assert_eq!((d.job_version, d.status.as_str()), (2, DEPLOYMENT_SUCCESSFUL));
+    assert_eq!(s.live_of_version(2), 2);
+}
+
+#[test]
+fn auto_revert_without_a_stable_version_or_to_the_same_spec_only_explains() {
+    let update = r#"max_parallel = 1
+      progress_deadline = "0s"
+      auto_revert = true"#;
+    let mut s = Sim::new();
+    s.run(job(1, "a", update));
+    let first = s.undecided();
+    s.report(&first[0], ALLOC_RUNNING, Some(false));
+    s.tick(1);
+    let d = s.latest();
+    assert_eq!(
+        d.status_description,
+        "Failed due to unhealthy allocations - no stable job version to auto revert to"
+    );
+    assert_eq!(s.state.jobs["web"].version, 0, "nothing registered");
+
+    // Version 0 stable; version 1 fails and is rolled back as version 2 (version 0's spec);
+    // when version 2 fails too, reverting to version 0 would change nothing: no revert loop.
+    let mut s = Sim::new();
+    s.run(job(1, "a", update));
+    s.all_healthy();
+    s.run(job(1, "b", update));
+    let v1 = s.undecided();
+    s.report(&v1[0], ALLOC_RUNNING, Some(false));
+    s.tick(1);
+    assert_eq!(s.state.jobs["web"].version, 2);
+    let v2 = s.undecided();
+    s.report(&v2[0], ALLOC_RUNNING, Some(false));
+    s.tick(1);
+    let d = s.latest();
+    assert_eq!(d.job_version, 2);
+    assert_eq!(
+        d.status_description,
+        "Failed due to unhealthy allocations - not rolling back to stable job version 0 as current job has same specification"
+    );
+    assert_eq!(s.state.jobs["web"].version, 2, "nothing registered");
+}
+
+const CANARY: &str = r#"max_parallel = 1
+      canary = 1
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+      progress_deadline = "10m""#;
+
+#[test]
+fn a_canary_waits_for_promotion_which_is_refused_until_it_is_healthy() {
+    let mut s = Sim::new();
+    s.run(job(3, "a", CANARY));
+    s.all_healthy();
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL, "no canary on first run");
+    s.run(job(3, "b", CANARY));
+    let d = s.latest();
+    assert_eq!(d.status_description, DESC_DEPLOYMENT_NEEDS_PROMOTION);
+    assert_eq!(d.task_groups["app"].desired_canaries, 1);
+    // One canary beside the three old ones.
+    assert_eq!(s.live_of_version(0), 3);
+    assert_eq!(s.live_of_version(1), 1);
+    let canary = s.undecided()[0].clone();
+    assert!(is_canary(&s.state.allocs[&canary]));
+    let name = s.state.allocs[&canary].name.clone();
+    // Promotion is refused while the canary is not healthy.
+    let d = s.latest();
+    let refused = promote(&s.state, &d, &mut || "e".into()).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "Task group \"app\" has 0/1 healthy allocations"
+    );
+    // Healthy canaries waiting for promotion never fail by the progress deadline.
+    s.report(&canary, ALLOC_RUNNING, Some(true));
+    s.tick(11 * MIN);
+    assert_eq!(s.latest().status, DEPLOYMENT_RUNNING);
+    assert_eq!(s.live_of_version(0), 3, "nothing replaced before promotion");
+    let d = s.latest();
+    let mut ids = 0;
+    s.change(promote(&s.state, &d, &mut || {
+        ids += 1;
+        format!("promote-eval-{ids}")
+    }))
+    .unwrap();
+    let d = s.latest();
+    assert!(d.task_groups["app"].promoted);
+    assert_eq!(d.status_description, DESC_DEPLOYMENT_RUNNING);
+    // The old allocation with the canary's name went first; then one at a time.
+    let old_same_name = s
+        .state
+        .allocs
+        .values()
+        .find(|a| a.name == name && a.id != canary)
+        .unwrap();
+    assert_eq!(old_same_name.desired_status, ALLOC_DESIRED_STOP);
+    assert_eq!(s.live().len(), 3);
+    while s.latest().status == DEPLOYMENT_RUNNING {
+        assert!(s.live().len() == 3);
+        s.all_healthy();
+    }
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+    assert_eq!(s.live_of_version(1), 3);
+    // Terminal deployments refuse operations.
+    let d = s.latest();
+    assert_eq!(
+        promote(&s.state, &d, &mut || "e".into())
+            .unwrap_err()
+            .to_string(),
+        "can't promote terminal deployment"
+    );
+    assert_eq!(
+        fail(&s.state, &d, &mut || "e".into())
+            .unwrap_err()
+            .to_string(),
+        "can't fail terminal deployment"
+    );
+}
+
+#[test]
+fn auto_promote_promotes_once_the_canaries_are_healthy() {
+    let update = r#"max_parallel = 2
+      canary = 2
+      auto_promote = true
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+      progress_deadline = "10m""#;
+    let mut s = Sim::new();
+    s.run(job(4, "a", update));
+    s.all_healthy();
+    s.run(job(4, "b", update));
+    assert_eq!(
+        s.latest().status_description,
+        DESC_DEPLOYMENT_AUTO_PROMOTION
+    );
+    let canaries = s.undecided();
+    assert_eq!(canaries.len(), 2);
+    s.report(&canaries[0], ALLOC_RUNNING, Some(true));
+    s.tick(1);
+    assert!(!s.latest().task_groups["app"].promoted, "one of two healthy");
+    s.report(&canaries[1], ALLOC_RUNNING, Some(true));
+    s.tick(1);
+    assert!(s.latest().task_groups["app"].promoted);
+    while s.latest().status == DEPLOYMENT_RUNNING {
+        s.all_healthy();
+        s.tick(1);
+    }
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+    assert_eq!((s.live_of_version(0), s.live_of_version(1)), (0, 4));
+}
+
+#[test]
+fn blue_green_runs_both_sets_and_promotion_stops_every_old_allocation_at_once() {
+    let update = r#"max_parallel = 2
+      canary = 3
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+      progress_deadline = "10m""#;
+    let mut s = Sim::new();
+    s.run(job(3, "blue", update));
+    s.all_healthy();
+    s.run(job(3, "green", update));
+    assert_eq!((s.live_of_version(0), s.live_of_version(1)), (3, 3));
+    s.all_healthy();
+    let d = s.latest();
+    s.change(promote(&s.state, &d, &mut || "eval-promote".into()))
+        .unwrap();
+    assert_eq!((s.live_of_version(0), s.live_of_version(1)), (0, 3));
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+}
+
+#[test]
+fn pause_holds_placements_past_the_deadline_and_resume_continues() {
+    let mut s = Sim::new();
+    s.run(job(4, "a", ROLLING));
+    s.all_healthy();
+    s.run(job(4, "b", ROLLING));
+    let d = s.latest();
+    s.change(pause(&s.state, &d, true, &mut || "e1".into()))
+        .unwrap();
+    assert_eq!(s.latest().status_description, DESC_DEPLOYMENT_PAUSED);
+    s.all_healthy();
+    // Healthy, but paused: nothing more is replaced, and the deadline does not fail it.
+    s.tick(30 * MIN);
+    assert_eq!(s.latest().status, DEPLOYMENT_PAUSED);
+    assert_eq!(s.live_of_version(1), 2);
+    let d = s.latest();
+    s.change(pause(&s.state, &d, false, &mut || "e2".into()))
+        .unwrap();
+    let d = s.latest();
+    assert_eq!(d.status, DEPLOYMENT_RUNNING);
+    assert_eq!(
+        d.task_groups["app"].require_progress_by_unix_ms,
+        s.now + 10 * MIN,
+        "resume restarts the deadline"
+    );
+    assert_eq!(s.live_of_version(1), 4, "resume goes on with the rollout");
+    s.all_healthy();
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+}
+
+#[test]
+fn deployment_fail_by_the_user_and_a_newer_version_or_a_stop_cancel() {
+    let mut s = Sim::new();
+    s.run(job(4, "a", ROLLING));
+    s.all_healthy();
+    s.run(job(4, "b", ROLLING));
+    let d = s.latest();
+    s.change(fail(&s.state, &d, &mut || "e".into())).unwrap();
+    let d = s.latest();
+    assert_eq!(
+        (d.status.as_str(), d.status_description.as_str()),
+        (DEPLOYMENT_FAILED, DESC_DEPLOYMENT_FAILED_BY_USER)
+    );
+    assert_eq!(s.live_of_version(0), 2, "the old ones left keep running");
+
+    s.run(job(4, "c", ROLLING));
+    let running = s.latest();
+    assert_eq!((running.job_version, running.status.as_str()), (2, "running"));
+    s.run(job(4, "d", ROLLING));
+    let cancelled = &s.state.deployments[&running.id];
+    assert_eq!(
+        (
+            cancelled.status.as_str(),
+            cancelled.status_description.as_str()
+        ),
+        (DEPLOYMENT_CANCELLED, DESC_DEPLOYMENT_NEWER_JOB)
+    );
+    let current = s.latest();
+    s.apply(command::Kind::JobDeregister(crate::internal::JobDeregister {
+        job_id: "web".into(),
+        purge: false,
+        eval: Some(crate::sched::new_eval(
+            &s.state.jobs["web"].clone(),
+            "stop".into(),
+            TRIGGER_JOB_DEREGISTER,
+        )),
+    }))
+    .unwrap();
+    s.settle();
+    assert_eq!(
+        s.state.deployments[&current.id].status_description,
+        DESC_DEPLOYMENT_JOB_STOPPED
+    );
+}
+
+#[test]
+fn revert_registers_a_kept_version_and_refuses_missing_or_current_ones() {
+    let mut s = Sim::new();
+    s.run(job(1, "a", ROLLING));
+    s.run(job(1, "b", ROLLING));
+    let mut id = || "e".to_string();
+    assert_eq!(
+        revert(&s.state, "web", 7, &mut id).unwrap_err().to_string(),
+        "job \"web\" has no version 7 (kept versions: 0, 1)"
+    );
+    assert_eq!(
+        revert(&s.state, "web", 1, &mut id).unwrap_err().to_string(),
+        "job \"web\" is already at version 1"
+    );
+    let r = revert(&s.state, "web", 0, &mut id).unwrap();
+    s.apply(command::Kind::JobRegister(r)).unwrap();
+    let j = &s.state.jobs["web"];
+    assert_eq!((j.version, j.stable), (2, false));
+    assert_eq!(
+        revert(&s.state, "web", 0, &mut id).unwrap_err().to_string(),
+        "job \"web\" version 0 has the same specification as the current version 2: nothing to revert"
+    );
+}
+
+#[test]
+fn manual_health_drives_the_rollout_and_unknown_allocations_are_refused() {
+    let update = r#"max_parallel = 1
+      health_check = "manual"
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+      progress_deadline = "10m""#;
+    let mut s = Sim::new();
+    s.run(job(2, "a", update));
+    let d = s.latest();
+    let ids = s.undecided();
+    assert_eq!(
+        set_alloc_health(&s.state, &d, vec!["nope".into()], vec![], &mut || "e".into())
+            .unwrap_err()
+            .to_string(),
+        format!("allocation nope is not part of deployment {}", d.id)
+    );
+    s.change(set_alloc_health(&s.state, &d, ids, vec![], &mut || "e".into()))
+        .unwrap();
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+}
+
+#[test]
+fn deployments_survive_a_snapshot() {
+    let mut s = Sim::new();
+    s.run(job(2, "a", ROLLING));
+    let back = State::from_snapshot(&s.state.to_snapshot("test")).unwrap();
+    assert_eq!(back.deployments, s.state.deployments);
+    assert_eq!(back.deployments.in_state(DEPLOYMENT_RUNNING).count(), 1);
+}
+
+#[test]
+fn a_plan_s_deployment_change_is_skipped_once_the_deployment_has_ended() {
+    let mut s = Sim::new();
+    s.run(job(1, "a", ROLLING));
+    let d = s.latest();
+    s.change(fail(&s.state, &d, &mut || "e".into())).unwrap();
+    let stale = ApplyPlan {
+        deployment_changes: vec![DeploymentChange {
+            deployment_id: d.id.clone(),
+            status: DEPLOYMENT_SUCCESSFUL.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    s.apply(command::Kind::ApplyPlan(stale)).unwrap();
+    assert_eq!(s.latest().status, DEPLOYMENT_FAILED);
+    // A user's change to it is refused by the state machine too.
+    let late = DeploymentChange {
+        deployment_id: d.id.clone(),
+        status: DEPLOYMENT_PAUSED.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.apply(command::Kind::DeploymentChange(late))
+            .unwrap_err()
+            .to_string(),
+        "can't pause terminal deployment"
+    );
+}
