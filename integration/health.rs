@@ -12,9 +12,10 @@ job "checked" {
     network {
       port "http" {}
     }
-    migrate {
-      min_healthy_time = "1s"
-      healthy_deadline = "60s"
+    update {
+      min_healthy_time  = "1s"
+      healthy_deadline  = "60s"
+      progress_deadline = "120s"
     }
     service {
       name = "web"
@@ -39,9 +40,10 @@ job "checked" {
     network {
       port "http" {}
     }
-    migrate {
-      min_healthy_time = "1s"
-      healthy_deadline = "3s"
+    update {
+      min_healthy_time  = "1s"
+      healthy_deadline  = "3s"
+      progress_deadline = "120s"
     }
     service {
       name = "nothing"

@@ -2,6 +2,7 @@
 //!
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
+//! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
 //! - `health`: service checks and task states decide allocation health;
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
@@ -11,6 +12,7 @@
 //! - `tidy`: rules about the source tree itself.
 
 mod cluster;
+mod deployments;
 mod errors;
 mod harness;
 mod health;

@@ -881,13 +881,24 @@ impl<'a> Run<'a, '_> {
             a.client_status == ALLOC_FAILED
                 && a.desired_status == ALLOC_DESIRED_RUN
                 && a.next_allocation.is_empty()
-                && failed_deployment.as_deref() != Some(a.deployment_id.as_str())
         });
         for a in failed {
             let Some(idx) = name_index(&a.name).filter(|i| *i < g.count) else {
                 continue;
             };
-            if taken.insert(idx, ()).is_some() {
+            if taken.insert(idx, ()).is_some()
+                || failed_deployment.as_deref() == Some(a.deployment_id.as_str())
+            {
+                continue;
+            }
+            if !at_version(a, job) {
+                // It failed at an older version: the new version gets its own chance there.
+                if let Some(i) = self.place(job, g, idx, &a.id, None, true, &[]) {
+                    let mut old = (*a).clone();
+                    old.next_allocation = self.out.allocs[i].id.clone();
+                    old.eval_id = self.eval_id.into();
+                    self.out.allocs.push(old);
+                }
                 continue;
             }
             let delay = g

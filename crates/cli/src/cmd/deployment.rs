@@ -239,13 +239,13 @@ pub fn deployed_table(d: &Deployment, deadline: bool) -> String {
                 g.unhealthy_allocs.to_string(),
             ]);
             if deadline {
-                row.push(if g.require_progress_by_unix_ms == 0 {
-                    "N/A".into()
-                } else if !deployment_active(&d.status) {
-                    "N/A".into()
-                } else {
-                    time(g.require_progress_by_unix_ms)
-                });
+                row.push(
+                    if g.require_progress_by_unix_ms == 0 || !deployment_active(&d.status) {
+                        "N/A".into()
+                    } else {
+                        time(g.require_progress_by_unix_ms)
+                    },
+                );
             }
             row
         })
@@ -292,7 +292,11 @@ pub async fn monitor(channel: Conn, id: &str) -> CmdResult {
             short(&d.id),
             d.status,
             body.lines()
-                .map(|l| format!("    {l}\n"))
+                .map(|l| if l.is_empty() {
+                    "\n".to_string()
+                } else {
+                    format!("    {l}\n")
+                })
                 .collect::<String>()
         );
         if text != last {

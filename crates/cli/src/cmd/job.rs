@@ -136,6 +136,10 @@ async fn job_run(addr: &str, file: &PathBuf, detach: bool, check_index: Option<u
 /// any) until that ends.
 async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> CmdResult {
     let code = monitor_eval(channel.clone(), &reply.eval_id).await?;
+    if code != 0 {
+        // Allocations wait for room: the deployment cannot finish before they are placed.
+        return Ok(code);
+    }
     let eval = EvalsClient::new(channel.clone())
         .get(GetEvalRequest {
             eval_id: reply.eval_id.clone(),
@@ -156,11 +160,8 @@ async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> Cmd
         .first()
         .filter(|d| d.create_index >= reply.index)
     {
-        Some(d) => {
-            let done = super::deployment::monitor(channel, &d.id).await?;
-            Ok(code.max(done))
-        }
-        None => Ok(code),
+        Some(d) => super::deployment::monitor(channel, &d.id).await,
+        None => Ok(0),
     }
 }
 

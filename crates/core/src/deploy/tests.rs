@@ -270,7 +270,10 @@ fn the_first_run_succeeds_and_marks_version_0_stable() {
         (DEPLOYMENT_RUNNING, DESC_DEPLOYMENT_RUNNING)
     );
     assert_eq!(d.task_groups["app"].desired_total, 3);
-    assert_eq!(d.task_groups["app"].placed_allocs, 3, "placements are not limited");
+    assert_eq!(
+        d.task_groups["app"].placed_allocs, 3,
+        "placements are not limited"
+    );
     assert!(!s.stable(0));
     s.all_healthy();
     let d = s.latest();
@@ -298,8 +301,14 @@ fn a_rolling_update_never_has_more_than_max_parallel_new_allocations_unproven() 
         rounds += 1;
         assert!(rounds < 10, "the rollout ends");
         let live = s.live();
-        let unproven = live.iter().filter(|(v, h, _)| *v == 1 && h.is_none()).count();
-        assert!(unproven <= 2, "at most max_parallel new ones waiting: {live:?}");
+        let unproven = live
+            .iter()
+            .filter(|(v, h, _)| *v == 1 && h.is_none())
+            .count();
+        assert!(
+            unproven <= 2,
+            "at most max_parallel new ones waiting: {live:?}"
+        );
         // The old ones not yet replaced keep running: never below count minus max_parallel
         // healthy.
         let healthy = live.iter().filter(|(_, h, _)| *h == Some(true)).count();
@@ -388,7 +397,10 @@ fn progress_deadline_0_fails_on_the_first_unhealthy_allocation_and_auto_revert_r
     s.all_healthy();
     s.all_healthy();
     let d = s.latest();
-    assert_eq!((d.job_version, d.status.as_str()), (2, DEPLOYMENT_SUCCESSFUL));
+    assert_eq!(
+        (d.job_version, d.status.as_str()),
+        (2, DEPLOYMENT_SUCCESSFUL)
+    );
     assert_eq!(s.live_of_version(2), 2);
 }
 
@@ -442,7 +454,11 @@ fn a_canary_waits_for_promotion_which_is_refused_until_it_is_healthy() {
     let mut s = Sim::new();
     s.run(job(3, "a", CANARY));
     s.all_healthy();
-    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL, "no canary on first run");
+    assert_eq!(
+        s.latest().status,
+        DEPLOYMENT_SUCCESSFUL,
+        "no canary on first run"
+    );
     s.run(job(3, "b", CANARY));
     let d = s.latest();
     assert_eq!(d.status_description, DESC_DEPLOYMENT_NEEDS_PROMOTION);
@@ -526,7 +542,10 @@ fn auto_promote_promotes_once_the_canaries_are_healthy() {
     assert_eq!(canaries.len(), 2);
     s.report(&canaries[0], ALLOC_RUNNING, Some(true));
     s.tick(1);
-    assert!(!s.latest().task_groups["app"].promoted, "one of two healthy");
+    assert!(
+        !s.latest().task_groups["app"].promoted,
+        "one of two healthy"
+    );
     s.report(&canaries[1], ALLOC_RUNNING, Some(true));
     s.tick(1);
     assert!(s.latest().task_groups["app"].promoted);
@@ -605,7 +624,10 @@ fn deployment_fail_by_the_user_and_a_newer_version_or_a_stop_cancel() {
 
     s.run(job(4, "c", ROLLING));
     let running = s.latest();
-    assert_eq!((running.job_version, running.status.as_str()), (2, "running"));
+    assert_eq!(
+        (running.job_version, running.status.as_str()),
+        (2, "running")
+    );
     s.run(job(4, "d", ROLLING));
     let cancelled = &s.state.deployments[&running.id];
     assert_eq!(
@@ -616,15 +638,17 @@ fn deployment_fail_by_the_user_and_a_newer_version_or_a_stop_cancel() {
         (DEPLOYMENT_CANCELLED, DESC_DEPLOYMENT_NEWER_JOB)
     );
     let current = s.latest();
-    s.apply(command::Kind::JobDeregister(crate::internal::JobDeregister {
-        job_id: "web".into(),
-        purge: false,
-        eval: Some(crate::sched::new_eval(
-            &s.state.jobs["web"].clone(),
-            "stop".into(),
-            TRIGGER_JOB_DEREGISTER,
-        )),
-    }))
+    s.apply(command::Kind::JobDeregister(
+        crate::internal::JobDeregister {
+            job_id: "web".into(),
+            purge: false,
+            eval: Some(crate::sched::new_eval(
+                &s.state.jobs["web"].clone(),
+                "stop".into(),
+                TRIGGER_JOB_DEREGISTER,
+            )),
+        },
+    ))
     .unwrap();
     s.settle();
     assert_eq!(
@@ -669,13 +693,16 @@ fn manual_health_drives_the_rollout_and_unknown_allocations_are_refused() {
     let d = s.latest();
     let ids = s.undecided();
     assert_eq!(
-        set_alloc_health(&s.state, &d, vec!["nope".into()], vec![], &mut || "e".into())
-            .unwrap_err()
-            .to_string(),
+        set_alloc_health(&s.state, &d, vec!["nope".into()], vec![], &mut || "e"
+            .into())
+        .unwrap_err()
+        .to_string(),
         format!("allocation nope is not part of deployment {}", d.id)
     );
-    s.change(set_alloc_health(&s.state, &d, ids, vec![], &mut || "e".into()))
-        .unwrap();
+    s.change(set_alloc_health(&s.state, &d, ids, vec![], &mut || {
+        "e".into()
+    }))
+    .unwrap();
     assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
 }
 
@@ -716,4 +743,26 @@ fn a_plan_s_deployment_change_is_skipped_once_the_deployment_has_ended() {
             .to_string(),
         "can't pause terminal deployment"
     );
+}
+
+#[test]
+fn a_failed_allocation_is_unhealthy_and_fails_the_deployment_when_it_cannot_be_replaced() {
+    let mut s = Sim::new();
+    s.run(job(2, "a", ROLLING));
+    s.all_healthy();
+    s.run(job(2, "crash", ROLLING));
+    // The task exits before its client judged its health; no reschedule attempts are left.
+    for id in s.undecided() {
+        s.report(&id, ALLOC_FAILED, None);
+    }
+    assert_eq!(s.latest().task_groups["app"].unhealthy_allocs, 2);
+    s.tick(1);
+    let d = s.latest();
+    assert_eq!(
+        (d.status.as_str(), d.status_description.as_str()),
+        (DEPLOYMENT_FAILED, DESC_DEPLOYMENT_FAILED_ALLOCS)
+    );
+    // The failed ones are not replaced by more of the failing version.
+    s.tick(60 * MIN);
+    assert_eq!(s.live_of_version(1), 0);
 }
