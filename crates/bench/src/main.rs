@@ -1,13 +1,15 @@
 //! `yurt-bench raft`: starts three `yurt agent -server` processes on loopback and prints
 //! job registrations committed per second with 1 and with 64 concurrent clients, latency
 //! percentiles, and leader failover time (kill -9 the leader → first accepted write).
-//! `yurt-bench client`: see [`client`]. `yurt-bench sched`: see [`sched`].
+//! `yurt-bench client`: see [`client`]. `yurt-bench sched`: see [`sched`]. `yurt-bench deploy`:
+//! see [`deploy`].
 //!
 //! Build the agent first, then run the bench in release mode:
 //! `cargo build --release && cargo run --release -p yurt-bench -- raft` (or `client`).
 //! Figures are printed, never asserted; record them in docs/performance.md.
 
 mod client;
+mod deploy;
 mod sched;
 
 use std::path::{Path, PathBuf};
@@ -332,12 +334,13 @@ fn main() {
             rt.block_on(raft(yurt, count, failover))
         }
         "client" => rt.block_on(client::client(yurt)),
+        "deploy" => rt.block_on(deploy::deploy(yurt)),
         "sched" => {
             sched::in_memory();
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client | sched");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client | sched | deploy");
             std::process::exit(2)
         }
     }
