@@ -33,7 +33,7 @@ fn job(greeting: &str) -> Job {
       }}
       resources {{
         cpu    = 1
-        memory = 1
+        memory = 10
       }}
     }}
   }}

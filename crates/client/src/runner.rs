@@ -526,7 +526,8 @@ impl Client {
                 let (status, desc) = alloc_status(local.tasks.values().map(|t| &t.state));
                 local.client_status = status.into();
                 local.client_description = desc.into();
-                self.track_health(local, now);
+                // Tasks started in this pass count from when they started, not from the pass.
+                self.track_health(local, now_ms());
                 let after = (
                     local.client_status.clone(),
                     serde_json::to_string(&local.tasks).unwrap_or_default(),
