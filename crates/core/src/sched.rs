@@ -34,6 +34,8 @@ pub struct Outcome {
     pub queued: BTreeMap<String, u32>,
     /// When a failed allocation becomes due for rescheduling (Unix ms), if one waits.
     pub followup_at: Option<i64>,
+    /// When a system job's rolling update goes on (`stagger` after this step), if it must.
+    pub rolling_at: Option<i64>,
     /// The job version that new and updated allocations run; they leave their own `job`
     /// empty (it travels once, in the plan).
     pub job: Option<Job>,
@@ -161,6 +163,17 @@ pub fn schedule_with(
             run.out.followup_at = None;
         }
     }
+    if let Some(due) = run.out.rolling_at {
+        let waiting = state.evals.of_job(job_id).any(|e| {
+            e.status == EVAL_PENDING
+                && e.triggered_by == TRIGGER_ROLLING_UPDATE
+                && e.wait_until_unix_ms > now
+                && e.wait_until_unix_ms <= due
+        });
+        if waiting {
+            run.out.rolling_at = None;
+        }
+    }
     run.out
 }
 
@@ -216,6 +229,19 @@ pub fn plan_command(
             job_id: eval.job_id.clone(),
             status: EVAL_PENDING.into(),
             status_description: DESC_DELAYED_EVAL.into(),
+            previous_eval: eval.id.clone(),
+            wait_until_unix_ms: due,
+            ..Evaluation::default()
+        });
+    }
+    if let Some(due) = outcome.rolling_at {
+        new_evals.push(Evaluation {
+            id: new_id(),
+            priority: eval.priority,
+            r#type: eval.r#type.clone(),
+            triggered_by: TRIGGER_ROLLING_UPDATE.into(),
+            job_id: eval.job_id.clone(),
+            status: EVAL_PENDING.into(),
             previous_eval: eval.id.clone(),
             wait_until_unix_ms: due,
             ..Evaluation::default()
@@ -948,11 +974,27 @@ impl<'a> Run<'a, '_> {
                 self.stop(a, DESC_NOT_NEEDED);
             }
         }
+        // A destructive update replaces `max_parallel` allocations per run, the next ones
+        // `stagger` later (Nomad's system rolling update); max_parallel = 0: all at once.
+        let rolling = g.update.as_ref().filter(|u| u.max_parallel > 0);
+        let mut limit = rolling.map_or(usize::MAX, |u| u.max_parallel as usize);
         let nodes: Vec<&Node> = self.state.nodes.values().collect();
         for node in nodes {
             let feasible = g.count > 0 && self.filter(job, g, node).is_ok();
             match (on_node.get(node.id.as_str()), feasible) {
                 (Some(a), true) => {
+                    let old_job = a.job.clone().unwrap_or_default();
+                    let destructive = old_job.job_modify_index != job.job_modify_index
+                        && tasks_updated(&old_job, job, &g.name);
+                    if destructive && limit == 0 {
+                        self.desired(&g.name).ignore += 1;
+                        let at = self.now + rolling.map_or(0, |u| u.stagger_ms as i64);
+                        self.out.rolling_at = Some(self.out.rolling_at.map_or(at, |t| t.min(at)));
+                        continue;
+                    }
+                    if destructive {
+                        limit -= 1;
+                    }
                     if !self.update_existing(job, a) {
                         let prev = a.id.clone();
                         self.place(job, g, 0, &prev, Some(node), false, &[]);

@@ -321,6 +321,48 @@ fn system_job_runs_once_per_feasible_node() {
 }
 
 #[test]
+fn a_system_job_update_replaces_max_parallel_allocations_then_waits_stagger() {
+    let mut w = World::new(3);
+    let with_update = |env: &str| {
+        let mut j = job_src("system", 1, env, 100, 50);
+        let u = j.task_groups[0].update.as_mut().unwrap();
+        u.max_parallel = 1;
+        u.stagger_ms = 30_000;
+        j
+    };
+    w.run(with_update("a"));
+    let o = w.run(with_update("b"));
+    assert_eq!(counts(&o), (0, 0, 2, 0, 1), "one node now, two later");
+    assert_eq!(o.rolling_at, Some(w.now + 30_000));
+    let rolling = plan_command(
+        &new_eval(&w.state.jobs["web"], "e".into(), TRIGGER_JOB_REGISTER),
+        &[],
+        o,
+        w.now,
+        &mut || "next".into(),
+    );
+    let Some(command::Kind::ApplyPlan(p)) = rolling.kind else {
+        panic!("a plan")
+    };
+    let next = &p.new_evals[0];
+    assert_eq!(
+        (next.triggered_by.as_str(), next.wait_until_unix_ms),
+        (TRIGGER_ROLLING_UPDATE, w.now + 30_000)
+    );
+    w.now += 30_000;
+    let o = w.schedule("web");
+    assert_eq!(counts(&o), (0, 0, 2, 0, 1), "the next node, stagger later");
+    w.now += 30_000;
+    let o = w.schedule("web");
+    assert_eq!(counts(&o), (0, 0, 2, 0, 1));
+    assert_eq!(o.rolling_at, None, "done");
+    assert!(w
+        .running()
+        .iter()
+        .all(|a| a.job.as_ref().is_none_or(|j| j.version == 1)));
+}
+
+#[test]
 fn a_registering_node_gets_an_evaluation_for_every_system_job_and_its_own_jobs() {
     let mut w = World::new(1);
     w.run(job_src("system", 1, "a", 100, 50));
