@@ -810,7 +810,14 @@ impl<'a> Run<'a, '_> {
             }
         }
         let missing = (0..g.count).filter(|i| !taken.contains_key(i)).count();
-        let canarying = u.is_some_and(|u| u.canary > 0) && !destructive.is_empty() && !promoted;
+        // Canaries are wanted for destructive changes, and the deployment waits for their
+        // promotion even when the allocations they would replace are gone meanwhile.
+        let waiting_promotion = self
+            .group_state(&g.name)
+            .is_some_and(|s| s.desired_canaries > 0 && !s.promoted);
+        let canarying = !promoted
+            && u.is_some_and(|u| u.canary > 0)
+            && (!destructive.is_empty() || waiting_promotion);
         if let Some(u) = u {
             let had_running = allocs.iter().any(|a| at_version(a, job));
             let updating = !destructive.is_empty() || !in_place.is_empty();
@@ -839,7 +846,11 @@ impl<'a> Run<'a, '_> {
             let want = u.map_or(0, |u| u.canary).min(g.count) as usize;
             if self.deployment_running() {
                 for i in canaries.len()..want {
-                    let (idx, _) = destructive[i % destructive.len()];
+                    // Canaries take the names of the allocations they will replace.
+                    let idx = match destructive.len() {
+                        0 => i as u32,
+                        n => destructive[i % n].0,
+                    };
                     if let Some(at) = self.place(job, g, idx, "", None, false, &[]) {
                         self.out.allocs[at].deployment_status = Some(AllocDeploymentStatus {
                             canary: true,
@@ -851,11 +862,38 @@ impl<'a> Run<'a, '_> {
             }
         }
         self.reschedule_failed(job, g, allocs, &mut taken);
+        // While canaries prove the new version, a missing allocation (its node went down) comes
+        // back at the version the others run, not as an unproven one of the new version.
+        let downgrade: Option<Job> = canarying
+            .then(|| {
+                allocs
+                    .iter()
+                    .filter(|a| !at_version(a, job) && !is_canary(a))
+                    .filter_map(|a| a.job.as_ref())
+                    .max_by_key(|j| j.version)
+                    .cloned()
+            })
+            .flatten();
         let mut placed = 0;
         for idx in 0..g.count {
-            if !taken.contains_key(&idx) {
-                self.place(job, g, idx, "", None, true, &[]);
-                placed += 1;
+            if taken.contains_key(&idx) {
+                continue;
+            }
+            placed += 1;
+            let old = downgrade
+                .as_ref()
+                .and_then(|j| Some((j, j.task_groups.iter().find(|og| og.name == g.name)?)));
+            match old {
+                Some((old_job, old_group)) => {
+                    if let Some(at) = self.place(old_job, old_group, idx, "", None, true, &[]) {
+                        let a = &mut self.out.allocs[at];
+                        a.job = Some(old_job.clone());
+                        a.deployment_id.clear();
+                    }
+                }
+                None => {
+                    self.place(job, g, idx, "", None, true, &[]);
+                }
             }
         }
         limit = limit.saturating_sub(placed);

@@ -766,3 +766,40 @@ fn a_failed_allocation_is_unhealthy_and_fails_the_deployment_when_it_cannot_be_r
     s.tick(60 * MIN);
     assert_eq!(s.live_of_version(1), 0);
 }
+
+#[test]
+fn while_canaries_wait_a_lost_allocation_comes_back_at_the_old_version() {
+    let mut s = Sim::new();
+    s.run(job(3, "a", CANARY));
+    s.all_healthy();
+    s.run(job(3, "b", CANARY));
+    assert_eq!((s.live_of_version(0), s.live_of_version(1)), (3, 1));
+    // The node of an old allocation goes down (with the canary, if it is there too).
+    let victim = s
+        .state
+        .allocs
+        .values()
+        .find(|a| !alloc_terminal(a) && !is_canary(a))
+        .unwrap()
+        .node_id
+        .clone();
+    let mut ids = s.ids;
+    let kind = crate::sched::node_status_command(&s.state, &victim, NODE_DOWN, &mut || {
+        ids += 1;
+        format!("id-{ids:04}")
+    });
+    s.ids = ids;
+    s.apply(kind).unwrap();
+    s.settle();
+    assert_eq!(
+        (s.live_of_version(0), s.live_of_version(1)),
+        (3, 1),
+        "replaced at version 0, and still one canary"
+    );
+    let d = s.latest();
+    for a in s.state.allocs.values().filter(|a| !alloc_terminal(a)) {
+        let v = a.job.as_ref().unwrap().version;
+        assert_eq!(v == 1, a.deployment_id == d.id, "only canaries join: {a:?}");
+        assert_ne!(a.node_id, victim);
+    }
+}
