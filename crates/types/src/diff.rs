@@ -396,9 +396,10 @@ pub fn render(diff: &JobDiff, verbose: bool) -> String {
         if g.r#type == NONE && !verbose && g.updates.is_empty() {
             continue;
         }
-        let updates: Vec<String> = g
-            .updates
-            .iter()
+        // In name order, as Nomad prints them: `(2 create/destroy update, 4 ignore)`.
+        let sorted: std::collections::BTreeMap<&String, &u64> = g.updates.iter().collect();
+        let updates: Vec<String> = sorted
+            .into_iter()
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| format!("{n} {k}"))
             .collect();
