@@ -10,17 +10,22 @@
 //! - [`table`]: the state's allocation and evaluation tables, indexed by job, node and state.
 //! - [`deploy`]: deployments: the state machine's part, the leader's watcher (deadlines,
 //!   auto-revert, auto-promote) and the users' operations (promote, fail, pause, revert).
+//! - [`drain`]: node drain: the leader's drainer (migrations metered by `migrate` blocks,
+//!   deadlines, system jobs last) and the state machine's part.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
 pub mod autopilot;
 pub mod backup;
 pub mod deploy;
+pub mod drain;
 pub mod gc;
 pub mod heartbeat;
 pub mod reschedule;
 pub mod sched;
 pub mod state;
 pub mod table;
+#[cfg(test)]
+mod testkit;
 
 pub use yurt_proto::{internal, v1};

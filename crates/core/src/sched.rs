@@ -314,7 +314,11 @@ pub fn node_register_command(
     })
 }
 
-fn node_evals(state: &State, node_id: &str, new_id: &mut dyn FnMut() -> String) -> Vec<Evaluation> {
+pub(crate) fn node_evals(
+    state: &State,
+    node_id: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Evaluation> {
     state
         .jobs_affected_by_node(node_id)
         .into_iter()
@@ -754,7 +758,9 @@ impl<'a> Run<'a, '_> {
         // Batch allocations that finished successfully are done: their slot stays filled.
         if job.r#type == JOB_TYPE_BATCH {
             for a in allocs {
-                if a.client_status == ALLOC_COMPLETE {
+                // So are those a drain stopped: they are not replaced elsewhere.
+                let drained = a.desired_status == ALLOC_DESIRED_STOP && crate::drain::marked(a);
+                if a.client_status == ALLOC_COMPLETE || drained {
                     if let Some(i) = name_index(&a.name) {
                         taken.insert(i, ());
                     }
@@ -776,11 +782,17 @@ impl<'a> Run<'a, '_> {
             )
         });
         let mut canaries = Vec::new();
+        let mut migrating: Vec<(u32, &Allocation)> = Vec::new();
         let mut destructive: Vec<(u32, &Allocation)> = Vec::new();
         let mut in_place: Vec<&Allocation> = Vec::new();
         for a in live {
             if self.node_down(&a.node_id) {
                 self.lose(a);
+                continue;
+            }
+            if crate::drain::marked(a) && is_canary(a) && !promoted {
+                // A canary on a draining node: a new one is placed elsewhere (below).
+                self.stop(a, DESC_MIGRATING);
                 continue;
             }
             if is_canary(a) && !promoted {
@@ -800,6 +812,10 @@ impl<'a> Run<'a, '_> {
                 continue;
             }
             taken.insert(idx, ());
+            if crate::drain::marked(a) {
+                migrating.push((idx, a));
+                continue;
+            }
             let old_job = a.job.clone().unwrap_or_default();
             if old_job.job_modify_index == job.job_modify_index {
                 self.desired(&g.name).ignore += 1;
@@ -840,6 +856,18 @@ impl<'a> Run<'a, '_> {
             }
             self.desired(&g.name).in_place_update += 1;
             self.out.allocs.push(up);
+        }
+        // Allocations the drainer marked move: stopped here, placed again elsewhere (the
+        // drainer meters how many at a time).
+        for (idx, a) in migrating {
+            self.release(a);
+            let mut s = a.clone();
+            s.desired_status = ALLOC_DESIRED_STOP.into();
+            s.desired_description = DESC_MIGRATING.into();
+            s.eval_id = self.eval_id.into();
+            self.out.allocs.push(s);
+            self.desired(&g.name).migrate += 1;
+            self.place(job, g, idx, &a.id, None, false, &[]);
         }
         if canarying {
             self.pending.insert(g.name.clone());
@@ -1038,6 +1066,11 @@ impl<'a> Run<'a, '_> {
                         self.place(job, g, 0, &prev, Some(node), false, &[]);
                     }
                 }
+                // On a node that is only ineligible or draining it keeps running (the drainer
+                // stops it last); one whose node no longer matches goes.
+                (Some(_), false) if self.constraints(job, g, node).is_ok() => {
+                    self.desired(&g.name).ignore += 1;
+                }
                 (Some(a), false) => self.stop(a, DESC_NOT_NEEDED),
                 (None, true) => {
                     self.place(job, g, 0, "", Some(node), true, &[]);
@@ -1052,6 +1085,11 @@ impl<'a> Run<'a, '_> {
         if node.status != NODE_READY || node.scheduling_eligibility != NODE_ELIGIBLE || node.drain {
             return Err("node not ready or not eligible".into());
         }
+        self.constraints(job, g, node)
+    }
+
+    /// Whether a node matches the job's datacenters and constraints (whatever its eligibility).
+    fn constraints(&self, job: &Job, g: &TaskGroup, node: &Node) -> Result<(), String> {
         if !job
             .datacenters
             .iter()

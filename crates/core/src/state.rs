@@ -34,6 +34,8 @@ pub enum ApplyError {
     NodeNotFound(String),
     #[error("{0}")]
     Deployment(String),
+    #[error("{0}")]
+    Refused(String),
     #[error("cannot restore: {0}")]
     BadSnapshot(String),
     #[error("this server does not understand a command in the Raft log (written by a newer version); upgrade this server")]
@@ -145,6 +147,9 @@ impl State {
                     .nodes
                     .get_mut(&u.node_id)
                     .ok_or_else(|| ApplyError::NodeNotFound(u.node_id.clone()))?;
+                if u.eligibility == NODE_ELIGIBLE {
+                    crate::drain::check_eligible(node).map_err(ApplyError::Refused)?;
+                }
                 node.scheduling_eligibility = u.eligibility.clone();
                 node.modify_index = index;
                 for e in &u.evals {
@@ -166,6 +171,11 @@ impl State {
                 Ok(Applied::default())
             }
             Some(command::Kind::DeploymentChange(c)) => self.change_deployment(index, now, c, true),
+            Some(command::Kind::NodeDrainUpdate(u)) => self.apply_drain_update(index, now, u),
+            Some(command::Kind::DrainProgress(p)) => {
+                self.apply_drain_progress(index, now, p);
+                Ok(Applied::default())
+            }
             Some(command::Kind::Gc(gc)) => {
                 crate::gc::apply(self, gc);
                 Ok(Applied::default())
@@ -328,13 +338,22 @@ impl State {
                 .map(|o| o.scheduling_eligibility.clone())
                 .unwrap_or_else(|| NODE_ELIGIBLE.into());
         }
+        // A client that registers again (a restart) does not end its node's drain.
+        if let Some(old) = old {
+            node.drain_strategy = old.drain_strategy;
+            node.drain = old.drain;
+            node.events = old.events.clone();
+            if old.drain_strategy.is_some() {
+                node.scheduling_eligibility = NODE_INELIGIBLE.into();
+            }
+        }
         self.nodes.insert(node.id.clone(), node);
         self.unblock_evals(index, now);
     }
 
     /// Room may have appeared (a node registered, an allocation ended): the evaluations that
     /// wait for room get another chance. One that still finds none is blocked again.
-    fn unblock_evals(&mut self, index: u64, now: i64) {
+    pub(crate) fn unblock_evals(&mut self, index: u64, now: i64) {
         let blocked: Vec<String> = self
             .evals
             .in_state(EVAL_BLOCKED)
@@ -577,7 +596,7 @@ impl State {
     }
 
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
-    fn refresh_job_status(&mut self, job_id: &str, index: u64) {
+    pub(crate) fn refresh_job_status(&mut self, job_id: &str, index: u64) {
         let live = self.allocs.of_job(job_id).any(|a| !alloc_terminal(a));
         let any_alloc = self.allocs.of_job(job_id).next().is_some();
         let waiting = self

@@ -175,6 +175,52 @@ pub async fn run_deployment_watcher(
     }
 }
 
+/// The leader's drainer: moves allocations off draining nodes, metered by their groups'
+/// `migrate` blocks, and ends drains (`yurt_core::drain::plan`). It looks again whenever the
+/// state changes and at the next drain deadline.
+pub async fn run_drainer(
+    state: StateHandle,
+    writer: Writer,
+    raft: Raft,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut applied = state.subscribe();
+    loop {
+        let mut wait = Duration::from_millis(500);
+        if crate::raft::is_leader(&raft) {
+            let now = now_unix_ms();
+            let (progress, next) = state.read(|s| {
+                (
+                    yurt_core::drain::plan(s, now, &mut new_id),
+                    yurt_core::drain::next_deadline(s),
+                )
+            });
+            if let Some(p) = progress {
+                let counts = (
+                    p.migrate_allocs.len(),
+                    p.stop_allocs.len(),
+                    p.done_nodes.clone(),
+                );
+                match writer
+                    .apply(yurt_core::internal::command::Kind::DrainProgress(p))
+                    .await
+                {
+                    Ok(_) => tracing::info!(?counts, "drain progress (migrate, stop, done nodes)"),
+                    Err(e) => tracing::warn!(error = %e, "drain progress not committed"),
+                }
+            }
+            if let Some(at) = next.filter(|at| *at > now) {
+                wait = wait.min(Duration::from_millis((at - now) as u64));
+            }
+        }
+        tokio::select! {
+            _ = applied.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// The leader's garbage collector: every interval, removes what has been finished for longer
 /// than its threshold (`yurt_core::gc`).
 pub async fn run_gc(

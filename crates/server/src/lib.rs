@@ -224,6 +224,12 @@ impl Server {
             raft.clone(),
             shutdown_rx.clone(),
         ));
+        tokio::spawn(leader::run_drainer(
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            shutdown_rx.clone(),
+        ));
         let cluster = cluster::Cluster::new(
             yurt_proto::internal::ServerMember {
                 id,

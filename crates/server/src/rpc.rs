@@ -424,6 +424,9 @@ impl nodes_server::Nodes for Api {
             let node = s
                 .find_node(&req.node_id)
                 .map_err(|e| status(e, "node", &req.node_id))?;
+            if req.eligible {
+                yurt_core::drain::check_eligible(node).map_err(Status::failed_precondition)?;
+            }
             Ok::<_, Status>(node_eligibility_command(
                 s,
                 &node.id,
@@ -432,6 +435,32 @@ impl nodes_server::Nodes for Api {
             ))
         })?;
         let r = self.writer.apply(cmd).await?;
+        Ok(Response::new(NodeUpdateResponse {
+            heartbeat_ttl_ms: 0,
+            index: r.index,
+        }))
+    }
+
+    async fn update_drain(&self, req: Request<NodeDrainRequest>) -> Reply<NodeUpdateResponse> {
+        let req = req.into_inner();
+        let update = self.reads.state.read(|s| {
+            let node = s
+                .find_node(&req.node_id)
+                .map_err(|e| status(e, "node", &req.node_id))?;
+            yurt_core::drain::drain_command(
+                s,
+                node,
+                req.strategy,
+                req.mark_eligible,
+                now_unix_ms(),
+                &mut new_id,
+            )
+            .map_err(|e| Status::failed_precondition(e.to_string()))
+        })?;
+        let r = self
+            .writer
+            .apply(command::Kind::NodeDrainUpdate(update))
+            .await?;
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: 0,
             index: r.index,

@@ -88,3 +88,13 @@ pub const DESC_DEPLOYMENT_NEWER_JOB: &str = "Cancelled due to newer version of j
 pub const DESC_DEPLOYMENT_FAILED_ALLOCS: &str = "Failed due to unhealthy allocations";
 pub const DESC_DEPLOYMENT_PROGRESS_DEADLINE: &str = "Failed due to progress deadline";
 pub const DESC_DEPLOYMENT_FAILED_BY_USER: &str = "Deployment marked as failed";
+
+pub const TRIGGER_NODE_DRAIN: &str = "node-drain";
+pub const DESC_MIGRATING: &str = "alloc is being migrated";
+pub const DESC_NODE_TAINTED: &str = "alloc not needed as node is tainted";
+
+pub const NODE_EVENT_DRAIN_SET: &str = "Node drain strategy set";
+pub const NODE_EVENT_DRAIN_UPDATED: &str = "Node drain strategy updated";
+pub const NODE_EVENT_DRAIN_DISABLED: &str = "Node drain disabled";
+pub const NODE_EVENT_DRAIN_COMPLETE: &str = "Node drain complete";
+pub const NODE_EVENT_DRAIN_DEADLINE: &str = "Node drain deadline reached";

@@ -1,12 +1,15 @@
-//! `yurt node status` and `yurt node eligibility`.
+//! `yurt node status`, `yurt node eligibility` and `yurt node drain`.
 
 use clap::Subcommand;
 use yurt_proto::v1::allocs_client::AllocsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
-use yurt_proto::v1::{GetNodeRequest, ListAllocsRequest, ListNodesRequest, NodeEligibilityRequest};
-use yurt_types::status::alloc_terminal;
+use yurt_proto::v1::{
+    Allocation, DrainStrategy, GetNodeRequest, ListAllocsRequest, ListNodesRequest, Node,
+    NodeDrainRequest, NodeEligibilityRequest,
+};
+use yurt_types::status::*;
 
-use super::{connect, CliError, CmdResult};
+use super::{connect, CliError, CmdResult, Conn};
 use crate::output::{self, kv, or_none, short, table, time};
 
 #[derive(Subcommand, Debug)]
@@ -28,6 +31,58 @@ pub enum NodeCmd {
         #[arg(long)]
         disable: bool,
     },
+    /// Drain a node: move its allocations elsewhere and keep new ones away.
+    Drain {
+        /// The node (ID, prefix or name); or -self.
+        node: Option<String>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        /// Stop whatever is left after this long (default 1h).
+        #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["no_deadline", "force"])]
+        deadline: Option<String>,
+        /// Wait as long as it takes.
+        #[arg(long = "no-deadline", conflicts_with = "force")]
+        no_deadline: bool,
+        /// Stop every allocation now (an immediate deadline).
+        #[arg(long)]
+        force: bool,
+        /// Leave system jobs' allocations running.
+        #[arg(long = "ignore-system")]
+        ignore_system: bool,
+        /// With -disable: keep the node ineligible.
+        #[arg(long = "keep-ineligible")]
+        keep_ineligible: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Return at once instead of following the drain.
+        #[arg(long)]
+        detach: bool,
+        /// Only follow the node's drain.
+        #[arg(long)]
+        monitor: bool,
+        /// The node of the agent the CLI talks to.
+        #[arg(long = "self")]
+        this: bool,
+    },
+}
+
+/// `node drain`'s flags.
+struct DrainArgs {
+    node: Option<String>,
+    enable: bool,
+    disable: bool,
+    deadline: Option<String>,
+    no_deadline: bool,
+    force: bool,
+    ignore_system: bool,
+    keep_ineligible: bool,
+    yes: bool,
+    detach: bool,
+    monitor: bool,
+    this: bool,
 }
 
 pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
@@ -37,6 +92,39 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
             json,
             verbose,
         } => (node, json, verbose),
+        NodeCmd::Drain {
+            node,
+            enable,
+            disable,
+            deadline,
+            no_deadline,
+            force,
+            ignore_system,
+            keep_ineligible,
+            yes,
+            detach,
+            monitor,
+            this,
+        } => {
+            return drain(
+                addr,
+                DrainArgs {
+                    node,
+                    enable,
+                    disable,
+                    deadline,
+                    no_deadline,
+                    force,
+                    ignore_system,
+                    keep_ineligible,
+                    yes,
+                    detach,
+                    monitor,
+                    this,
+                },
+            )
+            .await
+        }
         NodeCmd::Eligibility { node, enable, .. } => {
             NodesClient::new(connect(addr).await?)
                 .update_eligibility(NodeEligibilityRequest {
@@ -147,7 +235,38 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
             ("Down After", time(n.heartbeat_deadline_unix_ms)),
         ]);
     }
+    if let Some(d) = &n.drain_strategy {
+        let deadline = match d.force_deadline_unix_ms {
+            0 => "none".to_string(),
+            at => time(at),
+        };
+        rows.extend([
+            ("Drain Deadline", deadline),
+            ("Drain Ignore System Jobs", d.ignore_system_jobs.to_string()),
+            ("Drain Started", time(d.started_at_unix_ms)),
+        ]);
+    }
     let mut out = kv(&rows);
+    if !n.events.is_empty() {
+        out.push_str("\nEvents\n");
+        let rows: Vec<Vec<String>> = n
+            .events
+            .iter()
+            .rev()
+            .map(|e| {
+                let mut details: Vec<String> =
+                    e.details.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                details.sort();
+                vec![
+                    time(e.time_unix_ms),
+                    e.subsystem.clone(),
+                    e.message.clone(),
+                    details.join(", "),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["Time", "Subsystem", "Message", "Details"], &rows));
+    }
     if verbose {
         // As Nomad's `node status -verbose`: the attributes and meta constraints read.
         let mut attrs: Vec<(&String, &String)> = n.attributes.iter().collect();
@@ -191,4 +310,219 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
     }
     print!("{out}");
     Ok(0)
+}
+
+/// `yurt node drain`.
+async fn drain(addr: &str, a: DrainArgs) -> CmdResult {
+    let channel = connect(addr).await?;
+    let node_arg = match (a.this, a.node) {
+        (true, Some(_)) => {
+            return Err(CliError::Other(
+                "give either a node or -self, not both".into(),
+            ))
+        }
+        (true, None) => self_node(channel.clone()).await?,
+        (false, Some(n)) => n,
+        (false, None) => {
+            return Err(CliError::Other(
+                "node drain needs a node (ID, prefix or name) or -self".into(),
+            ))
+        }
+    };
+    if a.enable == a.disable && !a.monitor {
+        return Err(CliError::Other(
+            "node drain needs exactly one of -enable, -disable or -monitor".into(),
+        ));
+    }
+    let mut nodes = NodesClient::new(channel.clone());
+    let node = nodes
+        .get(GetNodeRequest {
+            node_id: node_arg.clone(),
+            heartbeats: false,
+        })
+        .await
+        .map_err(CliError::api("querying node"))?
+        .into_inner();
+    if a.monitor && !a.enable && !a.disable {
+        return monitor_drain(channel, &node.id).await;
+    }
+    if a.disable {
+        nodes
+            .update_drain(NodeDrainRequest {
+                node_id: node.id.clone(),
+                strategy: None,
+                mark_eligible: !a.keep_ineligible,
+            })
+            .await
+            .map_err(CliError::api("updating drain"))?;
+        println!("Node {:?} drain strategy unset", node.id);
+        return Ok(0);
+    }
+    let deadline_ms: i64 = if a.force {
+        -1
+    } else if a.no_deadline {
+        0
+    } else {
+        let text = a.deadline.as_deref().unwrap_or("1h");
+        let d = yurt_types::duration::parse(text)
+            .map_err(|e| CliError::Other(format!("-deadline: {e}")))?;
+        if d.is_zero() {
+            return Err(CliError::Other(
+                "-deadline must be positive (use -no-deadline to wait forever, -force to stop now)"
+                    .into(),
+            ));
+        }
+        d.as_millis() as i64
+    };
+    if !a.yes && !confirm(&node)? {
+        println!("Canceling drain");
+        return Ok(1);
+    }
+    nodes
+        .update_drain(NodeDrainRequest {
+            node_id: node.id.clone(),
+            strategy: Some(DrainStrategy {
+                deadline_ms,
+                ignore_system_jobs: a.ignore_system,
+                ..Default::default()
+            }),
+            mark_eligible: false,
+        })
+        .await
+        .map_err(CliError::api("updating drain"))?;
+    println!(
+        "{}: Ctrl-C to stop monitoring: will not cancel the node drain",
+        time(output::now_ms())
+    );
+    println!(
+        "{}: Node {:?} drain strategy set",
+        time(output::now_ms()),
+        node.id
+    );
+    if a.detach {
+        return Ok(0);
+    }
+    monitor_drain(channel, &node.id).await
+}
+
+/// Asks before draining, as Nomad does; without a terminal, `-yes` is required.
+fn confirm(node: &Node) -> Result<bool, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Other(
+            "not draining without confirmation: pass -yes (standard input is not a terminal)"
+                .into(),
+        ));
+    }
+    print!(
+        "Are you sure you want to enable drain mode for node {:?}? [y/N] ",
+        node.id
+    );
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+/// The node of the client agent at the CLI's address (`-self`).
+async fn self_node(channel: Conn) -> Result<String, CliError> {
+    let info = yurt_proto::v1::agent_client::AgentClient::new(channel)
+        .info(yurt_proto::v1::AgentInfoRequest {})
+        .await
+        .map_err(CliError::api("querying agent info"))?
+        .into_inner();
+    info.sections
+        .iter()
+        .find(|s| s.name == "client")
+        .and_then(|s| s.values.get("node_id").cloned())
+        .ok_or_else(|| CliError::Other("-self: the agent at this address runs no client".into()))
+}
+
+/// Follows a node's drain, one line per change, until it is complete (or disabled).
+async fn monitor_drain(channel: Conn, node_id: &str) -> CmdResult {
+    let mut nodes = NodesClient::new(channel.clone());
+    let mut allocs_api = AllocsClient::new(channel);
+    let line = |m: String| println!("{}: {m}", time(output::now_ms()));
+    let mut seen: std::collections::BTreeMap<String, (bool, String, String)> = Default::default();
+    let mut was_down = false;
+    let mut all_stopped_said = false;
+    loop {
+        let node = nodes
+            .get(GetNodeRequest {
+                node_id: node_id.into(),
+                heartbeats: false,
+            })
+            .await
+            .map_err(CliError::api("querying node"))?
+            .into_inner();
+        let allocs: Vec<Allocation> = allocs_api
+            .list(ListAllocsRequest {
+                node_id: node_id.into(),
+            })
+            .await
+            .map_err(CliError::api("querying node allocations"))?
+            .into_inner()
+            .allocs;
+        for a in &allocs {
+            let marked = a.desired_transition.as_ref().is_some_and(|t| t.migrate);
+            let now = (marked, a.desired_status.clone(), a.client_status.clone());
+            let before = seen.get(&a.id).cloned();
+            if before.is_none() && alloc_terminal(a) {
+                seen.insert(a.id.clone(), now);
+                continue;
+            }
+            let (was_marked, was_desired, was_client) =
+                before.unwrap_or((false, ALLOC_DESIRED_RUN.into(), a.client_status.clone()));
+            if marked && !was_marked && a.desired_status == ALLOC_DESIRED_RUN {
+                line(format!("Alloc {:?} marked for migration", a.id));
+            }
+            if a.desired_status != ALLOC_DESIRED_RUN && was_desired == ALLOC_DESIRED_RUN {
+                line(format!("Alloc {:?} draining", a.id));
+            }
+            if a.client_status != was_client {
+                line(format!(
+                    "Alloc {:?} status {} -> {}",
+                    a.id, was_client, a.client_status
+                ));
+            }
+            seen.insert(a.id.clone(), now);
+        }
+        let all_stopped = allocs.iter().all(|a| {
+            alloc_client_terminal(&a.client_status)
+                || a.desired_status != ALLOC_DESIRED_RUN && a.client_status == ALLOC_PENDING
+        });
+        if node.status == NODE_DOWN && !was_down {
+            line(format!("Node {:?} down", node.id));
+        }
+        was_down = node.status == NODE_DOWN;
+        if node.drain_strategy.is_none() {
+            let last = node.events.last().map(|e| e.message.as_str());
+            if last == Some(NODE_EVENT_DRAIN_COMPLETE) {
+                if all_stopped && !all_stopped_said {
+                    line(format!(
+                        "All allocations on node {:?} have stopped",
+                        node.id
+                    ));
+                }
+                line(format!("Drain complete for node {}", node.id));
+            } else {
+                line(format!("Drain disabled for node {}", node.id));
+            }
+            return Ok(0);
+        }
+        if all_stopped && !all_stopped_said && !allocs.is_empty() {
+            let ignored = node
+                .drain_strategy
+                .as_ref()
+                .is_some_and(|d| d.ignore_system_jobs);
+            if !ignored {
+                line(format!(
+                    "All allocations on node {:?} have stopped",
+                    node.id
+                ));
+                all_stopped_said = true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
