@@ -3,6 +3,7 @@
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
+//! - `drain`: node drain: metered migrations, deadlines, batch and system jobs, eligibility;
 //! - `health`: service checks and task states decide allocation health;
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
@@ -13,6 +14,7 @@
 
 mod cluster;
 mod deployments;
+mod drain;
 mod errors;
 mod harness;
 mod health;

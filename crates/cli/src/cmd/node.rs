@@ -343,8 +343,9 @@ async fn drain(addr: &str, a: DrainArgs) -> CmdResult {
         .await
         .map_err(CliError::api("querying node"))?
         .into_inner();
+    let before = node_allocs(channel.clone(), &node.id).await?;
     if a.monitor && !a.enable && !a.disable {
-        return monitor_drain(channel, &node.id).await;
+        return monitor_drain(channel, &node.id, before).await;
     }
     if a.disable {
         nodes
@@ -402,7 +403,7 @@ async fn drain(addr: &str, a: DrainArgs) -> CmdResult {
     if a.detach {
         return Ok(0);
     }
-    monitor_drain(channel, &node.id).await
+    monitor_drain(channel, &node.id, before).await
 }
 
 /// Asks before draining, as Nomad does; without a terminal, `-yes` is required.
@@ -438,14 +439,36 @@ async fn self_node(channel: Conn) -> Result<String, CliError> {
         .ok_or_else(|| CliError::Other("-self: the agent at this address runs no client".into()))
 }
 
-/// Follows a node's drain, one line per change, until it is complete (or disabled).
-async fn monitor_drain(channel: Conn, node_id: &str) -> CmdResult {
+/// What the drain monitor remembers of an allocation: marked, desired and client status.
+type Seen = (bool, String, String);
+
+fn seen_of(a: &Allocation) -> Seen {
+    (
+        a.desired_transition.as_ref().is_some_and(|t| t.migrate),
+        a.desired_status.clone(),
+        a.client_status.clone(),
+    )
+}
+
+async fn node_allocs(channel: Conn, node_id: &str) -> Result<Vec<Allocation>, CliError> {
+    Ok(AllocsClient::new(channel)
+        .list(ListAllocsRequest {
+            node_id: node_id.into(),
+        })
+        .await
+        .map_err(CliError::api("querying node allocations"))?
+        .into_inner()
+        .allocs)
+}
+
+/// Follows a node's drain, one line per change of its allocations (against `before`, what was
+/// on the node when the drain was asked for), until it is complete or disabled.
+async fn monitor_drain(channel: Conn, node_id: &str, before: Vec<Allocation>) -> CmdResult {
     let mut nodes = NodesClient::new(channel.clone());
-    let mut allocs_api = AllocsClient::new(channel);
     let line = |m: String| println!("{}: {m}", time(output::now_ms()));
-    let mut seen: std::collections::BTreeMap<String, (bool, String, String)> = Default::default();
+    let mut seen: std::collections::BTreeMap<String, Seen> =
+        before.iter().map(|a| (a.id.clone(), seen_of(a))).collect();
     let mut was_down = false;
-    let mut all_stopped_said = false;
     loop {
         let node = nodes
             .get(GetNodeRequest {
@@ -455,25 +478,14 @@ async fn monitor_drain(channel: Conn, node_id: &str) -> CmdResult {
             .await
             .map_err(CliError::api("querying node"))?
             .into_inner();
-        let allocs: Vec<Allocation> = allocs_api
-            .list(ListAllocsRequest {
-                node_id: node_id.into(),
-            })
-            .await
-            .map_err(CliError::api("querying node allocations"))?
-            .into_inner()
-            .allocs;
+        let allocs = node_allocs(channel.clone(), node_id).await?;
         for a in &allocs {
-            let marked = a.desired_transition.as_ref().is_some_and(|t| t.migrate);
-            let now = (marked, a.desired_status.clone(), a.client_status.clone());
-            let before = seen.get(&a.id).cloned();
-            if before.is_none() && alloc_terminal(a) {
-                seen.insert(a.id.clone(), now);
+            let now = seen_of(a);
+            let Some((was_marked, was_desired, was_client)) = seen.insert(a.id.clone(), now) else {
                 continue;
-            }
-            let (was_marked, was_desired, was_client) =
-                before.unwrap_or((false, ALLOC_DESIRED_RUN.into(), a.client_status.clone()));
-            if marked && !was_marked && a.desired_status == ALLOC_DESIRED_RUN {
+            };
+            let marked = a.desired_transition.as_ref().is_some_and(|t| t.migrate);
+            if marked && !was_marked {
                 line(format!("Alloc {:?} marked for migration", a.id));
             }
             if a.desired_status != ALLOC_DESIRED_RUN && was_desired == ALLOC_DESIRED_RUN {
@@ -485,20 +497,17 @@ async fn monitor_drain(channel: Conn, node_id: &str) -> CmdResult {
                     a.id, was_client, a.client_status
                 ));
             }
-            seen.insert(a.id.clone(), now);
         }
-        let all_stopped = allocs.iter().all(|a| {
-            alloc_client_terminal(&a.client_status)
-                || a.desired_status != ALLOC_DESIRED_RUN && a.client_status == ALLOC_PENDING
-        });
         if node.status == NODE_DOWN && !was_down {
             line(format!("Node {:?} down", node.id));
         }
         was_down = node.status == NODE_DOWN;
         if node.drain_strategy.is_none() {
-            let last = node.events.last().map(|e| e.message.as_str());
-            if last == Some(NODE_EVENT_DRAIN_COMPLETE) {
-                if all_stopped && !all_stopped_said {
+            if node.events.last().map(|e| e.message.as_str()) == Some(NODE_EVENT_DRAIN_COMPLETE) {
+                if allocs
+                    .iter()
+                    .all(|a| alloc_client_terminal(&a.client_status))
+                {
                     line(format!(
                         "All allocations on node {:?} have stopped",
                         node.id
@@ -509,19 +518,6 @@ async fn monitor_drain(channel: Conn, node_id: &str) -> CmdResult {
                 line(format!("Drain disabled for node {}", node.id));
             }
             return Ok(0);
-        }
-        if all_stopped && !all_stopped_said && !allocs.is_empty() {
-            let ignored = node
-                .drain_strategy
-                .as_ref()
-                .is_some_and(|d| d.ignore_system_jobs);
-            if !ignored {
-                line(format!(
-                    "All allocations on node {:?} have stopped",
-                    node.id
-                ));
-                all_stopped_said = true;
-            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
