@@ -210,11 +210,11 @@ fn a_metered_drain_moves_one_allocation_at_a_time_and_leaves_the_node_ineligible
     assert!(status.contains("Node drain strategy set"), "{status}");
     assert!(status.contains("Node drain complete"), "{status}");
     let list = c.server.ok(&["node", "status"]);
-    let row = list.lines().find(|l| l.contains(&node)).unwrap();
+    let row = row_of(&list, &node);
     assert!(row.contains("false  ineligible"), "{list}");
     c.server.ok(&["node", "eligibility", "-enable", &node]);
     let list = c.server.ok(&["node", "status"]);
-    let row = list.lines().find(|l| l.contains(&node)).unwrap();
+    let row = row_of(&list, &node);
     assert!(row.contains("false  eligible"), "{list}");
 }
 
@@ -436,7 +436,7 @@ fn ignore_system_an_empty_node_eligibility_rules_and_bad_input() {
     );
     c.server.ok(&["node", "drain", "-disable", &holder]);
     let list = c.server.ok(&["node", "status"]);
-    let row = list.lines().find(|l| l.contains(&holder)).unwrap();
+    let row = row_of(&list, &holder);
     assert!(row.contains("false  eligible"), "{list}");
 
     // Bad input: one sentence, non-zero exit, nothing changed.
@@ -499,8 +499,15 @@ fn ignore_system_an_empty_node_eligibility_rules_and_bad_input() {
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
     let list = c.server.ok(&["node", "status"]);
-    let row = list.lines().find(|l| l.contains(&holder)).unwrap();
+    let row = row_of(&list, &holder);
     assert!(row.contains("false  eligible"), "nothing changed: {list}");
+}
+
+/// The `node status` row of the node named `name`.
+fn row_of<'a>(list: &'a str, name: &str) -> &'a str {
+    list.lines()
+        .find(|l| l.split_whitespace().nth(2) == Some(name))
+        .unwrap_or_else(|| panic!("no node {name} in:\n{list}"))
 }
 
 fn stdout_of(o: &std::process::Output) -> String {
