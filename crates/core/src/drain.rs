@@ -28,13 +28,6 @@ use crate::v1::{Allocation, DrainStrategy, Node, NodeEvent};
 /// Node events kept per node.
 const KEPT_EVENTS: usize = 10;
 
-/// Why a drain request was refused: one sentence for the user.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DrainError {
-    #[error("node {0} is not draining")]
-    NotDraining(String),
-}
-
 /// Whether the drainer has marked an allocation for migration.
 pub fn marked(a: &Allocation) -> bool {
     a.desired_transition.as_ref().is_some_and(|t| t.migrate)
@@ -53,7 +46,8 @@ fn deadline_passed(s: &DrainStrategy, now: i64) -> bool {
 }
 
 /// The command for `node drain -enable` (`strategy` as the user gave it: `deadline_ms` < 0
-/// forces, 0 waits forever) or `-disable` (`None`).
+/// forces, 0 waits forever) or `-disable` (`None`: ends a drain, and with `mark_eligible` makes
+/// the node eligible again, also once its drain is complete).
 pub fn drain_command(
     state: &State,
     node: &Node,
@@ -61,7 +55,7 @@ pub fn drain_command(
     mark_eligible: bool,
     now: i64,
     new_id: &mut dyn FnMut() -> String,
-) -> Result<NodeDrainUpdate, DrainError> {
+) -> NodeDrainUpdate {
     let strategy = strategy.map(|s| DrainStrategy {
         force_deadline_unix_ms: match s.deadline_ms {
             d if d < 0 => now,
@@ -74,21 +68,18 @@ pub fn drain_command(
             .map_or(now, |o| o.started_at_unix_ms),
         ..s
     });
-    if strategy.is_none() && node.drain_strategy.is_none() {
-        return Err(DrainError::NotDraining(node.id.clone()));
-    }
     // Back to eligible: the node's system jobs may place again.
     let evals = if strategy.is_none() && mark_eligible {
         crate::sched::node_evals(state, &node.id, new_id)
     } else {
         Vec::new()
     };
-    Ok(NodeDrainUpdate {
+    NodeDrainUpdate {
         node_id: node.id.clone(),
         strategy,
         mark_eligible,
         evals,
-    })
+    }
 }
 
 /// One pass of the leader's drainer: what the draining nodes need now, or `None`. Applying it
@@ -258,11 +249,12 @@ impl State {
                 } else {
                     NODE_EVENT_DRAIN_SET
                 };
-                let deadline = match s.force_deadline_unix_ms {
+                let deadline = match s.deadline_ms {
+                    d if d < 0 => "force".to_string(),
                     0 => "none".to_string(),
-                    at => at.to_string(),
+                    d => yurt_types::duration::format_ms(d as u64),
                 };
-                push_event(node, event(now, message, &[("deadline_unix_ms", deadline)]));
+                push_event(node, event(now, message, &[("deadline", deadline)]));
                 node.drain_strategy = Some(*s);
                 node.drain = true;
                 node.scheduling_eligibility = NODE_INELIGIBLE.into();

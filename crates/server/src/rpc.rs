@@ -447,15 +447,14 @@ impl nodes_server::Nodes for Api {
             let node = s
                 .find_node(&req.node_id)
                 .map_err(|e| status(e, "node", &req.node_id))?;
-            yurt_core::drain::drain_command(
+            Ok::<_, Status>(yurt_core::drain::drain_command(
                 s,
                 node,
                 req.strategy,
                 req.mark_eligible,
                 now_unix_ms(),
                 &mut new_id,
-            )
-            .map_err(|e| Status::failed_precondition(e.to_string()))
+            ))
         })?;
         let r = self
             .writer
