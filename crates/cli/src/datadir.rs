@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::cmd::CliError;
 
 pub const MARKER: &str = "yurt-data-dir.json";
-/// Bump on a change of layout an older binary could misread.
-pub const FORMAT: u32 = 1;
+/// Bump on a change of layout an older binary could misread. 2 (Yurt 0.2): the Raft log and
+/// snapshots may hold deployments and drains, which 0.1 would drop.
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
@@ -34,7 +35,13 @@ pub fn prepare(dir: &Path) -> Result<(), CliError> {
                 "data dir {shown} is damaged: {MARKER} is unreadable ({e})"
             ))
         })?;
-        if m.format > FORMAT {
+        let newer = yurt_types::version::parse(&m.written_by)
+            .ok()
+            .zip(yurt_types::version::parse(yurt_types::VERSION).ok())
+            .is_some_and(|(theirs, ours)| {
+                (theirs.major, theirs.minor, theirs.patch) > (ours.major, ours.minor, ours.patch)
+            });
+        if m.format > FORMAT || newer {
             return Err(fail(format!(
                 "data dir {shown} was written by Yurt {} (data dir format {}), and this is Yurt {} (format {FORMAT}): downgrades are not supported",
                 m.written_by,
@@ -106,5 +113,23 @@ mod tests {
         assert!(err.contains("downgrades are not supported"), "{err}");
         let text = std::fs::read_to_string(newer.join(MARKER)).unwrap();
         assert!(text.contains("9.0.0"), "untouched");
+
+        // A newer version with the same layout is refused too; an older one is taken over.
+        let same_format = root.path().join("same-format");
+        std::fs::create_dir(&same_format).unwrap();
+        let marker = format!(r#"{{"format": {FORMAT}, "written_by": "99.1.0"}}"#);
+        std::fs::write(same_format.join(MARKER), &marker).unwrap();
+        let err = prepare(&same_format).unwrap_err().to_string();
+        assert!(err.contains("downgrades are not supported"), "{err}");
+        let older = root.path().join("older");
+        std::fs::create_dir(&older).unwrap();
+        std::fs::write(
+            older.join(MARKER),
+            br#"{"format": 1, "written_by": "0.0.1"}"#,
+        )
+        .unwrap();
+        prepare(&older).unwrap();
+        let text = std::fs::read_to_string(older.join(MARKER)).unwrap();
+        assert!(text.contains(&format!("\"format\": {FORMAT}")), "{text}");
     }
 }

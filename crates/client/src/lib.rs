@@ -362,6 +362,15 @@ impl Client {
                     registered = false;
                     Duration::from_millis(100)
                 }
+                Err(s) if s.code() == Code::FailedPrecondition => {
+                    // Refused (e.g. this client is newer than the servers): said once in a
+                    // while, retried in case the servers are upgraded meanwhile.
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::error!(error = %s.message(), "a server refused this client");
+                    }
+                    Duration::from_secs(2)
+                }
                 Err(s) => {
                     // Each failure has moved on to the next server; back off once all were tried.
                     failures += 1;

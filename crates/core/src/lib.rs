@@ -12,6 +12,7 @@
 //!   auto-revert, auto-promote) and the users' operations (promote, fail, pause, revert).
 //! - [`drain`]: node drain: the leader's drainer (migrations metered by `migrate` blocks,
 //!   deadlines, system jobs last) and the state machine's part.
+//! - [`features`]: which features a cluster of mixed server versions may use.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
@@ -19,6 +20,7 @@ pub mod autopilot;
 pub mod backup;
 pub mod deploy;
 pub mod drain;
+pub mod features;
 pub mod gc;
 pub mod heartbeat;
 pub mod reschedule;

@@ -14,6 +14,7 @@ use yurt_types::constraint;
 use yurt_types::diff::job_diff;
 use yurt_types::status::*;
 
+use crate::features::Gates;
 use crate::internal::{command, ApplyPlan, Command, DeploymentChange, JobRegister};
 use crate::state::State;
 use crate::v1::{
@@ -82,7 +83,7 @@ pub fn schedule(
     new_id: &mut dyn FnMut() -> String,
 ) -> Outcome {
     let mut usage = NodeUsage::of_state(state);
-    schedule_with(state, &mut usage, job_id, eval_id, now, new_id)
+    schedule_with(state, &mut usage, Gates::ALL, job_id, eval_id, now, new_id)
 }
 
 /// What the nodes have taken: their live allocations, as scheduler runs leave them.
@@ -99,9 +100,12 @@ impl NodeUsage {
 /// [`schedule`] with the nodes' usage given: runs for several jobs on the same state share one,
 /// so that each sees what the runs before it placed and stopped, and their plans do not compete
 /// for the same room (the state machine would refuse all but the first).
+/// `gates` says what the cluster's servers can all read (see [`crate::features`]): without
+/// deployments, updates replace allocations at once as before them.
 pub fn schedule_with(
     state: &State,
     usage: &mut NodeUsage,
+    gates: Gates,
     job_id: &str,
     eval_id: &str,
     now: i64,
@@ -120,6 +124,7 @@ pub fn schedule_with(
         regexes: Default::default(),
         deployment: None,
         pending: BTreeSet::new(),
+        gates,
     };
     let job = state.jobs.get(job_id).filter(|j| !j.stop);
     let allocs: Vec<&Allocation> = state.job_allocs(job_id);
@@ -127,10 +132,15 @@ pub fn schedule_with(
         for a in allocs.into_iter().filter(|a| !alloc_terminal(a)) {
             run.stop(a, DESC_JOB_STOPPED);
         }
-        run.cancel_deployments(job_id, None);
+        if gates.deployments {
+            run.cancel_deployments(job_id, None);
+        }
         return run.out;
     };
-    run.deployment = run.cancel_deployments(job_id, Some(job));
+    // Without the feature (an older server could not read them) deployments are left alone.
+    if gates.deployments {
+        run.deployment = run.cancel_deployments(job_id, Some(job));
+    }
     // Groups that were removed from the job: stop their allocations.
     for a in &allocs {
         if !alloc_terminal(a) && !job.task_groups.iter().any(|g| g.name == a.task_group) {
@@ -376,7 +386,7 @@ impl PlanResult {
 }
 
 /// Dry-runs a registration of `job` on a copy of `state`.
-pub fn plan_job(state: &State, job: &Job, now: i64) -> PlanResult {
+pub fn plan_job(state: &State, job: &Job, now: i64, gates: Gates) -> PlanResult {
     let existing = state.jobs.get(&job.id);
     let mut diff = job_diff(existing, job);
     let mut scratch = state.clone();
@@ -393,10 +403,19 @@ pub fn plan_job(state: &State, job: &Job, now: i64) -> PlanResult {
     // Registration without enforcement cannot fail.
     let _ = scratch.apply(state.index + 1, &cmd);
     let mut n = 0;
-    let outcome = schedule(&scratch, &job.id, "plan", now, &mut || {
-        n += 1;
-        format!("plan-{n}")
-    });
+    let mut usage = NodeUsage::of_state(&scratch);
+    let outcome = schedule_with(
+        &scratch,
+        &mut usage,
+        gates,
+        &job.id,
+        "plan",
+        now,
+        &mut || {
+            n += 1;
+            format!("plan-{n}")
+        },
+    );
     for g in &mut diff.task_groups {
         if let Some(d) = outcome.desired.get(&g.name) {
             g.updates = annotations(d);
@@ -499,6 +518,7 @@ struct Run<'a, 'u> {
     /// Groups with work left for later runs (updates held back by `max_parallel`, canaries
     /// awaiting promotion): their deployment is not complete.
     pending: BTreeSet<String>,
+    gates: Gates,
 }
 
 /// A group's update strategy, when its updates go through deployments.
@@ -720,7 +740,9 @@ impl<'a> Run<'a, '_> {
     /// desired count of healthy allocations (after promotion, if it had canaries): it
     /// succeeds, which marks the job version stable.
     fn finish_deployment(&mut self) {
-        let Some(d) = &self.deployment else { return };
+        let Some(d) = self.deployment.as_ref().filter(|_| self.gates.deployments) else {
+            return;
+        };
         if self.out.deployment.is_some() || d.status != DEPLOYMENT_RUNNING {
             return;
         }
@@ -747,7 +769,7 @@ impl<'a> Run<'a, '_> {
     }
 
     fn count_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
-        let u = strategy(job, g);
+        let u = strategy(job, g).filter(|_| self.gates.deployments);
         let promoted = self.group_state(&g.name).is_some_and(|s| s.promoted);
         let current_id = self
             .deployment

@@ -623,21 +623,26 @@ fn distinct_property_spreads_over_racks_up_to_its_limit() {
 #[test]
 fn plan_reports_diff_annotations_and_exit_code_semantics() {
     let mut w = World::new(1);
-    let new = plan_job(&w.state, &job(2, "a"), 0);
+    let new = plan_job(&w.state, &job(2, "a"), 0, Gates::ALL);
     assert_eq!(new.job_modify_index, 0);
     assert!(new.changes_allocations());
     assert_eq!(new.diff.task_groups[0].updates["create"], 2);
     w.run(job(2, "a"));
     let jmi = w.state.jobs["web"].job_modify_index;
-    let same = plan_job(&w.state, &job(2, "a"), 0);
+    let same = plan_job(&w.state, &job(2, "a"), 0, Gates::ALL);
     assert_eq!(same.job_modify_index, jmi);
     assert!(!same.changes_allocations());
-    let edit = plan_job(&w.state, &job(2, "b"), 0);
+    let edit = plan_job(&w.state, &job(2, "b"), 0, Gates::ALL);
     assert!(edit.changes_allocations());
     assert_eq!(edit.diff.task_groups[0].updates["create/destroy update"], 2);
     // Planning changed nothing.
     assert_eq!(w.state.jobs["web"].job_modify_index, jmi);
-    let inplace = plan_job(&w.state, &job_src("service", 2, "a", 100, 60), 0);
+    let inplace = plan_job(
+        &w.state,
+        &job_src("service", 2, "a", 100, 60),
+        0,
+        Gates::ALL,
+    );
     assert!(!inplace.changes_allocations());
     assert_eq!(inplace.diff.task_groups[0].updates["in-place update"], 2);
 }
@@ -1048,8 +1053,8 @@ fn runs_sharing_node_usage_do_not_plan_the_same_room_twice() {
     assert_eq!((web.allocs.len(), other.allocs.len()), (6, 6));
     // Together, the second sees the first's placements.
     let mut usage = NodeUsage::of_state(&w.state);
-    let web = schedule_with(&w.state, &mut usage, "web", "e1", 1, &mut ids);
-    let other = schedule_with(&w.state, &mut usage, "other", "e2", 1, &mut ids);
+    let web = schedule_with(&w.state, &mut usage, Gates::ALL, "web", "e1", 1, &mut ids);
+    let other = schedule_with(&w.state, &mut usage, Gates::ALL, "other", "e2", 1, &mut ids);
     assert_eq!((web.allocs.len(), other.allocs.len()), (6, 4));
     assert_eq!(other.queued["app"], 2);
 }
@@ -1241,4 +1246,40 @@ fn a_node_made_eligible_evaluates_its_system_jobs_and_unblocks_waiting_ones() {
         NODE_ELIGIBLE
     );
     assert_eq!(w.state.evals["waiting"].status, EVAL_PENDING);
+}
+
+#[test]
+fn without_the_deployments_feature_updates_replace_everything_at_once() {
+    // An older server in the cluster could not read deployments: 0.1's behaviour.
+    let mut w = World::new(1);
+    let rolling = |env: &str| {
+        let mut j = job(3, env);
+        j.task_groups[0].update.as_mut().unwrap().max_parallel = 1;
+        j
+    };
+    w.run(rolling("a"));
+    w.apply(command::Kind::JobRegister(JobRegister {
+        job: Some(rolling("b")),
+        eval: None,
+        enforce_index: false,
+        job_modify_index: 0,
+    }));
+    let mut ids = 0;
+    let mut usage = NodeUsage::of_state(&w.state);
+    let gated = Gates { deployments: false };
+    let o = schedule_with(&w.state, &mut usage, gated, "web", "e", 1, &mut || {
+        ids += 1;
+        format!("n{ids}")
+    });
+    assert_eq!(counts(&o), (0, 0, 0, 0, 3));
+    assert!(o.deployment.is_none() && o.deployment_changes.is_empty());
+    assert!(o
+        .allocs
+        .iter()
+        .filter(|a| a.desired_status == ALLOC_DESIRED_RUN)
+        .all(|a| a.deployment_id.is_empty()));
+    let plan = plan_job(&w.state, &rolling("c"), 1, gated);
+    assert!(plan.desired["app"].destructive_update == 3);
+    let with = plan_job(&w.state, &rolling("c"), 1, Gates::ALL);
+    assert_eq!(with.desired["app"].destructive_update, 1);
 }

@@ -18,7 +18,8 @@ pub const TRACKED_VERSIONS: usize = 6;
 
 /// Version of the snapshot format ([`StateSnapshot::format_version`]). Bump it on every change
 /// an older binary could misread, and teach [`State::from_snapshot`] to migrate the old one.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// 2 (Yurt 0.2): deployments, node drains and allocations' desired transitions.
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Refused plans after which an evaluation fails instead of being scheduled again.
 pub const MAX_PLAN_REJECTIONS: u32 = 5;
@@ -725,10 +726,30 @@ impl State {
         })
     }
 
+    /// The oldest snapshot format that holds this state: while a cluster still has servers of
+    /// an older version (features gated), its snapshots stay readable by them, and a state that
+    /// an older server would misread is refused by it loudly (its format is too new).
+    pub fn snapshot_format(&self) -> u32 {
+        let format_2 = !self.deployments.is_empty()
+            || self
+                .nodes
+                .values()
+                .any(|n| n.drain_strategy.is_some() || !n.events.is_empty())
+            || self
+                .allocs
+                .values()
+                .any(|a| a.desired_transition.is_some() || !a.deployment_id.is_empty());
+        if format_2 {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Encodes the whole state for a snapshot file.
     pub fn to_snapshot(&self, written_by: &str) -> Vec<u8> {
         let snap = StateSnapshot {
-            format_version: SNAPSHOT_FORMAT,
+            format_version: self.snapshot_format(),
             written_by: written_by.into(),
             index: self.index,
             jobs: self.jobs.values().cloned().collect(),

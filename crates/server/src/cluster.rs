@@ -105,9 +105,18 @@ impl Cluster {
         }
     }
 
-    /// A member of another cluster is never observed: it is the wrong peer, whichever side's
-    /// data dir is the stray one. Returns the sentence that says so.
+    /// A member of another cluster, or of a version or Raft protocol this server cannot work
+    /// with, is never observed: it is the wrong peer, whichever side is the stray one. Returns
+    /// the sentence that says so.
     fn foreign(&self, other: &ServerMember) -> Option<String> {
+        if let Err(why) =
+            yurt_types::version::check_server(&self.me.version, &other.name, &other.version)
+                .and_then(|_| {
+                    yurt_types::version::check_raft_protocol(&other.name, other.raft_protocol)
+                })
+        {
+            return Some(why);
+        }
         let ours = self.cluster_id();
         if ours.is_empty() || other.cluster_id.is_empty() || ours == other.cluster_id {
             return None;
@@ -120,6 +129,24 @@ impl Cluster {
 
     pub fn me(&self) -> &ServerMember {
         &self.me
+    }
+
+    /// The servers feature gates count: every member that has not left, failed ones included
+    /// (they come back with the binary they had).
+    pub fn gate_servers(&self) -> Vec<yurt_core::features::Server> {
+        self.members(true)
+            .into_iter()
+            .filter(|(m, _)| !m.left)
+            .map(|(m, _)| yurt_core::features::Server {
+                name: m.name,
+                version: m.version,
+            })
+            .collect()
+    }
+
+    /// What the scheduler may use given the servers' versions.
+    pub fn gates(&self) -> yurt_core::features::Gates {
+        yurt_core::features::Gates::of(&self.gate_servers())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Known>> {

@@ -63,12 +63,15 @@ pub async fn run_eval_loop(
     state: StateHandle,
     writer: Writer,
     raft: Raft,
+    cluster: crate::cluster::Cluster,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied = state.subscribe();
     loop {
         if crate::raft::is_leader(&raft) {
             let now = now_unix_ms();
+            // New kinds of plans only once every server can read them.
+            let gates = cluster.gates();
             let plans: Vec<(String, String, Command)> = state.read(|s| {
                 // The runs of one round see each other's placements.
                 let mut usage = NodeUsage::of_state(s);
@@ -81,6 +84,7 @@ pub async fn run_eval_loop(
                             let outcome = schedule_with(
                                 s,
                                 &mut usage,
+                                gates,
                                 &eval.job_id,
                                 &eval.id,
                                 now,
@@ -133,12 +137,14 @@ pub async fn run_deployment_watcher(
     state: StateHandle,
     writer: Writer,
     raft: Raft,
+    cluster: crate::cluster::Cluster,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied = state.subscribe();
     loop {
         let mut wait = Duration::from_millis(500);
-        if crate::raft::is_leader(&raft) {
+        // Its commands wait until every server can read them.
+        if crate::raft::is_leader(&raft) && cluster.gates().deployments {
             let now = now_unix_ms();
             let (changes, next) = state.read(|s| {
                 (
@@ -182,12 +188,15 @@ pub async fn run_drainer(
     state: StateHandle,
     writer: Writer,
     raft: Raft,
+    cluster: crate::cluster::Cluster,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied = state.subscribe();
     loop {
         let mut wait = Duration::from_millis(500);
-        if crate::raft::is_leader(&raft) {
+        let servers = cluster.gate_servers();
+        let gated = yurt_core::features::check(&yurt_core::features::NODE_DRAIN, &servers);
+        if crate::raft::is_leader(&raft) && gated.is_ok() {
             let now = now_unix_ms();
             let (progress, next) = state.read(|s| {
                 (

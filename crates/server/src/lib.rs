@@ -212,40 +212,44 @@ impl Server {
         }
         let writer = Writer::new(raft.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        tokio::spawn(leader::run_eval_loop(
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            shutdown_rx.clone(),
-        ));
-        tokio::spawn(leader::run_deployment_watcher(
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            shutdown_rx.clone(),
-        ));
-        tokio::spawn(leader::run_drainer(
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            shutdown_rx.clone(),
-        ));
         let cluster = cluster::Cluster::new(
             yurt_proto::internal::ServerMember {
                 id,
                 name: config.name.clone(),
                 addr: config.advertise_addr.clone(),
-                version: yurt_types::VERSION.into(),
+                version: yurt_types::version::build(),
                 datacenter: config.datacenter.clone(),
                 region: config.region.clone(),
                 left: false,
                 initialized: false,
                 bootstrap_expect: config.bootstrap_expect,
                 cluster_id: String::new(),
+                raft_protocol: yurt_types::version::RAFT_PROTOCOL,
             },
             config.join.clone(),
             cluster_name,
         );
+        tokio::spawn(leader::run_eval_loop(
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            cluster.clone(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(leader::run_deployment_watcher(
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            cluster.clone(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(leader::run_drainer(
+            state.clone(),
+            writer.clone(),
+            raft.clone(),
+            cluster.clone(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(cluster::run(
             cluster.clone(),
             raft.clone(),
@@ -297,6 +301,7 @@ impl Server {
             writer: self.writer.clone(),
             reads: reads.clone(),
             heartbeats: self.heartbeats.clone(),
+            cluster: self.cluster.clone(),
         };
         routes
             .add_service(JobsServer::new(api.clone()))

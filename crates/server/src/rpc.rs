@@ -63,6 +63,8 @@ pub struct Api {
     pub writer: Writer,
     pub reads: Reads,
     pub heartbeats: Arc<Heartbeats>,
+    /// The servers as gossip knows them (their versions gate features).
+    pub cluster: crate::cluster::Cluster,
 }
 
 impl Api {
@@ -108,7 +110,11 @@ impl jobs_server::Jobs for Api {
     async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
         self.barrier(&req).await?;
         let job = checked_job(req.into_inner().job)?;
-        let plan = self.reads.state.read(|s| plan_job(s, &job, now_unix_ms()));
+        let gates = self.cluster.gates();
+        let plan = self
+            .reads
+            .state
+            .read(|s| plan_job(s, &job, now_unix_ms(), gates));
         Ok(Response::new(PlanJobResponse {
             job_modify_index: plan.job_modify_index,
             diff: Some(plan.diff),
@@ -258,6 +264,11 @@ impl Api {
         )
             -> Result<yurt_core::internal::DeploymentChange, deploy::DeployError>,
     ) -> Reply<DeploymentActionResponse> {
+        yurt_core::features::check(
+            &yurt_core::features::DEPLOYMENTS,
+            &self.cluster.gate_servers(),
+        )
+        .map_err(Status::failed_precondition)?;
         let change = self.reads.state.read(|s| {
             let d = lookup(&s.deployments, "deployment", id)?;
             build(s, d).map_err(|e| Status::failed_precondition(e.to_string()))
@@ -443,6 +454,11 @@ impl nodes_server::Nodes for Api {
 
     async fn update_drain(&self, req: Request<NodeDrainRequest>) -> Reply<NodeUpdateResponse> {
         let req = req.into_inner();
+        yurt_core::features::check(
+            &yurt_core::features::NODE_DRAIN,
+            &self.cluster.gate_servers(),
+        )
+        .map_err(Status::failed_precondition)?;
         let update = self.reads.state.read(|s| {
             let node = s
                 .find_node(&req.node_id)
@@ -467,6 +483,11 @@ impl nodes_server::Nodes for Api {
     }
 
     async fn register(&self, req: Request<RegisterNodeRequest>) -> Reply<NodeUpdateResponse> {
+        // Servers are upgraded before clients: a newer client is refused where it arrives.
+        if let Some(n) = &req.get_ref().node {
+            yurt_types::version::check_client(yurt_types::VERSION, &n.version)
+                .map_err(Status::failed_precondition)?;
+        }
         if let Some(mut leader) = self.leader_nodes().await? {
             return leader.register(req.into_inner()).await;
         }

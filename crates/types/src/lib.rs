@@ -6,6 +6,7 @@
 //! - [`diff`] compares two versions of a job (for `job plan` and `job history -p`).
 //! - [`duration`] reads and writes Go-style durations (`10s`, `5m0s`).
 //! - [`status`] holds the exact status strings used across proto, CLI and docs.
+//! - [`version`]: build versions and which agents of different versions work together.
 //!
 //! The domain objects are the generated `yurt.v1` messages themselves (see
 //! `docs/ARCHITECTURE.md`, "One model"): this crate gives them their rules.
@@ -17,6 +18,7 @@ pub mod duration;
 mod hcl;
 pub mod jobspec;
 pub mod status;
+pub mod version;
 
 pub use yurt_proto::v1;
 

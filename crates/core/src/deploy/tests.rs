@@ -497,6 +497,10 @@ fn manual_health_drives_the_rollout_and_unknown_allocations_are_refused() {
 fn deployments_survive_a_snapshot() {
     let mut s = Sim::new();
     s.run(job(2, "a", ROLLING));
+    // A state without deployments is written as Yurt 0.1 reads it; one with them is not.
+    let plain = Sim::new();
+    assert_eq!(plain.state.snapshot_format(), 1);
+    assert_eq!(s.state.snapshot_format(), 2);
     let back = State::from_snapshot(&s.state.to_snapshot("test")).unwrap();
     assert_eq!(back.deployments, s.state.deployments);
     assert_eq!(back.deployments.in_state(DEPLOYMENT_RUNNING).count(), 1);
