@@ -142,6 +142,8 @@ pub fn kill_tasks(root: &Path) {
 /// A running `yurt agent`.
 pub struct Agent {
     child: Option<Child>,
+    /// The `yurt` binary it runs (this build, or a previous release's).
+    pub bin: PathBuf,
     pub data_dir: PathBuf,
     pub grpc: String,
     pub http: Option<String>,
@@ -162,6 +164,19 @@ impl Agent {
         Agent::start_on(data_dir, args, 0, 0)
     }
 
+    /// Starts another build's binary (an upgrade test's previous release).
+    pub fn start_bin(bin: &Path, data_dir: &Path, args: &[&str]) -> Agent {
+        Agent::spawn_bin(bin, data_dir, args, Some((0, 0)))
+    }
+
+    /// Stops the agent and starts `bin` on the same data dir and ports (an in-place upgrade).
+    pub fn restart_bin(&mut self, bin: &Path, args: &[&str]) {
+        self.stop();
+        let grpc = Agent::port_of(&self.grpc);
+        let http = self.http.as_deref().map_or(0, Agent::port_of);
+        *self = Agent::spawn_bin(bin, &self.data_dir.clone(), args, Some((grpc, http)));
+    }
+
     pub fn port_of(addr: &str) -> u16 {
         addr.rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
@@ -171,11 +186,8 @@ impl Agent {
     /// Starts the agent again on the same data dir and the same ports (a killed server must
     /// come back at the address its peers know).
     pub fn restart(&mut self, args: &[&str]) {
-        self.stop();
-        let grpc = Agent::port_of(&self.grpc);
-        let http = self.http.as_deref().map_or(0, Agent::port_of);
-        let fresh = Agent::start_on(&self.data_dir.clone(), args, grpc, http);
-        *self = fresh;
+        let bin = self.bin.clone();
+        self.restart_bin(&bin, args);
     }
 
     /// Starts `yurt agent -config FILE -data-dir DIR`: ports and everything else from the file.
@@ -189,6 +201,10 @@ impl Agent {
     }
 
     fn spawn(data_dir: &Path, args: &[&str], ports: Option<(u16, u16)>) -> Agent {
+        Agent::spawn_bin(Path::new(YURT), data_dir, args, ports)
+    }
+
+    fn spawn_bin(bin: &Path, data_dir: &Path, args: &[&str], ports: Option<(u16, u16)>) -> Agent {
         std::fs::create_dir_all(data_dir).unwrap();
         let addrs = data_dir.join("agent-addrs.json");
         let _ = std::fs::remove_file(&addrs);
@@ -198,7 +214,7 @@ impl Agent {
             .find(|p| !p.exists())
             .unwrap();
         let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(YURT);
+        let mut cmd = Command::new(bin);
         cmd.arg("agent")
             .args(args)
             .args(["-data-dir", data_dir.to_str().unwrap()]);
@@ -222,6 +238,7 @@ impl Agent {
         let pid = child.id();
         let mut agent = Agent {
             child: Some(child),
+            bin: bin.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
             grpc: String::new(),
             http: None,
@@ -383,4 +400,70 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
         head.lines().next().unwrap_or_default().to_string(),
         body.to_string(),
     )
+}
+
+/// The release before this build (the last line of `RELEASES` older than this version): its
+/// version and its `yurt` binary, built once from its commit (`git archive` into
+/// `target/releases/<version>`, its own target dir there). Panics with the reason when it
+/// cannot be built: the upgrade tests need it.
+pub fn previous_release() -> (String, PathBuf) {
+    static BUILT: std::sync::OnceLock<(String, PathBuf)> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let releases = std::fs::read_to_string(root.join("RELEASES")).expect("RELEASES");
+            let ours = semver::Version::parse(env!("CARGO_PKG_VERSION")).unwrap();
+            let (version, commit) = releases
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    Some((w.next()?.to_string(), w.next()?.to_string()))
+                })
+                .filter(|(v, _)| semver::Version::parse(v).is_ok_and(|v| v < ours))
+                .last()
+                .expect("RELEASES names a release before this version");
+            let dir = root.join("target/releases").join(&version);
+            let bin = dir.join("target/debug/yurt");
+            if bin.exists() {
+                return (version, bin);
+            }
+            let src = dir.join("src");
+            let _ = std::fs::remove_dir_all(&src);
+            std::fs::create_dir_all(&src).unwrap();
+            let archive = Command::new("git")
+                .args(["archive", "--format=tar", &commit])
+                .current_dir(&root)
+                .output()
+                .expect("run git archive");
+            assert!(
+                archive.status.success(),
+                "cannot read release {version} ({commit}) from git: {} (the upgrade tests need the repository's history)",
+                String::from_utf8_lossy(&archive.stderr)
+            );
+            let mut tar = Command::new("tar")
+                .args(["-x", "-C"])
+                .arg(&src)
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("run tar");
+            use std::io::Write;
+            tar.stdin.take().unwrap().write_all(&archive.stdout).unwrap();
+            assert!(tar.wait().unwrap().success(), "cannot unpack release {version}");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let build = Command::new(cargo)
+                .args(["build", "--locked", "--bin", "yurt"])
+                .current_dir(&src)
+                .env("CARGO_TARGET_DIR", dir.join("target"))
+                .env_remove("RUSTFLAGS")
+                .output()
+                .expect("run cargo build");
+            assert!(
+                build.status.success(),
+                "cannot build release {version}: {}",
+                String::from_utf8_lossy(&build.stderr)
+            );
+            (version, bin)
+        })
+        .clone()
 }

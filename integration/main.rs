@@ -10,6 +10,7 @@
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
+//! - `upgrade`: the seed upgrade guides from the previous release (built from `RELEASES`);
 //! - `tidy`: rules about the source tree itself.
 
 mod cluster;
@@ -23,3 +24,4 @@ mod jobs;
 mod restart;
 mod scheduling;
 mod tidy;
+mod upgrade;

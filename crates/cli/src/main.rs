@@ -156,7 +156,7 @@ async fn run(cli: Cli) -> u8 {
             cmd::job::run(&addr, cmd::job::JobCmd::Status { job: None, json }).await
         }
         Command::Version => {
-            println!("Yurt v{}", yurt_types::VERSION);
+            println!("Yurt v{}", yurt_types::version::build());
             Ok(0)
         }
         // `executor DIR` is its only valid form, and `main` takes that before parsing.

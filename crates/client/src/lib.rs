@@ -309,15 +309,24 @@ impl Client {
 
     async fn register(&self) -> Result<u64, tonic::Status> {
         let servers = &self.inner.servers;
-        let r = servers.check(
-            servers
-                .get()
-                .register(RegisterNodeRequest {
-                    node: Some(self.node()),
-                })
-                .await,
-        )?;
-        Ok(r.into_inner().heartbeat_ttl_ms)
+        let r = servers
+            .check(
+                servers
+                    .get()
+                    .register(RegisterNodeRequest {
+                        node: Some(self.node()),
+                    })
+                    .await,
+            )?
+            .into_inner();
+        // Servers are upgraded before clients (0.1 servers did not say their version).
+        let server = match r.server_version.as_str() {
+            "" => "0.1.0",
+            v => v,
+        };
+        yurt_types::version::check_client(server, yurt_types::VERSION)
+            .map_err(tonic::Status::failed_precondition)?;
+        Ok(r.heartbeat_ttl_ms)
     }
 
     async fn heartbeat_loop(self) {

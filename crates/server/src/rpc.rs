@@ -449,6 +449,7 @@ impl nodes_server::Nodes for Api {
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: 0,
             index: r.index,
+            server_version: yurt_types::VERSION.into(),
         }))
     }
 
@@ -479,6 +480,7 @@ impl nodes_server::Nodes for Api {
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: 0,
             index: r.index,
+            server_version: yurt_types::VERSION.into(),
         }))
     }
 
@@ -509,6 +511,7 @@ impl nodes_server::Nodes for Api {
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index: r.index,
+            server_version: yurt_types::VERSION.into(),
         }))
     }
 
@@ -536,6 +539,7 @@ impl nodes_server::Nodes for Api {
         Ok(Response::new(NodeUpdateResponse {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index,
+            server_version: yurt_types::VERSION.into(),
         }))
     }
 

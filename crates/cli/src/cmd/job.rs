@@ -132,6 +132,23 @@ async fn job_run(addr: &str, file: &PathBuf, detach: bool, check_index: Option<u
     monitor_registration(channel, &reply).await
 }
 
+/// A job's deployments, newest first; none from a server of Yurt 0.1, which had none.
+async fn deployments_of(
+    jobs: &mut JobsClient<Conn>,
+    job_id: &str,
+) -> Result<Vec<Deployment>, CliError> {
+    match jobs
+        .deployments(GetJobRequest {
+            job_id: job_id.into(),
+        })
+        .await
+    {
+        Ok(r) => Ok(r.into_inner().deployments),
+        Err(s) if s.code() == tonic::Code::Unimplemented => Ok(Vec::new()),
+        Err(s) => Err(CliError::api("retrieving deployments")(s)),
+    }
+}
+
 /// Follows what a registration started: its evaluation, then the deployment it created (if
 /// any) until that ends.
 async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> CmdResult {
@@ -147,14 +164,7 @@ async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> Cmd
         .await
         .map_err(CliError::api("reading evaluation"))?
         .into_inner();
-    let deployments = JobsClient::new(channel.clone())
-        .deployments(GetJobRequest {
-            job_id: eval.job_id.clone(),
-        })
-        .await
-        .map_err(CliError::api("retrieving deployments"))?
-        .into_inner()
-        .deployments;
+    let deployments = deployments_of(&mut JobsClient::new(channel.clone()), &eval.job_id).await?;
     // The deployment this registration's version started (the list is newest first).
     match deployments
         .first()
@@ -401,16 +411,7 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .into_inner()
         .evals;
     let failure = yurt_core::sched::placement_failure(&evals);
-    let latest = jobs
-        .deployments(GetJobRequest {
-            job_id: job.id.clone(),
-        })
-        .await
-        .map_err(CliError::api("querying job deployments"))?
-        .into_inner()
-        .deployments
-        .into_iter()
-        .next();
+    let latest = deployments_of(&mut jobs, &job.id).await?.into_iter().next();
     if json {
         #[derive(serde::Serialize)]
         struct Status<'a> {

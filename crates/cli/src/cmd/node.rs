@@ -163,6 +163,7 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
                     n.datacenter.clone(),
                     n.name.clone(),
                     or_none(&n.node_class),
+                    or_none(&n.version),
                     n.drain.to_string(),
                     n.scheduling_eligibility.clone(),
                     n.status.clone(),
@@ -177,6 +178,7 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
                     "DC",
                     "Name",
                     "Class",
+                    "Version",
                     "Drain",
                     "Eligibility",
                     "Status"

@@ -1,0 +1,406 @@
+//! The seed upgrade guides as tests, from the previous release (`RELEASES`, built from its
+//! commit) to this build, with real processes: servers upgraded in place one at a time (leader
+//! last) and replaced by new ones; clients upgraded in place within heartbeat_grace and by
+//! drain; a feature refused while an old server remains; a downgrade refused untouched.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// Servers `s0..s{n-1}` of binary `bin` expecting `n`, all joining the first.
+fn servers(bin: &Path, dir: &TestDir, n: usize, extra: &[&str]) -> (Vec<Agent>, Vec<Vec<String>>) {
+    let mut agents: Vec<Agent> = Vec::new();
+    let mut all_args = Vec::new();
+    for i in 0..n {
+        let mut args: Vec<String> = ["-server", "-node", &format!("s{i}"), "-bootstrap-expect"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(n.to_string());
+        if let Some(first) = agents.first() {
+            args.extend(["-join".to_string(), first.grpc.clone()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        agents.push(Agent::start_bin(
+            bin,
+            &dir.path.join(format!("s{i}")),
+            &refs,
+        ));
+        all_args.push(args);
+    }
+    (agents, all_args)
+}
+
+fn refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The leader's index among `agents`, as the servers in `alive` agree on it, with `voters`.
+fn leader(agents: &[Agent], alive: &[usize], voters: usize) -> usize {
+    wait_for(&format!("a leader with {voters} voters"), || {
+        let mut seen = Vec::new();
+        for &i in alive {
+            let out = agents[i].yurt(&["operator", "raft", "list-peers", "-json"]);
+            let v: Value = serde_json::from_str(&stdout(&out)).map_err(|e| e.to_string())?;
+            let peers = v["peers"].as_array().cloned().unwrap_or_default();
+            if peers.iter().filter(|p| p["voter"] == true).count() != voters {
+                return Err(stdout(&out));
+            }
+            let addr = peers
+                .iter()
+                .find(|p| p["state"] == "leader")
+                .and_then(|p| p["address"].as_str())
+                .ok_or_else(|| stdout(&out))?
+                .to_string();
+            seen.push(addr);
+        }
+        seen.dedup();
+        match seen.as_slice() {
+            [one] => agents
+                .iter()
+                .position(|a| a.grpc == *one)
+                .ok_or_else(|| format!("{one} is not ours")),
+            _ => Err(format!("servers disagree: {seen:?}")),
+        }
+    })
+}
+
+/// `last_log_index` from `agent-info`, equal on every server in `alive`.
+fn converged(agents: &[Agent], alive: &[usize]) {
+    wait_for("last_log_index to converge", || {
+        let seen: Vec<String> = alive
+            .iter()
+            .map(|&i| {
+                stdout(&agents[i].yurt(&["agent-info"]))
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("last_log_index = ").map(String::from))
+                    .unwrap_or_default()
+            })
+            .collect();
+        if !seen[0].is_empty() && seen.iter().all(|s| *s == seen[0]) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+}
+
+/// A job that waits for a datacenter nobody has: registering it is a write, nothing more.
+fn write_job(dir: &Path, id: &str) -> String {
+    let path = dir.join(format!("{id}.hcl"));
+    std::fs::write(
+        &path,
+        format!(
+            "job \"{id}\" {{\n  datacenters = [\"nowhere\"]\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n    }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Writes succeed through `agent` (after at most a moment).
+fn write_through(agent: &Agent, dir: &Path, id: &str) {
+    let file = write_job(dir, id);
+    wait_for(&format!("the write {id}"), || {
+        let out = agent.yurt(&["job", "run", "-detach", &file]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(stderr(&out))
+        }
+    });
+}
+
+/// A service job of two allocations that migrate quickly (for the client drain).
+fn service_job(dir: &Path) -> String {
+    let path = dir.join("web.hcl");
+    std::fs::write(
+        &path,
+        r#"job "web" {
+  datacenters = ["dc1"]
+  group "app" {
+    count = 2
+    migrate {
+      max_parallel     = 1
+      health_check     = "task_states"
+      min_healthy_time = "500ms"
+      healthy_deadline = "30s"
+    }
+    task "server" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while true; do sleep 1; done"]
+      }
+      resources {
+        cpu    = 10
+        memory = 16
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The `server members` line of server `name`.
+fn member_line(agent: &Agent, name: &str) -> String {
+    agent
+        .ok(&["server", "members"])
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// IDs of the job's running allocations, sorted.
+fn running(agent: &Agent, job: &str) -> Vec<String> {
+    let mut ids = agent.wait_running(job, 2);
+    ids.sort();
+    ids
+}
+
+#[test]
+fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
+    let (old_version, old) = previous_release();
+    let new = PathBuf::from(YURT);
+    let dir = TestDir::new();
+    let (mut s, args) = servers(&old, &dir, 3, &[]);
+    leader(&s, &[0, 1, 2], 3);
+    let list: Vec<&str> = s.iter().map(|a| a.grpc.as_str()).collect();
+    let list = list.join(",");
+    let client_args = |name: &str| -> Vec<String> {
+        ["-client", "-servers", &list, "-node", name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let mut clients: Vec<Agent> = (0..2)
+        .map(|i| {
+            let name = format!("c{i}");
+            Agent::start_bin(&old, &dir.path.join(&name), &refs(&client_args(&name)))
+        })
+        .collect();
+    wait_for("both clients ready", || {
+        let out = s[0].ok(&["node", "status"]);
+        if out.lines().filter(|l| l.ends_with("ready")).count() == 2 {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    // One allocation on each client.
+    s[0].ok(&[
+        "operator",
+        "scheduler",
+        "set-config",
+        "-scheduler-algorithm",
+        "spread",
+    ]);
+    s[0].ok(&["job", "run", "-detach", &service_job(&dir.path)]);
+    let allocs = running(&s[0], "web");
+    let pids: Vec<Vec<i32>> = clients
+        .iter()
+        .map(|c| wait_task_pids(&c.data_dir, 1))
+        .collect();
+
+    // Servers: followers first, the leader last; after each, its new Build is shown, the logs
+    // converge and writes go through.
+    let first_leader = leader(&s, &[0, 1, 2], 3);
+    let mut order: Vec<usize> = (0..3).filter(|i| *i != first_leader).collect();
+    order.push(first_leader);
+    for (step, &i) in order.iter().enumerate() {
+        s[i].restart_bin(&new, &refs(&args[i]));
+        let name = format!("s{i}");
+        wait_for(&format!("{name} to be back with the new build"), || {
+            let line = member_line(&s[i], &name);
+            if line.contains(" alive ") && line.contains(env!("CARGO_PKG_VERSION")) {
+                Ok(())
+            } else {
+                Err(s[i].ok(&["server", "members"]))
+            }
+        });
+        leader(&s, &[0, 1, 2], 3);
+        converged(&s, &[0, 1, 2]);
+        write_through(&s[i], &dir.path, &format!("write-{step}"));
+        if step == 0 {
+            // A feature of the new version waits for every server.
+            let out = s[i].yurt(&["node", "drain", "-enable", "-yes", "-force", "c0"]);
+            assert_eq!(out.status.code(), Some(1));
+            let err = stderr(&out);
+            assert!(
+                err.contains("node drain requires all servers at version 0.2.0; these are older: ")
+                    && err.contains(&format!("({old_version})")),
+                "{err}"
+            );
+        }
+    }
+    let members = s[0].ok(&["server", "members"]);
+    assert_eq!(
+        members.matches(env!("CARGO_PKG_VERSION")).count(),
+        3,
+        "{members}"
+    );
+    // No allocation restarted.
+    assert_eq!(running(&s[0], "web"), allocs);
+    for (c, before) in clients.iter().zip(&pids) {
+        assert_eq!(&task_pids(&c.data_dir), before);
+    }
+
+    // Client c0 in place, within heartbeat_grace: same tasks, never down.
+    clients[0].restart_bin(&new, &refs(&client_args("c0")));
+    wait_for("c0 to be back with the new build", || {
+        let out = s[0].ok(&["node", "status", "-json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let node = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "c0")
+            .cloned()
+            .unwrap_or_default();
+        assert_ne!(node["status"], "down", "c0 went down: {out}");
+        if node["version"].as_str() == Some(env!("CARGO_PKG_VERSION")) {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    assert_eq!(task_pids(&clients[0].data_dir), pids[0]);
+    assert_eq!(running(&s[0], "web"), allocs);
+
+    // Client c1 by drain (now that every server has node drain): its allocation moves to c0,
+    // then c1 comes back with the new build and takes work again.
+    let out = s[1].ok(&["node", "drain", "-enable", "-yes", "c1"]);
+    assert!(out.contains("Drain complete for node"), "{out}");
+    assert!(pids[1].iter().all(|p| !alive(*p)));
+    clients[1].restart_bin(&new, &refs(&client_args("c1")));
+    s[1].ok(&["node", "eligibility", "-enable", "c1"]);
+    let nodes = s[1].ok(&["node", "status"]);
+    assert_eq!(
+        nodes.matches("eligible").count() - nodes.matches("ineligible").count(),
+        2,
+        "{nodes}"
+    );
+    let now = running(&s[2], "web");
+    assert_eq!(now.len(), 2);
+    let list = s[2].ok(&["job", "status"]);
+    for step in 0..3 {
+        assert!(list.contains(&format!("write-{step}")), "{list}");
+    }
+}
+
+#[test]
+fn old_servers_replaced_by_new_ones_keep_quorum_and_force_leave_removes_them() {
+    let (_, old) = previous_release();
+    let new = PathBuf::from(YURT);
+    let dir = TestDir::new();
+    let quick = ["-server-stabilization-time", "1s"];
+    let (mut all, _) = servers(&old, &dir, 3, &quick);
+    leader(&all, &[0, 1, 2], 3);
+    write_through(&all[0], &dir.path, "before");
+    // Three new servers join the old cluster.
+    for i in 3..6 {
+        let name = format!("s{i}");
+        let join = all[0].grpc.clone();
+        let args = [
+            "-server",
+            "-node",
+            &name,
+            "-bootstrap-expect",
+            "3",
+            "-join",
+            &join,
+            "-server-stabilization-time",
+            "1s",
+        ];
+        all.push(Agent::start_bin(&new, &dir.path.join(&name), &args));
+    }
+    leader(&all, &[0, 1, 2, 3, 4, 5], 6);
+    converged(&all, &[0, 1, 2, 3, 4, 5]);
+    // The old ones go, one at a time; those not `left` are removed with force-leave.
+    let mut alive: Vec<usize> = (0..6).collect();
+    for i in 0..3 {
+        all[i].stop();
+        alive.retain(|a| *a != i);
+        let asker = alive[alive.len() - 1];
+        let name = format!("s{i}");
+        wait_for(&format!("{name} to be failed or left"), || {
+            let line = member_line(&all[asker], &name);
+            if line.contains(" failed ") || line.contains(" left ") {
+                Ok(())
+            } else {
+                Err(all[asker].ok(&["server", "members"]))
+            }
+        });
+        if member_line(&all[asker], &name).contains(" failed ") {
+            all[asker].ok(&["server", "force-leave", &name]);
+        }
+        leader(&all, &alive, 5 - i);
+        write_through(&all[asker], &dir.path, &format!("after-{i}"));
+    }
+    let peers = all[3].ok(&["operator", "raft", "list-peers"]);
+    for i in 3..6 {
+        assert!(peers.contains(&format!("s{i} ")), "{peers}");
+    }
+    let jobs = all[5].ok(&["job", "status"]);
+    for id in ["before", "after-0", "after-1", "after-2"] {
+        assert!(jobs.contains(id), "{jobs}");
+    }
+}
+
+#[test]
+fn the_previous_release_refuses_a_data_dir_this_build_wrote_and_changes_nothing() {
+    let (old_version, old) = previous_release();
+    let dir = TestDir::new();
+    let data = dir.path.join("server");
+    let mut server = Agent::start(&data, &["-server", "-bootstrap-expect", "1"]);
+    write_through(&server, &dir.path, "kept");
+    server.stop();
+    let listing = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![d.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !path.ends_with("agent-addrs.json") {
+                    out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = listing(&data);
+    let out = std::process::Command::new(&old)
+        .args(["agent", "-server", "-bootstrap-expect", "1", "-data-dir"])
+        .arg(&data)
+        .args(["-grpc-port", "0", "-http-port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("downgrades are not supported"), "{text}");
+    assert!(
+        text.contains(&format!("this is Yurt {old_version}")),
+        "{text}"
+    );
+    assert_eq!(listing(&data), before, "the data dir is untouched");
+    // This build still reads it.
+    let again = Agent::start(&data, &["-server", "-bootstrap-expect", "1"]);
+    wait_for("the kept job", || {
+        let jobs = stdout(&again.yurt(&["job", "status"]));
+        if jobs.contains("kept") {
+            Ok(())
+        } else {
+            Err(jobs)
+        }
+    });
+}
