@@ -421,7 +421,7 @@ pub fn previous_release() -> (String, PathBuf) {
                     Some((w.next()?.to_string(), w.next()?.to_string()))
                 })
                 .filter(|(v, _)| semver::Version::parse(v).is_ok_and(|v| v < ours))
-                .last()
+                .next_back()
                 .expect("RELEASES names a release before this version");
             let dir = root.join("target/releases").join(&version);
             let bin = dir.join("target/debug/yurt");
