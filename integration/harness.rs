@@ -420,8 +420,7 @@ pub fn previous_release() -> (String, PathBuf) {
                     let mut w = l.split_whitespace();
                     Some((w.next()?.to_string(), w.next()?.to_string()))
                 })
-                .filter(|(v, _)| semver::Version::parse(v).is_ok_and(|v| v < ours))
-                .next_back()
+                .rfind(|(v, _)| semver::Version::parse(v).is_ok_and(|v| v < ours))
                 .expect("RELEASES names a release before this version");
             let dir = root.join("target/releases").join(&version);
             let bin = dir.join("target/debug/yurt");
