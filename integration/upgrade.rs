@@ -404,3 +404,58 @@ fn the_previous_release_refuses_a_data_dir_this_build_wrote_and_changes_nothing(
         }
     });
 }
+
+#[test]
+fn every_released_versions_data_dir_and_snapshot_load_in_this_build() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let releases = std::fs::read_to_string(root.join("RELEASES")).unwrap();
+    let versions: Vec<&str> = releases
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!versions.is_empty());
+    for version in versions {
+        let fixtures = root.join("fixtures").join(version);
+        let dir = TestDir::new();
+        // The data dir, as that version left it: this build starts on it and has its job.
+        let data = dir.path.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let tar = std::process::Command::new("tar")
+            .arg("-xzf")
+            .arg(fixtures.join("server-data-dir.tar.gz"))
+            .arg("-C")
+            .arg(&data)
+            .status()
+            .unwrap();
+        assert!(tar.success(), "{version}: cannot unpack its data dir");
+        let server = Agent::start(&data, &["-server", "-bootstrap-expect", "1"]);
+        let history = wait_for(&format!("{version}'s job in its data dir"), || {
+            let out = server.yurt(&["job", "history", "kept"]);
+            if out.status.success() {
+                Ok(stdout(&out))
+            } else {
+                Err(stderr(&out))
+            }
+        });
+        assert!(
+            history.contains("Version     = 1") && history.contains("Version     = 0"),
+            "{version}: {history}"
+        );
+        write_through(&server, &dir.path, "after-upgrade");
+        let marker = std::fs::read_to_string(data.join("yurt-data-dir.json")).unwrap();
+        assert!(marker.contains(env!("CARGO_PKG_VERSION")), "{marker}");
+
+        // Its snapshot restores into a new cluster of this build.
+        let fresh = Agent::start(
+            &dir.path.join("fresh"),
+            &["-server", "-bootstrap-expect", "1"],
+        );
+        write_through(&fresh, &dir.path, "replaced-by-restore");
+        let snap = fixtures.join("state.snap");
+        fresh.ok(&["operator", "snapshot", "restore", snap.to_str().unwrap()]);
+        let jobs = fresh.ok(&["job", "status"]);
+        assert!(jobs.contains("kept"), "{version}: {jobs}");
+        assert!(!jobs.contains("replaced-by-restore"), "{version}: {jobs}");
+    }
+}

@@ -110,3 +110,31 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fixtures {
+    /// Every release's snapshot (`fixtures/<version>/state.snap`) loads in this build.
+    #[test]
+    fn snapshots_written_by_every_release_load() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let releases = std::fs::read_to_string(format!("{root}/RELEASES")).unwrap();
+        let mut seen = 0;
+        for line in releases
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+        {
+            let Some(version) = line.split_whitespace().next() else {
+                continue;
+            };
+            let path = format!("{root}/fixtures/{version}/state.snap");
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let (file, state) = super::decode(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(file.written_by, version, "{path}");
+            let job = &state.jobs["kept"];
+            assert_eq!(job.version, 1, "{path}");
+            assert_eq!(state.job_versions["kept"].len(), 2, "{path}");
+            seen += 1;
+        }
+        assert!(seen > 0, "RELEASES names at least one release");
+    }
+}
