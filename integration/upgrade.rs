@@ -459,3 +459,42 @@ fn every_released_versions_data_dir_and_snapshot_load_in_this_build() {
         assert!(!jobs.contains("replaced-by-restore"), "{version}: {jobs}");
     }
 }
+
+#[test]
+fn upgrade_check_says_when_a_server_may_go_and_which() {
+    let dir = TestDir::new();
+    let (mut s, _) = servers(Path::new(YURT), &dir, 3, &[]);
+    let leader_at = leader(&s, &[0, 1, 2], 3);
+    write_through(&s[0], &dir.path, "w");
+    // No Raft snapshot yet: not safe, and it says what to do.
+    let out = s[1].yurt(&["operator", "upgrade-check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("no Raft snapshot yet"),
+        "{}",
+        stdout(&out)
+    );
+    s[leader_at].ok(&["operator", "raft", "snapshot"]);
+    let ok = s[1].ok(&["operator", "upgrade-check"]);
+    let follower = (0..3).find(|i| *i != leader_at).unwrap();
+    assert!(
+        ok.contains(&format!(
+            "Safe to upgrade one server now: s{follower} (a follower; the leader goes last)"
+        )),
+        "{ok}"
+    );
+    // A server down: not safe, named.
+    let victim = (leader_at + 1) % 3;
+    s[victim].kill9();
+    let asker = (0..3).find(|i| *i != victim).unwrap();
+    let out = wait_for("upgrade-check to notice the dead server", || {
+        let out = s[asker].yurt(&["operator", "upgrade-check"]);
+        let text = stdout(&out);
+        if out.status.code() == Some(1) && text.contains(&format!("s{victim} is failed")) {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", stderr(&out)))
+        }
+    });
+    assert!(out.contains("Not safe to take a server down now"), "{out}");
+}

@@ -13,6 +13,7 @@
 //! - [`drain`]: node drain: the leader's drainer (migrations metered by `migrate` blocks,
 //!   deadlines, system jobs last) and the state machine's part.
 //! - [`features`]: which features a cluster of mixed server versions may use.
+//! - [`upgrade`]: `operator upgrade-check`: whether one server may go down for its upgrade now.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
@@ -29,5 +30,6 @@ pub mod state;
 pub mod table;
 #[cfg(test)]
 mod testkit;
+pub mod upgrade;
 
 pub use yurt_proto::{internal, v1};

@@ -76,7 +76,7 @@ impl Operator for OperatorService {
                     port,
                     status: cluster::status_of(alive, s.left).into(),
                     leader: leader == Some(s.id),
-                    raft_version: "3".into(),
+                    raft_version: s.raft_protocol.max(1).to_string(),
                     build: s.version.clone(),
                     datacenter: s.datacenter.clone(),
                     region: s.region.clone(),
@@ -92,16 +92,18 @@ impl Operator for OperatorService {
         let m = self.reads.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let names: std::collections::BTreeMap<NodeId, String> = self
+        let names: std::collections::BTreeMap<NodeId, (String, u32)> = self
             .cluster
             .members(true)
             .into_iter()
-            .map(|(s, _)| (s.id, s.name))
+            .map(|(s, _)| (s.id, (s.name, s.raft_protocol.max(1))))
             .collect();
         let mut peers: Vec<RaftPeer> = membership
             .nodes()
             .map(|(id, node)| RaftPeer {
-                node: names.get(id).cloned().unwrap_or_else(|| "(unknown)".into()),
+                node: names
+                    .get(id)
+                    .map_or_else(|| "(unknown)".into(), |(n, _)| n.clone()),
                 id: id.to_string(),
                 address: node.addr.clone(),
                 state: if m.current_leader == Some(*id) {
@@ -111,7 +113,7 @@ impl Operator for OperatorService {
                 }
                 .into(),
                 voter: voters.contains(id),
-                raft_protocol: "3".into(),
+                raft_protocol: names.get(id).map_or(1, |(_, p)| *p).to_string(),
             })
             .collect();
         peers.sort_by(|a, b| a.node.cmp(&b.node));
@@ -293,6 +295,77 @@ impl Operator for OperatorService {
         Ok(Response::new(SchedulerSetConfigurationResponse {
             config: Some(config),
             index: applied.index,
+        }))
+    }
+
+    async fn upgrade_check(
+        &self,
+        req: Request<UpgradeCheckRequest>,
+    ) -> Reply<UpgradeCheckResponse> {
+        if !crate::raft::is_leader(&self.reads.raft) {
+            // Replication progress is known to the leader only.
+            return self
+                .leader_client()
+                .await?
+                .upgrade_check(req.into_inner())
+                .await;
+        }
+        let m = self.reads.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched: std::collections::BTreeMap<NodeId, u64> = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let servers = self
+            .cluster
+            .members(true)
+            .into_iter()
+            .map(|(s, alive)| yurt_core::upgrade::ServerView {
+                status: cluster::status_of(alive, s.left).into(),
+                voter: voters.contains(&s.id),
+                leader: m.current_leader == Some(s.id),
+                matched_index: if m.current_leader == Some(s.id) {
+                    Some(last_log_index)
+                } else {
+                    matched.get(&s.id).copied()
+                },
+                name: s.name,
+                version: s.version,
+            })
+            .collect();
+        let clients = self.reads.state.read(|st| {
+            st.nodes
+                .values()
+                .filter(|n| n.status != yurt_types::status::NODE_DOWN)
+                .map(|n| (n.name.clone(), n.version.clone()))
+                .collect()
+        });
+        let report = yurt_core::upgrade::report(&yurt_core::upgrade::Input {
+            servers,
+            last_log_index,
+            last_snapshot_index: m.snapshot.map_or(0, |s| s.index),
+            clients,
+        });
+        Ok(Response::new(UpgradeCheckResponse {
+            safe: report.safe(),
+            checks: report
+                .checks
+                .into_iter()
+                .map(|c| UpgradeCheckItem {
+                    name: c.name.into(),
+                    ok: c.ok,
+                    detail: c.detail,
+                })
+                .collect(),
+            next_server: report.next.unwrap_or_default(),
+            next_reason: report.next_reason,
         }))
     }
 

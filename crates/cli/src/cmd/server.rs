@@ -42,6 +42,11 @@ pub enum OperatorCmd {
         #[command(subcommand)]
         cmd: SchedulerCmd,
     },
+    /// Check that a rolling upgrade may take down one server now, and say which one next.
+    UpgradeCheck {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,6 +155,7 @@ pub async fn run_operator(addr: &str, cmd: OperatorCmd) -> CmdResult {
         OperatorCmd::Raft { cmd } => cmd,
         OperatorCmd::Snapshot { cmd } => return snapshot(addr, cmd).await,
         OperatorCmd::Scheduler { cmd } => return scheduler(addr, cmd).await,
+        OperatorCmd::UpgradeCheck { json } => return upgrade_check(addr, json).await,
     };
     let mut op = OperatorClient::new(connect(addr).await?);
     match cmd {
@@ -343,4 +349,39 @@ async fn scheduler(addr: &str, cmd: SchedulerCmd) -> CmdResult {
         }
     }
     Ok(0)
+}
+
+/// `yurt operator upgrade-check`: exit 0 when one server may go down for its upgrade now.
+async fn upgrade_check(addr: &str, json: bool) -> CmdResult {
+    let r = OperatorClient::new(connect(addr).await?)
+        .upgrade_check(yurt_proto::v1::UpgradeCheckRequest {})
+        .await
+        .map_err(CliError::api("checking the upgrade"))?
+        .into_inner();
+    if json {
+        print!("{}", output::json(&r));
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .checks
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    if c.ok { "ok" } else { "FAIL" }.to_string(),
+                    c.detail.clone(),
+                ]
+            })
+            .collect();
+        print!("{}", output::table(&["Check", "Result", "Detail"], &rows));
+        println!();
+        if r.safe {
+            println!(
+                "Safe to upgrade one server now: {} ({})",
+                r.next_server, r.next_reason
+            );
+        } else {
+            println!("Not safe to take a server down now: fix the checks marked FAIL first.");
+        }
+    }
+    Ok(if r.safe { 0 } else { 1 })
 }
