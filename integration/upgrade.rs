@@ -498,3 +498,37 @@ fn upgrade_check_says_when_a_server_may_go_and_which() {
     });
     assert!(out.contains("Not safe to take a server down now"), "{out}");
 }
+
+#[test]
+fn a_client_newer_than_its_server_is_refused_and_says_so() {
+    let (old_version, old) = previous_release();
+    let dir = TestDir::new();
+    let server = Agent::start_bin(
+        &old,
+        &dir.path.join("server"),
+        &["-server", "-bootstrap-expect", "1"],
+    );
+    // This build's client against the previous release's server.
+    let client = Agent::start(
+        &dir.path.join("client"),
+        &["-client", "-servers", &server.grpc, "-node", "too-new"],
+    );
+    let log = wait_for("the client to refuse the older server", || {
+        let log = client.log_text();
+        if log.contains("newer than server") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
+    assert!(
+        log.contains(&format!(
+            "client runs Yurt {}, newer than server Yurt {old_version}: upgrade the servers before the clients",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{log}"
+    );
+    // It runs nothing there and tells its agent-info it is not registered.
+    let info = client.ok(&["agent-info"]);
+    assert!(info.contains("last_heartbeat = never"), "{info}");
+}
