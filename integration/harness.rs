@@ -385,21 +385,37 @@ pub fn web_job(dir: &Path, greeting: &str) -> PathBuf {
 
 /// A plain HTTP/1.1 GET against `addr`; returns the status line and the body.
 pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    let (status, _, body) = http_request(addr, "GET", path, "");
+    (status, body)
+}
+
+/// A plain HTTP/1.1 request against `addr`; returns the status line, the headers (lower-case
+/// names) and the body.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (String, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
     s.set_read_timeout(Some(timeout())).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or_default().to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
 }
 
 /// The release before this build (the last line of `RELEASES` older than this version): its

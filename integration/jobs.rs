@@ -175,22 +175,22 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     let list = agent.ok(&["job", "status"]);
     assert!(list.contains("web") && list.contains("dead"), "{list}");
 
-    // The HTTP API answers with the same objects.
+    // The HTTP API answers with the same objects, in Nomad's JSON shape.
     let http = agent.http.as_deref().expect("a dev agent serves HTTP");
     let (status, body) = http_get(http, "/v1/job/web");
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     let job: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         (
-            job["id"].as_str(),
-            job["status"].as_str(),
-            job["version"].as_u64()
+            job["ID"].as_str(),
+            job["Status"].as_str(),
+            job["Version"].as_u64()
         ),
         (Some("web"), Some("dead"), Some(2))
     );
     let (status, body) = http_get(http, "/v1/job/nope");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    assert!(body.contains("job \\\"nope\\\" not found"), "{body}");
+    assert_eq!(body.trim(), "job \"nope\" not found");
 }
 
 #[test]

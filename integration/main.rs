@@ -6,6 +6,7 @@
 //! - `drain`: node drain: metered migrations, deadlines, batch and system jobs, eligibility;
 //! - `health`: service checks and task states decide allocation health;
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing;
+//! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
@@ -20,6 +21,7 @@ mod errors;
 mod harness;
 mod health;
 mod heartbeat;
+mod http;
 mod jobs;
 mod restart;
 mod scheduling;

@@ -441,11 +441,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         )
     };
     if let (Some(l), Some(s)) = (http, &server) {
-        tokio::spawn(yurt_server::http::serve(
-            l,
-            s.state.clone(),
-            stop_rx.clone(),
-        ));
+        tokio::spawn(yurt_server::http::serve(l, s.api(), stop_rx.clone()));
     }
 
     write_addrs(

@@ -1,102 +1,550 @@
-//! The HTTP/JSON API (read-only for now), on hyper. Responses are the same `yurt.v1` messages
-//! the gRPC API returns, serialized with serde, so field names match across both APIs.
+//! The HTTP/JSON API on hyper, shaped like Nomad's `/v1` API: the same `yurt.v1` messages as
+//! the gRPC API, in Nomad's JSON shape (`yurt_types::nomad_json`: `ID`, `TaskGroups`,
+//! nanoseconds), so that scripts and clients written for Nomad work for these calls. Every
+//! handler calls the gRPC service implementation in-process (validation, forwarding to the
+//! leader, feature gates are theirs).
 //!
-//! Routes: `/v1/jobs`, `/v1/job/<id>`, `/v1/job/<id>/allocations`, `/v1/job/<id>/versions`,
-//! `/v1/nodes`, `/v1/node/<id>`, `/v1/allocations`, `/v1/allocation/<id>`,
-//! `/v1/evaluation/<id>`.
+//! Reads answer with `X-Nomad-Index` (and `X-Yurt-Index`): the Raft index the answer reflects.
+//! A read with `?index=N` blocks until the state passes N or `wait` (default 5m, at most 10m)
+//! ends. Errors are an HTTP status and one plain-text sentence, as Nomad's are. Request bodies
+//! are limited to 8 MiB and must arrive within 30 s.
+//!
+//! Routes: `GET /v1/jobs`, `PUT|POST /v1/jobs` and `/v1/job/<id>` (register `{"Job": ...}`),
+//! `GET|DELETE /v1/job/<id>` (`?purge=true`), `POST /v1/job/<id>/plan`,
+//! `GET /v1/job/<id>/{versions,allocations,evaluations,deployments,deployment}`,
+//! `POST /v1/job/<id>/revert` (`{"JobVersion": N}`), `POST /v1/jobs/parse` (`{"JobHCL": ...}`),
+//! `GET /v1/allocations`, `/v1/allocation/<id>`, `/v1/evaluations`, `/v1/evaluation/<id>`,
+//! `/v1/nodes`, `/v1/node/<id>`, `POST /v1/node/<id>/eligibility`, `POST /v1/node/<id>/drain`,
+//! `GET /v1/deployments`, `/v1/deployment/<id>`, `POST /v1/deployment/{promote,fail,pause}/<id>`,
+//! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/regions`.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use yurt_core::state::{PrefixError, State};
+use tonic::Code;
+use yurt_proto::v1::allocs_server::Allocs;
+use yurt_proto::v1::deployments_server::Deployments;
+use yurt_proto::v1::evals_server::Evals;
+use yurt_proto::v1::jobs_server::Jobs;
+use yurt_proto::v1::nodes_server::Nodes;
+use yurt_proto::v1::*;
+use yurt_types::nomad_json::{from_nomad, to_nomad};
 
-use crate::raft::state_machine::StateHandle;
+use crate::rpc::Api;
 
-fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
+/// Largest request body accepted.
+const MAX_BODY: usize = 8 << 20;
+/// Longest a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a blocking query waits.
+const MAX_WAIT: Duration = Duration::from_secs(600);
 
-fn error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    reply(
-        status,
-        serde_json::json!({ "error": msg }).to_string() + "\n",
-    )
-}
+type HttpResponse = Response<Full<Bytes>>;
 
-fn found<T: serde::Serialize>(r: Result<T, (StatusCode, String)>) -> Response<Full<Bytes>> {
-    match r {
-        Ok(v) => reply(
-            StatusCode::OK,
-            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
-        ),
-        Err((s, m)) => error(s, &m),
+/// A failed request: status and one sentence.
+#[derive(Debug)]
+struct Failure(StatusCode, String);
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Failure {
+        let code = match s.code() {
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure(code, s.message().to_string())
     }
 }
 
-fn by_id<'a, T>(
-    map: &'a std::collections::BTreeMap<String, T>,
-    what: &str,
-    id: &str,
-) -> Result<&'a T, (StatusCode, String)> {
-    State::find_by_prefix(map, id).map_err(|e| {
-        let code = match e {
-            PrefixError::NotFound => StatusCode::NOT_FOUND,
-            PrefixError::Ambiguous => StatusCode::BAD_REQUEST,
-        };
-        (code, e.sentence(what, id))
+fn bad(msg: impl Into<String>) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, msg.into())
+}
+
+type Answer = Result<Value, Failure>;
+
+fn json<T: serde::Serialize>(v: &T) -> Answer {
+    serde_json::to_value(v)
+        .map(|v| to_nomad(&v))
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The query parameter `name`, if given.
+fn query<'a>(q: &'a str, name: &str) -> Option<&'a str> {
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
     })
 }
 
-/// Answers one request from the state (pure routing over a read).
-pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>> {
-    if method != Method::GET {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "the HTTP API is read-only in this version; use the gRPC API or the CLI to write",
-        );
+/// A message from a Nomad-shaped JSON object (a field `wrapper` of the body, or the body).
+fn message<T: serde::de::DeserializeOwned>(body: &Value, wrapper: &str) -> Result<T, Failure> {
+    let inner = body.get(wrapper).unwrap_or(body);
+    if !inner.is_object() {
+        return Err(bad(format!(
+            "request body must be a JSON object with {wrapper:?}"
+        )));
     }
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["v1", "jobs"] => found(Ok::<_, (StatusCode, String)>(
-            state.jobs.values().collect::<Vec<_>>(),
-        )),
-        ["v1", "job", id] => found(by_id(&state.jobs, "job", id)),
-        ["v1", "job", id, "allocations"] => {
-            found(by_id(&state.jobs, "job", id).map(|j| state.job_allocs(&j.id)))
+    serde_json::from_value(from_nomad(inner)).map_err(|e| bad(format!("invalid {wrapper}: {e}")))
+}
+
+/// A gRPC request for an in-process call.
+fn rq<T>(message: T) -> tonic::Request<T> {
+    tonic::Request::new(message)
+}
+
+struct Http {
+    api: Api,
+}
+
+impl Http {
+    async fn route(&self, method: &Method, path: &str, q: &str, body: Value) -> Answer {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let api = &self.api;
+        use Method as M;
+        match (method, parts.as_slice()) {
+            (&M::GET, ["v1", "jobs"]) => json(
+                &Jobs::list(
+                    api,
+                    rq(ListJobsRequest {
+                        prefix: query(q, "prefix").unwrap_or_default().into(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .jobs,
+            ),
+            (&M::PUT | &M::POST, ["v1", "jobs"]) | (&M::PUT | &M::POST, ["v1", "job", _]) => {
+                let job: Job = message(&body, "Job")?;
+                if let ["v1", "job", id] = parts.as_slice() {
+                    if *id != job.id {
+                        return Err(bad(format!(
+                            "the job's ID {:?} does not match the URL's {id:?}",
+                            job.id
+                        )));
+                    }
+                }
+                let enforce = body.get("EnforceIndex").and_then(Value::as_bool) == Some(true);
+                let index = body
+                    .get("JobModifyIndex")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let reply = Jobs::register(
+                    api,
+                    rq(RegisterJobRequest {
+                        job: Some(job),
+                        enforce_index: enforce,
+                        job_modify_index: index,
+                    }),
+                )
+                .await?
+                .into_inner();
+                json(&reply)
+            }
+            (&M::POST, ["v1", "jobs", "parse"]) => {
+                let hcl = body
+                    .get("JobHCL")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("request body must have \"JobHCL\""))?;
+                let job = yurt_types::jobspec::parse_hcl("JobHCL", hcl)
+                    .map_err(|e| bad(e.to_string()))?;
+                json(&job)
+            }
+            (&M::GET, ["v1", "job", id]) => json(
+                &Jobs::get(
+                    api,
+                    rq(GetJobRequest {
+                        job_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::DELETE, ["v1", "job", id]) => json(
+                &Jobs::deregister(
+                    api,
+                    rq(DeregisterJobRequest {
+                        job_id: id.to_string(),
+                        purge: query(q, "purge") == Some("true"),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::POST | &M::PUT, ["v1", "job", _, "plan"]) => {
+                let job: Job = message(&body, "Job")?;
+                json(
+                    &Jobs::plan(api, rq(PlanJobRequest { job: Some(job) }))
+                        .await?
+                        .into_inner(),
+                )
+            }
+            (&M::GET, ["v1", "job", id, "versions"]) => json(
+                &Jobs::versions(
+                    api,
+                    rq(JobVersionsRequest {
+                        job_id: id.to_string(),
+                        diffs: query(q, "diffs") == Some("true"),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::GET, ["v1", "job", id, "allocations"]) => json(
+                &Jobs::allocations(
+                    api,
+                    rq(GetJobRequest {
+                        job_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .allocs,
+            ),
+            (&M::GET, ["v1", "job", id, "evaluations"]) => json(
+                &Jobs::evaluations(
+                    api,
+                    rq(GetJobRequest {
+                        job_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .evals,
+            ),
+            (&M::GET, ["v1", "job", id, "deployments"]) => json(
+                &Jobs::deployments(
+                    api,
+                    rq(GetJobRequest {
+                        job_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .deployments,
+            ),
+            (&M::GET, ["v1", "job", id, "deployment"]) => json(
+                &Jobs::deployments(
+                    api,
+                    rq(GetJobRequest {
+                        job_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .deployments
+                .into_iter()
+                .next(),
+            ),
+            (&M::POST | &M::PUT, ["v1", "job", id, "revert"]) => {
+                let version = body
+                    .get("JobVersion")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| bad("request body must have \"JobVersion\" (a number)"))?;
+                json(
+                    &Jobs::revert(
+                        api,
+                        rq(RevertJobRequest {
+                            job_id: id.to_string(),
+                            version,
+                        }),
+                    )
+                    .await?
+                    .into_inner(),
+                )
+            }
+            (&M::GET, ["v1", "allocations"]) => json(
+                &Allocs::list(api, rq(ListAllocsRequest::default()))
+                    .await?
+                    .into_inner()
+                    .allocs,
+            ),
+            (&M::GET, ["v1", "allocation", id]) => json(
+                &Allocs::get(
+                    api,
+                    rq(GetAllocRequest {
+                        alloc_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::GET, ["v1", "evaluations"]) => json(
+                &Evals::list(
+                    api,
+                    rq(ListEvalsRequest {
+                        job_id: query(q, "job").unwrap_or_default().into(),
+                        status: query(q, "status").unwrap_or_default().into(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .evals,
+            ),
+            (&M::GET, ["v1", "evaluation", id]) => json(
+                &Evals::get(
+                    api,
+                    rq(GetEvalRequest {
+                        eval_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::GET, ["v1", "nodes"]) => json(
+                &Nodes::list(api, rq(ListNodesRequest {}))
+                    .await?
+                    .into_inner()
+                    .nodes,
+            ),
+            (&M::GET, ["v1", "node", id]) => json(
+                &Nodes::get(
+                    api,
+                    rq(GetNodeRequest {
+                        node_id: id.to_string(),
+                        heartbeats: false,
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::POST | &M::PUT, ["v1", "node", id, "eligibility"]) => {
+                let eligibility = body
+                    .get("Eligibility")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("request body must have \"Eligibility\""))?;
+                let eligible = match eligibility {
+                    "eligible" => true,
+                    "ineligible" => false,
+                    other => {
+                        return Err(bad(format!(
+                            "Eligibility must be \"eligible\" or \"ineligible\", not {other:?}"
+                        )))
+                    }
+                };
+                json(
+                    &Nodes::update_eligibility(
+                        api,
+                        rq(NodeEligibilityRequest {
+                            node_id: id.to_string(),
+                            eligible,
+                        }),
+                    )
+                    .await?
+                    .into_inner(),
+                )
+            }
+            (&M::POST | &M::PUT, ["v1", "node", id, "drain"]) => {
+                // Nomad's body: {"DrainSpec": {"Deadline": ns, "IgnoreSystemJobs": b} | null,
+                // "MarkEligible": b}.
+                let strategy = match body.get("DrainSpec") {
+                    None | Some(Value::Null) => None,
+                    Some(spec) => Some(DrainStrategy {
+                        deadline_ms: spec.get("Deadline").and_then(Value::as_i64).unwrap_or(0)
+                            / 1_000_000,
+                        ignore_system_jobs: spec
+                            .get("IgnoreSystemJobs")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                        ..Default::default()
+                    }),
+                };
+                json(
+                    &Nodes::update_drain(
+                        api,
+                        rq(NodeDrainRequest {
+                            node_id: id.to_string(),
+                            strategy,
+                            mark_eligible: body
+                                .get("MarkEligible")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
+                        }),
+                    )
+                    .await?
+                    .into_inner(),
+                )
+            }
+            (&M::GET, ["v1", "deployments"]) => json(
+                &Deployments::list(
+                    api,
+                    rq(ListDeploymentsRequest {
+                        prefix: query(q, "prefix").unwrap_or_default().into(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .deployments,
+            ),
+            (&M::GET, ["v1", "deployment", id]) => json(
+                &Deployments::get(
+                    api,
+                    rq(GetDeploymentRequest {
+                        deployment_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::POST | &M::PUT, ["v1", "deployment", action, id]) => {
+                let req = rq(DeploymentActionRequest {
+                    deployment_id: id.to_string(),
+                });
+                let reply = match *action {
+                    "promote" => Deployments::promote(api, req).await?,
+                    "fail" => Deployments::fail(api, req).await?,
+                    "pause" => {
+                        // Nomad pauses and resumes on one route: {"Pause": true|false}.
+                        if body.get("Pause").and_then(Value::as_bool) == Some(false) {
+                            Deployments::resume(api, req).await?
+                        } else {
+                            Deployments::pause(api, req).await?
+                        }
+                    }
+                    other => {
+                        return Err(Failure(
+                            StatusCode::NOT_FOUND,
+                            format!("no such deployment action: {other}"),
+                        ))
+                    }
+                };
+                json(&reply.into_inner())
+            }
+            (&M::GET, ["v1", "status", "leader"]) => Ok(Value::String(
+                crate::raft::leader_addr(&api.reads.raft).unwrap_or_default(),
+            )),
+            (&M::GET, ["v1", "status", "peers"]) => {
+                let m = api.reads.raft.metrics().borrow().clone();
+                let peers: Vec<String> = m
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .filter(|(id, _)| {
+                        m.membership_config
+                            .membership()
+                            .voter_ids()
+                            .any(|v| v == **id)
+                    })
+                    .map(|(_, n)| n.addr.clone())
+                    .collect();
+                Ok(Value::from(peers))
+            }
+            (&M::GET, ["v1", "agent", "health"]) => Ok(serde_json::json!({
+                "server": { "ok": true, "message": "ok" }
+            })),
+            (&M::GET, ["v1", "regions"]) => Ok(Value::from(vec![api.cluster.me().region.clone()])),
+            (_, ["v1", ..]) => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {method} {path}"),
+            )),
+            _ => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {path}"),
+            )),
         }
-        ["v1", "job", id, "versions"] => found(by_id(&state.jobs, "job", id).map(|j| {
-            state
-                .job_versions
-                .get(&j.id)
-                .map(|v| v.iter().rev().collect::<Vec<_>>())
-                .unwrap_or_default()
-        })),
-        ["v1", "nodes"] => found(Ok::<_, (StatusCode, String)>(
-            state.nodes.values().collect::<Vec<_>>(),
-        )),
-        ["v1", "node", id] => found(by_id(&state.nodes, "node", id)),
-        ["v1", "allocations"] => found(Ok::<_, (StatusCode, String)>(
-            state.allocs.values().collect::<Vec<_>>(),
-        )),
-        ["v1", "allocation", id] => found(by_id(&state.allocs, "allocation", id)),
-        ["v1", "evaluation", id] => found(by_id(&state.evals, "evaluation", id)),
-        _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
+    }
+
+    /// One request: body read within limits, blocking reads, the index headers.
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> HttpResponse {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let q = req.uri().query().unwrap_or_default().to_string();
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(Failure(code, m)) => return plain(code, &m, 0),
+        };
+        let mut applied = self.api.reads.state.subscribe();
+        if method == Method::GET {
+            if let Some(min) = query(&q, "index").and_then(|i| i.parse::<u64>().ok()) {
+                let wait = query(&q, "wait")
+                    .and_then(|w| yurt_types::duration::parse(w).ok())
+                    .unwrap_or(Duration::from_secs(300))
+                    .min(MAX_WAIT);
+                let deadline = tokio::time::Instant::now() + wait;
+                while self.api.reads.state.read(|s| s.index) <= min {
+                    tokio::select! {
+                        _ = applied.changed() => {}
+                        _ = tokio::time::sleep_until(deadline) => break,
+                    }
+                }
+            }
+        }
+        let index = self.api.reads.state.read(|s| s.index);
+        match self.route(&method, &path, &q, body).await {
+            Ok(v) => {
+                let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+                let mut r = Response::new(Full::new(Bytes::from(text)));
+                set_headers(&mut r, "application/json", index);
+                r
+            }
+            Err(Failure(code, m)) => plain(code, &m, index),
+        }
     }
 }
 
+fn set_headers(r: &mut HttpResponse, content_type: &'static str, index: u64) {
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    for name in ["x-nomad-index", "x-yurt-index"] {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&index.to_string()) {
+            h.insert(name, v);
+        }
+    }
+}
+
+fn plain(code: StatusCode, msg: &str, index: u64) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    *r.status_mut() = code;
+    set_headers(&mut r, "text/plain; charset=utf-8", index);
+    r
+}
+
+/// The request's JSON body (`null` when empty), within the size and time limits.
+async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Value, Failure> {
+    let limited = Limited::new(req.into_body(), MAX_BODY);
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => {
+            return Err(Failure(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {}s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err(Failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "cannot read the request body (at most {} MiB): {e}",
+                    MAX_BODY >> 20
+                ),
+            ))
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("request body is not valid JSON: {e}")))
+}
+
 /// Serves the HTTP API on `listener` until `stop` changes.
-pub async fn serve(listener: TcpListener, state: StateHandle, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, api: Api, mut stop: watch::Receiver<bool>) {
+    let http = std::sync::Arc::new(Http { api });
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -108,16 +556,15 @@ pub async fn serve(listener: TcpListener, state: StateHandle, mut stop: watch::R
             },
             _ = stop.changed() => return,
         };
-        let state = state.clone();
+        let http = http.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let state = state.clone();
-                async move {
-                    let r = state.read(|s| route(s, req.method(), req.uri().path()));
-                    Ok::<_, Infallible>(r)
-                }
+                let http = http.clone();
+                async move { Ok::<_, Infallible>(http.handle(req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
@@ -129,23 +576,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_answer_json_and_errors() {
-        let state = State::default();
-        assert_eq!(
-            route(&state, &Method::GET, "/v1/jobs").status(),
-            StatusCode::OK
-        );
-        assert_eq!(
-            route(&state, &Method::GET, "/v1/job/nope").status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            route(&state, &Method::POST, "/v1/jobs").status(),
-            StatusCode::METHOD_NOT_ALLOWED
-        );
-        assert_eq!(
-            route(&state, &Method::GET, "/v2/x").status(),
-            StatusCode::NOT_FOUND
-        );
+    fn query_parameters_and_bodies() {
+        assert_eq!(query("index=5&wait=1s", "wait"), Some("1s"));
+        assert_eq!(query("purge=true", "purge"), Some("true"));
+        assert_eq!(query("", "index"), None);
+        let body =
+            serde_json::json!({"Job": {"ID": "web", "TaskGroups": [{"Name": "app", "Count": 2}]}});
+        let job: Job = message(&body, "Job").unwrap();
+        assert_eq!((job.id.as_str(), job.task_groups[0].count), ("web", 2));
+        let Err(Failure(code, msg)) = message::<Job>(&serde_json::json!([1]), "Job") else {
+            panic!("an array is no job")
+        };
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert_eq!(msg, "request body must be a JSON object with \"Job\"");
+        let Err(Failure(_, msg)) =
+            message::<Job>(&serde_json::json!({"Job": {"TaskGroups": "x"}}), "Job")
+        else {
+            panic!("wrong types are refused")
+        };
+        assert!(msg.starts_with("invalid Job: "), "{msg}");
     }
 }

@@ -291,18 +291,23 @@ impl Server {
         })
     }
 
-    /// Adds the server's gRPC services (public API and Raft transport) to an agent's router.
-    pub fn add_services(&self, routes: &mut RoutesBuilder) {
-        let reads = read::Reads {
-            raft: self.raft.clone(),
-            state: self.state.clone(),
-        };
-        let api = rpc::Api {
+    /// The public API's handlers (also what the HTTP API calls).
+    pub fn api(&self) -> rpc::Api {
+        rpc::Api {
             writer: self.writer.clone(),
-            reads: reads.clone(),
+            reads: read::Reads {
+                raft: self.raft.clone(),
+                state: self.state.clone(),
+            },
             heartbeats: self.heartbeats.clone(),
             cluster: self.cluster.clone(),
-        };
+        }
+    }
+
+    /// Adds the server's gRPC services (public API and Raft transport) to an agent's router.
+    pub fn add_services(&self, routes: &mut RoutesBuilder) {
+        let api = self.api();
+        let reads = api.reads.clone();
         routes
             .add_service(JobsServer::new(api.clone()))
             .add_service(EvalsServer::new(api.clone()))

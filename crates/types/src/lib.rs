@@ -5,6 +5,7 @@
 //! - [`agentconfig`] reads agent configuration files (`-config`), Nomad's layout.
 //! - [`diff`] compares two versions of a job (for `job plan` and `job history -p`).
 //! - [`duration`] reads and writes Go-style durations (`10s`, `5m0s`).
+//! - [`nomad_json`]: the messages in Nomad's JSON shape, for the HTTP API.
 //! - [`status`] holds the exact status strings used across proto, CLI and docs.
 //! - [`version`]: build versions and which agents of different versions work together.
 //!
@@ -17,6 +18,7 @@ pub mod diff;
 pub mod duration;
 mod hcl;
 pub mod jobspec;
+pub mod nomad_json;
 pub mod status;
 pub mod version;
 

@@ -1,0 +1,204 @@
+//! The HTTP/JSON API in Nomad's shape, over real HTTP against a dev agent: register, plan,
+//! versions and deployments, blocking queries, purge, and bad input answered with a 4xx and
+//! one sentence.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn index(headers: &[(String, String)]) -> u64 {
+    headers
+        .iter()
+        .find(|(k, _)| k == "x-nomad-index")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("X-Nomad-Index")
+}
+
+/// A job as a Nomad API client writes it.
+fn nomad_job(greeting: &str) -> Value {
+    json!({
+        "Job": {
+            "ID": "web",
+            "Name": "web",
+            "Type": "service",
+            "Datacenters": ["dc1"],
+            "Namespace": null,
+            "Update": {"MaxParallel": 1, "MinHealthyTime": 200_000_000i64, "HealthyDeadline": 30_000_000_000i64, "ProgressDeadline": 60_000_000_000i64, "HealthCheck": "task_states"},
+            "TaskGroups": [{
+                "Name": "app",
+                "Count": 2,
+                "Tasks": [{
+                    "Name": "server",
+                    "Driver": "raw_exec",
+                    "Config": {"command": "/bin/sh", "args": ["-c", "while true; do sleep 1; done"]},
+                    "Env": {"GREETING": greeting},
+                    "Resources": {"CPU": 20, "MemoryMB": 32}
+                }]
+            }]
+        }
+    })
+}
+
+#[test]
+fn jobs_register_plan_and_read_through_the_nomad_shaped_http_api() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    let http = agent.http.clone().expect("a dev agent serves HTTP");
+
+    let (status, _, body) = http_request(&http, "PUT", "/v1/jobs", &nomad_job("hello").to_string());
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        reply["EvalID"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    let first_index = reply["JobModifyIndex"].as_u64().unwrap();
+    agent.wait_running("web", 2);
+
+    let (status, headers, body) = http_request(&http, "GET", "/v1/job/web", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(index(&headers) >= first_index);
+    let job: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"],
+        32
+    );
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["Config"]["command"],
+        "/bin/sh"
+    );
+    assert_eq!(
+        job["TaskGroups"][0]["Update"]["MinHealthyTime"],
+        200_000_000i64
+    );
+    assert!(
+        job["SubmitTime"].as_i64().unwrap() > 1_000_000_000_000_000_000,
+        "nanoseconds"
+    );
+
+    // Plan an edit: the diff and the scheduler's counts, nothing changed.
+    let (status, _, body) = http_request(
+        &http,
+        "POST",
+        "/v1/job/web/plan",
+        &nomad_job("hi").to_string(),
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let plan: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(plan["JobModifyIndex"].as_u64(), Some(first_index));
+    assert_eq!(
+        plan["DesiredTGUpdates"]["app"]["DestructiveUpdate"], 1,
+        "{body}"
+    );
+
+    // Versions and the deployment of version 0.
+    let (_, _, body) = http_request(&http, "GET", "/v1/job/web/versions", "");
+    let versions: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(versions["Versions"][0]["Version"], 0, "{body}");
+    let deployment = wait_for("version 0's deployment to succeed", || {
+        let (_, _, body) = http_request(&http, "GET", "/v1/job/web/deployment", "");
+        let d: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if d["Status"] == "successful" {
+            Ok(d)
+        } else {
+            Err(body)
+        }
+    });
+    assert_eq!(deployment["JobVersion"], 0);
+    let (_, _, body) = http_request(&http, "GET", "/v1/deployments", "");
+    assert!(body.contains("Deployment completed successfully"), "{body}");
+
+    // A blocking query: it waits for a change, and returns at the end of `wait` without one.
+    let (_, headers, _) = http_request(&http, "GET", "/v1/jobs", "");
+    let now = index(&headers);
+    let started = std::time::Instant::now();
+    let (status, headers, _) =
+        http_request(&http, "GET", &format!("/v1/jobs?index={now}&wait=1s"), "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    assert_eq!(index(&headers), now, "nothing changed");
+    let waiter = {
+        let http = http.clone();
+        std::thread::spawn(move || {
+            http_request(&http, "GET", &format!("/v1/jobs?index={now}&wait=60s"), "")
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, _, body) =
+        http_request(&http, "POST", "/v1/job/web", &nomad_job("hi").to_string());
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let (_, headers, body) = waiter.join().unwrap();
+    assert!(index(&headers) > now, "woken by the change");
+    assert!(body.contains("\"web\""), "{body}");
+
+    // Purge: gone.
+    let (status, _, _) = http_request(&http, "DELETE", "/v1/job/web?purge=true", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let (status, _, body) = http_request(&http, "GET", "/v1/job/web", "");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert_eq!(body.trim(), "job \"web\" not found");
+}
+
+#[test]
+fn bad_http_input_gets_a_4xx_and_one_sentence() {
+    let dir = TestDir::new();
+    let agent = Agent::start(
+        &dir.path.join("data"),
+        &["-server", "-bootstrap-expect", "1"],
+    );
+    let http = agent.http.clone().expect("a server serves HTTP");
+    let cases = [
+        (
+            "PUT",
+            "/v1/jobs",
+            "{not json".to_string(),
+            "400",
+            "request body is not valid JSON",
+        ),
+        (
+            "PUT",
+            "/v1/jobs",
+            json!({"Job": {"ID": "x", "TaskGroups": "many"}}).to_string(),
+            "400",
+            "invalid Job: ",
+        ),
+        (
+            "PUT",
+            "/v1/jobs",
+            json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": []}]}})
+                .to_string(),
+            "400",
+            "group \"g\" has no task",
+        ),
+        (
+            "GET",
+            "/v1/nothing",
+            String::new(),
+            "404",
+            "no such endpoint",
+        ),
+        (
+            "POST",
+            "/v1/job/x/revert",
+            json!({"JobVersion": "one"}).to_string(),
+            "400",
+            "request body must have \"JobVersion\" (a number)",
+        ),
+        (
+            "PUT",
+            "/v1/jobs",
+            format!("{{\"Job\": \"{}\"}}", "x".repeat(9 << 20)),
+            "413",
+            "at most 8 MiB",
+        ),
+    ];
+    for (method, path, body, code, message) in cases {
+        let (status, _, text) = http_request(&http, method, path, &body);
+        assert!(status.contains(code), "{method} {path}: {status} {text}");
+        assert!(text.contains(message), "{method} {path}: {text}");
+        assert!(!text.trim().contains('\n'), "one sentence: {text}");
+    }
+    let (_, _, jobs) = http_request(&http, "GET", "/v1/jobs", "");
+    assert_eq!(jobs.trim(), "[]", "nothing was written");
+}
