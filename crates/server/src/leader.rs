@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use yurt_core::internal::Command;
+use yurt_core::internal::{command, Command};
 use yurt_core::sched::{plan_command, schedule_with, NodeUsage};
 
 use crate::raft::state_machine::StateHandle;
@@ -129,44 +129,30 @@ pub async fn run_eval_loop(
     }
 }
 
-/// The leader's deployment watcher: fails deployments whose allocations turned unhealthy or
-/// whose progress deadline passed (reverting when asked to), and promotes canaries for
-/// `auto_promote` (`yurt_core::deploy::watch`). It looks again whenever the state changes and
-/// at the next progress deadline.
-pub async fn run_deployment_watcher(
-    state: StateHandle,
-    writer: Writer,
-    raft: Raft,
-    cluster: crate::cluster::Cluster,
+/// What one of the leader's state watchers does: the commands the state needs now (pure, from
+/// `yurt_core`), and when it will need something without any new event (Unix ms).
+type Watch = fn(&yurt_core::state::State, i64) -> (Vec<command::Kind>, Option<i64>);
+
+/// Runs a state watcher on the leader: after every state change, and at its next deadline, it
+/// commits what `watch` asks for, one command at a time; `allowed` says whether every server
+/// can read its commands yet (feature gates).
+async fn run_watcher(
+    what: &'static str,
+    (state, writer, raft): (StateHandle, Writer, Raft),
+    allowed: impl Fn() -> bool,
+    watch: Watch,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied = state.subscribe();
     loop {
         let mut wait = Duration::from_millis(500);
-        // Its commands wait until every server can read them.
-        if crate::raft::is_leader(&raft) && cluster.gates().deployments {
+        if crate::raft::is_leader(&raft) && allowed() {
             let now = now_unix_ms();
-            let (changes, next) = state.read(|s| {
-                (
-                    yurt_core::deploy::watch(s, now, &mut new_id),
-                    yurt_core::deploy::next_deadline(s),
-                )
-            });
-            for change in changes {
-                let id = change.deployment_id.clone();
-                let what = format!(
-                    "{}{}",
-                    change.status,
-                    if change.promote { "promote" } else { "" }
-                );
-                match writer
-                    .apply(yurt_core::internal::command::Kind::DeploymentChange(change))
-                    .await
-                {
-                    Ok(_) => tracing::info!(deployment = %id, %what, "deployment changed"),
-                    Err(e) => {
-                        tracing::warn!(deployment = %id, error = %e, "deployment change not committed")
-                    }
+            let (commands, next) = state.read(|s| watch(s, now));
+            for kind in commands {
+                match writer.apply(kind).await {
+                    Ok(r) => tracing::info!(index = r.index, "{what}: change committed"),
+                    Err(e) => tracing::warn!(error = %e, "{what}: change not committed"),
                 }
             }
             if let Some(at) = next.filter(|at| *at > now) {
@@ -181,53 +167,58 @@ pub async fn run_deployment_watcher(
     }
 }
 
+/// The leader's deployment watcher: fails deployments whose allocations turned unhealthy or
+/// whose progress deadline passed (reverting when asked to), and promotes canaries for
+/// `auto_promote` (`yurt_core::deploy::watch`).
+pub async fn run_deployment_watcher(
+    state: StateHandle,
+    writer: Writer,
+    raft: Raft,
+    cluster: crate::cluster::Cluster,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_watcher(
+        "deployment watcher",
+        (state, writer, raft),
+        move || cluster.gates().deployments,
+        |s, now| {
+            let changes = yurt_core::deploy::watch(s, now, &mut new_id)
+                .into_iter()
+                .map(command::Kind::DeploymentChange)
+                .collect();
+            (changes, yurt_core::deploy::next_deadline(s))
+        },
+        shutdown,
+    )
+    .await
+}
+
 /// The leader's drainer: moves allocations off draining nodes, metered by their groups'
-/// `migrate` blocks, and ends drains (`yurt_core::drain::plan`). It looks again whenever the
-/// state changes and at the next drain deadline.
+/// `migrate` blocks, and ends drains (`yurt_core::drain::plan`).
 pub async fn run_drainer(
     state: StateHandle,
     writer: Writer,
     raft: Raft,
     cluster: crate::cluster::Cluster,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut applied = state.subscribe();
-    loop {
-        let mut wait = Duration::from_millis(500);
-        let servers = cluster.gate_servers();
-        let gated = yurt_core::features::check(&yurt_core::features::NODE_DRAIN, &servers);
-        if crate::raft::is_leader(&raft) && gated.is_ok() {
-            let now = now_unix_ms();
-            let (progress, next) = state.read(|s| {
-                (
-                    yurt_core::drain::plan(s, now, &mut new_id),
-                    yurt_core::drain::next_deadline(s),
-                )
-            });
-            if let Some(p) = progress {
-                let counts = (
-                    p.migrate_allocs.len(),
-                    p.stop_allocs.len(),
-                    p.done_nodes.clone(),
-                );
-                match writer
-                    .apply(yurt_core::internal::command::Kind::DrainProgress(p))
-                    .await
-                {
-                    Ok(_) => tracing::info!(?counts, "drain progress (migrate, stop, done nodes)"),
-                    Err(e) => tracing::warn!(error = %e, "drain progress not committed"),
-                }
-            }
-            if let Some(at) = next.filter(|at| *at > now) {
-                wait = wait.min(Duration::from_millis((at - now) as u64));
-            }
-        }
-        tokio::select! {
-            _ = applied.changed() => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    run_watcher(
+        "drainer",
+        (state, writer, raft),
+        move || {
+            yurt_core::features::check(&yurt_core::features::NODE_DRAIN, &cluster.gate_servers())
+                .is_ok()
+        },
+        |s, now| {
+            let progress = yurt_core::drain::plan(s, now, &mut new_id)
+                .map(command::Kind::DrainProgress)
+                .into_iter()
+                .collect();
+            (progress, yurt_core::drain::next_deadline(s))
+        },
+        shutdown,
+    )
+    .await
 }
 
 /// The leader's garbage collector: every interval, removes what has been finished for longer

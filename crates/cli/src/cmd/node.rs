@@ -32,56 +32,44 @@ pub enum NodeCmd {
         disable: bool,
     },
     /// Drain a node: move its allocations elsewhere and keep new ones away.
-    Drain {
-        /// The node (ID, prefix or name); or -self.
-        node: Option<String>,
-        #[arg(long, conflicts_with = "disable")]
-        enable: bool,
-        #[arg(long)]
-        disable: bool,
-        /// Stop whatever is left after this long (default 1h).
-        #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["no_deadline", "force"])]
-        deadline: Option<String>,
-        /// Wait as long as it takes.
-        #[arg(long = "no-deadline", conflicts_with = "force")]
-        no_deadline: bool,
-        /// Stop every allocation now (an immediate deadline).
-        #[arg(long)]
-        force: bool,
-        /// Leave system jobs' allocations running.
-        #[arg(long = "ignore-system")]
-        ignore_system: bool,
-        /// With -disable: keep the node ineligible.
-        #[arg(long = "keep-ineligible")]
-        keep_ineligible: bool,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// Return at once instead of following the drain.
-        #[arg(long)]
-        detach: bool,
-        /// Only follow the node's drain.
-        #[arg(long)]
-        monitor: bool,
-        /// The node of the agent the CLI talks to.
-        #[arg(long = "self")]
-        this: bool,
-    },
+    Drain(DrainArgs),
 }
 
 /// `node drain`'s flags.
-struct DrainArgs {
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
+    /// The node (ID, prefix or name); or -self.
     node: Option<String>,
+    #[arg(long, conflicts_with = "disable")]
     enable: bool,
+    #[arg(long)]
     disable: bool,
+    /// Stop whatever is left after this long (default 1h).
+    #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["no_deadline", "force"])]
     deadline: Option<String>,
+    /// Wait as long as it takes.
+    #[arg(long = "no-deadline", conflicts_with = "force")]
     no_deadline: bool,
+    /// Stop every allocation now (an immediate deadline).
+    #[arg(long)]
     force: bool,
+    /// Leave system jobs' allocations running.
+    #[arg(long = "ignore-system")]
     ignore_system: bool,
+    /// With -disable: keep the node ineligible.
+    #[arg(long = "keep-ineligible")]
     keep_ineligible: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
     yes: bool,
+    /// Return at once instead of following the drain.
+    #[arg(long)]
     detach: bool,
+    /// Only follow the node's drain.
+    #[arg(long)]
     monitor: bool,
+    /// The node of the agent the CLI talks to.
+    #[arg(long = "self")]
     this: bool,
 }
 
@@ -92,39 +80,7 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
             json,
             verbose,
         } => (node, json, verbose),
-        NodeCmd::Drain {
-            node,
-            enable,
-            disable,
-            deadline,
-            no_deadline,
-            force,
-            ignore_system,
-            keep_ineligible,
-            yes,
-            detach,
-            monitor,
-            this,
-        } => {
-            return drain(
-                addr,
-                DrainArgs {
-                    node,
-                    enable,
-                    disable,
-                    deadline,
-                    no_deadline,
-                    force,
-                    ignore_system,
-                    keep_ineligible,
-                    yes,
-                    detach,
-                    monitor,
-                    this,
-                },
-            )
-            .await
-        }
+        NodeCmd::Drain(args) => return drain(addr, args).await,
         NodeCmd::Eligibility { node, enable, .. } => {
             NodesClient::new(connect(addr).await?)
                 .update_eligibility(NodeEligibilityRequest {
