@@ -229,6 +229,16 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
         converged(&s, &[0, 1, 2]);
         write_through(&s[i], &dir.path, &format!("write-{step}"));
         if step == 0 {
+            // A half-finished upgrade: the upgraded server crashes. The others keep serving,
+            // nothing acknowledged is lost, and it comes back on its data dir.
+            s[i].kill9();
+            let other = order[1];
+            write_through(&s[other], &dir.path, "while-one-is-down");
+            s[i].restart_bin(&new, &refs(&args[i]));
+            leader(&s, &[0, 1, 2], 3);
+            converged(&s, &[0, 1, 2]);
+            let jobs = s[i].ok(&["job", "status"]);
+            assert!(jobs.contains("while-one-is-down"), "{jobs}");
             // A feature of the new version waits for every server.
             let out = s[i].yurt(&["node", "drain", "-enable", "-yes", "-force", "c0"]);
             assert_eq!(out.status.code(), Some(1));
