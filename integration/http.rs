@@ -202,3 +202,71 @@ fn bad_http_input_gets_a_4xx_and_one_sentence() {
     let (_, _, jobs) = http_request(&http, "GET", "/v1/jobs", "");
     assert_eq!(jobs.trim(), "[]", "nothing was written");
 }
+
+#[test]
+fn metrics_in_json_and_prometheus_text() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    let http = agent.http.clone().expect("a dev agent serves HTTP");
+    let (status, _, body) = http_request(&http, "PUT", "/v1/jobs", &nomad_job("hello").to_string());
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    agent.wait_running("web", 2);
+
+    let (status, _, body) = http_request(&http, "GET", "/v1/metrics", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let m: Value = serde_json::from_str(&body).unwrap();
+    let gauge = |name: &str, label: &str| -> f64 {
+        m["Gauges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["Name"] == name)
+            .find(|g| {
+                g["Labels"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .any(|v| v == label)
+            })
+            .and_then(|g| g["Value"].as_f64())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(gauge("yurt.nodes", "ready"), 1.0, "{body}");
+    assert_eq!(gauge("yurt.allocations", "running"), 2.0, "{body}");
+    let sample = |name: &str| {
+        m["Samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Name"] == name)
+            .and_then(|s| s["Count"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(sample("yurt.raft.apply") > 0, "{body}");
+    assert!(sample("yurt.plan.apply") > 0, "{body}");
+
+    // Prometheus text: every line a comment or `name{labels} value`.
+    let (status, headers, text) = http_request(&http, "GET", "/v1/metrics?format=prometheus", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with("text/plain")));
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains("yurt_allocations{client_status=\"running\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("yurt_raft_leader_changes_total"), "{text}");
+}

@@ -16,7 +16,8 @@
 //! `GET /v1/allocations`, `/v1/allocation/<id>`, `/v1/evaluations`, `/v1/evaluation/<id>`,
 //! `/v1/nodes`, `/v1/node/<id>`, `POST /v1/node/<id>/eligibility`, `POST /v1/node/<id>/drain`,
 //! `GET /v1/deployments`, `/v1/deployment/<id>`, `POST /v1/deployment/{promote,fail,pause}/<id>`,
-//! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/regions`.
+//! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/regions`,
+//! `/v1/metrics` (`?format=prometheus`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -454,6 +455,36 @@ impl Http {
         }
     }
 
+    /// `/v1/metrics`: this server's metrics as JSON, or Prometheus text (`?format=prometheus`).
+    fn metrics(&self, q: &str, index: u64) -> HttpResponse {
+        let m = self.api.reads.raft.metrics().borrow().clone();
+        let raft = [
+            ("yurt.raft.term", m.current_term),
+            ("yurt.raft.last_log_index", m.last_log_index.unwrap_or(0)),
+            (
+                "yurt.raft.applied_index",
+                m.last_applied.map_or(0, |l| l.index),
+            ),
+            (
+                "yurt.raft.leader",
+                u64::from(m.current_leader == Some(m.id)),
+            ),
+        ];
+        let state = &self.api.reads.state;
+        if query(q, "format") == Some("prometheus") {
+            let text = state.read(|s| crate::metrics::prometheus_report(s, &raft));
+            let mut r = Response::new(Full::new(Bytes::from(text)));
+            set_headers(&mut r, "text/plain; version=0.0.4", index);
+            return r;
+        }
+        let now = crate::write::now_unix_ms();
+        let v = state.read(|s| crate::metrics::json_report(s, &raft, now));
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+        let mut r = Response::new(Full::new(Bytes::from(text)));
+        set_headers(&mut r, "application/json", index);
+        r
+    }
+
     /// One request: body read within limits, blocking reads, the index headers.
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> HttpResponse {
         let method = req.method().clone();
@@ -480,7 +511,13 @@ impl Http {
             }
         }
         let index = self.api.reads.state.read(|s| s.index);
-        match self.route(&method, &path, &q, body).await {
+        let started = std::time::Instant::now();
+        if method == Method::GET && path.trim_end_matches('/') == "/v1/metrics" {
+            return self.metrics(&q, index);
+        }
+        let answer = self.route(&method, &path, &q, body).await;
+        crate::metrics::metrics().observe("yurt.http.request", started.elapsed());
+        match answer {
             Ok(v) => {
                 let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
                 let mut r = Response::new(Full::new(Bytes::from(text)));

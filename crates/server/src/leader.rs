@@ -105,7 +105,12 @@ pub async fn run_eval_loop(
             let mut commits = tokio::task::JoinSet::new();
             for (eval, job, cmd) in plans {
                 let writer = writer.clone();
-                commits.spawn(async move { (eval, job, writer.submit(cmd).await) });
+                commits.spawn(async move {
+                    let started = std::time::Instant::now();
+                    let r = writer.submit(cmd).await;
+                    crate::metrics::metrics().observe("yurt.plan.apply", started.elapsed());
+                    (eval, job, r)
+                });
             }
             let mut all_committed = true;
             while let Some(Ok((eval, job, result))) = commits.join_next().await {

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod heartbeat;
 pub mod http;
 pub mod leader;
+pub mod metrics;
 pub mod operator;
 pub mod raft;
 pub mod read;
@@ -250,6 +251,18 @@ impl Server {
             cluster.clone(),
             shutdown_rx.clone(),
         ));
+        // Counts the leaders this server has seen take over (`yurt.raft.leader_changes`).
+        let mut raft_metrics = raft.metrics();
+        tokio::spawn(async move {
+            let mut last = None;
+            while raft_metrics.changed().await.is_ok() {
+                let leader = raft_metrics.borrow().current_leader;
+                if leader.is_some() && leader != last {
+                    metrics::metrics().incr("yurt.raft.leader_changes");
+                }
+                last = leader;
+            }
+        });
         tokio::spawn(cluster::run(
             cluster.clone(),
             raft.clone(),

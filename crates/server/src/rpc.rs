@@ -516,6 +516,7 @@ impl nodes_server::Nodes for Api {
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Reply<NodeUpdateResponse> {
+        crate::metrics::metrics().incr("yurt.heartbeat");
         if let Some(mut leader) = self.leader_nodes().await? {
             return leader.heartbeat(req.into_inner()).await;
         }

@@ -99,11 +99,14 @@ impl Writer {
     /// Applies a complete command, forwarding it to the leader if needed.
     pub async fn submit(&self, cmd: Command) -> Result<ApplyResult, WriteError> {
         let command = cmd.encode_to_vec();
-        match self.propose_local(command.clone()).await {
+        let started = std::time::Instant::now();
+        let r = match self.propose_local(command.clone()).await {
             Err(WriteError::NotLeader(Some(addr))) => self.forward(&addr, command).await,
             Err(WriteError::NotLeader(None)) => Err(WriteError::NoLeader),
             other => other.and_then(into_result),
-        }
+        };
+        crate::metrics::metrics().observe("yurt.raft.apply", started.elapsed());
+        r
     }
 
     /// Proposes an encoded command on this server only (also used when another server
