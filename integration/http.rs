@@ -270,3 +270,69 @@ fn metrics_in_json_and_prometheus_text() {
     );
     assert!(text.contains("yurt_raft_leader_changes_total"), "{text}");
 }
+
+#[test]
+fn grpc_reflection_lists_the_api() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let dir = TestDir::new();
+    let agent = Agent::start(
+        &dir.path.join("data"),
+        &["-server", "-bootstrap-expect", "1"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (services, file) = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", agent.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let ask = |m: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let requests = tokio_stream_of(vec![
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol("yurt.v1.Jobs".into())),
+        ]);
+        let mut answers = client
+            .server_reflection_info(requests)
+            .await
+            .unwrap()
+            .into_inner();
+        let mut services = Vec::new();
+        let mut file = 0;
+        while let Some(r) = answers.message().await.unwrap() {
+            match r.message_response {
+                Some(MessageResponse::ListServicesResponse(l)) => {
+                    services = l.service.into_iter().map(|s| s.name).collect()
+                }
+                Some(MessageResponse::FileDescriptorResponse(f)) => {
+                    file = f.file_descriptor_proto.iter().map(Vec::len).sum()
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        (services, file)
+    });
+    for s in [
+        "yurt.v1.Jobs",
+        "yurt.v1.Deployments",
+        "yurt.v1.Nodes",
+        "yurt.v1.Operator",
+    ] {
+        assert!(services.iter().any(|n| n == s), "{services:?}");
+    }
+    assert!(file > 0, "the descriptor of yurt.v1.Jobs");
+}
+
+/// A finite request stream for a client-streaming or bidirectional call.
+fn tokio_stream_of<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl tonic::codegen::tokio_stream::Stream<Item = T> {
+    tonic::codegen::tokio_stream::iter(items)
+}

@@ -19,3 +19,7 @@ pub mod yurt {
 pub use yurt::internal::v1 as internal;
 /// The public API, package `yurt.v1`.
 pub use yurt::v1;
+
+/// Every `.proto` file's descriptor, encoded (`FileDescriptorSet`): served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/yurt_descriptor.bin"));
