@@ -269,6 +269,28 @@ fn metrics_in_json_and_prometheus_text() {
         "{text}"
     );
     assert!(text.contains("yurt_raft_leader_changes_total"), "{text}");
+
+    // Status, agent and operator endpoints.
+    let get = |path: &str| -> Value {
+        let (status, _, body) = http_request(&http, "GET", path, "");
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    assert_eq!(get("/v1/status/leader"), Value::String(agent.grpc.clone()));
+    assert_eq!(get("/v1/status/peers"), json!([agent.grpc.clone()]));
+    assert_eq!(get("/v1/regions"), json!(["global"]));
+    let members = get("/v1/agent/members");
+    assert_eq!(members["Members"][0]["Status"], "alive", "{members}");
+    let me = get("/v1/agent/self");
+    assert!(
+        me["Member"]["Build"]
+            .as_str()
+            .is_some_and(|b| b.starts_with(env!("CARGO_PKG_VERSION"))),
+        "{me}"
+    );
+    let raft = get("/v1/operator/raft/configuration");
+    assert_eq!(raft["Servers"][0]["Leader"], true, "{raft}");
+    assert_eq!(raft["Servers"][0]["Voter"], true, "{raft}");
 }
 
 #[test]

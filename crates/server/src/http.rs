@@ -16,7 +16,8 @@
 //! `GET /v1/allocations`, `/v1/allocation/<id>`, `/v1/evaluations`, `/v1/evaluation/<id>`,
 //! `/v1/nodes`, `/v1/node/<id>`, `POST /v1/node/<id>/eligibility`, `POST /v1/node/<id>/drain`,
 //! `GET /v1/deployments`, `/v1/deployment/<id>`, `POST /v1/deployment/{promote,fail,pause}/<id>`,
-//! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/regions`,
+//! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/agent/self`,
+//! `/v1/agent/members`, `/v1/operator/raft/configuration`, `/v1/regions`,
 //! `/v1/metrics` (`?format=prometheus`).
 
 use std::convert::Infallible;
@@ -35,6 +36,7 @@ use yurt_proto::v1::deployments_server::Deployments;
 use yurt_proto::v1::evals_server::Evals;
 use yurt_proto::v1::jobs_server::Jobs;
 use yurt_proto::v1::nodes_server::Nodes;
+use yurt_proto::v1::operator_server::Operator;
 use yurt_proto::v1::*;
 use yurt_types::nomad_json::{from_nomad, to_nomad};
 
@@ -440,6 +442,46 @@ impl Http {
                     .collect();
                 Ok(Value::from(peers))
             }
+            (&M::GET, ["v1", "agent", "members"]) => {
+                let members =
+                    Operator::server_members(&self.operator(), rq(ServerMembersRequest {}))
+                        .await?
+                        .into_inner()
+                        .members;
+                let ours = to_nomad(&serde_json::to_value(&members).unwrap_or_default());
+                Ok(serde_json::json!({ "ServerName": api.cluster.me().name, "Members": ours }))
+            }
+            (&M::GET, ["v1", "agent", "self"]) => {
+                let me = api.cluster.me().clone();
+                let m = api.reads.raft.metrics().borrow().clone();
+                Ok(serde_json::json!({
+                    "Member": {"Name": me.name, "Addr": me.addr, "Build": me.version,
+                               "Datacenter": me.datacenter, "Region": me.region},
+                    "Stats": {"raft": {
+                        "state": format!("{:?}", m.state),
+                        "term": m.current_term.to_string(),
+                        "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
+                        "applied_index": m.last_applied.map_or(0, |l| l.index).to_string(),
+                    }}
+                }))
+            }
+            (&M::GET, ["v1", "operator", "raft", "configuration"]) => {
+                let peers = Operator::raft_peers(&self.operator(), rq(RaftPeersRequest {}))
+                    .await?
+                    .into_inner();
+                let servers: Vec<Value> = peers
+                    .peers
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "ID": p.id, "Node": p.node, "Address": p.address,
+                            "Leader": p.state == "leader", "Voter": p.voter,
+                            "RaftProtocol": p.raft_protocol,
+                        })
+                    })
+                    .collect();
+                Ok(serde_json::json!({ "Servers": servers, "Index": peers.index }))
+            }
             (&M::GET, ["v1", "agent", "health"]) => Ok(serde_json::json!({
                 "server": { "ok": true, "message": "ok" }
             })),
@@ -452,6 +494,14 @@ impl Http {
                 StatusCode::NOT_FOUND,
                 format!("no such endpoint: {path}"),
             )),
+        }
+    }
+
+    fn operator(&self) -> crate::operator::OperatorService {
+        crate::operator::OperatorService {
+            cluster: self.api.cluster.clone(),
+            reads: self.api.reads.clone(),
+            writer: self.api.writer.clone(),
         }
     }
 
