@@ -511,6 +511,25 @@ impl State {
                 }
             }
         }
+        if c.promote {
+            // Promoted canaries are members like the others from now on.
+            let canaries: Vec<String> = d
+                .task_groups
+                .values()
+                .filter(|g| g.desired_canaries > 0 && !g.promoted)
+                .flat_map(|g| g.placed_canaries.iter().cloned())
+                .collect();
+            for id in canaries {
+                self.allocs.update(&id, |a| {
+                    if let Some(s) = a.deployment_status.as_mut() {
+                        s.canary = false;
+                        s.modify_index = index;
+                    }
+                    a.modify_index = index;
+                    a.modify_time_unix_ms = now;
+                });
+            }
+        }
         let mut succeeded = false;
         self.deployments.update(&d.id, |d| {
             if c.promote {

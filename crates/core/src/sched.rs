@@ -812,18 +812,31 @@ impl<'a> Run<'a, '_> {
                 self.lose(a);
                 continue;
             }
-            if crate::drain::marked(a) && is_canary(a) && !promoted {
+            // A canary whose deployment has not promoted it (a promoted one is a member).
+            let waiting_canary = is_canary(a)
+                && self
+                    .state
+                    .deployments
+                    .get(&a.deployment_id)
+                    .and_then(|d| d.task_groups.get(&g.name))
+                    .is_none_or(|s| !s.promoted);
+            if crate::drain::marked(a) && waiting_canary {
                 // A canary on a draining node: a new one is placed elsewhere (below).
                 self.stop(a, DESC_MIGRATING);
                 continue;
             }
-            if is_canary(a) && !promoted {
+            if waiting_canary {
                 // Canaries of the current deployment wait beside the allocations they will
-                // replace; those of an older or failed one are not wanted.
-                if a.deployment_id == current_id && self.deployment_running() {
+                // replace (also while it is paused); those of an older or failed one go.
+                let current = a.deployment_id == current_id
+                    && self
+                        .deployment
+                        .as_ref()
+                        .is_some_and(|d| deployment_active(&d.status));
+                if current {
                     canaries.push(a);
                     self.desired(&g.name).ignore += 1;
-                } else if a.deployment_id != current_id || !self.deployment_running() {
+                } else {
                     self.stop(a, DESC_NOT_NEEDED);
                 }
                 continue;

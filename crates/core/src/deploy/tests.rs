@@ -594,3 +594,37 @@ fn while_canaries_wait_a_lost_allocation_comes_back_at_the_old_version() {
         assert_ne!(a.node_id, victim);
     }
 }
+
+#[test]
+fn promoted_canaries_are_members_and_a_paused_canary_deployment_keeps_its_canaries() {
+    let mut s = Sim::new();
+    s.run(job(3, "a", CANARY));
+    s.all_healthy();
+    s.run(job(3, "b", CANARY));
+    // Paused while its canary waits: the canary stays.
+    let d = s.latest();
+    s.change(pause(&s.state, &d, true, &mut || "p".into()))
+        .unwrap();
+    s.tick(1);
+    assert_eq!(s.live_of_version(1), 1, "the canary survives the pause");
+    s.change(pause(&s.state, &s.latest(), false, &mut || "r".into()))
+        .unwrap();
+    s.all_healthy();
+    s.change(promote(&s.state, &s.latest(), &mut || "e".into()))
+        .unwrap();
+    while s.latest().status == DEPLOYMENT_RUNNING {
+        s.all_healthy();
+    }
+    assert_eq!(s.latest().status, DEPLOYMENT_SUCCESSFUL);
+    assert!(
+        s.state.allocs.values().all(|a| !is_canary(a)),
+        "flags cleared"
+    );
+    // The next version: the former canary is updated like the others (a new canary first).
+    s.run(job(3, "c", CANARY));
+    assert_eq!(
+        (s.live_of_version(1), s.live_of_version(2)),
+        (3, 1),
+        "nothing of version 1 stopped before promotion"
+    );
+}
