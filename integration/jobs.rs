@@ -33,7 +33,7 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
         assert!(cmdline.starts_with("/bin/sh"), "{cmdline}");
     }
     let status = agent.ok(&["job", "status", "web"]);
-    assert!(status.contains("Status      = running"), "{status}");
+    assert!(status.contains("Status        = running"), "{status}");
 
     // Logs: the task's stdout, through the server.
     let logs = wait_for("the task's output", || {
@@ -166,7 +166,7 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     });
     wait_for("the job to be dead", || {
         let out = stdout(&agent.yurt(&["job", "status", "web"]));
-        if out.contains("Status      = dead") {
+        if out.contains("Status        = dead") {
             Ok(())
         } else {
             Err(out)
@@ -224,7 +224,7 @@ fn separate_server_and_client_agents_run_a_job() {
     );
     assert!(server
         .ok(&["job", "status", "web"])
-        .contains("Status      = pending"));
+        .contains("Status        = pending"));
 
     let client = Agent::start(
         &dir.path.join("client"),
@@ -567,7 +567,7 @@ fn alloc_logs_tail_prints_the_last_lines_and_stderr_separately() {
     assert_eq!(agent.ok(&["alloc", "logs", "-stderr", &id]), "oops\n");
     // A batch job whose allocations all completed is dead.
     let status = agent.ok(&["job", "status", "chatty"]);
-    assert!(status.contains("Status      = dead"), "{status}");
+    assert!(status.contains("Status        = dead"), "{status}");
 }
 
 #[test]

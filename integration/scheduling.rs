@@ -179,7 +179,7 @@ fn system_gc_removes_finished_jobs_and_keeps_running_ones() {
     agent.wait_running("web", 2);
     wait_for("the batch job to be dead", || {
         let s = agent.ok(&["job", "status", "once"]);
-        if s.contains("Status      = dead") {
+        if s.contains("Status        = dead") {
             Ok(())
         } else {
             Err(s)

@@ -445,7 +445,9 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
                 job.status.clone()
             },
         ),
-        ("Version", job.version.to_string()),
+        // As Nomad shows them: Yurt has neither periodic nor parameterized jobs yet.
+        ("Periodic", "false".into()),
+        ("Parameterized", "false".into()),
     ]);
     out.push_str("\nSummary\n");
     let rows: Vec<Vec<String>> = job
