@@ -202,6 +202,7 @@ async fn heartbeats(addr: &str) {
                         cpu: 1000,
                         memory_mb: 1024,
                     }),
+                    version: yurt_types::VERSION.into(),
                     ..Node::default()
                 }),
             })

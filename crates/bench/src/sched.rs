@@ -31,6 +31,7 @@ fn node(i: usize) -> Node {
             cpu: 4000 * (1 + (i % 4) as u32),
             memory_mb: 8192 * (1 + (i % 8) as u32),
         }),
+        version: yurt_types::VERSION.into(),
         ..Node::default()
     };
     let kernel = if i.is_multiple_of(10) {
