@@ -245,6 +245,8 @@ fn metrics_in_json_and_prometheus_text() {
     };
     assert!(sample("yurt.raft.apply") > 0, "{body}");
     assert!(sample("yurt.plan.apply") > 0, "{body}");
+    // The gRPC calls `wait_running` made through the CLI.
+    assert!(sample("yurt.rpc.Jobs.Get") > 0, "{body}");
 
     // Prometheus text: every line a comment or `name{labels} value`.
     let (status, headers, text) = http_request(&http, "GET", "/v1/metrics?format=prometheus", "");

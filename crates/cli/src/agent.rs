@@ -434,6 +434,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
         tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(yurt_server::metrics::RpcTimer)
                 .add_routes(routes.routes())
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.changed().await;

@@ -23,8 +23,8 @@ struct Sample {
 
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<&'static str, u64>>,
-    samples: Mutex<BTreeMap<&'static str, Sample>>,
+    counters: Mutex<BTreeMap<String, u64>>,
+    samples: Mutex<BTreeMap<String, Sample>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -35,25 +35,84 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
-    pub fn incr(&self, name: &'static str) {
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name)
-            .or_default() += 1;
+    pub fn incr(&self, name: &str) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        match counters.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                counters.insert(name.to_string(), 1);
+            }
+        }
     }
 
-    pub fn observe(&self, name: &'static str, took: Duration) {
+    pub fn observe(&self, name: &str, took: Duration) {
         let ms = took.as_secs_f64() * 1000.0;
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let s = samples.entry(name).or_default();
+        if !samples.contains_key(name) {
+            samples.insert(name.to_string(), Sample::default());
+        }
+        let Some(s) = samples.get_mut(name) else {
+            return;
+        };
         if s.count == 0 || ms < s.min {
             s.min = ms;
         }
         s.max = s.max.max(ms);
         s.count += 1;
         s.sum += ms;
+    }
+}
+
+/// Times every gRPC request this agent serves (`yurt.rpc.<Service>.<Method>`, until the
+/// response starts), as a tower layer on the gRPC server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcTimer;
+
+impl<S> tower::Layer<S> for RpcTimer {
+    type Service = Timed<S>;
+    fn layer(&self, inner: S) -> Timed<S> {
+        Timed(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timed<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for Timed<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // `/yurt.v1.Jobs/Register` → `yurt.rpc.Jobs.Register`.
+        let path = req.uri().path();
+        let name = path
+            .trim_start_matches('/')
+            .rsplit_once('/')
+            .map(|(service, method)| {
+                let service = service.rsplit('.').next().unwrap_or(service);
+                format!("yurt.rpc.{service}.{method}")
+            })
+            .unwrap_or_else(|| "yurt.rpc.unknown".into());
+        let started = std::time::Instant::now();
+        let fut = self.0.call(req);
+        Box::pin(async move {
+            let r = fut.await;
+            metrics().observe(&name, started.elapsed());
+            r
+        })
     }
 }
 
