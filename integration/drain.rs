@@ -402,9 +402,15 @@ fn ignore_system_an_empty_node_eligibility_rules_and_bad_input() {
         }
     });
     // -ignore-system: only system allocations on the node, which stay; the drain completes.
-    let out = c
-        .server
-        .ok(&["node", "drain", "-enable", "-yes", "-ignore-system", "c0"]);
+    // Asked of c0's own (client-only) agent with -self.
+    let out = c.clients[0].ok(&[
+        "node",
+        "drain",
+        "-enable",
+        "-yes",
+        "-ignore-system",
+        "-self",
+    ]);
     assert!(out.contains("Drain complete for node"), "{out}");
     assert_eq!(on(&live(&c.allocs("agent")), "c0"), 1);
 

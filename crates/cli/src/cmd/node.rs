@@ -272,14 +272,20 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
 
 /// `yurt node drain`.
 async fn drain(addr: &str, a: DrainArgs) -> CmdResult {
-    let channel = connect(addr).await?;
+    let mut channel = connect(addr).await?;
     let node_arg = match (a.this, a.node) {
         (true, Some(_)) => {
             return Err(CliError::Other(
                 "give either a node or -self, not both".into(),
             ))
         }
-        (true, None) => self_node(channel.clone()).await?,
+        (true, None) => {
+            let (node, server) = self_node(channel.clone()).await?;
+            if let Some(server) = server {
+                channel = connect(&server).await?;
+            }
+            node
+        }
         (false, Some(n)) => n,
         (false, None) => {
             return Err(CliError::Other(
@@ -383,18 +389,30 @@ fn confirm(node: &Node) -> Result<bool, CliError> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
-/// The node of the client agent at the CLI's address (`-self`).
-async fn self_node(channel: Conn) -> Result<String, CliError> {
+/// The node of the client agent at the CLI's address (`-self`), and where to ask about it: that
+/// agent when it is also a server, else the first server the client knows.
+async fn self_node(channel: Conn) -> Result<(String, Option<String>), CliError> {
     let info = yurt_proto::v1::agent_client::AgentClient::new(channel)
         .info(yurt_proto::v1::AgentInfoRequest {})
         .await
         .map_err(CliError::api("querying agent info"))?
         .into_inner();
-    info.sections
-        .iter()
-        .find(|s| s.name == "client")
-        .and_then(|s| s.values.get("node_id").cloned())
-        .ok_or_else(|| CliError::Other("-self: the agent at this address runs no client".into()))
+    let section = |name: &str| info.sections.iter().find(|s| s.name == name);
+    let client = section("client")
+        .ok_or_else(|| CliError::Other("-self: the agent at this address runs no client".into()))?;
+    let node = client.values.get("node_id").cloned().unwrap_or_default();
+    let is_server = section("yurt")
+        .and_then(|s| s.values.get("server"))
+        .is_some_and(|v| v == "true");
+    let server = (!is_server)
+        .then(|| {
+            client
+                .values
+                .get("known_servers")
+                .and_then(|s| s.split(',').find(|a| !a.is_empty()).map(String::from))
+        })
+        .flatten();
+    Ok((node, server))
 }
 
 /// What the drain monitor remembers of an allocation: marked, desired and client status.
