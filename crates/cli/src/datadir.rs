@@ -35,13 +35,7 @@ pub fn prepare(dir: &Path) -> Result<(), CliError> {
                 "data dir {shown} is damaged: {MARKER} is unreadable ({e})"
             ))
         })?;
-        let newer = yurt_types::version::parse(&m.written_by)
-            .ok()
-            .zip(yurt_types::version::parse(yurt_types::VERSION).ok())
-            .is_some_and(|(theirs, ours)| {
-                (theirs.major, theirs.minor, theirs.patch) > (ours.major, ours.minor, ours.patch)
-            });
-        if m.format > FORMAT || newer {
+        if m.format > FORMAT || yurt_types::version::newer(&m.written_by, yurt_types::VERSION) {
             return Err(fail(format!(
                 "data dir {shown} was written by Yurt {} (data dir format {}), and this is Yurt {} (format {FORMAT}): downgrades are not supported",
                 m.written_by,

@@ -663,9 +663,9 @@ impl Client {
     /// meanwhile; stops the checks once decided or when health no longer applies.
     fn track_health(&self, local: &mut LocalAlloc, now: i64) {
         let id = local.alloc.id.clone();
-        let decided = local.health.healthy.is_some()
-            || local.stopping
-            || alloc_client_terminal(&local.client_status);
+        // An allocation that failed or finished by itself is still judged (unhealthy: its tasks
+        // ended); one the servers stopped is not.
+        let decided = local.health.healthy.is_some() || local.stopping;
         let Some(spec) = health::spec_for(&local.alloc).filter(|_| !decided) else {
             self.inner
                 .checkers

@@ -68,19 +68,24 @@ pub fn check(feature: &Feature, servers: &[Server]) -> Result<(), String> {
     }
 }
 
-/// What the scheduler may use, from the servers' versions.
+/// What the leader may write, from the servers' versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gates {
     pub deployments: bool,
+    pub node_drain: bool,
 }
 
 impl Gates {
     /// Everything this build has (a cluster of this version only).
-    pub const ALL: Gates = Gates { deployments: true };
+    pub const ALL: Gates = Gates {
+        deployments: true,
+        node_drain: true,
+    };
 
     pub fn of(servers: &[Server]) -> Gates {
         Gates {
             deployments: check(&DEPLOYMENTS, servers).is_ok(),
+            node_drain: check(&NODE_DRAIN, servers).is_ok(),
         }
     }
 }
@@ -107,7 +112,13 @@ mod tests {
             check(&NODE_DRAIN, &mixed).unwrap_err(),
             "node drain requires all servers at version 0.2.0; these are older: s2 (0.1.0), s3 (unknown version)"
         );
-        assert_eq!(Gates::of(&mixed), Gates { deployments: false });
+        assert_eq!(
+            Gates::of(&mixed),
+            Gates {
+                deployments: false,
+                node_drain: false
+            }
+        );
         let upgraded = [server("s1", "0.2.0"), server("s2", "0.2.1")];
         assert!(check(&NODE_DRAIN, &upgraded).is_ok());
         assert_eq!(Gates::of(&upgraded), Gates::ALL);

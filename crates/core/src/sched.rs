@@ -340,6 +340,23 @@ pub(crate) fn node_evals(
         .collect()
 }
 
+/// The evaluations clients' reports call for: a newly failed allocation gets its job an
+/// `alloc-failure` evaluation (it is rescheduled), a newly healthy one of a running deployment a
+/// `deployment-watcher` one (the rollout goes on at once).
+pub fn client_update_evals(
+    state: &State,
+    updates: &[crate::v1::AllocClientUpdate],
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Evaluation> {
+    let mut evals: Vec<Evaluation> = state
+        .jobs_with_new_failures(updates)
+        .into_iter()
+        .map(|j| new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
+        .collect();
+    evals.extend(crate::deploy::health_evals(state, updates, new_id));
+    evals
+}
+
 /// Why a job has allocations waiting for room, for `job status`: while one of its evaluations
 /// is blocked, the newest of them with placement failures.
 pub fn placement_failure(evals: &[Evaluation]) -> Option<&Evaluation> {
@@ -536,6 +553,27 @@ fn health(a: &Allocation) -> Option<bool> {
     a.deployment_status.as_ref().and_then(|s| s.healthy)
 }
 
+/// How an allocation comes to a job version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// It runs that version already.
+    None,
+    InPlace,
+    /// It must be replaced ([`tasks_updated`]).
+    Destructive,
+}
+
+fn change_of(a: &Allocation, job: &Job) -> Change {
+    let old = a.job.clone().unwrap_or_default();
+    if old.job_modify_index == job.job_modify_index {
+        Change::None
+    } else if tasks_updated(&old, job, &a.task_group) {
+        Change::Destructive
+    } else {
+        Change::InPlace
+    }
+}
+
 /// Whether an allocation runs exactly this version of the job.
 fn at_version(a: &Allocation, job: &Job) -> bool {
     a.job
@@ -557,26 +595,37 @@ impl<'a> Run<'a, '_> {
         }
     }
 
-    fn stop(&mut self, a: &Allocation, why: &str) {
+    /// Writes an allocation stopped (`why`) and gives back its room, counting nothing: the
+    /// callers count it as a stop, a destructive update or a migration.
+    fn retire(&mut self, a: &Allocation, why: &str) {
         self.release(a);
         let mut s = a.clone();
         s.desired_status = ALLOC_DESIRED_STOP.into();
         s.desired_description = why.into();
         s.eval_id = self.eval_id.into();
-        self.desired(&a.task_group).stop += 1;
         self.out.allocs.push(s);
+    }
+
+    fn stop(&mut self, a: &Allocation, why: &str) {
+        self.retire(a, why);
+        self.desired(&a.task_group).stop += 1;
+    }
+
+    /// Moves an allocation to the job's version in place (it keeps its ID).
+    fn update_in_place(&mut self, a: &Allocation) {
+        let mut u = a.clone();
+        u.job = None;
+        u.eval_id = self.eval_id.into();
+        self.desired(&a.task_group).in_place_update += 1;
+        self.out.allocs.push(u);
     }
 
     /// Marks an allocation on a node that went away as lost.
     fn lose(&mut self, a: &Allocation) {
-        self.release(a);
-        let mut s = a.clone();
-        s.desired_status = ALLOC_DESIRED_STOP.into();
-        s.desired_description = "alloc is lost since its node is down".into();
-        s.client_status = ALLOC_LOST.into();
-        s.eval_id = self.eval_id.into();
-        self.desired(&a.task_group).stop += 1;
-        self.out.allocs.push(s);
+        self.stop(a, "alloc is lost since its node is down");
+        if let Some(s) = self.out.allocs.last_mut() {
+            s.client_status = ALLOC_LOST.into();
+        }
     }
 
     fn node_down(&self, node_id: &str) -> bool {
@@ -589,26 +638,15 @@ impl<'a> Run<'a, '_> {
     /// Brings an existing allocation to the new job version: ignore, in place or replace.
     /// Returns false when it must be replaced (it has been stopped).
     fn update_existing(&mut self, job: &Job, a: &Allocation) -> bool {
-        let old_job = a.job.clone().unwrap_or_default();
-        if old_job.job_modify_index == job.job_modify_index {
-            self.desired(&a.task_group).ignore += 1;
-            return true;
+        match change_of(a, job) {
+            Change::None => self.desired(&a.task_group).ignore += 1,
+            Change::InPlace => self.update_in_place(a),
+            Change::Destructive => {
+                self.retire(a, DESC_UPDATING);
+                self.desired(&a.task_group).destructive_update += 1;
+                return false;
+            }
         }
-        if tasks_updated(&old_job, job, &a.task_group) {
-            self.release(a);
-            let mut s = a.clone();
-            s.desired_status = ALLOC_DESIRED_STOP.into();
-            s.desired_description = DESC_UPDATING.into();
-            s.eval_id = self.eval_id.into();
-            self.out.allocs.push(s);
-            self.desired(&a.task_group).destructive_update += 1;
-            return false;
-        }
-        let mut u = a.clone();
-        u.job = None;
-        u.eval_id = self.eval_id.into();
-        self.desired(&a.task_group).in_place_update += 1;
-        self.out.allocs.push(u);
         true
     }
 
@@ -851,13 +889,10 @@ impl<'a> Run<'a, '_> {
                 migrating.push((idx, a));
                 continue;
             }
-            let old_job = a.job.clone().unwrap_or_default();
-            if old_job.job_modify_index == job.job_modify_index {
-                self.desired(&g.name).ignore += 1;
-            } else if tasks_updated(&old_job, job, &g.name) {
-                destructive.push((idx, a));
-            } else {
-                in_place.push(a);
+            match change_of(a, job) {
+                Change::None => self.desired(&g.name).ignore += 1,
+                Change::Destructive => destructive.push((idx, a)),
+                Change::InPlace => in_place.push(a),
             }
         }
         let missing = (0..g.count).filter(|i| !taken.contains_key(i)).count();
@@ -882,25 +917,17 @@ impl<'a> Run<'a, '_> {
         // In-place updates join the deployment without counting against the limit.
         let deployment_id = self.active_deployment_id();
         for a in in_place {
-            let mut up = a.clone();
-            up.job = None;
-            up.eval_id = self.eval_id.into();
+            self.update_in_place(a);
+            let up = self.out.allocs.last_mut().expect("just pushed");
             if up.deployment_id != deployment_id {
                 up.deployment_id = deployment_id.clone();
                 up.deployment_status = None;
             }
-            self.desired(&g.name).in_place_update += 1;
-            self.out.allocs.push(up);
         }
         // Allocations the drainer marked move: stopped here, placed again elsewhere (the
         // drainer meters how many at a time).
         for (idx, a) in migrating {
-            self.release(a);
-            let mut s = a.clone();
-            s.desired_status = ALLOC_DESIRED_STOP.into();
-            s.desired_description = DESC_MIGRATING.into();
-            s.eval_id = self.eval_id.into();
-            self.out.allocs.push(s);
+            self.retire(a, DESC_MIGRATING);
             self.desired(&g.name).migrate += 1;
             self.place(job, g, idx, &a.id, None, false, &[]);
         }
@@ -967,12 +994,7 @@ impl<'a> Run<'a, '_> {
                 self.pending.insert(g.name.clone());
                 continue;
             }
-            self.release(a);
-            let mut s = a.clone();
-            s.desired_status = ALLOC_DESIRED_STOP.into();
-            s.desired_description = DESC_UPDATING.into();
-            s.eval_id = self.eval_id.into();
-            self.out.allocs.push(s);
+            self.retire(a, DESC_UPDATING);
             self.desired(&g.name).destructive_update += 1;
             // A replacement is counted as the destructive update, not as a new placement.
             self.place(job, g, idx, &a.id, None, false, &[]);
@@ -1084,9 +1106,7 @@ impl<'a> Run<'a, '_> {
             let feasible = g.count > 0 && self.filter(job, g, node).is_ok();
             match (on_node.get(node.id.as_str()), feasible) {
                 (Some(a), true) => {
-                    let old_job = a.job.clone().unwrap_or_default();
-                    let destructive = old_job.job_modify_index != job.job_modify_index
-                        && tasks_updated(&old_job, job, &g.name);
+                    let destructive = change_of(a, job) == Change::Destructive;
                     if destructive && limit == 0 {
                         self.desired(&g.name).ignore += 1;
                         let at = self.now + rolling.map_or(0, |u| u.stagger_ms as i64);

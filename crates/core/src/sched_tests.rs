@@ -1266,7 +1266,10 @@ fn without_the_deployments_feature_updates_replace_everything_at_once() {
     }));
     let mut ids = 0;
     let mut usage = NodeUsage::of_state(&w.state);
-    let gated = Gates { deployments: false };
+    let gated = Gates {
+        deployments: false,
+        ..Gates::ALL
+    };
     let o = schedule_with(&w.state, &mut usage, gated, "web", "e", 1, &mut || {
         ids += 1;
         format!("n{ids}")

@@ -556,14 +556,7 @@ impl State {
                     a.client_description = up.client_description.clone();
                 }
                 a.task_states = up.task_states.clone();
-                let mut verdict = up.deployment_status.as_ref().and_then(|d| d.healthy);
-                // A failed allocation of a deployment is unhealthy, whether or not its client
-                // had decided before it failed.
-                if a.client_status == ALLOC_FAILED && !a.deployment_id.is_empty() {
-                    let decided = a.deployment_status.as_ref().and_then(|d| d.healthy);
-                    verdict = verdict.or(decided).or(Some(false));
-                }
-                if let Some(h) = verdict {
+                if let Some(h) = up.deployment_status.as_ref().and_then(|d| d.healthy) {
                     let status = a.deployment_status.get_or_insert_with(Default::default);
                     if status.healthy != Some(h) {
                         status.healthy = Some(h);

@@ -140,17 +140,11 @@ impl Sim {
             ids += 1;
             format!("id-{ids:04}")
         };
-        let mut evals: Vec<Evaluation> = self
-            .state
-            .jobs_with_new_failures(std::slice::from_ref(&update))
-            .into_iter()
-            .map(|j| crate::sched::new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
-            .collect();
-        evals.extend(health_evals(
+        let evals = crate::sched::client_update_evals(
             &self.state,
             std::slice::from_ref(&update),
             &mut new_id,
-        ));
+        );
         self.ids = ids;
         self.apply(command::Kind::AllocClientUpdates(AllocClientUpdates {
             node_id: a.node_id,

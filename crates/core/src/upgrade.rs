@@ -2,7 +2,7 @@
 //! now, and which one should go next. Nomad has no such command; its upgrade guide asks the
 //! operator to check these things by hand between steps.
 
-use yurt_types::version::parse;
+use yurt_types::version::newer;
 
 /// How many log entries a follower may trail the leader by and still count as caught up.
 pub const MAX_LAG: u64 = 64;
@@ -62,13 +62,6 @@ fn check(name: &'static str, problems: Vec<String>, fine: String) -> Check {
         } else {
             problems.join("; ")
         },
-    }
-}
-
-fn newer(a: &str, b: &str) -> bool {
-    match (parse(a), parse(b)) {
-        (Ok(a), Ok(b)) => (a.major, a.minor, a.patch) > (b.major, b.minor, b.patch),
-        _ => false,
     }
 }
 

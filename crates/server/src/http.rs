@@ -101,6 +101,13 @@ fn message<T: serde::de::DeserializeOwned>(body: &Value, wrapper: &str) -> Resul
     serde_json::from_value(from_nomad(inner)).map_err(|e| bad(format!("invalid {wrapper}: {e}")))
 }
 
+/// The request naming job `id`.
+fn job_req(id: &str) -> tonic::Request<GetJobRequest> {
+    rq(GetJobRequest {
+        job_id: id.to_string(),
+    })
+}
+
 /// A gRPC request for an in-process call.
 fn rq<T>(message: T) -> tonic::Request<T> {
     tonic::Request::new(message)
@@ -163,16 +170,7 @@ impl Http {
                     .map_err(|e| bad(e.to_string()))?;
                 json(&job)
             }
-            (&M::GET, ["v1", "job", id]) => json(
-                &Jobs::get(
-                    api,
-                    rq(GetJobRequest {
-                        job_id: id.to_string(),
-                    }),
-                )
-                .await?
-                .into_inner(),
-            ),
+            (&M::GET, ["v1", "job", id]) => json(&Jobs::get(api, job_req(id)).await?.into_inner()),
             (&M::DELETE, ["v1", "job", id]) => json(
                 &Jobs::deregister(
                     api,
@@ -204,51 +202,29 @@ impl Http {
                 .into_inner(),
             ),
             (&M::GET, ["v1", "job", id, "allocations"]) => json(
-                &Jobs::allocations(
-                    api,
-                    rq(GetJobRequest {
-                        job_id: id.to_string(),
-                    }),
-                )
-                .await?
-                .into_inner()
-                .allocs,
+                &Jobs::allocations(api, job_req(id))
+                    .await?
+                    .into_inner()
+                    .allocs,
             ),
             (&M::GET, ["v1", "job", id, "evaluations"]) => json(
-                &Jobs::evaluations(
-                    api,
-                    rq(GetJobRequest {
-                        job_id: id.to_string(),
-                    }),
-                )
-                .await?
-                .into_inner()
-                .evals,
+                &Jobs::evaluations(api, job_req(id))
+                    .await?
+                    .into_inner()
+                    .evals,
             ),
-            (&M::GET, ["v1", "job", id, "deployments"]) => json(
-                &Jobs::deployments(
-                    api,
-                    rq(GetJobRequest {
-                        job_id: id.to_string(),
-                    }),
-                )
-                .await?
-                .into_inner()
-                .deployments,
-            ),
-            (&M::GET, ["v1", "job", id, "deployment"]) => json(
-                &Jobs::deployments(
-                    api,
-                    rq(GetJobRequest {
-                        job_id: id.to_string(),
-                    }),
-                )
-                .await?
-                .into_inner()
-                .deployments
-                .into_iter()
-                .next(),
-            ),
+            (&M::GET, ["v1", "job", id, which @ ("deployments" | "deployment")]) => {
+                let all = Jobs::deployments(api, job_req(id))
+                    .await?
+                    .into_inner()
+                    .deployments;
+                // `deployment` is the latest one (the list is newest first).
+                if *which == "deployment" {
+                    json(&all.into_iter().next())
+                } else {
+                    json(&all)
+                }
+            }
             (&M::POST | &M::PUT, ["v1", "job", id, "revert"]) => {
                 let version = body
                     .get("JobVersion")

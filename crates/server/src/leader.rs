@@ -210,10 +210,7 @@ pub async fn run_drainer(
     run_watcher(
         "drainer",
         (state, writer, raft),
-        move || {
-            yurt_core::features::check(&yurt_core::features::NODE_DRAIN, &cluster.gate_servers())
-                .is_ok()
-        },
+        move || cluster.gates().node_drain,
         |s, now| {
             let progress = yurt_core::drain::plan(s, now, &mut new_id)
                 .map(command::Kind::DrainProgress)

@@ -36,24 +36,18 @@ pub fn metrics() -> &'static Metrics {
 
 impl Metrics {
     pub fn incr(&self, name: &str) {
-        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        match counters.get_mut(name) {
-            Some(n) => *n += 1,
-            None => {
-                counters.insert(name.to_string(), 1);
-            }
-        }
+        *self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default() += 1;
     }
 
     pub fn observe(&self, name: &str, took: Duration) {
         let ms = took.as_secs_f64() * 1000.0;
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        if !samples.contains_key(name) {
-            samples.insert(name.to_string(), Sample::default());
-        }
-        let Some(s) = samples.get_mut(name) else {
-            return;
-        };
+        let s = samples.entry(name.to_string()).or_default();
         if s.count == 0 || ms < s.min {
             s.min = ms;
         }

@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status};
 use yurt_core::deploy;
 use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister};
 use yurt_core::sched::{
-    new_eval, node_eligibility_command, node_register_command, node_status_command, plan_job,
+    client_update_evals, new_eval, node_eligibility_command, node_register_command,
+    node_status_command, plan_job,
 };
 use yurt_core::state::{PrefixError, State};
 
@@ -564,17 +565,10 @@ impl nodes_server::Nodes for Api {
         req: Request<UpdateAllocsRequest>,
     ) -> Reply<UpdateAllocsResponse> {
         let req = req.into_inner();
-        // A newly failed allocation gets its job an evaluation, which reschedules it; a newly
-        // healthy one of a deployment lets the scheduler go on with the rollout.
-        let evals = self.reads.state.read(|s| {
-            let mut evals: Vec<Evaluation> = s
-                .jobs_with_new_failures(&req.updates)
-                .into_iter()
-                .map(|j| new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
-                .collect();
-            evals.extend(deploy::health_evals(s, &req.updates, &mut new_id));
-            evals
-        });
+        let evals = self
+            .reads
+            .state
+            .read(|s| client_update_evals(s, &req.updates, &mut new_id));
         let r = self
             .writer
             .apply(command::Kind::AllocClientUpdates(AllocClientUpdates {

@@ -121,18 +121,19 @@ fn wrapped(v: &Value) -> Value {
     serde_json::json!({ "kind": kind })
 }
 
-fn scale(v: &Value, by: f64) -> Value {
-    match v {
-        Value::Number(n) => match n.as_i64() {
-            Some(i) if by >= 1.0 => Value::from(i.saturating_mul(by as i64)),
-            Some(i) => Value::from(i / (1.0 / by) as i64),
-            None => v.clone(),
-        },
-        _ => v.clone(),
-    }
+const NS_PER_MS: i64 = 1_000_000;
+
+/// Milliseconds (ours) to nanoseconds (Nomad's); anything but an integer is left alone.
+fn to_ns(v: &Value) -> Value {
+    v.as_i64()
+        .map_or_else(|| v.clone(), |ms| Value::from(ms.saturating_mul(NS_PER_MS)))
 }
 
-const NS_PER_MS: f64 = 1_000_000.0;
+/// Nanoseconds to milliseconds.
+fn to_ms(v: &Value) -> Value {
+    v.as_i64()
+        .map_or_else(|| v.clone(), |ns| Value::from(ns / NS_PER_MS))
+}
 
 /// Our JSON (serde of the `yurt.v1` messages) in Nomad's shape.
 pub fn to_nomad(v: &Value) -> Value {
@@ -142,10 +143,10 @@ pub fn to_nomad(v: &Value) -> Value {
             let mut out = Map::new();
             for (k, v) in m {
                 let (key, value) = if let Some(base) = k.strip_suffix("_unix_ms") {
-                    (pascal(base), scale(v, NS_PER_MS))
+                    (pascal(base), to_ns(v))
                 } else if let Some(base) = k.strip_suffix("_ms").filter(|b| durations.contains(*b))
                 {
-                    (pascal(base), scale(v, NS_PER_MS))
+                    (pascal(base), to_ns(v))
                 } else if k == "config" {
                     let config = v.as_object().map(|c| {
                         c.iter()
@@ -189,9 +190,9 @@ pub fn from_nomad(v: &Value) -> Value {
             for (k, v) in m {
                 let base = snake(k);
                 let (key, value) = if times.contains(&base) {
-                    (format!("{base}_unix_ms"), scale(v, 1.0 / NS_PER_MS))
+                    (format!("{base}_unix_ms"), to_ms(v))
                 } else if durations.contains(&base) {
-                    (format!("{base}_ms"), scale(v, 1.0 / NS_PER_MS))
+                    (format!("{base}_ms"), to_ms(v))
                 } else if base == "config" {
                     let config = v.as_object().map(|c| {
                         c.iter()

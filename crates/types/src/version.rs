@@ -46,9 +46,9 @@ pub fn check_server(ours: &str, who: &str, theirs: &str) -> Result<(), String> {
 
 /// Whether a client of version `client` may use a server of version `server`.
 pub fn check_client(server: &str, client: &str) -> Result<(), String> {
-    let s = parse(server)?;
-    let c = parse(client).map_err(|e| format!("client version: {e}"))?;
-    if (c.major, c.minor, c.patch) > (s.major, s.minor, s.patch) {
+    parse(server)?;
+    parse(client).map_err(|e| format!("client version: {e}"))?;
+    if newer(client, server) {
         return Err(format!(
             "client runs Yurt {client}, newer than server Yurt {server}: upgrade the servers before the clients"
         ));
@@ -67,12 +67,19 @@ pub fn check_raft_protocol(who: &str, theirs: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `v` is at least `min` (both versions; an unreadable `v` is not).
+/// major.minor.patch, what versions are compared by (pre-release and build tags aside).
+fn triple(v: &str) -> Option<(u64, u64, u64)> {
+    parse(v).ok().map(|v| (v.major, v.minor, v.patch))
+}
+
+/// Whether `a` is a newer version than `b` (false when either cannot be read).
+pub fn newer(a: &str, b: &str) -> bool {
+    matches!((triple(a), triple(b)), (Some(a), Some(b)) if a > b)
+}
+
+/// Whether `v` is at least `min` (an unreadable `v` is not).
 pub fn at_least(v: &str, min: &str) -> bool {
-    match (parse(v), parse(min)) {
-        (Ok(v), Ok(m)) => (v.major, v.minor, v.patch) >= (m.major, m.minor, m.patch),
-        _ => false,
-    }
+    matches!((triple(v), triple(min)), (Some(v), Some(m)) if v >= m)
 }
 
 #[cfg(test)]

@@ -542,9 +542,10 @@ fn a_failed_allocation_is_unhealthy_and_fails_the_deployment_when_it_cannot_be_r
     s.run(job(2, "a", ROLLING));
     s.all_healthy();
     s.run(job(2, "crash", ROLLING));
-    // The task exits before its client judged its health; no reschedule attempts are left.
+    // The task exits: its client reports the allocation failed and unhealthy; no reschedule
+    // attempts are left.
     for id in s.undecided() {
-        s.report(&id, ALLOC_FAILED, None);
+        s.report(&id, ALLOC_FAILED, Some(false));
     }
     assert_eq!(s.latest().task_groups["app"].unhealthy_allocs, 2);
     s.tick(1);
