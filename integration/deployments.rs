@@ -533,3 +533,47 @@ fn job_revert_registers_an_earlier_version_again() {
         assert_eq!(stderr(&out).trim(), message);
     }
 }
+
+#[test]
+fn manual_health_is_set_with_deployment_allocation_health() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let update = r#"max_parallel = 1
+    min_healthy_time = "200ms"
+    healthy_deadline = "30s"
+    progress_deadline = "60s""#;
+    let file = job_file(&dir.path, 1, "v0", FOREVER, update);
+    let manual = std::fs::read_to_string(&file).unwrap().replace(
+        "health_check = \"task_states\"",
+        "health_check = \"manual\"",
+    );
+    std::fs::write(&file, manual).unwrap();
+    agent.ok(&["job", "run", "-detach", file.to_str().unwrap()]);
+    let alloc = agent.wait_running("web", 1).remove(0);
+    let d = deployment_of(&agent, 0);
+    // Nobody judges it but the operator: the deployment waits.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(latest(&status(&agent)).1, "running");
+    let unknown = agent.yurt(&[
+        "deployment",
+        "allocation-health",
+        "-healthy",
+        "ffffffff",
+        &d,
+    ]);
+    assert_eq!(
+        stderr(&unknown).trim(),
+        "Error setting allocation health: allocation \"ffffffff\" not found"
+    );
+    agent.ok(&[
+        "deployment",
+        "allocation-health",
+        "-healthy",
+        &alloc[..8],
+        &d,
+    ]);
+    assert_eq!(
+        wait_deployment(&agent, 0, "successful"),
+        "Deployment completed successfully"
+    );
+}

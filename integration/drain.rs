@@ -629,3 +629,51 @@ fn a_drain_survives_the_loss_of_the_leader() {
     });
     drop(c.clients);
 }
+
+#[test]
+fn a_batch_allocation_finishes_during_a_drain_and_is_not_replaced() {
+    let dir = TestDir::new();
+    let c = Cluster::start(&dir, 2);
+    let batch = dir.path.join("report.hcl");
+    std::fs::write(
+        &batch,
+        r#"job "report" {
+  type = "batch"
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "sleep 2"]
+      }
+      resources {
+        memory = 16
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    c.server
+        .ok(&["job", "run", "-detach", batch.to_str().unwrap()]);
+    let node = wait_for("the batch allocation to run", || {
+        let b = c.allocs("report");
+        live(&b)
+            .iter()
+            .find(|a| a["client_status"] == "running")
+            .and_then(|a| a["node_name"].as_str().map(String::from))
+            .ok_or(format!("{b:?}"))
+    });
+    // The drain waits for it to finish by itself (no deadline reached), then completes.
+    let out = c
+        .server
+        .ok(&["node", "drain", "-enable", "-yes", "-deadline", "1m", &node]);
+    assert!(out.contains("Drain complete for node"), "{out}");
+    let b = c.allocs("report");
+    assert_eq!(b.len(), 1, "not replaced: {b:?}");
+    assert_eq!(b[0]["client_status"], "complete", "{b:?}");
+    assert_eq!(b[0]["desired_status"], "run", "it was not stopped: {b:?}");
+    let status = c.server.ok(&["node", "status", &node]);
+    assert!(status.contains("deadline_reached: false"), "{status}");
+}

@@ -128,15 +128,6 @@ pub fn running_description(d: &Deployment) -> &'static str {
     }
 }
 
-/// The newest deployment of a job.
-pub fn latest(state: &State, job_id: &str) -> Option<Deployment> {
-    state
-        .deployments
-        .of_job(job_id)
-        .max_by_key(|d| d.create_index)
-        .cloned()
-}
-
 /// A job's deployments, newest first.
 pub fn of_job(state: &State, job_id: &str) -> Vec<Deployment> {
     let mut v: Vec<Deployment> = state.deployments.of_job(job_id).cloned().collect();

@@ -197,7 +197,10 @@ impl Sim {
     }
 
     pub fn latest(&self) -> Deployment {
-        latest(&self.state, "web").expect("a deployment")
+        of_job(&self.state, "web")
+            .into_iter()
+            .next()
+            .expect("a deployment")
     }
 
     /// Live allocations: (version, healthy?) of each.
