@@ -147,6 +147,8 @@ pub struct Agent {
     pub data_dir: PathBuf,
     pub grpc: String,
     pub http: Option<String>,
+    /// Environment for the CLI run against this agent (`YURT_CACERT`, ...).
+    pub cli_env: Vec<(String, String)>,
     log: PathBuf,
 }
 
@@ -242,6 +244,7 @@ impl Agent {
             data_dir: data_dir.to_path_buf(),
             grpc: String::new(),
             http: None,
+            cli_env: Vec::new(),
             log,
         };
         let a: Addrs = wait_for("the agent to write agent-addrs.json", || {
@@ -270,6 +273,7 @@ impl Agent {
         Command::new(YURT)
             .args(args)
             .env("YURT_ADDR", &self.grpc)
+            .envs(self.cli_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()
             .expect("run yurt")

@@ -12,6 +12,7 @@
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
 //! - `upgrade`: the seed upgrade guides from the previous release (built from `RELEASES`);
+//! - `tls`: mutual TLS between servers, clients, the CLI and HTTPS; wrong certificates refused;
 //! - `tidy`: rules about the source tree itself.
 
 mod cluster;
@@ -26,4 +27,5 @@ mod jobs;
 mod restart;
 mod scheduling;
 mod tidy;
+mod tls;
 mod upgrade;

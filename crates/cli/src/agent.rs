@@ -133,6 +133,7 @@ struct Settings {
     heartbeat: yurt_core::heartbeat::Config,
     gc: yurt_core::gc::Thresholds,
     gc_interval: Duration,
+    tls: yurt_types::tls::TlsConfig,
 }
 
 /// Layers the configuration in one place, in one documented order: defaults, then each
@@ -236,6 +237,7 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             }
         },
         gc_interval: file.job_gc_interval_ms.map_or(Duration::from_secs(300), ms),
+        tls: file.tls.unwrap_or_default(),
     })
 }
 
@@ -349,6 +351,10 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             ))
         }
     };
+    let tls_fail = |e: yurt_types::tls::TlsError| fail(e.to_string());
+    let dialer = yurt_types::tls::Dialer::agent(&args.tls, &args.region).map_err(tls_fail)?;
+    let grpc_tls = yurt_types::tls::grpc_server(&args.tls).map_err(tls_fail)?;
+    let https = yurt_types::tls::https_server(&args.tls).map_err(tls_fail)?;
     crate::datadir::prepare(&data_dir)?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
 
@@ -384,6 +390,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             region: args.region.clone(),
             gc: args.gc,
             gc_interval: args.gc_interval,
+            dialer: dialer.clone(),
         };
         Some(Arc::new(
             Server::start(cfg).await.map_err(|e| fail(e.to_string()))?,
@@ -414,6 +421,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             advertise_addr: grpc_addr.to_string(),
             executor_exe: exe,
             tick: Duration::from_millis(100),
+            dialer,
         };
         let c = Client::start(cfg).await.map_err(|e| fail(e.to_string()))?;
         routes.add_service(c.fs_service());
@@ -432,9 +440,16 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         // No Nagle delay: small answers (Raft acks, short replies) go out at once instead of
         // waiting up to 40 ms for the peer's delayed ACK.
         let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = grpc_tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| fail(format!("tls: {e}")))?;
+        }
         tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .layer(yurt_server::metrics::RpcTimer)
+                .layer(yurt_server::guard::Guard::new(&args.tls, &args.region))
                 .add_routes(routes.routes())
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.changed().await;
@@ -442,7 +457,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         )
     };
     if let (Some(l), Some(s)) = (http, &server) {
-        tokio::spawn(yurt_server::http::serve(l, s.api(), stop_rx.clone()));
+        tokio::spawn(yurt_server::http::serve(l, s.api(), https, stop_rx.clone()));
     }
 
     write_addrs(
@@ -463,9 +478,10 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         if args.dev { ", dev mode" } else { "" }
     );
     println!("    Version:  {}", yurt_types::VERSION);
-    println!("    gRPC:     {grpc_addr}");
+    let scheme = |on: bool| if on { " (TLS)" } else { "" };
+    println!("    gRPC:     {grpc_addr}{}", scheme(args.tls.rpc));
     if let Some(h) = http_addr {
-        println!("    HTTP:     {h}");
+        println!("    HTTP:     {h}{}", scheme(args.tls.http));
     }
     println!("    Data dir: {}", data_dir.display());
     if let Some(c) = &client {

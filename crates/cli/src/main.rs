@@ -29,6 +29,18 @@ struct Cli {
     /// Let any server answer reads from its own copy, without asking the leader.
     #[arg(long, global = true)]
     stale: bool,
+    /// The CA certificate (PEM) that signed the agents' certificates: connect over TLS.
+    #[arg(long = "ca-cert", global = true, env = "YURT_CACERT")]
+    ca_cert: Option<PathBuf>,
+    /// This CLI's certificate (PEM), for agents that require one (mutual TLS).
+    #[arg(long = "client-cert", global = true, env = "YURT_CLIENT_CERT")]
+    client_cert: Option<PathBuf>,
+    /// The key of -client-cert (PEM).
+    #[arg(long = "client-key", global = true, env = "YURT_CLIENT_KEY")]
+    client_key: Option<PathBuf>,
+    /// The name the agent's certificate must carry [default: the address's host].
+    #[arg(long = "tls-server-name", global = true, env = "YURT_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -71,6 +83,11 @@ enum Command {
     Operator {
         #[command(subcommand)]
         cmd: cmd::server::OperatorCmd,
+    },
+    /// Create a CA and certificates for a TLS cluster.
+    Tls {
+        #[command(subcommand)]
+        cmd: cmd::tls::TlsCmd,
     },
     /// Cluster-wide maintenance.
     System {
@@ -141,6 +158,19 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> u8 {
     let addr = cli.address;
     cmd::set_stale(cli.stale);
+    let dialer = yurt_types::tls::Dialer::cli(
+        cli.ca_cert.as_deref(),
+        cli.client_cert.as_deref(),
+        cli.client_key.as_deref(),
+        cli.tls_server_name.as_deref(),
+    );
+    match dialer {
+        Ok(d) => cmd::set_dialer(d),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    }
     let result = match cli.cmd {
         Command::Agent(args) => agent::run(*args).await,
         Command::Job { cmd } => cmd::job::run(&addr, cmd).await,
@@ -151,6 +181,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Server { cmd } => cmd::server::run_server(&addr, cmd).await,
         Command::Operator { cmd } => cmd::server::run_operator(&addr, cmd).await,
         Command::System { cmd } => cmd::server::run_system(&addr, cmd).await,
+        Command::Tls { cmd } => cmd::tls::run(cmd),
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
         Command::Status { json } => {
             cmd::job::run(&addr, cmd::job::JobCmd::Status { job: None, json }).await

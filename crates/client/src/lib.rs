@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 use yurt_proto::v1::client_fs_server::ClientFsServer;
 use yurt_proto::v1::nodes_client::NodesClient;
@@ -47,6 +47,8 @@ pub struct ClientConfig {
     pub advertise_addr: String,
     /// The `yurt` binary, re-executed as `yurt executor` for each task.
     pub executor_exe: PathBuf,
+    /// How the client dials servers (plaintext or mutual TLS).
+    pub dialer: yurt_types::tls::Dialer,
     /// How often the task supervisor looks at its tasks.
     pub tick: Duration,
 }
@@ -184,7 +186,9 @@ impl Client {
             .servers
             .iter()
             .map(|s| {
-                Endpoint::from_shared(format!("http://{s}"))
+                config
+                    .dialer
+                    .endpoint(s, yurt_types::tls::Peer::Server)
                     .map(|e| {
                         e.connect_timeout(Duration::from_secs(2))
                             .timeout(Duration::from_secs(60))

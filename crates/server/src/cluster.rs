@@ -46,6 +46,7 @@ pub struct Cluster {
     name: ClusterName,
     /// Set when this server must stop: it belongs to another cluster than the one it joins.
     fatal: watch::Sender<Option<String>>,
+    dialer: yurt_types::tls::Dialer,
 }
 
 /// A member's liveness as `server members` shows it.
@@ -58,8 +59,14 @@ pub fn status_of(alive: bool, left: bool) -> &'static str {
 }
 
 impl Cluster {
-    pub fn new(me: ServerMember, join: Vec<String>, name: ClusterName) -> Cluster {
+    pub fn new(
+        me: ServerMember,
+        join: Vec<String>,
+        name: ClusterName,
+        dialer: yurt_types::tls::Dialer,
+    ) -> Cluster {
         Cluster {
+            dialer,
             me,
             join,
             known: Arc::new(Mutex::new(BTreeMap::new())),
@@ -372,7 +379,7 @@ pub fn initialized(raft: &Raft) -> bool {
 /// yet part of a cluster know each other. Each round talks to every target at once, over
 /// connections kept between rounds, so one dead server never delays news of the others.
 pub async fn run(cluster: Cluster, raft: Raft, mut shutdown: watch::Receiver<bool>) {
-    let mut clients = Clients::new();
+    let mut clients = Clients::new(cluster.dialer.clone());
     loop {
         let init = initialized(&raft);
         gossip_round(&cluster, &raft, &mut clients).await;
@@ -391,11 +398,13 @@ pub struct Clients {
     conns: BTreeMap<String, RaftTransportClient<Channel>>,
     /// Consecutive failures per address, and when to try it next.
     failures: BTreeMap<String, (u32, std::time::Instant)>,
+    dialer: yurt_types::tls::Dialer,
 }
 
 impl Clients {
-    pub fn new() -> Clients {
+    pub fn new(dialer: yurt_types::tls::Dialer) -> Clients {
         Clients {
+            dialer,
             conns: BTreeMap::new(),
             failures: BTreeMap::new(),
         }
@@ -430,7 +439,7 @@ impl Clients {
         if let Some(c) = self.conns.get(addr) {
             return Some(c.clone());
         }
-        let endpoint = match Channel::from_shared(format!("http://{addr}")) {
+        let endpoint = match self.dialer.endpoint(addr, yurt_types::tls::Peer::Server) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "not a server address");
@@ -445,12 +454,6 @@ impl Clients {
         );
         self.conns.insert(addr.to_string(), c.clone());
         Some(c)
-    }
-}
-
-impl Default for Clients {
-    fn default() -> Self {
-        Clients::new()
     }
 }
 
@@ -515,7 +518,7 @@ pub async fn leave(cluster: &Cluster, raft: &Raft) {
                 .await
                 .map_err(|s| s.message().to_string())
         } else {
-            remove_via_leader(raft, me).await
+            remove_via_leader(cluster, raft, me).await
         };
         match result {
             Ok(()) => tracing::info!("left the Raft configuration"),
@@ -525,12 +528,12 @@ pub async fn leave(cluster: &Cluster, raft: &Raft) {
     cluster
         .leaving
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    gossip_round(cluster, raft, &mut Clients::new()).await;
+    gossip_round(cluster, raft, &mut Clients::new(cluster.dialer.clone())).await;
 }
 
-async fn remove_via_leader(raft: &Raft, me: NodeId) -> Result<(), String> {
+async fn remove_via_leader(cluster: &Cluster, raft: &Raft, me: NodeId) -> Result<(), String> {
     use yurt_proto::v1::operator_client::OperatorClient;
-    let channel = crate::raft::dial_leader(raft)
+    let channel = crate::raft::dial_leader(raft, &cluster.dialer)
         .await
         .map_err(|s| s.message().to_string())?;
     OperatorClient::new(channel)
@@ -583,7 +586,7 @@ mod tests {
 
     #[test]
     fn retries_back_off_after_three_failures_and_reset_on_success() {
-        let mut c = Clients::new();
+        let mut c = Clients::new(yurt_types::tls::Dialer::plain());
         for _ in 0..3 {
             c.failed("a");
             assert!(c.due("a"), "transient failures are retried at once");

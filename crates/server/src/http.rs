@@ -605,9 +605,15 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Value, Failure
     serde_json::from_slice(&bytes).map_err(|e| bad(format!("request body is not valid JSON: {e}")))
 }
 
-/// Serves the HTTP API on `listener` until `stop` changes.
-pub async fn serve(listener: TcpListener, api: Api, mut stop: watch::Receiver<bool>) {
+/// Serves the HTTP API on `listener` until `stop` changes: HTTPS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    api: Api,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let http = std::sync::Arc::new(Http { api });
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -620,16 +626,32 @@ pub async fn serve(listener: TcpListener, api: Api, mut stop: watch::Receiver<bo
             _ = stop.changed() => return,
         };
         let http = http.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let http = http.clone();
                 async move { Ok::<_, Infallible>(http.handle(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut conn = hyper::server::conn::http1::Builder::new();
+            conn.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            match tls {
+                None => {
+                    let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(tls) => {
+                    // A handshake that does not finish in time (or fails) drops the connection.
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), tls.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
+                        Err(_) => tracing::debug!("HTTPS handshake timed out"),
+                    }
+                }
+            }
         });
     }
 }

@@ -7,11 +7,13 @@
 //! - [`cluster`]: server discovery, liveness and bootstrap by gossip;
 //! - [`operator`]: server members, Raft peers, force-leave, remove-peer;
 //! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot).
+//! - [`guard`]: which certificate roles may make the calls only agents make.
 //!
 //! Architecture invariant: only this crate depends on openraft and sled (the client keeps its
 //! own sled state, but never Raft).
 
 pub mod cluster;
+pub mod guard;
 pub mod heartbeat;
 pub mod http;
 pub mod leader;
@@ -71,6 +73,8 @@ pub struct ServerConfig {
     /// How long finished objects are kept, and how often the leader collects them.
     pub gc: yurt_core::gc::Thresholds,
     pub gc_interval: Duration,
+    /// How this server dials other servers and clients (plaintext or mutual TLS).
+    pub dialer: yurt_types::tls::Dialer,
 }
 
 /// Why a server could not start. Each names what to fix.
@@ -194,6 +198,7 @@ impl Server {
         let cluster_name = cluster::ClusterName::new(state.clone(), founding_id);
         let network = Network {
             cluster_name: cluster_name.clone(),
+            dialer: config.dialer.clone(),
         };
         let raft = Raft::new(id, raft_config, network, log, sm)
             .await
@@ -211,7 +216,7 @@ impl Server {
                 .map_err(|e| StartError::Raft(e.to_string()))?;
             tracing::info!(id, "bootstrapped a single-server cluster");
         }
-        let writer = Writer::new(raft.clone());
+        let writer = Writer::new(raft.clone(), config.dialer.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let cluster = cluster::Cluster::new(
             yurt_proto::internal::ServerMember {
@@ -229,6 +234,7 @@ impl Server {
             },
             config.join.clone(),
             cluster_name,
+            config.dialer.clone(),
         );
         tokio::spawn(leader::run_eval_loop(
             state.clone(),
@@ -311,6 +317,7 @@ impl Server {
             reads: read::Reads {
                 raft: self.raft.clone(),
                 state: self.state.clone(),
+                dialer: self.config.dialer.clone(),
             },
             heartbeats: self.heartbeats.clone(),
             cluster: self.cluster.clone(),

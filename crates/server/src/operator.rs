@@ -37,7 +37,7 @@ fn split_addr(addr: &str) -> (String, u32) {
 
 impl OperatorService {
     async fn leader_client(&self) -> Result<OperatorClient<Channel>, Status> {
-        let channel = crate::raft::dial_leader(&self.reads.raft).await?;
+        let channel = crate::raft::dial_leader(&self.reads.raft, &self.reads.dialer).await?;
         Ok(OperatorClient::new(channel))
     }
 

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tonic::transport::Channel;
 use tonic::Status;
 use yurt_proto::internal::raft_transport_client::RaftTransportClient;
 use yurt_proto::internal::ReadIndexRequest;
@@ -24,6 +23,8 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 pub struct Reads {
     pub raft: Raft,
     pub state: StateHandle,
+    /// How to reach the leader (and, for logs, client agents).
+    pub dialer: yurt_types::tls::Dialer,
 }
 
 /// Whether the request allows a stale read.
@@ -54,7 +55,9 @@ impl Reads {
                 let addr = f.leader_node.map(|n| n.addr).ok_or_else(|| {
                     Status::unavailable("no cluster leader (use -stale to read this server's copy)")
                 })?;
-                let channel = Channel::from_shared(format!("http://{addr}"))
+                let channel = self
+                    .dialer
+                    .endpoint(&addr, yurt_types::tls::Peer::Server)
                     .map_err(|e| Status::internal(e.to_string()))?
                     .connect_timeout(Duration::from_secs(1))
                     .connect()

@@ -75,7 +75,7 @@ impl Api {
         if crate::raft::is_leader(&self.reads.raft) {
             return Ok(None);
         }
-        let channel = crate::raft::dial_leader(&self.reads.raft).await?;
+        let channel = crate::raft::dial_leader(&self.reads.raft, &self.reads.dialer).await?;
         Ok(Some(NodesClient::new(channel)))
     }
 
@@ -616,7 +616,16 @@ impl allocs_server::Allocs for Api {
             Ok::<_, Status>((a.id.clone(), node.rpc_addr.clone()))
         })?;
         req.alloc_id = alloc_id;
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        // A server+client agent has one certificate, its server one.
+        let peer = if addr == self.cluster.me().addr {
+            yurt_types::tls::Peer::Server
+        } else {
+            yurt_types::tls::Peer::Client
+        };
+        let channel = self
+            .reads
+            .dialer
+            .endpoint(&addr, peer)
             .map_err(|e| Status::internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .connect()

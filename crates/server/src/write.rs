@@ -73,16 +73,18 @@ pub struct Writer {
     queue: mpsc::UnboundedSender<Queued>,
     /// The connection to the leader for forwarded writes, kept while the leader stays.
     leader: Arc<Mutex<Option<LeaderConnection>>>,
+    dialer: yurt_types::tls::Dialer,
 }
 
 impl Writer {
     /// Starts the batching task (it ends when the last `Writer` is dropped).
-    pub fn new(raft: Raft) -> Writer {
+    pub fn new(raft: Raft, dialer: yurt_types::tls::Dialer) -> Writer {
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(batch_loop(raft, rx));
         Writer {
             queue,
             leader: Arc::default(),
+            dialer,
         }
     }
 
@@ -132,7 +134,9 @@ impl Writer {
         let mut client = match cached {
             Some(c) => c,
             None => {
-                let channel = Channel::from_shared(format!("http://{addr}"))
+                let channel = self
+                    .dialer
+                    .endpoint(addr, yurt_types::tls::Peer::Server)
                     .map_err(|e| WriteError::Raft(e.to_string()))?
                     .connect_timeout(std::time::Duration::from_secs(2))
                     .connect()

@@ -13,6 +13,11 @@
 //! }
 //! client { enabled = true  servers = ["127.0.0.1:4647"] }
 //! autopilot { server_stabilization_time = "10s"  dead_server_threshold = "1m" }
+//! tls {
+//!   http = true  rpc = true
+//!   ca_file = "yurt-agent-ca.pem"  cert_file = "global-server-yurt.pem"
+//!   key_file = "global-server-yurt-key.pem"  verify_server_hostname = true
+//! }
 //! ```
 //!
 //! Every field is optional; several files merge in order (later ones win), and the agent's
@@ -54,6 +59,8 @@ pub struct AgentConfig {
     pub meta: std::collections::BTreeMap<String, String>,
     pub server_stabilization_time_ms: Option<u64>,
     pub dead_server_threshold_ms: Option<u64>,
+    /// The `tls` block; a later file's block replaces an earlier one's.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 fn port(s: &mut Scope<'_>, key: &'static str, lines: &mut Lines) -> Result<Option<u16>, SpecError> {
@@ -132,6 +139,20 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.dead_server_threshold_ms = s.duration_ms("dead_server_threshold", l)?;
         s.finish()?;
     }
+    if let Some(b) = top.block("tls")? {
+        let mut s = Scope::new(&r, &b.body, "tls".into(), "tls".into());
+        let path = |p: Option<String>| p.map(std::path::PathBuf::from);
+        c.tls = Some(crate::tls::TlsConfig {
+            http: s.boolean("http", l)?.unwrap_or(false),
+            rpc: s.boolean("rpc", l)?.unwrap_or(false),
+            ca_file: path(s.string("ca_file", l)?),
+            cert_file: path(s.string("cert_file", l)?),
+            key_file: path(s.string("key_file", l)?),
+            verify_server_hostname: s.boolean("verify_server_hostname", l)?.unwrap_or(false),
+            verify_https_client: s.boolean("verify_https_client", l)?.unwrap_or(false),
+        });
+        s.finish()?;
+    }
     top.finish()?;
     Ok(c)
 }
@@ -168,7 +189,8 @@ impl AgentConfig {
             client_enabled,
             node_class,
             server_stabilization_time_ms,
-            dead_server_threshold_ms
+            dead_server_threshold_ms,
+            tls
         );
         if !later.retry_join.is_empty() {
             self.retry_join = later.retry_join;
@@ -206,6 +228,11 @@ client {
 autopilot {
   server_stabilization_time = "5s"
 }
+tls {
+  rpc     = true
+  ca_file = "ca.pem"
+  verify_server_hostname = true
+}
 "#;
 
     #[test]
@@ -222,6 +249,9 @@ autopilot {
         assert_eq!(c.client_enabled, Some(false));
         assert_eq!(c.leave_on_terminate, Some(true));
         assert_eq!(c.server_stabilization_time_ms, Some(5000));
+        let tls = c.tls.unwrap();
+        assert!(tls.rpc && !tls.http && tls.verify_server_hostname);
+        assert_eq!(tls.ca_file, Some("ca.pem".into()));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`nomad_json`]: the messages in Nomad's JSON shape, for the HTTP API.
 //! - [`status`] holds the exact status strings used across proto, CLI and docs.
 //! - [`version`]: build versions and which agents of different versions work together.
+//! - [`tls`]: the `tls` block, certificate role names, and how every connection is dialled.
 //!
 //! The domain objects are the generated `yurt.v1` messages themselves (see
 //! `docs/ARCHITECTURE.md`, "One model"): this crate gives them their rules.
@@ -20,6 +21,7 @@ mod hcl;
 pub mod jobspec;
 pub mod nomad_json;
 pub mod status;
+pub mod tls;
 pub mod version;
 
 pub use yurt_proto::v1;

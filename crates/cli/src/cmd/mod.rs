@@ -6,13 +6,14 @@ pub mod eval;
 pub mod job;
 pub mod node;
 pub mod server;
+pub mod tls;
 
 use std::time::Duration;
 
 use std::sync::OnceLock;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use yurt_proto::v1::agent_client::AgentClient;
 use yurt_proto::v1::AgentInfoRequest;
 
@@ -46,16 +47,68 @@ impl CliError {
     }
 
     pub fn api(action: &'static str) -> impl Fn(tonic::Status) -> CliError {
-        move |s| CliError::Api {
-            action,
-            message: s.message().to_string(),
+        move |s| {
+            let transport = matches!(
+                s.code(),
+                tonic::Code::Unknown
+                    | tonic::Code::Unavailable
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Internal
+            );
+            let mut message = s.message().to_string();
+            if transport {
+                // A transport failure's cause is at the end of its sources.
+                let mut src = std::error::Error::source(&s);
+                let mut cause = None;
+                while let Some(e) = src {
+                    cause = Some(e.to_string());
+                    src = e.source();
+                }
+                if let Some(c) = cause.filter(|c| !message.contains(c.as_str())) {
+                    message = format!("{message}: {c}");
+                }
+                message.push_str(tls_hint(&message));
+            }
+            CliError::Api { action, message }
         }
     }
 }
 
 pub type CmdResult = Result<u8, CliError>;
 
+/// What to try when a connection failed the way a TLS mismatch fails, or "".
+fn tls_hint(message: &str) -> &'static str {
+    let tls = DIALER.get().is_some_and(|d| d.is_tls());
+    let message = message.to_lowercase();
+    // How a TLS agent's refusal shows on the wire: the handshake fails, or the agent drops a
+    // connection that did not speak TLS, or (TLS 1.3) one without an acceptable certificate.
+    let dropped = [
+        "h2 protocol error",
+        "connection reset",
+        "operation was canceled",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|m| message.contains(m));
+    let bad_certificate = message.contains("certificate") || message.contains("fatal alert");
+    if message.contains("invalid peer certificate") {
+        " (the agent's certificate is not signed by the CA given with -ca-cert, or does not name the address; see -tls-server-name)"
+    } else if !tls && dropped {
+        " (the agent may require TLS: give -ca-cert or set YURT_CACERT)"
+    } else if tls && (dropped || bad_certificate) {
+        " (the agent may require a client certificate signed by its CA: give -client-cert and -client-key)"
+    } else {
+        ""
+    }
+}
+
 static STALE: OnceLock<bool> = OnceLock::new();
+static DIALER: OnceLock<yurt_types::tls::Dialer> = OnceLock::new();
+
+/// Set once from the global TLS flags: how every command dials the agent.
+pub fn set_dialer(dialer: yurt_types::tls::Dialer) {
+    let _ = DIALER.set(dialer);
+}
 
 /// Set once from the global `-stale` flag: reads may be answered from any server's copy.
 pub fn set_stale(stale: bool) {
@@ -95,16 +148,13 @@ pub async fn connect(addr: &str) -> Result<Conn, CliError> {
 }
 
 async fn connect_channel(addr: &str) -> Result<Channel, CliError> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
     let fail = |reason: String| CliError::Connect {
         addr: addr.to_string(),
         reason,
     };
-    Endpoint::from_shared(url)
+    DIALER
+        .get_or_init(yurt_types::tls::Dialer::plain)
+        .endpoint(addr, yurt_types::tls::Peer::Any)
         .map_err(|e| fail(e.to_string()))?
         .connect_timeout(Duration::from_secs(3))
         .connect()
@@ -116,7 +166,8 @@ async fn connect_channel(addr: &str) -> Result<Channel, CliError> {
                 reason = s.to_string();
                 src = s.source();
             }
-            fail(reason)
+            let hint = tls_hint(&reason);
+            fail(format!("{reason}{hint}"))
         })
 }
 

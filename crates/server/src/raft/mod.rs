@@ -78,9 +78,13 @@ pub type Raft = openraft::Raft<TypeConfig>;
 
 /// A connection to the current leader's gRPC endpoint (the public API and the Raft transport
 /// share it), for the calls that only the leader may answer.
-pub async fn dial_leader(raft: &Raft) -> Result<tonic::transport::Channel, tonic::Status> {
+pub async fn dial_leader(
+    raft: &Raft,
+    dialer: &yurt_types::tls::Dialer,
+) -> Result<tonic::transport::Channel, tonic::Status> {
     let addr = leader_addr(raft).ok_or_else(|| tonic::Status::unavailable("no cluster leader"))?;
-    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+    dialer
+        .endpoint(&addr, yurt_types::tls::Peer::Server)
         .map_err(|e| tonic::Status::internal(e.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .connect()

@@ -29,6 +29,7 @@ use yurt_proto::internal::raft_transport_server::RaftTransport;
 use yurt_proto::internal::{
     GossipRequest, GossipResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
+use yurt_types::tls::Peer;
 
 use super::{NodeId, Raft, TypeConfig};
 use crate::cluster::{self, Cluster};
@@ -42,6 +43,7 @@ const TARGET_KEY: &str = "yurt-raft-target";
 /// Makes connections to other servers, by the address in their membership entry.
 pub struct Network {
     pub cluster_name: cluster::ClusterName,
+    pub dialer: yurt_types::tls::Dialer,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -53,6 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             client: None,
             cluster_name: self.cluster_name.clone(),
+            dialer: self.dialer.clone(),
         }
     }
 }
@@ -62,6 +65,7 @@ pub struct Connection {
     addr: String,
     client: Option<RaftTransportClient<Channel>>,
     cluster_name: cluster::ClusterName,
+    dialer: yurt_types::tls::Dialer,
 }
 
 /// A Raft call meant for another server, or from a server of another cluster, refused.
@@ -114,7 +118,9 @@ impl Connection {
         E: std::error::Error + DeserializeOwned,
     {
         if self.client.is_none() {
-            let endpoint = Channel::from_shared(format!("http://{}", self.addr))
+            let endpoint = self
+                .dialer
+                .endpoint(&self.addr, Peer::Server)
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
             let channel = endpoint
                 .connect_timeout(ttl)

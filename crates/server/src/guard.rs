@@ -1,0 +1,90 @@
+//! Who may call what on an agent's gRPC port. With mutual TLS and `verify_server_hostname`, the
+//! calls only agents make need a certificate naming the right role
+//! ([`yurt_types::tls::roles_for`]): a CLI or client certificate cannot speak Raft, and only
+//! servers read a client agent's files. The TLS handshake itself already refused callers with
+//! no certificate or one from another CA.
+
+use std::sync::Arc;
+
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use yurt_types::tls::{has_role, roles_for, Role, TlsConfig};
+
+/// The layer an agent's gRPC server runs every call through.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// The region whose role names are required; `None`: roles are not checked.
+    region: Option<Arc<str>>,
+}
+
+impl Guard {
+    pub fn new(tls: &TlsConfig, region: &str) -> Guard {
+        Guard {
+            region: (tls.rpc && tls.verify_server_hostname).then(|| region.into()),
+        }
+    }
+
+    /// Why a call with these peer certificates (leaf first) is refused, if it is.
+    fn refuse(&self, path: &str, certs: Option<&[impl AsRef<[u8]>]>) -> Option<String> {
+        let region = self.region.as_deref()?;
+        let roles = roles_for(path)?;
+        let leaf = certs.and_then(|c| c.first());
+        if leaf.is_some_and(|c| roles.iter().any(|r| has_role(c.as_ref(), *r, region))) {
+            return None;
+        }
+        let names: Vec<String> = roles.iter().map(|r| Role::name(*r, region)).collect();
+        Some(format!(
+            "refused {path}: it is for agents, and the caller's certificate does not name {}",
+            names.join(" or ")
+        ))
+    }
+}
+
+impl<S> tower::Layer<S> for Guard {
+    type Service = Guarded<S>;
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded {
+            guard: self.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Guarded<S> {
+    guard: Guard,
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Guarded<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Error: Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let certs = info.and_then(|i| i.peer_certs());
+        let refused = self
+            .guard
+            .refuse(req.uri().path(), certs.as_deref().map(Vec::as_slice));
+        if let Some(why) = refused {
+            let remote = info.and_then(|i| i.get_ref().remote_addr());
+            tracing::warn!(?remote, "refused: {why}");
+            let denied = tonic::Status::permission_denied(why).into_http();
+            return Box::pin(std::future::ready(Ok(denied)));
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
