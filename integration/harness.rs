@@ -401,12 +401,40 @@ pub fn http_request(
     path: &str,
     body: &str,
 ) -> (String, Vec<(String, String)>, String) {
+    http_exchange(addr, method, path, body, "")
+}
+
+/// A plain HTTP/1.1 request with an ACL token (`X-Nomad-Token`, none when empty); returns the
+/// status line and the body.
+pub fn http_request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: &str,
+) -> (String, String) {
+    let (status, _, body) = http_exchange(addr, method, path, body, token);
+    (status, body)
+}
+
+fn http_exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: &str,
+) -> (String, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
     s.set_read_timeout(Some(timeout())).unwrap();
+    let token = if token.is_empty() {
+        String::new()
+    } else {
+        format!("X-Nomad-Token: {token}\r\n")
+    };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -1,6 +1,7 @@
 //! Black-box tests: real `yurt` processes on loopback, ephemeral ports, temp dirs.
 //!
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
+//! - `acl`: bootstrap, policies and tokens decide what the CLI and the HTTP API may do;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
 //! - `drain`: node drain: metered migrations, deadlines, batch and system jobs, eligibility;
@@ -15,6 +16,7 @@
 //! - `tls`: mutual TLS between servers, clients, the CLI and HTTPS; wrong certificates refused;
 //! - `tidy`: rules about the source tree itself.
 
+mod acl;
 mod cluster;
 mod deployments;
 mod drain;

@@ -101,6 +101,9 @@ pub struct AgentArgs {
     /// Heartbeats per second the leader aims for at most; TTLs grow with the node count [default: 50].
     #[arg(long = "max-heartbeats-per-second")]
     max_heartbeats_per_second: Option<u64>,
+    /// Require ACL tokens on the servers' APIs (`acl { enabled = true }`).
+    #[arg(long = "acl-enabled")]
+    acl_enabled: bool,
     /// The TTL every node gets when a server becomes leader [default: 1m].
     #[arg(long = "failover-heartbeat-ttl", value_parser = parse_duration)]
     failover_heartbeat_ttl: Option<Duration>,
@@ -134,6 +137,7 @@ struct Settings {
     gc: yurt_core::gc::Thresholds,
     gc_interval: Duration,
     tls: yurt_types::tls::TlsConfig,
+    acl_enabled: bool,
 }
 
 /// Layers the configuration in one place, in one documented order: defaults, then each
@@ -238,6 +242,7 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
         },
         gc_interval: file.job_gc_interval_ms.map_or(Duration::from_secs(300), ms),
         tls: file.tls.unwrap_or_default(),
+        acl_enabled: args.acl_enabled || file.acl_enabled == Some(true),
     })
 }
 
@@ -259,10 +264,14 @@ struct AgentInfo {
 impl Agent for AgentInfo {
     async fn info(
         &self,
-        _req: Request<AgentInfoRequest>,
+        req: Request<AgentInfoRequest>,
     ) -> Result<Response<AgentInfoResponse>, Status> {
         let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         if let Some(s) = &self.server {
+            s.api().reads.authorize(
+                &req,
+                yurt_types::acl::Need::Agent(yurt_types::acl::Level::Read),
+            )?;
             sections.extend(s.info_sections());
         } else {
             sections.insert(
@@ -391,6 +400,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             gc: args.gc,
             gc_interval: args.gc_interval,
             dialer: dialer.clone(),
+            acl_enabled: args.acl_enabled,
         };
         Some(Arc::new(
             Server::start(cfg).await.map_err(|e| fail(e.to_string()))?,

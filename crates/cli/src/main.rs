@@ -38,6 +38,9 @@ struct Cli {
     /// The key of -client-cert (PEM).
     #[arg(long = "client-key", global = true, env = "YURT_CLIENT_KEY")]
     client_key: Option<PathBuf>,
+    /// The ACL token's secret ID, for clusters with ACLs enabled.
+    #[arg(long, global = true, env = "YURT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The name the agent's certificate must carry [default: the address's host].
     #[arg(long = "tls-server-name", global = true, env = "YURT_TLS_SERVER_NAME")]
     tls_server_name: Option<String>,
@@ -83,6 +86,11 @@ enum Command {
     Operator {
         #[command(subcommand)]
         cmd: cmd::server::OperatorCmd,
+    },
+    /// Bootstrap ACLs; manage ACL policies and tokens.
+    Acl {
+        #[command(subcommand)]
+        cmd: cmd::acl::AclCmd,
     },
     /// Create a CA and certificates for a TLS cluster.
     Tls {
@@ -158,6 +166,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> u8 {
     let addr = cli.address;
     cmd::set_stale(cli.stale);
+    if let Err(e) = cmd::set_token(cli.token.as_deref()) {
+        eprintln!("{e}");
+        return 1;
+    }
     let dialer = yurt_types::tls::Dialer::cli(
         cli.ca_cert.as_deref(),
         cli.client_cert.as_deref(),
@@ -182,6 +194,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Operator { cmd } => cmd::server::run_operator(&addr, cmd).await,
         Command::System { cmd } => cmd::server::run_system(&addr, cmd).await,
         Command::Tls { cmd } => cmd::tls::run(cmd),
+        Command::Acl { cmd } => cmd::acl::run(&addr, cmd).await,
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
         Command::Status { json } => {
             cmd::job::run(&addr, cmd::job::JobCmd::Status { job: None, json }).await

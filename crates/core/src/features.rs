@@ -32,8 +32,14 @@ pub const NODE_DRAIN: Feature = Feature {
     since: "0.2.0",
 };
 
+/// ACLs: `AclUpdate` (bootstrap, policies, tokens).
+pub const ACL: Feature = Feature {
+    name: "ACLs",
+    since: "0.2.0",
+};
+
 /// Every gated feature, oldest first.
-pub const FEATURES: &[Feature] = &[DEPLOYMENTS, NODE_DRAIN];
+pub const FEATURES: &[Feature] = &[DEPLOYMENTS, NODE_DRAIN, ACL];
 
 /// A server as the gate sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

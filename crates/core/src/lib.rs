@@ -12,11 +12,13 @@
 //!   auto-revert, auto-promote) and the users' operations (promote, fail, pause, revert).
 //! - [`drain`]: node drain: the leader's drainer (migrations metered by `migrate` blocks,
 //!   deadlines, system jobs last) and the state machine's part.
+//! - [`acl`]: ACL policies and tokens in the state, and what a token's secret may do.
 //! - [`features`]: which features a cluster of mixed server versions may use.
 //! - [`upgrade`]: `operator upgrade-check`: whether one server may go down for its upgrade now.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
+pub mod acl;
 pub mod autopilot;
 pub mod backup;
 pub mod deploy;

@@ -18,7 +18,7 @@ pub const TRACKED_VERSIONS: usize = 6;
 
 /// Version of the snapshot format ([`StateSnapshot::format_version`]). Bump it on every change
 /// an older binary could misread, and teach [`State::from_snapshot`] to migrate the old one.
-/// 2 (Yurt 0.2): deployments, node drains and allocations' desired transitions.
+/// 2 (Yurt 0.2): deployments, node drains and allocations' desired transitions, ACLs.
 pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Refused plans after which an evaluation fails instead of being scheduled again.
@@ -80,6 +80,12 @@ pub struct State {
     pub scheduler_config: SchedulerConfiguration,
     /// Deployments, indexed by job and by active status (running, paused).
     pub deployments: Table<Deployment>,
+    /// ACL policies by name.
+    pub acl_policies: BTreeMap<String, yurt_proto::v1::AclPolicy>,
+    /// ACL tokens by secret ID.
+    pub acl_tokens: BTreeMap<String, yurt_proto::v1::AclToken>,
+    /// The Raft index of the ACL bootstrap; 0: not done.
+    pub acl_bootstrap_index: u64,
 }
 
 /// Whether two jobs have the same spec (ignoring the fields the servers manage).
@@ -173,6 +179,10 @@ impl State {
             }
             Some(command::Kind::DeploymentChange(c)) => self.change_deployment(index, now, c, true),
             Some(command::Kind::NodeDrainUpdate(u)) => self.apply_drain_update(index, now, u),
+            Some(command::Kind::AclUpdate(u)) => {
+                self.apply_acl_update(index, u)?;
+                Ok(Applied::default())
+            }
             Some(command::Kind::DrainProgress(p)) => {
                 self.apply_drain_progress(index, now, p);
                 Ok(Applied::default())
@@ -724,6 +734,9 @@ impl State {
     /// an older server would misread is refused by it loudly (its format is too new).
     pub fn snapshot_format(&self) -> u32 {
         let format_2 = !self.deployments.is_empty()
+            || self.acl_bootstrap_index != 0
+            || !self.acl_policies.is_empty()
+            || !self.acl_tokens.is_empty()
             || self
                 .nodes
                 .values()
@@ -753,6 +766,9 @@ impl State {
             cluster_id: self.cluster_id.clone(),
             scheduler_config: Some(self.scheduler_config.clone()),
             deployments: self.deployments.values().cloned().collect(),
+            acl_policies: self.acl_policies.values().cloned().collect(),
+            acl_tokens: self.acl_tokens.values().cloned().collect(),
+            acl_bootstrap_index: self.acl_bootstrap_index,
         };
         snap.encode_to_vec()
     }
@@ -785,6 +801,17 @@ impl State {
             cluster_id: snap.cluster_id,
             scheduler_config: snap.scheduler_config.unwrap_or_default(),
             deployments: snap.deployments.into_iter().collect(),
+            acl_policies: snap
+                .acl_policies
+                .into_iter()
+                .map(|p| (p.name.clone(), p))
+                .collect(),
+            acl_tokens: snap
+                .acl_tokens
+                .into_iter()
+                .map(|t| (t.secret_id.clone(), t))
+                .collect(),
+            acl_bootstrap_index: snap.acl_bootstrap_index,
         })
     }
 }

@@ -31,6 +31,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::Code;
+use yurt_proto::v1::acl_server::Acl;
 use yurt_proto::v1::allocs_server::Allocs;
 use yurt_proto::v1::deployments_server::Deployments;
 use yurt_proto::v1::evals_server::Evals;
@@ -38,6 +39,7 @@ use yurt_proto::v1::jobs_server::Jobs;
 use yurt_proto::v1::nodes_server::Nodes;
 use yurt_proto::v1::operator_server::Operator;
 use yurt_proto::v1::*;
+use yurt_types::acl::{self, Need, DEFAULT_NAMESPACE};
 use yurt_types::nomad_json::{from_nomad, to_nomad};
 
 use crate::rpc::Api;
@@ -101,16 +103,24 @@ fn message<T: serde::de::DeserializeOwned>(body: &Value, wrapper: &str) -> Resul
     serde_json::from_value(from_nomad(inner)).map_err(|e| bad(format!("invalid {wrapper}: {e}")))
 }
 
-/// The request naming job `id`.
-fn job_req(id: &str) -> tonic::Request<GetJobRequest> {
-    rq(GetJobRequest {
-        job_id: id.to_string(),
-    })
-}
+/// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token.
+struct Rq(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
-/// A gRPC request for an in-process call.
-fn rq<T>(message: T) -> tonic::Request<T> {
-    tonic::Request::new(message)
+impl Rq {
+    fn of<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert(crate::read::TOKEN_KEY, t.clone());
+        }
+        req
+    }
+
+    /// The request naming job `id`.
+    fn job(&self, id: &str) -> tonic::Request<GetJobRequest> {
+        self.of(GetJobRequest {
+            job_id: id.to_string(),
+        })
+    }
 }
 
 struct Http {
@@ -118,7 +128,7 @@ struct Http {
 }
 
 impl Http {
-    async fn route(&self, method: &Method, path: &str, q: &str, body: Value) -> Answer {
+    async fn route(&self, method: &Method, path: &str, q: &str, body: Value, rq: Rq) -> Answer {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let api = &self.api;
         use Method as M;
@@ -126,7 +136,7 @@ impl Http {
             (&M::GET, ["v1", "jobs"]) => json(
                 &Jobs::list(
                     api,
-                    rq(ListJobsRequest {
+                    rq.of(ListJobsRequest {
                         prefix: query(q, "prefix").unwrap_or_default().into(),
                     }),
                 )
@@ -151,7 +161,7 @@ impl Http {
                     .unwrap_or(0);
                 let reply = Jobs::register(
                     api,
-                    rq(RegisterJobRequest {
+                    rq.of(RegisterJobRequest {
                         job: Some(job),
                         enforce_index: enforce,
                         job_modify_index: index,
@@ -162,6 +172,10 @@ impl Http {
                 json(&reply)
             }
             (&M::POST, ["v1", "jobs", "parse"]) => {
+                api.reads.authorize(
+                    &rq.of(()),
+                    Need::Namespace(DEFAULT_NAMESPACE, acl::PARSE_JOB),
+                )?;
                 let hcl = body
                     .get("JobHCL")
                     .and_then(Value::as_str)
@@ -170,11 +184,11 @@ impl Http {
                     .map_err(|e| bad(e.to_string()))?;
                 json(&job)
             }
-            (&M::GET, ["v1", "job", id]) => json(&Jobs::get(api, job_req(id)).await?.into_inner()),
+            (&M::GET, ["v1", "job", id]) => json(&Jobs::get(api, rq.job(id)).await?.into_inner()),
             (&M::DELETE, ["v1", "job", id]) => json(
                 &Jobs::deregister(
                     api,
-                    rq(DeregisterJobRequest {
+                    rq.of(DeregisterJobRequest {
                         job_id: id.to_string(),
                         purge: query(q, "purge") == Some("true"),
                     }),
@@ -185,7 +199,7 @@ impl Http {
             (&M::POST | &M::PUT, ["v1", "job", _, "plan"]) => {
                 let job: Job = message(&body, "Job")?;
                 json(
-                    &Jobs::plan(api, rq(PlanJobRequest { job: Some(job) }))
+                    &Jobs::plan(api, rq.of(PlanJobRequest { job: Some(job) }))
                         .await?
                         .into_inner(),
                 )
@@ -193,7 +207,7 @@ impl Http {
             (&M::GET, ["v1", "job", id, "versions"]) => json(
                 &Jobs::versions(
                     api,
-                    rq(JobVersionsRequest {
+                    rq.of(JobVersionsRequest {
                         job_id: id.to_string(),
                         diffs: query(q, "diffs") == Some("true"),
                     }),
@@ -202,19 +216,16 @@ impl Http {
                 .into_inner(),
             ),
             (&M::GET, ["v1", "job", id, "allocations"]) => json(
-                &Jobs::allocations(api, job_req(id))
+                &Jobs::allocations(api, rq.job(id))
                     .await?
                     .into_inner()
                     .allocs,
             ),
-            (&M::GET, ["v1", "job", id, "evaluations"]) => json(
-                &Jobs::evaluations(api, job_req(id))
-                    .await?
-                    .into_inner()
-                    .evals,
-            ),
+            (&M::GET, ["v1", "job", id, "evaluations"]) => {
+                json(&Jobs::evaluations(api, rq.job(id)).await?.into_inner().evals)
+            }
             (&M::GET, ["v1", "job", id, which @ ("deployments" | "deployment")]) => {
-                let all = Jobs::deployments(api, job_req(id))
+                let all = Jobs::deployments(api, rq.job(id))
                     .await?
                     .into_inner()
                     .deployments;
@@ -233,7 +244,7 @@ impl Http {
                 json(
                     &Jobs::revert(
                         api,
-                        rq(RevertJobRequest {
+                        rq.of(RevertJobRequest {
                             job_id: id.to_string(),
                             version,
                         }),
@@ -243,7 +254,7 @@ impl Http {
                 )
             }
             (&M::GET, ["v1", "allocations"]) => json(
-                &Allocs::list(api, rq(ListAllocsRequest::default()))
+                &Allocs::list(api, rq.of(ListAllocsRequest::default()))
                     .await?
                     .into_inner()
                     .allocs,
@@ -251,7 +262,7 @@ impl Http {
             (&M::GET, ["v1", "allocation", id]) => json(
                 &Allocs::get(
                     api,
-                    rq(GetAllocRequest {
+                    rq.of(GetAllocRequest {
                         alloc_id: id.to_string(),
                     }),
                 )
@@ -261,7 +272,7 @@ impl Http {
             (&M::GET, ["v1", "evaluations"]) => json(
                 &Evals::list(
                     api,
-                    rq(ListEvalsRequest {
+                    rq.of(ListEvalsRequest {
                         job_id: query(q, "job").unwrap_or_default().into(),
                         status: query(q, "status").unwrap_or_default().into(),
                     }),
@@ -273,7 +284,7 @@ impl Http {
             (&M::GET, ["v1", "evaluation", id]) => json(
                 &Evals::get(
                     api,
-                    rq(GetEvalRequest {
+                    rq.of(GetEvalRequest {
                         eval_id: id.to_string(),
                     }),
                 )
@@ -281,7 +292,7 @@ impl Http {
                 .into_inner(),
             ),
             (&M::GET, ["v1", "nodes"]) => json(
-                &Nodes::list(api, rq(ListNodesRequest {}))
+                &Nodes::list(api, rq.of(ListNodesRequest {}))
                     .await?
                     .into_inner()
                     .nodes,
@@ -289,7 +300,7 @@ impl Http {
             (&M::GET, ["v1", "node", id]) => json(
                 &Nodes::get(
                     api,
-                    rq(GetNodeRequest {
+                    rq.of(GetNodeRequest {
                         node_id: id.to_string(),
                         heartbeats: false,
                     }),
@@ -314,7 +325,7 @@ impl Http {
                 json(
                     &Nodes::update_eligibility(
                         api,
-                        rq(NodeEligibilityRequest {
+                        rq.of(NodeEligibilityRequest {
                             node_id: id.to_string(),
                             eligible,
                         }),
@@ -341,7 +352,7 @@ impl Http {
                 json(
                     &Nodes::update_drain(
                         api,
-                        rq(NodeDrainRequest {
+                        rq.of(NodeDrainRequest {
                             node_id: id.to_string(),
                             strategy,
                             mark_eligible: body
@@ -357,7 +368,7 @@ impl Http {
             (&M::GET, ["v1", "deployments"]) => json(
                 &Deployments::list(
                     api,
-                    rq(ListDeploymentsRequest {
+                    rq.of(ListDeploymentsRequest {
                         prefix: query(q, "prefix").unwrap_or_default().into(),
                     }),
                 )
@@ -368,7 +379,7 @@ impl Http {
             (&M::GET, ["v1", "deployment", id]) => json(
                 &Deployments::get(
                     api,
-                    rq(GetDeploymentRequest {
+                    rq.of(GetDeploymentRequest {
                         deployment_id: id.to_string(),
                     }),
                 )
@@ -376,7 +387,7 @@ impl Http {
                 .into_inner(),
             ),
             (&M::POST | &M::PUT, ["v1", "deployment", action, id]) => {
-                let req = rq(DeploymentActionRequest {
+                let req = rq.of(DeploymentActionRequest {
                     deployment_id: id.to_string(),
                 });
                 let reply = match *action {
@@ -420,7 +431,7 @@ impl Http {
             }
             (&M::GET, ["v1", "agent", "members"]) => {
                 let members =
-                    Operator::server_members(&self.operator(), rq(ServerMembersRequest {}))
+                    Operator::server_members(&self.operator(), rq.of(ServerMembersRequest {}))
                         .await?
                         .into_inner()
                         .members;
@@ -428,6 +439,8 @@ impl Http {
                 Ok(serde_json::json!({ "ServerName": api.cluster.me().name, "Members": ours }))
             }
             (&M::GET, ["v1", "agent", "self"]) => {
+                api.reads
+                    .authorize(&rq.of(()), Need::Agent(acl::Level::Read))?;
                 let me = api.cluster.me().clone();
                 let m = api.reads.raft.metrics().borrow().clone();
                 Ok(serde_json::json!({
@@ -442,7 +455,7 @@ impl Http {
                 }))
             }
             (&M::GET, ["v1", "operator", "raft", "configuration"]) => {
-                let peers = Operator::raft_peers(&self.operator(), rq(RaftPeersRequest {}))
+                let peers = Operator::raft_peers(&self.operator(), rq.of(RaftPeersRequest {}))
                     .await?
                     .into_inner();
                 let servers: Vec<Value> = peers
@@ -461,6 +474,7 @@ impl Http {
             (&M::GET, ["v1", "agent", "health"]) => Ok(serde_json::json!({
                 "server": { "ok": true, "message": "ok" }
             })),
+            (_, ["v1", "acl", ..]) => self.acl_route(method, &parts, body, rq).await,
             (&M::GET, ["v1", "regions"]) => Ok(Value::from(vec![api.cluster.me().region.clone()])),
             (_, ["v1", ..]) => Err(Failure(
                 StatusCode::NOT_FOUND,
@@ -469,6 +483,108 @@ impl Http {
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
                 format!("no such endpoint: {path}"),
+            )),
+        }
+    }
+
+    /// `/v1/acl/...`: bootstrap, policies and tokens.
+    async fn acl_route(&self, method: &Method, parts: &[&str], body: Value, rq: Rq) -> Answer {
+        use Method as M;
+        let svc = crate::acl::AclService {
+            reads: self.api.reads.clone(),
+            writer: self.api.writer.clone(),
+            cluster: self.api.cluster.clone(),
+        };
+        let text = |key: &str| {
+            body.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let token_req = |id: &str| {
+            rq.of(AclTokenRequest {
+                accessor_id: id.to_string(),
+            })
+        };
+        match (method, parts) {
+            (&M::POST | &M::PUT, ["v1", "acl", "bootstrap"]) => json(
+                &Acl::bootstrap(&svc, rq.of(AclBootstrapRequest {}))
+                    .await?
+                    .into_inner(),
+            ),
+            (&M::GET, ["v1", "acl", "policies"]) => json(
+                &Acl::list_policies(&svc, rq.of(ListAclPoliciesRequest {}))
+                    .await?
+                    .into_inner()
+                    .policies,
+            ),
+            (&M::GET, ["v1", "acl", "policy", name]) => json(
+                &Acl::get_policy(
+                    &svc,
+                    rq.of(AclPolicyRequest {
+                        name: name.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::POST | &M::PUT, ["v1", "acl", "policy", name]) => {
+                let policy = AclPolicy {
+                    name: name.to_string(),
+                    description: text("Description"),
+                    rules: text("Rules"),
+                    ..AclPolicy::default()
+                };
+                json(&Acl::upsert_policy(&svc, rq.of(policy)).await?.into_inner())
+            }
+            (&M::DELETE, ["v1", "acl", "policy", name]) => json(
+                &Acl::delete_policy(
+                    &svc,
+                    rq.of(AclPolicyRequest {
+                        name: name.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::GET, ["v1", "acl", "tokens"]) => json(
+                &Acl::list_tokens(&svc, rq.of(ListAclTokensRequest {}))
+                    .await?
+                    .into_inner()
+                    .tokens,
+            ),
+            (&M::POST | &M::PUT, ["v1", "acl", "token"]) => {
+                let policies = body
+                    .get("Policies")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let asked = AclToken {
+                    name: text("Name"),
+                    r#type: text("Type"),
+                    policies,
+                    global: body.get("Global").and_then(Value::as_bool).unwrap_or(false),
+                    ..AclToken::default()
+                };
+                json(&Acl::create_token(&svc, rq.of(asked)).await?.into_inner())
+            }
+            (&M::GET, ["v1", "acl", "token", "self"]) => {
+                json(&Acl::get_token(&svc, token_req("")).await?.into_inner())
+            }
+            (&M::GET, ["v1", "acl", "token", id]) => {
+                json(&Acl::get_token(&svc, token_req(id)).await?.into_inner())
+            }
+            (&M::DELETE, ["v1", "acl", "token", id]) => {
+                json(&Acl::delete_token(&svc, token_req(id)).await?.into_inner())
+            }
+            _ => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {method} /{}", parts.join("/")),
             )),
         }
     }
@@ -515,6 +631,12 @@ impl Http {
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> HttpResponse {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        // Nomad's header; an unreadable one is no token.
+        let token = req
+            .headers()
+            .get("x-nomad-token")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let q = req.uri().query().unwrap_or_default().to_string();
         let body = match read_body(req).await {
             Ok(b) => b,
@@ -541,7 +663,7 @@ impl Http {
         if method == Method::GET && path.trim_end_matches('/') == "/v1/metrics" {
             return self.metrics(&q, index);
         }
-        let answer = self.route(&method, &path, &q, body).await;
+        let answer = self.route(&method, &path, &q, body, Rq(token)).await;
         crate::metrics::metrics().observe("yurt.http.request", started.elapsed());
         match answer {
             Ok(v) => {

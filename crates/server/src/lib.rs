@@ -7,11 +7,13 @@
 //! - [`cluster`]: server discovery, liveness and bootstrap by gossip;
 //! - [`operator`]: server members, Raft peers, force-leave, remove-peer;
 //! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot).
+//! - [`acl`]: the ACL service (bootstrap, policies, tokens); calls are checked in [`read`];
 //! - [`guard`]: which certificate roles may make the calls only agents make.
 //!
 //! Architecture invariant: only this crate depends on openraft and sled (the client keeps its
 //! own sled state, but never Raft).
 
+pub mod acl;
 pub mod cluster;
 pub mod guard;
 pub mod heartbeat;
@@ -75,6 +77,8 @@ pub struct ServerConfig {
     pub gc_interval: Duration,
     /// How this server dials other servers and clients (plaintext or mutual TLS).
     pub dialer: yurt_types::tls::Dialer,
+    /// `acl { enabled = true }`: every API call needs a token that allows it.
+    pub acl_enabled: bool,
 }
 
 /// Why a server could not start. Each names what to fix.
@@ -318,6 +322,7 @@ impl Server {
                 raft: self.raft.clone(),
                 state: self.state.clone(),
                 dialer: self.config.dialer.clone(),
+                acl_enabled: self.config.acl_enabled,
             },
             heartbeats: self.heartbeats.clone(),
             cluster: self.cluster.clone(),
@@ -334,6 +339,13 @@ impl Server {
             .add_service(DeploymentsServer::new(api.clone()))
             .add_service(reflection())
             .add_service(NodesServer::new(api.clone()))
+            .add_service(yurt_proto::v1::acl_server::AclServer::new(
+                acl::AclService {
+                    reads: reads.clone(),
+                    writer: self.writer.clone(),
+                    cluster: self.cluster.clone(),
+                },
+            ))
             .add_service(AllocsServer::new(api))
             .add_service(OperatorServer::new(operator::OperatorService {
                 cluster: self.cluster.clone(),

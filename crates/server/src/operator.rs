@@ -10,10 +10,11 @@ use yurt_proto::v1::operator_server::Operator;
 use yurt_proto::v1::*;
 
 use yurt_core::internal::{command, RestoreState};
+use yurt_types::acl::{Level, Need};
 
 use crate::cluster::{self, Cluster};
 use crate::raft::NodeId;
-use crate::read::{stale, Reads};
+use crate::read::{on_behalf, stale, Reads};
 use crate::write::{now_unix_ms, Writer};
 
 #[derive(Clone)]
@@ -60,8 +61,9 @@ impl OperatorService {
 impl Operator for OperatorService {
     async fn server_members(
         &self,
-        _req: Request<ServerMembersRequest>,
+        req: Request<ServerMembersRequest>,
     ) -> Reply<ServerMembersResponse> {
+        self.reads.authorize(&req, Need::Agent(Level::Read))?;
         let m = self.reads.raft.metrics().borrow().clone();
         let leader = m.current_leader;
         let mut members: Vec<ServerMemberInfo> = self
@@ -88,7 +90,8 @@ impl Operator for OperatorService {
         Ok(Response::new(ServerMembersResponse { members }))
     }
 
-    async fn raft_peers(&self, _req: Request<RaftPeersRequest>) -> Reply<RaftPeersResponse> {
+    async fn raft_peers(&self, req: Request<RaftPeersRequest>) -> Reply<RaftPeersResponse> {
+        self.reads.authorize(&req, Need::Operator(Level::Read))?;
         let m = self.reads.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -124,9 +127,10 @@ impl Operator for OperatorService {
     }
 
     async fn force_leave(&self, req: Request<ForceLeaveRequest>) -> Reply<ForceLeaveResponse> {
+        self.reads.authorize(&req, Need::Agent(Level::Write))?;
         // The server the user asked judged liveness; the leader it forwards to trusts that.
         let forwarded = req.metadata().get(FORWARDED).is_some();
-        let name = req.into_inner().name;
+        let name = req.get_ref().name.clone();
         let target = self
             .cluster
             .members(true)
@@ -156,7 +160,7 @@ impl Operator for OperatorService {
                 other => other?,
             }
         } else {
-            let mut fwd = Request::new(ForceLeaveRequest { name });
+            let mut fwd = on_behalf(&req, ForceLeaveRequest { name });
             fwd.metadata_mut().insert(
                 FORWARDED,
                 tonic::metadata::MetadataValue::from_static("true"),
@@ -167,11 +171,12 @@ impl Operator for OperatorService {
     }
 
     async fn remove_peer(&self, req: Request<RemovePeerRequest>) -> Reply<RemovePeerResponse> {
-        let peer = req.into_inner().peer;
+        self.reads.authorize(&req, Need::Operator(Level::Write))?;
+        let peer = req.get_ref().peer.clone();
         if !self.is_leader() {
             self.leader_client()
                 .await?
-                .remove_peer(RemovePeerRequest { peer })
+                .remove_peer(on_behalf(&req, RemovePeerRequest { peer }))
                 .await?;
             return Ok(Response::new(RemovePeerResponse {}));
         }
@@ -199,13 +204,14 @@ impl Operator for OperatorService {
 
     async fn garbage_collect(
         &self,
-        _req: Request<GarbageCollectRequest>,
+        req: Request<GarbageCollectRequest>,
     ) -> Reply<GarbageCollectResponse> {
+        self.reads.authorize(&req, Need::Management)?;
         if !self.is_leader() {
             return self
                 .leader_client()
                 .await?
-                .garbage_collect(GarbageCollectRequest {})
+                .garbage_collect(on_behalf(&req, GarbageCollectRequest {}))
                 .await;
         }
         let now = crate::write::now_unix_ms();
@@ -232,6 +238,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<SnapshotSaveRequest>,
     ) -> Reply<SnapshotSaveResponse> {
+        self.reads.authorize(&req, Need::Management)?;
         self.reads.barrier(stale(&req)).await?;
         let term = self.reads.raft.metrics().borrow().current_term;
         let (data, index) = self.reads.state.read(|s| {
@@ -247,6 +254,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<SnapshotRestoreRequest>,
     ) -> Reply<SnapshotRestoreResponse> {
+        self.reads.authorize(&req, Need::Management)?;
         let data = req.into_inner().data;
         let (file, _) = yurt_core::backup::decode(&data)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -268,6 +276,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<SchedulerGetConfigurationRequest>,
     ) -> Reply<SchedulerConfiguration> {
+        self.reads.authorize(&req, Need::Operator(Level::Read))?;
         self.reads.barrier(stale(&req)).await?;
         let config = self.reads.state.read(yurt_core::sched::scheduler_config);
         Ok(Response::new(config))
@@ -277,6 +286,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<SchedulerSetConfigurationRequest>,
     ) -> Reply<SchedulerSetConfigurationResponse> {
+        self.reads.authorize(&req, Need::Operator(Level::Write))?;
         let algorithm = req.into_inner().scheduler_algorithm;
         let mut config = self
             .reads
@@ -302,12 +312,13 @@ impl Operator for OperatorService {
         &self,
         req: Request<UpgradeCheckRequest>,
     ) -> Reply<UpgradeCheckResponse> {
+        self.reads.authorize(&req, Need::Operator(Level::Read))?;
         if !crate::raft::is_leader(&self.reads.raft) {
             // Replication progress is known to the leader only.
             return self
                 .leader_client()
                 .await?
-                .upgrade_check(req.into_inner())
+                .upgrade_check(on_behalf(&req, UpgradeCheckRequest {}))
                 .await;
         }
         let m = self.reads.raft.metrics().borrow().clone();
@@ -371,8 +382,9 @@ impl Operator for OperatorService {
 
     async fn raft_snapshot(
         &self,
-        _req: Request<RaftSnapshotRequest>,
+        req: Request<RaftSnapshotRequest>,
     ) -> Reply<RaftSnapshotResponse> {
+        self.reads.authorize(&req, Need::Operator(Level::Write))?;
         let raft = &self.reads.raft;
         let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
         if applied == 0 {

@@ -25,6 +25,31 @@ pub struct Reads {
     pub state: StateHandle,
     /// How to reach the leader (and, for logs, client agents).
     pub dialer: yurt_types::tls::Dialer,
+    /// Whether calls need an ACL token that allows them (`acl { enabled = true }`).
+    pub acl_enabled: bool,
+}
+
+/// The metadata key (and HTTP header) carrying a caller's ACL token secret.
+pub const TOKEN_KEY: &str = "x-nomad-token";
+
+/// The caller's token secret, if it sent one.
+pub fn token<T>(req: &tonic::Request<T>) -> Option<&str> {
+    req.metadata()
+        .get(TOKEN_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+}
+
+/// A request this server makes on behalf of `from` (to the leader): the caller's token and
+/// read mode go along, so the leader decides as this server did.
+pub fn on_behalf<T, U>(from: &tonic::Request<T>, message: U) -> tonic::Request<U> {
+    let mut req = tonic::Request::new(message);
+    for key in [TOKEN_KEY, STALE_KEY] {
+        if let Some(v) = from.metadata().get(key) {
+            req.metadata_mut().insert(key, v.clone());
+        }
+    }
+    req
 }
 
 /// Whether the request allows a stale read.
@@ -33,6 +58,29 @@ pub fn stale<T>(req: &tonic::Request<T>) -> bool {
 }
 
 impl Reads {
+    /// Refuses the call unless ACLs are off or the caller's token allows `need`; an unknown
+    /// token or one short of `need` gets `PermissionDenied` and the call changes nothing.
+    pub fn authorize<T>(
+        &self,
+        req: &tonic::Request<T>,
+        need: yurt_types::acl::Need<'_>,
+    ) -> Result<(), Status> {
+        if !self.acl_enabled {
+            return Ok(());
+        }
+        let acl = self
+            .state
+            .read(|s| s.acl_for(token(req)))
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        if acl.allows(need) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "Permission denied: this needs {need}"
+            )))
+        }
+    }
+
     /// The index a consistent read must see, as the leader knows it. Only on the leader.
     pub async fn leader_read_index(&self) -> Result<u64, Status> {
         match self.raft.ensure_linearizable().await {

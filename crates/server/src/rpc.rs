@@ -17,6 +17,7 @@ use yurt_core::state::{PrefixError, State};
 use yurt_proto::v1::client_fs_client::ClientFsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::*;
+use yurt_types::acl::{Level, Need, DEFAULT_NAMESPACE, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB};
 use yurt_types::diff::job_diff;
 use yurt_types::jobspec;
 use yurt_types::status::*;
@@ -88,6 +89,8 @@ impl Api {
 #[tonic::async_trait]
 impl jobs_server::Jobs for Api {
     async fn register(&self, req: Request<RegisterJobRequest>) -> Reply<RegisterJobResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let req = req.into_inner();
         let job = checked_job(req.job)?;
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_REGISTER);
@@ -109,6 +112,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         self.barrier(&req).await?;
         let job = checked_job(req.into_inner().job)?;
         let gates = self.cluster.gates();
@@ -126,6 +131,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn get(&self, req: Request<GetJobRequest>) -> Reply<Job> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         self.reads
@@ -135,6 +142,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn list(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, LIST_JOBS))?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
         let jobs = self.reads.state.read(|s| {
@@ -156,6 +165,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn versions(&self, req: Request<JobVersionsRequest>) -> Reply<JobVersionsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let req = req.into_inner();
         let versions: Vec<Job> = self.reads.state.read(|s| {
@@ -179,6 +190,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn deregister(&self, req: Request<DeregisterJobRequest>) -> Reply<DeregisterJobResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let req = req.into_inner();
         let job = self
             .reads
@@ -200,6 +213,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn allocations(&self, req: Request<GetJobRequest>) -> Reply<ListAllocsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let allocs = self.reads.state.read(|s| {
@@ -210,6 +225,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn evaluations(&self, req: Request<GetJobRequest>) -> Reply<ListEvalsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
@@ -224,6 +241,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn deployments(&self, req: Request<GetJobRequest>) -> Reply<ListDeploymentsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let deployments = self.reads.state.read(|s| {
@@ -234,6 +253,8 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn revert(&self, req: Request<RevertJobRequest>) -> Reply<RegisterJobResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let req = req.into_inner();
         let register = self.reads.state.read(|s| {
             let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
@@ -294,6 +315,8 @@ impl Api {
 #[tonic::async_trait]
 impl deployments_server::Deployments for Api {
     async fn list(&self, req: Request<ListDeploymentsRequest>) -> Reply<ListDeploymentsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
         let mut deployments: Vec<Deployment> = self.reads.state.read(|s| {
@@ -308,6 +331,8 @@ impl deployments_server::Deployments for Api {
     }
 
     async fn get(&self, req: Request<GetDeploymentRequest>) -> Reply<Deployment> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().deployment_id;
         self.reads
@@ -320,12 +345,16 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::promote(s, d, &mut new_id))
             .await
     }
 
     async fn fail(&self, req: Request<DeploymentActionRequest>) -> Reply<DeploymentActionResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::fail(s, d, &mut new_id))
             .await
@@ -335,6 +364,8 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::pause(s, d, true, &mut new_id))
             .await
@@ -344,6 +375,8 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::pause(s, d, false, &mut new_id))
             .await
@@ -353,6 +386,8 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<SetAllocHealthRequest>,
     ) -> Reply<DeploymentActionResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
         let req = req.into_inner();
         let (healthy, unhealthy) = self.reads.state.read(|s| {
             let full = |ids: &[String]| -> Result<Vec<String>, Status> {
@@ -372,6 +407,8 @@ impl deployments_server::Deployments for Api {
 #[tonic::async_trait]
 impl evals_server::Evals for Api {
     async fn get(&self, req: Request<GetEvalRequest>) -> Reply<Evaluation> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().eval_id;
         self.reads
@@ -381,6 +418,8 @@ impl evals_server::Evals for Api {
     }
 
     async fn list(&self, req: Request<ListEvalsRequest>) -> Reply<ListEvalsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let f = req.into_inner();
         let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
@@ -399,6 +438,7 @@ impl evals_server::Evals for Api {
 #[tonic::async_trait]
 impl nodes_server::Nodes for Api {
     async fn list(&self, req: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
+        self.reads.authorize(&req, Need::Node(Level::Read))?;
         self.barrier(&req).await?;
         let nodes = self
             .reads
@@ -408,10 +448,13 @@ impl nodes_server::Nodes for Api {
     }
 
     async fn get(&self, req: Request<GetNodeRequest>) -> Reply<Node> {
+        self.reads.authorize(&req, Need::Node(Level::Read))?;
         if req.get_ref().heartbeats {
             // Only the leader tracks heartbeats.
             if let Some(mut leader) = self.leader_nodes().await? {
-                return leader.get(req.into_inner()).await;
+                return leader
+                    .get(crate::read::on_behalf(&req, req.get_ref().clone()))
+                    .await;
             }
         }
         self.barrier(&req).await?;
@@ -431,6 +474,7 @@ impl nodes_server::Nodes for Api {
         &self,
         req: Request<NodeEligibilityRequest>,
     ) -> Reply<NodeUpdateResponse> {
+        self.reads.authorize(&req, Need::Node(Level::Write))?;
         let req = req.into_inner();
         let cmd = self.reads.state.read(|s| {
             let node = s
@@ -455,6 +499,7 @@ impl nodes_server::Nodes for Api {
     }
 
     async fn update_drain(&self, req: Request<NodeDrainRequest>) -> Reply<NodeUpdateResponse> {
+        self.reads.authorize(&req, Need::Node(Level::Write))?;
         let req = req.into_inner();
         yurt_core::features::check(
             &yurt_core::features::NODE_DRAIN,
@@ -584,6 +629,8 @@ impl nodes_server::Nodes for Api {
 #[tonic::async_trait]
 impl allocs_server::Allocs for Api {
     async fn get(&self, req: Request<GetAllocRequest>) -> Reply<Allocation> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().alloc_id;
         self.reads
@@ -593,6 +640,8 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn list(&self, req: Request<ListAllocsRequest>) -> Reply<ListAllocsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
         self.barrier(&req).await?;
         let node = req.into_inner().node_id;
         let allocs = self.reads.state.read(|s| {
@@ -606,6 +655,8 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
+        self.reads
+            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_LOGS))?;
         self.barrier(&req).await?;
         let mut req = req.into_inner();
         let (alloc_id, addr) = self.reads.state.read(|s| {

@@ -13,6 +13,7 @@
 //! }
 //! client { enabled = true  servers = ["127.0.0.1:4647"] }
 //! autopilot { server_stabilization_time = "10s"  dead_server_threshold = "1m" }
+//! acl { enabled = true }
 //! tls {
 //!   http = true  rpc = true
 //!   ca_file = "yurt-agent-ca.pem"  cert_file = "global-server-yurt.pem"
@@ -61,6 +62,8 @@ pub struct AgentConfig {
     pub dead_server_threshold_ms: Option<u64>,
     /// The `tls` block; a later file's block replaces an earlier one's.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// `acl { enabled = true }`.
+    pub acl_enabled: Option<bool>,
 }
 
 fn port(s: &mut Scope<'_>, key: &'static str, lines: &mut Lines) -> Result<Option<u16>, SpecError> {
@@ -139,6 +142,11 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.dead_server_threshold_ms = s.duration_ms("dead_server_threshold", l)?;
         s.finish()?;
     }
+    if let Some(b) = top.block("acl")? {
+        let mut s = Scope::new(&r, &b.body, "acl".into(), "acl".into());
+        c.acl_enabled = s.boolean("enabled", l)?;
+        s.finish()?;
+    }
     if let Some(b) = top.block("tls")? {
         let mut s = Scope::new(&r, &b.body, "tls".into(), "tls".into());
         let path = |p: Option<String>| p.map(std::path::PathBuf::from);
@@ -190,7 +198,8 @@ impl AgentConfig {
             node_class,
             server_stabilization_time_ms,
             dead_server_threshold_ms,
-            tls
+            tls,
+            acl_enabled
         );
         if !later.retry_join.is_empty() {
             self.retry_join = later.retry_join;
@@ -228,6 +237,9 @@ client {
 autopilot {
   server_stabilization_time = "5s"
 }
+acl {
+  enabled = true
+}
 tls {
   rpc     = true
   ca_file = "ca.pem"
@@ -249,6 +261,7 @@ tls {
         assert_eq!(c.client_enabled, Some(false));
         assert_eq!(c.leave_on_terminate, Some(true));
         assert_eq!(c.server_stabilization_time_ms, Some(5000));
+        assert_eq!(c.acl_enabled, Some(true));
         let tls = c.tls.unwrap();
         assert!(tls.rpc && !tls.http && tls.verify_server_hostname);
         assert_eq!(tls.ca_file, Some("ca.pem".into()));

@@ -2,6 +2,7 @@
 //!
 //! - [`jobspec`] turns an HCL or JSON job file into a validated [`v1::Job`] with Nomad's defaults
 //!   applied; every error names the file, the line and the field.
+//! - [`acl`]: ACL policies (Nomad's rule language) and what a token may do.
 //! - [`agentconfig`] reads agent configuration files (`-config`), Nomad's layout.
 //! - [`diff`] compares two versions of a job (for `job plan` and `job history -p`).
 //! - [`duration`] reads and writes Go-style durations (`10s`, `5m0s`).
@@ -13,6 +14,7 @@
 //! The domain objects are the generated `yurt.v1` messages themselves (see
 //! `docs/ARCHITECTURE.md`, "One model"): this crate gives them their rules.
 
+pub mod acl;
 pub mod agentconfig;
 pub mod constraint;
 pub mod diff;

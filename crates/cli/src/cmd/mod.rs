@@ -1,5 +1,6 @@
 //! The CLI's commands, one module per noun (`job`, `node`, `alloc`), Nomad's names and flags.
 
+pub mod acl;
 pub mod alloc;
 pub mod deployment;
 pub mod eval;
@@ -115,10 +116,27 @@ pub fn set_stale(stale: bool) {
     let _ = STALE.set(stale);
 }
 
-/// Adds the request metadata every call carries (`yurt-stale` when `-stale` was given).
-#[derive(Clone, Copy)]
+type Token = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+static TOKEN: OnceLock<Option<Token>> = OnceLock::new();
+
+/// Set once from the global `-token` flag (`YURT_TOKEN`): the ACL token every call carries.
+pub fn set_token(secret: Option<&str>) -> Result<(), CliError> {
+    let token = match secret.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(s.parse().map_err(|_| {
+            CliError::Other("-token must be printable ASCII (an ACL token's secret ID)".into())
+        })?),
+    };
+    let _ = TOKEN.set(token);
+    Ok(())
+}
+
+/// Adds the request metadata every call carries: `yurt-stale` when `-stale` was given, the ACL
+/// token (`x-nomad-token`) when one was.
+#[derive(Clone)]
 pub struct Meta {
     stale: bool,
+    token: Option<Token>,
 }
 
 impl tonic::service::Interceptor for Meta {
@@ -128,6 +146,9 @@ impl tonic::service::Interceptor for Meta {
                 "yurt-stale",
                 tonic::metadata::MetadataValue::from_static("true"),
             );
+        }
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("x-nomad-token", t.clone());
         }
         Ok(req)
     }
@@ -143,6 +164,7 @@ pub async fn connect(addr: &str) -> Result<Conn, CliError> {
         channel,
         Meta {
             stale: STALE.get().copied().unwrap_or(false),
+            token: TOKEN.get().cloned().flatten(),
         },
     ))
 }

@@ -1,0 +1,346 @@
+//! ACL policies (Nomad's rule language) and what a token may do (pure).
+//!
+//! ```hcl
+//! namespace "default" {
+//!   policy       = "read"              # deny | read | write
+//!   capabilities = ["submit-job"]      # added to the policy's
+//! }
+//! namespace "prod-*" { policy = "deny" }
+//! node     { policy = "read" }         # deny | read | write
+//! agent    { policy = "read" }
+//! operator { policy = "write" }
+//! ```
+//!
+//! A token of type `management` may do everything; a `client` token what the union of its
+//! policies grants, where a `deny` anywhere wins. A namespace rule applies to the namespace it
+//! names exactly, else to the longest glob (`prod-*`, `*`) that matches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::hcl::{Lines, Reader, Scope};
+use crate::jobspec::SpecError;
+
+/// Yurt's one namespace: every job is in it, and namespace rules that match it apply.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The token types.
+pub const MANAGEMENT: &str = "management";
+pub const CLIENT: &str = "client";
+
+/// Read or write on a coarse resource (`node`, `agent`, `operator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Deny,
+    Read,
+    Write,
+}
+
+impl Level {
+    fn parse(s: &str) -> Option<Level> {
+        match s {
+            "deny" => Some(Level::Deny),
+            "read" => Some(Level::Read),
+            "write" => Some(Level::Write),
+            _ => None,
+        }
+    }
+}
+
+/// The namespace capabilities Yurt checks (Nomad's names).
+pub const LIST_JOBS: &str = "list-jobs";
+pub const READ_JOB: &str = "read-job";
+pub const SUBMIT_JOB: &str = "submit-job";
+pub const PARSE_JOB: &str = "parse-job";
+pub const READ_LOGS: &str = "read-logs";
+pub const ALLOC_LIFECYCLE: &str = "alloc-lifecycle";
+pub const DENY: &str = "deny";
+
+const KNOWN_CAPABILITIES: &[&str] = &[
+    LIST_JOBS,
+    READ_JOB,
+    SUBMIT_JOB,
+    PARSE_JOB,
+    READ_LOGS,
+    ALLOC_LIFECYCLE,
+    "dispatch-job",
+    "read-fs",
+    "alloc-exec",
+    "alloc-node-exec",
+    DENY,
+];
+
+/// The capabilities a namespace `policy` stands for.
+fn expand(level: Level) -> &'static [&'static str] {
+    match level {
+        Level::Deny => &[DENY],
+        Level::Read => &[LIST_JOBS, READ_JOB, PARSE_JOB],
+        Level::Write => &[
+            LIST_JOBS,
+            READ_JOB,
+            PARSE_JOB,
+            SUBMIT_JOB,
+            "dispatch-job",
+            READ_LOGS,
+            "read-fs",
+            ALLOC_LIFECYCLE,
+            "alloc-exec",
+        ],
+    }
+}
+
+/// One parsed policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Namespace name or glob → capabilities.
+    pub namespaces: BTreeMap<String, BTreeSet<String>>,
+    pub node: Option<Level>,
+    pub agent: Option<Level>,
+    pub operator: Option<Level>,
+}
+
+/// Reads a policy's rules; errors name the file (the policy), line and field.
+pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
+    let r = Reader { file, src };
+    let body = r.parse()?;
+    let mut lines = Lines::default();
+    let l = &mut lines;
+    let mut top = Scope::new(&r, &body, "policy".into(), "policy".into());
+    let mut p = Policy::default();
+    let level = |s: &mut Scope<'_>,
+                 what: &str,
+                 l: &mut Lines|
+     -> Result<Option<Level>, SpecError> {
+        match s.string("policy", l)? {
+            None => Ok(None),
+            Some(v) => Level::parse(&v).map(Some).ok_or_else(|| {
+                let line = l.find(&format!("{}.policy", s.path));
+                s.r.err(
+                    line,
+                    format!("{what}: policy must be \"deny\", \"read\" or \"write\", not {v:?}"),
+                )
+            }),
+        }
+    };
+    for b in top.blocks("namespace") {
+        let name = top.label(b, "namespace")?;
+        let what = format!("namespace {name:?}");
+        let mut s = Scope::new(&r, &b.body, what.clone(), format!("namespace[{name}]"));
+        let mut caps: BTreeSet<String> = BTreeSet::new();
+        if let Some(level) = level(&mut s, &what, l)? {
+            caps.extend(expand(level).iter().map(|c| c.to_string()));
+        }
+        for c in s.strings("capabilities", l)?.unwrap_or_default() {
+            if !KNOWN_CAPABILITIES.contains(&c.as_str()) {
+                let line = l.find(&format!("{}.capabilities", s.path));
+                return Err(r.err(line, format!("{what}: unknown capability {c:?}")));
+            }
+            caps.insert(c);
+        }
+        s.finish()?;
+        p.namespaces.entry(name).or_default().extend(caps);
+    }
+    for (key, slot) in [
+        ("node", &mut p.node),
+        ("agent", &mut p.agent),
+        ("operator", &mut p.operator),
+    ] {
+        if let Some(b) = top.block(key)? {
+            let mut s = Scope::new(&r, &b.body, key.into(), key.into());
+            *slot = level(&mut s, key, l)?;
+            s.finish()?;
+        }
+    }
+    top.finish()?;
+    Ok(p)
+}
+
+/// What a call needs of the caller's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// A namespace capability.
+    Namespace(&'a str, &'static str),
+    Node(Level),
+    Agent(Level),
+    Operator(Level),
+    /// A management token.
+    Management,
+    /// Any valid token (or none, when anonymous access is what is asked).
+    Nothing,
+}
+
+impl std::fmt::Display for Need<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = |l: &Level| if *l == Level::Write { "write" } else { "read" };
+        match self {
+            Need::Namespace(ns, cap) => write!(f, "{cap} on namespace {ns:?}"),
+            Need::Node(l) => write!(f, "node {}", level(l)),
+            Need::Agent(l) => write!(f, "agent {}", level(l)),
+            Need::Operator(l) => write!(f, "operator {}", level(l)),
+            Need::Management => f.write_str("a management token"),
+            Need::Nothing => f.write_str("nothing"),
+        }
+    }
+}
+
+/// What one token may do: its policies merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acl {
+    Management,
+    Client(Policy),
+}
+
+impl Acl {
+    /// The union of `policies`, where a deny wins.
+    pub fn of_policies<'p>(policies: impl IntoIterator<Item = &'p Policy>) -> Acl {
+        let mut merged = Policy::default();
+        for p in policies {
+            for (ns, caps) in &p.namespaces {
+                merged
+                    .namespaces
+                    .entry(ns.clone())
+                    .or_default()
+                    .extend(caps.iter().cloned());
+            }
+            for (mine, theirs) in [
+                (&mut merged.node, p.node),
+                (&mut merged.agent, p.agent),
+                (&mut merged.operator, p.operator),
+            ] {
+                *mine = match (*mine, theirs) {
+                    (Some(Level::Deny), _) | (_, Some(Level::Deny)) => Some(Level::Deny),
+                    (a, b) => a.max(b),
+                };
+            }
+        }
+        Acl::Client(merged)
+    }
+
+    /// The capabilities that apply to `ns`: its exact rule, else the longest matching glob.
+    fn namespace_caps<'s>(policy: &'s Policy, ns: &str) -> Option<&'s BTreeSet<String>> {
+        if let Some(caps) = policy.namespaces.get(ns) {
+            return Some(caps);
+        }
+        policy
+            .namespaces
+            .iter()
+            .filter(|(pattern, _)| glob_match(pattern, ns))
+            .max_by_key(|(pattern, _)| pattern.len())
+            .map(|(_, caps)| caps)
+    }
+
+    pub fn allows(&self, need: Need<'_>) -> bool {
+        let policy = match self {
+            Acl::Management => return true,
+            Acl::Client(p) => p,
+        };
+        let at_least = |have: Option<Level>, want: Level| have.is_some_and(|h| h >= want);
+        match need {
+            Need::Nothing => true,
+            Need::Management => false,
+            Need::Namespace(ns, cap) => Acl::namespace_caps(policy, ns)
+                .is_some_and(|caps| !caps.contains(DENY) && caps.contains(cap)),
+            Need::Node(l) => at_least(policy.node, l),
+            Need::Agent(l) => at_least(policy.agent, l),
+            Need::Operator(l) => at_least(policy.operator, l),
+        }
+    }
+}
+
+/// `*` matches any run of characters.
+fn glob_match(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((prefix, rest)) => {
+            let Some(tail) = s.strip_prefix(prefix) else {
+                return false;
+            };
+            if rest.is_empty() {
+                return true;
+            }
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_match(rest, &tail[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ_ONLY: &str = r#"
+namespace "default" {
+  policy = "read"
+}
+node {
+  policy = "read"
+}
+"#;
+
+    #[test]
+    fn read_policies_read_and_cannot_write() {
+        let p = parse_policy("readonly", READ_ONLY).unwrap();
+        let acl = Acl::of_policies([&p]);
+        assert!(acl.allows(Need::Namespace("default", READ_JOB)));
+        assert!(acl.allows(Need::Namespace("default", LIST_JOBS)));
+        assert!(!acl.allows(Need::Namespace("default", SUBMIT_JOB)));
+        assert!(!acl.allows(Need::Namespace("other", READ_JOB)));
+        assert!(acl.allows(Need::Node(Level::Read)));
+        assert!(!acl.allows(Need::Node(Level::Write)));
+        assert!(!acl.allows(Need::Operator(Level::Read)));
+        assert!(!acl.allows(Need::Management));
+        assert!(Acl::Management.allows(Need::Management));
+    }
+
+    #[test]
+    fn policies_merge_and_deny_wins() {
+        let write = parse_policy(
+            "w",
+            "namespace \"*\" {\n  policy = \"write\"\n}\noperator {\n  policy = \"read\"\n}\n",
+        )
+        .unwrap();
+        let deny = parse_policy(
+            "d",
+            "namespace \"prod-*\" {\n  policy = \"deny\"\n}\noperator {\n  policy = \"deny\"\n}\n",
+        )
+        .unwrap();
+        let acl = Acl::of_policies([&write, &deny]);
+        assert!(acl.allows(Need::Namespace("default", SUBMIT_JOB)));
+        assert!(!acl.allows(Need::Namespace("prod-web", READ_JOB)));
+        assert!(!acl.allows(Need::Operator(Level::Read)));
+        let caps = parse_policy(
+            "c",
+            "namespace \"default\" {\n  capabilities = [\"read-logs\"]\n}\n",
+        )
+        .unwrap();
+        let acl = Acl::of_policies([&caps]);
+        assert!(acl.allows(Need::Namespace("default", READ_LOGS)));
+        assert!(!acl.allows(Need::Namespace("default", READ_JOB)));
+    }
+
+    #[test]
+    fn mistakes_name_the_line_and_field() {
+        let cases = [
+            (
+                "namespace \"default\" {\n  policy = \"admin\"\n}\n",
+                "p:2: namespace \"default\": policy must be \"deny\", \"read\" or \"write\", not \"admin\"",
+            ),
+            (
+                "namespace \"default\" {\n  capabilities = [\"fly\"]\n}\n",
+                "p:2: namespace \"default\": unknown capability \"fly\"",
+            ),
+            ("nodes {\n}\n", "p:1: policy: unknown block \"nodes\""),
+        ];
+        for (src, want) in cases {
+            let got = parse_policy("p", src).unwrap_err().to_string();
+            assert!(got.starts_with(want), "want {want}\n got {got}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("prod-*", "prod-web"));
+        assert!(!glob_match("prod-*", "dev-web"));
+        assert!(glob_match("a*c", "abbc"));
+        assert!(!glob_match("a*c", "abcd"));
+    }
+}

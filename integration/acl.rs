@@ -1,0 +1,160 @@
+//! ACLs: bootstrap once, policies and tokens, read-only and write tokens through the CLI and
+//! the HTTP API, the anonymous policy, and ACL state surviving a restart.
+
+use crate::harness::*;
+
+const READ_ONLY: &str =
+    "namespace \"default\" {\n  policy = \"read\"\n}\nnode {\n  policy = \"read\"\n}\n";
+const WRITER: &str = "namespace \"default\" {\n  policy = \"write\"\n}\n";
+
+/// The `Secret ID` line of `acl bootstrap` / `acl token create` output.
+fn secret_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Secret ID"))
+        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string())
+        .unwrap_or_else(|| panic!("no Secret ID in:\n{out}"))
+}
+
+/// The agent's CLI environment with `token`.
+fn with_token(agent: &mut Agent, token: &str) {
+    agent.cli_env = vec![("YURT_TOKEN".into(), token.into())];
+}
+
+#[test]
+fn tokens_allow_what_their_policies_grant_and_nothing_else() {
+    let dir = TestDir::new();
+    let data = dir.path.join("dev");
+    let mut agent = Agent::start(&data, &["-dev", "-acl-enabled"]);
+
+    // No token: nothing but the bootstrap.
+    let out = agent.yurt(&["job", "status"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Permission denied: this needs list-jobs on namespace \"default\""),
+        "{}",
+        stderr(&out)
+    );
+    let boot = agent.ok(&["acl", "bootstrap"]);
+    assert!(boot.contains("Type         = management"), "{boot}");
+    let root = secret_of(&boot);
+    let again = agent.yurt(&["acl", "bootstrap"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("ACL bootstrap already done (reset index: "),
+        "{}",
+        stderr(&again)
+    );
+
+    // Policies and tokens, made with the management token.
+    with_token(&mut agent, &root);
+    agent.wait_node_ready();
+    std::fs::write(dir.path.join("ro.hcl"), READ_ONLY).unwrap();
+    std::fs::write(dir.path.join("rw.hcl"), WRITER).unwrap();
+    std::fs::write(
+        dir.path.join("bad.hcl"),
+        "namespace \"default\" {\n  policy = \"admin\"\n}\n",
+    )
+    .unwrap();
+    let p = |f: &str| dir.path.join(f).display().to_string();
+    let out = agent.ok(&["acl", "policy", "apply", "readonly", &p("ro.hcl")]);
+    assert_eq!(out.trim(), "Successfully wrote \"readonly\" ACL policy!");
+    agent.ok(&["acl", "policy", "apply", "writer", &p("rw.hcl")]);
+    let bad = agent.yurt(&["acl", "policy", "apply", "bad", &p("bad.hcl")]);
+    assert!(
+        stderr(&bad).contains("bad.hcl:2: namespace \"default\": policy must be"),
+        "{}",
+        stderr(&bad)
+    );
+    let missing = agent.yurt(&["acl", "token", "create", "-policy", "nope"]);
+    assert!(
+        stderr(&missing).contains("no such ACL policy: nope"),
+        "{}",
+        stderr(&missing)
+    );
+    let ro = secret_of(&agent.ok(&[
+        "acl", "token", "create", "-name", "ro", "-policy", "readonly",
+    ]));
+    let rw = secret_of(&agent.ok(&["acl", "token", "create", "-name", "rw", "-policy", "writer"]));
+    let list = agent.ok(&["acl", "token", "list"]);
+    assert!(
+        list.contains("Bootstrap Token") && list.contains("ro") && !list.contains(&ro),
+        "{list}"
+    );
+
+    // Read-only: reads work, a registration is refused and writes nothing.
+    let job = web_job(&dir.path, "acl");
+    let job = job.to_str().unwrap();
+    with_token(&mut agent, &ro);
+    agent.ok(&["node", "status"]);
+    let refused = agent.yurt(&["job", "run", "-detach", job]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused)
+            .contains("Permission denied: this needs submit-job on namespace \"default\""),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(agent.ok(&["job", "status"]).contains("No running jobs"));
+    let me = agent.ok(&["acl", "token", "self"]);
+    assert!(me.contains("Name         = ro"), "{me}");
+    let denied = agent.yurt(&["acl", "token", "list"]);
+    assert!(
+        stderr(&denied).contains("needs a management token"),
+        "{}",
+        stderr(&denied)
+    );
+
+    // Write: the job runs; the read-only token now sees it.
+    with_token(&mut agent, &rw);
+    agent.ok(&["job", "run", "-detach", job]);
+    agent.wait_running("web", 2);
+    let nodes = agent.yurt(&["node", "status"]);
+    assert!(
+        stderr(&nodes).contains("this needs node read"),
+        "{}",
+        stderr(&nodes)
+    );
+
+    // HTTP: X-Nomad-Token decides, 403 otherwise.
+    let http = agent.http.clone().unwrap();
+    let get = |path: &str, token: &str| http_request_with(&http, "GET", path, "", token);
+    assert!(get("/v1/jobs", &ro).0.contains("200"));
+    let (status, body) = get("/v1/jobs", "");
+    assert!(status.contains("403"), "{status}: {body}");
+    let (status, body) = get("/v1/jobs", "not-a-token");
+    assert!(
+        status.contains("403") && body.contains("ACL token not found"),
+        "{status}: {body}"
+    );
+    let stop = |token: &str| http_request_with(&http, "DELETE", "/v1/job/web", "", token);
+    assert!(stop(&ro).0.contains("403"));
+    let (status, body) = get("/v1/acl/token/self", &rw);
+    assert!(
+        status.contains("200") && body.contains("\"Name\": \"rw\""),
+        "{status}: {body}"
+    );
+
+    // The anonymous policy, when there is one, is what requests without a token may do.
+    with_token(&mut agent, &root);
+    agent.ok(&["acl", "policy", "apply", "anonymous", &p("ro.hcl")]);
+    agent.cli_env.clear();
+    assert!(agent.ok(&["job", "status"]).contains("web"));
+
+    // ACL state is in Raft: it survives a restart.
+    agent.restart(&["-dev", "-acl-enabled"]);
+    with_token(&mut agent, &ro);
+    wait_for("the read-only token to work after the restart", || {
+        let out = agent.yurt(&["job", "status", "web"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(stderr(&out))
+        }
+    });
+    let refused = agent.yurt(&["job", "stop", "web"]);
+    assert!(
+        stderr(&refused).contains("Permission denied"),
+        "{}",
+        stderr(&refused)
+    );
+}
