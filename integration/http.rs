@@ -172,6 +172,14 @@ fn bad_http_input_gets_a_4xx_and_one_sentence() {
             "group \"g\" has no task",
         ),
         (
+            "PUT",
+            "/v1/jobs",
+            json!({"Job": {"ID": "x", "Vault": {"Policies": ["db"]}, "Spreads": null}})
+                .to_string(),
+            "400",
+            "invalid Job: unknown field Vault (not supported by Yurt)",
+        ),
+        (
             "GET",
             "/v1/nothing",
             String::new(),

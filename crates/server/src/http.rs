@@ -93,14 +93,31 @@ fn query<'a>(q: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// A message from a Nomad-shaped JSON object (a field `wrapper` of the body, or the body).
-fn message<T: serde::de::DeserializeOwned>(body: &Value, wrapper: &str) -> Result<T, Failure> {
+/// Fields Yurt has no place for are refused (a value would be dropped silently); empty ones are
+/// not, since Nomad's clients send every field.
+fn message<T: serde::de::DeserializeOwned + serde::Serialize>(
+    body: &Value,
+    wrapper: &str,
+) -> Result<T, Failure> {
     let inner = body.get(wrapper).unwrap_or(body);
     if !inner.is_object() {
         return Err(bad(format!(
             "request body must be a JSON object with {wrapper:?}"
         )));
     }
-    serde_json::from_value(from_nomad(inner)).map_err(|e| bad(format!("invalid {wrapper}: {e}")))
+    let ours = from_nomad(inner);
+    let message: T = serde_json::from_value(ours.clone())
+        .map_err(|e| bad(format!("invalid {wrapper}: {e}")))?;
+    let back = serde_json::to_value(&message).unwrap_or(Value::Null);
+    let dropped = yurt_types::nomad_json::dropped_fields(&ours, &back);
+    if !dropped.is_empty() {
+        return Err(bad(format!(
+            "invalid {wrapper}: unknown field{} {} (not supported by Yurt)",
+            if dropped.len() > 1 { "s" } else { "" },
+            dropped.join(", ")
+        )));
+    }
+    Ok(message)
 }
 
 /// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token.
@@ -802,5 +819,16 @@ mod tests {
             panic!("wrong types are refused")
         };
         assert!(msg.starts_with("invalid Job: "), "{msg}");
+        let Err(Failure(_, msg)) = message::<Job>(
+            &serde_json::json!({"Job": {"ID": "web", "Vault": {"Policies": ["x"]}, "Spreads": null,
+                "TaskGroups": [{"Name": "app", "Scaling": {"Max": 3}, "Affinities": []}]}}),
+            "Job",
+        ) else {
+            panic!("fields Yurt cannot keep are refused")
+        };
+        assert_eq!(
+            msg,
+            "invalid Job: unknown fields TaskGroups[0].Scaling, Vault (not supported by Yurt)"
+        );
     }
 }

@@ -135,6 +135,50 @@ fn to_ms(v: &Value) -> Value {
         .map_or_else(|| v.clone(), |ns| Value::from(ns / NS_PER_MS))
 }
 
+/// The fields of `given` (our shape, as [`from_nomad`] made it) that the message it decoded
+/// into has no place for, and that carry a value (`null`, `[]`, `{}`, `""`, `false` and `0`
+/// say nothing, so Nomad clients that send every field still work): what a decode would
+/// silently drop. `decoded` is that message serialized again. Paths use Nomad's names.
+pub fn dropped_fields(given: &Value, decoded: &Value) -> Vec<String> {
+    fn says_something(v: &Value) -> bool {
+        match v {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+        }
+    }
+    fn walk(given: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+        match (given, decoded) {
+            (Value::Object(g), Value::Object(d)) => {
+                for (k, v) in g {
+                    let p = if path.is_empty() {
+                        pascal(k)
+                    } else {
+                        format!("{path}.{}", pascal(k))
+                    };
+                    match d.get(k) {
+                        Some(dv) => walk(v, dv, &p, out),
+                        None if says_something(v) => out.push(p),
+                        None => {}
+                    }
+                }
+            }
+            (Value::Array(g), Value::Array(d)) => {
+                for (i, (gv, dv)) in g.iter().zip(d).enumerate() {
+                    walk(gv, dv, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(given, decoded, "", &mut out);
+    out
+}
+
 /// Our JSON (serde of the `yurt.v1` messages) in Nomad's shape.
 pub fn to_nomad(v: &Value) -> Value {
     match v {
