@@ -174,8 +174,7 @@ fn bad_http_input_gets_a_4xx_and_one_sentence() {
         (
             "PUT",
             "/v1/jobs",
-            json!({"Job": {"ID": "x", "Vault": {"Policies": ["db"]}, "Spreads": null}})
-                .to_string(),
+            json!({"Job": {"ID": "x", "Vault": {"Policies": ["db"]}, "Spreads": null}}).to_string(),
             "400",
             "invalid Job: unknown field Vault (not supported by Yurt)",
         ),

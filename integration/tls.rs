@@ -1,5 +1,6 @@
 //! TLS everywhere: certificates made by `yurt tls`, three servers speaking Raft over mutual
 //! TLS, a client agent, the CLI and HTTPS; peers without the right certificate are refused.
+//! ACLs are on too, as in production: a token made on one server works on the others.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -55,6 +56,7 @@ fn https_get(
     path: &str,
     ca: &Path,
     identity: Option<(&Path, &Path)>,
+    token: &str,
 ) -> Result<(String, String), String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {
@@ -84,7 +86,7 @@ fn https_get(
     let mut tls = rustls::StreamOwned::new(conn, sock);
     write!(
         tls,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nX-Nomad-Token: {token}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut text = String::new();
@@ -126,7 +128,7 @@ fn a_tls_cluster_works_end_to_end_and_peers_without_the_right_certificate_are_re
     yurt_in(&other, &["tls", "cert", "create", "-server"]);
 
     // Three servers: Raft, gossip and forwarding all over mutual TLS.
-    let server_cfg = tls_config(&certs, "server", "");
+    let server_cfg = tls_config(&certs, "server", "acl {\n  enabled = true\n}\n");
     let mut servers: Vec<Agent> = Vec::new();
     for i in 1..=3 {
         let name = format!("s{i}");
@@ -147,6 +149,33 @@ fn a_tls_cluster_works_end_to_end_and_peers_without_the_right_certificate_are_re
         s.cli_env = cli_env(&certs, true);
         servers.push(s);
     }
+    // Bootstrap ACLs as soon as there is a leader; the management token then goes with every
+    // command, and a token created through one server works through the others.
+    let root = wait_for("the ACL bootstrap", || {
+        let out = servers[0].yurt(&["acl", "bootstrap"]);
+        let text = stdout(&out);
+        text.lines()
+            .find_map(|l| l.strip_prefix("Secret ID    = "))
+            .map(str::to_string)
+            .ok_or_else(|| stderr(&out))
+    });
+    for s in &mut servers {
+        s.cli_env.push(("YURT_TOKEN".into(), root.clone()));
+    }
+    std::fs::write(dir.path.join("ro.hcl"), "node {\n  policy = \"read\"\n}\n").unwrap();
+    servers[0].ok(&[
+        "acl",
+        "policy",
+        "apply",
+        "nodes",
+        dir.path.join("ro.hcl").to_str().unwrap(),
+    ]);
+    let made = servers[0].ok(&["acl", "token", "create", "-policy", "nodes"]);
+    let reader = made
+        .lines()
+        .find_map(|l| l.strip_prefix("Secret ID    = "))
+        .unwrap()
+        .to_string();
     wait_for("three alive servers and a leader", || {
         let out = stdout(&servers[2].yurt(&["server", "members"]));
         let alive = out.lines().filter(|l| l.contains(" alive ")).count();
@@ -310,13 +339,18 @@ fn a_tls_cluster_works_end_to_end_and_peers_without_the_right_certificate_are_re
         certs.join("global-cli-yurt.pem"),
         certs.join("global-cli-yurt-key.pem"),
     );
-    let (status, body) = https_get(&http, "/v1/nodes", &ca, Some((&cert, &key))).unwrap();
+    let (status, body) = https_get(&http, "/v1/nodes", &ca, Some((&cert, &key)), &reader).unwrap();
     assert!(status.contains("200"), "{status}: {body}");
     assert!(
         body.contains("\"Status\":\"ready\"") || body.contains("\"Status\": \"ready\""),
         "{body}"
     );
-    let anonymous = https_get(&http, "/v1/nodes", &ca, None);
+    let (status, _) = https_get(&http, "/v1/jobs", &ca, Some((&cert, &key)), &reader).unwrap();
+    assert!(
+        status.contains("403"),
+        "a node-only token read jobs: {status}"
+    );
+    let anonymous = https_get(&http, "/v1/nodes", &ca, None, &reader);
     assert!(
         anonymous
             .as_ref()
@@ -328,6 +362,7 @@ fn a_tls_cluster_works_end_to_end_and_peers_without_the_right_certificate_are_re
         "/v1/nodes",
         &other.join("yurt-agent-ca.pem"),
         Some((&cert, &key)),
+        &reader,
     );
     assert!(wrong_ca.is_err(), "{wrong_ca:?}");
     let mut plain = std::net::TcpStream::connect(&http).unwrap();

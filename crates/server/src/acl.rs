@@ -51,8 +51,15 @@ impl AclService {
             .map_err(Status::failed_precondition)
     }
 
+    /// Commits the change and waits until this server has applied it, so that the answer
+    /// (read from this server's copy) shows it.
     async fn update(&self, u: AclUpdate) -> Result<u64, Status> {
-        Ok(self.writer.apply(command::Kind::AclUpdate(u)).await?.index)
+        let index = self.writer.apply(command::Kind::AclUpdate(u)).await?.index;
+        self.reads
+            .state
+            .wait_past(index.saturating_sub(1), std::time::Duration::from_secs(5))
+            .await;
+        Ok(index)
     }
 
     fn stored_token(&self, secret: &str) -> Result<AclToken, Status> {

@@ -106,8 +106,8 @@ fn message<T: serde::de::DeserializeOwned + serde::Serialize>(
         )));
     }
     let ours = from_nomad(inner);
-    let message: T = serde_json::from_value(ours.clone())
-        .map_err(|e| bad(format!("invalid {wrapper}: {e}")))?;
+    let message: T =
+        serde_json::from_value(ours.clone()).map_err(|e| bad(format!("invalid {wrapper}: {e}")))?;
     let back = serde_json::to_value(&message).unwrap_or(Value::Null);
     let dropped = yurt_types::nomad_json::dropped_fields(&ours, &back);
     if !dropped.is_empty() {
