@@ -18,7 +18,8 @@
 //! `GET /v1/deployments`, `/v1/deployment/<id>`, `POST /v1/deployment/{promote,fail,pause}/<id>`,
 //! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/agent/self`,
 //! `/v1/agent/members`, `/v1/operator/raft/configuration`, `/v1/regions`,
-//! `/v1/metrics` (`?format=prometheus`).
+//! `/v1/metrics` (`?format=prometheus`), `/v1/acl/{bootstrap,policies,policy/<name>,tokens,
+//! token,token/self,token/<accessor>}`. The `X-Nomad-Token` header is the ACL token.
 
 use std::convert::Infallible;
 use std::time::Duration;
