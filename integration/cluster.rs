@@ -539,6 +539,15 @@ fn autopilot_removes_a_dead_server_after_the_threshold_while_quorum_holds() {
         2,
         "{out}"
     );
+    // Without a quorum, the HTTP API still answers reads that allow a stale copy.
+    let http = c.servers[last].http.clone().unwrap();
+    let (status, _, body) = http_request(&http, "GET", "/v1/jobs?stale", "");
+    assert!(status.contains("200"), "{status}: {body}");
+    let (status, _, body) = http_request(&http, "GET", "/v1/jobs", "");
+    assert!(
+        status.contains("503") && body.contains("no cluster leader"),
+        "{status}: {body}"
+    );
 }
 
 #[test]

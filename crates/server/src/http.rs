@@ -6,7 +6,8 @@
 //!
 //! Reads answer with `X-Nomad-Index` (and `X-Yurt-Index`): the Raft index the answer reflects.
 //! A read with `?index=N` blocks until the state passes N or `wait` (default 5m, at most 10m)
-//! ends. Errors are an HTTP status and one plain-text sentence, as Nomad's are. Request bodies
+//! ends; `?stale` answers from this server's copy without asking the leader. Errors are an
+//! HTTP status and one plain-text sentence, as Nomad's are. Request bodies
 //! are limited to 8 MiB and must arrive within 30 s.
 //!
 //! Routes: `GET /v1/jobs`, `PUT|POST /v1/jobs` and `/v1/job/<id>` (register `{"Job": ...}`),
@@ -121,14 +122,24 @@ fn message<T: serde::de::DeserializeOwned + serde::Serialize>(
     Ok(message)
 }
 
-/// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token.
-struct Rq(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+/// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token
+/// and, with `?stale`, allow a read from this server's copy.
+struct Rq {
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    stale: bool,
+}
 
 impl Rq {
     fn of<T>(&self, message: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
-        if let Some(t) = &self.0 {
+        if let Some(t) = &self.token {
             req.metadata_mut().insert(crate::read::TOKEN_KEY, t.clone());
+        }
+        if self.stale {
+            req.metadata_mut().insert(
+                crate::read::STALE_KEY,
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
         }
         req
     }
@@ -681,7 +692,11 @@ impl Http {
         if method == Method::GET && path.trim_end_matches('/') == "/v1/metrics" {
             return self.metrics(&q, index);
         }
-        let answer = self.route(&method, &path, &q, body, Rq(token)).await;
+        let rq = Rq {
+            token,
+            stale: query(&q, "stale").is_some_and(|v| v.is_empty() || v == "true"),
+        };
+        let answer = self.route(&method, &path, &q, body, rq).await;
         crate::metrics::metrics().observe("yurt.http.request", started.elapsed());
         match answer {
             Ok(v) => {
