@@ -104,8 +104,10 @@ pub async fn client(yurt: PathBuf) {
         assert!(Instant::now() < deadline, "the client did not register");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Let the client settle before reading its idle footprint.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the client settle, past its first heartbeats (every TTL/2 = 5 s), before reading its
+    // idle footprint: it gives back its start-up pages once registered, and a heartbeat
+    // touches some of them again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let client_pid = agent.pid();
     let idle = rss_kib(client_pid).unwrap_or(0);
     let server_idle = rss_kib(server.pid()).unwrap_or(0);

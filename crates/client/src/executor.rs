@@ -198,7 +198,7 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
             let _ = copied.send(());
         });
     }
-    shed_startup_pages();
+    crate::memory::shed_clean_pages();
     let status = child.wait()?;
     // Output still in the pipes belongs before the exit; a background process that kept
     // the pipes open does not hold the exit back for long.
@@ -220,93 +220,6 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
     std::thread::sleep(Duration::from_millis(50));
     let _ = std::fs::remove_file(&socket);
     Ok(())
-}
-
-/// The read-only file mappings of `/proc/self/smaps` whose resident pages are all clean copies
-/// of their file (no private anonymous pages: never written, not relocated): `(start, len)`.
-fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    // The mapping being read: start, length, and whether it qualifies so far.
-    let mut current: Option<(usize, usize, bool)> = None;
-    let finish = |c: Option<(usize, usize, bool)>, out: &mut Vec<(usize, usize)>| {
-        if let Some((start, len, true)) = c {
-            out.push((start, len));
-        }
-    };
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let first = fields.next().unwrap_or_default();
-        if let Some((a, b)) = first.split_once('-') {
-            if let (Ok(start), Ok(end)) =
-                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            {
-                finish(current.take(), &mut out);
-                let perms = fields.next().unwrap_or_default();
-                let path = fields.nth(3).unwrap_or_default();
-                let file = path.starts_with('/');
-                let read_only = perms.as_bytes().get(1) == Some(&b'-');
-                current = Some((start, end.saturating_sub(start), file && read_only));
-                continue;
-            }
-        }
-        if first == "Anonymous:" && fields.next() != Some("0") {
-            if let Some(c) = current.as_mut() {
-                c.2 = false;
-            }
-        }
-    }
-    finish(current.take(), &mut out);
-    out
-}
-
-/// Gives back the pages of the `yurt` binary and its libraries that starting up touched: an
-/// executor lives as long as its task and uses a small part of the binary after start (the
-/// pipe copies and the socket), so what it keeps resident is what it touches from here on.
-/// Only clean, read-only file pages go; they come back from the page cache if touched again.
-#[allow(unsafe_code)]
-fn shed_startup_pages() {
-    use nix::sys::mman::MmapAdvise;
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    for (start, len) in sheddable(&smaps) {
-        let Some(addr) = std::ptr::NonNull::new(start as *mut std::ffi::c_void) else {
-            continue;
-        };
-        // SAFETY: the range is a whole read-only mapping of a file with no private pages, so
-        // dropping its pages loses nothing: the next access reads the same bytes from the file.
-        // No Rust reference can observe the difference.
-        // MADV_RANDOM: a page touched later comes back alone, not with its neighbours.
-        for advice in [MmapAdvise::MADV_DONTNEED, MmapAdvise::MADV_RANDOM] {
-            let _ = unsafe { nix::sys::mman::madvise(addr, len, advice) };
-        }
-    }
-}
-
-#[cfg(test)]
-mod shed_tests {
-    #[test]
-    fn only_clean_read_only_file_mappings_are_shed() {
-        let smaps = "\
-00200000-00400000 r--p 00000000 fe:00 1 /usr/bin/yurt
-Rss:                 100 kB
-Anonymous:             0 kB
-00400000-00800000 r-xp 00200000 fe:00 1 /usr/bin/yurt
-Anonymous:             0 kB
-00800000-00900000 r--p 00600000 fe:00 1 /usr/bin/yurt
-Anonymous:            12 kB
-00900000-00a00000 rw-p 00700000 fe:00 1 /usr/bin/yurt
-Anonymous:             0 kB
-7f0000000000-7f0000001000 rw-p 00000000 00:00 0
-Anonymous:             4 kB
-7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
-Anonymous:             0 kB
-";
-        assert_eq!(
-            super::sheddable(smaps),
-            vec![(0x200000, 0x200000), (0x400000, 0x400000)]
-        );
-    }
 }
 
 /// Answers the client's requests, one thread per connection.
@@ -333,7 +246,7 @@ fn answer(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
             let mut r = reply.lock().unwrap_or_else(|e| e.into_inner());
             if r.exit.is_none() {
                 // The client waits for the end from here on: the executor goes idle.
-                shed_startup_pages();
+                crate::memory::shed_clean_pages();
             }
             while r.exit.is_none() {
                 r = ended.wait(r).unwrap_or_else(|e| e.into_inner());

@@ -14,6 +14,7 @@ pub mod fingerprint;
 pub mod health;
 pub mod logfiles;
 mod logs;
+mod memory;
 pub mod restart;
 mod runner;
 
@@ -360,6 +361,8 @@ impl Client {
                 Ok(ttl) => {
                     if !registered {
                         tracing::info!(node_id = %self.inner.node_id, "node registered");
+                        // Start-up is over: what it touched of the binary need not stay.
+                        tokio::task::spawn_blocking(memory::shed_clean_pages);
                     }
                     registered = true;
                     self.inner.registered.send_replace(true);
