@@ -114,6 +114,9 @@ struct Inner {
     checkers: Mutex<BTreeMap<String, runner::Checkers>>,
     /// Wakes the supervisor at once (a task ended).
     wake: tokio::sync::Notify,
+    /// One supervisor pass at a time: a pass starts executors after it lets go of `allocs`,
+    /// and no other pass may see its tasks in between.
+    tick_serial: tokio::sync::Mutex<()>,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
@@ -214,6 +217,7 @@ impl Client {
                 allocs: Mutex::new(allocs),
                 checkers: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
+                tick_serial: tokio::sync::Mutex::new(()),
                 servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),

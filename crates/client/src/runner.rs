@@ -100,6 +100,61 @@ pub struct LocalTask {
 /// How long the supervisor waits after a task ends for other changes to report with it.
 const COALESCE: Duration = Duration::from_millis(5);
 
+/// A task whose executor a pass starts.
+struct Spawn {
+    alloc_id: String,
+    task: String,
+    exec_dir: PathBuf,
+}
+
+/// Starts `yurt executor DIR` for each dir, on a few threads at once; the results in order.
+/// Each executor is reaped by the runtime when it ends while this agent runs (after a restart,
+/// init does).
+fn spawn_executors(
+    handle: &tokio::runtime::Handle,
+    exe: &Path,
+    dirs: &[PathBuf],
+) -> Vec<Result<i32, String>> {
+    let start = |dir: &PathBuf| -> Result<i32, String> {
+        let _runtime = handle.enter();
+        let mut child = tokio::process::Command::new(exe)
+            .arg("executor")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the executor {}: {e}", exe.display()))?;
+        let pid = child.id().map_or(0, |p| p as i32);
+        handle.spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(pid)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    if dirs.len() < 2 * threads {
+        return dirs.iter().map(start).collect();
+    }
+    let chunk = dirs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = dirs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(start).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .zip(dirs.chunks(chunk))
+            .flat_map(|(w, part)| {
+                w.join().unwrap_or_else(|_| {
+                    vec![Err("the thread starting executors panicked".to_string()); part.len()]
+                })
+            })
+            .collect()
+    })
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -388,7 +443,9 @@ impl Client {
         }
     }
 
-    fn start_task(
+    /// Readies a task to start: its directories, environment and `spec.json`; the pass then
+    /// starts its executor ([`spawn_executors`]) once it has let go of the allocations.
+    fn prepare_task(
         &self,
         local: &LocalAlloc,
         task_name: &str,
@@ -476,25 +533,6 @@ impl Client {
         let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
         std::fs::write(executor::spec_path(&t.exec_dir), bytes)
             .map_err(|e| format!("cannot write task spec: {e}"))?;
-        let mut child = tokio::process::Command::new(&self.inner.config.executor_exe)
-            .arg("executor")
-            .arg(&t.exec_dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start the executor {}: {e}",
-                    self.inner.config.executor_exe.display()
-                )
-            })?;
-        t.executor_pid = child.id().map(|p| p as i32);
-        // Reap the executor when it ends while this agent runs; after a restart, init does.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        self.watch_exit(&t.exec_dir);
         t.state.state = TASK_RUNNING.into();
         t.state.started_at_unix_ms = now_ms();
         t.state
@@ -506,9 +544,11 @@ impl Client {
     /// One pass of the task supervisor: start due tasks, notice exits, enforce kill deadlines,
     /// derive allocation status, persist and report changes.
     pub(crate) async fn tick(&self) {
+        let _serial = self.inner.tick_serial.lock().await;
         let now = now_ms();
         let mut updates = Vec::new();
         let mut changed = false;
+        let mut spawns = Vec::new();
         {
             let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
             for local in allocs.values_mut() {
@@ -520,7 +560,7 @@ impl Client {
                 let names: Vec<String> = local.tasks.keys().cloned().collect();
                 for name in names {
                     let mut t = local.tasks[&name].clone();
-                    self.advance_task(local, &name, &mut t, now);
+                    self.advance_task(local, &name, &mut t, now, &mut spawns);
                     local.tasks.insert(name, t);
                 }
                 let (status, desc) = alloc_status(local.tasks.values().map(|t| &t.state));
@@ -560,6 +600,9 @@ impl Client {
         if changed {
             self.flush_state();
         }
+        if !spawns.is_empty() {
+            self.start_executors(spawns).await;
+        }
         if updates.is_empty() {
             return;
         }
@@ -586,15 +629,65 @@ impl Client {
         }
     }
 
+    /// Starts the executors of the tasks a pass readied, several at once (each start waits for
+    /// the `exec` of the `yurt` binary, a millisecond or two), then records their PIDs; a task
+    /// whose executor cannot start fails with a `Driver Failure` event.
+    async fn start_executors(&self, spawns: Vec<Spawn>) {
+        let exe = self.inner.config.executor_exe.clone();
+        let dirs: Vec<PathBuf> = spawns.iter().map(|s| s.exec_dir.clone()).collect();
+        let handle = tokio::runtime::Handle::current();
+        let started = tokio::task::spawn_blocking(move || spawn_executors(&handle, &exe, &dirs))
+            .await
+            .unwrap_or_else(|e| vec![Err(format!("cannot start executors: {e}")); spawns.len()]);
+        let now = now_ms();
+        let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+        for (s, result) in spawns.iter().zip(started) {
+            let Some(local) = allocs.get_mut(&s.alloc_id) else {
+                continue;
+            };
+            let Some(t) = local.tasks.get_mut(&s.task) else {
+                continue;
+            };
+            match result {
+                Ok(pid) => {
+                    t.executor_pid = Some(pid);
+                    self.watch_exit(&s.exec_dir);
+                }
+                Err(e) => {
+                    finish(t, true, now);
+                    t.state.events.push(event("Driver Failure", e));
+                    local.dirty = true;
+                }
+            }
+            self.persist(local);
+        }
+        drop(allocs);
+        self.flush_state();
+    }
+
     /// One step of one task: start it when due, notice its exit (then restart it, or finish
     /// it, per the `restart` policy), notice a lost executor, enforce the kill deadline.
-    fn advance_task(&self, local: &LocalAlloc, name: &str, t: &mut LocalTask, now: i64) {
+    fn advance_task(
+        &self,
+        local: &LocalAlloc,
+        name: &str,
+        t: &mut LocalTask,
+        now: i64,
+        spawns: &mut Vec<Spawn>,
+    ) {
         match t.state.state.as_str() {
             TASK_PENDING if !local.stopping && t.restart_at_ms.is_some_and(|at| at <= now) => {
                 t.restart_at_ms = None;
-                if let Err(e) = self.start_task(local, name, t) {
-                    finish(t, true, now);
-                    t.state.events.push(event("Driver Failure", e));
+                match self.prepare_task(local, name, t) {
+                    Ok(()) => spawns.push(Spawn {
+                        alloc_id: local.alloc.id.clone(),
+                        task: name.to_string(),
+                        exec_dir: t.exec_dir.clone(),
+                    }),
+                    Err(e) => {
+                        finish(t, true, now);
+                        t.state.events.push(event("Driver Failure", e));
+                    }
                 }
             }
             TASK_RUNNING => {
@@ -800,6 +893,34 @@ mod tests {
             of(vec![st(TASK_RUNNING, false), st(TASK_DEAD, true)]),
             ALLOC_RUNNING
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn executors_start_on_several_threads_and_failures_keep_their_place() {
+        let dirs: Vec<PathBuf> = (0..12)
+            .map(|i| PathBuf::from(format!("/tmp/{i}")))
+            .collect();
+        let handle = tokio::runtime::Handle::current();
+        let (h, d) = (handle.clone(), dirs.clone());
+        let started =
+            tokio::task::spawn_blocking(move || spawn_executors(&h, Path::new("/bin/true"), &d))
+                .await
+                .unwrap();
+        assert_eq!(started.len(), 12);
+        assert!(started.iter().all(|r| r.as_ref().is_ok_and(|pid| *pid > 0)));
+        let missing = tokio::task::spawn_blocking(move || {
+            spawn_executors(&handle, Path::new("/nonexistent/yurt"), &dirs)
+        })
+        .await
+        .unwrap();
+        assert_eq!(missing.len(), 12);
+        for r in missing {
+            let e = r.unwrap_err();
+            assert!(
+                e.starts_with("cannot start the executor /nonexistent/yurt: "),
+                "{e}"
+            );
+        }
     }
 
     #[test]
