@@ -198,7 +198,6 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
             let _ = copied.send(());
         });
     }
-    crate::memory::shed_clean_pages();
     let status = child.wait()?;
     // Output still in the pipes belongs before the exit; a background process that kept
     // the pipes open does not hold the exit back for long.
@@ -245,7 +244,8 @@ fn answer(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
         Ok(Request::Wait) => {
             let mut r = reply.lock().unwrap_or_else(|e| e.into_inner());
             if r.exit.is_none() {
-                // The client waits for the end from here on: the executor goes idle.
+                // The client (and a restarted one) waits on every running task: from here on
+                // the executor idles, so what start-up touched need not stay resident.
                 crate::memory::shed_clean_pages();
             }
             while r.exit.is_none() {
