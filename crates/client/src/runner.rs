@@ -84,7 +84,7 @@ impl LocalAlloc {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocalTask {
     pub state: TaskState,
     pub exec_dir: PathBuf,
@@ -554,7 +554,7 @@ impl Client {
             for local in allocs.values_mut() {
                 let before = (
                     local.client_status.clone(),
-                    serde_json::to_string(&local.tasks).unwrap_or_default(),
+                    local.tasks.clone(),
                     local.health.clone(),
                 );
                 let names: Vec<String> = local.tasks.keys().cloned().collect();
@@ -568,12 +568,10 @@ impl Client {
                 local.client_description = desc.into();
                 // Tasks started in this pass count from when they started, not from the pass.
                 self.track_health(local, now_ms());
-                let after = (
-                    local.client_status.clone(),
-                    serde_json::to_string(&local.tasks).unwrap_or_default(),
-                    local.health.clone(),
-                );
-                if before != after {
+                if before.0 != local.client_status
+                    || before.1 != local.tasks
+                    || before.2 != local.health
+                {
                     local.dirty = true;
                     self.persist(local);
                     changed = true;
