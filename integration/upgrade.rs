@@ -248,6 +248,14 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
                     && err.contains(&format!("({old_version})")),
                 "{err}"
             );
+            let out = s[i].yurt(&["acl", "bootstrap"]);
+            let err = stderr(&out);
+            assert!(
+                err.contains(
+                    "ACL support requires all servers at version 0.2.0; these are older: "
+                ) && err.contains(&format!("({old_version})")),
+                "{err}"
+            );
         }
     }
     let members = s[0].ok(&["server", "members"]);

@@ -34,7 +34,7 @@ pub const NODE_DRAIN: Feature = Feature {
 
 /// ACLs: `AclUpdate` (bootstrap, policies, tokens).
 pub const ACL: Feature = Feature {
-    name: "ACLs",
+    name: "ACL support",
     since: "0.2.0",
 };
 

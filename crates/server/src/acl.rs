@@ -40,15 +40,16 @@ fn check_policy_name(name: &str) -> Result<(), Status> {
 }
 
 impl AclService {
-    /// ACL writes need ACLs on, and every server at a version that knows them.
+    /// ACL writes need every server at a version that knows them, and ACLs on.
     fn check_writable(&self) -> Result<(), Status> {
+        yurt_core::features::check(&yurt_core::features::ACL, &self.cluster.gate_servers())
+            .map_err(Status::failed_precondition)?;
         if !self.reads.acl_enabled {
             return Err(Status::failed_precondition(
                 "ACL support disabled: set acl { enabled = true } on the servers",
             ));
         }
-        yurt_core::features::check(&yurt_core::features::ACL, &self.cluster.gate_servers())
-            .map_err(Status::failed_precondition)
+        Ok(())
     }
 
     /// Commits the change and waits until this server has applied it, so that the answer
