@@ -41,7 +41,7 @@ use yurt_proto::v1::jobs_server::Jobs;
 use yurt_proto::v1::nodes_server::Nodes;
 use yurt_proto::v1::operator_server::Operator;
 use yurt_proto::v1::*;
-use yurt_types::acl::{self, Need, DEFAULT_NAMESPACE};
+use yurt_types::acl::{self, Need};
 use yurt_types::nomad_json::{from_nomad, to_nomad};
 
 use crate::rpc::Api;
@@ -201,10 +201,7 @@ impl Http {
                 json(&reply)
             }
             (&M::POST, ["v1", "jobs", "parse"]) => {
-                api.reads.authorize(
-                    &rq.of(()),
-                    Need::Namespace(DEFAULT_NAMESPACE, acl::PARSE_JOB),
-                )?;
+                api.reads.authorize(&rq.of(()), Need::job(acl::PARSE_JOB))?;
                 let hcl = body
                     .get("JobHCL")
                     .and_then(Value::as_str)

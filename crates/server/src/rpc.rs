@@ -17,7 +17,7 @@ use yurt_core::state::{PrefixError, State};
 use yurt_proto::v1::client_fs_client::ClientFsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::*;
-use yurt_types::acl::{Level, Need, DEFAULT_NAMESPACE, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB};
+use yurt_types::acl::{Level, Need, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB};
 use yurt_types::diff::job_diff;
 use yurt_types::jobspec;
 use yurt_types::status::*;
@@ -89,8 +89,7 @@ impl Api {
 #[tonic::async_trait]
 impl jobs_server::Jobs for Api {
     async fn register(&self, req: Request<RegisterJobRequest>) -> Reply<RegisterJobResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let req = req.into_inner();
         let job = checked_job(req.job)?;
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_REGISTER);
@@ -112,8 +111,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         self.barrier(&req).await?;
         let job = checked_job(req.into_inner().job)?;
         let gates = self.cluster.gates();
@@ -131,8 +129,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn get(&self, req: Request<GetJobRequest>) -> Reply<Job> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         self.reads
@@ -142,8 +139,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn list(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, LIST_JOBS))?;
+        self.reads.authorize(&req, Need::job(LIST_JOBS))?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
         let jobs = self.reads.state.read(|s| {
@@ -165,8 +161,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn versions(&self, req: Request<JobVersionsRequest>) -> Reply<JobVersionsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let req = req.into_inner();
         let versions: Vec<Job> = self.reads.state.read(|s| {
@@ -190,8 +185,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn deregister(&self, req: Request<DeregisterJobRequest>) -> Reply<DeregisterJobResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let req = req.into_inner();
         let job = self
             .reads
@@ -213,8 +207,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn allocations(&self, req: Request<GetJobRequest>) -> Reply<ListAllocsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let allocs = self.reads.state.read(|s| {
@@ -225,8 +218,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn evaluations(&self, req: Request<GetJobRequest>) -> Reply<ListEvalsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
@@ -241,8 +233,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn deployments(&self, req: Request<GetJobRequest>) -> Reply<ListDeploymentsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let deployments = self.reads.state.read(|s| {
@@ -253,8 +244,7 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn revert(&self, req: Request<RevertJobRequest>) -> Reply<RegisterJobResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let req = req.into_inner();
         let register = self.reads.state.read(|s| {
             let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
@@ -315,8 +305,7 @@ impl Api {
 #[tonic::async_trait]
 impl deployments_server::Deployments for Api {
     async fn list(&self, req: Request<ListDeploymentsRequest>) -> Reply<ListDeploymentsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
         let mut deployments: Vec<Deployment> = self.reads.state.read(|s| {
@@ -331,8 +320,7 @@ impl deployments_server::Deployments for Api {
     }
 
     async fn get(&self, req: Request<GetDeploymentRequest>) -> Reply<Deployment> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().deployment_id;
         self.reads
@@ -345,16 +333,14 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::promote(s, d, &mut new_id))
             .await
     }
 
     async fn fail(&self, req: Request<DeploymentActionRequest>) -> Reply<DeploymentActionResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::fail(s, d, &mut new_id))
             .await
@@ -364,8 +350,7 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::pause(s, d, true, &mut new_id))
             .await
@@ -375,8 +360,7 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let id = req.into_inner().deployment_id;
         self.change_deployment(&id, |s, d| deploy::pause(s, d, false, &mut new_id))
             .await
@@ -386,8 +370,7 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<SetAllocHealthRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, SUBMIT_JOB))?;
+        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let req = req.into_inner();
         let (healthy, unhealthy) = self.reads.state.read(|s| {
             let full = |ids: &[String]| -> Result<Vec<String>, Status> {
@@ -407,8 +390,7 @@ impl deployments_server::Deployments for Api {
 #[tonic::async_trait]
 impl evals_server::Evals for Api {
     async fn get(&self, req: Request<GetEvalRequest>) -> Reply<Evaluation> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().eval_id;
         self.reads
@@ -418,8 +400,7 @@ impl evals_server::Evals for Api {
     }
 
     async fn list(&self, req: Request<ListEvalsRequest>) -> Reply<ListEvalsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let f = req.into_inner();
         let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
@@ -629,8 +610,7 @@ impl nodes_server::Nodes for Api {
 #[tonic::async_trait]
 impl allocs_server::Allocs for Api {
     async fn get(&self, req: Request<GetAllocRequest>) -> Reply<Allocation> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().alloc_id;
         self.reads
@@ -640,8 +620,7 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn list(&self, req: Request<ListAllocsRequest>) -> Reply<ListAllocsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_JOB))?;
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let node = req.into_inner().node_id;
         let allocs = self.reads.state.read(|s| {
@@ -655,8 +634,7 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
-        self.reads
-            .authorize(&req, Need::Namespace(DEFAULT_NAMESPACE, READ_LOGS))?;
+        self.reads.authorize(&req, Need::job(READ_LOGS))?;
         self.barrier(&req).await?;
         let mut req = req.into_inner();
         let (alloc_id, addr) = self.reads.state.read(|s| {

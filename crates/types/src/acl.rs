@@ -168,6 +168,13 @@ pub enum Need<'a> {
     Nothing,
 }
 
+impl Need<'static> {
+    /// A capability on jobs (in Yurt's one namespace).
+    pub const fn job(capability: &'static str) -> Need<'static> {
+        Need::Namespace(DEFAULT_NAMESPACE, capability)
+    }
+}
+
 impl std::fmt::Display for Need<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let level = |l: &Level| if *l == Level::Write { "write" } else { "read" };
