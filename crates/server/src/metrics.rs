@@ -36,18 +36,25 @@ pub fn metrics() -> &'static Metrics {
 
 impl Metrics {
     pub fn incr(&self, name: &str) {
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_string())
-            .or_default() += 1;
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        // The name is allocated once, when first seen (these run on every request).
+        match counters.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                counters.insert(name.to_string(), 1);
+            }
+        }
     }
 
     pub fn observe(&self, name: &str, took: Duration) {
         let ms = took.as_secs_f64() * 1000.0;
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let s = samples.entry(name.to_string()).or_default();
+        if !samples.contains_key(name) {
+            samples.insert(name.to_string(), Sample::default());
+        }
+        let Some(s) = samples.get_mut(name) else {
+            return;
+        };
         if s.count == 0 || ms < s.min {
             s.min = ms;
         }
