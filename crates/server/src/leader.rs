@@ -138,8 +138,8 @@ pub async fn run_eval_loop(
 /// `yurt_core`), and when it will need something without any new event (Unix ms).
 type Watch = fn(&yurt_core::state::State, i64) -> (Vec<command::Kind>, Option<i64>);
 
-/// Runs a state watcher on the leader: after every state change, and at its next deadline, it
-/// commits what `watch` asks for, one command at a time; `allowed` says whether every server
+/// Runs a state watcher on the leader: after state changes (at most every [`WATCH_COALESCE`]),
+/// and at its next deadline, it commits what `watch` asks for, one command at a time; `allowed` says whether every server
 /// can read its commands yet (feature gates).
 async fn run_watcher(
     what: &'static str,
@@ -165,12 +165,20 @@ async fn run_watcher(
             }
         }
         tokio::select! {
-            _ = applied.changed() => {}
+            _ = applied.changed() => {
+                // Under load changes come hundreds a second, and each look reads every
+                // deployment (or draining node) while holding the state: one look after a
+                // short pause covers a burst.
+                tokio::time::sleep(WATCH_COALESCE).await;
+            }
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
     }
 }
+
+/// How long a watcher lets changes gather before it looks at the state again.
+const WATCH_COALESCE: Duration = Duration::from_millis(50);
 
 /// The leader's deployment watcher: fails deployments whose allocations turned unhealthy or
 /// whose progress deadline passed (reverting when asked to), and promotes canaries for
