@@ -260,31 +260,24 @@ fn two_nodes_drained_together_still_move_one_allocation_at_a_time() {
     assert!(status.contains("Node drain complete"), "{status}");
 }
 
+/// A batch job `report` whose one task runs for `seconds`, written to a file.
+fn batch_job(dir: &std::path::Path, seconds: u32) -> std::path::PathBuf {
+    let path = dir.join("report.hcl");
+    std::fs::write(
+        &path,
+        format!(
+            "job \"report\" {{\n  type = \"batch\"\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sh\"\n        args    = [\"-c\", \"sleep {seconds}\"]\n      }}\n      resources {{\n        memory = 16\n      }}\n    }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
 #[test]
 fn the_deadline_stops_batch_and_system_allocations_and_force_drains_at_once() {
     let dir = TestDir::new();
     let c = Cluster::start(&dir, 2);
-    let batch = dir.path.join("report.hcl");
-    std::fs::write(
-        &batch,
-        r#"job "report" {
-  type = "batch"
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "sleep 300"]
-      }
-      resources {
-        memory = 16
-      }
-    }
-  }
-}
-"#,
-    )
-    .unwrap();
+    let batch = batch_job(&dir.path, 300);
     let system = dir.path.join("agent.hcl");
     std::fs::write(
         &system,
@@ -634,27 +627,7 @@ fn a_drain_survives_the_loss_of_the_leader() {
 fn a_batch_allocation_finishes_during_a_drain_and_is_not_replaced() {
     let dir = TestDir::new();
     let c = Cluster::start(&dir, 2);
-    let batch = dir.path.join("report.hcl");
-    std::fs::write(
-        &batch,
-        r#"job "report" {
-  type = "batch"
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "sleep 2"]
-      }
-      resources {
-        memory = 16
-      }
-    }
-  }
-}
-"#,
-    )
-    .unwrap();
+    let batch = batch_job(&dir.path, 2);
     c.server
         .ok(&["job", "run", "-detach", batch.to_str().unwrap()]);
     let node = wait_for("the batch allocation to run", || {

@@ -361,9 +361,11 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         }
     };
     let tls_fail = |e: yurt_types::tls::TlsError| fail(e.to_string());
-    let dialer = yurt_types::tls::Dialer::agent(&args.tls, &args.region).map_err(tls_fail)?;
-    let grpc_tls = yurt_types::tls::grpc_server(&args.tls).map_err(tls_fail)?;
-    let https = yurt_types::tls::https_server(&args.tls).map_err(tls_fail)?;
+    let read_file = |p: &Path| std::fs::read(p);
+    let dialer =
+        yurt_types::tls::Dialer::agent(&args.tls, &args.region, &read_file).map_err(tls_fail)?;
+    let grpc_tls = yurt_types::tls::grpc_server(&args.tls, &read_file).map_err(tls_fail)?;
+    let https = yurt_types::tls::https_server(&args.tls, &read_file).map_err(tls_fail)?;
     crate::datadir::prepare(&data_dir)?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
 

@@ -175,6 +175,7 @@ async fn run(cli: Cli) -> u8 {
         cli.client_cert.as_deref(),
         cli.client_key.as_deref(),
         cli.tls_server_name.as_deref(),
+        &|p| std::fs::read(p),
     );
     match dialer {
         Ok(d) => cmd::set_dialer(d),

@@ -457,7 +457,7 @@ impl Http {
             }
             (&M::GET, ["v1", "agent", "members"]) => {
                 let members =
-                    Operator::server_members(&self.operator(), rq.of(ServerMembersRequest {}))
+                    Operator::server_members(&api.operator(), rq.of(ServerMembersRequest {}))
                         .await?
                         .into_inner()
                         .members;
@@ -481,7 +481,7 @@ impl Http {
                 }))
             }
             (&M::GET, ["v1", "operator", "raft", "configuration"]) => {
-                let peers = Operator::raft_peers(&self.operator(), rq.of(RaftPeersRequest {}))
+                let peers = Operator::raft_peers(&api.operator(), rq.of(RaftPeersRequest {}))
                     .await?
                     .into_inner();
                 let servers: Vec<Value> = peers
@@ -516,11 +516,7 @@ impl Http {
     /// `/v1/acl/...`: bootstrap, policies and tokens.
     async fn acl_route(&self, method: &Method, parts: &[&str], body: Value, rq: Rq) -> Answer {
         use Method as M;
-        let svc = crate::acl::AclService {
-            reads: self.api.reads.clone(),
-            writer: self.api.writer.clone(),
-            cluster: self.api.cluster.clone(),
-        };
+        let svc = self.api.acl();
         let text = |key: &str| {
             body.get(key)
                 .and_then(Value::as_str)
@@ -612,14 +608,6 @@ impl Http {
                 StatusCode::NOT_FOUND,
                 format!("no such endpoint: {method} /{}", parts.join("/")),
             )),
-        }
-    }
-
-    fn operator(&self) -> crate::operator::OperatorService {
-        crate::operator::OperatorService {
-            cluster: self.api.cluster.clone(),
-            reads: self.api.reads.clone(),
-            writer: self.api.writer.clone(),
         }
     }
 

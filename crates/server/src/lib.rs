@@ -339,19 +339,9 @@ impl Server {
             .add_service(DeploymentsServer::new(api.clone()))
             .add_service(reflection())
             .add_service(NodesServer::new(api.clone()))
-            .add_service(yurt_proto::v1::acl_server::AclServer::new(
-                acl::AclService {
-                    reads: reads.clone(),
-                    writer: self.writer.clone(),
-                    cluster: self.cluster.clone(),
-                },
-            ))
+            .add_service(yurt_proto::v1::acl_server::AclServer::new(api.acl()))
+            .add_service(OperatorServer::new(api.operator()))
             .add_service(AllocsServer::new(api))
-            .add_service(OperatorServer::new(operator::OperatorService {
-                cluster: self.cluster.clone(),
-                reads: reads.clone(),
-                writer: self.writer.clone(),
-            }))
             .add_service(
                 RaftTransportServer::new(RaftService {
                     raft: self.raft.clone(),

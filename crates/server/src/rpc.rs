@@ -70,6 +70,24 @@ pub struct Api {
 }
 
 impl Api {
+    /// The `Operator` service over the same server (for the gRPC router and the HTTP API).
+    pub fn operator(&self) -> crate::operator::OperatorService {
+        crate::operator::OperatorService {
+            cluster: self.cluster.clone(),
+            reads: self.reads.clone(),
+            writer: self.writer.clone(),
+        }
+    }
+
+    /// The `Acl` service over the same server.
+    pub fn acl(&self) -> crate::acl::AclService {
+        crate::acl::AclService {
+            reads: self.reads.clone(),
+            writer: self.writer.clone(),
+            cluster: self.cluster.clone(),
+        }
+    }
+
     /// A client for the leader's `Nodes` service when this server is not the leader (heartbeats
     /// are tracked on the leader only); `None` on the leader.
     async fn leader_nodes(&self) -> Result<Option<NodesClient<Channel>>, Status> {

@@ -5,7 +5,8 @@
 //! `client.global.yurt`, `cli.global.yurt`. With `verify_server_hostname`, an agent dialling a
 //! server accepts only a certificate naming `server.<region>.yurt` (and a server dialling a
 //! client only `client.<region>.yurt`), and an agent answering checks its caller's role for the
-//! calls only agents make ([`roles_for`]): a CLI certificate cannot speak Raft.
+//! calls only agents make ([`roles_for`]): a CLI certificate cannot speak Raft. The PEM files
+//! are read through the caller's [`ReadFile`], so this module does no I/O itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,8 +82,11 @@ struct Pem {
     identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| TlsError::Read {
+/// How the PEM files are read: the caller's I/O (`std::fs::read`), so this module stays pure.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+fn read(read_file: ReadFile<'_>, field: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let bytes = read_file(path).map_err(|e| TlsError::Read {
         field,
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -113,6 +117,7 @@ impl Pem {
         key: Option<&Path>,
         why: &'static str,
         identity_required: bool,
+        read_file: ReadFile<'_>,
     ) -> Result<Pem, TlsError> {
         let missing = |field| TlsError::Missing { field, why };
         let ca = ca.ok_or(missing("ca_file"))?;
@@ -122,21 +127,29 @@ impl Pem {
             (None, _) => return Err(missing("cert_file")),
             (_, None) => return Err(missing("key_file")),
         };
-        let ca = read("ca_file", ca)?;
+        let ca = read(read_file, "ca_file", ca)?;
         let identity = match identity {
-            Some((c, k)) => Some((read("cert_file", c)?, read("key_file", k)?)),
+            Some((c, k)) => Some((
+                read(read_file, "cert_file", c)?,
+                read(read_file, "key_file", k)?,
+            )),
             None => None,
         };
         Ok(Pem { ca, identity })
     }
 
-    fn of_agent(cfg: &TlsConfig, why: &'static str) -> Result<Pem, TlsError> {
+    fn of_agent(
+        cfg: &TlsConfig,
+        why: &'static str,
+        read_file: ReadFile<'_>,
+    ) -> Result<Pem, TlsError> {
         Pem::load(
             cfg.ca_file.as_deref(),
             cfg.cert_file.as_deref(),
             cfg.key_file.as_deref(),
             why,
             true,
+            read_file,
         )
     }
 }
@@ -190,11 +203,15 @@ impl Dialer {
     }
 
     /// An agent's dialer: mutual TLS with the agent's certificate when `tls.rpc` is set.
-    pub fn agent(cfg: &TlsConfig, region: &str) -> Result<Dialer, TlsError> {
+    pub fn agent(
+        cfg: &TlsConfig,
+        region: &str,
+        read_file: ReadFile<'_>,
+    ) -> Result<Dialer, TlsError> {
         if !cfg.rpc {
             return Ok(Dialer::plain());
         }
-        let pem = Pem::of_agent(cfg, "tls.rpc is set")?;
+        let pem = Pem::of_agent(cfg, "tls.rpc is set", read_file)?;
         let names = if cfg.verify_server_hostname {
             Names::Roles(region.to_string())
         } else {
@@ -213,6 +230,7 @@ impl Dialer {
         cert: Option<&Path>,
         key: Option<&Path>,
         server_name: Option<&str>,
+        read_file: ReadFile<'_>,
     ) -> Result<Dialer, TlsError> {
         if ca.is_none() {
             if cert.is_some() || key.is_some() {
@@ -223,7 +241,14 @@ impl Dialer {
             }
             return Ok(Dialer::plain());
         }
-        let pem = Pem::load(ca, cert, key, "a client certificate is given", false)?;
+        let pem = Pem::load(
+            ca,
+            cert,
+            key,
+            "a client certificate is given",
+            false,
+            read_file,
+        )?;
         let names = match server_name {
             Some(n) => Names::Fixed(n.to_string()),
             None => Names::Address,
@@ -274,11 +299,14 @@ fn host_of(hostport: &str) -> &str {
 
 /// The gRPC port's TLS: the agent's certificate, and a certificate from the CA required of
 /// every caller.
-pub fn grpc_server(cfg: &TlsConfig) -> Result<Option<ServerTlsConfig>, TlsError> {
+pub fn grpc_server(
+    cfg: &TlsConfig,
+    read_file: ReadFile<'_>,
+) -> Result<Option<ServerTlsConfig>, TlsError> {
     if !cfg.rpc {
         return Ok(None);
     }
-    let pem = Pem::of_agent(cfg, "tls.rpc is set")?;
+    let pem = Pem::of_agent(cfg, "tls.rpc is set", read_file)?;
     let (cert, key) = pem.identity.expect("required by of_agent");
     Ok(Some(
         ServerTlsConfig::new()
@@ -289,11 +317,14 @@ pub fn grpc_server(cfg: &TlsConfig) -> Result<Option<ServerTlsConfig>, TlsError>
 
 /// The HTTP API's TLS (rustls directly, for hyper): the agent's certificate, and with
 /// `verify_https_client` a certificate from the CA required of every caller.
-pub fn https_server(cfg: &TlsConfig) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+pub fn https_server(
+    cfg: &TlsConfig,
+    read_file: ReadFile<'_>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
     if !cfg.http {
         return Ok(None);
     }
-    let pem = Pem::of_agent(cfg, "tls.http is set")?;
+    let pem = Pem::of_agent(cfg, "tls.http is set", read_file)?;
     let (cert, key) = pem.identity.expect("required by of_agent");
     let setup = |e: &dyn std::fmt::Display| TlsError::Setup(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -404,19 +435,29 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..TlsConfig::default()
         };
-        let e = Dialer::agent(&cfg, "global").unwrap_err().to_string();
+        let no_files = |p: &Path| -> std::io::Result<Vec<u8>> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} not found", p.display()),
+            ))
+        };
+        let e = Dialer::agent(&cfg, "global", &no_files)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "tls: cert_file is required when tls.rpc is set");
         let cfg = TlsConfig {
             cert_file: Some("/nonexistent/c.pem".into()),
             key_file: Some("/nonexistent/k.pem".into()),
             ..cfg
         };
-        let e = Dialer::agent(&cfg, "global").unwrap_err().to_string();
+        let e = Dialer::agent(&cfg, "global", &no_files)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("tls: cannot read ca_file /nonexistent/ca.pem: "),
             "{e}"
         );
-        let e = Dialer::cli(None, Some(Path::new("c.pem")), None, None)
+        let e = Dialer::cli(None, Some(Path::new("c.pem")), None, None, &no_files)
             .unwrap_err()
             .to_string();
         assert_eq!(
