@@ -652,7 +652,7 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let q = req.uri().query().unwrap_or_default().to_string();
-        let body = match read_body(req).await {
+        let body = match read_body(req.into_body()).await {
             Ok(b) => b,
             Err(Failure(code, m)) => return plain(code, &m, 0),
         };
@@ -716,8 +716,12 @@ fn plain(code: StatusCode, msg: &str, index: u64) -> HttpResponse {
 }
 
 /// The request's JSON body (`null` when empty), within the size and time limits.
-async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Value, Failure> {
-    let limited = Limited::new(req.into_body(), MAX_BODY);
+async fn read_body<B>(body: B) -> Result<Value, Failure>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limited = Limited::new(body, MAX_BODY);
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Err(_) => {
             return Err(Failure(
@@ -799,6 +803,29 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body that never arrives.
+    struct Stalled;
+
+    impl hyper::body::Body for Stalled {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_slower_than_the_limit_gets_408() {
+        let Err(Failure(code, msg)) = read_body(Stalled).await else {
+            panic!("a stalled body was read")
+        };
+        assert_eq!(code, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(msg, "the request body did not arrive within 30s");
+    }
 
     #[test]
     fn query_parameters_and_bodies() {
