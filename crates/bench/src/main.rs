@@ -306,6 +306,9 @@ async fn raft(yurt: PathBuf, count: usize, failover: bool) {
             {
                 break;
             }
+            // A refused write is tried again after a short pause, as a client would: a loop
+            // without one takes CPU from the servers electing a leader on the same two cores.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         failovers.push(killed.elapsed());
         if std::env::var_os("YURT_BENCH_KEEP").is_some() {

@@ -328,10 +328,12 @@ async fn bind(host: &str, port: u16, what: &str) -> Result<TcpListener, CliError
         .map_err(|e| fail(format!("cannot bind the {what} API to {host}:{port}: {e}")))
 }
 
-/// Logs go to stderr; `YURT_LOG` (an env-filter directive) overrides the default.
+/// Logs go to stderr; `YURT_LOG` (an env-filter directive) overrides the default. openraft's
+/// replication logs every retry to a server that is down (several a second); the Raft network
+/// says once when a server stops answering and once when it answers again instead.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("YURT_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error,sled=warn,h2=warn,tower=warn")
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

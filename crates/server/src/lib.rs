@@ -203,6 +203,11 @@ impl Server {
         let network = Network {
             cluster_name: cluster_name.clone(),
             dialer: config.dialer.clone(),
+            backoff: (
+                std::time::Duration::from_millis(timing.heartbeat_ms * 2),
+                std::time::Duration::from_millis(timing.election_min_ms),
+            ),
+            peers: Default::default(),
         };
         let raft = Raft::new(id, raft_config, network, log, sm)
             .await

@@ -9,13 +9,15 @@
 //! and elections must not reach it: a higher term would depose another cluster's leader, and
 //! an answer from an empty log makes openraft's leader panic ("follower log reversion").
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -44,28 +46,76 @@ const TARGET_KEY: &str = "yurt-raft-target";
 pub struct Network {
     pub cluster_name: cluster::ClusterName,
     pub dialer: yurt_types::tls::Dialer,
+    /// The pauses of replication to a server that does not answer (see [`Connection::backoff`]).
+    pub backoff: (Duration, Duration),
+    /// One channel per server, shared by every connection to it.
+    pub peers: Channels,
+}
+
+/// The channel to each server, by Raft ID and address.
+pub type Channels = Arc<Mutex<HashMap<(NodeId, String), Arc<ServerChannel>>>>;
+
+/// How long a connection to another server may take to open. openraft bounds every call
+/// (an AppendEntries by the heartbeat interval), and a call it gives up on leaves the
+/// connection opening in the channel's background, for the next call to use.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The channel to one server (it reconnects by itself), shared by the votes and every
+/// replication session sent to it: a new leader replicates over the connection its votes
+/// opened, instead of opening one under the first AppendEntries' deadline (the heartbeat).
+pub struct ServerChannel {
+    client: Result<RaftTransportClient<Channel>, String>,
+    /// Whether the last call failed, so that the log says once when a server stops answering
+    /// and once when it answers again (openraft retries every few milliseconds).
+    unreachable: AtomicBool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let peer = peers
+            .entry((target, node.addr.clone()))
+            .or_insert_with(|| {
+                let client = self
+                    .dialer
+                    .endpoint(&node.addr, Peer::Server)
+                    .map(|e| {
+                        RaftTransportClient::new(e.connect_timeout(CONNECT_TIMEOUT).connect_lazy())
+                            .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+                            .max_encoding_message_size(super::MAX_MESSAGE_BYTES)
+                    })
+                    .map_err(|e| e.to_string());
+                Arc::new(ServerChannel {
+                    client,
+                    unreachable: AtomicBool::new(false),
+                })
+            })
+            .clone();
         Connection {
             target,
             addr: node.addr.clone(),
-            client: None,
+            peer,
             cluster_name: self.cluster_name.clone(),
-            dialer: self.dialer.clone(),
+            backoff: self.backoff,
         }
     }
 }
 
+/// Pauses that double from the first up to the longest.
+fn pauses((first, most): (Duration, Duration)) -> impl Iterator<Item = Duration> + Send {
+    std::iter::successors(Some(first.min(most)), move |d| Some((*d * 2).min(most)))
+}
+
+/// The sending side to one server. A call that fails or times out never closes the channel:
+/// opening a new connection on a busy machine can take longer than the next call's deadline.
 pub struct Connection {
     target: NodeId,
     addr: String,
-    client: Option<RaftTransportClient<Channel>>,
+    peer: Arc<ServerChannel>,
     cluster_name: cluster::ClusterName,
-    dialer: yurt_types::tls::Dialer,
+    backoff: (Duration, Duration),
 }
 
 /// A Raft call meant for another server, or from a server of another cluster, refused.
@@ -106,34 +156,25 @@ enum Rpc {
 }
 
 impl Connection {
+    /// Sends one call; openraft puts a deadline on each (and drops the call when it passes).
     async fn call<Req, Resp, E>(
         &mut self,
         rpc: Rpc,
         req: &Req,
-        ttl: std::time::Duration,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        if self.client.is_none() {
-            let endpoint = self
-                .dialer
-                .endpoint(&self.addr, Peer::Server)
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-            let channel = endpoint
-                .connect_timeout(ttl)
-                .connect()
-                .await
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-            self.client = Some(
-                RaftTransportClient::new(channel)
-                    .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(super::MAX_MESSAGE_BYTES),
-            );
-        }
-        let client = self.client.as_mut().expect("connected above");
+        let mut client = match &self.peer.client {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::other(e.clone()),
+                )))
+            }
+        };
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut payload = tonic::Request::new(RaftPayload { data });
         let cluster_id = self.cluster_name.get();
@@ -143,30 +184,34 @@ impl Connection {
         if let Ok(v) = self.target.to_string().parse() {
             payload.metadata_mut().insert(TARGET_KEY, v);
         }
-        // openraft gives each call a deadline; a peer that does not answer in time is unreachable.
-        let call = async {
-            match rpc {
-                Rpc::Append => client.append_entries(payload).await,
-                Rpc::Vote => client.vote(payload).await,
-                Rpc::Snapshot => client.install_snapshot(payload).await,
-            }
-        };
-        let reply = match tokio::time::timeout(ttl, call).await {
-            Ok(r) => r,
-            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                "no answer within {ttl:?}"
-            ))),
+        let reply = match rpc {
+            Rpc::Append => client.append_entries(payload).await,
+            Rpc::Vote => client.vote(payload).await,
+            Rpc::Snapshot => client.install_snapshot(payload).await,
         };
         let reply = match reply {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 if status.code() == tonic::Code::PermissionDenied {
                     tracing::warn!(peer = %self.addr, "{}", status.message());
+                } else if !self.peer.unreachable.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "server {} at {} does not answer Raft calls ({}); retrying",
+                        self.target,
+                        self.addr,
+                        status.message()
+                    );
                 }
-                self.client = None;
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
             }
         };
+        if self.peer.unreachable.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                "server {} at {} answers Raft calls again",
+                self.target,
+                self.addr
+            );
+        }
         let res: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -177,28 +222,38 @@ impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Append, &rpc).await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Snapshot, &rpc).await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Vote, &rpc).await
+    }
+
+    /// After a call finds the server unreachable, replication to it pauses, doubling from the
+    /// first pause up to the longest (twice the heartbeat, then the shortest election timeout).
+    /// openraft's own pause, 500 ms every time, made one failed call on a busy machine cost
+    /// half a second without replication, long enough for the follower to stand for election;
+    /// and a restarted server heard from its leader only after its own election timer had run
+    /// out, so that every restart deposed the leader.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(pauses(self.backoff))
     }
 }
 
@@ -232,7 +287,14 @@ impl RaftTransport for RaftService {
         check_peer(&req, &self.raft, &self.cluster)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        encode(&self.raft.append_entries(rpc).await)
+        // Handed to Raft in a task of its own, so that it is taken even when the leader stops
+        // waiting for the answer (after one heartbeat interval): a busy follower that missed
+        // every deadline would otherwise hear nothing, and stand for election.
+        let raft = self.raft.clone();
+        let reply = tokio::spawn(async move { raft.append_entries(rpc).await })
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        encode(&reply)
     }
 
     async fn vote(
@@ -278,5 +340,19 @@ impl RaftTransport for RaftService {
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let result = self.writer.propose_local(req.into_inner().data).await?;
         encode(&result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_pauses_double_from_the_first_up_to_the_longest() {
+        let ms = Duration::from_millis;
+        let got: Vec<_> = pauses((ms(30), ms(100))).take(5).collect();
+        assert_eq!(got, [ms(30), ms(60), ms(100), ms(100), ms(100)]);
+        // A first pause longer than the longest is cut to it.
+        assert_eq!(pauses((ms(300), ms(100))).next(), Some(ms(100)));
     }
 }
