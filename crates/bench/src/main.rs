@@ -126,22 +126,36 @@ async fn channel(addr: &str) -> Channel {
         .connect_lazy()
 }
 
+/// The leader, once every running server names the same one: a server restarted with its own
+/// old vote calls itself leader until it hears from the real one, and killing it would time
+/// nothing.
 async fn leader(servers: &[Server]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        let mut named = Vec::new();
         for s in servers.iter().filter(|s| s.child.is_some()) {
             let mut op = OperatorClient::new(channel(&s.addr).await);
-            if let Ok(r) = op.raft_peers(RaftPeersRequest {}).await {
-                let r = r.into_inner();
-                if let Some(l) = r.peers.iter().find(|p| p.state == "leader") {
-                    if r.peers.iter().filter(|p| p.voter).count() == servers.len() {
-                        if let Some(i) = servers
-                            .iter()
-                            .position(|s| s.addr == l.address && s.child.is_some())
-                        {
-                            return i;
-                        }
-                    }
+            let leader = match op.raft_peers(RaftPeersRequest {}).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let voters = r.peers.iter().filter(|p| p.voter).count();
+                    r.peers
+                        .into_iter()
+                        .find(|p| p.state == "leader")
+                        .filter(|_| voters == servers.len())
+                        .map(|p| p.address)
+                }
+                Err(_) => None,
+            };
+            named.push(leader);
+        }
+        if let Some(Some(addr)) = named.first() {
+            if named.iter().all(|n| n.as_ref() == Some(addr)) {
+                if let Some(i) = servers
+                    .iter()
+                    .position(|s| &s.addr == addr && s.child.is_some())
+                {
+                    return i;
                 }
             }
         }
