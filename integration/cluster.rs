@@ -170,6 +170,42 @@ fn cluster_of_three_and_of_five_bootstrap_once() {
 }
 
 #[test]
+fn a_server_that_stops_answering_is_logged_once_and_its_return_once() {
+    let dir = TestDir::new();
+    let mut c = Cluster::start(&dir, 3, &[]);
+    let l = c.leader(&[0, 1, 2], 3);
+    let f = (l + 1) % 3;
+    let gone = format!("at {} does not answer Raft calls", c.servers[f].grpc);
+    let back = format!("at {} answers Raft calls again", c.servers[f].grpc);
+    let before = c.servers[l].log_text().len();
+    c.servers[f].kill9();
+    wait_for("the leader to say the server does not answer", || {
+        let log = c.servers[l].log_text();
+        log.contains(&gone).then_some(()).ok_or(log)
+    });
+    // Writes go on with the other follower, and replication to the dead one retries meanwhile.
+    for i in 0..3 {
+        c.servers[l].ok(&[
+            "job",
+            "run",
+            "-detach",
+            &job_file(&dir.path, &format!("q{i}")),
+        ]);
+    }
+    c.restart(f);
+    wait_for("the leader to say the server answers again", || {
+        let log = c.servers[l].log_text();
+        log.contains(&back).then_some(()).ok_or(log)
+    });
+    let log = c.servers[l].log_text().split_off(before);
+    assert_eq!(log.matches(&gone).count(), 1, "{log}");
+    assert_eq!(log.matches(&back).count(), 1, "{log}");
+    // openraft's own line for every failed retry stays out of the default log.
+    assert!(!log.contains("RPCError"), "{log}");
+    c.wait_converged(&[0, 1, 2]);
+}
+
+#[test]
 fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
     let dir = TestDir::new();
     let mut c = Cluster::start(&dir, 3, &[]);
