@@ -140,6 +140,8 @@ pub async fn client(yurt: PathBuf) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let all_running = start.elapsed();
+    // Executors give back their start-up pages two seconds after the client waits on them.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let busy = rss_kib(client_pid).unwrap_or(0);
     let executor_pid = task_pids(&client_dir)
         .first()

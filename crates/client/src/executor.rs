@@ -222,6 +222,12 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
 }
 
 /// Answers the client's requests, one thread per connection.
+/// How long after the client starts waiting on a task the executor gives back its start-up
+/// pages: past the start of a large placement (a hundred executors starting at once on the
+/// same cores), so that shedding (it reads `/proc/self/smaps`, about a millisecond) does not
+/// take CPU from the executors still starting.
+const SHED_AFTER: Duration = Duration::from_secs(2);
+
 fn serve(listener: UnixListener, shared: Shared) {
     for conn in listener.incoming().flatten() {
         let shared = shared.clone();
@@ -242,7 +248,10 @@ fn answer(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
         },
         Ok(Request::Status) => reply.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         Ok(Request::Wait) => {
-            let mut r = reply.lock().unwrap_or_else(|e| e.into_inner());
+            let r = reply.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut r, _) = ended
+                .wait_timeout_while(r, SHED_AFTER, |r| r.exit.is_none())
+                .unwrap_or_else(|e| e.into_inner());
             if r.exit.is_none() {
                 // The client (and a restarted one) waits on every running task: from here on
                 // the executor idles, so what start-up touched need not stay resident.
