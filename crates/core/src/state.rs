@@ -668,36 +668,46 @@ impl State {
         jobs
     }
 
-    /// Evaluations due at `now`, oldest first: the scheduler's queue. Delayed ones wait until
-    /// their `wait_until`.
-    /// What the scheduler should work on now (Nomad's eval broker, pure): for each job with
-    /// due pending evaluations, the newest of them, with the older ones it supersedes; the
-    /// highest priority first. One evaluation per job at a time, duplicates coalesced.
-    pub fn evals_to_schedule(&self, now: i64) -> Vec<(&Evaluation, Vec<&Evaluation>)> {
-        let mut by_job: BTreeMap<&str, Vec<&Evaluation>> = BTreeMap::new();
-        for e in self.pending_evals(now) {
-            by_job.entry(e.job_id.as_str()).or_default().push(e);
+    /// What the scheduler should work on now (Nomad's eval broker, pure): at most `jobs` jobs
+    /// with due pending evaluations, in the order of the queue (higher priority first, then
+    /// the job waiting longest); for each, its newest due evaluation with the older ones it
+    /// supersedes. One evaluation per job at a time, duplicates coalesced. It reads the head
+    /// of the pending queue (kept in that order by the table) and the chosen jobs' own
+    /// evaluations, not the whole queue: under a backlog of thousands the eval loop took a
+    /// full scan and sort for every few jobs it scheduled.
+    pub fn evals_to_schedule(&self, now: i64, jobs: usize) -> Vec<(&Evaluation, Vec<&Evaluation>)> {
+        let mut chosen: Vec<&str> = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for e in self.evals.in_state(EVAL_PENDING) {
+            if chosen.len() == jobs {
+                break;
+            }
+            if e.wait_until_unix_ms <= now && seen.insert(e.job_id.as_str()) {
+                chosen.push(e.job_id.as_str());
+            }
         }
-        let mut out: Vec<(&Evaluation, Vec<&Evaluation>)> = by_job
-            .into_values()
-            .map(|mut v| {
-                v.sort_by_key(|e| e.create_index);
-                let newest = v.pop().expect("at least one per job");
-                (newest, v)
+        chosen
+            .into_iter()
+            .filter_map(|job| {
+                let mut due: Vec<&Evaluation> = self
+                    .evals
+                    .of_job(job)
+                    .filter(|e| e.status == EVAL_PENDING && e.wait_until_unix_ms <= now)
+                    .collect();
+                due.sort_by_key(|e| e.create_index);
+                let newest = due.pop()?;
+                Some((newest, due))
             })
-            .collect();
-        out.sort_by_key(|(e, _)| (std::cmp::Reverse(e.priority), e.create_index));
-        out
+            .collect()
     }
 
+    /// Evaluations due at `now`, in the queue's order (higher priority first, then older).
+    /// Delayed ones wait until their `wait_until`.
     pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {
-        let mut v: Vec<&Evaluation> = self
-            .evals
+        self.evals
             .in_state(EVAL_PENDING)
             .filter(|e| e.wait_until_unix_ms <= now)
-            .collect();
-        v.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.create_index));
-        v
+            .collect()
     }
 
     /// Finds an object by full ID or unique prefix.
@@ -907,12 +917,19 @@ mod tests {
             s.evals.insert(e);
         }
         let picked: Vec<(&str, Vec<&str>)> = s
-            .evals_to_schedule(100)
+            .evals_to_schedule(100, 32)
             .into_iter()
             .map(|(e, older)| (e.id.as_str(), older.iter().map(|o| o.id.as_str()).collect()))
             .collect();
         // b first (higher priority); a's newest due evaluation, superseding a1; a3 waits.
         assert_eq!(picked, vec![("b1", vec![]), ("a2", vec!["a1"])]);
+        // At most the asked number of jobs, from the head of the queue.
+        let first: Vec<&str> = s
+            .evals_to_schedule(100, 1)
+            .into_iter()
+            .map(|(e, _)| e.id.as_str())
+            .collect();
+        assert_eq!(first, ["b1"]);
         let cmd = crate::sched::plan_command(
             &s.evals["a2"],
             &[&s.evals["a1"]],

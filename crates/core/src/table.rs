@@ -1,7 +1,9 @@
 //! A table of the state (allocations, evaluations) with the secondary indexes the state machine
 //! and the scheduler look rows up by: by job, by node, and by the few *states* that are looked
-//! for while they last (pending and blocked evaluations). Without them every command and every
-//! scheduler run scanned every allocation and evaluation ever kept.
+//! for while they last (pending and blocked evaluations), in the order they are served (for
+//! evaluations: priority, then age), so that the eval loop reads the head of the queue instead
+//! of sorting all of it each round. Without them every command and every scheduler run scanned
+//! every allocation and evaluation ever kept.
 //!
 //! Reads go through `Deref` to the map by ID. Changes go through [`Table::insert`],
 //! [`Table::update`] and [`Table::remove`], which keep the indexes right; there is no `get_mut`.
@@ -21,7 +23,14 @@ pub trait Row {
     fn node_id(&self) -> &str;
     /// The state the row is indexed under while it is in it (see [`Table::in_state`]), if any.
     fn state(&self) -> Option<&str>;
+    /// Where the row comes among those of its state: lower first, then by ID.
+    fn rank(&self) -> Rank {
+        Rank::default()
+    }
 }
+
+/// The order of rows within a state: `(first, second)`, lower first.
+pub type Rank = (i64, u64);
 
 impl Row for Allocation {
     fn id(&self) -> &str {
@@ -52,6 +61,10 @@ impl Row for Evaluation {
         let s = self.status.as_str();
         (s == EVAL_PENDING || s == EVAL_BLOCKED).then_some(s)
     }
+    /// Higher priority first, then the older (lower create index) first.
+    fn rank(&self) -> Rank {
+        (-i64::from(self.priority), self.create_index)
+    }
 }
 
 impl Row for Deployment {
@@ -74,7 +87,7 @@ pub struct Table<T> {
     rows: BTreeMap<String, T>,
     by_job: BTreeMap<String, BTreeSet<String>>,
     by_node: BTreeMap<String, BTreeSet<String>>,
-    by_state: BTreeMap<String, BTreeSet<String>>,
+    by_state: BTreeMap<String, BTreeSet<(Rank, String)>>,
 }
 
 impl<T> Default for Table<T> {
@@ -121,10 +134,14 @@ fn add_key(index: &mut BTreeMap<String, BTreeSet<String>>, key: &str, id: &str) 
     }
 }
 
-fn remove_key(index: &mut BTreeMap<String, BTreeSet<String>>, key: &str, id: &str) {
-    if let Some(ids) = index.get_mut(key) {
-        ids.remove(id);
-        if ids.is_empty() {
+fn remove_key<E, Q>(index: &mut BTreeMap<String, BTreeSet<E>>, key: &str, entry: &Q)
+where
+    E: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
+{
+    if let Some(entries) = index.get_mut(key) {
+        entries.remove(entry);
+        if entries.is_empty() {
             index.remove(key);
         }
     }
@@ -134,21 +151,24 @@ impl<T: Row> Table<T> {
     fn index(&mut self, row: &T) {
         add_key(&mut self.by_job, row.job_id(), row.id());
         add_key(&mut self.by_node, row.node_id(), row.id());
-        add_key(
-            &mut self.by_state,
-            row.state().unwrap_or_default(),
-            row.id(),
-        );
+        if let Some(state) = row.state() {
+            self.by_state
+                .entry(state.to_string())
+                .or_default()
+                .insert((row.rank(), row.id().to_string()));
+        }
     }
 
     fn unindex(&mut self, row: &T) {
         remove_key(&mut self.by_job, row.job_id(), row.id());
         remove_key(&mut self.by_node, row.node_id(), row.id());
-        remove_key(
-            &mut self.by_state,
-            row.state().unwrap_or_default(),
-            row.id(),
-        );
+        if let Some(state) = row.state() {
+            remove_key(
+                &mut self.by_state,
+                state,
+                &(row.rank(), row.id().to_string()),
+            );
+        }
     }
 
     /// Inserts or replaces the row with the same ID; returns the replaced one.
@@ -196,9 +216,13 @@ impl<T: Row> Table<T> {
         self.lookup(self.by_node.get(node_id))
     }
 
-    /// The rows in a state (see [`Row::state`]), in ID order.
+    /// The rows in a state (see [`Row::state`]), by [`Row::rank`], then by ID.
     pub fn in_state<'a>(&'a self, state: &str) -> impl Iterator<Item = &'a T> + 'a {
-        self.lookup(self.by_state.get(state))
+        self.by_state
+            .get(state)
+            .into_iter()
+            .flatten()
+            .filter_map(move |(_, id)| self.rows.get(id))
     }
 }
 
@@ -274,5 +298,28 @@ mod tests {
         assert!(t.update("e1", |e| e.status = EVAL_COMPLETE.into()));
         assert_eq!(ids(t.in_state(EVAL_PENDING)), ["e2"]);
         assert!(!t.by_state.contains_key(EVAL_BLOCKED));
+    }
+
+    #[test]
+    fn pending_evaluations_come_by_priority_then_age_and_move_when_they_change() {
+        let ranked = |id: &str, priority: i32, create_index: u64| Evaluation {
+            priority,
+            create_index,
+            ..eval(id, id, EVAL_PENDING)
+        };
+        let mut t: Table<Evaluation> = [
+            ranked("a", 50, 9),
+            ranked("b", 70, 12),
+            ranked("c", 50, 3),
+            ranked("d", 50, 3),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(ids(t.in_state(EVAL_PENDING)), ["b", "c", "d", "a"]);
+        // A change of rank moves the row; the old place is gone.
+        assert!(t.update("b", |e| e.priority = 10));
+        assert_eq!(ids(t.in_state(EVAL_PENDING)), ["c", "d", "a", "b"]);
+        assert!(t.remove("c").is_some());
+        assert_eq!(ids(t.in_state(EVAL_PENDING)), ["d", "a", "b"]);
     }
 }

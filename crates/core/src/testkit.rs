@@ -98,7 +98,7 @@ impl Sim {
         for _ in 0..50 {
             let due: Vec<(Evaluation, Vec<Evaluation>)> = self
                 .state
-                .evals_to_schedule(self.now)
+                .evals_to_schedule(self.now, usize::MAX)
                 .into_iter()
                 .map(|(e, s)| (e.clone(), s.into_iter().cloned().collect()))
                 .collect();

@@ -75,9 +75,8 @@ pub async fn run_eval_loop(
             let plans: Vec<(String, String, Command)> = state.read(|s| {
                 // The runs of one round see each other's placements.
                 let mut usage = NodeUsage::of_state(s);
-                s.evals_to_schedule(now)
+                s.evals_to_schedule(now, JOBS_AT_ONCE)
                     .into_iter()
-                    .take(JOBS_AT_ONCE)
                     .map(|(eval, superseded)| {
                         // A bug in the scheduler fails this evaluation, not the server.
                         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
