@@ -221,13 +221,13 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Answers the client's requests, one thread per connection.
 /// How long after the client starts waiting on a task the executor gives back its start-up
 /// pages: past the start of a large placement (a hundred executors starting at once on the
 /// same cores), so that shedding (it reads `/proc/self/smaps`, about a millisecond) does not
 /// take CPU from the executors still starting.
 const SHED_AFTER: Duration = Duration::from_secs(2);
 
+/// Answers the client's requests, one thread per connection.
 fn serve(listener: UnixListener, shared: Shared) {
     for conn in listener.incoming().flatten() {
         let shared = shared.clone();

@@ -200,15 +200,7 @@ impl Server {
             String::new()
         };
         let cluster_name = cluster::ClusterName::new(state.clone(), founding_id);
-        let network = Network {
-            cluster_name: cluster_name.clone(),
-            dialer: config.dialer.clone(),
-            backoff: (
-                std::time::Duration::from_millis(timing.heartbeat_ms * 2),
-                std::time::Duration::from_millis(timing.election_min_ms),
-            ),
-            peers: Default::default(),
-        };
+        let network = Network::new(cluster_name.clone(), config.dialer.clone(), timing);
         let raft = Raft::new(id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;

@@ -44,16 +44,27 @@ const TARGET_KEY: &str = "yurt-raft-target";
 
 /// Makes connections to other servers, by the address in their membership entry.
 pub struct Network {
-    pub cluster_name: cluster::ClusterName,
-    pub dialer: yurt_types::tls::Dialer,
-    /// The pauses of replication to a server that does not answer (see [`Connection::backoff`]).
-    pub backoff: (Duration, Duration),
-    /// One channel per server, shared by every connection to it.
-    pub peers: Channels,
+    cluster_name: cluster::ClusterName,
+    dialer: yurt_types::tls::Dialer,
+    timing: crate::RaftTiming,
+    /// One channel per server (by Raft ID and address), shared by every connection to it.
+    channels: HashMap<(NodeId, String), Arc<ServerChannel>>,
 }
 
-/// The channel to each server, by Raft ID and address.
-pub type Channels = Arc<Mutex<HashMap<(NodeId, String), Arc<ServerChannel>>>>;
+impl Network {
+    pub fn new(
+        cluster_name: cluster::ClusterName,
+        dialer: yurt_types::tls::Dialer,
+        timing: crate::RaftTiming,
+    ) -> Network {
+        Network {
+            cluster_name,
+            dialer,
+            timing,
+            channels: HashMap::new(),
+        }
+    }
+}
 
 /// How long a connection to another server may take to open. openraft bounds every call
 /// (an AppendEntries by the heartbeat interval), and a call it gives up on leaves the
@@ -63,7 +74,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The channel to one server (it reconnects by itself), shared by the votes and every
 /// replication session sent to it: a new leader replicates over the connection its votes
 /// opened, instead of opening one under the first AppendEntries' deadline (the heartbeat).
-pub struct ServerChannel {
+struct ServerChannel {
     client: Result<RaftTransportClient<Channel>, String>,
     /// Whether the last call failed, so that the log says once when a server stops answering
     /// and once when it answers again (openraft retries every few milliseconds).
@@ -74,8 +85,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let peer = peers
+        let peer = self
+            .channels
             .entry((target, node.addr.clone()))
             .or_insert_with(|| {
                 let client = self
@@ -98,7 +109,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             peer,
             cluster_name: self.cluster_name.clone(),
-            backoff: self.backoff,
+            timing: self.timing,
         }
     }
 }
@@ -115,7 +126,7 @@ pub struct Connection {
     addr: String,
     peer: Arc<ServerChannel>,
     cluster_name: cluster::ClusterName,
-    backoff: (Duration, Duration),
+    timing: crate::RaftTiming,
 }
 
 /// A Raft call meant for another server, or from a server of another cluster, refused.
@@ -253,7 +264,10 @@ impl RaftNetwork<TypeConfig> for Connection {
     /// and a restarted server heard from its leader only after its own election timer had run
     /// out, so that every restart deposed the leader.
     fn backoff(&self) -> Backoff {
-        Backoff::new(pauses(self.backoff))
+        Backoff::new(pauses((
+            Duration::from_millis(self.timing.heartbeat_ms * 2),
+            Duration::from_millis(self.timing.election_min_ms),
+        )))
     }
 }
 
