@@ -1,5 +1,6 @@
 //! Heartbeats: a silent client's node goes down and its allocations are replaced elsewhere;
-//! a client restarted within the grace period keeps everything.
+//! a client restarted within the grace period keeps everything; a client's allocation watch
+//! answers only for its own allocations.
 
 use crate::harness::*;
 
@@ -180,4 +181,63 @@ fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays
     assert_eq!(statuses, vec!["running", "running"]);
     let alloc = server.ok(&["alloc", "status", &allocs[0]]);
     assert!(!alloc.contains("Restarting"), "no task restarted:\n{alloc}");
+}
+
+/// The blocking query a client watches its allocations with answers for a change to that
+/// node's allocations, not for every write the cluster applies.
+#[test]
+fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
+    use yurt_proto::v1::nodes_client::NodesClient;
+    use yurt_proto::v1::ClientAllocsRequest;
+
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    agent.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
+    agent.wait_running("web", 2);
+    let nodes: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["node", "status", "-json"])).unwrap();
+    let node_id = nodes["nodes"][0]["id"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut nodes = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", agent.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        NodesClient::new(channel)
+    });
+    let mut watch = |min_index: u64, wait_ms: u64| {
+        let req = ClientAllocsRequest {
+            node_id: node_id.clone(),
+            min_index,
+            wait_ms,
+        };
+        rt.block_on(nodes.client_allocs(req)).unwrap().into_inner()
+    };
+    let first = watch(0, 0);
+    assert_eq!(first.allocs.len(), 2, "{first:?}");
+    assert!(first.index > 0);
+
+    // A job that fits on no node: written through Raft, but no allocation of this node changes.
+    let big = dir.path.join("big.hcl");
+    std::fs::write(
+        &big,
+        "job \"big\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/true\"\n      }\n      resources {\n        memory = 100000000\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let out = agent.yurt(&["job", "run", "-detach", big.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let quiet = watch(first.index, 1500);
+    assert_eq!(quiet.index, first.index, "woken by another job's write");
+
+    // Stopping the job changes this node's allocations: the watch answers with them.
+    agent.ok(&["job", "stop", "-detach", "web"]);
+    let stopped = watch(first.index, 30_000);
+    assert!(stopped.index > first.index, "{stopped:?}");
+    assert!(
+        stopped.allocs.iter().all(|a| a.desired_status == "stop"),
+        "{:?}",
+        stopped.allocs
+    );
 }

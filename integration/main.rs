@@ -6,7 +6,8 @@
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
 //! - `drain`: node drain: metered migrations, deadlines, batch and system jobs, eligibility;
 //! - `health`: service checks and task states decide allocation health;
-//! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing;
+//! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing; a
+//!   client's allocation watch answers only for its own allocations;
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;

@@ -638,6 +638,17 @@ impl State {
         self.allocs.on_node(node_id).collect()
     }
 
+    /// The highest modify index among the allocations on `node_id` (0 for none): it moves
+    /// whenever one of them is placed or changed, and only then, so a client waits on it
+    /// instead of on every entry the cluster applies.
+    pub fn node_allocs_index(&self, node_id: &str) -> u64 {
+        self.allocs
+            .on_node(node_id)
+            .map(|a| a.modify_index)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The jobs a change of `node_id`'s status concerns: those with allocations on it that are
     /// still meant to run, and every system job.
     pub fn jobs_affected_by_node(&self, node_id: &str) -> Vec<&Job> {
@@ -894,6 +905,40 @@ mod tests {
             })),
             ..Command::default()
         }
+    }
+
+    #[test]
+    fn a_nodes_allocations_index_moves_only_with_its_own_allocations() {
+        let mut s = State::default();
+        s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
+        s.nodes.insert("n2".into(), ready_node("n2", 1000, 1000));
+        assert_eq!(s.node_allocs_index("n1"), 0);
+        s.apply(3, &plan("e1", vec![placement("a1", "n1", 100, 20000)]))
+            .unwrap();
+        assert_eq!(s.node_allocs_index("n1"), 3);
+        // A placement on another node, and a write that touches no allocation, leave it.
+        s.apply(4, &plan("e2", vec![placement("a2", "n2", 100, 20000)]))
+            .unwrap();
+        s.apply(5, &plan("e3", vec![])).unwrap();
+        assert_eq!(s.node_allocs_index("n1"), 3);
+        assert_eq!(s.node_allocs_index("n2"), 4);
+        // The client's own report changes the allocation, and so the index.
+        let report = Command {
+            kind: Some(command::Kind::AllocClientUpdates(
+                crate::internal::AllocClientUpdates {
+                    node_id: "n1".into(),
+                    evals: vec![],
+                    updates: vec![crate::v1::AllocClientUpdate {
+                        alloc_id: "a1".into(),
+                        client_status: ALLOC_RUNNING.into(),
+                        ..Default::default()
+                    }],
+                },
+            )),
+            ..Command::default()
+        };
+        s.apply(6, &report).unwrap();
+        assert_eq!(s.node_allocs_index("n1"), 6);
     }
 
     #[test]

@@ -596,11 +596,17 @@ impl nodes_server::Nodes for Api {
         self.barrier(&req).await?;
         let req = req.into_inner();
         let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
-        let index = self.reads.state.wait_past(req.min_index, wait).await;
-        let allocs = self
-            .reads
+        // Only a change to this node's allocations answers: a cluster's every write would
+        // otherwise send each client all of its allocations again.
+        let node = &req.node_id;
+        self.reads
             .state
-            .read(|s| s.node_allocs(&req.node_id).into_iter().cloned().collect());
+            .wait_until(wait, |s| s.node_allocs_index(node) != req.min_index)
+            .await;
+        let (allocs, index) = self.reads.state.read(|s| {
+            let allocs = s.node_allocs(node).into_iter().cloned().collect();
+            (allocs, s.node_allocs_index(node))
+        });
         Ok(Response::new(ClientAllocsResponse { allocs, index }))
     }
 

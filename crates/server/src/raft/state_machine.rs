@@ -79,6 +79,22 @@ impl StateHandle {
         idx
     }
 
+    /// Waits until `done` holds of the state, checked after every applied entry, or until
+    /// `wait` passes.
+    pub async fn wait_until(&self, wait: Duration, done: impl Fn(&State) -> bool) {
+        let mut rx = self.inner.index_tx.subscribe();
+        let check = async {
+            loop {
+                // Marked seen before the state is read: an entry applied in between wakes us.
+                rx.borrow_and_update();
+                if self.read(&done) || rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(wait, check).await;
+    }
+
     /// A receiver that changes whenever an entry is applied.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.index_tx.subscribe()
