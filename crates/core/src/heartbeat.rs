@@ -48,9 +48,21 @@ impl Tracker {
     /// A heartbeat (or registration) from `node` at `now`, given `ttl_ms`: the node is down if
     /// nothing more is heard by `now + ttl + grace`.
     pub fn beat(&mut self, cfg: &Config, node: &str, now: i64, ttl_ms: u64) {
-        self.deadlines
-            .insert(node.to_string(), now + (ttl_ms + cfg.grace_ms) as i64);
-        self.last.insert(node.to_string(), (now, ttl_ms));
+        let deadline = now + (ttl_ms + cfg.grace_ms) as i64;
+        // A node heard from before (every steady beat) is updated in place, without copying
+        // its ID.
+        match self.deadlines.get_mut(node) {
+            Some(d) => *d = deadline,
+            None => {
+                self.deadlines.insert(node.to_string(), deadline);
+            }
+        }
+        match self.last.get_mut(node) {
+            Some(l) => *l = (now, ttl_ms),
+            None => {
+                self.last.insert(node.to_string(), (now, ttl_ms));
+            }
+        }
     }
 
     /// When `node` last heartbeated to this leader and the TTL it was handed.
