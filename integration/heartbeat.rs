@@ -184,7 +184,8 @@ fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays
 }
 
 /// The blocking query a client watches its allocations with answers for a change to that
-/// node's allocations, not for every write the cluster applies.
+/// node's allocations, not for every write the cluster applies, and with `changed_only` sends
+/// only the allocations that changed.
 #[test]
 fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
     use yurt_proto::v1::nodes_client::NodesClient;
@@ -193,8 +194,19 @@ fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
     let dir = TestDir::new();
     let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
     agent.wait_node_ready();
+    let job = |name: &str, memory: u64| {
+        let path = dir.path.join(format!("{name}.hcl"));
+        std::fs::write(
+            &path,
+            format!("job \"{name}\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n        args = [\"3600\"]\n      }}\n      resources {{\n        memory = {memory}\n      }}\n    }}\n  }}\n}}\n"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
     agent.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
+    agent.ok(&["job", "run", "-detach", &job("one", 32)]);
     agent.wait_running("web", 2);
+    agent.wait_running("one", 1);
     let nodes: serde_json::Value =
         serde_json::from_str(&agent.ok(&["node", "status", "-json"])).unwrap();
     let node_id = nodes["nodes"][0]["id"].as_str().unwrap().to_string();
@@ -207,37 +219,36 @@ fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
             .unwrap();
         NodesClient::new(channel)
     });
-    let mut watch = |min_index: u64, wait_ms: u64| {
+    let mut watch = |min_index: u64, wait_ms: u64, changed_only: bool| {
         let req = ClientAllocsRequest {
             node_id: node_id.clone(),
             min_index,
             wait_ms,
+            changed_only,
         };
         rt.block_on(nodes.client_allocs(req)).unwrap().into_inner()
     };
-    let first = watch(0, 0);
-    assert_eq!(first.allocs.len(), 2, "{first:?}");
+    let first = watch(0, 0, true);
+    assert_eq!(first.allocs.len(), 3, "{first:?}");
     assert!(first.index > 0);
 
     // A job that fits on no node: written through Raft, but no allocation of this node changes.
-    let big = dir.path.join("big.hcl");
-    std::fs::write(
-        &big,
-        "job \"big\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/true\"\n      }\n      resources {\n        memory = 100000000\n      }\n    }\n  }\n}\n",
-    )
-    .unwrap();
-    let out = agent.yurt(&["job", "run", "-detach", big.to_str().unwrap()]);
+    let out = agent.yurt(&["job", "run", "-detach", &job("big", 100_000_000)]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let quiet = watch(first.index, 1500);
+    let quiet = watch(first.index, 1500, true);
     assert_eq!(quiet.index, first.index, "woken by another job's write");
+    assert!(quiet.allocs.is_empty(), "{:?}", quiet.allocs);
 
-    // Stopping the job changes this node's allocations: the watch answers with them.
-    agent.ok(&["job", "stop", "-detach", "web"]);
-    let stopped = watch(first.index, 30_000);
+    // Stopping a job changes this node's allocations: the watch answers with the one that
+    // changed, or with all of them when asked.
+    agent.ok(&["job", "stop", "-detach", "one"]);
+    let stopped = watch(first.index, 30_000, true);
     assert!(stopped.index > first.index, "{stopped:?}");
-    assert!(
-        stopped.allocs.iter().all(|a| a.desired_status == "stop"),
-        "{:?}",
-        stopped.allocs
-    );
+    let changed: Vec<(&str, &str)> = stopped
+        .allocs
+        .iter()
+        .map(|a| (a.job_id.as_str(), a.desired_status.as_str()))
+        .collect();
+    assert_eq!(changed, [("one", "stop")]);
+    assert_eq!(watch(first.index, 0, false).allocs.len(), 3);
 }

@@ -279,6 +279,8 @@ impl Client {
                 node_id: self.inner.node_id.clone(),
                 min_index: index,
                 wait_ms: 30_000,
+                // Allocations not in an answer are unchanged (reconcile leaves them alone).
+                changed_only: true,
             };
             let mut nodes = self.inner.servers.get();
             let call = nodes.client_allocs(req);

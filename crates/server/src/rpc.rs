@@ -604,8 +604,15 @@ impl nodes_server::Nodes for Api {
             .wait_until(wait, |s| s.node_allocs_index(node) != req.min_index)
             .await;
         let (allocs, index) = self.reads.state.read(|s| {
-            let allocs = s.node_allocs(node).into_iter().cloned().collect();
-            (allocs, s.node_allocs_index(node))
+            let index = s.node_allocs_index(node);
+            let all = !req.changed_only || index < req.min_index;
+            let allocs = s
+                .allocs
+                .on_node(node)
+                .filter(|a| all || a.modify_index > req.min_index)
+                .cloned()
+                .collect();
+            (allocs, index)
         });
         Ok(Response::new(ClientAllocsResponse { allocs, index }))
     }
