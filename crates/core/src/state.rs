@@ -642,11 +642,7 @@ impl State {
     /// whenever one of them is placed or changed, and only then, so a client waits on it
     /// instead of on every entry the cluster applies.
     pub fn node_allocs_index(&self, node_id: &str) -> u64 {
-        self.allocs
-            .on_node(node_id)
-            .map(|a| a.modify_index)
-            .max()
-            .unwrap_or(0)
+        self.allocs.node_version(node_id)
     }
 
     /// The jobs a change of `node_id`'s status concerns: those with allocations on it that are

@@ -2,8 +2,9 @@
 //! and the scheduler look rows up by: by job, by node, and by the few *states* that are looked
 //! for while they last (pending and blocked evaluations), in the order they are served (for
 //! evaluations: priority, then age), so that the eval loop reads the head of the queue instead
-//! of sorting all of it each round. Without them every command and every scheduler run scanned
-//! every allocation and evaluation ever kept.
+//! of sorting all of it each round; and each node's version (the highest modify index among
+//! its rows), which a client's watch of its allocations waits on. Without them every command
+//! and every scheduler run scanned every allocation and evaluation ever kept.
 //!
 //! Reads go through `Deref` to the map by ID. Changes go through [`Table::insert`],
 //! [`Table::update`] and [`Table::remove`], which keep the indexes right; there is no `get_mut`.
@@ -27,6 +28,10 @@ pub trait Row {
     fn rank(&self) -> Rank {
         Rank::default()
     }
+    /// What moves whenever the row changes (its modify index), for [`Table::node_version`].
+    fn version(&self) -> u64 {
+        0
+    }
 }
 
 /// The order of rows within a state: `(first, second)`, lower first.
@@ -44,6 +49,9 @@ impl Row for Allocation {
     }
     fn state(&self) -> Option<&str> {
         None
+    }
+    fn version(&self) -> u64 {
+        self.modify_index
     }
 }
 
@@ -87,6 +95,8 @@ pub struct Table<T> {
     rows: BTreeMap<String, T>,
     by_job: BTreeMap<String, BTreeSet<String>>,
     by_node: BTreeMap<String, BTreeSet<String>>,
+    /// For each node, how many of its rows are at each version: the highest is the node's.
+    node_versions: BTreeMap<String, BTreeMap<u64, usize>>,
     by_state: BTreeMap<String, BTreeSet<(Rank, String)>>,
 }
 
@@ -96,6 +106,7 @@ impl<T> Default for Table<T> {
             rows: BTreeMap::new(),
             by_job: BTreeMap::new(),
             by_node: BTreeMap::new(),
+            node_versions: BTreeMap::new(),
             by_state: BTreeMap::new(),
         }
     }
@@ -151,6 +162,14 @@ impl<T: Row> Table<T> {
     fn index(&mut self, row: &T) {
         add_key(&mut self.by_job, row.job_id(), row.id());
         add_key(&mut self.by_node, row.node_id(), row.id());
+        if !row.node_id().is_empty() {
+            *self
+                .node_versions
+                .entry(row.node_id().to_string())
+                .or_default()
+                .entry(row.version())
+                .or_default() += 1;
+        }
         if let Some(state) = row.state() {
             self.by_state
                 .entry(state.to_string())
@@ -162,6 +181,17 @@ impl<T: Row> Table<T> {
     fn unindex(&mut self, row: &T) {
         remove_key(&mut self.by_job, row.job_id(), row.id());
         remove_key(&mut self.by_node, row.node_id(), row.id());
+        if let Some(versions) = self.node_versions.get_mut(row.node_id()) {
+            if let Some(n) = versions.get_mut(&row.version()) {
+                *n -= 1;
+                if *n == 0 {
+                    versions.remove(&row.version());
+                }
+            }
+            if versions.is_empty() {
+                self.node_versions.remove(row.node_id());
+            }
+        }
         if let Some(state) = row.state() {
             remove_key(
                 &mut self.by_state,
@@ -214,6 +244,16 @@ impl<T: Row> Table<T> {
     /// The rows placed on a node, in ID order.
     pub fn on_node<'a>(&'a self, node_id: &str) -> impl Iterator<Item = &'a T> + 'a {
         self.lookup(self.by_node.get(node_id))
+    }
+
+    /// The highest [`Row::version`] among the rows on a node (0 for none): it moves when one of
+    /// them is added or changed.
+    pub fn node_version(&self, node_id: &str) -> u64 {
+        self.node_versions
+            .get(node_id)
+            .and_then(|v| v.keys().next_back())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The rows in a state (see [`Row::state`]), by [`Row::rank`], then by ID.
@@ -277,6 +317,30 @@ mod tests {
             !t.by_job.contains_key("db") && !t.by_node.contains_key("n2"),
             "empty index entries are dropped"
         );
+    }
+
+    #[test]
+    fn a_nodes_version_is_the_highest_among_its_rows() {
+        let at = |id: &str, node: &str, modify_index: u64| Allocation {
+            modify_index,
+            ..alloc(id, "web", node)
+        };
+        let mut t: Table<Allocation> = [at("a1", "n1", 5), at("a2", "n1", 5), at("a3", "n2", 9)]
+            .into_iter()
+            .collect();
+        assert_eq!((t.node_version("n1"), t.node_version("n2")), (5, 9));
+        assert!(t.update("a1", |a| a.modify_index = 12));
+        assert_eq!(t.node_version("n1"), 12);
+        // The highest row gone, the next highest counts; two rows at one version count twice.
+        t.remove("a1");
+        assert_eq!(t.node_version("n1"), 5);
+        t.insert(at("a2", "n2", 13));
+        assert_eq!((t.node_version("n1"), t.node_version("n2")), (0, 13));
+        assert!(
+            !t.node_versions.contains_key("n1"),
+            "empty entries are dropped"
+        );
+        assert_eq!(t.node_version("nope"), 0);
     }
 
     #[test]
