@@ -1,7 +1,7 @@
 //! `yurt-bench client`: one server and one client agent on loopback. Prints the time from
 //! `job run` of a count=100 job until all 100 allocations are `running` in the servers' state,
 //! the RSS of the idle client agent and of one executor, and how many heartbeats per second
-//! the server answers from many simulated clients.
+//! the server answers from many simulated clients, with its CPU time per heartbeat.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
