@@ -2,7 +2,7 @@
 //! jitter the caller draws. Only the leader keeps a [`Tracker`]; heartbeats never touch Raft, only
 //! the status changes they cause do.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -36,81 +36,88 @@ pub fn ttl_ms(cfg: &Config, nodes: usize, jitter: f64) -> u64 {
     base + (base as f64 * jitter.clamp(0.0, 0.999)) as u64
 }
 
-/// When each node must have heartbeated by.
+/// What the leader knows of one node's heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Beat {
+    /// The node is down if nothing is heard from it by then.
+    deadline: i64,
+    /// The last heartbeat to this leader and the TTL it was given (none yet after a reset).
+    last: Option<(i64, u64)>,
+}
+
+/// When each node must have heartbeated by. A hash map: a steady beat is a lookup by node ID
+/// on every heartbeat the cluster sends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tracker {
-    deadlines: BTreeMap<String, i64>,
-    /// The last heartbeat of each node and the TTL it was given.
-    last: BTreeMap<String, (i64, u64)>,
+    nodes: HashMap<String, Beat>,
 }
 
 impl Tracker {
     /// A heartbeat (or registration) from `node` at `now`, given `ttl_ms`: the node is down if
     /// nothing more is heard by `now + ttl + grace`.
     pub fn beat(&mut self, cfg: &Config, node: &str, now: i64, ttl_ms: u64) {
-        let deadline = now + (ttl_ms + cfg.grace_ms) as i64;
+        let beat = Beat {
+            deadline: now + (ttl_ms + cfg.grace_ms) as i64,
+            last: Some((now, ttl_ms)),
+        };
         // A node heard from before (every steady beat) is updated in place, without copying
         // its ID.
-        match self.deadlines.get_mut(node) {
-            Some(d) => *d = deadline,
+        match self.nodes.get_mut(node) {
+            Some(b) => *b = beat,
             None => {
-                self.deadlines.insert(node.to_string(), deadline);
-            }
-        }
-        match self.last.get_mut(node) {
-            Some(l) => *l = (now, ttl_ms),
-            None => {
-                self.last.insert(node.to_string(), (now, ttl_ms));
+                self.nodes.insert(node.to_string(), beat);
             }
         }
     }
 
     /// When `node` last heartbeated to this leader and the TTL it was handed.
     pub fn last_beat(&self, node: &str) -> Option<(i64, u64)> {
-        self.last.get(node).copied()
+        self.nodes.get(node).and_then(|b| b.last)
     }
 
     /// On gaining leadership: every node still alive in the state gets the failover TTL,
     /// unless this leader has already heard from it (its own deadline stands).
     pub fn reset(&mut self, cfg: &Config, nodes: impl IntoIterator<Item = String>, now: i64) {
         for n in nodes {
-            self.deadlines
-                .entry(n)
-                .or_insert(now + cfg.failover_ttl_ms as i64);
+            self.nodes.entry(n).or_insert(Beat {
+                deadline: now + cfg.failover_ttl_ms as i64,
+                last: None,
+            });
         }
     }
 
     /// Forgets every node (on losing leadership).
     pub fn clear(&mut self) {
-        self.deadlines.clear();
-        self.last.clear();
+        self.nodes.clear();
     }
 
     /// Stops tracking a node (it is down, or gone).
     pub fn forget(&mut self, node: &str) {
-        self.deadlines.remove(node);
-        self.last.remove(node);
+        self.nodes.remove(node);
     }
 
-    /// The nodes whose deadline has passed at `now`.
+    /// The nodes whose deadline has passed at `now`, by ID.
     pub fn expired(&self, now: i64) -> Vec<String> {
-        self.deadlines
+        let mut out: Vec<String> = self
+            .nodes
             .iter()
-            .filter(|(_, d)| **d < now)
+            .filter(|(_, b)| b.deadline < now)
             .map(|(n, _)| n.clone())
-            .collect()
+            .collect();
+        out.sort();
+        out
     }
 
     pub fn deadline(&self, node: &str) -> Option<i64> {
-        self.deadlines.get(node).copied()
+        self.nodes.get(node).map(|b| b.deadline)
     }
 
     pub fn len(&self) -> usize {
-        self.deadlines.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deadlines.is_empty()
+        self.nodes.is_empty()
     }
 }
 

@@ -94,7 +94,8 @@ pub async fn dial_leader(
 
 /// The current leader's address as the Raft configuration records it.
 pub fn leader_addr(raft: &Raft) -> Option<String> {
-    let m = raft.metrics().borrow().clone();
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
     let leader = m.current_leader?;
     m.membership_config
         .membership()
@@ -127,7 +128,8 @@ pub async fn remove_member(raft: &Raft, id: NodeId) -> Result<(), tonic::Status>
 
 /// Whether this server is the leader right now.
 pub fn is_leader(raft: &Raft) -> bool {
-    let m = raft.metrics().borrow().clone();
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
     m.current_leader == Some(m.id)
 }
 pub type StorageError = openraft::StorageError<NodeId>;
