@@ -236,8 +236,8 @@ fn heartbeat_bodies(ids: &[String]) -> Vec<Bytes> {
         .collect()
 }
 
-/// Registers many simulated nodes, then heartbeats them from many concurrent callers over one
-/// HTTP/2 connection, and prints the rate and the server's CPU time per heartbeat.
+/// Registers many simulated nodes, then heartbeats them from many concurrent callers over a few
+/// HTTP/2 connections, and prints the rate and the server's CPU time per heartbeat.
 ///
 /// The callers send requests encoded beforehand straight over HTTP/2: through tonic's client
 /// (its buffer task, per-call encoding) the load generator took as much CPU as the server it

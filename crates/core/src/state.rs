@@ -639,8 +639,8 @@ impl State {
     }
 
     /// The highest modify index among the allocations on `node_id` (0 for none): it moves
-    /// whenever one of them is placed or changed, and only then, so a client waits on it
-    /// instead of on every entry the cluster applies.
+    /// when one of them is placed or changed (or the newest is removed) and with no other
+    /// write, so a client waits on it instead of on every entry the cluster applies.
     pub fn node_allocs_index(&self, node_id: &str) -> u64 {
         self.allocs.node_version(node_id)
     }

@@ -247,7 +247,7 @@ impl<T: Row> Table<T> {
     }
 
     /// The highest [`Row::version`] among the rows on a node (0 for none): it moves when one of
-    /// them is added or changed.
+    /// them is added or changed, or the highest is removed.
     pub fn node_version(&self, node_id: &str) -> u64 {
         self.node_versions
             .get(node_id)
