@@ -106,6 +106,24 @@ pub fn wait_task_pids(data_dir: &Path, n: usize) -> Vec<i32> {
 }
 
 /// Whether a process runs (a zombie does not count).
+/// A process's parent, from `/proc/PID/stat`.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A process's command line, arguments separated by spaces.
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
 pub fn alive(pid: i32) -> bool {
     yurt_client::executor::alive(pid)
 }
@@ -326,6 +344,11 @@ impl Agent {
                 Err(text)
             }
         })
+    }
+
+    /// The agent's PID, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
     }
 
     /// Kills the agent with SIGKILL (its tasks keep running).

@@ -31,9 +31,36 @@ fn sigkilled_agent_recovers_state_and_keeps_tasks() {
     });
     let before = agent.ok(&["agent-info"]);
     assert!(before.contains("last_snapshot_index"), "{before}");
+    // Each task's executor was forked by the agent's executor launcher.
+    let launchers: Vec<i32> = pids
+        .iter()
+        .map(|&task| {
+            let executor = parent_of(task).unwrap();
+            let comm = std::fs::read_to_string(format!("/proc/{executor}/comm")).unwrap();
+            assert_eq!(comm.trim_end(), "yurt executor");
+            let launcher = parent_of(executor).unwrap();
+            assert!(
+                cmdline(launcher).ends_with(" executor-launcher "),
+                "{}",
+                cmdline(launcher)
+            );
+            assert_eq!(parent_of(launcher), agent.pid());
+            launcher
+        })
+        .collect();
+    assert!(launchers.windows(2).all(|w| w[0] == w[1]), "{launchers:?}");
 
     agent.kill9();
     assert_eq!(live_pids(), pids, "tasks outlive the agent");
+    // The launcher goes with the agent; the executors and tasks stay.
+    wait_for("the executor launcher to end with the agent", || {
+        if alive(launchers[0]) {
+            Err(cmdline(launchers[0]))
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!(live_pids(), pids, "tasks outlive the launcher");
 
     let agent = Agent::start(&data, &args);
     let after = agent.wait_running("web", 2);

@@ -3,6 +3,7 @@
 //! the RSS of the idle client agent and of one executor, and how many heartbeats per second
 //! the server answers from many simulated clients, with its CPU time per heartbeat.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use prost::Message;
 use yurt_proto::v1::jobs_client::JobsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::{
-    DeregisterJobRequest, GetJobRequest, HeartbeatRequest, ListNodesRequest, Node,
+    ClientAllocsRequest, DeregisterJobRequest, HeartbeatRequest, ListNodesRequest, Node,
     RegisterJobRequest, RegisterNodeRequest, Resources,
 };
 
@@ -83,7 +84,9 @@ fn sleeper_job() -> yurt_proto::v1::Job {
     yurt_types::jobspec::parse_hcl("hundred.hcl", &src).unwrap()
 }
 
-pub async fn client(yurt: PathBuf) {
+/// `heartbeats`: also measure heartbeats (`--no-heartbeats` skips them, for quick runs of the
+/// rest).
+pub async fn client(yurt: PathBuf, heartbeats: bool) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::spawn(
         &yurt,
@@ -101,14 +104,19 @@ pub async fn client(yurt: PathBuf) {
     );
     let mut nodes = NodesClient::new(channel(&server.addr).await);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !nodes
-        .list(ListNodesRequest {})
-        .await
-        .is_ok_and(|r| r.into_inner().nodes.iter().any(|n| n.status == "ready"))
-    {
+    let node_id = loop {
+        let listed = nodes.list(ListNodesRequest {}).await;
+        if let Some(n) = listed.ok().and_then(|r| {
+            r.into_inner()
+                .nodes
+                .into_iter()
+                .find(|n| n.status == "ready")
+        }) {
+            break n.id;
+        }
         assert!(Instant::now() < deadline, "the client did not register");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     // Let the client settle, past its first heartbeats (every TTL/2 = 5 s), before reading its
     // idle footprint: it gives back its start-up pages once registered, and a heartbeat
     // touches some of them again.
@@ -125,24 +133,27 @@ pub async fn client(yurt: PathBuf) {
     })
     .await
     .expect("register");
-    loop {
-        let allocs = jobs
-            .allocations(GetJobRequest {
-                job_id: "hundred".into(),
+    // Watched as the client agent watches them: a blocking query on the node's allocations
+    // that answers with those changed (polling all 100 every few milliseconds took the server
+    // 40-110 ms of CPU during the burst it measured).
+    let mut status: BTreeMap<String, String> = BTreeMap::new();
+    let mut index = 0;
+    while status.values().filter(|s| *s == "running").count() < COUNT {
+        let answer = nodes
+            .client_allocs(ClientAllocsRequest {
+                node_id: node_id.clone(),
+                min_index: index,
+                wait_ms: 1000,
+                changed_only: true,
             })
             .await
-            .map(|r| r.into_inner().allocs)
-            .unwrap_or_default();
-        if allocs
-            .iter()
-            .filter(|a| a.client_status == "running")
-            .count()
-            >= COUNT
-        {
-            break;
+            .expect("watch the node's allocations")
+            .into_inner();
+        for a in answer.allocs.into_iter().filter(|a| a.job_id == "hundred") {
+            status.insert(a.id, a.client_status);
         }
+        index = answer.index;
         assert!(start.elapsed() < Duration::from_secs(60), "not all running");
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let all_running = start.elapsed();
     // Executors give back their start-up pages two seconds after the client waits on them.
@@ -177,15 +188,17 @@ pub async fn client(yurt: PathBuf) {
     // cores shared with the server, a multi-threaded generator spent its time waking its own
     // threads and contending on its HTTP/2 connection's lock.
     let (addr, pid) = (server.addr.clone(), server.pid());
-    tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(heartbeats(&addr, pid))
-    })
-    .await
-    .unwrap();
+    if heartbeats {
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(heartbeat_load(&addr, pid))
+        })
+        .await
+        .unwrap();
+    }
 
     // Stop the tasks before the agents go (tasks outlive a SIGKILLed client).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -242,7 +255,7 @@ fn heartbeat_bodies(ids: &[String]) -> Vec<Bytes> {
 /// The callers send requests encoded beforehand straight over HTTP/2: through tonic's client
 /// (its buffer task, per-call encoding) the load generator took as much CPU as the server it
 /// measured, on the same two cores.
-async fn heartbeats(addr: &str, server_pid: i32) {
+async fn heartbeat_load(addr: &str, server_pid: i32) {
     let ch = channel(addr).await;
     let mut nodes = NodesClient::new(ch);
     let ids: Vec<String> = (0..SIMULATED_NODES)

@@ -369,14 +369,17 @@ fn main() {
             let failover = !rest.iter().any(|a| a == "--no-failover");
             rt.block_on(raft(yurt, count, failover))
         }
-        "client" => rt.block_on(client::client(yurt)),
+        "client" => {
+            let heartbeats = !args.any(|a| a == "--no-heartbeats");
+            rt.block_on(client::client(yurt, heartbeats))
+        }
         "deploy" => rt.block_on(deploy::deploy(yurt)),
         "sched" => {
             sched::in_memory();
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client | sched | deploy");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy");
             std::process::exit(2)
         }
     }

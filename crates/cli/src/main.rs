@@ -142,11 +142,16 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
 fn main() -> ExitCode {
     // `yurt executor DIR` lives as long as its task, one per task: it starts before anything
     // else (no argument parser, no async runtime) to stay small.
+    // So does `yurt executor-launcher`, which forks executors for the client agent.
     let mut args = std::env::args_os().skip(1);
-    if let (Some(cmd), Some(dir), None) = (args.next(), args.next(), args.next()) {
-        if cmd == "executor" {
+    match (args.next(), args.next(), args.next()) {
+        (Some(cmd), Some(dir), None) if cmd == "executor" => {
             return ExitCode::from(yurt_client::executor::run(&PathBuf::from(dir)) as u8);
         }
+        (Some(cmd), None, None) if cmd == "executor-launcher" => {
+            return ExitCode::from(yurt_client::launcher::run() as u8);
+        }
+        _ => {}
     }
     let cli = Cli::parse_from(normalize_args(std::env::args()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()

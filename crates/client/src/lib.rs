@@ -12,6 +12,7 @@ pub mod checks;
 pub mod executor;
 pub mod fingerprint;
 pub mod health;
+pub mod launcher;
 pub mod logfiles;
 mod logs;
 mod memory;
@@ -117,6 +118,8 @@ struct Inner {
     /// One supervisor pass at a time: a pass starts executors after it lets go of `allocs`,
     /// and no other pass may see its tasks in between.
     tick_serial: tokio::sync::Mutex<()>,
+    /// Forks executors; started with the first task, again after it ends.
+    launcher: Arc<Mutex<Option<launcher::Launcher>>>,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
@@ -218,6 +221,7 @@ impl Client {
                 checkers: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
                 tick_serial: tokio::sync::Mutex::new(()),
+                launcher: Arc::default(),
                 servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),

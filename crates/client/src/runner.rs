@@ -15,6 +15,7 @@ use yurt_types::status::*;
 
 use crate::executor::{self, ExecSpec};
 use crate::health::{self, Verdict};
+use crate::launcher::{LaunchError, Launcher};
 use crate::restart::{decide, Decision};
 use crate::{checks, Client};
 
@@ -107,10 +108,61 @@ struct Spawn {
     exec_dir: PathBuf,
 }
 
+/// Starts an executor for each dir; the results in order. They are forked by the launcher
+/// ([`crate::launcher`]), started first if need be; when `exe` has no launcher, or it ends,
+/// the rest are started directly ([`spawn_direct`]).
+fn spawn_executors(
+    handle: &tokio::runtime::Handle,
+    exe: &Path,
+    launcher: &std::sync::Mutex<Option<Launcher>>,
+    dirs: &[PathBuf],
+) -> Vec<Result<i32, String>> {
+    let mut launcher = launcher.lock().unwrap_or_else(|e| e.into_inner());
+    if launcher.is_none() {
+        match Launcher::start(exe) {
+            Ok(l) => *launcher = Some(l),
+            Err(e) => {
+                tracing::debug!(error = %e, "no executor launcher; starting executors directly")
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(dirs.len());
+    let mut rest = dirs;
+    while let (Some(l), Some((dir, more))) = (launcher.as_mut(), rest.split_first()) {
+        if dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
+            out.extend(spawn_direct(handle, exe, std::slice::from_ref(dir)));
+            rest = more;
+            continue;
+        }
+        match l.launch(dir) {
+            Ok(pid) => out.push(Ok(pid)),
+            Err(LaunchError::Failed(why)) => {
+                out.push(Err(format!("cannot start the executor: {why}")))
+            }
+            Err(LaunchError::Gone { sent, why }) => {
+                tracing::warn!(%why, "the executor launcher ended; starting executors directly until it is restarted");
+                *launcher = None;
+                if !sent {
+                    break;
+                }
+                // It may have forked this one before it ended: starting another could run the
+                // task twice, so this start fails (and the restart policy takes over).
+                out.push(Err(format!(
+                    "the executor launcher ended before it answered ({why})"
+                )));
+            }
+        }
+        rest = more;
+    }
+    drop(launcher);
+    out.extend(spawn_direct(handle, exe, rest));
+    out
+}
+
 /// Starts `yurt executor DIR` for each dir, on a few threads at once; the results in order.
 /// Each executor is reaped by the runtime when it ends while this agent runs (after a restart,
 /// init does).
-fn spawn_executors(
+fn spawn_direct(
     handle: &tokio::runtime::Handle,
     exe: &Path,
     dirs: &[PathBuf],
@@ -636,9 +688,13 @@ impl Client {
         let exe = self.inner.config.executor_exe.clone();
         let dirs: Vec<PathBuf> = spawns.iter().map(|s| s.exec_dir.clone()).collect();
         let handle = tokio::runtime::Handle::current();
-        let started = tokio::task::spawn_blocking(move || spawn_executors(&handle, &exe, &dirs))
-            .await
-            .unwrap_or_else(|e| vec![Err(format!("cannot start executors: {e}")); spawns.len()]);
+        let launcher = self.inner.launcher.clone();
+        let started =
+            tokio::task::spawn_blocking(move || spawn_executors(&handle, &exe, &launcher, &dirs))
+                .await
+                .unwrap_or_else(|e| {
+                    vec![Err(format!("cannot start executors: {e}")); spawns.len()]
+                });
         let now = now_ms();
         let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
         for (s, result) in spawns.iter().zip(started) {
@@ -866,6 +922,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn allocation_status_follows_its_tasks() {
@@ -896,20 +953,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn executors_start_on_several_threads_and_failures_keep_their_place() {
+    async fn without_a_launcher_executors_start_directly_and_failures_keep_their_place() {
         let dirs: Vec<PathBuf> = (0..12)
             .map(|i| PathBuf::from(format!("/tmp/{i}")))
             .collect();
         let handle = tokio::runtime::Handle::current();
         let (h, d) = (handle.clone(), dirs.clone());
-        let started =
-            tokio::task::spawn_blocking(move || spawn_executors(&h, Path::new("/bin/true"), &d))
-                .await
-                .unwrap();
+        // `/bin/true executor-launcher` never says it is ready.
+        let started = tokio::task::spawn_blocking(move || {
+            spawn_executors(&h, Path::new("/bin/true"), &Default::default(), &d)
+        })
+        .await
+        .unwrap();
         assert_eq!(started.len(), 12);
         assert!(started.iter().all(|r| r.as_ref().is_ok_and(|pid| *pid > 0)));
         let missing = tokio::task::spawn_blocking(move || {
-            spawn_executors(&handle, Path::new("/nonexistent/yurt"), &dirs)
+            spawn_executors(
+                &handle,
+                Path::new("/nonexistent/yurt"),
+                &Default::default(),
+                &dirs,
+            )
         })
         .await
         .unwrap();
@@ -921,6 +985,47 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A stand-in launcher (a shell script) that answers PIDs for two requests, an error for
+    /// the third, and ends after reading the fourth without answering.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_launcher_that_ends_fails_the_start_it_owed_and_the_rest_start_directly() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let exe = tmp.path().join("launcher");
+        std::fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = executor-launcher ] || exit 0\necho '{}'\n\
+                 read a; echo 101\nread b; echo 102\nread c; echo 'error no room'\nread d\n",
+                crate::launcher::HELLO
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dirs: Vec<PathBuf> = (0..5).map(|i| tmp.path().join(i.to_string())).collect();
+        let handle = tokio::runtime::Handle::current();
+        let launcher = Arc::new(std::sync::Mutex::new(None));
+        let l = launcher.clone();
+        let started =
+            tokio::task::spawn_blocking(move || spawn_executors(&handle, &exe, &l, &dirs))
+                .await
+                .unwrap();
+        assert_eq!(started[0], Ok(101));
+        assert_eq!(started[1], Ok(102));
+        assert_eq!(
+            started[2],
+            Err("cannot start the executor: no room".to_string())
+        );
+        let owed = started[3].as_ref().unwrap_err();
+        assert!(
+            owed.starts_with("the executor launcher ended before it answered"),
+            "{owed}"
+        );
+        // The script itself, run directly as `launcher executor DIR`, exits at once.
+        assert!(started[4].as_ref().is_ok_and(|pid| *pid > 0));
+        assert!(launcher.lock().unwrap().is_none());
     }
 
     #[test]
