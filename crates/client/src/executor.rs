@@ -18,13 +18,15 @@
 //! This module is the only place that builds `std::process::Command` for tasks.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -117,9 +119,21 @@ fn run_with(exec_dir: &Path, new_session: bool) -> i32 {
     }
 }
 
-/// The task's PID and, once it has ended, its exit status; waiters sleep on the condvar.
-type Shared = Arc<(Mutex<Reply>, Condvar)>;
+/// The task's PID and, once it has ended, its exit status; and the connections of clients
+/// waiting for that end.
+struct State {
+    reply: Reply,
+    waiters: Vec<UnixStream>,
+}
 
+type Shared = Arc<Mutex<State>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Three threads in all: this one waits for the task, one copies both of its pipes into the
+/// logs, one answers the socket.
 fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
     // Our own session: no signal aimed at the client's process group reaches us.
     if new_session {
@@ -157,53 +171,33 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
         })?;
     let pid = child.id() as i32;
     write_atomic(&pid_path(exec_dir), pid.to_string().as_bytes())?;
-    let shared: Shared = Arc::new((
-        Mutex::new(Reply {
+    let shared: Shared = Arc::new(Mutex::new(State {
+        reply: Reply {
             pid,
             ..Reply::default()
-        }),
-        Condvar::new(),
-    ));
+        },
+        waiters: Vec::new(),
+    }));
     {
         let shared = shared.clone();
         std::thread::spawn(move || serve(listener, shared));
     }
-    let (copied, copies_done) = mpsc::channel();
-    for (pipe, mut log) in [
-        (
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            stdout_log,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            stderr_log,
-        ),
-    ] {
-        let copied = copied.clone();
-        std::thread::spawn(move || {
-            if let Some(mut pipe) = pipe {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 || log.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-            let _ = copied.send(());
-        });
+    let mut pipes = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pipes.push((OwnedFd::from(out), stdout_log));
     }
+    if let Some(err) = child.stderr.take() {
+        pipes.push((OwnedFd::from(err), stderr_log));
+    }
+    let (copied, copies_done) = mpsc::channel();
+    std::thread::spawn(move || {
+        copy_pipes(pipes);
+        let _ = copied.send(());
+    });
     let status = child.wait()?;
     // Output still in the pipes belongs before the exit; a background process that kept
     // the pipes open does not hold the exit back for long.
-    for _ in 0..2 {
-        let _ = copies_done.recv_timeout(Duration::from_secs(2));
-    }
+    let _ = copies_done.recv_timeout(Duration::from_secs(2));
     let status = ExitStatus {
         code: status.code().unwrap_or(-1),
         signal: status.signal().unwrap_or(0),
@@ -212,13 +206,55 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
         &exit_path(exec_dir),
         &serde_json::to_vec(&status).map_err(std::io::Error::other)?,
     )?;
-    let (reply, ended) = &*shared;
-    reply.lock().unwrap_or_else(|e| e.into_inner()).exit = Some(status);
-    ended.notify_all();
-    // Let waiting clients read their answer before the process goes.
+    let waiters = {
+        let mut state = lock(&shared);
+        state.reply.exit = Some(status);
+        std::mem::take(&mut state.waiters)
+    };
+    let reply = lock(&shared).reply.clone();
+    for conn in waiters {
+        let _ = send(&conn, &reply);
+    }
+    // Let clients that connected just now read their answer before the process goes.
     std::thread::sleep(Duration::from_millis(50));
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// Copies the task's pipes into their logs until both are closed (or a log cannot be
+/// written).
+fn copy_pipes(mut pipes: Vec<(OwnedFd, logfiles::Writer)>) {
+    let mut buf = [0u8; 8192];
+    while !pipes.is_empty() {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = pipes
+                .iter()
+                .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => fds
+                    .iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
+        };
+        let mut i = 0;
+        pipes.retain_mut(|(fd, log)| {
+            let was_ready = ready[i];
+            i += 1;
+            if !was_ready {
+                return true;
+            }
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => false,
+                Ok(n) => log.write_all(&buf[..n]).is_ok(),
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
+                Err(_) => false,
+            }
+        });
+    }
 }
 
 /// How long after the client starts waiting on a task the executor gives back its start-up
@@ -227,43 +263,68 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
 /// take CPU from the executors still starting.
 const SHED_AFTER: Duration = Duration::from_secs(2);
 
-/// Answers the client's requests, one thread per connection.
+/// Answers the client's requests one connection at a time (each is one line in, one line
+/// out); a `wait` connection is kept and answered when the task ends. Gives back the
+/// start-up pages [`SHED_AFTER`] the first wait, if the task still runs then.
 fn serve(listener: UnixListener, shared: Shared) {
-    for conn in listener.incoming().flatten() {
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            let _ = answer(conn, &shared);
-        });
+    let mut shed_at: Option<Instant> = None;
+    let mut shed = false;
+    loop {
+        if let Some(at) = shed_at {
+            let left = at.saturating_duration_since(Instant::now());
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    shed_at = None;
+                    shed = true;
+                    if lock(&shared).reply.exit.is_none() {
+                        // The client (and a restarted one) waits on every running task: from
+                        // here on the executor idles, so what start-up touched need not stay
+                        // resident.
+                        crate::memory::shed_clean_pages();
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+        }
+        let Ok((conn, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        // A client that connects and says nothing holds the others back for a second at most.
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+        if answer(conn, &shared) && !shed && shed_at.is_none() {
+            shed_at = Some(Instant::now() + SHED_AFTER);
+        }
     }
 }
 
-fn answer(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
+/// Answers one request; true when it was a `wait` kept for the task's end.
+fn answer(conn: UnixStream, shared: &Shared) -> bool {
     let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    let (reply, ended) = &**shared;
+    if BufReader::new(&conn).read_line(&mut line).is_err() {
+        return false;
+    }
     let out = match serde_json::from_str::<Request>(&line) {
         Err(e) => Reply {
             error: Some(format!("bad request: {e}")),
             ..Reply::default()
         },
-        Ok(Request::Status) => reply.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        Ok(Request::Status) => lock(shared).reply.clone(),
         Ok(Request::Wait) => {
-            let r = reply.lock().unwrap_or_else(|e| e.into_inner());
-            let (mut r, _) = ended
-                .wait_timeout_while(r, SHED_AFTER, |r| r.exit.is_none())
-                .unwrap_or_else(|e| e.into_inner());
-            if r.exit.is_none() {
-                // The client (and a restarted one) waits on every running task: from here on
-                // the executor idles, so what start-up touched need not stay resident.
-                crate::memory::shed_clean_pages();
+            let mut state = lock(shared);
+            if state.reply.exit.is_none() {
+                state.waiters.push(conn);
+                return true;
             }
-            while r.exit.is_none() {
-                r = ended.wait(r).unwrap_or_else(|e| e.into_inner());
-            }
-            r.clone()
+            state.reply.clone()
         }
         Ok(Request::Signal { signal }) => {
-            let mut r = reply.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut r = lock(shared).reply.clone();
             match signal.parse::<Signal>() {
                 Ok(sig) if r.exit.is_none() => {
                     if let Err(e) = killpg(Pid::from_raw(r.pid), sig) {
@@ -276,16 +337,20 @@ fn answer(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
             r
         }
     };
-    let mut bytes = serde_json::to_vec(&out).map_err(std::io::Error::other)?;
+    let _ = send(&conn, &out);
+    false
+}
+
+fn send(conn: &UnixStream, reply: &Reply) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    (&conn).write_all(&bytes)
+    (&*conn).write_all(&bytes)
 }
 
 /// The socket's path through `/proc/self/fd`, so that a long data dir does not exceed the
 /// socket path limit (about 100 bytes). The directory handle must stay open until the socket
 /// is bound or connected.
 fn socket_via_fd(exec_dir: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
-    use std::os::fd::AsRawFd;
     let dir = std::fs::File::open(exec_dir)?;
     let path = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd()));
     Ok((dir, path))
@@ -440,8 +505,9 @@ mod tests {
             let dir = dir.clone();
             std::thread::spawn(move || run_inner(&dir, false))
         };
-        let waiter = {
-            let dir = dir.clone();
+        // Two clients wait (a restarted client agent may wait beside the old one's
+        // connection); the socket still answers other requests meanwhile.
+        let waiter = |dir: PathBuf| {
             tokio::spawn(async move {
                 loop {
                     if let Ok(r) = wait(&dir).await {
@@ -451,6 +517,7 @@ mod tests {
                 }
             })
         };
+        let (waiter, second) = (waiter(dir.clone()), waiter(dir.clone()));
         let pid = loop {
             if let Some(p) = read_pid(&dir) {
                 break p;
@@ -458,7 +525,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         assert!(alive(pid));
-        assert!(!waiter.is_finished());
+        assert!(!waiter.is_finished() && !second.is_finished());
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while signal(&dir, Signal::SIGTERM).is_err() {
             assert!(
@@ -468,6 +535,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         let reply = waiter.await.unwrap();
+        assert_eq!(second.await.unwrap(), reply);
         assert_eq!(reply.pid, pid);
         assert_eq!(
             reply.exit,
