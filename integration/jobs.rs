@@ -571,6 +571,65 @@ fn alloc_logs_tail_prints_the_last_lines_and_stderr_separately() {
 }
 
 #[test]
+fn alloc_logs_follow_streams_lines_as_the_task_writes_them_and_ends_with_it() {
+    use std::io::BufRead;
+    let dir = TestDir::new();
+    let data = dir.path.join("data");
+    let agent = Agent::start(&data, &["-dev"]);
+    agent.wait_node_ready();
+    let job = dir.path.join("slow.hcl");
+    // The last line waits for a file that the test creates once it has seen the first.
+    std::fs::write(
+        &job,
+        r#"job "slow" {
+  type = "batch"
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo first; while [ ! -f \"$YURT_ALLOC_DIR/go\" ]; do sleep 0.05; done; echo last"]
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    let id = agent.wait_running("slow", 1).remove(0);
+    let mut follow = std::process::Command::new(YURT)
+        .args(["alloc", "logs", "-f", &id])
+        .env("YURT_ADDR", &agent.grpc)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let first = rx
+        .recv_timeout(timeout())
+        .expect("the first line, while the task runs");
+    assert_eq!(first, "first");
+    let alloc_dir = data.join("client").join("allocs").join(&id).join("alloc");
+    std::fs::write(alloc_dir.join("go"), "").unwrap();
+    let last = rx.recv_timeout(timeout()).expect("the last line");
+    assert_eq!(last, "last");
+    // The task has ended: `-f` ends with it.
+    let status = wait_for("alloc logs -f to end with the task", || {
+        follow
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still following".to_string())
+    });
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn logs_rotate_and_keep_at_most_max_files() {
     let dir = TestDir::new();
     let data = dir.path.join("data");

@@ -258,12 +258,15 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
             );
         }
     }
-    let members = s[0].ok(&["server", "members"]);
-    assert_eq!(
-        members.matches(env!("CARGO_PKG_VERSION")).count(),
-        3,
-        "{members}"
-    );
+    // Each server learns the others' builds from its periodic look at them.
+    wait_for("server members to show three servers of this build", || {
+        let members = s[0].ok(&["server", "members"]);
+        if members.matches(env!("CARGO_PKG_VERSION")).count() == 3 {
+            Ok(())
+        } else {
+            Err(members)
+        }
+    });
     // No allocation restarted.
     assert_eq!(running(&s[0], "web"), allocs);
     for (c, before) in clients.iter().zip(&pids) {
@@ -296,7 +299,16 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
     // then c1 comes back with the new build and takes work again.
     let out = s[1].ok(&["node", "drain", "-enable", "-yes", "c1"]);
     assert!(out.contains("Drain complete for node"), "{out}");
-    assert!(pids[1].iter().all(|p| !alive(*p)));
+    // The drain is complete once the servers have stopped the allocation; the client then
+    // stops its task.
+    wait_for("c1's old task to stop", || {
+        let left: Vec<&i32> = pids[1].iter().filter(|p| alive(**p)).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?} still alive"))
+        }
+    });
     clients[1].restart_bin(&new, &refs(&client_args("c1")));
     s[1].ok(&["node", "eligibility", "-enable", "c1"]);
     let nodes = s[1].ok(&["node", "status"]);
