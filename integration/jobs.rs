@@ -630,6 +630,97 @@ fn alloc_logs_follow_streams_lines_as_the_task_writes_them_and_ends_with_it() {
 }
 
 #[test]
+fn terminal_allocations_beyond_gc_max_allocs_are_forgotten_and_never_run_again() {
+    let dir = TestDir::new();
+    let data = dir.path.join("data");
+    let config = dir.path.join("client.hcl");
+    std::fs::write(
+        &config,
+        "client {\n  gc_max_allocs = 2\n  gc_interval   = \"100ms\"\n}\n",
+    )
+    .unwrap();
+    let args = ["-dev", "-config", config.to_str().unwrap()];
+    let mut agent = Agent::start(&data, &args);
+    agent.wait_node_ready();
+    let job = dir.path.join("four.hcl");
+    std::fs::write(
+        &job,
+        r#"job "four" {
+  type = "batch"
+  group "g" {
+    count = 4
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo done"]
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    let complete = |agent: &Agent| -> Result<usize, String> {
+        let out = agent.ok(&["job", "status", "-json", "four"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let all = v["allocations"].as_array().cloned().unwrap_or_default();
+        let done = all
+            .iter()
+            .filter(|a| a["client_status"] == "complete")
+            .count();
+        if all.len() == 4 && done == 4 {
+            Ok(done)
+        } else {
+            Err(out)
+        }
+    };
+    wait_for("four complete allocations", || complete(&agent));
+    let alloc_dirs = || {
+        std::fs::read_dir(data.join("client").join("allocs"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "the client to keep two allocation dirs",
+        || match alloc_dirs() {
+            2 => Ok(()),
+            n => Err(format!("{n} alloc dirs")),
+        },
+    );
+    let log = agent.log_text();
+    assert_eq!(
+        log.matches("garbage collected the allocation").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(log.matches("starting allocation").count(), 4, "{log}");
+    // The logs of a forgotten allocation are gone, and `alloc logs` says so.
+    let out = agent.ok(&["job", "status", "-json", "four"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let forgotten = v["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .find(|id| !data.join("client").join("allocs").join(id).exists())
+        .unwrap();
+    let logs = agent.yurt(&["alloc", "logs", &forgotten]);
+    assert_eq!(logs.status.code(), Some(1), "{}", stdout(&logs));
+    let err = stderr(&logs);
+    assert!(err.contains("is not on this client"), "{err}");
+    // The servers still have all four, complete; a restarted client runs none of them again.
+    agent.kill9();
+    agent.restart(&args);
+    agent.wait_node_ready();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(alloc_dirs(), 2);
+    assert_eq!(complete(&agent), Ok(4));
+    assert!(!agent.log_text().contains("starting allocation"));
+}
+
+#[test]
 fn logs_rotate_and_keep_at_most_max_files() {
     let dir = TestDir::new();
     let data = dir.path.join("data");

@@ -136,6 +136,9 @@ struct Settings {
     heartbeat: yurt_core::heartbeat::Config,
     gc: yurt_core::gc::Thresholds,
     gc_interval: Duration,
+    /// `client { gc_max_allocs, gc_interval }`.
+    client_gc_max_allocs: usize,
+    client_gc_interval: Duration,
     tls: yurt_types::tls::TlsConfig,
     acl_enabled: bool,
 }
@@ -241,6 +244,10 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             }
         },
         gc_interval: file.job_gc_interval_ms.map_or(Duration::from_secs(300), ms),
+        client_gc_max_allocs: file.gc_max_allocs.map_or(50, |n| n as usize),
+        client_gc_interval: file
+            .client_gc_interval_ms
+            .map_or(Duration::from_secs(60), ms),
         tls: file.tls.unwrap_or_default(),
         acl_enabled: args.acl_enabled || file.acl_enabled == Some(true),
     })
@@ -435,6 +442,8 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             advertise_addr: grpc_addr.to_string(),
             executor_exe: exe,
             tick: Duration::from_millis(100),
+            gc_max_allocs: args.client_gc_max_allocs,
+            gc_interval: args.client_gc_interval,
             dialer,
         };
         let c = Client::start(cfg).await.map_err(|e| fail(e.to_string()))?;

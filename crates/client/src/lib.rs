@@ -11,6 +11,7 @@
 pub mod checks;
 pub mod executor;
 pub mod fingerprint;
+mod gc;
 pub mod health;
 pub mod launcher;
 pub mod logfiles;
@@ -53,6 +54,11 @@ pub struct ClientConfig {
     pub dialer: yurt_types::tls::Dialer,
     /// How often the task supervisor looks at its tasks.
     pub tick: Duration,
+    /// Terminal allocations are forgotten (state and alloc dir) once the client tracks more
+    /// than this many allocations (`client { gc_max_allocs }`, Nomad's default 50).
+    pub gc_max_allocs: usize,
+    /// How often the client looks for allocations to forget (`client { gc_interval }`, 1m).
+    pub gc_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -372,14 +372,59 @@ impl Client {
         for dir in running {
             self.watch_exit(&dir);
         }
+        let mut last_gc = tokio::time::Instant::now();
         loop {
             self.tick().await;
+            if last_gc.elapsed() >= self.inner.config.gc_interval {
+                last_gc = tokio::time::Instant::now();
+                self.collect_garbage();
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.inner.config.tick) => {}
                 _ = self.inner.wake.notified() => {
                     tokio::time::sleep(COALESCE).await;
                 }
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Forgets the terminal allocations [`crate::gc::victims`] names: their saved state, their
+    /// health checks and their alloc dirs.
+    fn collect_garbage(&self) {
+        let gone: Vec<String> = {
+            let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            let gone = crate::gc::victims(&allocs, self.inner.config.gc_max_allocs);
+            for id in &gone {
+                allocs.remove(id);
+                if let Err(e) = self.inner.db.remove(id.as_bytes()) {
+                    tracing::error!(alloc = %id, error = %e, "cannot save client state");
+                }
+            }
+            gone
+        };
+        if gone.is_empty() {
+            return;
+        }
+        {
+            let mut checkers = self
+                .inner
+                .checkers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for id in &gone {
+                checkers.remove(id);
+            }
+        }
+        self.flush_state();
+        for id in &gone {
+            let dir = alloc_dir(&self.inner.dir, id);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(alloc = %id, "garbage collected the allocation"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(alloc = %id, error = %e, "cannot remove the alloc dir {}", dir.display())
+                }
             }
         }
     }
