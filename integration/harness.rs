@@ -398,6 +398,17 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Writes `DIR/NAME.hcl`: a batch job NAME of `count` allocations, each running `/bin/sh -c
+/// SCRIPT` (the script is quoted for HCL here).
+pub fn sh_batch_job(dir: &Path, name: &str, count: u32, script: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.hcl"));
+    let src = format!(
+        "job {name:?} {{\n  type = \"batch\"\n  group \"g\" {{\n    count = {count}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sh\"\n        args    = [\"-c\", {script:?}]\n      }}\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(&path, src).unwrap();
+    path
+}
+
 /// The example job of the README, with its task's env changed to `greeting`.
 pub fn web_job(dir: &Path, greeting: &str) -> PathBuf {
     let src = std::fs::read_to_string(concat!(

@@ -577,25 +577,13 @@ fn alloc_logs_follow_streams_lines_as_the_task_writes_them_and_ends_with_it() {
     let data = dir.path.join("data");
     let agent = Agent::start(&data, &["-dev"]);
     agent.wait_node_ready();
-    let job = dir.path.join("slow.hcl");
     // The last line waits for a file that the test creates once it has seen the first.
-    std::fs::write(
-        &job,
-        r#"job "slow" {
-  type = "batch"
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "echo first; while [ ! -f \"$YURT_ALLOC_DIR/go\" ]; do sleep 0.05; done; echo last"]
-      }
-    }
-  }
-}
-"#,
-    )
-    .unwrap();
+    let job = sh_batch_job(
+        &dir.path,
+        "slow",
+        1,
+        "echo first; while [ ! -f \"$YURT_ALLOC_DIR/go\" ]; do sleep 0.05; done; echo last",
+    );
     agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
     let id = agent.wait_running("slow", 1).remove(0);
     let mut follow = std::process::Command::new(YURT)
@@ -642,25 +630,7 @@ fn terminal_allocations_beyond_gc_max_allocs_are_forgotten_and_never_run_again()
     let args = ["-dev", "-config", config.to_str().unwrap()];
     let mut agent = Agent::start(&data, &args);
     agent.wait_node_ready();
-    let job = dir.path.join("four.hcl");
-    std::fs::write(
-        &job,
-        r#"job "four" {
-  type = "batch"
-  group "g" {
-    count = 4
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "echo done"]
-      }
-    }
-  }
-}
-"#,
-    )
-    .unwrap();
+    let job = sh_batch_job(&dir.path, "four", 4, "echo done");
     agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
     let complete = |agent: &Agent| -> Result<usize, String> {
         let out = agent.ok(&["job", "status", "-json", "four"]);
