@@ -48,7 +48,8 @@ pub struct ClientConfig {
     pub meta: BTreeMap<String, String>,
     /// The gRPC address the servers reach this agent at (for logs).
     pub advertise_addr: String,
-    /// The `yurt` binary, re-executed as `yurt executor` for each task.
+    /// The `yurt` binary, run as `yurt executor-launcher` to fork each task's executor (or as
+    /// `yurt executor DIR` per task when it cannot be).
     pub executor_exe: PathBuf,
     /// How the client dials servers (plaintext or mutual TLS).
     pub dialer: yurt_types::tls::Dialer,
