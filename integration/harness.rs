@@ -105,17 +105,7 @@ pub fn wait_task_pids(data_dir: &Path, n: usize) -> Vec<i32> {
     )
 }
 
-/// Whether a process runs (a zombie does not count).
-/// A process's parent, from `/proc/PID/stat`.
-pub fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
+pub use yurt_client::executor::parent_of;
 
 /// A process's command line, arguments separated by spaces.
 pub fn cmdline(pid: i32) -> String {
@@ -124,6 +114,7 @@ pub fn cmdline(pid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// Whether a process runs (a zombie does not count).
 pub fn alive(pid: i32) -> bool {
     yurt_client::executor::alive(pid)
 }

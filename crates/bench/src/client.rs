@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use prost::Message;
 
+use yurt_client::executor::parent_of;
 use yurt_proto::v1::jobs_client::JobsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::{
@@ -44,16 +45,6 @@ fn rss_kib(pid: i32) -> Option<u64> {
 /// processes that map it (what one more process of the kind costs).
 fn pss_kib(pid: i32) -> Option<u64> {
     proc_kib(pid, "smaps_rollup", "Pss:")
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// PIDs of the tasks the client started, from their executors' `pid` files.

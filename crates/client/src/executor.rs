@@ -206,12 +206,11 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
         &exit_path(exec_dir),
         &serde_json::to_vec(&status).map_err(std::io::Error::other)?,
     )?;
-    let waiters = {
+    let (reply, waiters) = {
         let mut state = lock(&shared);
         state.reply.exit = Some(status);
-        std::mem::take(&mut state.waiters)
+        (state.reply.clone(), std::mem::take(&mut state.waiters))
     };
-    let reply = lock(&shared).reply.clone();
     for conn in waiters {
         let _ = send(&conn, &reply);
     }
@@ -420,12 +419,22 @@ pub fn alive(pid: i32) -> bool {
         return false;
     }
     // A zombie still answers kill(0); /proc tells it apart.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
+    match stat_fields(pid) {
+        Some(fields) => fields.first().map(String::as_str) != Some("Z"),
+        None => true,
     }
+}
+
+/// A process's parent PID.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state, parent PID, ...).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
 /// Sends a signal to a task's whole process group.

@@ -89,13 +89,16 @@ fn executor(dir: &Path) -> ! {
 /// The client's side: a running launcher.
 pub struct Launcher {
     child: Child,
-    input: Option<ChildStdin>,
+    input: ChildStdin,
     output: BufReader<ChildStdout>,
 }
 
 /// Why the launcher could not start an executor.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LaunchError {
+    /// A dir the line-based protocol cannot carry (its path has a line break): start that
+    /// executor some other way.
+    Unsuitable,
     /// The launcher is gone or unusable; whether it started this executor is unknown only if
     /// the request reached it (`sent`).
     Gone { sent: bool, why: String },
@@ -117,7 +120,7 @@ impl Launcher {
         };
         let mut launcher = Launcher {
             child,
-            input: Some(input),
+            input,
             output: BufReader::new(output),
         };
         let mut hello = String::new();
@@ -135,23 +138,16 @@ impl Launcher {
     pub fn launch(&mut self, dir: &Path) -> Result<i32, LaunchError> {
         let bytes = dir.as_os_str().as_bytes();
         if bytes.contains(&b'\n') {
-            return Err(LaunchError::Gone {
-                sent: false,
-                why: "the path has a line break".into(),
-            });
+            return Err(LaunchError::Unsuitable);
         }
         let gone = |sent: bool, e: std::io::Error| LaunchError::Gone {
             sent,
             why: e.to_string(),
         };
-        let input = self.input.as_mut().ok_or_else(|| LaunchError::Gone {
-            sent: false,
-            why: "closed".into(),
-        })?;
         let mut req = Vec::with_capacity(bytes.len() + 1);
         req.extend_from_slice(bytes);
         req.push(b'\n');
-        input.write_all(&req).map_err(|e| gone(false, e))?;
+        self.input.write_all(&req).map_err(|e| gone(false, e))?;
         let mut line = String::new();
         match self.output.read_line(&mut line) {
             Ok(0) => Err(LaunchError::Gone {
@@ -174,12 +170,10 @@ impl Launcher {
 }
 
 impl Drop for Launcher {
-    /// Closing its stdin ends the launcher; it is reaped here, not left a zombie.
+    /// Ends the launcher (it has nothing of its own to finish; its executors are not touched)
+    /// and reaps it.
     fn drop(&mut self) {
-        drop(self.input.take());
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

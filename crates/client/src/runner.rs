@@ -129,13 +129,11 @@ fn spawn_executors(
     let mut out = Vec::with_capacity(dirs.len());
     let mut rest = dirs;
     while let (Some(l), Some((dir, more))) = (launcher.as_mut(), rest.split_first()) {
-        if dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
-            out.extend(spawn_direct(handle, exe, std::slice::from_ref(dir)));
-            rest = more;
-            continue;
-        }
         match l.launch(dir) {
             Ok(pid) => out.push(Ok(pid)),
+            Err(LaunchError::Unsuitable) => {
+                out.extend(spawn_direct(handle, exe, std::slice::from_ref(dir)))
+            }
             Err(LaunchError::Failed(why)) => {
                 out.push(Err(format!("cannot start the executor: {why}")))
             }
