@@ -529,26 +529,7 @@ fn a_drain_survives_the_loss_of_the_leader() {
         }
         servers.push(Agent::start(&dir.path.join(&name), &args));
     }
-    let leader_of = |servers: &[Agent], alive: &[usize]| -> usize {
-        wait_for("a leader", || {
-            let out = servers[alive[0]].yurt(&["operator", "raft", "list-peers", "-json"]);
-            let v: Value = serde_json::from_str(&stdout(&out)).map_err(|e| e.to_string())?;
-            let addr = v["peers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["state"] == "leader")
-                .and_then(|p| p["address"].as_str())
-                .ok_or_else(|| stdout(&out))?
-                .to_string();
-            servers
-                .iter()
-                .position(|s| s.grpc == addr)
-                .filter(|i| alive.contains(i))
-                .ok_or(addr)
-        })
-    };
-    leader_of(&servers, &[0, 1, 2]);
+    leader(&servers, &[0, 1, 2], 3);
     let all: Vec<&str> = servers.iter().map(|s| s.grpc.as_str()).collect();
     let list = all.join(",");
     let mut clients = Vec::new();
@@ -599,11 +580,11 @@ fn a_drain_survives_the_loss_of_the_leader() {
     // Kill the leader (whichever it is) mid-drain; the new one carries on.
     let mut everyone: Vec<Agent> = vec![c.server];
     everyone.extend(servers);
-    let leader = leader_of(&everyone, &[0, 1, 2]);
-    everyone[leader].kill9();
-    let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    let new_leader = leader_of(&everyone, &alive);
-    assert_ne!(new_leader, leader);
+    let old_leader = leader(&everyone, &[0, 1, 2], 3);
+    everyone[old_leader].kill9();
+    let alive: Vec<usize> = (0..3).filter(|i| *i != old_leader).collect();
+    let new_leader = leader(&everyone, &alive, 3);
+    assert_ne!(new_leader, old_leader);
     let ask = &everyone[alive[0]];
     wait_for("the drain to complete under the new leader", || {
         let status = stdout(&ask.yurt(&["node", "status", &node]));

@@ -539,3 +539,36 @@ pub fn previous_release() -> (String, PathBuf) {
         })
         .clone()
 }
+
+/// The leader's index among `agents`, as the servers in `alive` agree on it, with `voters`;
+/// it is one of `alive` (a killed leader that the others still name does not count).
+pub fn leader(agents: &[Agent], alive: &[usize], voters: usize) -> usize {
+    wait_for(&format!("a leader with {voters} voters"), || {
+        let mut seen = Vec::new();
+        for &i in alive {
+            let out = agents[i].yurt(&["operator", "raft", "list-peers", "-json"]);
+            let v: serde_json::Value =
+                serde_json::from_str(&stdout(&out)).map_err(|e| e.to_string())?;
+            let peers = v["peers"].as_array().cloned().unwrap_or_default();
+            if peers.iter().filter(|p| p["voter"] == true).count() != voters {
+                return Err(stdout(&out));
+            }
+            let addr = peers
+                .iter()
+                .find(|p| p["state"] == "leader")
+                .and_then(|p| p["address"].as_str())
+                .ok_or_else(|| stdout(&out))?
+                .to_string();
+            seen.push(addr);
+        }
+        seen.dedup();
+        match seen.as_slice() {
+            [one] => agents
+                .iter()
+                .position(|a| a.grpc == *one)
+                .filter(|i| alive.contains(i))
+                .ok_or_else(|| format!("{one} is not one of the live servers")),
+            _ => Err(format!("servers disagree: {seen:?}")),
+        }
+    })
+}

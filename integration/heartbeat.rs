@@ -1,6 +1,6 @@
 //! Heartbeats: a silent client's node goes down and its allocations are replaced elsewhere;
 //! a client restarted within the grace period keeps everything; a client's allocation watch
-//! answers only for its own allocations.
+//! answers only for its own allocations; a leader election marks no live node down.
 
 use crate::harness::*;
 
@@ -251,4 +251,76 @@ fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
         .collect();
     assert_eq!(changed, [("one", "stop")]);
     assert_eq!(watch(first.index, 0, false).allocs.len(), 3);
+}
+
+/// After a leader election every node gets the failover TTL: a live client is never marked
+/// down by the election, and a client that died just before it is still caught, once that
+/// TTL and the grace have passed (when exactly is `yurt_core::heartbeat`'s unit tests').
+#[test]
+fn after_an_election_live_nodes_stay_ready_and_a_dead_one_goes_down_after_the_failover_ttl() {
+    let dir = TestDir::new();
+    let mut servers: Vec<Agent> = Vec::new();
+    for i in 0..3 {
+        let name = format!("s{i}");
+        let mut args = vec!["-server", "-node", &name, "-bootstrap-expect", "3"];
+        args.extend(FAST);
+        args.extend(["-failover-heartbeat-ttl", "3s"]);
+        let join;
+        if let Some(first) = servers.first() {
+            join = first.grpc.clone();
+            args.extend(["-join", &join]);
+        }
+        servers.push(Agent::start(&dir.path.join(&name), &args));
+    }
+    let first_leader = leader(&servers, &[0, 1, 2], 3);
+    let list = servers
+        .iter()
+        .map(|s| s.grpc.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let live = Agent::start(
+        &dir.path.join("live"),
+        &["-client", "-servers", &list, "-node", "live"],
+    );
+    let mut dead = Agent::start(
+        &dir.path.join("dead"),
+        &["-client", "-servers", &list, "-node", "dead"],
+    );
+    let ask = (first_leader + 1) % 3;
+    wait_for("both nodes ready", || {
+        if node_status(&servers[ask], "live") == "ready"
+            && node_status(&servers[ask], "dead") == "ready"
+        {
+            Ok(())
+        } else {
+            Err(servers[ask].ok(&["node", "status"]))
+        }
+    });
+
+    // One client dies, and the leader with it, before the client's TTL and grace are out.
+    dead.kill9();
+    servers[first_leader].kill9();
+    let alive: Vec<usize> = (0..3).filter(|&i| i != first_leader).collect();
+    leader(&servers, &alive, 3);
+
+    // Until the dead node is down, the live one is never.
+    wait_for("the dead node to be down", || {
+        let out = servers[ask].yurt(&["node", "status"]);
+        let text = stdout(&out);
+        let status = |name: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("  {name}  ")))
+                .and_then(|l| l.split_whitespace().last())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_ne!(status("live"), "down", "{text}");
+        if status("dead") == "down" {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
+    assert_eq!(node_status(&servers[ask], "live"), "ready");
+    drop(live);
 }

@@ -38,36 +38,6 @@ fn refs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// The leader's index among `agents`, as the servers in `alive` agree on it, with `voters`.
-fn leader(agents: &[Agent], alive: &[usize], voters: usize) -> usize {
-    wait_for(&format!("a leader with {voters} voters"), || {
-        let mut seen = Vec::new();
-        for &i in alive {
-            let out = agents[i].yurt(&["operator", "raft", "list-peers", "-json"]);
-            let v: Value = serde_json::from_str(&stdout(&out)).map_err(|e| e.to_string())?;
-            let peers = v["peers"].as_array().cloned().unwrap_or_default();
-            if peers.iter().filter(|p| p["voter"] == true).count() != voters {
-                return Err(stdout(&out));
-            }
-            let addr = peers
-                .iter()
-                .find(|p| p["state"] == "leader")
-                .and_then(|p| p["address"].as_str())
-                .ok_or_else(|| stdout(&out))?
-                .to_string();
-            seen.push(addr);
-        }
-        seen.dedup();
-        match seen.as_slice() {
-            [one] => agents
-                .iter()
-                .position(|a| a.grpc == *one)
-                .ok_or_else(|| format!("{one} is not ours")),
-            _ => Err(format!("servers disagree: {seen:?}")),
-        }
-    })
-}
-
 /// `last_log_index` from `agent-info`, equal on every server in `alive`.
 fn converged(agents: &[Agent], alive: &[usize]) {
     wait_for("last_log_index to converge", || {
