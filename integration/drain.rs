@@ -518,17 +518,7 @@ fn stdout_of(o: &std::process::Output) -> String {
 #[test]
 fn a_drain_survives_the_loss_of_the_leader() {
     let dir = TestDir::new();
-    let mut servers: Vec<Agent> = Vec::new();
-    for i in 0..3 {
-        let name = format!("s{i}");
-        let mut args = vec!["-server", "-node", &name, "-bootstrap-expect", "3"];
-        let join;
-        if let Some(first) = servers.first() {
-            join = first.grpc.clone();
-            args.extend(["-join", &join]);
-        }
-        servers.push(Agent::start(&dir.path.join(&name), &args));
-    }
+    let mut servers = start_servers(&dir.path, 3, &[]);
     leader(&servers, &[0, 1, 2], 3);
     let all: Vec<&str> = servers.iter().map(|s| s.grpc.as_str()).collect();
     let list = all.join(",");

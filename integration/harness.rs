@@ -572,3 +572,21 @@ pub fn leader(agents: &[Agent], alive: &[usize], voters: usize) -> usize {
         }
     })
 }
+
+/// Starts `n` servers named `s0`, `s1`, ... under `dir` that bootstrap one cluster (each after
+/// the first joins the first), with `extra` flags for all of them.
+pub fn start_servers(dir: &Path, n: usize, extra: &[&str]) -> Vec<Agent> {
+    let mut servers: Vec<Agent> = Vec::new();
+    let expect = n.to_string();
+    for i in 0..n {
+        let name = format!("s{i}");
+        let mut args = vec!["-server", "-node", &name, "-bootstrap-expect", &expect];
+        args.extend(extra);
+        let join = servers.first().map(|s| s.grpc.clone());
+        if let Some(join) = &join {
+            args.extend(["-join", join]);
+        }
+        servers.push(Agent::start(&dir.join(&name), &args));
+    }
+    servers
+}

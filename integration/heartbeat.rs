@@ -259,19 +259,9 @@ fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
 #[test]
 fn after_an_election_live_nodes_stay_ready_and_a_dead_one_goes_down_after_the_failover_ttl() {
     let dir = TestDir::new();
-    let mut servers: Vec<Agent> = Vec::new();
-    for i in 0..3 {
-        let name = format!("s{i}");
-        let mut args = vec!["-server", "-node", &name, "-bootstrap-expect", "3"];
-        args.extend(FAST);
-        args.extend(["-failover-heartbeat-ttl", "3s"]);
-        let join;
-        if let Some(first) = servers.first() {
-            join = first.grpc.clone();
-            args.extend(["-join", &join]);
-        }
-        servers.push(Agent::start(&dir.path.join(&name), &args));
-    }
+    let mut extra = FAST.to_vec();
+    extra.extend(["-failover-heartbeat-ttl", "3s"]);
+    let mut servers = start_servers(&dir.path, 3, &extra);
     let first_leader = leader(&servers, &[0, 1, 2], 3);
     let list = servers
         .iter()
