@@ -590,3 +590,10 @@ pub fn start_servers(dir: &Path, n: usize, extra: &[&str]) -> Vec<Agent> {
     }
     servers
 }
+
+/// The allocations of `job`, from `job status -json`.
+pub fn job_allocations(agent: &Agent, job: &str) -> Vec<serde_json::Value> {
+    let out = agent.ok(&["job", "status", "-json", job]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["allocations"].as_array().cloned().unwrap_or_default()
+}

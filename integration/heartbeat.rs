@@ -16,12 +16,6 @@ fn node_status(server: &Agent, name: &str) -> String {
         .to_string()
 }
 
-fn job_allocs(server: &Agent) -> Vec<serde_json::Value> {
-    let out = server.ok(&["job", "status", "-json", "web"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["allocations"].as_array().cloned().unwrap_or_default()
-}
-
 #[test]
 fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_returns() {
     let dir = TestDir::new();
@@ -85,7 +79,7 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
     assert!(replacements.iter().all(|r| !first.contains(r)));
     // The replacements run on the other node.
     wait_task_pids(&survivor.data_dir, 2);
-    let lost = job_allocs(&server)
+    let lost = job_allocations(&server, "web")
         .iter()
         .filter(|a| a["client_status"] == "lost")
         .count();
@@ -118,7 +112,7 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
         replacements,
         "still exactly count running"
     );
-    let lost = job_allocs(&server)
+    let lost = job_allocations(&server, "web")
         .iter()
         .filter(|a| a["client_status"] == "lost")
         .count();
@@ -174,7 +168,7 @@ fn a_client_restarted_within_the_grace_period_keeps_its_tasks_and_its_node_stays
         }
     });
     assert_eq!(node_status(&server, "node-a"), "ready");
-    let statuses: Vec<String> = job_allocs(&server)
+    let statuses: Vec<String> = job_allocations(&server, "web")
         .iter()
         .map(|a| a["client_status"].as_str().unwrap_or("").to_string())
         .collect();

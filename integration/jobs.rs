@@ -633,9 +633,7 @@ fn terminal_allocations_beyond_gc_max_allocs_are_forgotten_and_never_run_again()
     let job = sh_batch_job(&dir.path, "four", 4, "echo done");
     agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
     let complete = |agent: &Agent| -> Result<usize, String> {
-        let out = agent.ok(&["job", "status", "-json", "four"]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let all = v["allocations"].as_array().cloned().unwrap_or_default();
+        let all = job_allocations(agent, "four");
         let done = all
             .iter()
             .filter(|a| a["client_status"] == "complete")
@@ -643,7 +641,7 @@ fn terminal_allocations_beyond_gc_max_allocs_are_forgotten_and_never_run_again()
         if all.len() == 4 && done == 4 {
             Ok(done)
         } else {
-            Err(out)
+            Err(format!("{all:?}"))
         }
     };
     wait_for("four complete allocations", || complete(&agent));
@@ -667,11 +665,7 @@ fn terminal_allocations_beyond_gc_max_allocs_are_forgotten_and_never_run_again()
     );
     assert_eq!(log.matches("starting allocation").count(), 4, "{log}");
     // The logs of a forgotten allocation are gone, and `alloc logs` says so.
-    let out = agent.ok(&["job", "status", "-json", "four"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let forgotten = v["allocations"]
-        .as_array()
-        .unwrap()
+    let forgotten = job_allocations(&agent, "four")
         .iter()
         .map(|a| a["id"].as_str().unwrap().to_string())
         .find(|id| !data.join("client").join("allocs").join(id).exists())
