@@ -308,3 +308,58 @@ fn after_an_election_live_nodes_stay_ready_and_a_dead_one_goes_down_after_the_fa
     assert_eq!(node_status(&servers[ask], "live"), "ready");
     drop(live);
 }
+
+/// A steady heartbeat renews the node's deadline in the leader's memory and writes nothing
+/// to Raft.
+#[test]
+fn steady_heartbeats_write_nothing_to_raft() {
+    let dir = TestDir::new();
+    let mut args = vec!["-server"];
+    args.extend(FAST);
+    let server = Agent::start(&dir.path.join("server"), &args);
+    let _client = Agent::start(
+        &dir.path.join("client"),
+        &["-client", "-servers", &server.grpc, "-node", "node-a"],
+    );
+    server.wait_node_ready();
+    let deadline = || {
+        let out = server.ok(&["node", "status", "-verbose", "-json", "node-a"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["heartbeat_deadline_unix_ms"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no heartbeat deadline in {out}"))
+    };
+    let last_log_index = || {
+        let info = server.ok(&["agent-info"]);
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("last_log_index = "))
+            .unwrap_or_else(|| panic!("{info}"))
+            .to_string()
+    };
+    // The first leader names the cluster in a write of its own, a moment after it leads;
+    // once that is done, nothing is due to be written.
+    wait_for("the cluster to be named", || {
+        let info = server.ok(&["agent-info"]);
+        let id = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("cluster_id = "))
+            .unwrap_or_default();
+        if id.len() == 36 {
+            Ok(())
+        } else {
+            Err(info)
+        }
+    });
+    let index = last_log_index();
+    let mut seen = deadline();
+    for beat in 1..=5 {
+        seen = wait_for(
+            &format!("heartbeat {beat} to renew the deadline"),
+            || match deadline() {
+                d if d > seen => Ok(d),
+                d => Err(d.to_string()),
+            },
+        );
+    }
+    assert_eq!(last_log_index(), index);
+}
