@@ -88,6 +88,11 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
         old_pids.iter().all(|p| alive(*p)),
         "the old tasks outlive their client"
     );
+    let verbose = server.ok(&["node", "status", "-verbose", victim_name]);
+    assert!(
+        verbose.contains("Cluster") && verbose.contains("Node heartbeat missed"),
+        "{verbose}"
+    );
 
     // The client comes back: its node is ready again and it stops the lost allocations' tasks.
     victim.restart(&["-client", "-servers", &server.grpc, "-node", victim_name]);
@@ -99,6 +104,10 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
             Err(s)
         }
     });
+    // A restarted agent registers again (one that had only lost touch would heartbeat again:
+    // `Node reregistered by heartbeat`).
+    let verbose = server.ok(&["node", "status", "-verbose", victim_name]);
+    assert!(verbose.contains("Node re-registered"), "{verbose}");
     wait_for("the lost allocations' tasks to be killed", || {
         let live: Vec<i32> = old_pids.iter().copied().filter(|p| alive(*p)).collect();
         if live.is_empty() {

@@ -93,6 +93,7 @@ fn cluster(nodes: usize) -> (State, u64) {
             command::Kind::NodeRegister(NodeRegister {
                 node: Some(node(i)),
                 evals: vec![],
+                event: None,
             }),
         );
     }

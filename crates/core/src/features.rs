@@ -39,7 +39,14 @@ pub const ACL: Feature = Feature {
 };
 
 /// Every gated feature, oldest first.
-pub const FEATURES: &[Feature] = &[DEPLOYMENTS, NODE_DRAIN, ACL];
+/// Node events of registration and heartbeats (`Node registered`, `Node heartbeat missed`,
+/// ...): state that Yurt 0.1 cannot read in a snapshot.
+pub const NODE_EVENTS: Feature = Feature {
+    name: "node events",
+    since: "0.2.0",
+};
+
+pub const FEATURES: &[Feature] = &[DEPLOYMENTS, NODE_DRAIN, ACL, NODE_EVENTS];
 
 /// A server as the gate sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +86,7 @@ pub fn check(feature: &Feature, servers: &[Server]) -> Result<(), String> {
 pub struct Gates {
     pub deployments: bool,
     pub node_drain: bool,
+    pub node_events: bool,
 }
 
 impl Gates {
@@ -86,12 +94,14 @@ impl Gates {
     pub const ALL: Gates = Gates {
         deployments: true,
         node_drain: true,
+        node_events: true,
     };
 
     pub fn of(servers: &[Server]) -> Gates {
         Gates {
             deployments: check(&DEPLOYMENTS, servers).is_ok(),
             node_drain: check(&NODE_DRAIN, servers).is_ok(),
+            node_events: check(&NODE_EVENTS, servers).is_ok(),
         }
     }
 }
@@ -122,7 +132,8 @@ mod tests {
             Gates::of(&mixed),
             Gates {
                 deployments: false,
-                node_drain: false
+                node_drain: false,
+                node_events: false,
             }
         );
         let upgraded = [server("s1", "0.2.0"), server("s2", "0.2.1")];

@@ -272,18 +272,36 @@ pub fn plan_command(
 }
 
 /// The command that changes a node's status, with a `node-update` evaluation for each job the
-/// change concerns (see [`State::jobs_affected_by_node`]).
+/// change concerns (see [`State::jobs_affected_by_node`]) and, with `events` (every server
+/// reads them), the node's event for it.
 pub fn node_status_command(
     state: &State,
     node_id: &str,
     status: &str,
+    events: bool,
     new_id: &mut dyn FnMut() -> String,
 ) -> command::Kind {
+    let from = state.nodes.get(node_id).map(|n| n.status.as_str());
+    let message = match (from, status) {
+        (Some(from), NODE_DOWN) if from != NODE_DOWN => Some(NODE_EVENT_HEARTBEAT_MISSED),
+        (Some(NODE_DOWN), NODE_READY) => Some(NODE_EVENT_REREGISTERED_BY_HEARTBEAT),
+        _ => None,
+    };
     command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
         node_id: node_id.to_string(),
         status: status.to_string(),
         evals: node_evals(state, node_id, new_id),
+        event: message.filter(|_| events).map(cluster_event),
     })
+}
+
+/// A node event of the `Cluster` subsystem; the state machine gives it the entry's time.
+fn cluster_event(message: &str) -> crate::v1::NodeEvent {
+    crate::v1::NodeEvent {
+        subsystem: "Cluster".into(),
+        message: message.into(),
+        ..Default::default()
+    }
 }
 
 /// The command that makes a node eligible or ineligible for placements. Becoming eligible
@@ -312,15 +330,24 @@ pub fn node_eligibility_command(
 }
 
 /// The command that registers (or re-registers) a node, with a `node-update` evaluation for
-/// each job it concerns: a new node gets its system jobs' allocations at once.
+/// each job it concerns (a new node gets its system jobs' allocations at once) and, with
+/// `events`, the node's event: a first registration, or one after it was down (a restart
+/// within the grace period is no event).
 pub fn node_register_command(
     state: &State,
     node: Node,
+    events: bool,
     new_id: &mut dyn FnMut() -> String,
 ) -> command::Kind {
+    let message = match state.nodes.get(&node.id).map(|n| n.status.as_str()) {
+        None => Some(NODE_EVENT_REGISTERED),
+        Some(NODE_DOWN) => Some(NODE_EVENT_REREGISTERED),
+        Some(_) => None,
+    };
     command::Kind::NodeRegister(crate::internal::NodeRegister {
         evals: node_evals(state, &node.id, new_id),
         node: Some(node),
+        event: message.filter(|_| events).map(cluster_event),
     })
 }
 

@@ -92,6 +92,7 @@ impl World {
         self.apply(command::Kind::NodeRegister(NodeRegister {
             node: Some(node),
             evals: vec![],
+            event: None,
         }));
     }
 
@@ -287,6 +288,7 @@ fn allocations_on_a_down_node_are_lost_and_replaced() {
             node_id: victim.clone(),
             status: NODE_DOWN.into(),
             evals: vec![],
+            event: None,
         },
     ));
     w.schedule("web");
@@ -390,7 +392,12 @@ fn a_registering_node_gets_an_evaluation_for_every_system_job_and_its_own_jobs()
         n += 1;
         format!("e{n}")
     };
-    let new = evals(node_register_command(&w.state, node("node-9"), &mut ids));
+    let new = evals(node_register_command(
+        &w.state,
+        node("node-9"),
+        true,
+        &mut ids,
+    ));
     assert_eq!(
         new,
         [(
@@ -400,7 +407,12 @@ fn a_registering_node_gets_an_evaluation_for_every_system_job_and_its_own_jobs()
         )]
     );
     // Coming back, node-0 also has the service job's allocation.
-    let back = evals(node_register_command(&w.state, node("node-0"), &mut ids));
+    let back = evals(node_register_command(
+        &w.state,
+        node("node-0"),
+        true,
+        &mut ids,
+    ));
     let jobs: Vec<&str> = back.iter().map(|(j, _, _)| j.as_str()).collect();
     assert_eq!(jobs, ["svc", "web"]);
 }
@@ -458,6 +470,7 @@ fn racked_world(count: u32, constraint: &str) -> (World, Outcome) {
         w.apply(command::Kind::NodeRegister(NodeRegister {
             node: Some(node),
             evals: vec![],
+            event: None,
         }));
     }
     let src = format!(
@@ -897,12 +910,16 @@ fn a_node_status_change_evaluates_the_jobs_on_it_and_every_system_job() {
         }
         _ => panic!("not a node status update"),
     };
-    let on_busy = evals(node_status_command(&w.state, &busy, NODE_DOWN, &mut ids));
+    let on_busy = evals(node_status_command(
+        &w.state, &busy, NODE_DOWN, true, &mut ids,
+    ));
     assert_eq!(
         on_busy,
         vec![("agent".into(), busy.clone()), ("web".into(), busy.clone())]
     );
-    let on_idle = evals(node_status_command(&w.state, idle, NODE_DOWN, &mut ids));
+    let on_idle = evals(node_status_command(
+        &w.state, idle, NODE_DOWN, true, &mut ids,
+    ));
     assert_eq!(on_idle, vec![("agent".to_string(), idle.to_string())]);
 }
 
@@ -937,6 +954,7 @@ mod invariants {
                 node_id: id,
                 status: status.into(),
                 evals: vec![],
+                event: None,
             },
         ));
     }

@@ -116,7 +116,9 @@ impl State {
             Some(command::Kind::JobDeregister(d)) => self.deregister_job(index, now, d),
             Some(command::Kind::NodeRegister(r)) => {
                 let node = r.node.clone().unwrap_or_default();
+                let id = node.id.clone();
                 self.upsert_node(index, now, node);
+                self.push_node_event(&id, now, &r.event);
                 for e in &r.evals {
                     self.insert_eval(index, now, e.clone());
                 }
@@ -130,6 +132,7 @@ impl State {
                 node.status = u.status.clone();
                 node.modify_index = index;
                 node.status_updated_unix_ms = now;
+                self.push_node_event(&u.node_id, now, &u.event);
                 for e in &u.evals {
                     self.insert_eval(index, now, e.clone());
                 }
@@ -337,6 +340,17 @@ impl State {
         e.modify_index = index;
         e.modify_time_unix_ms = now;
         self.evals.insert(e);
+    }
+
+    /// Records a node event a command carries, at the entry's time.
+    fn push_node_event(&mut self, node_id: &str, now: i64, event: &Option<crate::v1::NodeEvent>) {
+        if let (Some(node), Some(e)) = (self.nodes.get_mut(node_id), event) {
+            let e = crate::v1::NodeEvent {
+                time_unix_ms: now,
+                ..e.clone()
+            };
+            crate::drain::push_event(node, e);
+        }
     }
 
     fn upsert_node(&mut self, index: u64, now: i64, mut node: Node) {
@@ -904,6 +918,63 @@ mod tests {
     }
 
     #[test]
+    fn registration_and_status_changes_leave_node_events_once_every_server_reads_them() {
+        use crate::sched::{node_register_command, node_status_command};
+        let mut s = State::default();
+        let mut index = 0;
+        let mut apply = |s: &mut State, kind| {
+            index += 1;
+            let cmd = Command {
+                kind: Some(kind),
+                now_unix_ms: index as i64 * 1000,
+                ..Command::default()
+            };
+            s.apply(index, &cmd).unwrap();
+        };
+        let mut ids = || "e".to_string();
+        let register = |s: &State, events, ids: &mut dyn FnMut() -> String| {
+            node_register_command(s, ready_node("n1", 1000, 1000), events, ids)
+        };
+        let messages = |s: &State| -> Vec<String> {
+            s.nodes["n1"]
+                .events
+                .iter()
+                .map(|e| format!("{} {}: {}", e.time_unix_ms, e.subsystem, e.message))
+                .collect()
+        };
+        // While an older server may read the state, the commands carry no event.
+        let kind = register(&s, false, &mut ids);
+        apply(&mut s, kind);
+        let kind = node_status_command(&s, "n1", NODE_DOWN, false, &mut ids);
+        apply(&mut s, kind);
+        assert!(messages(&s).is_empty());
+        let kind = register(&s, true, &mut ids);
+        apply(&mut s, kind);
+        // A restart within the grace registers again: nothing happened to the node.
+        let kind = register(&s, true, &mut ids);
+        apply(&mut s, kind);
+        let kind = node_status_command(&s, "n1", NODE_DOWN, true, &mut ids);
+        apply(&mut s, kind);
+        let kind = node_status_command(&s, "n1", NODE_DOWN, true, &mut ids);
+        apply(&mut s, kind);
+        let kind = node_status_command(&s, "n1", NODE_READY, true, &mut ids);
+        apply(&mut s, kind);
+        assert_eq!(
+            messages(&s),
+            [
+                "3000 Cluster: Node re-registered",
+                "5000 Cluster: Node heartbeat missed",
+                "7000 Cluster: Node reregistered by heartbeat",
+            ]
+        );
+        let mut fresh = State::default();
+        let kind = register(&fresh, true, &mut ids);
+        apply(&mut fresh, kind);
+        assert_eq!(messages(&fresh).len(), 1);
+        assert!(messages(&fresh)[0].ends_with("Cluster: Node registered"));
+    }
+
+    #[test]
     fn a_nodes_allocations_index_moves_only_with_its_own_allocations() {
         let mut s = State::default();
         s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
@@ -1195,6 +1266,7 @@ mod tests {
                 kind: Some(command::Kind::NodeRegister(NodeRegister {
                     node: Some(node),
                     evals: vec![],
+                    event: None,
                 })),
                 ..Command::default()
             },

@@ -59,6 +59,7 @@ impl Sim {
             s.apply(command::Kind::NodeRegister(NodeRegister {
                 node: Some(node),
                 evals: vec![],
+                event: None,
             }))
             .unwrap();
         }

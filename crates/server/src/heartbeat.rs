@@ -71,6 +71,7 @@ pub async fn run(
     state: StateHandle,
     writer: Writer,
     raft: Raft,
+    cluster: crate::cluster::Cluster,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut was_leader = false;
@@ -101,12 +102,13 @@ pub async fn run(
             was_leader = true;
         }
         let expired = hb.tracker().expired(now);
+        let events = !expired.is_empty() && cluster.gates().node_events;
         for node in expired {
             let down = state.read(|s| {
                 s.nodes
                     .get(&node)
                     .filter(|n| n.status != NODE_DOWN)
-                    .map(|_| node_status_command(s, &node, NODE_DOWN, &mut new_id))
+                    .map(|_| node_status_command(s, &node, NODE_DOWN, events, &mut new_id))
             });
             let Some(cmd) = down else {
                 hb.tracker().forget(&node);

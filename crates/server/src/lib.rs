@@ -281,6 +281,7 @@ impl Server {
             state.clone(),
             writer.clone(),
             raft.clone(),
+            cluster.clone(),
             shutdown_rx.clone(),
         ));
         tokio::spawn(leader::run_gc(

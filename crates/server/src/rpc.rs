@@ -547,10 +547,11 @@ impl nodes_server::Nodes for Api {
         }
         node.status = NODE_READY.into();
         let id = node.id.clone();
+        let events = self.cluster.gates().node_events;
         let cmd = self
             .reads
             .state
-            .read(|s| node_register_command(s, node, &mut new_id));
+            .read(|s| node_register_command(s, node, events, &mut new_id));
         let r = self.writer.apply(cmd).await?;
         let nodes = self.reads.state.read(|s| s.nodes.len());
         Ok(Response::new(NodeUpdateResponse {
@@ -575,10 +576,11 @@ impl nodes_server::Nodes for Api {
         let mut index = self.reads.state.read(|s| s.index);
         if status != NODE_READY {
             // Back from down: the node heartbeats again (its lost allocations stay stopped).
+            let events = self.cluster.gates().node_events;
             let cmd = self
                 .reads
                 .state
-                .read(|s| node_status_command(s, &id, NODE_READY, &mut new_id));
+                .read(|s| node_status_command(s, &id, NODE_READY, events, &mut new_id));
             index = self.writer.apply(cmd).await?.index;
             tracing::info!(node = %id, "node is back: ready again");
         }

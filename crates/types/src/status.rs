@@ -98,3 +98,8 @@ pub const NODE_EVENT_DRAIN_UPDATED: &str = "Node drain strategy updated";
 pub const NODE_EVENT_DRAIN_DISABLED: &str = "Node drain disabled";
 pub const NODE_EVENT_DRAIN_COMPLETE: &str = "Node drain complete";
 pub const NODE_EVENT_DRAIN_DEADLINE: &str = "Node drain deadline reached";
+/// Node events of the `Cluster` subsystem: registration and heartbeats.
+pub const NODE_EVENT_REGISTERED: &str = "Node registered";
+pub const NODE_EVENT_REREGISTERED: &str = "Node re-registered";
+pub const NODE_EVENT_HEARTBEAT_MISSED: &str = "Node heartbeat missed";
+pub const NODE_EVENT_REREGISTERED_BY_HEARTBEAT: &str = "Node reregistered by heartbeat";

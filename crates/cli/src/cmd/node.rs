@@ -479,7 +479,8 @@ async fn monitor_drain(channel: Conn, node_id: &str, before: Vec<Allocation>) ->
         }
         was_down = node.status == NODE_DOWN;
         if node.drain_strategy.is_none() {
-            if node.events.last().map(|e| e.message.as_str()) == Some(NODE_EVENT_DRAIN_COMPLETE) {
+            let last_drain_event = node.events.iter().rev().find(|e| e.subsystem == "Drain");
+            if last_drain_event.map(|e| e.message.as_str()) == Some(NODE_EVENT_DRAIN_COMPLETE) {
                 if allocs
                     .iter()
                     .all(|a| alloc_client_terminal(&a.client_status))

@@ -576,7 +576,7 @@ fn while_canaries_wait_a_lost_allocation_comes_back_at_the_old_version() {
         .node_id
         .clone();
     let mut ids = s.ids;
-    let kind = crate::sched::node_status_command(&s.state, &victim, NODE_DOWN, &mut || {
+    let kind = crate::sched::node_status_command(&s.state, &victim, NODE_DOWN, true, &mut || {
         ids += 1;
         format!("id-{ids:04}")
     });

@@ -219,6 +219,7 @@ fn two_nodes_drained_together_still_move_one_allocation_of_a_group_at_a_time() {
         s.apply(command::Kind::NodeRegister(crate::internal::NodeRegister {
             node: Some(node),
             evals: vec![],
+            event: None,
         }))
         .unwrap();
     }
@@ -365,6 +366,7 @@ fn an_empty_node_drains_at_once_and_eligibility_waits_for_the_drain() {
     s.apply(command::Kind::NodeRegister(crate::internal::NodeRegister {
         node: Some(again),
         evals: vec![],
+        event: None,
     }))
     .unwrap();
     assert!(s.state.nodes["node-0"].drain_strategy.is_some());
