@@ -303,6 +303,34 @@ fn allocations_on_a_down_node_are_lost_and_replaced() {
     assert_eq!(w.running().len(), 2);
 }
 
+/// A batch job's allocations on a down node are lost and placed again elsewhere, as a service
+/// job's are.
+#[test]
+fn a_batch_jobs_allocations_on_a_down_node_are_lost_and_replaced() {
+    let mut w = World::new(2);
+    w.run(job_src("batch", 2, "a", 100, 50));
+    let victim = w.running()[0].node_id.clone();
+    let on_victim = w.running().iter().filter(|a| a.node_id == victim).count();
+    w.apply(command::Kind::NodeStatusUpdate(
+        crate::internal::NodeStatusUpdate {
+            node_id: victim.clone(),
+            status: NODE_DOWN.into(),
+            evals: vec![],
+            event: None,
+        },
+    ));
+    w.schedule("web");
+    let lost = w
+        .state
+        .allocs
+        .values()
+        .filter(|a| a.client_status == ALLOC_LOST)
+        .count();
+    assert_eq!(lost, on_victim);
+    assert!(w.running().iter().all(|a| a.node_id != victim));
+    assert_eq!(w.running().len(), 2);
+}
+
 #[test]
 fn system_job_runs_once_per_feasible_node() {
     let mut w = World::new(3);
