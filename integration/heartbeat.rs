@@ -372,3 +372,60 @@ fn steady_heartbeats_write_nothing_to_raft() {
     }
     assert_eq!(last_log_index(), index);
 }
+
+/// A client that can reach no server keeps its tasks running, retries with a growing pause
+/// and says so in its log, and carries on with the same tasks once a server is back.
+#[test]
+fn a_client_that_reaches_no_server_keeps_its_tasks_and_carries_on_when_one_returns() {
+    let dir = TestDir::new();
+    let server_args = ["-server"];
+    let mut server = Agent::start(&dir.path.join("server"), &server_args);
+    let client = Agent::start(
+        &dir.path.join("client"),
+        &["-client", "-servers", &server.grpc, "-node", "node-a"],
+    );
+    server.wait_node_ready();
+    server.ok(&["job", "run", web_job(&dir.path, "hello").to_str().unwrap()]);
+    let allocs = server.wait_running("web", 2);
+    let mut pids = wait_task_pids(&client.data_dir, 2);
+    pids.sort();
+
+    server.kill9();
+    wait_for("the client to retry with a growing pause", || {
+        let log = client.log_text();
+        let pauses: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("cannot reach a server; trying the next"))
+            .filter_map(|l| l.split("retry_in=").nth(1))
+            .collect();
+        if pauses.len() >= 3 && pauses.windows(2).any(|w| w[0] != w[1]) {
+            Ok(())
+        } else {
+            Err(format!("{pauses:?}"))
+        }
+    });
+    let mut now = task_pids(&client.data_dir);
+    now.sort();
+    assert_eq!(now, pids);
+    assert!(
+        now.iter().all(|p| alive(*p)),
+        "tasks run on without a server"
+    );
+
+    server.restart(&server_args);
+    // The restarted server has heard no heartbeat until the client reaches it.
+    wait_for("the client to heartbeat again", || {
+        let out = server.ok(&["node", "status", "-verbose", "-json", "node-a"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if v["last_heartbeat_unix_ms"].as_i64().unwrap_or(0) > 0 && v["status"] == "ready" {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    assert_eq!(server.wait_running("web", 2), allocs);
+    let mut after = task_pids(&client.data_dir);
+    after.sort();
+    assert_eq!(after, pids, "the same task processes");
+    assert!(after.iter().all(|p| alive(*p)));
+}
