@@ -11,6 +11,7 @@
 mod client;
 mod deploy;
 mod sched;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -374,12 +375,13 @@ fn main() {
             rt.block_on(client::client(yurt, heartbeats))
         }
         "deploy" => rt.block_on(deploy::deploy(yurt)),
+        "state" => state::state(),
         "sched" => {
             sched::in_memory();
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state");
             std::process::exit(2)
         }
     }

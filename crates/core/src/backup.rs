@@ -77,7 +77,8 @@ mod tests {
             Job {
                 id: "web".into(),
                 ..Job::default()
-            },
+            }
+            .into(),
         );
         s
     }

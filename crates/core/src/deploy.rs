@@ -159,7 +159,7 @@ fn rollback(state: &State, job: &Job, base: &str) -> (String, Option<Job>) {
         ),
         Some(v) => (
             format!("{base} - rolling back to job version {}", v.version),
-            Some(v.clone()),
+            Some(Job::clone(v)),
         ),
     }
 }
@@ -326,7 +326,7 @@ pub fn revert(
     }
     let eval = crate::sched::new_eval(target, new_id(), TRIGGER_JOB_REGISTER);
     Ok(JobRegister {
-        job: Some(target.clone()),
+        job: Some(Job::clone(target)),
         eval: Some(eval),
         enforce_index: false,
         job_modify_index: 0,
@@ -351,7 +351,7 @@ pub fn health_evals(
                 .get(&a.deployment_id)
                 .is_some_and(|d| d.status == DEPLOYMENT_RUNNING)
         })
-        .filter_map(|a| state.jobs.get(&a.job_id))
+        .filter_map(|a| state.jobs.get(&a.job_id).map(|j| &**j))
         .collect();
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
     jobs.dedup_by(|a, b| a.id == b.id);
@@ -577,9 +577,10 @@ impl State {
             .get_mut(job_id)
             .and_then(|v| v.iter_mut().find(|j| j.version == version))
         {
-            v.stable = true;
+            std::sync::Arc::make_mut(v).stable = true;
         }
         if let Some(j) = self.jobs.get_mut(job_id).filter(|j| j.version == version) {
+            let j = std::sync::Arc::make_mut(j);
             j.stable = true;
             j.modify_index = index;
         }

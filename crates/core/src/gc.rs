@@ -257,7 +257,7 @@ mod tests {
             job("live", JOB_TYPE_SERVICE, false, JOB_RUNNING),
             job("done", JOB_TYPE_BATCH, false, JOB_DEAD),
         ] {
-            s.jobs.insert(j.id.clone(), j);
+            s.jobs.insert(j.id.clone(), j.into());
         }
         let mut replaced = alloc(
             "a-replaced",
@@ -360,7 +360,7 @@ mod tests {
         let mut s = state();
         let gc = collect(&s, 25 * HOUR, Thresholds::default());
         // Registered again between the leader's pass and the commit.
-        s.jobs.get_mut("stopped").unwrap().stop = false;
+        std::sync::Arc::make_mut(s.jobs.get_mut("stopped").unwrap()).stop = false;
         apply(&mut s, &gc);
         assert!(s.jobs.contains_key("stopped"));
         assert!(

@@ -5,6 +5,7 @@
 //! A command that fails (e.g. a `-check-index` mismatch) changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use prost::Message;
 use yurt_types::status::*;
@@ -68,9 +69,12 @@ pub struct Applied {
 pub struct State {
     /// Raft index of the last applied command.
     pub index: u64,
-    pub jobs: BTreeMap<String, Job>,
+    /// The current version of each job. It shares its `Arc` with the last of the job's kept
+    /// versions until one of them changes (copy on write: `Arc::make_mut`), so registering a
+    /// job stores it once, not twice.
+    pub jobs: BTreeMap<String, Arc<Job>>,
     /// Kept versions of each job, oldest first; the last is the current one.
-    pub job_versions: BTreeMap<String, Vec<Job>>,
+    pub job_versions: BTreeMap<String, Vec<Arc<Job>>>,
     pub nodes: BTreeMap<String, Node>,
     pub allocs: Table<Allocation>,
     pub evals: Table<Evaluation>,
@@ -108,11 +112,22 @@ pub fn same_spec(a: &Job, b: &Job) -> bool {
 impl State {
     /// Applies one Raft command at `index`. On error nothing has changed.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Applied, ApplyError> {
+        self.apply_owned(index, cmd.clone())
+    }
+
+    /// [`State::apply`], taking the command: the job a registration carries is stored as
+    /// decoded, not copied.
+    pub fn apply_owned(&mut self, index: u64, cmd: Command) -> Result<Applied, ApplyError> {
         let now = cmd.now_unix_ms;
         let out = match &cmd.kind {
             None if cmd.ignore_if_unknown => Ok(Applied::default()),
             None => Err(ApplyError::UnknownCommand),
-            Some(command::Kind::JobRegister(r)) => self.register_job(index, now, r),
+            Some(command::Kind::JobRegister(_)) => {
+                let Some(command::Kind::JobRegister(r)) = cmd.kind else {
+                    unreachable!("matched above")
+                };
+                self.register_job(index, now, r)
+            }
             Some(command::Kind::JobDeregister(d)) => self.deregister_job(index, now, d),
             Some(command::Kind::NodeRegister(r)) => {
                 let node = r.node.clone().unwrap_or_default();
@@ -219,9 +234,9 @@ impl State {
         &mut self,
         index: u64,
         now: i64,
-        r: &crate::internal::JobRegister,
+        r: crate::internal::JobRegister,
     ) -> Result<Applied, ApplyError> {
-        let job = r.job.clone().unwrap_or_default();
+        let job = r.job.unwrap_or_default();
         let existing = self.jobs.get(&job.id);
         if r.enforce_index {
             let n = r.job_modify_index;
@@ -245,15 +260,16 @@ impl State {
             }
         }
         let mut applied = self.register_job_version(index, now, job);
-        if let Some(e) = &r.eval {
+        if let Some(e) = r.eval {
             applied.eval_id = e.id.clone();
-            self.insert_eval(index, now, e.clone());
+            self.insert_eval(index, now, e);
         }
         Ok(applied)
     }
 
     /// Makes `job` the job's current version: a new version when its spec changed.
     pub(crate) fn register_job_version(&mut self, index: u64, now: i64, mut job: Job) -> Applied {
+        let id = job.id.clone();
         let existing = self.jobs.get(&job.id);
         let job_modify_index = match existing {
             Some(e) if same_spec(e, &job) => e.job_modify_index,
@@ -265,12 +281,13 @@ impl State {
                 job.submit_time_unix_ms = now;
                 job.stable = false;
                 job.status = JOB_PENDING.into();
+                let job = Arc::new(job);
                 self.put_job_version(job.clone());
-                self.jobs.insert(job.id.clone(), job.clone());
+                self.jobs.insert(job.id.clone(), job);
                 index
             }
         };
-        self.refresh_job_status(&job.id, index);
+        self.refresh_job_status(&id, index);
         Applied {
             index,
             job_modify_index,
@@ -278,7 +295,7 @@ impl State {
         }
     }
 
-    fn put_job_version(&mut self, job: Job) {
+    fn put_job_version(&mut self, job: Arc<Job>) {
         let versions = self.job_versions.entry(job.id.clone()).or_default();
         versions.push(job);
         if versions.len() > TRACKED_VERSIONS {
@@ -309,7 +326,7 @@ impl State {
             }
         } else if !existing.stop {
             // Stopping is a change of spec: a new version, as in Nomad.
-            let mut job = existing.clone();
+            let mut job = Job::clone(existing);
             job.stop = true;
             job.version += 1;
             job.modify_index = index;
@@ -317,6 +334,7 @@ impl State {
             job.submit_time_unix_ms = now;
             job.stable = false;
             job_modify_index = index;
+            let job = Arc::new(job);
             self.put_job_version(job.clone());
             self.jobs.insert(job.id.clone(), job);
         }
@@ -632,10 +650,11 @@ impl State {
             JOB_PENDING
         };
         if job.status != status {
+            let job = Arc::make_mut(job);
             job.status = status.into();
             job.modify_index = index;
             if let Some(v) = self.job_versions.get_mut(job_id).and_then(|v| v.last_mut()) {
-                v.status = status.into();
+                Arc::make_mut(v).status = status.into();
             }
         }
     }
@@ -670,6 +689,7 @@ impl State {
             .collect();
         self.jobs
             .values()
+            .map(|j| &**j)
             .filter(|j| j.r#type == JOB_TYPE_SYSTEM || on_node.contains(j.id.as_str()))
             .collect()
     }
@@ -682,7 +702,7 @@ impl State {
             .filter(|u| u.client_status == ALLOC_FAILED)
             .filter_map(|u| self.allocs.get(&u.alloc_id))
             .filter(|a| a.desired_status == ALLOC_DESIRED_RUN && a.client_status != ALLOC_FAILED)
-            .filter_map(|a| self.jobs.get(&a.job_id))
+            .filter_map(|a| self.jobs.get(&a.job_id).map(|j| &**j))
             .collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         jobs.dedup_by(|a, b| a.id == b.id);
@@ -789,8 +809,13 @@ impl State {
             format_version: self.snapshot_format(),
             written_by: written_by.into(),
             index: self.index,
-            jobs: self.jobs.values().cloned().collect(),
-            job_versions: self.job_versions.values().flatten().cloned().collect(),
+            jobs: self.jobs.values().map(|j| Job::clone(j)).collect(),
+            job_versions: self
+                .job_versions
+                .values()
+                .flatten()
+                .map(|j| Job::clone(j))
+                .collect(),
             nodes: self.nodes.values().cloned().collect(),
             allocs: self.allocs.values().cloned().collect(),
             evals: self.evals.values().cloned().collect(),
@@ -815,16 +840,23 @@ impl State {
                 ours: yurt_types::VERSION,
             });
         }
-        let mut job_versions: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+        let mut job_versions: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
         for j in snap.job_versions {
-            job_versions.entry(j.id.clone()).or_default().push(j);
+            job_versions
+                .entry(j.id.clone())
+                .or_default()
+                .push(Arc::new(j));
         }
         for v in job_versions.values_mut() {
             v.sort_by_key(|j| j.version);
         }
         Ok(State {
             index: snap.index,
-            jobs: snap.jobs.into_iter().map(|j| (j.id.clone(), j)).collect(),
+            jobs: snap
+                .jobs
+                .into_iter()
+                .map(|j| (j.id.clone(), Arc::new(j)))
+                .collect(),
             job_versions,
             nodes: snap.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
             allocs: snap.allocs.into_iter().collect(),
@@ -1217,6 +1249,34 @@ mod tests {
     }
 
     #[test]
+    fn a_registered_job_is_stored_once_and_copied_only_when_its_status_changes() {
+        let mut s = State::default();
+        s.apply_owned(5, register(job(1), None)).unwrap();
+        let current = &s.jobs["web"];
+        let version = s.job_versions["web"].last().unwrap();
+        assert!(Arc::ptr_eq(current, version), "one copy for both");
+        assert_eq!(current.status, JOB_PENDING);
+
+        // A running allocation makes the job running: the current job and its last version
+        // both say so, and only the current job records the index of the change.
+        s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
+        let mut a = placement("a1", "n1", 100, 20000);
+        a.client_status = ALLOC_RUNNING.into();
+        s.apply(6, &plan("e1", vec![a])).unwrap();
+        let current = &s.jobs["web"];
+        let version = s.job_versions["web"].last().unwrap();
+        assert_eq!(
+            (current.status.as_str(), current.modify_index),
+            (JOB_RUNNING, 6)
+        );
+        assert_eq!(
+            (version.status.as_str(), version.modify_index),
+            (JOB_RUNNING, 5)
+        );
+        assert!(!Arc::ptr_eq(current, version));
+    }
+
+    #[test]
     fn check_index_is_compare_and_swap() {
         let mut s = State::default();
         let err = s.apply(3, &register(job(1), Some(9))).unwrap_err();
@@ -1394,7 +1454,8 @@ mod tests {
             Job {
                 id: "web".into(),
                 ..Job::default()
-            },
+            }
+            .into(),
         );
         assert_eq!(s.jobs_with_new_failures(&failed).len(), 1);
         s.allocs

@@ -152,7 +152,7 @@ impl jobs_server::Jobs for Api {
         let id = req.into_inner().job_id;
         self.reads
             .state
-            .read(|s| lookup(&s.jobs, "job", &id).cloned())
+            .read(|s| lookup(&s.jobs, "job", &id).map(|j| Job::clone(j)))
             .map(Response::new)
     }
 
@@ -187,7 +187,7 @@ impl jobs_server::Jobs for Api {
             Ok::<_, Status>(
                 s.job_versions
                     .get(&id)
-                    .map(|v| v.iter().rev().cloned().collect())
+                    .map(|v| v.iter().rev().map(|j| Job::clone(j)).collect())
                     .unwrap_or_default(),
             )
         })?;

@@ -254,7 +254,7 @@ fn apply_command(state: &mut State, index: u64, bytes: &[u8]) -> ApplyResult {
     };
     match Command::decode(bytes) {
         Err(e) => refused(format!("undecodable command at index {index}: {e}")),
-        Ok(cmd) => match state.apply(index, &cmd) {
+        Ok(cmd) => match state.apply_owned(index, cmd) {
             Ok(a) => ApplyResult {
                 error: None,
                 index,
