@@ -21,7 +21,7 @@ use yurt_proto::v1::{
     RegisterJobRequest, RegisterNodeRequest, Resources,
 };
 
-use crate::{channel, leader, Server};
+use crate::{channel, cpu_time, leader, Server};
 
 const COUNT: usize = 100;
 const SIMULATED_NODES: usize = 1000;
@@ -207,19 +207,6 @@ pub async fn client(yurt: PathBuf, heartbeats: bool) {
         );
     }
     drop(agent);
-}
-
-/// CPU time (user and system, all threads) a process has used so far.
-fn cpu_time(pid: i32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name: state is field 3, utime and stime fields 14 and 15.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
-    Some(Duration::from_micros(ticks * 1_000_000 / per_second))
 }
 
 /// One gRPC `Nodes/Heartbeat` call per node, each encoded once up front (a gRPC message is a

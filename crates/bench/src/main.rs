@@ -195,16 +195,35 @@ async fn converged(servers: &[Server]) {
     }
 }
 
+/// CPU time (user and system, all threads) a process has used so far.
+pub(crate) fn cpu_time(pid: i32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name: state is field 3, utime and stime fields 14 and 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Some(Duration::from_micros(ticks * 1_000_000 / per_second))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Registers `total` jobs from `clients` concurrent callers over one connection.
-async fn load(addr: &str, clients: usize, total: usize, tag: &str) {
+/// Registers `total` jobs from `clients` concurrent callers over one connection to `addr`,
+/// and prints the rate, the latencies and the CPU time the `servers` and the load generator
+/// spent per registration.
+async fn load(addr: &str, servers: &[Server], clients: usize, total: usize, tag: &str) {
     let ch = channel(addr).await;
     let jobs: Arc<Vec<Job>> = Arc::new((0..total).map(|i| job(&format!("{tag}-{i}"))).collect());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let retries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu = |pid: i32| cpu_time(pid).unwrap_or_default();
+    let pids: Vec<i32> = servers.iter().map(Server::pid).collect();
+    let servers_before: Vec<Duration> = pids.iter().map(|p| cpu(*p)).collect();
+    let me_before = cpu(std::process::id() as i32);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -245,6 +264,13 @@ async fn load(addr: &str, clients: usize, total: usize, tag: &str) {
         lat.extend(t.await.unwrap());
     }
     let secs = start.elapsed().as_secs_f64();
+    let per_job = |d: Duration| d.as_secs_f64() * 1e6 / total as f64;
+    let servers_cpu: Vec<f64> = pids
+        .iter()
+        .zip(&servers_before)
+        .map(|(p, before)| per_job(cpu(*p).saturating_sub(*before)))
+        .collect();
+    let me_cpu = per_job(cpu(std::process::id() as i32).saturating_sub(me_before));
     lat.sort();
     let retried = retries.load(std::sync::atomic::Ordering::Relaxed);
     println!(
@@ -258,6 +284,12 @@ async fn load(addr: &str, clients: usize, total: usize, tag: &str) {
         } else {
             String::new()
         }
+    );
+    let each: Vec<String> = servers_cpu.iter().map(|c| format!("{c:.0}")).collect();
+    println!(
+        "    CPU per registration: servers {:.0} µs ({} µs each), load generator {me_cpu:.0} µs",
+        servers_cpu.iter().sum::<f64>(),
+        each.join(" / ")
     );
 }
 
@@ -294,8 +326,8 @@ async fn raft(yurt: PathBuf, count: usize, failover: bool) {
         "{count} server(s) on loopback; leader is {}",
         servers[l].addr
     );
-    load(&servers[l].addr, 1, 500, "one").await;
-    load(&servers[l].addr, 64, 5000, "many").await;
+    load(&servers[l].addr, &servers, 1, 500, "one").await;
+    load(&servers[l].addr, &servers, 64, 5000, "many").await;
     if !failover || count < 3 {
         return;
     }
