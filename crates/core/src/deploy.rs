@@ -363,6 +363,12 @@ pub fn health_evals(
 pub fn watch(state: &State, now: i64, new_id: &mut dyn FnMut() -> String) -> Vec<DeploymentChange> {
     let mut out = Vec::new();
     for d in state.deployments.in_state(DEPLOYMENT_RUNNING) {
+        // No allocation has joined it yet (its placements are blocked, say): nothing can have
+        // failed, turned healthy or started a progress deadline. Its counters say so without
+        // reading its job and allocations: a cluster out of room holds many such deployments.
+        if d.task_groups.values().all(|g| g.placed_allocs == 0) {
+            continue;
+        }
         if let Some(c) = watch_one(state, d, now, new_id) {
             out.push(c);
         }

@@ -629,3 +629,17 @@ fn promoted_canaries_are_members_and_a_paused_canary_deployment_keeps_its_canari
         "nothing of version 1 stopped before promotion"
     );
 }
+
+#[test]
+fn a_deployment_whose_placements_are_all_blocked_has_no_deadline_and_waits() {
+    let mut s = Sim::with_nodes(0, 0);
+    s.run(job(2, "a", ROLLING));
+    let d = s.latest();
+    assert_eq!(d.status, DEPLOYMENT_RUNNING);
+    let g = &d.task_groups["app"];
+    assert_eq!((g.placed_allocs, g.require_progress_by_unix_ms), (0, 0));
+    // Hours past any progress deadline: nothing has joined, so nothing is judged.
+    s.tick(600 * MIN);
+    assert_eq!(s.latest().status, DEPLOYMENT_RUNNING);
+    assert_eq!(next_deadline(&s.state), None);
+}
