@@ -1,13 +1,13 @@
 //! What this machine offers: CPU (MHz in total), memory, OS, architecture and hostname.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use yurt_proto::v1::Resources;
 
 pub struct Fingerprint {
     pub hostname: String,
     pub resources: Resources,
-    pub attributes: HashMap<String, String>,
+    pub attributes: BTreeMap<String, String>,
 }
 
 fn cpu_mhz() -> u32 {
@@ -45,7 +45,7 @@ pub fn fingerprint() -> Fingerprint {
     let mhz = cpu_mhz();
     let memory = memory_mb();
     let hostname = hostname();
-    let attributes = HashMap::from([
+    let attributes = BTreeMap::from([
         ("kernel.name".to_string(), std::env::consts::OS.to_string()),
         ("os.name".to_string(), std::env::consts::OS.to_string()),
         ("cpu.arch".to_string(), std::env::consts::ARCH.to_string()),

@@ -474,7 +474,7 @@ pub fn plan_job(state: &State, job: &Job, now: i64, gates: Gates) -> PlanResult 
 }
 
 /// The scheduler's counts under the names `job plan` prints.
-pub fn annotations(d: &DesiredUpdates) -> std::collections::HashMap<String, u64> {
+pub fn annotations(d: &DesiredUpdates) -> std::collections::BTreeMap<String, u64> {
     [
         ("create", d.place),
         ("destroy", d.stop),

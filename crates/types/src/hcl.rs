@@ -342,8 +342,8 @@ impl<'a> Scope<'a> {
         &mut self,
         key: &'a str,
         lines: &mut Lines,
-    ) -> Result<HashMap<String, String>, SpecError> {
-        let mut out = HashMap::new();
+    ) -> Result<std::collections::BTreeMap<String, String>, SpecError> {
+        let mut out = std::collections::BTreeMap::new();
         let mut put = |k: &str, v: &Val, line: usize, what: &str| -> Result<(), SpecError> {
             let s = match v {
                 Val::Str(s) => s.clone(),

@@ -213,10 +213,9 @@ pub fn deployed_table(d: &Deployment, deadline: bool) -> String {
     if deadline {
         header.push("Progress Deadline");
     }
-    let mut groups: Vec<_> = d.task_groups.iter().collect();
-    groups.sort_by(|a, b| a.0.cmp(b.0));
-    let rows: Vec<Vec<String>> = groups
-        .into_iter()
+    let rows: Vec<Vec<String>> = d
+        .task_groups
+        .iter()
         .map(|(name, g)| {
             let mut row = vec![name.clone()];
             if revert {

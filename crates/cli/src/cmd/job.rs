@@ -266,13 +266,12 @@ pub async fn monitor_eval(channel: Conn, eval_id: &str) -> CmdResult {
 }
 
 pub(crate) fn placement_failures(
-    failed: &std::collections::HashMap<String, AllocMetric>,
-    queued: &std::collections::HashMap<String, u32>,
+    failed: &BTreeMap<String, AllocMetric>,
+    queued: &BTreeMap<String, u32>,
     indent: &str,
 ) -> String {
     let mut out = String::new();
-    let sorted: BTreeMap<_, _> = failed.iter().collect();
-    for (group, m) in sorted {
+    for (group, m) in failed {
         let n = queued.get(group).copied().unwrap_or(1);
         let s = if n == 1 { "" } else { "s" };
         out.push_str(&format!(
@@ -283,8 +282,7 @@ pub(crate) fn placement_failures(
                 "{indent}  * No nodes were eligible for evaluation\n"
             ));
         }
-        let filtered: BTreeMap<_, _> = m.constraint_filtered.iter().collect();
-        for (why, k) in filtered {
+        for (why, k) in &m.constraint_filtered {
             out.push_str(&format!(
                 "{indent}  * Constraint {why:?}: {k} nodes excluded by filter\n"
             ));
@@ -295,8 +293,7 @@ pub(crate) fn placement_failures(
                 m.nodes_exhausted
             ));
         }
-        let dims: BTreeMap<_, _> = m.dimension_exhausted.iter().collect();
-        for (dim, k) in dims {
+        for (dim, k) in &m.dimension_exhausted {
             out.push_str(&format!(
                 "{indent}  * Dimension {dim:?} exhausted on {k} nodes\n"
             ));
