@@ -532,3 +532,61 @@ fn a_client_newer_than_its_server_is_refused_and_says_so() {
     let info = client.ok(&["agent-info"]);
     assert!(info.contains("last_heartbeat = never"), "{info}");
 }
+
+#[test]
+fn a_new_leader_replicates_to_a_server_of_the_previous_release_in_json() {
+    let (_, old) = previous_release();
+    let new = PathBuf::from(YURT);
+    let dir = TestDir::new();
+    // s0 and s1 run this build, s2 the previous release.
+    let mut s: Vec<Agent> = Vec::new();
+    let mut args: Vec<Vec<String>> = Vec::new();
+    for (i, bin) in [(0, &new), (1, &new), (2, &old)] {
+        let mut a: Vec<String> = [
+            "-server",
+            "-node",
+            &format!("s{i}"),
+            "-bootstrap-expect",
+            "3",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        if let Some(first) = s.first() {
+            a.extend(["-join".to_string(), first.grpc.clone()]);
+        }
+        s.push(Agent::start_bin(
+            bin,
+            &dir.path.join(format!("s{i}")),
+            &refs(&a),
+        ));
+        args.push(a);
+    }
+    leader(&s, &[0, 1, 2], 3);
+    // With s2 away, one of the new servers leads, and s2 misses a write: back, it cannot
+    // win an election, and catches up from the new leader.
+    s[2].stop();
+    let l = leader(&s, &[0, 1], 3);
+    write_through(&s[l], &dir.path, "while-s2-away");
+    s[2].restart_bin(&old, &refs(&args[2]));
+    write_through(&s[l], &dir.path, "after-s2-back");
+    converged(&s, &[0, 1, 2]);
+    let jobs = s[2].ok(&["job", "status", "-stale"]);
+    for id in ["while-s2-away", "after-s2-back"] {
+        assert!(jobs.contains(id), "{jobs}");
+    }
+    let said = |i: usize| {
+        s[i].log_text()
+            .contains("predates binary replication (Yurt 0.1): sending it JSON")
+    };
+    assert!(said(0) || said(1), "{}", s[l].log_text());
+    // Between the new servers replication is binary: only s2 was ever sent JSON.
+    let s2 = format!(" at {} predates", s[2].grpc);
+    for i in [0, 1] {
+        for line in s[i].log_text().lines() {
+            if line.contains("predates binary replication") {
+                assert!(line.contains(&s2), "{line}");
+            }
+        }
+    }
+}

@@ -71,9 +71,8 @@ fn io_err(
 /// starts with `{`.
 const BINARY_ENTRY: u8 = 1;
 
-/// A log entry as stored: a tag byte and the protobuf [`LogEntry`] (no JSON, no base64 of the
-/// commands: those were the largest cost of writing and replicating entries).
-fn encode_entry(e: &Entry<TypeConfig>) -> Result<Vec<u8>, serde_json::Error> {
+/// An entry as the protobuf [`LogEntry`], the form the log keeps and servers of 0.2 replicate.
+pub(crate) fn entry_to_proto(e: &Entry<TypeConfig>) -> Result<LogEntry, serde_json::Error> {
     let payload = match &e.payload {
         EntryPayload::Blank => log_entry::Payload::Blank(LogBlank {}),
         EntryPayload::Normal(p) => log_entry::Payload::Commands(LogCommands {
@@ -83,12 +82,36 @@ fn encode_entry(e: &Entry<TypeConfig>) -> Result<Vec<u8>, serde_json::Error> {
             log_entry::Payload::MembershipJson(serde_json::to_string(m)?)
         }
     };
-    let entry = LogEntry {
+    Ok(LogEntry {
         term: e.log_id.leader_id.term,
         leader_node_id: e.log_id.leader_id.node_id,
         index: e.log_id.index,
         payload: Some(payload),
+    })
+}
+
+/// The entry a [`LogEntry`] holds; the error says what is wrong with it.
+pub(crate) fn entry_from_proto(e: LogEntry) -> Result<Entry<TypeConfig>, String> {
+    let payload = match e.payload {
+        Some(log_entry::Payload::Blank(_)) => EntryPayload::Blank,
+        Some(log_entry::Payload::Commands(c)) => EntryPayload::Normal(super::Proposal {
+            commands: c.commands,
+        }),
+        Some(log_entry::Payload::MembershipJson(m)) => {
+            EntryPayload::Membership(serde_json::from_str(&m).map_err(|e| e.to_string())?)
+        }
+        None => return Err("no payload".into()),
     };
+    Ok(Entry {
+        log_id: LogId::new(CommittedLeaderId::new(e.term, e.leader_node_id), e.index),
+        payload,
+    })
+}
+
+/// A log entry as stored: a tag byte and the protobuf [`LogEntry`] (no JSON, no base64 of the
+/// commands: those were the largest cost of writing and replicating entries).
+fn encode_entry(e: &Entry<TypeConfig>) -> Result<Vec<u8>, serde_json::Error> {
+    let entry = entry_to_proto(e)?;
     let mut out = Vec::with_capacity(1 + entry.encoded_len());
     out.push(BINARY_ENTRY);
     entry
@@ -103,21 +126,7 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, std::io::Error> {
     let Some((&BINARY_ENTRY, rest)) = bytes.split_first() else {
         return serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()));
     };
-    let e = LogEntry::decode(rest).map_err(|e| bad(e.to_string()))?;
-    let payload = match e.payload {
-        Some(log_entry::Payload::Blank(_)) => EntryPayload::Blank,
-        Some(log_entry::Payload::Commands(c)) => EntryPayload::Normal(super::Proposal {
-            commands: c.commands,
-        }),
-        Some(log_entry::Payload::MembershipJson(m)) => {
-            EntryPayload::Membership(serde_json::from_str(&m).map_err(|e| bad(e.to_string()))?)
-        }
-        None => return Err(bad("no payload".into())),
-    };
-    Ok(Entry {
-        log_id: LogId::new(CommittedLeaderId::new(e.term, e.leader_node_id), e.index),
-        payload,
-    })
+    entry_from_proto(LogEntry::decode(rest).map_err(|e| bad(e.to_string()))?).map_err(bad)
 }
 
 fn key(index: u64) -> [u8; 8] {

@@ -1,5 +1,8 @@
 //! Raft between servers over gRPC (`yurt.internal.v1.RaftTransport`). Each call carries an
 //! openraft request serialized as JSON; the reply is `Result<response, RaftError>` the same way.
+//! AppendEntries, which carries the log, goes as protobuf instead (`AppendEntriesBinary`, the
+//! entries as the log keeps them), to every server that takes it: a Yurt 0.1 server answers
+//! UNIMPLEMENTED, and is sent JSON.
 //!
 //! Every Raft call names the server it is for (`yurt-raft-target`: its Raft ID) and the
 //! sender's cluster (`yurt-cluster-id`, once the cluster has an ID); a server with another ID
@@ -22,17 +25,19 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, CommittedLeaderId, LogId, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::Channel;
 use yurt_proto::internal::raft_transport_client::RaftTransportClient;
 use yurt_proto::internal::raft_transport_server::RaftTransport;
 use yurt_proto::internal::{
-    GossipRequest, GossipResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
+    AppendEntriesBody, GossipRequest, GossipResponse, LogPosition, RaftPayload, ReadIndexRequest,
+    ReadIndexResponse,
 };
 use yurt_types::tls::Peer;
 
+use super::log_store::{entry_from_proto, entry_to_proto};
 use super::{NodeId, Raft, TypeConfig};
 use crate::cluster::{self, Cluster};
 use crate::read::Reads;
@@ -79,6 +84,33 @@ struct ServerChannel {
     /// Whether the last call failed, so that the log says once when a server stops answering
     /// and once when it answers again (openraft retries every few milliseconds).
     unreachable: AtomicBool,
+    /// Until when this server is sent AppendEntries as JSON: it answered the binary call
+    /// UNIMPLEMENTED (Yurt 0.1). Asked again after [`JSON_RECHECK`], since it may have been
+    /// upgraded in place.
+    json_until: Mutex<Option<Instant>>,
+}
+
+/// How long a server that does not take the binary AppendEntries is sent JSON before it is
+/// asked again.
+const JSON_RECHECK: Duration = Duration::from_secs(30);
+
+impl ServerChannel {
+    fn takes_binary(&self) -> bool {
+        let until = self.json_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Remembers that the server answered the binary call UNIMPLEMENTED; says so in the log
+    /// the first time.
+    fn send_json(&self, target: NodeId, addr: &str) {
+        let mut until = self.json_until.lock().unwrap_or_else(|e| e.into_inner());
+        if until.is_none() {
+            tracing::info!(
+                "server {target} at {addr} predates binary replication (Yurt 0.1): sending it JSON"
+            );
+        }
+        *until = Some(Instant::now() + JSON_RECHECK);
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -101,6 +133,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 Arc::new(ServerChannel {
                     client,
                     unreachable: AtomicBool::new(false),
+                    json_until: Mutex::new(None),
                 })
             })
             .clone();
@@ -167,7 +200,29 @@ enum Rpc {
 }
 
 impl Connection {
-    /// Sends one call; openraft puts a deadline on each (and drops the call when it passes).
+    fn client<E: std::error::Error>(
+        &self,
+    ) -> Result<RaftTransportClient<Channel>, RPCError<NodeId, BasicNode, E>> {
+        self.peer
+            .client
+            .clone()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))
+    }
+
+    /// A request carrying the sender's cluster and the receiver's Raft ID.
+    fn request<T>(&self, body: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(body);
+        if let Ok(v) = self.cluster_name.get().parse() {
+            req.metadata_mut().insert(CLUSTER_KEY, v);
+        }
+        if let Ok(v) = self.target.to_string().parse() {
+            req.metadata_mut().insert(TARGET_KEY, v);
+        }
+        req
+    }
+
+    /// Sends one call with an openraft request as JSON; openraft puts a deadline on each (and
+    /// drops the call when it passes).
     async fn call<Req, Resp, E>(
         &mut self,
         rpc: Rpc,
@@ -178,28 +233,26 @@ impl Connection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut client = match &self.peer.client {
-            Ok(c) => c.clone(),
-            Err(e) => {
-                return Err(RPCError::Unreachable(Unreachable::new(
-                    &std::io::Error::other(e.clone()),
-                )))
-            }
-        };
+        let mut client = self.client()?;
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut payload = tonic::Request::new(RaftPayload { data });
-        let cluster_id = self.cluster_name.get();
-        if let Ok(v) = cluster_id.parse() {
-            payload.metadata_mut().insert(CLUSTER_KEY, v);
-        }
-        if let Ok(v) = self.target.to_string().parse() {
-            payload.metadata_mut().insert(TARGET_KEY, v);
-        }
+        let payload = self.request(RaftPayload { data });
         let reply = match rpc {
             Rpc::Append => client.append_entries(payload).await,
             Rpc::Vote => client.vote(payload).await,
             Rpc::Snapshot => client.install_snapshot(payload).await,
         };
+        self.reply(reply)
+    }
+
+    /// The openraft reply (JSON) of a call, or why there is none.
+    fn reply<Resp, E>(
+        &self,
+        reply: Result<tonic::Response<RaftPayload>, tonic::Status>,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let reply = match reply {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -229,12 +282,67 @@ impl Connection {
     }
 }
 
+/// An AppendEntries request with its entries as the log keeps them (protobuf), for
+/// `AppendEntriesBinary`: no JSON, no base64 of every command, on every server.
+fn body_of(rpc: &AppendEntriesRequest<TypeConfig>) -> Result<AppendEntriesBody, serde_json::Error> {
+    let position = |l: &LogId<NodeId>| LogPosition {
+        term: l.leader_id.term,
+        leader_node_id: l.leader_id.node_id,
+        index: l.index,
+    };
+    Ok(AppendEntriesBody {
+        vote_term: rpc.vote.leader_id.term,
+        vote_node_id: rpc.vote.leader_id.node_id,
+        vote_committed: rpc.vote.committed,
+        prev_log_id: rpc.prev_log_id.as_ref().map(position),
+        leader_commit: rpc.leader_commit.as_ref().map(position),
+        entries: rpc
+            .entries
+            .iter()
+            .map(entry_to_proto)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// The openraft request an `AppendEntriesBinary` call carries; the error says what is wrong.
+fn request_of(body: AppendEntriesBody) -> Result<AppendEntriesRequest<TypeConfig>, String> {
+    let id = |p: LogPosition| LogId::new(CommittedLeaderId::new(p.term, p.leader_node_id), p.index);
+    let vote = if body.vote_committed {
+        Vote::new_committed(body.vote_term, body.vote_node_id)
+    } else {
+        Vote::new(body.vote_term, body.vote_node_id)
+    };
+    Ok(AppendEntriesRequest {
+        vote,
+        prev_log_id: body.prev_log_id.map(id),
+        leader_commit: body.leader_commit.map(id),
+        entries: body
+            .entries
+            .into_iter()
+            .map(entry_from_proto)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        if self.peer.takes_binary() {
+            let body = body_of(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let reply = self
+                .client()?
+                .append_entries_binary(self.request(body))
+                .await;
+            match reply {
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    self.peer.send_json(self.target, &self.addr)
+                }
+                reply => return self.reply(reply),
+            }
+        }
         self.call(Rpc::Append, &rpc).await
     }
 
@@ -281,6 +389,23 @@ pub struct RaftService {
     pub reads: Reads,
 }
 
+impl RaftService {
+    async fn append(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        // Handed to Raft in a task of its own, so that it is taken even when the leader stops
+        // waiting for the answer (after one heartbeat interval): a busy follower that missed
+        // every deadline would otherwise hear nothing, and stand for election.
+        let raft = self.raft.clone();
+        let reply = tokio::spawn(async move { raft.append_entries(rpc).await })
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        encode(&reply)
+    }
+}
+
 fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, tonic::Status> {
     serde_json::from_slice(&p.data)
         .map_err(|e| tonic::Status::invalid_argument(format!("bad raft payload: {e}")))
@@ -300,15 +425,17 @@ impl RaftTransport for RaftService {
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         check_peer(&req, &self.raft, &self.cluster)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
-        *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        // Handed to Raft in a task of its own, so that it is taken even when the leader stops
-        // waiting for the answer (after one heartbeat interval): a busy follower that missed
-        // every deadline would otherwise hear nothing, and stand for election.
-        let raft = self.raft.clone();
-        let reply = tokio::spawn(async move { raft.append_entries(rpc).await })
-            .await
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
-        encode(&reply)
+        self.append(rpc).await
+    }
+
+    async fn append_entries_binary(
+        &self,
+        req: tonic::Request<AppendEntriesBody>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        check_peer(&req, &self.raft, &self.cluster)?;
+        let rpc = request_of(req.into_inner())
+            .map_err(|e| tonic::Status::invalid_argument(format!("bad AppendEntries: {e}")))?;
+        self.append(rpc).await
     }
 
     async fn vote(
@@ -360,6 +487,62 @@ impl RaftTransport for RaftService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openraft::{EntryPayload, Membership};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn id(term: u64, node: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, node), index)
+    }
+
+    #[test]
+    fn append_entries_survive_the_binary_encoding_as_they_do_json() {
+        let nodes = BTreeMap::from([(1, BasicNode::new("127.0.0.1:4647"))]);
+        let entries = vec![
+            openraft::Entry {
+                log_id: id(3, 1, 7),
+                payload: EntryPayload::Blank,
+            },
+            openraft::Entry {
+                log_id: id(3, 1, 8),
+                payload: EntryPayload::Normal(super::super::Proposal {
+                    commands: vec![vec![0, 1, 255], Vec::new(), b"job".to_vec()],
+                }),
+            },
+            openraft::Entry {
+                log_id: id(3, 1, 9),
+                payload: EntryPayload::Membership(Membership::new(
+                    vec![BTreeSet::from([1])],
+                    nodes,
+                )),
+            },
+        ];
+        for (vote, prev, commit, entries) in [
+            (
+                Vote::new_committed(3, 1),
+                Some(id(2, 2, 6)),
+                Some(id(3, 1, 5)),
+                entries,
+            ),
+            (Vote::new(4, 2), None, None, Vec::new()),
+        ] {
+            let rpc = AppendEntriesRequest::<TypeConfig> {
+                vote,
+                prev_log_id: prev,
+                entries,
+                leader_commit: commit,
+            };
+            let back = request_of(body_of(&rpc).unwrap()).unwrap();
+            assert_eq!(
+                serde_json::to_value(&back).unwrap(),
+                serde_json::to_value(&rpc).unwrap()
+            );
+        }
+        let bad = AppendEntriesBody {
+            entries: vec![yurt_proto::internal::LogEntry::default()],
+            ..Default::default()
+        };
+        assert_eq!(request_of(bad).unwrap_err(), "no payload");
+    }
 
     #[test]
     fn replication_pauses_double_from_the_first_up_to_the_longest() {
