@@ -534,11 +534,13 @@ fn a_client_newer_than_its_server_is_refused_and_says_so() {
 }
 
 #[test]
-fn a_new_leader_replicates_to_a_server_of_the_previous_release_in_json() {
+fn a_new_leader_catches_up_a_server_of_the_previous_release_in_json_by_snapshot_and_log() {
     let (_, old) = previous_release();
     let new = PathBuf::from(YURT);
     let dir = TestDir::new();
-    // s0 and s1 run this build, s2 the previous release.
+    // s0 and s1 run this build and compact their log behind a snapshot every 8 entries; s2
+    // runs the previous release.
+    let compact = ["-raft-snapshot-threshold", "8", "-raft-trailing-logs", "0"];
     let mut s: Vec<Agent> = Vec::new();
     let mut args: Vec<Vec<String>> = Vec::new();
     for (i, bin) in [(0, &new), (1, &new), (2, &old)] {
@@ -555,6 +557,9 @@ fn a_new_leader_replicates_to_a_server_of_the_previous_release_in_json() {
         if let Some(first) = s.first() {
             a.extend(["-join".to_string(), first.grpc.clone()]);
         }
+        if i < 2 {
+            a.extend(compact.iter().map(|x| x.to_string()));
+        }
         s.push(Agent::start_bin(
             bin,
             &dir.path.join(format!("s{i}")),
@@ -563,18 +568,27 @@ fn a_new_leader_replicates_to_a_server_of_the_previous_release_in_json() {
         args.push(a);
     }
     leader(&s, &[0, 1, 2], 3);
-    // With s2 away, one of the new servers leads, and s2 misses a write: back, it cannot
-    // win an election, and catches up from the new leader.
+    // With s2 away, one of the new servers leads, and s2 misses writes the leader's log no
+    // longer holds: back, it cannot win an election, and catches up from the new leader with
+    // its snapshot, then its log.
     s[2].stop();
     let l = leader(&s, &[0, 1], 3);
-    write_through(&s[l], &dir.path, "while-s2-away");
+    for i in 0..12 {
+        write_through(&s[l], &dir.path, &format!("away-{i:02}"));
+    }
     s[2].restart_bin(&old, &refs(&args[2]));
     write_through(&s[l], &dir.path, "after-s2-back");
     converged(&s, &[0, 1, 2]);
     let jobs = s[2].ok(&["job", "status", "-stale"]);
-    for id in ["while-s2-away", "after-s2-back"] {
+    for id in ["away-00", "away-11", "after-s2-back"] {
         assert!(jobs.contains(id), "{jobs}");
     }
+    assert!(
+        s[2].log_text()
+            .contains("installed a snapshot from the leader"),
+        "{}",
+        s[2].log_text()
+    );
     let said = |i: usize| {
         s[i].log_text()
             .contains("predates binary replication (Yurt 0.1): sending it JSON")

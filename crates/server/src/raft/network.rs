@@ -1,7 +1,8 @@
 //! Raft between servers over gRPC (`yurt.internal.v1.RaftTransport`). Each call carries an
 //! openraft request serialized as JSON; the reply is `Result<response, RaftError>` the same way.
-//! AppendEntries, which carries the log, goes as protobuf instead (`AppendEntriesBinary`, the
-//! entries as the log keeps them), to every server that takes it: a Yurt 0.1 server answers
+//! AppendEntries and InstallSnapshot, which carry the log and the snapshots, go as protobuf
+//! instead (`AppendEntriesBinary`, with the entries as the log keeps them, and
+//! `InstallSnapshotBinary`) to every server that takes them: a Yurt 0.1 server answers
 //! UNIMPLEMENTED, and is sent JSON.
 //!
 //! Every Raft call names the server it is for (`yurt-raft-target`: its Raft ID) and the
@@ -32,8 +33,8 @@ use tonic::transport::Channel;
 use yurt_proto::internal::raft_transport_client::RaftTransportClient;
 use yurt_proto::internal::raft_transport_server::RaftTransport;
 use yurt_proto::internal::{
-    AppendEntriesBody, GossipRequest, GossipResponse, LogPosition, RaftPayload, ReadIndexRequest,
-    ReadIndexResponse,
+    AppendEntriesBody, GossipRequest, GossipResponse, InstallSnapshotBody, LogPosition,
+    RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
 use yurt_types::tls::Peer;
 
@@ -84,7 +85,8 @@ struct ServerChannel {
     /// Whether the last call failed, so that the log says once when a server stops answering
     /// and once when it answers again (openraft retries every few milliseconds).
     unreachable: AtomicBool,
-    /// Until when this server is sent AppendEntries as JSON: it answered the binary call
+    /// Until when this server is sent AppendEntries and InstallSnapshot as JSON: it answered a
+    /// binary call
     /// UNIMPLEMENTED (Yurt 0.1). Asked again after [`JSON_RECHECK`], since it may have been
     /// upgraded in place.
     json_until: Mutex<Option<Instant>>,
@@ -193,6 +195,9 @@ fn check_peer<T>(
     )))
 }
 
+/// What a Raft call gives openraft: the other server's reply, or why there is none.
+type Answer<Resp, E> = Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
 enum Rpc {
     Append,
     Vote,
@@ -223,11 +228,7 @@ impl Connection {
 
     /// Sends one call with an openraft request as JSON; openraft puts a deadline on each (and
     /// drops the call when it passes).
-    async fn call<Req, Resp, E>(
-        &mut self,
-        rpc: Rpc,
-        req: &Req,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req) -> Answer<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -244,11 +245,30 @@ impl Connection {
         self.reply(reply)
     }
 
+    /// The answer to a binary call; `None` when the server predates it (Yurt 0.1 answers
+    /// UNIMPLEMENTED), and is then sent JSON for a while.
+    fn binary_reply<Resp, E>(
+        &self,
+        reply: Result<tonic::Response<RaftPayload>, tonic::Status>,
+    ) -> Option<Answer<Resp, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        match reply {
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                self.peer.send_json(self.target, &self.addr);
+                None
+            }
+            reply => Some(self.reply(reply)),
+        }
+    }
+
     /// The openraft reply (JSON) of a call, or why there is none.
     fn reply<Resp, E>(
         &self,
         reply: Result<tonic::Response<RaftPayload>, tonic::Status>,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    ) -> Answer<Resp, E>
     where
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
@@ -282,9 +302,19 @@ impl Connection {
     }
 }
 
+fn vote_of(term: u64, node_id: NodeId, committed: bool) -> Vote<NodeId> {
+    if committed {
+        Vote::new_committed(term, node_id)
+    } else {
+        Vote::new(term, node_id)
+    }
+}
+
 /// An AppendEntries request with its entries as the log keeps them (protobuf), for
 /// `AppendEntriesBinary`: no JSON, no base64 of every command, on every server.
-fn body_of(rpc: &AppendEntriesRequest<TypeConfig>) -> Result<AppendEntriesBody, serde_json::Error> {
+fn append_body(
+    rpc: &AppendEntriesRequest<TypeConfig>,
+) -> Result<AppendEntriesBody, serde_json::Error> {
     let position = |l: &LogId<NodeId>| LogPosition {
         term: l.leader_id.term,
         leader_node_id: l.leader_id.node_id,
@@ -305,15 +335,10 @@ fn body_of(rpc: &AppendEntriesRequest<TypeConfig>) -> Result<AppendEntriesBody, 
 }
 
 /// The openraft request an `AppendEntriesBinary` call carries; the error says what is wrong.
-fn request_of(body: AppendEntriesBody) -> Result<AppendEntriesRequest<TypeConfig>, String> {
+fn append_request(body: AppendEntriesBody) -> Result<AppendEntriesRequest<TypeConfig>, String> {
     let id = |p: LogPosition| LogId::new(CommittedLeaderId::new(p.term, p.leader_node_id), p.index);
-    let vote = if body.vote_committed {
-        Vote::new_committed(body.vote_term, body.vote_node_id)
-    } else {
-        Vote::new(body.vote_term, body.vote_node_id)
-    };
     Ok(AppendEntriesRequest {
-        vote,
+        vote: vote_of(body.vote_term, body.vote_node_id, body.vote_committed),
         prev_log_id: body.prev_log_id.map(id),
         leader_commit: body.leader_commit.map(id),
         entries: body
@@ -324,6 +349,35 @@ fn request_of(body: AppendEntriesBody) -> Result<AppendEntriesRequest<TypeConfig
     })
 }
 
+/// A chunk of a snapshot with its bytes as bytes, for `InstallSnapshotBinary` (JSON writes
+/// each byte as a number: three to four times the snapshot, to write and to parse).
+fn snapshot_body(
+    rpc: &InstallSnapshotRequest<TypeConfig>,
+) -> Result<InstallSnapshotBody, serde_json::Error> {
+    Ok(InstallSnapshotBody {
+        vote_term: rpc.vote.leader_id.term,
+        vote_node_id: rpc.vote.leader_id.node_id,
+        vote_committed: rpc.vote.committed,
+        meta_json: serde_json::to_string(&rpc.meta)?,
+        offset: rpc.offset,
+        data: rpc.data.clone(),
+        done: rpc.done,
+    })
+}
+
+/// The openraft request an `InstallSnapshotBinary` call carries; the error says what is wrong.
+fn snapshot_request(
+    body: InstallSnapshotBody,
+) -> Result<InstallSnapshotRequest<TypeConfig>, String> {
+    Ok(InstallSnapshotRequest {
+        vote: vote_of(body.vote_term, body.vote_node_id, body.vote_committed),
+        meta: serde_json::from_str(&body.meta_json).map_err(|e| format!("snapshot meta: {e}"))?,
+        offset: body.offset,
+        data: body.data,
+        done: body.done,
+    })
+}
+
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
@@ -331,16 +385,13 @@ impl RaftNetwork<TypeConfig> for Connection {
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         if self.peer.takes_binary() {
-            let body = body_of(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let body = append_body(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             let reply = self
                 .client()?
                 .append_entries_binary(self.request(body))
                 .await;
-            match reply {
-                Err(s) if s.code() == tonic::Code::Unimplemented => {
-                    self.peer.send_json(self.target, &self.addr)
-                }
-                reply => return self.reply(reply),
+            if let Some(answer) = self.binary_reply(reply) {
+                return answer;
             }
         }
         self.call(Rpc::Append, &rpc).await
@@ -354,6 +405,16 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
+        if self.peer.takes_binary() {
+            let body = snapshot_body(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let reply = self
+                .client()?
+                .install_snapshot_binary(self.request(body))
+                .await;
+            if let Some(answer) = self.binary_reply(reply) {
+                return answer;
+            }
+        }
         self.call(Rpc::Snapshot, &rpc).await
     }
 
@@ -404,6 +465,14 @@ impl RaftService {
             .map_err(|e| tonic::Status::internal(e.to_string()))?;
         encode(&reply)
     }
+
+    async fn install(
+        &self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        encode(&self.raft.install_snapshot(rpc).await)
+    }
 }
 
 fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, tonic::Status> {
@@ -433,7 +502,7 @@ impl RaftTransport for RaftService {
         req: tonic::Request<AppendEntriesBody>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         check_peer(&req, &self.raft, &self.cluster)?;
-        let rpc = request_of(req.into_inner())
+        let rpc = append_request(req.into_inner())
             .map_err(|e| tonic::Status::invalid_argument(format!("bad AppendEntries: {e}")))?;
         self.append(rpc).await
     }
@@ -453,8 +522,17 @@ impl RaftTransport for RaftService {
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         check_peer(&req, &self.raft, &self.cluster)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
-        *self.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        encode(&self.raft.install_snapshot(rpc).await)
+        self.install(rpc).await
+    }
+
+    async fn install_snapshot_binary(
+        &self,
+        req: tonic::Request<InstallSnapshotBody>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        check_peer(&req, &self.raft, &self.cluster)?;
+        let rpc = snapshot_request(req.into_inner())
+            .map_err(|e| tonic::Status::invalid_argument(format!("bad InstallSnapshot: {e}")))?;
+        self.install(rpc).await
     }
 
     async fn gossip(
@@ -495,7 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn append_entries_survive_the_binary_encoding_as_they_do_json() {
+    fn appends_and_snapshots_survive_the_binary_encoding_as_they_do_json() {
         let nodes = BTreeMap::from([(1, BasicNode::new("127.0.0.1:4647"))]);
         let entries = vec![
             openraft::Entry {
@@ -531,17 +609,43 @@ mod tests {
                 entries,
                 leader_commit: commit,
             };
-            let back = request_of(body_of(&rpc).unwrap()).unwrap();
+            let back = append_request(append_body(&rpc).unwrap()).unwrap();
             assert_eq!(
                 serde_json::to_value(&back).unwrap(),
                 serde_json::to_value(&rpc).unwrap()
             );
         }
+        let snapshot = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            meta: openraft::SnapshotMeta {
+                last_log_id: Some(id(3, 1, 9)),
+                last_membership: openraft::StoredMembership::new(
+                    Some(id(3, 1, 9)),
+                    Membership::new(vec![BTreeSet::from([1])], ()),
+                ),
+                snapshot_id: "3-9".into(),
+            },
+            offset: 1 << 20,
+            data: (0..=255).collect(),
+            done: true,
+        };
+        let back = snapshot_request(snapshot_body(&snapshot).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&snapshot).unwrap()
+        );
+        let bad = InstallSnapshotBody {
+            meta_json: "{".into(),
+            ..Default::default()
+        };
+        assert!(snapshot_request(bad)
+            .unwrap_err()
+            .starts_with("snapshot meta: "));
         let bad = AppendEntriesBody {
             entries: vec![yurt_proto::internal::LogEntry::default()],
             ..Default::default()
         };
-        assert_eq!(request_of(bad).unwrap_err(), "no payload");
+        assert_eq!(append_request(bad).unwrap_err(), "no payload");
     }
 
     #[test]
