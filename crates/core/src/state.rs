@@ -119,23 +119,18 @@ impl State {
     /// decoded, not copied.
     pub fn apply_owned(&mut self, index: u64, cmd: Command) -> Result<Applied, ApplyError> {
         let now = cmd.now_unix_ms;
-        let out = match &cmd.kind {
+        let out = match cmd.kind {
             None if cmd.ignore_if_unknown => Ok(Applied::default()),
             None => Err(ApplyError::UnknownCommand),
-            Some(command::Kind::JobRegister(_)) => {
-                let Some(command::Kind::JobRegister(r)) = cmd.kind else {
-                    unreachable!("matched above")
-                };
-                self.register_job(index, now, r)
-            }
-            Some(command::Kind::JobDeregister(d)) => self.deregister_job(index, now, d),
+            Some(command::Kind::JobRegister(r)) => self.register_job(index, now, r),
+            Some(command::Kind::JobDeregister(d)) => self.deregister_job(index, now, &d),
             Some(command::Kind::NodeRegister(r)) => {
-                let node = r.node.clone().unwrap_or_default();
+                let node = r.node.unwrap_or_default();
                 let id = node.id.clone();
                 self.upsert_node(index, now, node);
                 self.push_node_event(&id, now, &r.event);
-                for e in &r.evals {
-                    self.insert_eval(index, now, e.clone());
+                for e in r.evals {
+                    self.insert_eval(index, now, e);
                 }
                 Ok(Applied::default())
             }
@@ -144,26 +139,26 @@ impl State {
                     .nodes
                     .get_mut(&u.node_id)
                     .ok_or_else(|| ApplyError::NodeNotFound(u.node_id.clone()))?;
-                node.status = u.status.clone();
+                node.status = u.status;
                 node.modify_index = index;
                 node.status_updated_unix_ms = now;
                 self.push_node_event(&u.node_id, now, &u.event);
-                for e in &u.evals {
-                    self.insert_eval(index, now, e.clone());
+                for e in u.evals {
+                    self.insert_eval(index, now, e);
                 }
                 Ok(Applied::default())
             }
             Some(command::Kind::ApplyPlan(p)) => {
-                self.apply_plan(index, now, p);
+                self.apply_plan(index, now, &p);
                 Ok(Applied::default())
             }
             Some(command::Kind::AllocClientUpdates(u)) => {
-                self.update_allocs_from_client(index, now, u);
+                self.update_allocs_from_client(index, now, &u);
                 Ok(Applied::default())
             }
             Some(command::Kind::SetClusterId(c)) => {
                 if self.cluster_id.is_empty() {
-                    self.cluster_id = c.cluster_id.clone();
+                    self.cluster_id = c.cluster_id;
                 }
                 Ok(Applied::default())
             }
@@ -177,8 +172,8 @@ impl State {
                 }
                 node.scheduling_eligibility = u.eligibility.clone();
                 node.modify_index = index;
-                for e in &u.evals {
-                    self.insert_eval(index, now, e.clone());
+                for e in u.evals {
+                    self.insert_eval(index, now, e);
                 }
                 if u.eligibility == NODE_ELIGIBLE {
                     self.unblock_evals(index, now);
@@ -186,7 +181,7 @@ impl State {
                 Ok(Applied::default())
             }
             Some(command::Kind::SetSchedulerConfig(c)) => {
-                let mut config = c.config.clone().unwrap_or_default();
+                let mut config = c.config.unwrap_or_default();
                 config.create_index = match self.scheduler_config.create_index {
                     0 => index,
                     i => i,
@@ -195,18 +190,20 @@ impl State {
                 self.scheduler_config = config;
                 Ok(Applied::default())
             }
-            Some(command::Kind::DeploymentChange(c)) => self.change_deployment(index, now, c, true),
-            Some(command::Kind::NodeDrainUpdate(u)) => self.apply_drain_update(index, now, u),
+            Some(command::Kind::DeploymentChange(c)) => {
+                self.change_deployment(index, now, &c, true)
+            }
+            Some(command::Kind::NodeDrainUpdate(u)) => self.apply_drain_update(index, now, &u),
             Some(command::Kind::AclUpdate(u)) => {
-                self.apply_acl_update(index, u)?;
+                self.apply_acl_update(index, &u)?;
                 Ok(Applied::default())
             }
             Some(command::Kind::DrainProgress(p)) => {
-                self.apply_drain_progress(index, now, p);
+                self.apply_drain_progress(index, now, &p);
                 Ok(Applied::default())
             }
             Some(command::Kind::Gc(gc)) => {
-                crate::gc::apply(self, gc);
+                crate::gc::apply(self, &gc);
                 Ok(Applied::default())
             }
             Some(command::Kind::RestoreState(r)) => {
