@@ -520,8 +520,7 @@ fn a_drain_survives_the_loss_of_the_leader() {
     let dir = TestDir::new();
     let mut servers = start_servers(&dir.path, 3, &[]);
     leader(&servers, &[0, 1, 2], 3);
-    let all: Vec<&str> = servers.iter().map(|s| s.grpc.as_str()).collect();
-    let list = all.join(",");
+    let list = grpc_list(&servers);
     let mut clients = Vec::new();
     for i in 0..2 {
         let name = format!("c{i}");

@@ -573,22 +573,40 @@ pub fn leader(agents: &[Agent], alive: &[usize], voters: usize) -> usize {
     })
 }
 
+/// The flags of server `s{i}` of a cluster of `n` that bootstraps once `n` know each other,
+/// joining `first` (the first server itself joins nobody), with `extra` flags.
+pub fn server_args(i: usize, n: usize, first: Option<&Agent>, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["-server", "-node", &format!("s{i}"), "-bootstrap-expect"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(n.to_string());
+    if let Some(first) = first {
+        args.extend(["-join".to_string(), first.grpc.clone()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// Starts `n` servers named `s0`, `s1`, ... under `dir` that bootstrap one cluster (each after
 /// the first joins the first), with `extra` flags for all of them.
 pub fn start_servers(dir: &Path, n: usize, extra: &[&str]) -> Vec<Agent> {
     let mut servers: Vec<Agent> = Vec::new();
-    let expect = n.to_string();
     for i in 0..n {
-        let name = format!("s{i}");
-        let mut args = vec!["-server", "-node", &name, "-bootstrap-expect", &expect];
-        args.extend(extra);
-        let join = servers.first().map(|s| s.grpc.clone());
-        if let Some(join) = &join {
-            args.extend(["-join", join]);
-        }
-        servers.push(Agent::start(&dir.join(&name), &args));
+        let args = server_args(i, n, servers.first(), extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        servers.push(Agent::start(&dir.join(format!("s{i}")), &args));
     }
     servers
+}
+
+/// The servers' gRPC addresses as a client's `-servers` takes them (comma-separated).
+pub fn grpc_list(servers: &[Agent]) -> String {
+    servers
+        .iter()
+        .map(|s| s.grpc.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The allocations of `job`, from `job status -json`.

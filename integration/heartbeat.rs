@@ -8,12 +8,16 @@ use crate::harness::*;
 const FAST: [&str; 4] = ["-min-heartbeat-ttl", "1s", "-heartbeat-grace", "1s"];
 
 fn node_status(server: &Agent, name: &str) -> String {
-    let out = server.ok(&["node", "status"]);
-    out.lines()
+    status_in(&server.ok(&["node", "status"]), name).to_string()
+}
+
+/// Node `name`'s status in the output of `node status`.
+fn status_in<'a>(table: &'a str, name: &str) -> &'a str {
+    table
+        .lines()
         .find(|l| l.contains(&format!("  {name}  ")))
         .and_then(|l| l.split_whitespace().last())
         .unwrap_or("")
-        .to_string()
 }
 
 #[test]
@@ -266,11 +270,7 @@ fn after_an_election_live_nodes_stay_ready_and_a_dead_one_goes_down_after_the_fa
     extra.extend(["-failover-heartbeat-ttl", "3s"]);
     let mut servers = start_servers(&dir.path, 3, &extra);
     let first_leader = leader(&servers, &[0, 1, 2], 3);
-    let list = servers
-        .iter()
-        .map(|s| s.grpc.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = grpc_list(&servers);
     let live = Agent::start(
         &dir.path.join("live"),
         &["-client", "-servers", &list, "-node", "live"],
@@ -298,17 +298,9 @@ fn after_an_election_live_nodes_stay_ready_and_a_dead_one_goes_down_after_the_fa
 
     // Until the dead node is down, the live one is never.
     wait_for("the dead node to be down", || {
-        let out = servers[ask].yurt(&["node", "status"]);
-        let text = stdout(&out);
-        let status = |name: &str| {
-            text.lines()
-                .find(|l| l.contains(&format!("  {name}  ")))
-                .and_then(|l| l.split_whitespace().last())
-                .unwrap_or("")
-                .to_string()
-        };
-        assert_ne!(status("live"), "down", "{text}");
-        if status("dead") == "down" {
+        let text = stdout(&servers[ask].yurt(&["node", "status"]));
+        assert_ne!(status_in(&text, "live"), "down", "{text}");
+        if status_in(&text, "dead") == "down" {
             Ok(())
         } else {
             Err(text)

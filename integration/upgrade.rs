@@ -14,20 +14,11 @@ fn servers(bin: &Path, dir: &TestDir, n: usize, extra: &[&str]) -> (Vec<Agent>, 
     let mut agents: Vec<Agent> = Vec::new();
     let mut all_args = Vec::new();
     for i in 0..n {
-        let mut args: Vec<String> = ["-server", "-node", &format!("s{i}"), "-bootstrap-expect"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.push(n.to_string());
-        if let Some(first) = agents.first() {
-            args.extend(["-join".to_string(), first.grpc.clone()]);
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args = server_args(i, n, agents.first(), extra);
         agents.push(Agent::start_bin(
             bin,
             &dir.path.join(format!("s{i}")),
-            &refs,
+            &refs(&args),
         ));
         all_args.push(args);
     }
@@ -142,8 +133,7 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
     let dir = TestDir::new();
     let (mut s, args) = servers(&old, &dir, 3, &[]);
     leader(&s, &[0, 1, 2], 3);
-    let list: Vec<&str> = s.iter().map(|a| a.grpc.as_str()).collect();
-    let list = list.join(",");
+    let list = grpc_list(&s);
     let client_args = |name: &str| -> Vec<String> {
         ["-client", "-servers", &list, "-node", name]
             .iter()
@@ -543,23 +533,9 @@ fn a_new_leader_catches_up_a_server_of_the_previous_release_in_json_by_snapshot_
     let compact = ["-raft-snapshot-threshold", "8", "-raft-trailing-logs", "0"];
     let mut s: Vec<Agent> = Vec::new();
     let mut args: Vec<Vec<String>> = Vec::new();
-    for (i, bin) in [(0, &new), (1, &new), (2, &old)] {
-        let mut a: Vec<String> = [
-            "-server",
-            "-node",
-            &format!("s{i}"),
-            "-bootstrap-expect",
-            "3",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        if let Some(first) = s.first() {
-            a.extend(["-join".to_string(), first.grpc.clone()]);
-        }
-        if i < 2 {
-            a.extend(compact.iter().map(|x| x.to_string()));
-        }
+    let versions: [(&PathBuf, &[&str]); 3] = [(&new, &compact), (&new, &compact), (&old, &[])];
+    for (i, (bin, extra)) in versions.into_iter().enumerate() {
+        let a = server_args(i, 3, s.first(), extra);
         s.push(Agent::start_bin(
             bin,
             &dir.path.join(format!("s{i}")),

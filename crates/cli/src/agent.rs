@@ -244,7 +244,7 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             }
         },
         gc_interval: file.job_gc_interval_ms.map_or(Duration::from_secs(300), ms),
-        client_gc_max_allocs: file.gc_max_allocs.map_or(50, |n| n as usize),
+        client_gc_max_allocs: file.client_gc_max_allocs.map_or(50, |n| n as usize),
         client_gc_interval: file
             .client_gc_interval_ms
             .map_or(Duration::from_secs(60), ms),

@@ -351,7 +351,7 @@ pub fn health_evals(
                 .get(&a.deployment_id)
                 .is_some_and(|d| d.status == DEPLOYMENT_RUNNING)
         })
-        .filter_map(|a| state.jobs.get(&a.job_id).map(|j| &**j))
+        .filter_map(|a| state.job(&a.job_id))
         .collect();
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
     jobs.dedup_by(|a, b| a.id == b.id);

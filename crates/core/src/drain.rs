@@ -214,7 +214,7 @@ pub fn next_deadline(state: &State) -> Option<i64> {
 fn event(now: i64, message: &str, details: &[(&str, String)]) -> NodeEvent {
     NodeEvent {
         time_unix_ms: now,
-        subsystem: "Drain".into(),
+        subsystem: NODE_EVENT_SUBSYSTEM_DRAIN.into(),
         message: message.into(),
         details: details
             .iter()

@@ -38,7 +38,6 @@ pub const ACL: Feature = Feature {
     since: "0.2.0",
 };
 
-/// Every gated feature, oldest first.
 /// Node events of registration and heartbeats (`Node registered`, `Node heartbeat missed`,
 /// ...): state that Yurt 0.1 cannot read in a snapshot.
 pub const NODE_EVENTS: Feature = Feature {
@@ -46,6 +45,7 @@ pub const NODE_EVENTS: Feature = Feature {
     since: "0.2.0",
 };
 
+/// Every gated feature, oldest first.
 pub const FEATURES: &[Feature] = &[DEPLOYMENTS, NODE_DRAIN, ACL, NODE_EVENTS];
 
 /// A server as the gate sees it.

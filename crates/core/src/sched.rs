@@ -126,7 +126,7 @@ pub fn schedule_with(
         pending: BTreeSet::new(),
         gates,
     };
-    let job = state.jobs.get(job_id).map(|j| &**j).filter(|j| !j.stop);
+    let job = state.job(job_id).filter(|j| !j.stop);
     let allocs: Vec<&Allocation> = state.job_allocs(job_id);
     let Some(job) = job else {
         for a in allocs.into_iter().filter(|a| !alloc_terminal(a)) {
@@ -298,7 +298,7 @@ pub fn node_status_command(
 /// A node event of the `Cluster` subsystem; the state machine gives it the entry's time.
 fn cluster_event(message: &str) -> crate::v1::NodeEvent {
     crate::v1::NodeEvent {
-        subsystem: "Cluster".into(),
+        subsystem: NODE_EVENT_SUBSYSTEM_CLUSTER.into(),
         message: message.into(),
         ..Default::default()
     }
@@ -431,7 +431,7 @@ impl PlanResult {
 
 /// Dry-runs a registration of `job` on a copy of `state`.
 pub fn plan_job(state: &State, job: &Job, now: i64, gates: Gates) -> PlanResult {
-    let existing = state.jobs.get(&job.id).map(|j| &**j);
+    let existing = state.job(&job.id);
     let mut diff = job_diff(existing, job);
     let mut scratch = state.clone();
     let cmd = Command {

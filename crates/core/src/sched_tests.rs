@@ -278,57 +278,37 @@ fn stopping_the_job_stops_every_allocation() {
     assert_eq!(w.state.jobs["web"].status, JOB_DEAD);
 }
 
+/// A service or batch job's allocations on a down node are lost, every one of them, and
+/// placed again elsewhere.
 #[test]
 fn allocations_on_a_down_node_are_lost_and_replaced() {
-    let mut w = World::new(2);
-    w.run(job(2, "a"));
-    let victim = w.running()[0].node_id.clone();
-    w.apply(command::Kind::NodeStatusUpdate(
-        crate::internal::NodeStatusUpdate {
-            node_id: victim.clone(),
-            status: NODE_DOWN.into(),
-            evals: vec![],
-            event: None,
-        },
-    ));
-    w.schedule("web");
-    let lost: Vec<_> = w
-        .state
-        .allocs
-        .values()
-        .filter(|a| a.client_status == ALLOC_LOST)
-        .collect();
-    assert!(!lost.is_empty());
-    assert!(w.running().iter().all(|a| a.node_id != victim));
-    assert_eq!(w.running().len(), 2);
-}
-
-/// A batch job's allocations on a down node are lost and placed again elsewhere, as a service
-/// job's are.
-#[test]
-fn a_batch_jobs_allocations_on_a_down_node_are_lost_and_replaced() {
-    let mut w = World::new(2);
-    w.run(job_src("batch", 2, "a", 100, 50));
-    let victim = w.running()[0].node_id.clone();
-    let on_victim = w.running().iter().filter(|a| a.node_id == victim).count();
-    w.apply(command::Kind::NodeStatusUpdate(
-        crate::internal::NodeStatusUpdate {
-            node_id: victim.clone(),
-            status: NODE_DOWN.into(),
-            evals: vec![],
-            event: None,
-        },
-    ));
-    w.schedule("web");
-    let lost = w
-        .state
-        .allocs
-        .values()
-        .filter(|a| a.client_status == ALLOC_LOST)
-        .count();
-    assert_eq!(lost, on_victim);
-    assert!(w.running().iter().all(|a| a.node_id != victim));
-    assert_eq!(w.running().len(), 2);
+    for job_type in ["service", "batch"] {
+        let mut w = World::new(2);
+        w.run(job_src(job_type, 2, "a", 100, 50));
+        let victim = w.running()[0].node_id.clone();
+        let on_victim = w.running().iter().filter(|a| a.node_id == victim).count();
+        w.apply(command::Kind::NodeStatusUpdate(
+            crate::internal::NodeStatusUpdate {
+                node_id: victim.clone(),
+                status: NODE_DOWN.into(),
+                evals: vec![],
+                event: None,
+            },
+        ));
+        w.schedule("web");
+        let lost = w
+            .state
+            .allocs
+            .values()
+            .filter(|a| a.client_status == ALLOC_LOST)
+            .count();
+        assert_eq!(lost, on_victim, "{job_type}");
+        assert!(
+            w.running().iter().all(|a| a.node_id != victim),
+            "{job_type}"
+        );
+        assert_eq!(w.running().len(), 2, "{job_type}");
+    }
 }
 
 #[test]

@@ -110,6 +110,11 @@ pub fn same_spec(a: &Job, b: &Job) -> bool {
 }
 
 impl State {
+    /// The current version of a job.
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.jobs.get(id).map(Arc::as_ref)
+    }
+
     /// Applies one Raft command at `index`. On error nothing has changed.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Applied, ApplyError> {
         self.apply_owned(index, cmd.clone())
@@ -128,7 +133,7 @@ impl State {
                 let node = r.node.unwrap_or_default();
                 let id = node.id.clone();
                 self.upsert_node(index, now, node);
-                self.push_node_event(&id, now, &r.event);
+                self.push_node_event(&id, now, r.event);
                 for e in r.evals {
                     self.insert_eval(index, now, e);
                 }
@@ -142,7 +147,7 @@ impl State {
                 node.status = u.status;
                 node.modify_index = index;
                 node.status_updated_unix_ms = now;
-                self.push_node_event(&u.node_id, now, &u.event);
+                self.push_node_event(&u.node_id, now, u.event);
                 for e in u.evals {
                     self.insert_eval(index, now, e);
                 }
@@ -358,11 +363,11 @@ impl State {
     }
 
     /// Records a node event a command carries, at the entry's time.
-    fn push_node_event(&mut self, node_id: &str, now: i64, event: &Option<crate::v1::NodeEvent>) {
+    fn push_node_event(&mut self, node_id: &str, now: i64, event: Option<crate::v1::NodeEvent>) {
         if let (Some(node), Some(e)) = (self.nodes.get_mut(node_id), event) {
             let e = crate::v1::NodeEvent {
                 time_unix_ms: now,
-                ..e.clone()
+                ..e
             };
             crate::drain::push_event(node, e);
         }
@@ -686,7 +691,7 @@ impl State {
             .collect();
         self.jobs
             .values()
-            .map(|j| &**j)
+            .map(Arc::as_ref)
             .filter(|j| j.r#type == JOB_TYPE_SYSTEM || on_node.contains(j.id.as_str()))
             .collect()
     }
@@ -699,7 +704,7 @@ impl State {
             .filter(|u| u.client_status == ALLOC_FAILED)
             .filter_map(|u| self.allocs.get(&u.alloc_id))
             .filter(|a| a.desired_status == ALLOC_DESIRED_RUN && a.client_status != ALLOC_FAILED)
-            .filter_map(|a| self.jobs.get(&a.job_id).map(|j| &**j))
+            .filter_map(|a| self.job(&a.job_id))
             .collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         jobs.dedup_by(|a, b| a.id == b.id);

@@ -57,7 +57,7 @@ pub struct AgentConfig {
     pub servers: Vec<String>,
     pub node_class: Option<String>,
     /// `client { gc_max_allocs, gc_interval }`.
-    pub gc_max_allocs: Option<u64>,
+    pub client_gc_max_allocs: Option<u64>,
     pub client_gc_interval_ms: Option<u64>,
     /// `client { meta { ... } }`: the node's labels.
     pub meta: std::collections::BTreeMap<String, String>,
@@ -136,9 +136,9 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.client_enabled = s.boolean("enabled", l)?;
         c.servers = s.strings("servers", l)?.unwrap_or_default();
         c.node_class = s.string("node_class", l)?;
-        c.gc_max_allocs = s.uint("gc_max_allocs", l)?.map(u64::from);
+        c.client_gc_max_allocs = s.uint("gc_max_allocs", l)?.map(u64::from);
         c.client_gc_interval_ms = s.duration_ms("gc_interval", l)?;
-        c.meta = s.string_map("meta", l)?.into_iter().collect();
+        c.meta = s.string_map("meta", l)?;
         s.finish()?;
     }
     if let Some(b) = top.block("autopilot")? {
@@ -201,7 +201,7 @@ impl AgentConfig {
             failover_heartbeat_ttl_ms,
             client_enabled,
             node_class,
-            gc_max_allocs,
+            client_gc_max_allocs,
             client_gc_interval_ms,
             server_stabilization_time_ms,
             dead_server_threshold_ms,
@@ -269,7 +269,7 @@ tls {
         assert_eq!(c.retry_join, vec!["127.0.0.1:4647", "127.0.0.3:4647"]);
         assert_eq!(c.client_enabled, Some(false));
         assert_eq!(
-            (c.gc_max_allocs, c.client_gc_interval_ms),
+            (c.client_gc_max_allocs, c.client_gc_interval_ms),
             (Some(20), Some(30_000))
         );
         assert_eq!(c.leave_on_terminate, Some(true));

@@ -98,6 +98,9 @@ pub const NODE_EVENT_DRAIN_UPDATED: &str = "Node drain strategy updated";
 pub const NODE_EVENT_DRAIN_DISABLED: &str = "Node drain disabled";
 pub const NODE_EVENT_DRAIN_COMPLETE: &str = "Node drain complete";
 pub const NODE_EVENT_DRAIN_DEADLINE: &str = "Node drain deadline reached";
+/// The subsystems node events belong to.
+pub const NODE_EVENT_SUBSYSTEM_DRAIN: &str = "Drain";
+pub const NODE_EVENT_SUBSYSTEM_CLUSTER: &str = "Cluster";
 /// Node events of the `Cluster` subsystem: registration and heartbeats.
 pub const NODE_EVENT_REGISTERED: &str = "Node registered";
 pub const NODE_EVENT_REREGISTERED: &str = "Node re-registered";

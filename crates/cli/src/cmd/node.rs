@@ -479,7 +479,11 @@ async fn monitor_drain(channel: Conn, node_id: &str, before: Vec<Allocation>) ->
         }
         was_down = node.status == NODE_DOWN;
         if node.drain_strategy.is_none() {
-            let last_drain_event = node.events.iter().rev().find(|e| e.subsystem == "Drain");
+            let last_drain_event = node
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.subsystem == NODE_EVENT_SUBSYSTEM_DRAIN);
             if last_drain_event.map(|e| e.message.as_str()) == Some(NODE_EVENT_DRAIN_COMPLETE) {
                 if allocs
                     .iter()
