@@ -430,8 +430,9 @@ pub fn parent_of(pid: i32) -> Option<i32> {
     stat_fields(pid)?.get(1)?.parse().ok()
 }
 
-/// The fields of `/proc/PID/stat` after the command name (state, parent PID, ...).
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
+/// The fields of `/proc/PID/stat` after the command name: state, parent PID, ... (field 3 of
+/// `proc(5)` onwards, so field N is at index N - 3).
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     Some(rest.split_whitespace().map(str::to_string).collect())
