@@ -81,23 +81,7 @@ impl Cluster {
 
     /// The seed guide's check: `last_log_index` is the same on every given server.
     fn wait_converged(&self, alive: &[usize]) -> u64 {
-        wait_for("last_log_index to converge", || {
-            let mut seen = Vec::new();
-            for &i in alive {
-                let info = stdout(&self.servers[i].yurt(&["agent-info"]));
-                let idx: u64 = info
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("last_log_index = "))
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| info.clone())?;
-                seen.push(idx);
-            }
-            if seen.iter().all(|x| *x == seen[0]) && seen[0] > 0 {
-                Ok(seen[0])
-            } else {
-                Err(format!("{seen:?}"))
-            }
-        })
+        converged(&self.servers, alive)
     }
 }
 
@@ -619,15 +603,6 @@ fn a_server_whose_data_dir_belongs_to_another_cluster_stops_when_told_to_join() 
         "cluster B never took it in:\n{members}"
     );
     assert_eq!(b.ok(&["operator", "raft", "list-peers"]).lines().count(), 2);
-}
-
-/// One field of a server's `agent-info`.
-fn info_field(server: &Agent, field: &str) -> String {
-    let info = server.ok(&["agent-info"]);
-    info.lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{field} = ")))
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]

@@ -600,6 +600,35 @@ pub fn start_servers(dir: &Path, n: usize, extra: &[&str]) -> Vec<Agent> {
     servers
 }
 
+/// One field of an agent's `agent-info` (empty when it has none).
+pub fn info_field(agent: &Agent, field: &str) -> String {
+    let info = agent.ok(&["agent-info"]);
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{field} = ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The seed guides' check after each restart: `last_log_index` (from `agent-info`) is the same
+/// on every server in `alive`, once it settles; that index.
+pub fn converged(agents: &[Agent], alive: &[usize]) -> u64 {
+    wait_for("last_log_index to converge", || {
+        let mut seen = Vec::new();
+        for &i in alive {
+            let idx = info_field(&agents[i], "last_log_index");
+            seen.push(
+                idx.parse::<u64>()
+                    .map_err(|_| format!("last_log_index {idx:?}"))?,
+            );
+        }
+        if seen.iter().all(|x| *x == seen[0]) && seen[0] > 0 {
+            Ok(seen[0])
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+}
+
 /// The servers' gRPC addresses as a client's `-servers` takes them (comma-separated).
 pub fn grpc_list(servers: &[Agent]) -> String {
     servers

@@ -331,24 +331,19 @@ fn steady_heartbeats_write_nothing_to_raft() {
             .unwrap_or_else(|| panic!("no heartbeat deadline in {out}"))
     };
     let last_log_index = || {
-        let info = server.ok(&["agent-info"]);
-        info.lines()
-            .find_map(|l| l.trim().strip_prefix("last_log_index = "))
-            .unwrap_or_else(|| panic!("{info}"))
-            .to_string()
+        let index = info_field(&server, "last_log_index");
+        index
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("last_log_index {index:?}"))
     };
     // The first leader names the cluster in a write of its own, a moment after it leads;
     // once that is done, nothing is due to be written.
     wait_for("the cluster to be named", || {
-        let info = server.ok(&["agent-info"]);
-        let id = info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("cluster_id = "))
-            .unwrap_or_default();
+        let id = info_field(&server, "cluster_id");
         if id.len() == 36 {
             Ok(())
         } else {
-            Err(info)
+            Err(id)
         }
     });
     let index = last_log_index();

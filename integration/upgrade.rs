@@ -29,26 +29,6 @@ fn refs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// `last_log_index` from `agent-info`, equal on every server in `alive`.
-fn converged(agents: &[Agent], alive: &[usize]) {
-    wait_for("last_log_index to converge", || {
-        let seen: Vec<String> = alive
-            .iter()
-            .map(|&i| {
-                stdout(&agents[i].yurt(&["agent-info"]))
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("last_log_index = ").map(String::from))
-                    .unwrap_or_default()
-            })
-            .collect();
-        if !seen[0].is_empty() && seen.iter().all(|s| *s == seen[0]) {
-            Ok(())
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    });
-}
-
 /// A job that waits for a datacenter nobody has: registering it is a write, nothing more.
 fn write_job(dir: &Path, id: &str) -> String {
     let path = dir.join(format!("{id}.hcl"));
