@@ -721,3 +721,48 @@ fn a_raft_snapshot_on_demand_compacts_the_log_and_a_restart_recovers_from_it() {
         index.to_string()
     );
 }
+
+#[test]
+fn a_join_to_an_unreachable_address_retries_with_backoff_until_a_server_is_there() {
+    let dir = TestDir::new();
+    // A loopback port nobody listens on, for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let first = Agent::start(
+        &dir.path.join("s0"),
+        &[
+            "-server",
+            "-node",
+            "s0",
+            "-bootstrap-expect",
+            "2",
+            "-join",
+            &addr,
+        ],
+    );
+    wait_for("the failed joins to be logged", || {
+        let log = first.log_text();
+        let said = log
+            .lines()
+            .any(|l| l.contains("cannot reach server; retrying with backoff") && l.contains(&addr));
+        if said {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    // The server is still waiting, and the second one arrives at that address: one cluster.
+    let second = Agent::start_on(
+        &dir.path.join("s1"),
+        &["-server", "-node", "s1", "-bootstrap-expect", "2"],
+        port,
+        0,
+    );
+    let servers = [first, second];
+    leader(&servers, &[0, 1], 2);
+    converged(&servers, &[0, 1]);
+}
