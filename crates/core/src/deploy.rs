@@ -650,4 +650,6 @@ impl State {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -775,6 +775,18 @@ impl<'a> Run<'a, '_> {
         if d.status != DEPLOYMENT_RUNNING {
             return 0;
         }
+        // A failed allocation of the deployment not replaced yet (waiting for its reschedule,
+        // or with no attempt left) holds the rollout: this run reschedules it at most.
+        let failed_waiting = self.state.allocs.of_job(&d.job_id).any(|a| {
+            a.deployment_id == d.id
+                && a.task_group == g.name
+                && a.client_status == ALLOC_FAILED
+                && a.desired_status == ALLOC_DESIRED_RUN
+                && a.next_allocation.is_empty()
+        });
+        if failed_waiting {
+            return 0;
+        }
         let mut waiting = 0;
         for a in self.live_of_job_id(&d.job_id, &g.name) {
             if a.deployment_id != d.id {
@@ -1072,6 +1084,8 @@ impl<'a> Run<'a, '_> {
                 if let Some(i) = self.place(job, g, idx, &a.id, None, true, &[]) {
                     let mut old = (*a).clone();
                     old.next_allocation = self.out.allocs[i].id.clone();
+                    old.desired_status = ALLOC_DESIRED_STOP.into();
+                    old.desired_description = DESC_RESCHEDULED.into();
                     old.eval_id = self.eval_id.into();
                     self.out.allocs.push(old);
                 }
@@ -1109,6 +1123,7 @@ impl<'a> Run<'a, '_> {
             self.out.allocs[i].reschedule_events = events.split_off(keep);
             let mut old = (*a).clone();
             old.next_allocation = self.out.allocs[i].id.clone();
+            old.desired_status = ALLOC_DESIRED_STOP.into();
             old.desired_description = DESC_RESCHEDULED.into();
             old.eval_id = self.eval_id.into();
             self.out.allocs.push(old);

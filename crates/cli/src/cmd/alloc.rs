@@ -67,6 +67,10 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 ("Created", time(a.create_time_unix_ms)),
                 ("Modified", time(a.modify_time_unix_ms)),
             ];
+            if !a.next_allocation.is_empty() {
+                let next = output::short(&a.next_allocation).to_string();
+                fields.push(("Replacement Alloc ID", next));
+            }
             if !a.deployment_id.is_empty() {
                 fields.push(("Deployment ID", output::short(&a.deployment_id).to_string()));
             }
