@@ -11,7 +11,13 @@ use crate::harness::*;
 
 /// A service job `web` (group `app`) whose task prints `greeting` and then runs `body`.
 /// Failures are final: no restarts on the node, no rescheduling elsewhere.
-fn job_file(dir: &Path, count: u32, greeting: &str, body: &str, update: &str) -> PathBuf {
+pub(crate) fn job_file(
+    dir: &Path,
+    count: u32,
+    greeting: &str,
+    body: &str,
+    update: &str,
+) -> PathBuf {
     let src = format!(
         r#"job "web" {{
   datacenters = ["dc1"]
@@ -52,16 +58,16 @@ fn job_file(dir: &Path, count: u32, greeting: &str, body: &str, update: &str) ->
     path
 }
 
-const FOREVER: &str = "while true; do sleep 1; done";
+pub(crate) const FOREVER: &str = "while true; do sleep 1; done";
 
 /// `job status -json web`.
-fn status(agent: &Agent) -> Value {
+pub(crate) fn status(agent: &Agent) -> Value {
     let out = agent.ok(&["job", "status", "-json", "web"]);
     serde_json::from_str(&out).unwrap()
 }
 
 /// The latest deployment's (job version, status, description).
-fn latest(v: &Value) -> (u64, String, String) {
+pub(crate) fn latest(v: &Value) -> (u64, String, String) {
     let d = &v["latest_deployment"];
     (
         d["job_version"].as_u64().unwrap_or(0),
@@ -74,7 +80,7 @@ fn latest(v: &Value) -> (u64, String, String) {
 }
 
 /// Live allocations as (job version, health: Some(true|false) or None while undecided).
-fn live(v: &Value) -> Vec<(u64, Option<bool>)> {
+pub(crate) fn live(v: &Value) -> Vec<(u64, Option<bool>)> {
     v["allocations"]
         .as_array()
         .unwrap()
@@ -93,7 +99,7 @@ fn live(v: &Value) -> Vec<(u64, Option<bool>)> {
 }
 
 /// Waits until the latest deployment of `version` has `status`; returns its description.
-fn wait_deployment(agent: &Agent, version: u64, status_wanted: &str) -> String {
+pub(crate) fn wait_deployment(agent: &Agent, version: u64, status_wanted: &str) -> String {
     wait_for(
         &format!("the deployment of version {version} to be {status_wanted}"),
         || {
@@ -109,7 +115,7 @@ fn wait_deployment(agent: &Agent, version: u64, status_wanted: &str) -> String {
 }
 
 /// The ID of the deployment of `version`, from `job deployments -json`.
-fn deployment_of(agent: &Agent, version: u64) -> String {
+pub(crate) fn deployment_of(agent: &Agent, version: u64) -> String {
     let out = agent.ok(&["job", "deployments", "-json", "web"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     v.as_array()
@@ -121,7 +127,7 @@ fn deployment_of(agent: &Agent, version: u64) -> String {
         .to_string()
 }
 
-fn dev_agent(dir: &TestDir) -> Agent {
+pub(crate) fn dev_agent(dir: &TestDir) -> Agent {
     let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
     agent.wait_node_ready();
     agent

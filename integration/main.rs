@@ -11,6 +11,7 @@
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
+//! - `rollouts`: failing rollouts keep the old allocations serving; history keeps the stable version;
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
 //! - `upgrade`: the seed upgrade guides from the previous release (built from `RELEASES`);
@@ -28,6 +29,7 @@ mod heartbeat;
 mod http;
 mod jobs;
 mod restart;
+mod rollouts;
 mod scheduling;
 mod tidy;
 mod tls;
