@@ -144,3 +144,34 @@ fn a_failed_allocation_waiting_for_its_reschedule_holds_the_rollout() {
     }
     wait_deployment(&agent, 1, "successful");
 }
+
+#[test]
+fn after_eight_failed_versions_job_revert_still_reaches_the_stable_version_0() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let update = r#"max_parallel = 1
+    min_healthy_time = "100ms"
+    healthy_deadline = "10s"
+    progress_deadline = "0""#;
+    let v0 = job_file(&dir.path, 1, "v0", FOREVER, update);
+    agent.ok(&["job", "run", v0.to_str().unwrap()]);
+    for v in 1..=8u64 {
+        let bad = job_file(&dir.path, 1, &format!("v{v}"), "exit 1", update);
+        agent.yurt(&["job", "run", "-detach", bad.to_str().unwrap()]);
+        wait_deployment(&agent, v, "failed");
+    }
+    let history = agent.ok(&["job", "history", "web"]);
+    let versions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.strip_prefix("Version     = "))
+        .collect();
+    assert_eq!(versions, ["8", "7", "6", "5", "4", "0"], "{history}");
+    let reverted = agent.ok(&["job", "revert", "web", "0"]);
+    assert!(
+        reverted.contains("Deployment completed successfully"),
+        "{reverted}"
+    );
+    let v = status(&agent);
+    assert_eq!(v["job"]["version"].as_u64(), Some(9));
+    assert_eq!(serving(&v), 1, "{:?}", allocs(&v));
+}

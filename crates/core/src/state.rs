@@ -17,6 +17,17 @@ use crate::v1::{Allocation, Deployment, Evaluation, Job, Node, SchedulerConfigur
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
 pub const TRACKED_VERSIONS: usize = 6;
 
+/// Keeps a job's [`TRACKED_VERSIONS`] newest versions (oldest first), dropping the oldest
+/// beyond that, except the newest stable version: the one a revert or an auto-revert goes back
+/// to is kept even when it is older than all the others (Nomad keeps it too).
+pub fn trim_versions(versions: &mut Vec<Arc<Job>>) {
+    while versions.len() > TRACKED_VERSIONS {
+        let stable = versions.iter().rposition(|j| j.stable);
+        let drop = if stable == Some(0) { 1 } else { 0 };
+        versions.remove(drop);
+    }
+}
+
 /// Version of the snapshot format ([`StateSnapshot::format_version`]). Bump it on every change
 /// an older binary could misread, and teach [`State::from_snapshot`] to migrate the old one.
 /// 2 (Yurt 0.2): deployments, node drains and allocations' desired transitions, ACLs.
@@ -300,9 +311,7 @@ impl State {
     fn put_job_version(&mut self, job: Arc<Job>) {
         let versions = self.job_versions.entry(job.id.clone()).or_default();
         versions.push(job);
-        if versions.len() > TRACKED_VERSIONS {
-            versions.remove(0);
-        }
+        trim_versions(versions);
     }
 
     fn deregister_job(
@@ -1248,6 +1257,31 @@ mod tests {
         }
         assert_eq!(s.job_versions["web"].len(), TRACKED_VERSIONS);
         assert_eq!(s.job_versions["web"].last().unwrap().version, 11);
+    }
+
+    #[test]
+    fn the_newest_stable_version_is_kept_beyond_the_tracked_ones() {
+        let kept = |stable: &[u64], n: u64| {
+            let mut v: Vec<Arc<Job>> = Vec::new();
+            for version in 0..n {
+                v.push(Arc::new(Job {
+                    version,
+                    stable: stable.contains(&version),
+                    ..Job::default()
+                }));
+                trim_versions(&mut v);
+            }
+            v.iter().map(|j| j.version).collect::<Vec<u64>>()
+        };
+        // Older than the six newest: kept, with the five newest.
+        assert_eq!(kept(&[0], 9), vec![0, 4, 5, 6, 7, 8]);
+        // Only the newest stable one is kept; an older stable one goes in turn.
+        assert_eq!(kept(&[0, 1], 9), vec![1, 4, 5, 6, 7, 8]);
+        // No stable version: the six newest.
+        assert_eq!(kept(&[], 9), vec![3, 4, 5, 6, 7, 8]);
+        // The stable one among the six newest: the six newest.
+        assert_eq!(kept(&[5], 9), vec![3, 4, 5, 6, 7, 8]);
+        assert_eq!(kept(&[8], 9), vec![3, 4, 5, 6, 7, 8]);
     }
 
     #[test]

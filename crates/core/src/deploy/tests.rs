@@ -469,6 +469,52 @@ fn revert_registers_a_kept_version_and_refuses_missing_or_current_ones() {
 }
 
 #[test]
+fn after_a_streak_of_failed_versions_the_stable_one_is_still_reachable() {
+    let update = |revert: bool| {
+        format!("max_parallel = 1\n      progress_deadline = \"0s\"\n      auto_revert = {revert}")
+    };
+    let mut s = Sim::new();
+    s.run(job(1, "ok", &update(false)));
+    s.all_healthy();
+    assert!(s.stable(0));
+    for v in 1..=8 {
+        s.run(job(1, &format!("bad{v}"), &update(false)));
+        for id in s.undecided() {
+            s.report(&id, ALLOC_FAILED, Some(false));
+        }
+        s.tick(1);
+        assert_eq!(s.latest().status, DEPLOYMENT_FAILED, "version {v}");
+    }
+    let kept: Vec<u64> = s.state.job_versions["web"]
+        .iter()
+        .map(|j| j.version)
+        .collect();
+    assert_eq!(kept, vec![0, 4, 5, 6, 7, 8]);
+    // A snapshot keeps them.
+    let back = State::from_snapshot(&s.state.to_snapshot("test")).unwrap();
+    let again: Vec<u64> = back.job_versions["web"].iter().map(|j| j.version).collect();
+    assert_eq!(again, kept);
+    // auto_revert on a further failure goes back to version 0's spec.
+    s.run(job(1, "bad9", &update(true)));
+    for id in s.undecided() {
+        s.report(&id, ALLOC_FAILED, Some(false));
+    }
+    s.tick(1);
+    let j = &s.state.jobs["web"];
+    assert_eq!(j.version, 10);
+    assert!(crate::state::same_spec(j, &s.state.job_versions["web"][0]));
+    let kept: Vec<u64> = s.state.job_versions["web"]
+        .iter()
+        .map(|j| j.version)
+        .collect();
+    assert_eq!(kept, vec![0, 6, 7, 8, 9, 10]);
+    // And `job revert` reaches it too.
+    let mut id = || "e".to_string();
+    s.run(job(1, "bad11", &update(false)));
+    assert!(revert(&s.state, "web", 0, &mut id).is_ok());
+}
+
+#[test]
 fn manual_health_drives_the_rollout_and_unknown_allocations_are_refused() {
     let update = r#"max_parallel = 1
       health_check = "manual"
