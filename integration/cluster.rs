@@ -457,7 +457,8 @@ fn servers_stopped_with_leave_on_terminate_leave_the_cluster() {
 #[test]
 fn servers_configured_by_file_share_a_port_on_different_loopback_addresses() {
     let dir = TestDir::new();
-    // One port number for all three, as with Nomad's default ports on 127.0.0.x.
+    // One port number for all three, as with Nomad's default ports on 127.0.0.x, and
+    // `retry_join` without a port: the `ports.rpc`.
     let port = 20000 + (std::process::id() % 20000) as u16;
     let addr = |i: u32| format!("127.0.0.{}:{port}", 20 + i);
     let mut servers = Vec::new();
@@ -466,9 +467,8 @@ fn servers_configured_by_file_share_a_port_on_different_loopback_addresses() {
         std::fs::write(
             &cfg,
             format!(
-                "name = \"s{i}\"\nbind_addr = \"127.0.0.{}\"\nleave_on_terminate = true\nports {{\n  rpc  = {port}\n  http = 0\n}}\nserver {{\n  enabled          = true\n  bootstrap_expect = 3\n  server_join {{\n    retry_join = [\"{}\"]\n  }}\n}}\n",
+                "name = \"s{i}\"\nbind_addr = \"127.0.0.{}\"\nleave_on_terminate = true\nports {{\n  rpc  = {port}\n  http = 0\n}}\nserver {{\n  enabled          = true\n  bootstrap_expect = 3\n  server_join {{\n    retry_join = [\"127.0.0.21\"]\n  }}\n}}\n",
                 20 + i,
-                addr(1)
             ),
         )
         .unwrap();
@@ -723,46 +723,52 @@ fn a_raft_snapshot_on_demand_compacts_the_log_and_a_restart_recovers_from_it() {
 }
 
 #[test]
-fn a_join_to_an_unreachable_address_retries_with_backoff_until_a_server_is_there() {
+fn servers_joined_by_bare_addresses_retry_until_one_is_there_and_form_one_cluster() {
     let dir = TestDir::new();
-    // A loopback port nobody listens on, for now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    // As Nomad users write them: addresses without a port mean the RPC port, one port number
+    // for all three on 127.0.0.3x. The first joins an address nobody listens on, for now.
+    let port = std::net::TcpListener::bind("127.0.0.31:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let addr = format!("127.0.0.1:{port}");
-    let first = Agent::start(
-        &dir.path.join("s0"),
-        &[
-            "-server",
-            "-node",
-            "s0",
-            "-bootstrap-expect",
-            "2",
-            "-join",
-            &addr,
-        ],
-    );
-    wait_for("the failed joins to be logged", || {
+    let start = |i: u32, join: &str| {
+        let ip = format!("127.0.0.{}", 30 + i);
+        Agent::start_on(
+            &dir.path.join(format!("s{i}")),
+            &[
+                "-server",
+                "-node",
+                &format!("s{i}"),
+                "-bind",
+                &ip,
+                "-bootstrap-expect",
+                "3",
+                "-join",
+                join,
+            ],
+            port,
+            0,
+        )
+    };
+    let first = start(1, "127.0.0.32");
+    let tried = format!("127.0.0.32:{port}");
+    wait_for("the failed joins to be logged with the port", || {
         let log = first.log_text();
-        let said = log
-            .lines()
-            .any(|l| l.contains("cannot reach server; retrying with backoff") && l.contains(&addr));
+        let said = log.lines().any(|l| {
+            l.contains("cannot reach server; retrying with backoff") && l.contains(&tried)
+        });
         if said {
             Ok(())
         } else {
             Err(log)
         }
     });
-    // The server is still waiting, and the second one arrives at that address: one cluster.
-    let second = Agent::start_on(
-        &dir.path.join("s1"),
-        &["-server", "-node", "s1", "-bootstrap-expect", "2"],
-        port,
-        0,
-    );
-    let servers = [first, second];
-    leader(&servers, &[0, 1], 2);
-    converged(&servers, &[0, 1]);
+    // The others arrive, the second at that address: one cluster.
+    let servers = [first, start(2, "127.0.0.31"), start(3, "127.0.0.31")];
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(s.grpc, format!("127.0.0.{}:{port}", 31 + i));
+    }
+    leader(&servers, &[0, 1, 2], 3);
+    converged(&servers, &[0, 1, 2]);
 }

@@ -55,7 +55,8 @@ pub struct AgentArgs {
     /// Servers to wait for before bootstrapping Raft; 1 with no -join bootstraps alone [default: 1].
     #[arg(long = "bootstrap-expect")]
     bootstrap_expect: Option<u32>,
-    /// Servers to join (gRPC host:port; repeat or comma separate). Retried until reached.
+    /// Servers to join (gRPC host:port, or a host alone for the -grpc-port; repeat or comma
+    /// separate). Retried until reached.
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
     /// How long a new server must be healthy before it becomes a voter [default: 10s].
@@ -168,8 +169,17 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
         )));
     }
     let ms = Duration::from_millis;
-    let pick =
-        |flag: Vec<String>, from_file: Vec<String>| if flag.is_empty() { from_file } else { flag };
+    let grpc_port = args.grpc_port.or(file.rpc_port).unwrap_or(4647);
+    // An address without a port means the RPC port (4647 when this agent takes any free one),
+    // as Nomad users write them.
+    let rpc_port = if grpc_port == 0 { 4647 } else { grpc_port };
+    let pick = |flag: Vec<String>, from_file: Vec<String>| {
+        let addrs = if flag.is_empty() { from_file } else { flag };
+        addrs
+            .iter()
+            .map(|a| agentconfig::with_default_port(a, rpc_port))
+            .collect::<Vec<String>>()
+    };
     Ok(Settings {
         dev: args.dev,
         server: args.dev || args.server || file.server_enabled == Some(true),
@@ -179,7 +189,7 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
             .bind
             .or(file.bind_addr)
             .unwrap_or_else(|| "127.0.0.1".into()),
-        grpc_port: args.grpc_port.or(file.rpc_port).unwrap_or(4647),
+        grpc_port,
         http_port: args.http_port.or(file.http_port).unwrap_or(4646),
         servers: pick(args.servers, file.servers),
         bootstrap_expect: args.bootstrap_expect.or(file.bootstrap_expect).unwrap_or(1),

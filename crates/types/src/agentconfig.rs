@@ -27,6 +27,22 @@
 use crate::hcl::{Lines, Reader, Scope};
 use crate::jobspec::SpecError;
 
+/// A server address as Nomad users write it: `host:port`, or a bare host or IP (v4, or v6 with
+/// or without brackets) that means the default RPC `port`.
+pub fn with_default_port(addr: &str, port: u16) -> String {
+    let addr = addr.trim();
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return addr.to_string();
+    }
+    if let Ok(v6) = addr.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>() {
+        return format!("[{v6}]:{port}");
+    }
+    match addr.rsplit_once(':') {
+        Some((host, p)) if !host.is_empty() && p.parse::<u16>().is_ok() => addr.to_string(),
+        _ => format!("{addr}:{port}"),
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentConfig {
     pub data_dir: Option<String>,
@@ -320,6 +336,21 @@ tls {
         for (src, want) in cases {
             let got = parse("a.hcl", src).unwrap_err().to_string();
             assert!(got.starts_with(want), "want {want}\n got {got}");
+        }
+    }
+
+    #[test]
+    fn a_server_address_without_a_port_means_the_rpc_port() {
+        for (given, want) in [
+            ("127.0.0.11", "127.0.0.11:4647"),
+            ("127.0.0.11:5000", "127.0.0.11:5000"),
+            ("server-1.example", "server-1.example:4647"),
+            ("server-1.example:5000", "server-1.example:5000"),
+            ("::1", "[::1]:4647"),
+            ("[::1]", "[::1]:4647"),
+            ("[::1]:5000", "[::1]:5000"),
+        ] {
+            assert_eq!(with_default_port(given, 4647), want, "{given}");
         }
     }
 }
