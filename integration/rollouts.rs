@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use crate::deployments::{dev_agent, job_file, latest, status, wait_deployment, FOREVER};
+use crate::deployments::{
+    deployment_of, dev_agent, job_file, latest, status, wait_deployment, FOREVER,
+};
 use crate::harness::*;
 
 /// Every allocation of the job as (job version, desired status, client status, health).
@@ -174,4 +176,41 @@ fn after_eight_failed_versions_job_revert_still_reaches_the_stable_version_0() {
     let v = status(&agent);
     assert_eq!(v["job"]["version"].as_u64(), Some(9));
     assert_eq!(serving(&v), 1, "{:?}", allocs(&v));
+}
+
+#[test]
+fn job_run_of_a_version_that_auto_reverts_follows_its_own_deployment() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let update = r#"max_parallel = 1
+    min_healthy_time = "100ms"
+    healthy_deadline = "10s"
+    progress_deadline = "0"
+    auto_revert = true"#;
+    let v0 = job_file(&dir.path, 1, "v0", FOREVER, update);
+    agent.ok(&["job", "run", v0.to_str().unwrap()]);
+    let v1 = job_file(&dir.path, 1, "v1", "exit 1", update);
+    let run = agent.yurt(&["job", "run", v1.to_str().unwrap()]);
+    let text = stdout(&run);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    wait_deployment(&agent, 2, "successful");
+    let own = deployment_of(&agent, 1);
+    assert!(
+        text.contains(&format!("Monitoring deployment {:?}", &own[..8])),
+        "{text}"
+    );
+    assert!(text.contains("rolling back to job version 0"), "{text}");
+    let v = status(&agent);
+    let created = v["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["job"]["version"] == 1)
+        .and_then(|a| a["id"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains(&format!("Allocation {:?} created", &created[..8])),
+        "{text}"
+    );
 }

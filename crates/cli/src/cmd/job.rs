@@ -165,14 +165,35 @@ async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> Cmd
         .map_err(CliError::api("reading evaluation"))?
         .into_inner();
     let deployments = deployments_of(&mut JobsClient::new(channel.clone()), &eval.job_id).await?;
-    // The deployment this registration's version started (the list is newest first).
-    match deployments
-        .first()
-        .filter(|d| d.create_index >= reply.index)
-    {
+    match own_deployment(&deployments, reply) {
         Some(d) => super::deployment::monitor(channel, &d.id).await,
         None => Ok(0),
     }
+}
+
+/// The deployment a registration's version started, not a later one (an auto-revert's, say),
+/// and none when it started none (the same spec again).
+fn own_deployment<'d>(
+    deployments: &'d [Deployment],
+    reply: &RegisterJobResponse,
+) -> Option<&'d Deployment> {
+    deployments
+        .iter()
+        .find(|d| d.job_modify_index == reply.job_modify_index && d.create_index >= reply.index)
+}
+
+/// The allocations an evaluation's monitor lists, each with whether the evaluation created it:
+/// those its plan created (written at the evaluation's own index, whatever later evaluations
+/// did to them since), and those it updated and still leaves running.
+fn eval_allocations<'a>(e: &Evaluation, allocs: &'a [Allocation]) -> Vec<(&'a Allocation, bool)> {
+    allocs
+        .iter()
+        .filter_map(|a| {
+            let created = a.create_index == e.modify_index;
+            let kept = a.eval_id == e.id && a.desired_status == ALLOC_DESIRED_RUN;
+            (created || kept).then_some((a, created))
+        })
+        .collect()
 }
 
 /// Follows an evaluation until it is no longer pending, printing what it did, like Nomad's
@@ -204,15 +225,8 @@ pub async fn monitor_eval(channel: Conn, eval_id: &str) -> CmdResult {
                 .await
                 .map(|r| r.into_inner().allocs)
                 .unwrap_or_default();
-            for a in allocs
-                .iter()
-                .filter(|a| a.eval_id == e.id && a.desired_status == ALLOC_DESIRED_RUN)
-            {
-                let verb = if a.create_index == e.modify_index {
-                    "created"
-                } else {
-                    "modified"
-                };
+            for (a, created) in eval_allocations(&e, &allocs) {
+                let verb = if created { "created" } else { "modified" };
                 println!(
                     "    {}: Allocation {:?} {verb}: node {:?}, group {:?}",
                     now(),
@@ -637,4 +651,60 @@ async fn job_stop(addr: &str, id: &str, detach: bool, purge: bool) -> CmdResult 
         return Ok(0);
     }
     monitor_eval(channel, &reply.eval_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_run_follows_its_own_version_s_deployment_not_a_later_revert() {
+        let d = |id: &str, job_modify_index: u64, create_index: u64| Deployment {
+            id: id.into(),
+            job_modify_index,
+            create_index,
+            ..Default::default()
+        };
+        // Newest first: the auto-revert's (version 2, registered at 30), then version 1's.
+        let list = [d("revert", 30, 31), d("v1", 20, 21), d("v0", 10, 11)];
+        let reply = |job_modify_index, index| RegisterJobResponse {
+            job_modify_index,
+            index,
+            ..Default::default()
+        };
+        assert_eq!(own_deployment(&list, &reply(20, 20)).unwrap().id, "v1");
+        assert_eq!(own_deployment(&list, &reply(30, 30)).unwrap().id, "revert");
+        // The same spec again: a new evaluation, no new deployment.
+        assert!(own_deployment(&list, &reply(20, 40)).is_none());
+    }
+
+    #[test]
+    fn an_evaluation_lists_what_it_created_even_once_later_ones_stopped_it() {
+        let e = Evaluation {
+            id: "e1".into(),
+            modify_index: 20,
+            ..Default::default()
+        };
+        let a = |id: &str, eval: &str, create_index, desired: &str| Allocation {
+            id: id.into(),
+            eval_id: eval.into(),
+            create_index,
+            desired_status: desired.into(),
+            ..Default::default()
+        };
+        let allocs = [
+            // Created by e1, since stopped by a later evaluation (an auto-revert's).
+            a("new", "e9", 20, ALLOC_DESIRED_STOP),
+            // Updated in place by e1.
+            a("kept", "e1", 5, ALLOC_DESIRED_RUN),
+            // Stopped by e1 (a destructive update): not listed.
+            a("old", "e1", 5, ALLOC_DESIRED_STOP),
+            a("other", "e2", 7, ALLOC_DESIRED_RUN),
+        ];
+        let listed: Vec<(&str, bool)> = eval_allocations(&e, &allocs)
+            .into_iter()
+            .map(|(a, created)| (a.id.as_str(), created))
+            .collect();
+        assert_eq!(listed, vec![("new", true), ("kept", false)]);
+    }
 }
