@@ -4,6 +4,7 @@
 //! - `acl`: bootstrap, policies and tokens decide what the CLI and the HTTP API may do;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
+//! - `docs`: the docs' hcl examples parse, and their jobs plan;
 //! - `drain`: node drain: metered migrations, deadlines, batch and system jobs, eligibility;
 //! - `health`: service checks and task states decide allocation health;
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing; a
@@ -21,6 +22,7 @@
 mod acl;
 mod cluster;
 mod deployments;
+mod docs;
 mod drain;
 mod errors;
 mod harness;
