@@ -315,7 +315,7 @@ fn auto_revert_rolls_back_to_the_last_stable_version_as_a_new_version() {
     );
     let history = agent.ok(&["job", "history", "-p", "web"]);
     assert!(
-        history.contains("+/- env[GREETING]: \"v1\" => \"v0\""),
+        history.contains("+/- Env[GREETING]: \"v1\" => \"v0\""),
         "version 2 is version 0's spec: {history}"
     );
     let allocs = live(&status(&agent));
@@ -445,7 +445,7 @@ fn pause_resume_fail_and_a_newer_version_cancelling_the_running_deployment() {
         }
     });
     let paused = agent.ok(&["deployment", "pause", &d]);
-    assert!(paused.contains("paused: Deployment is paused"), "{paused}");
+    assert_eq!(paused.trim(), format!("Deployment {:?} paused", &d[..8]));
     // Paused past its progress deadline: not failed, and nothing more is replaced.
     std::thread::sleep(std::time::Duration::from_millis(3000));
     let v = status(&agent);
@@ -453,6 +453,10 @@ fn pause_resume_fail_and_a_newer_version_cancelling_the_running_deployment() {
     let new = live(&v).iter().filter(|(ver, _)| *ver == 1).count();
     assert_eq!(new, 1, "{:?}", live(&v));
     let resumed = agent.ok(&["deployment", "resume", &d]);
+    assert!(
+        resumed.starts_with(&format!("Deployment {:?} resumed\n", &d[..8])),
+        "{resumed}"
+    );
     assert!(
         resumed.contains("Deployment completed successfully"),
         "{resumed}"
@@ -517,7 +521,7 @@ fn job_revert_registers_an_earlier_version_again() {
     assert_eq!(live(&v), vec![(2, Some(true)), (2, Some(true))]);
     let history = agent.ok(&["job", "history", "-p", "web"]);
     assert!(
-        history.contains("+/- env[GREETING]: \"v1\" => \"v0\""),
+        history.contains("+/- Env[GREETING]: \"v1\" => \"v0\""),
         "{history}"
     );
     for (args, message) in [

@@ -77,7 +77,7 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
         "{text}"
     );
     assert!(
-        text.contains("+/- env[GREETING]: \"hello\" => \"hi\""),
+        text.contains("+/- Env[GREETING]: \"hello\" => \"hi\""),
         "{text}"
     );
     assert!(
@@ -146,7 +146,7 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     let v0_at = history.find("Version     = 0").expect("version 0");
     assert!(v1_at < v0_at, "{history}");
     assert!(
-        history[v1_at..v0_at].contains("+/- env[GREETING]: \"hello\" => \"hi\""),
+        history[v1_at..v0_at].contains("+/- Env[GREETING]: \"hello\" => \"hi\""),
         "{history}"
     );
 

@@ -17,6 +17,21 @@ use crate::v1::{Allocation, Deployment, Evaluation, Job, Node, SchedulerConfigur
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
 pub const TRACKED_VERSIONS: usize = 6;
 
+/// A job's status by Nomad's rules: a stopped job is dead; otherwise it runs while any of its
+/// allocations is not terminal, is pending while any of its evaluations is (pending or
+/// blocked), and is dead once all of them are done (pending while it has had none at all).
+pub fn job_status(stopped: bool, live_allocs: bool, open_evals: bool, any: bool) -> &'static str {
+    if stopped {
+        JOB_DEAD
+    } else if live_allocs {
+        JOB_RUNNING
+    } else if open_evals || !any {
+        JOB_PENDING
+    } else {
+        JOB_DEAD
+    }
+}
+
 /// Keeps a job's [`TRACKED_VERSIONS`] newest versions (oldest first), dropping the oldest
 /// beyond that, except the newest stable version: the one a revert or an auto-revert goes back
 /// to is kept even when it is older than all the others (Nomad keeps it too).
@@ -645,21 +660,16 @@ impl State {
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
     pub(crate) fn refresh_job_status(&mut self, job_id: &str, index: u64) {
         let live = self.allocs.of_job(job_id).any(|a| !alloc_terminal(a));
-        let any_alloc = self.allocs.of_job(job_id).next().is_some();
         let waiting = self
             .evals
             .of_job(job_id)
             .any(|e| e.status == EVAL_PENDING || e.status == EVAL_BLOCKED);
+        let any = self.allocs.of_job(job_id).next().is_some()
+            || self.evals.of_job(job_id).next().is_some();
         let Some(job) = self.jobs.get_mut(job_id) else {
             return;
         };
-        let status = if live {
-            JOB_RUNNING
-        } else if job.stop || (job.r#type == JOB_TYPE_BATCH && any_alloc && !waiting) {
-            JOB_DEAD
-        } else {
-            JOB_PENDING
-        };
+        let status = job_status(job.stop, live, waiting, any);
         if job.status != status {
             let job = Arc::make_mut(job);
             job.status = status.into();
@@ -1257,6 +1267,37 @@ mod tests {
         }
         assert_eq!(s.job_versions["web"].len(), TRACKED_VERSIONS);
         assert_eq!(s.job_versions["web"].last().unwrap().version, 11);
+    }
+
+    #[test]
+    fn job_status_follows_nomad_s_rules() {
+        // (stopped, live allocations, open evaluations, any at all) -> status
+        for (args, want) in [
+            ((true, true, true, true), JOB_DEAD),
+            ((false, true, true, true), JOB_RUNNING),
+            ((false, false, true, true), JOB_PENDING),
+            ((false, false, false, true), JOB_DEAD),
+            ((false, false, false, false), JOB_PENDING),
+        ] {
+            assert_eq!(job_status(args.0, args.1, args.2, args.3), want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_service_job_whose_allocations_all_failed_for_good_is_dead() {
+        let mut s = crate::testkit::Sim::new();
+        let job = yurt_types::jobspec::parse_hcl(
+            "t.hcl",
+            "job \"web\" {\n  group \"app\" {\n    count = 2\n    reschedule {\n      attempts = 0\n      unlimited = false\n    }\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/false\"\n      }\n    }\n  }\n}\n",
+        )
+        .unwrap();
+        s.run(job);
+        assert_eq!(s.state.jobs["web"].status, JOB_RUNNING);
+        let ids: Vec<String> = s.state.allocs.values().map(|a| a.id.clone()).collect();
+        s.report(&ids[0], ALLOC_FAILED, None);
+        assert_eq!(s.state.jobs["web"].status, JOB_RUNNING, "one still runs");
+        s.report(&ids[1], ALLOC_FAILED, None);
+        assert_eq!(s.state.jobs["web"].status, JOB_DEAD);
     }
 
     #[test]

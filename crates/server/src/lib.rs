@@ -416,7 +416,9 @@ impl Server {
             ("leader", is_leader.to_string()),
             ("leader_addr", leader_addr),
             ("bootstrap", (self.config.bootstrap_expect == 1).to_string()),
-            ("known_regions", self.config.region.clone()),
+            // How many regions this server knows, as Nomad counts them: its own.
+            ("known_regions", "1".to_string()),
+            ("region", self.config.region.clone()),
             ("name", self.config.name.clone()),
             ("cluster_id", self.state.read(|s| s.cluster_id.clone())),
         ] {

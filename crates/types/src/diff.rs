@@ -2,7 +2,9 @@
 //! fields, then task groups and tasks matched by name, each field as `old => new`.
 //!
 //! The diff walks the JSON form of the proto messages, so a field added to `proto/` is diffed
-//! without touching this file. Durations (`*_ms`) are shown as `10s`, driver config values as
+//! without touching this file. Fields and objects are named as Nomad's diff names them
+//! (`Count`, `Env[KEY]`, `Constraint { LTarget ... }`, `RestartPolicy`); the keys of a driver's
+//! `config` stay the user's. Durations (`*_ms`) are shown as `10s`, driver config values as
 //! plain values.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,14 +31,44 @@ const JOB_SKIP: &[&str] = &[
     "update",
     "task_groups",
 ];
-/// Fields holding string maps, flattened as `env[KEY]`.
+/// Fields holding string maps, flattened as `Env[KEY]`.
 const STRING_MAPS: &[&str] = &["env", "meta"];
+
+/// Whose names a map's keys are: the proto's (shown as Nomad names them, `parent` being the
+/// field that holds the map) or the user's (a driver's `config`), shown as they are.
+#[derive(Clone, Copy)]
+enum Keys<'p> {
+    Ours { parent: &'p str },
+    User,
+}
+
+/// The name Nomad's diff gives one of our fields (after `_ms` was dropped), inside `parent`.
+fn nomad_name(key: &str, parent: &str) -> String {
+    let renamed = match (parent, key) {
+        ("constraints", "attribute") => "LTarget",
+        ("constraints", "value") => "RTarget",
+        ("constraints", "operator") => "Operand",
+        // Lists of objects: each element is one object of the singular name.
+        (_, "constraints") => "Constraint",
+        (_, "services") => "Service",
+        (_, "checks") => "Check",
+        (_, "networks") => "Network",
+        (_, "reserved_ports") => "Static Port",
+        (_, "dynamic_ports") => "Dynamic Port",
+        (_, "restart") => "RestartPolicy",
+        (_, "reschedule") => "ReschedulePolicy",
+        (_, "logs") => "LogConfig",
+        (_, "max_file_size_mb") => "MaxFileSizeMB",
+        _ => return crate::nomad_json::pascal(key),
+    };
+    renamed.to_string()
+}
 
 /// Diffs two versions of a job. `old` is `None` for a job that does not exist yet.
 pub fn job_diff(old: Option<&Job>, new: &Job) -> JobDiff {
     let o = old.map(job_json);
     let n = job_json(new);
-    let (fields, objects) = diff_map(o.as_ref(), Some(&n), JOB_SKIP);
+    let (fields, objects) = diff_map(o.as_ref(), Some(&n), JOB_SKIP, Keys::Ours { parent: "" });
     let mut task_groups = Vec::new();
     let names: BTreeSet<&str> = old
         .iter()
@@ -84,9 +116,10 @@ fn group_diff(
 ) -> TaskGroupDiff {
     let o = old.map(to_json);
     let n = new.map(to_json);
-    let (mut fields, objects) = diff_map(o.as_ref(), n.as_ref(), &["name", "tasks"]);
+    let ours = Keys::Ours { parent: "" };
+    let (mut fields, objects) = diff_map(o.as_ref(), n.as_ref(), &["name", "tasks"], ours);
     for f in &mut fields {
-        if f.name == "count" && f.r#type == EDITED {
+        if f.name == "Count" && f.r#type == EDITED {
             let (a, b) = (f.old.parse::<u64>(), f.new.parse::<u64>());
             if let (Ok(a), Ok(b)) = (a, b) {
                 f.annotations.push(
@@ -131,7 +164,7 @@ fn group_diff(
 fn task_diff(name: &str, old: Option<&Task>, new: Option<&Task>, group_state: &str) -> TaskDiff {
     let o = old.map(task_json);
     let n = new.map(task_json);
-    let (fields, objects) = diff_map(o.as_ref(), n.as_ref(), &["name"]);
+    let (fields, objects) = diff_map(o.as_ref(), n.as_ref(), &["name"], Keys::Ours { parent: "" });
     let r#type = change_type(
         old.is_some(),
         new.is_some(),
@@ -141,11 +174,13 @@ fn task_diff(name: &str, old: Option<&Task>, new: Option<&Task>, group_state: &s
         (ADDED, _) | (_, ADDED) => Some("forces create"),
         (DELETED, _) | (_, DELETED) => Some("forces destroy"),
         (_, EDITED) => {
+            // As the scheduler decides (`tasks_updated`): how a task is stopped, its services
+            // and its constraints change in place.
             let destructive = fields
                 .iter()
-                .any(|f| f.r#type != NONE && f.name != "kill_timeout")
+                .any(|f| f.r#type != NONE && !["KillTimeout", "KillSignal"].contains(&&*f.name))
                 || objects.iter().any(|o| {
-                    o.r#type != NONE && !["service", "constraint"].contains(&o.name.as_str())
+                    o.r#type != NONE && !["Service", "Constraint"].contains(&o.name.as_str())
                 });
             Some(if destructive {
                 "forces create/destroy update"
@@ -301,6 +336,7 @@ fn diff_map(
     old: Option<&Map<String, Json>>,
     new: Option<&Map<String, Json>>,
     skip: &[&str],
+    keys_are: Keys,
 ) -> (Vec<FieldDiff>, Vec<ObjectDiff>) {
     let empty = Map::new();
     let (o, n) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
@@ -315,31 +351,42 @@ fn diff_map(
             o.get(key).unwrap_or(&Json::Null),
             n.get(key).unwrap_or(&Json::Null),
         );
-        if STRING_MAPS.contains(&key.as_str()) {
+        let (name, inner) = match keys_are {
+            Keys::User => (key.clone(), Keys::User),
+            Keys::Ours { parent } => {
+                let inner = if key == "config" {
+                    Keys::User
+                } else {
+                    Keys::Ours { parent: key }
+                };
+                (nomad_name(key, parent), inner)
+            }
+        };
+        if matches!(keys_are, Keys::Ours { .. }) && STRING_MAPS.contains(&key.as_str()) {
             for (side, out) in [(ov, &mut fo), (nv, &mut fnew)] {
                 if let Json::Object(m) = side {
                     for (k, v) in m {
-                        out.insert(format!("{key}[{k}]"), scalar(v).unwrap_or_default());
+                        out.insert(format!("{name}[{k}]"), scalar(v).unwrap_or_default());
                     }
                 }
             }
             continue;
         }
-        let flat_o = flatten(key, ov, &mut fo);
-        let flat_n = flatten(key, nv, &mut fnew);
+        let flat_o = flatten(&name, ov, &mut fo);
+        let flat_n = flatten(&name, nv, &mut fnew);
         if flat_o && flat_n {
             continue;
         }
         match (ov, nv) {
-            (Json::Array(a), Json::Array(b)) => objects.extend(set_diff(key, a, b)),
-            (Json::Array(a), Json::Null) => objects.extend(set_diff(key, a, &[])),
-            (Json::Null, Json::Array(b)) => objects.extend(set_diff(key, &[], b)),
+            (Json::Array(a), Json::Array(b)) => objects.extend(set_diff(&name, a, b, inner)),
+            (Json::Array(a), Json::Null) => objects.extend(set_diff(&name, a, &[], inner)),
+            (Json::Null, Json::Array(b)) => objects.extend(set_diff(&name, &[], b, inner)),
             _ => {
                 let (oo, no) = (ov.as_object(), nv.as_object());
                 if oo.is_none() && no.is_none() {
                     continue;
                 }
-                objects.push(object_diff(key, oo, no));
+                objects.push(object_diff(&name, oo, no, inner));
             }
         }
     }
@@ -355,8 +402,9 @@ fn object_diff(
     name: &str,
     old: Option<&Map<String, Json>>,
     new: Option<&Map<String, Json>>,
+    keys_are: Keys,
 ) -> ObjectDiff {
-    let (fields, objects) = diff_map(old, new, &[]);
+    let (fields, objects) = diff_map(old, new, &[], keys_are);
     let changed =
         fields.iter().any(|f| f.r#type != NONE) || objects.iter().any(|o| o.r#type != NONE);
     ObjectDiff {
@@ -369,16 +417,16 @@ fn object_diff(
 
 /// Lists of objects (constraints, services, networks) are sets: an element is unchanged,
 /// added or deleted as a whole.
-fn set_diff(name: &str, old: &[Json], new: &[Json]) -> Vec<ObjectDiff> {
+fn set_diff(name: &str, old: &[Json], new: &[Json], keys_are: Keys) -> Vec<ObjectDiff> {
     let mut out = Vec::new();
     for o in old {
         if !new.contains(o) {
-            out.push(object_diff(name, o.as_object(), None));
+            out.push(object_diff(name, o.as_object(), None, keys_are));
         }
     }
     for n in new {
         if !old.contains(n) {
-            out.push(object_diff(name, None, n.as_object()));
+            out.push(object_diff(name, None, n.as_object(), keys_are));
         }
     }
     out
@@ -533,7 +581,7 @@ mod tests {
         assert_eq!(d.r#type, EDITED);
         let t = &d.task_groups[0].tasks[0];
         assert_eq!(t.annotations, vec!["forces create/destroy update"]);
-        let f = t.fields.iter().find(|f| f.name == "env[GREETING]").unwrap();
+        let f = t.fields.iter().find(|f| f.name == "Env[GREETING]").unwrap();
         assert_eq!(
             (f.old.as_str(), f.new.as_str(), f.r#type.as_str()),
             ("hello", "hi", EDITED)
@@ -546,7 +594,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("+/- env[GREETING]: \"hello\" => \"hi\""),
+            text.contains("+/- Env[GREETING]: \"hello\" => \"hi\""),
             "{text}"
         );
     }
@@ -555,14 +603,14 @@ mod tests {
     fn count_change_is_annotated_and_tasks_untouched() {
         let d = job_diff(Some(&job("a", 2, 64)), &job("a", 5, 64));
         let g = &d.task_groups[0];
-        let f = g.fields.iter().find(|f| f.name == "count").unwrap();
+        let f = g.fields.iter().find(|f| f.name == "Count").unwrap();
         assert_eq!(f.annotations, vec!["forces create"]);
         assert!(g.tasks.iter().all(|t| t.r#type == NONE));
         let d = job_diff(Some(&job("a", 5, 64)), &job("a", 2, 64));
         let f = d.task_groups[0]
             .fields
             .iter()
-            .find(|f| f.name == "count")
+            .find(|f| f.name == "Count")
             .unwrap();
         assert_eq!(f.annotations, vec!["forces destroy"]);
     }
@@ -571,12 +619,12 @@ mod tests {
     fn resources_change_shows_nested_object() {
         let d = job_diff(Some(&job("a", 1, 64)), &job("a", 1, 128));
         let t = &d.task_groups[0].tasks[0];
-        let r = t.objects.iter().find(|o| o.name == "resources").unwrap();
+        let r = t.objects.iter().find(|o| o.name == "Resources").unwrap();
         assert_eq!(r.r#type, EDITED);
         let text = render(&d, false);
-        assert!(text.contains("+/- memory_mb: \"64\" => \"128\""), "{text}");
+        assert!(text.contains("+/- MemoryMB: \"64\" => \"128\""), "{text}");
         assert!(
-            text.contains("cpu:"),
+            text.contains("CPU:"),
             "context fields shown inside a changed object: {text}"
         );
     }
@@ -607,9 +655,33 @@ mod tests {
         let cfg = d.task_groups[0].tasks[0]
             .objects
             .iter()
-            .find(|o| o.name == "config")
+            .find(|o| o.name == "Config")
             .unwrap();
         let f = cfg.fields.iter().find(|f| f.name == "args[0]").unwrap();
         assert_eq!((f.old.as_str(), f.new.as_str()), ("1000", "2000"));
+    }
+
+    #[test]
+    fn constraints_and_policies_have_nomad_s_names() {
+        let a = job("a", 1, 64);
+        let mut b = a.clone();
+        b.task_groups[0].constraints.push(crate::v1::Constraint {
+            attribute: "${attr.kernel.name}".into(),
+            operator: "=".into(),
+            value: "linux".into(),
+        });
+        b.task_groups[0].restart.as_mut().unwrap().attempts += 1;
+        let text = render(&job_diff(Some(&a), &b), false);
+        for want in [
+            "+ Constraint {",
+            "+ LTarget: \"${attr.kernel.name}\"",
+            "+ Operand: \"=\"",
+            "+ RTarget: \"linux\"",
+            "+/- RestartPolicy {",
+            "+/- Attempts:",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        assert!(!text.contains("constraints"), "{text}");
     }
 }

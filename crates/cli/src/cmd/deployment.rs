@@ -65,7 +65,8 @@ pub async fn run(addr: &str, cmd: DeploymentCmd) -> CmdResult {
     let channel = connect(addr).await?;
     let mut client = DeploymentsClient::new(channel.clone());
     let action = |deployment_id: String| DeploymentActionRequest { deployment_id };
-    let (reply, verb, detach) = match cmd {
+    // What Nomad prints once the action is done (the reply's deployment is read before it).
+    let (reply, verb, detach, done) = match cmd {
         DeploymentCmd::List { json } => return list(channel, json).await,
         DeploymentCmd::Status {
             deployment,
@@ -76,21 +77,25 @@ pub async fn run(addr: &str, cmd: DeploymentCmd) -> CmdResult {
             client.promote(action(deployment)).await,
             "promoting deployment",
             detach,
+            None,
         ),
         DeploymentCmd::Fail { deployment, detach } => (
             client.fail(action(deployment)).await,
             "failing deployment",
             detach,
+            None,
         ),
         DeploymentCmd::Pause { deployment } => (
             client.pause(action(deployment)).await,
             "pausing deployment",
             true,
+            Some("paused"),
         ),
         DeploymentCmd::Resume { deployment, detach } => (
             client.resume(action(deployment)).await,
             "resuming deployment",
             detach,
+            Some("resumed"),
         ),
         DeploymentCmd::AllocationHealth {
             deployment,
@@ -112,17 +117,21 @@ pub async fn run(addr: &str, cmd: DeploymentCmd) -> CmdResult {
                     .await,
                 "setting allocation health",
                 true,
+                None,
             )
         }
     };
     let reply = reply.map_err(CliError::api(verb))?.into_inner();
     let d = reply.deployment.unwrap_or_default();
-    println!(
-        "Deployment {:?} {}: {}",
-        short(&d.id),
-        d.status,
-        d.status_description
-    );
+    match done {
+        Some(done) => println!("Deployment {:?} {done}", short(&d.id)),
+        None => println!(
+            "Deployment {:?} {}: {}",
+            short(&d.id),
+            d.status,
+            d.status_description
+        ),
+    }
     if !reply.eval_id.is_empty() {
         println!("Evaluation ID: {}", reply.eval_id);
     }

@@ -204,7 +204,10 @@ pub async fn agent_info(addr: &str, json: bool) -> CmdResult {
         print!("{}", output::json(&info));
         return Ok(0);
     }
-    info.sections.sort_by(|a, b| a.name.cmp(&b.name));
+    // The agent's own section first (`server`, `leader`, `bootstrap`, `known_regions`, as the
+    // seed guides show Nomad's), then the others by name.
+    info.sections
+        .sort_by(|a, b| (a.name != "yurt", &a.name).cmp(&(b.name != "yurt", &b.name)));
     let mut out = String::new();
     for s in info.sections {
         out.push_str(&s.name);
