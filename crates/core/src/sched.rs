@@ -137,6 +137,12 @@ pub fn schedule_with(
         }
         return run.out;
     };
+    // Allocations of a purged job of the same ID still running: they belong to no job now.
+    for a in state.allocs.of_job(job_id) {
+        if !alloc_terminal(a) && !crate::state::of_this_job(job, a) {
+            run.stop(a, DESC_JOB_STOPPED);
+        }
+    }
     // Without the feature (an older server could not read them) deployments are left alone.
     if gates.deployments {
         run.deployment = run.cancel_deployments(job_id, Some(job));

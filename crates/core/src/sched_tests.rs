@@ -278,6 +278,66 @@ fn stopping_the_job_stops_every_allocation() {
     assert_eq!(w.state.jobs["web"].status, JOB_DEAD);
 }
 
+fn purge(w: &mut World) {
+    w.apply(command::Kind::JobDeregister(
+        crate::internal::JobDeregister {
+            job_id: "web".into(),
+            purge: true,
+            eval: None,
+        },
+    ));
+}
+
+/// Allocations of a purged job belong to no later job of that name: registered again, the job
+/// has only its own, and the old ones are left as they are (a failed one is not replaced).
+#[test]
+fn a_job_registered_again_after_a_purge_does_not_take_the_purged_job_s_allocations() {
+    let mut w = World::new(1);
+    w.run(job(3, "a"));
+    let failed = w.running()[0].id.clone();
+    let mut a = w.state.allocs[&failed].clone();
+    a.client_status = ALLOC_FAILED.into();
+    w.state.allocs.insert(a);
+    purge(&mut w);
+    w.schedule("web");
+    let before: Vec<(String, u64)> = w
+        .state
+        .allocs
+        .values()
+        .map(|a| (a.id.clone(), a.modify_index))
+        .collect();
+    w.now += 1000;
+    w.run(job(3, "a"));
+    let new: Vec<&Allocation> = w.state.job_allocs("web");
+    assert_eq!(new.len(), 3);
+    assert!(new
+        .iter()
+        .all(|a| !before.iter().any(|(id, _)| *id == a.id)));
+    for (id, modified) in &before {
+        assert_eq!(w.state.allocs[id.as_str()].modify_index, *modified, "{id}");
+    }
+    assert_eq!(w.state.allocs.len(), 6);
+}
+
+/// Registered again before the purge's evaluation ran: the old allocations still running are
+/// stopped by the new job's first evaluation.
+#[test]
+fn a_purged_job_s_allocations_still_running_are_stopped_when_the_id_is_registered_again() {
+    let mut w = World::new(1);
+    w.run(job(2, "a"));
+    let old: Vec<String> = w.running().iter().map(|a| a.id.clone()).collect();
+    purge(&mut w);
+    w.run(job(2, "b"));
+    for id in &old {
+        let a = &w.state.allocs[id.as_str()];
+        assert_eq!(
+            (a.desired_status.as_str(), a.desired_description.as_str()),
+            (ALLOC_DESIRED_STOP, DESC_JOB_STOPPED)
+        );
+    }
+    assert_eq!(w.running().len(), 2);
+}
+
 /// A service or batch job's allocations on a down node are lost, every one of them, and
 /// placed again elsewhere.
 #[test]

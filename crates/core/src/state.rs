@@ -17,6 +17,14 @@ use crate::v1::{Allocation, Deployment, Evaluation, Job, Node, SchedulerConfigur
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
 pub const TRACKED_VERSIONS: usize = 6;
 
+/// Whether an allocation belongs to `job` as registered now: a job registered again after a
+/// purge is a new job (a new create index), and the allocations of the purged one are not its.
+pub fn of_this_job(job: &Job, a: &Allocation) -> bool {
+    a.job
+        .as_ref()
+        .is_none_or(|j| j.create_index == job.create_index)
+}
+
 /// A job's status by Nomad's rules: a stopped job is dead; otherwise it runs while any of its
 /// allocations is not terminal, is pending while any of its evaluations is (pending or
 /// blocked), and is dead once all of them are done (pending while it has had none at all).
@@ -659,13 +667,13 @@ impl State {
 
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
     pub(crate) fn refresh_job_status(&mut self, job_id: &str, index: u64) {
-        let live = self.allocs.of_job(job_id).any(|a| !alloc_terminal(a));
+        let allocs = self.job_allocs(job_id);
+        let live = allocs.iter().any(|a| !alloc_terminal(a));
         let waiting = self
             .evals
             .of_job(job_id)
             .any(|e| e.status == EVAL_PENDING || e.status == EVAL_BLOCKED);
-        let any = self.allocs.of_job(job_id).next().is_some()
-            || self.evals.of_job(job_id).next().is_some();
+        let any = !allocs.is_empty() || self.evals.of_job(job_id).next().is_some();
         let Some(job) = self.jobs.get_mut(job_id) else {
             return;
         };
@@ -680,9 +688,15 @@ impl State {
         }
     }
 
-    /// Allocations of a job, oldest first.
+    /// Allocations of a job, oldest first: of the job as registered now, not of an earlier job
+    /// of the same ID that was purged (all of them while no job has the ID).
     pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
-        let mut v: Vec<&Allocation> = self.allocs.of_job(job_id).collect();
+        let job = self.jobs.get(job_id);
+        let mut v: Vec<&Allocation> = self
+            .allocs
+            .of_job(job_id)
+            .filter(|a| job.is_none_or(|j| of_this_job(j, a)))
+            .collect();
         v.sort_by(|a, b| (a.create_index, &a.name).cmp(&(b.create_index, &b.name)));
         v
     }
