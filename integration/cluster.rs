@@ -322,6 +322,10 @@ fn new_server_joins_as_non_voter_installs_a_snapshot_then_votes_and_dead_servers
             .any(|l| l.starts_with(&format!("{name} ")) && l.contains(" left ")),
         "{members}"
     );
+    // Every other server learns it too.
+    for &i in &alive {
+        wait_left(&c.servers[i], &name);
+    }
     c.leader(&alive, 3);
     let peers = asker.ok(&["operator", "raft", "list-peers"]);
     assert!(
@@ -499,6 +503,21 @@ fn servers_configured_by_file_share_a_port_on_different_loopback_addresses() {
     assert!(out.contains("by-config"), "{out}");
 }
 
+/// Waits until `server members` on `asker` shows the server `name` as `left`.
+fn wait_left(asker: &Agent, name: &str) {
+    wait_for(&format!("{name} to be left on {}", asker.grpc), || {
+        let out = asker.ok(&["server", "members"]);
+        let left = out
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) && l.contains(" left "));
+        if left {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+}
+
 #[test]
 fn autopilot_removes_a_dead_server_after_the_threshold_while_quorum_holds() {
     let dir = TestDir::new();
@@ -507,8 +526,12 @@ fn autopilot_removes_a_dead_server_after_the_threshold_while_quorum_holds() {
     let victim = (leader + 1) % 3;
     let rest: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
     c.servers[victim].kill9();
-    // Without any operator action the dead server leaves the Raft configuration.
+    // Without any operator action the dead server leaves the Raft configuration, and every
+    // server shows it `left`, as Nomad does.
     c.leader(&rest, 2);
+    for &i in &rest {
+        wait_left(&c.servers[i], &format!("s{}", victim + 1));
+    }
     let peers = c.servers[rest[0]].ok(&["operator", "raft", "list-peers"]);
     assert!(
         !peers

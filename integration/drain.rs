@@ -424,7 +424,7 @@ fn ignore_system_an_empty_node_eligibility_rules_and_bad_input() {
     // Nowhere to go: the other node is made ineligible, so the drain waits.
     let other = if holder == "c0" { "c1" } else { "c0" };
     c.server.ok(&["node", "eligibility", "-disable", other]);
-    c.server.ok(&[
+    let detached = c.server.ok(&[
         "node",
         "drain",
         "-enable",
@@ -433,6 +433,11 @@ fn ignore_system_an_empty_node_eligibility_rules_and_bad_input() {
         "-no-deadline",
         &holder,
     ]);
+    // Detached, it does not monitor: no word of Ctrl-C.
+    assert!(
+        !detached.contains("Ctrl-C") && detached.contains("drain strategy set"),
+        "{detached}"
+    );
     let refused = c.server.yurt(&["node", "eligibility", "-enable", &holder]);
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(

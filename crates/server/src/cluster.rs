@@ -259,8 +259,17 @@ impl Cluster {
 
     /// Marks the servers with this name or address as left (force-leave).
     pub fn force_leave(&self, name: &str) {
+        self.mark_left(|m| m.name == name || m.addr == name);
+    }
+
+    /// Marks a server the autopilot removed from the Raft configuration as left.
+    pub fn removed(&self, id: u64) {
+        self.mark_left(|m| m.id == id);
+    }
+
+    fn mark_left(&self, which: impl Fn(&ServerMember) -> bool) {
         for k in self.lock().values_mut() {
-            if k.member.name == name || k.member.addr == name {
+            if which(&k.member) {
                 k.member.left = true;
                 k.alive_since_ms = None;
             }

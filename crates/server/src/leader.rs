@@ -365,6 +365,7 @@ pub async fn run_autopilot(
                 .map_err(|e| e.to_string()),
             Action::Remove { id, .. } => crate::raft::remove_member(&raft, *id)
                 .await
+                .map(|()| cluster.removed(*id))
                 .map_err(|s| s.message().to_string()),
             Action::SetAddr { id, addr } => raft
                 .change_membership(

@@ -355,10 +355,12 @@ async fn drain(addr: &str, a: DrainArgs) -> CmdResult {
         })
         .await
         .map_err(CliError::api("updating drain"))?;
-    println!(
-        "{}: Ctrl-C to stop monitoring: will not cancel the node drain",
-        time(output::now_ms())
-    );
+    if !a.detach {
+        println!(
+            "{}: Ctrl-C to stop monitoring: will not cancel the node drain",
+            time(output::now_ms())
+        );
+    }
     println!(
         "{}: Node {:?} drain strategy set",
         time(output::now_ms()),
