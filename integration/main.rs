@@ -14,6 +14,7 @@
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
 //! - `rollouts`: failing rollouts keep the old allocations serving; history keeps the stable version;
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
+//! - `status`: job status by Nomad's rules, purged jobs' allocations, `agent-info`'s sections;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
 //! - `upgrade`: the seed upgrade guides from the previous release (built from `RELEASES`);
 //! - `tls`: mutual TLS between servers, clients, the CLI and HTTPS; wrong certificates refused;
@@ -33,6 +34,7 @@ mod jobs;
 mod restart;
 mod rollouts;
 mod scheduling;
+mod status;
 mod tidy;
 mod tls;
 mod upgrade;
