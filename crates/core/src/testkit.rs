@@ -24,6 +24,41 @@ fn is_canary(a: &Allocation) -> bool {
     a.deployment_status.as_ref().is_some_and(|s| s.canary)
 }
 
+/// A service job "web", group "app" of `count`, whose task's env is `E = env`, with the
+/// group's `update` and `reschedule` blocks' bodies written as given.
+pub fn web_job(count: u32, env: &str, update: &str, reschedule: &str) -> Job {
+    yurt_types::jobspec::parse_hcl(
+        "t.hcl",
+        &format!(
+            r#"job "web" {{
+  group "app" {{
+    count = {count}
+    update {{
+      {update}
+    }}
+    reschedule {{
+      {reschedule}
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      env {{
+        E = "{env}"
+      }}
+      resources {{
+        cpu = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}"#
+        ),
+    )
+    .unwrap()
+}
+
 pub struct Sim {
     pub state: State,
     pub index: u64,

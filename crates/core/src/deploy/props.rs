@@ -7,46 +7,15 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::testkit::Sim;
-use yurt_types::jobspec::parse_hcl;
 
 fn job(count: u32, env: &str, max_parallel: u32, progress_deadline: &str, attempts: u32) -> Job {
-    parse_hcl(
-        "t.hcl",
-        &format!(
-            r#"job "web" {{
-  group "app" {{
-    count = {count}
-    update {{
-      max_parallel = {max_parallel}
-      min_healthy_time = "1s"
-      healthy_deadline = "1m"
-      progress_deadline = "{progress_deadline}"
-    }}
-    reschedule {{
-      attempts = {attempts}
-      interval = "1h"
-      delay = "5s"
-      delay_function = "constant"
-      unlimited = false
-    }}
-    task "t" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sleep"
-      }}
-      env {{
-        E = "{env}"
-      }}
-      resources {{
-        cpu = 10
-        memory = 10
-      }}
-    }}
-  }}
-}}"#
-        ),
-    )
-    .unwrap()
+    let update = format!(
+        "max_parallel = {max_parallel}\n      min_healthy_time = \"1s\"\n      healthy_deadline = \"1m\"\n      progress_deadline = \"{progress_deadline}\""
+    );
+    let reschedule = format!(
+        "attempts = {attempts}\n      interval = \"1h\"\n      delay = \"5s\"\n      delay_function = \"constant\"\n      unlimited = false"
+    );
+    crate::testkit::web_job(count, env, &update, &reschedule)
 }
 
 /// What happens next to one of the new version's allocations whose health is not decided yet,

@@ -5,41 +5,10 @@
 use super::*;
 use crate::internal::{command, ApplyPlan};
 use crate::testkit::{Sim, MIN};
-use yurt_types::jobspec::parse_hcl;
 
-/// A service job "web", group "app", with `update` written as given.
+/// A service job "web", group "app", with `update` written as given and no reschedules.
 fn job(count: u32, env: &str, update: &str) -> Job {
-    parse_hcl(
-        "t.hcl",
-        &format!(
-            r#"job "web" {{
-  group "app" {{
-    count = {count}
-    update {{
-      {update}
-    }}
-    reschedule {{
-      attempts = 0
-      unlimited = false
-    }}
-    task "t" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sleep"
-      }}
-      env {{
-        E = "{env}"
-      }}
-      resources {{
-        cpu = 10
-        memory = 10
-      }}
-    }}
-  }}
-}}"#
-        ),
-    )
-    .unwrap()
+    crate::testkit::web_job(count, env, update, "attempts = 0\n      unlimited = false")
 }
 
 const ROLLING: &str = r#"max_parallel = 2
