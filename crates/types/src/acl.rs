@@ -100,7 +100,7 @@ pub struct Policy {
 
 /// Reads a policy's rules; errors name the file (the policy), line and field.
 pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
-    let r = Reader { file, src };
+    let r = Reader::new(file, src);
     let body = r.parse()?;
     let mut lines = Lines::default();
     let l = &mut lines;

@@ -97,7 +97,7 @@ fn port(s: &mut Scope<'_>, key: &'static str, lines: &mut Lines) -> Result<Optio
 
 /// Reads one agent configuration file.
 pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
-    let r = Reader { file, src };
+    let r = Reader::new(file, src);
     let body = r.parse()?;
     let mut lines = Lines::default();
     let l = &mut lines;

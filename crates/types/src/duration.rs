@@ -9,7 +9,17 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() && t != "0" {
         return Err(format!("{t:?} has no unit (use e.g. \"{t}s\")"));
     }
-    humantime::parse_duration(t).map_err(|e| format!("{text:?} is not a duration ({e})"))
+    let d =
+        humantime::parse_duration(t).map_err(|e| format!("{text:?} is not a duration ({e})"))?;
+    // Go's (and so Nomad's) longest duration: a longer one would be cut short silently.
+    let longest = Duration::from_nanos(i64::MAX as u64);
+    if d > longest {
+        return Err(format!(
+            "{text:?} is longer than the longest duration, {}",
+            format(longest)
+        ));
+    }
+    Ok(d)
 }
 
 /// Formats like Go's `time.Duration.String()`: `10s`, `5m0s`, `1h30m0s`, `250ms`, `0s`.
@@ -61,5 +71,15 @@ mod tests {
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format(Duration::from_millis(250)), "250ms");
         assert_eq!(format(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn durations_beyond_go_s_longest_are_refused() {
+        assert!(parse("2562047h").is_ok());
+        let e = parse("9223372036854775807s").unwrap_err();
+        assert_eq!(
+            e,
+            "\"9223372036854775807s\" is longer than the longest duration, 2562047h47m16.854s"
+        );
     }
 }

@@ -58,25 +58,51 @@ pub(crate) struct Body {
 pub(crate) struct Reader<'a> {
     pub(crate) file: &'a str,
     pub(crate) src: &'a str,
+    /// Where each line after the first starts (the offset after each `\n`), so that finding
+    /// a line is a binary search, not a count from the start (parsing stays linear).
+    line_starts: Vec<usize>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(crate) fn new(file: &'a str, src: &'a str) -> Reader<'a> {
+        let line_starts = src
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        Reader {
+            file,
+            src,
+            line_starts,
+        }
+    }
+
     /// Parses the whole source into a body.
     pub(crate) fn parse(&self) -> Result<Body, SpecError> {
-        let body = hcl_edit::parser::parse_body(self.src).map_err(|e| SpecError {
-            file: self.file.to_string(),
-            line: e.location().line(),
-            message: format!("syntax error: {}", e.message()),
+        let body = hcl_edit::parser::parse_body(self.src).map_err(|e| {
+            let line = e.location().line();
+            // A number too large for 64 bits is a syntax error to the parser: say so.
+            let text = self.src.lines().nth(line.saturating_sub(1)).unwrap_or("");
+            let huge = text
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|digits| digits.len() > 19);
+            let message = match huge {
+                Some(n) => format!("syntax error: the number {n} is too large"),
+                None => format!("syntax error: {}", e.message()),
+            };
+            SpecError {
+                file: self.file.to_string(),
+                line,
+                message,
+            }
         })?;
         self.body(&body)
     }
 
     pub(crate) fn line(&self, span: Option<Range<usize>>) -> usize {
         span.map_or(0, |r| {
-            self.src[..r.start.min(self.src.len())]
-                .matches('\n')
-                .count()
-                + 1
+            self.line_starts.partition_point(|s| *s <= r.start) + 1
         })
     }
 
@@ -204,7 +230,9 @@ pub(crate) struct Scope<'a> {
     pub(crate) what: String,
     /// Structural path of the block: `group[app]`.
     pub(crate) path: String,
+    /// The attributes asked for, and the blocks: a name may be one and not the other.
     pub(crate) used: Vec<&'a str>,
+    used_blocks: Vec<&'a str>,
 }
 
 impl<'a> Scope<'a> {
@@ -215,6 +243,7 @@ impl<'a> Scope<'a> {
             what,
             path,
             used: Vec::new(),
+            used_blocks: Vec::new(),
         }
     }
 
@@ -274,10 +303,13 @@ impl<'a> Scope<'a> {
             None => Ok(None),
             Some(i) => u32::try_from(i).map(Some).map_err(|_| {
                 let line = lines.find(&format!("{}.{key}", self.path));
-                self.r.err(
-                    line,
-                    format!("{}: {key} ({i}) must not be negative", self.what),
-                )
+                let why = if i < 0 {
+                    "must not be negative"
+                } else {
+                    "is too large"
+                };
+                self.r
+                    .err(line, format!("{}: {key} ({i}) {why}", self.what))
             }),
         }
     }
@@ -367,6 +399,7 @@ impl<'a> Scope<'a> {
             }
         }
         self.used.push(key);
+        self.used_blocks.push(key);
         if let Some(a) = self.body.attrs.iter().find(|a| a.key == key) {
             match &a.val {
                 Val::Map(fields) => {
@@ -387,7 +420,7 @@ impl<'a> Scope<'a> {
     }
 
     pub(crate) fn blocks(&mut self, ident: &'a str) -> impl Iterator<Item = &'a Blk> {
-        self.used.push(ident);
+        self.used_blocks.push(ident);
         self.body.blocks.iter().filter(move |b| b.ident == ident)
     }
 
@@ -417,6 +450,18 @@ impl<'a> Scope<'a> {
     /// Fails on the first attribute or block that no getter asked for.
     pub(crate) fn finish(self) -> Result<(), SpecError> {
         for a in &self.body.attrs {
+            if self.used_blocks.contains(&a.key.as_str()) && !self.used.contains(&a.key.as_str()) {
+                return Err(self.r.err(
+                    a.line,
+                    format!(
+                        "{}: {} must be a block (write `{} {{ ... }}`), found {}",
+                        self.what,
+                        a.key,
+                        a.key,
+                        a.val.kind()
+                    ),
+                ));
+            }
             if !self.used.contains(&a.key.as_str()) {
                 return Err(self
                     .r
@@ -424,7 +469,7 @@ impl<'a> Scope<'a> {
             }
         }
         for b in &self.body.blocks {
-            if !self.used.contains(&b.ident.as_str()) {
+            if !self.used_blocks.contains(&b.ident.as_str()) {
                 return Err(self.r.err(
                     b.line,
                     format!("{}: unknown block {:?}", self.what, b.ident),

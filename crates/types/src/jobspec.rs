@@ -117,7 +117,7 @@ pub fn default_reschedule(job_type: &str) -> Option<ReschedulePolicy> {
 
 /// Reads an HCL job file. `file` is only used in error messages.
 pub fn parse_hcl(file: &str, src: &str) -> Result<Job, SpecError> {
-    let reader = Reader { file, src };
+    let reader = Reader::new(file, src);
     let body = reader.parse()?;
     let mut lines = Lines::default();
     let mut job = decode_file(&reader, &body, &mut lines)?;
@@ -279,12 +279,8 @@ pub fn validate(job: &Job) -> Result<(), Problem> {
     if job.id.is_empty() {
         return fail("job", "job has no ID: write `job \"<id>\" { ... }`".into());
     }
-    if job.id.contains(char::is_whitespace) || job.id.contains('/') {
-        return fail(
-            "job",
-            format!("job ID {:?} must not contain spaces or '/'", job.id),
-        );
-    }
+    crate::limits::check_name("job ID", &job.id).or_else(|m| fail("job", m))?;
+    crate::limits::check_job(job).or_else(|(path, message)| fail(&path, message))?;
     if ![JOB_TYPE_SERVICE, JOB_TYPE_BATCH, JOB_TYPE_SYSTEM].contains(&job.r#type.as_str()) {
         return fail(
             "job.type",
@@ -306,6 +302,7 @@ pub fn validate(job: &Job) -> Result<(), Problem> {
     for (i, c) in job.constraints.iter().enumerate() {
         validate_constraint(c, &format!("job.constraint[{i}]"))?;
     }
+    check_sizes(job)?;
     let mut groups = HashMap::new();
     for g in &job.task_groups {
         let gp = format!("group[{}]", g.name);
@@ -317,11 +314,56 @@ pub fn validate(job: &Job) -> Result<(), Problem> {
     Ok(())
 }
 
+/// How many groups, tasks and allocations one job may ask for ([`crate::limits`]).
+fn check_sizes(job: &Job) -> Result<(), Problem> {
+    use crate::limits::{MAX_COUNT, MAX_GROUPS, MAX_JOB_ALLOCS, MAX_TASKS};
+    let fail = |path: String, message: String| Err(Problem { path, message });
+    if job.task_groups.len() > MAX_GROUPS {
+        return fail(
+            "job".into(),
+            format!(
+                "the job has {} groups, more than the limit of {MAX_GROUPS}",
+                job.task_groups.len()
+            ),
+        );
+    }
+    for g in &job.task_groups {
+        let gp = format!("group[{}]", g.name);
+        if g.count > MAX_COUNT {
+            return fail(
+                format!("{gp}.count"),
+                format!("count ({}) must be at most {MAX_COUNT}", g.count),
+            );
+        }
+        if g.tasks.len() > MAX_TASKS {
+            return fail(
+                gp,
+                format!(
+                    "group {:?} has {} tasks, more than the limit of {MAX_TASKS}",
+                    g.name,
+                    g.tasks.len()
+                ),
+            );
+        }
+    }
+    let total: u64 = job.task_groups.iter().map(|g| u64::from(g.count)).sum();
+    if total > MAX_JOB_ALLOCS {
+        return fail(
+            "job".into(),
+            format!(
+                "the job's groups ask for {total} allocations in all, more than the limit of {MAX_JOB_ALLOCS}"
+            ),
+        );
+    }
+    Ok(())
+}
+
 fn validate_group(job: &Job, g: &TaskGroup, gp: &str) -> Result<(), Problem> {
     let fail = |path: String, message: String| Err(Problem { path, message });
     if g.name.is_empty() {
         return fail(gp.into(), "group has no name".into());
     }
+    crate::limits::check_name("group name", &g.name).or_else(|m| fail(gp.into(), m))?;
     if job.r#type == JOB_TYPE_SYSTEM && g.count > 1 {
         return fail(
             format!("{gp}.count"),
@@ -413,6 +455,20 @@ fn validate_group(job: &Job, g: &TaskGroup, gp: &str) -> Result<(), Problem> {
     let mut labels = HashMap::new();
     for n in &g.networks {
         for port in n.reserved_ports.iter().chain(&n.dynamic_ports) {
+            let pp = format!("{gp}.network.port[{}]", port.label);
+            crate::limits::check_name("port label", &port.label)
+                .or_else(|m| fail(pp.clone(), m))?;
+            for (field, v) in [("static", port.value), ("to", port.to)] {
+                if v > 65535 {
+                    return fail(
+                        format!("{pp}.{field}"),
+                        format!(
+                            "port {:?}: {field} ({v}) must be between 1 and 65535",
+                            port.label
+                        ),
+                    );
+                }
+            }
             if labels.insert(port.label.clone(), ()).is_some() {
                 return fail(
                     format!("{gp}.network.port[{}]", port.label),
@@ -427,6 +483,7 @@ fn validate_group(job: &Job, g: &TaskGroup, gp: &str) -> Result<(), Problem> {
     let mut tasks = HashMap::new();
     for t in &g.tasks {
         let tp = format!("{gp}.task[{}]", t.name);
+        crate::limits::check_name("task name", &t.name).or_else(|m| fail(tp.clone(), m))?;
         if tasks.insert(t.name.as_str(), ()).is_some() {
             return fail(
                 tp,
@@ -529,6 +586,7 @@ fn validate_service(s: &Service, p: &str, ports: &HashMap<String, ()>) -> Result
     if s.name.is_empty() {
         return fail("service has no name".into());
     }
+    crate::limits::check_name("service name", &s.name).or_else(fail)?;
     if !s.port.is_empty() && s.port.parse::<u16>().is_err() && !ports.contains_key(&s.port) {
         return fail(format!(
             "service {:?} uses port {:?}, which no network block defines",

@@ -358,3 +358,58 @@ fn malformed_json_is_refused() {
         .to_string();
     assert!(err.starts_with("job.json: not a job object"), "{err}");
 }
+
+/// Hostile and careless input: each refused at parse time with a sentence naming the field.
+#[test]
+fn out_of_bounds_values_are_refused_with_the_field_and_the_limit() {
+    let task_with = |extra: &str| {
+        format!("job \"j\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n{extra}\n    }}\n  }}\n}}\n")
+    };
+    let long_id = "x".repeat(70_000);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            in_group("    count = 2147483648"),
+            "bad.hcl:3: count (2147483648) must be at most 10000",
+        ),
+        (
+            in_group("    count = 9223372036854775807"),
+            "bad.hcl:3: group \"g\": count (9223372036854775807) is too large",
+        ),
+        (
+            in_group("    count = -1"),
+            "bad.hcl:3: group \"g\": count (-1) must not be negative",
+        ),
+        (
+            in_group("    count = 18446744073709551616"),
+            "bad.hcl:3: syntax error: the number 18446744073709551616 is too large",
+        ),
+        (
+            in_group("    network {\n      port \"http\" {\n        static = 70000\n      }\n    }"),
+            "bad.hcl:5: port \"http\": static (70000) must be between 1 and 65535",
+        ),
+        (
+            task_with("      kill_timeout = \"9223372036854775807s\""),
+            "bad.hcl:8: task \"t\": kill_timeout: \"9223372036854775807s\" is longer than the longest duration",
+        ),
+        (
+            task_with("      resources = 5"),
+            "bad.hcl:8: task \"t\": resources must be a block (write `resources { ... }`), found a number",
+        ),
+        (
+            format!("job \"{long_id}\" {{\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"),
+            "bad.hcl:1: job ID \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"... is 70000 characters long, more than the limit of 128",
+        ),
+        (
+            task_with("      env {\n        K = \"a\\u0000b\"\n      }"),
+            "bad.hcl:1: job.task_groups[0].tasks[0].env.K contains a NUL byte",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (src, want) in cases {
+        let got = parse_file("bad.hcl", &src).map_or_else(|e| e.to_string(), |_| "accepted".into());
+        if !got.starts_with(want) {
+            wrong.push(format!("want: {want}\n got: {got}\n"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

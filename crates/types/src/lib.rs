@@ -4,6 +4,7 @@
 //!   applied; every error names the file, the line and the field.
 //! - [`acl`]: ACL policies (Nomad's rule language) and what a token may do.
 //! - [`agentconfig`] reads agent configuration files (`-config`), Nomad's layout.
+//! - [`limits`]: how much one job may ask for, and the rule for IDs and names.
 //! - [`diff`] compares two versions of a job (for `job plan` and `job history -p`).
 //! - [`duration`] reads and writes Go-style durations (`10s`, `5m0s`).
 //! - [`nomad_json`]: the messages in Nomad's JSON shape, for the HTTP API.
@@ -21,6 +22,7 @@ pub mod diff;
 pub mod duration;
 mod hcl;
 pub mod jobspec;
+pub mod limits;
 pub mod nomad_json;
 pub mod status;
 pub mod tls;

@@ -1,0 +1,161 @@
+//! The bounds on what one request may ask for, so that the work and the memory one job costs
+//! every server and client are bounded: how many allocations, groups and tasks, how large a job
+//! and each of its strings, and what IDs and names look like. [`check_job`] applies them to a
+//! job; the APIs' edges apply [`MAX_MESSAGE_BYTES`] to every message and body.
+
+use serde_json::Value as Json;
+
+use crate::v1::Job;
+
+/// Allocations one group may ask for (`count`).
+pub const MAX_COUNT: u32 = 10_000;
+/// Allocations one job may ask for, all groups together.
+pub const MAX_JOB_ALLOCS: u64 = 10_000;
+/// Groups in one job.
+pub const MAX_GROUPS: usize = 1_000;
+/// Tasks in one group.
+pub const MAX_TASKS: usize = 100;
+/// A job's encoded size: what Raft, snapshots and every client that runs it carry.
+pub const MAX_JOB_BYTES: usize = 1 << 20;
+/// One string of a job (a command, an env or meta value, an argument).
+pub const MAX_FIELD_BYTES: usize = 64 << 10;
+/// An ID or a name (job ID, group, task, port label, service).
+pub const MAX_NAME_CHARS: usize = 128;
+/// One gRPC message or HTTP body, on both APIs.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// The rule for IDs and names, everywhere: 1 to [`MAX_NAME_CHARS`] characters, none of them a
+/// control character (NUL included), whitespace or `/`. Any other Unicode is allowed.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let shown = || {
+        let cut: String = name.chars().take(40).collect();
+        if cut.len() < name.len() {
+            format!("{cut:?}...")
+        } else {
+            format!("{cut:?}")
+        }
+    };
+    if name.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(format!(
+            "{what} {} is {chars} characters long, more than the limit of {MAX_NAME_CHARS}",
+            shown()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || *c == '/')
+    {
+        return Err(format!(
+            "{what} {} must not contain {c:?} (no whitespace, control characters or '/')",
+            shown()
+        ));
+    }
+    Ok(())
+}
+
+/// The first string of `job` (by field path, in Nomad's names) that is longer than
+/// [`MAX_FIELD_BYTES`] or holds a NUL byte, then the job's encoded size against
+/// [`MAX_JOB_BYTES`]. Returns (path, sentence).
+pub fn check_job(job: &Job) -> Result<(), (String, String)> {
+    let tree = serde_json::to_value(job).unwrap_or(Json::Null);
+    check_strings(&tree, "job")?;
+    let size = prost::Message::encoded_len(job);
+    if size > MAX_JOB_BYTES {
+        return Err((
+            "job".into(),
+            format!(
+                "the job is {} KiB, more than the limit of {} KiB",
+                size.div_ceil(1024),
+                MAX_JOB_BYTES >> 10
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_strings(v: &Json, path: &str) -> Result<(), (String, String)> {
+    let check = |s: &str, path: &str| {
+        if s.len() > MAX_FIELD_BYTES {
+            return Err((
+                path.to_string(),
+                format!(
+                    "{path} is {} KiB, more than the limit of {} KiB for one value",
+                    s.len().div_ceil(1024),
+                    MAX_FIELD_BYTES >> 10
+                ),
+            ));
+        }
+        if s.contains('\0') {
+            return Err((path.to_string(), format!("{path} contains a NUL byte")));
+        }
+        Ok(())
+    };
+    match v {
+        Json::String(s) => check(s, path),
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| check_strings(x, &format!("{path}[{i}]"))),
+        Json::Object(m) => m.iter().try_for_each(|(k, x)| {
+            let p = format!("{path}.{k}");
+            check(k, &p)?;
+            check_strings(x, &p)
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_one_rule() {
+        assert!(check_name("job ID", "web-1.prod_ü").is_ok());
+        for (name, why) in [
+            ("", "job ID is empty"),
+            ("a b", "must not contain ' '"),
+            ("a/b", "must not contain '/'"),
+            ("a\0b", "must not contain '\\0'"),
+            ("a\tb", "must not contain '\\t'"),
+        ] {
+            let e = check_name("job ID", name).unwrap_err();
+            assert!(e.contains(why), "{name:?}: {e}");
+        }
+        let long = "x".repeat(MAX_NAME_CHARS + 1);
+        let e = check_name("job ID", &long).unwrap_err();
+        assert!(
+            e.contains("is 129 characters long, more than the limit of 128"),
+            "{e}"
+        );
+        assert!(e.len() < 200, "the name is cut short in the sentence: {e}");
+    }
+
+    #[test]
+    fn a_long_or_nul_string_is_named_by_its_path() {
+        let mut job = Job {
+            id: "web".into(),
+            ..Default::default()
+        };
+        job.meta.insert("k".into(), "v".repeat(MAX_FIELD_BYTES + 1));
+        let (path, why) = check_job(&job).unwrap_err();
+        assert_eq!(path, "job.meta.k");
+        assert!(why.contains("more than the limit of 64 KiB"), "{why}");
+        job.meta.insert("k".into(), "a\0b".into());
+        assert_eq!(
+            check_job(&job).unwrap_err().1,
+            "job.meta.k contains a NUL byte"
+        );
+        // Many values, each within its limit, past the job's.
+        job.meta = (0..40)
+            .map(|i| (format!("k{i}"), "v".repeat(MAX_FIELD_BYTES - 10)))
+            .collect();
+        let (path, why) = check_job(&job).unwrap_err();
+        assert_eq!(path, "job");
+        assert!(why.contains("more than the limit of 1024 KiB"), "{why}");
+    }
+}
