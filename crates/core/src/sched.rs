@@ -437,9 +437,15 @@ impl PlanResult {
 
 /// Dry-runs a registration of `job` on a copy of `state`.
 pub fn plan_job(state: &State, job: &Job, now: i64, gates: Gates) -> PlanResult {
-    let existing = state.job(&job.id);
+    plan_job_on(state.clone(), job, now, gates)
+}
+
+/// [`plan_job`] on a copy of the state the caller made (the server copies it under its lock
+/// and plans after letting go of it).
+pub fn plan_job_on(mut scratch: State, job: &Job, now: i64, gates: Gates) -> PlanResult {
+    let existing: Option<Job> = scratch.job(&job.id).cloned();
+    let existing = existing.as_ref();
     let mut diff = job_diff(existing, job);
-    let mut scratch = state.clone();
     let cmd = Command {
         now_unix_ms: now,
         ignore_if_unknown: false,
@@ -451,7 +457,7 @@ pub fn plan_job(state: &State, job: &Job, now: i64, gates: Gates) -> PlanResult 
         })),
     };
     // Registration without enforcement cannot fail.
-    let _ = scratch.apply(state.index + 1, &cmd);
+    let _ = scratch.apply(scratch.index + 1, &cmd);
     let mut n = 0;
     let mut usage = NodeUsage::of_state(&scratch);
     let outcome = schedule_with(

@@ -206,8 +206,12 @@ impl Http {
                     .get("JobHCL")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("request body must have \"JobHCL\""))?;
-                let job = yurt_types::jobspec::parse_hcl("JobHCL", hcl)
-                    .map_err(|e| bad(e.to_string()))?;
+                let hcl = hcl.to_string();
+                let job = crate::heavy::run("parsing job files", move || {
+                    yurt_types::jobspec::parse_hcl("JobHCL", &hcl)
+                })
+                .await?
+                .map_err(|e| bad(e.to_string()))?;
                 json(&job)
             }
             (&M::GET, ["v1", "job", id]) => json(&Jobs::get(api, rq.job(id)).await?.into_inner()),

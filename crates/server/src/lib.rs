@@ -8,7 +8,8 @@
 //! - [`operator`]: server members, Raft peers, force-leave, remove-peer;
 //! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot).
 //! - [`acl`]: the ACL service (bootstrap, policies, tokens); calls are checked in [`read`];
-//! - [`guard`]: which certificate roles may make the calls only agents make.
+//! - [`guard`]: which certificate roles may make the calls only agents make;
+//! - [`heavy`]: long request work (parsing, planning) off the async workers, one at a time.
 //!
 //! Architecture invariant: only this crate depends on openraft and sled (the client keeps its
 //! own sled state, but never Raft).
@@ -17,6 +18,7 @@ pub mod acl;
 pub mod cluster;
 pub mod guard;
 pub mod heartbeat;
+pub mod heavy;
 pub mod http;
 pub mod leader;
 pub mod metrics;

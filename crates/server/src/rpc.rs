@@ -10,7 +10,7 @@ use yurt_core::deploy;
 use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister};
 use yurt_core::sched::{
     client_update_evals, new_eval, node_eligibility_command, node_register_command,
-    node_status_command, plan_job,
+    node_status_command, plan_job_on,
 };
 use yurt_core::state::{PrefixError, State};
 
@@ -51,12 +51,22 @@ fn status(e: PrefixError, what: &str, id: &str) -> Status {
 }
 
 /// Applies defaults and checks a job that arrived over the API (the CLI already did this for
-/// files, but the API accepts jobs from anyone).
-fn checked_job(job: Option<Job>) -> Result<Job, Status> {
+/// files, but the API accepts jobs from anyone), including that it is for this region.
+fn checked_job(job: Option<Job>, region: &str) -> Result<Job, Status> {
     let mut job = job.ok_or_else(|| Status::invalid_argument("request has no job"))?;
     jobspec::canonicalize(&mut job);
     jobspec::validate(&job)
         .map_err(|p| Status::invalid_argument(format!("{}: {}", p.path, p.message)))?;
+    // A job file without a region gets the default, `global`: it is this cluster's.
+    if job.region == "global" {
+        job.region = region.to_string();
+    }
+    if job.region != region {
+        return Err(Status::invalid_argument(format!(
+            "job.region: {:?} is not this cluster's region {region:?} (Yurt has one region)",
+            job.region
+        )));
+    }
     Ok(job)
 }
 
@@ -109,7 +119,7 @@ impl jobs_server::Jobs for Api {
     async fn register(&self, req: Request<RegisterJobRequest>) -> Reply<RegisterJobResponse> {
         self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let req = req.into_inner();
-        let job = checked_job(req.job)?;
+        let job = checked_job(req.job, &self.cluster.me().region)?;
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_REGISTER);
         let r = self
             .writer
@@ -131,12 +141,14 @@ impl jobs_server::Jobs for Api {
     async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
         self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         self.barrier(&req).await?;
-        let job = checked_job(req.into_inner().job)?;
+        let job = checked_job(req.into_inner().job, &self.cluster.me().region)?;
         let gates = self.cluster.gates();
-        let plan = self
-            .reads
-            .state
-            .read(|s| plan_job(s, &job, now_unix_ms(), gates));
+        // Copied under the lock, planned after letting go of it, off the async workers.
+        let state = self.reads.state.read(|s| s.clone());
+        let plan = crate::heavy::run("planning", move || {
+            plan_job_on(state, &job, now_unix_ms(), gates)
+        })
+        .await?;
         Ok(Response::new(PlanJobResponse {
             job_modify_index: plan.job_modify_index,
             diff: Some(plan.diff),

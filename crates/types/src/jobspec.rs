@@ -148,8 +148,27 @@ pub fn parse_json(file: &str, src: &str) -> Result<Job, SpecError> {
             break;
         }
     }
-    let mut job: Job =
-        serde_json::from_value(v).map_err(|e| err(0, format!("not a job object: {e}")))?;
+    if !v.is_object() {
+        return Err(err(
+            0,
+            "not a job object: the file must hold one JSON object".into(),
+        ));
+    }
+    let mut job: Job = serde_path_to_error::deserialize(&v).map_err(|e| {
+        let at = e.path().to_string();
+        let why = e.into_inner();
+        match at.as_str() {
+            "." | "" => err(0, format!("not a job object: {why}")),
+            _ => err(0, format!("{at}: {why}")),
+        }
+    })?;
+    // Fields the job has no place for would be dropped without a word: refuse them.
+    let decoded = serde_json::to_value(&job).unwrap_or_default();
+    if let Some(unknown) =
+        crate::nomad_json::dropped_fields_named(&v, &decoded, str::to_string).first()
+    {
+        return Err(err(0, format!("{unknown}: unknown field")));
+    }
     for g in &mut job.task_groups {
         if g.count == 0 {
             g.count = 1;

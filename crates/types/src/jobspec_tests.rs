@@ -356,6 +356,11 @@ fn malformed_json_is_refused() {
     let err = parse_file("job.json", "{\"id\": 7}")
         .unwrap_err()
         .to_string();
+    assert!(
+        err.starts_with("job.json: id: invalid type: integer `7`, expected a string"),
+        "{err}"
+    );
+    let err = parse_file("job.json", "[1]").unwrap_err().to_string();
     assert!(err.starts_with("job.json: not a job object"), "{err}");
 }
 
@@ -412,4 +417,25 @@ fn out_of_bounds_values_are_refused_with_the_field_and_the_limit() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn json_errors_name_the_field_and_unknown_fields_are_refused() {
+    let json = |body: &str| {
+        parse_file("job.json", body)
+            .expect_err("refused")
+            .to_string()
+    };
+    let task = |config: &str| {
+        format!(
+            r#"{{"id": "j", "task_groups": [{{"name": "g", "tasks": [{{"name": "t", "driver": "raw_exec", "config": {config}}}]}}]}}"#
+        )
+    };
+    let e = json(&task(r#""/bin/true""#));
+    assert!(
+        e.starts_with("job.json: task_groups[0].tasks[0].config: invalid type: string"),
+        "{e}"
+    );
+    let e = json(&task(r#"{"command": {"kind": "/bin/true"}}, "wibble": 1"#));
+    assert_eq!(e, "job.json: task_groups[0].tasks[0].wibble: unknown field");
 }

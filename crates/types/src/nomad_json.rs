@@ -140,6 +140,15 @@ fn to_ms(v: &Value) -> Value {
 /// say nothing, so Nomad clients that send every field still work): what a decode would
 /// silently drop. `decoded` is that message serialized again. Paths use Nomad's names.
 pub fn dropped_fields(given: &Value, decoded: &Value) -> Vec<String> {
+    dropped_fields_named(given, decoded, pascal)
+}
+
+/// [`dropped_fields`] with paths in the names `name` gives each key (ours: `String::from`).
+pub fn dropped_fields_named(
+    given: &Value,
+    decoded: &Value,
+    name: fn(&str) -> String,
+) -> Vec<String> {
     fn says_something(v: &Value) -> bool {
         match v {
             Value::Null => false,
@@ -150,17 +159,23 @@ pub fn dropped_fields(given: &Value, decoded: &Value) -> Vec<String> {
             Value::Object(o) => !o.is_empty(),
         }
     }
-    fn walk(given: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+    fn walk(
+        given: &Value,
+        decoded: &Value,
+        path: &str,
+        name: fn(&str) -> String,
+        out: &mut Vec<String>,
+    ) {
         match (given, decoded) {
             (Value::Object(g), Value::Object(d)) => {
                 for (k, v) in g {
                     let p = if path.is_empty() {
-                        pascal(k)
+                        name(k)
                     } else {
-                        format!("{path}.{}", pascal(k))
+                        format!("{path}.{}", name(k))
                     };
                     match d.get(k) {
-                        Some(dv) => walk(v, dv, &p, out),
+                        Some(dv) => walk(v, dv, &p, name, out),
                         None if says_something(v) => out.push(p),
                         None => {}
                     }
@@ -168,14 +183,14 @@ pub fn dropped_fields(given: &Value, decoded: &Value) -> Vec<String> {
             }
             (Value::Array(g), Value::Array(d)) => {
                 for (i, (gv, dv)) in g.iter().zip(d).enumerate() {
-                    walk(gv, dv, &format!("{path}[{i}]"), out);
+                    walk(gv, dv, &format!("{path}[{i}]"), name, out);
                 }
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(given, decoded, "", &mut out);
+    walk(given, decoded, "", name, &mut out);
     out
 }
 
