@@ -33,21 +33,37 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// `text` and spaces up to `width` characters (by hand: `format!`'s width stops at 65,535).
+fn padded(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    let n = width.saturating_sub(text.chars().count());
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
 /// `Key = value` lines with the `=` aligned.
 pub fn kv(rows: &[(&str, String)]) -> String {
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, v)| format!("{k:<width$} = {v}\n"))
-        .collect()
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        padded(&mut out, k, width);
+        out.push_str(" = ");
+        out.push_str(v);
+        out.push('\n');
+    }
+    out
 }
 
 /// Columns separated by two spaces, each as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             if i < widths.len() {
-                widths[i] = widths[i].max(c.len());
+                widths[i] = widths[i].max(c.chars().count());
             }
         }
     }
@@ -58,7 +74,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i == last {
                 s.push_str(c);
             } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                padded(&mut s, c, widths.get(i).copied().unwrap_or(0));
+                s.push_str("  ");
             }
         }
         s.trim_end().to_string() + "\n"
@@ -86,6 +103,20 @@ pub fn or_none(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn very_long_cells_and_keys_do_not_panic_and_stay_aligned() {
+        let long = "x".repeat(70_000);
+        let t = table(&["ID", "Status"], &[vec![long.clone(), "running".into()]]);
+        assert!(t.starts_with("ID"), "{}", &t[..20]);
+        assert!(t.ends_with(&format!("{long}  running\n")));
+        let t = table(&["ID", "Status"], &[vec!["café".into(), "dead".into()]]);
+        assert_eq!(t, "ID    Status\ncafé  dead\n");
+        assert_eq!(
+            kv(&[("A", "1".into()), ("Bcd", "2".into())]),
+            "A   = 1\nBcd = 2\n"
+        );
+    }
 
     #[test]
     fn tables_and_kv_align() {

@@ -47,7 +47,8 @@ use yurt_types::nomad_json::{from_nomad, to_nomad};
 use crate::rpc::Api;
 
 /// Largest request body accepted.
-const MAX_BODY: usize = 8 << 20;
+/// The same limit as a gRPC message's, on both APIs.
+const MAX_BODY: usize = yurt_types::limits::MAX_MESSAGE_BYTES;
 /// Longest a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a blocking query waits.
@@ -86,12 +87,39 @@ fn json<T: serde::Serialize>(v: &T) -> Answer {
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-/// The query parameter `name`, if given.
+/// The query parameter `name`, if given (still percent-encoded).
 fn query<'a>(q: &'a str, name: &str) -> Option<&'a str> {
     q.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
     })
+}
+
+/// A percent-encoded path segment or query value as the text it stands for.
+fn decoded(raw: &str) -> Result<String, Failure> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| bad(format!("{raw:?} is not percent-encoded UTF-8")))
+}
+
+/// A blocking query's `?index=N&wait=D`: the index to wait past and for how long at most
+/// (Nomad's default five minutes); a value that is not one is refused, not guessed.
+fn blocking(q: &str) -> Result<Option<(u64, Duration)>, Failure> {
+    let Some(index) = query(q, "index") else {
+        return Ok(None);
+    };
+    let index = index
+        .parse::<u64>()
+        .map_err(|_| bad(format!("index {index:?} is not a whole number")))?;
+    let wait = match query(q, "wait") {
+        None => Duration::from_secs(300),
+        Some(w) => {
+            let w = decoded(w)?;
+            yurt_types::duration::parse(&w).map_err(|e| bad(format!("wait: {e}")))?
+        }
+    };
+    Ok(Some((index, wait.min(MAX_WAIT))))
 }
 
 /// A message from a Nomad-shaped JSON object (a field `wrapper` of the body, or the body).
@@ -158,7 +186,13 @@ struct Http {
 
 impl Http {
     async fn route(&self, method: &Method, path: &str, q: &str, body: Value, rq: Rq) -> Answer {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // Segments are percent-decoded: a job ID in any script is reachable.
+        let parts: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(decoded)
+            .collect::<Result<_, _>>()?;
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let api = &self.api;
         use Method as M;
         match (method, parts.as_slice()) {
@@ -662,11 +696,11 @@ impl Http {
         };
         let mut applied = self.api.reads.state.subscribe();
         if method == Method::GET {
-            if let Some(min) = query(&q, "index").and_then(|i| i.parse::<u64>().ok()) {
-                let wait = query(&q, "wait")
-                    .and_then(|w| yurt_types::duration::parse(w).ok())
-                    .unwrap_or(Duration::from_secs(300))
-                    .min(MAX_WAIT);
+            let wait = match blocking(&q) {
+                Ok(w) => w,
+                Err(Failure(code, m)) => return plain(code, &m, 0),
+            };
+            if let Some((min, wait)) = wait {
                 let deadline = tokio::time::Instant::now() + wait;
                 while self.api.reads.state.read(|s| s.index) <= min {
                     tokio::select! {
@@ -829,6 +863,32 @@ mod tests {
         };
         assert_eq!(code, StatusCode::REQUEST_TIMEOUT);
         assert_eq!(msg, "the request body did not arrive within 30s");
+    }
+
+    #[test]
+    fn blocking_queries_refuse_what_they_cannot_read() {
+        assert_eq!(
+            blocking("index=5&wait=1s").unwrap(),
+            Some((5, Duration::from_secs(1)))
+        );
+        assert_eq!(
+            blocking("index=5").unwrap(),
+            Some((5, Duration::from_secs(300)))
+        );
+        assert_eq!(blocking("stale").unwrap(), None);
+        for (q, want) in [
+            ("index=5&wait=abc", "wait: \"abc\" is not a duration"),
+            ("index=5&wait=-5s", "wait: \"-5s\" is not a duration"),
+            ("index=x", "index \"x\" is not a whole number"),
+        ] {
+            let Err(Failure(code, m)) = blocking(q) else {
+                panic!("{q} accepted")
+            };
+            assert_eq!(code, StatusCode::BAD_REQUEST);
+            assert!(m.starts_with(want), "{q}: {m}");
+        }
+        assert_eq!(decoded("caf%C3%A9").unwrap(), "café");
+        assert!(decoded("%FF").is_err());
     }
 
     #[test]
