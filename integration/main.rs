@@ -9,6 +9,7 @@
 //! - `health`: service checks and task states decide allocation health;
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing; a
 //!   client's allocation watch answers only for its own allocations;
+//! - `hostile`: hostile and careless input refused with the field and the limit, agent responsive;
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
@@ -29,6 +30,7 @@ mod errors;
 mod harness;
 mod health;
 mod heartbeat;
+mod hostile;
 mod http;
 mod jobs;
 mod restart;

@@ -921,13 +921,16 @@ pub enum PrefixError {
     Ambiguous,
 }
 
+use yurt_types::limits::shown;
+
 impl PrefixError {
     /// The sentence a user sees, for both APIs.
     pub fn sentence(self, what: &str, id: &str) -> String {
         match self {
-            PrefixError::NotFound => format!("{what} {id:?} not found"),
+            PrefixError::NotFound => format!("{what} {} not found", shown(id)),
             PrefixError::Ambiguous => format!(
-                "{what} ID prefix {id:?} matches more than one {what}: give more characters"
+                "{what} ID prefix {} matches more than one {what}: give more characters",
+                shown(id)
             ),
         }
     }

@@ -24,17 +24,21 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// One gRPC message or HTTP body, on both APIs.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
+/// A value the user gave, quoted for a sentence and cut after 40 characters: an error message
+/// never echoes a huge input (a gRPC status travels in a header that has a size limit).
+pub fn shown(value: &str) -> String {
+    let cut: String = value.chars().take(40).collect();
+    if cut.len() < value.len() {
+        format!("{cut:?}...")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
 /// The rule for IDs and names, everywhere: 1 to [`MAX_NAME_CHARS`] characters, none of them a
 /// control character (NUL included), whitespace or `/`. Any other Unicode is allowed.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let shown = || {
-        let cut: String = name.chars().take(40).collect();
-        if cut.len() < name.len() {
-            format!("{cut:?}...")
-        } else {
-            format!("{cut:?}")
-        }
-    };
+    let shown = || shown(name);
     if name.is_empty() {
         return Err(format!("{what} is empty"));
     }
