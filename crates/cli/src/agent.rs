@@ -385,7 +385,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         yurt_types::tls::Dialer::agent(&args.tls, &args.region, &read_file).map_err(tls_fail)?;
     let grpc_tls = yurt_types::tls::grpc_server(&args.tls, &read_file).map_err(tls_fail)?;
     let https = yurt_types::tls::https_server(&args.tls, &read_file).map_err(tls_fail)?;
-    crate::datadir::prepare(&data_dir)?;
+    crate::datadir::prepare(&data_dir, args.server)?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
 
     let grpc = bind(&args.bind, args.grpc_port, "gRPC").await?;

@@ -17,16 +17,22 @@ pub const FORMAT: u32 = 2;
 struct Marker {
     format: u32,
     written_by: String,
+    /// A server has kept its Raft state here (`server/`): a data dir without it is damaged,
+    /// not new. Absent in markers of Yurt 0.2.0 and older.
+    #[serde(default)]
+    server: bool,
 }
 
 fn fail(msg: String) -> CliError {
     CliError::Other(msg)
 }
 
-/// Checks `dir` and claims it as a Yurt data dir (creating it if needed).
-pub fn prepare(dir: &Path) -> Result<(), CliError> {
+/// Checks `dir` and claims it as a Yurt data dir (creating it if needed), for an agent that
+/// runs a server if `server`.
+pub fn prepare(dir: &Path, server: bool) -> Result<(), CliError> {
     let shown = dir.display();
     let marker = dir.join(MARKER);
+    let mut had_server = false;
     if marker.exists() {
         let text = std::fs::read_to_string(&marker)
             .map_err(|e| fail(format!("cannot read {}: {e}", marker.display())))?;
@@ -43,6 +49,12 @@ pub fn prepare(dir: &Path) -> Result<(), CliError> {
                 yurt_types::VERSION
             )));
         }
+        had_server = m.server;
+        if m.server && server && !dir.join("server").exists() {
+            return Err(fail(format!(
+                "data dir {shown} is damaged: it held a server's Raft state, but server/ is missing; restore it, or start with an empty data dir to join the cluster as a new server"
+            )));
+        }
     } else if dir.exists() {
         let foreign: Vec<String> = std::fs::read_dir(dir)
             .map_err(|e| fail(format!("cannot read data dir {shown}: {e}")))?
@@ -50,8 +62,13 @@ pub fn prepare(dir: &Path) -> Result<(), CliError> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n != "agent-addrs.json")
             .collect();
-        let ours = foreign.iter().all(|n| n == "server" || n == "client");
-        if !foreign.is_empty() && !ours {
+        let ours = foreign.iter().any(|n| n == "server" || n == "client");
+        if ours {
+            return Err(fail(format!(
+                "data dir {shown} is damaged: it holds an agent's state but no {MARKER}; restore the file, or use an empty data dir"
+            )));
+        }
+        if !foreign.is_empty() {
             return Err(fail(format!(
                 "{shown} is not a Yurt data dir: it is not empty and has no {MARKER}; use an empty or new directory"
             )));
@@ -62,6 +79,7 @@ pub fn prepare(dir: &Path) -> Result<(), CliError> {
     let m = Marker {
         format: FORMAT,
         written_by: yurt_types::VERSION.into(),
+        server: server || had_server,
     };
     let tmp = dir.join(format!("{MARKER}.tmp"));
     let bytes = serde_json::to_vec_pretty(&m).map_err(|e| fail(e.to_string()))?;
@@ -78,21 +96,21 @@ mod tests {
     fn claims_empty_dirs_and_refuses_foreign_damaged_or_newer_ones() {
         let root = tempfile::tempdir().unwrap();
         let fresh = root.path().join("fresh");
-        prepare(&fresh).unwrap();
+        prepare(&fresh, true).unwrap();
         assert!(fresh.join(MARKER).exists());
-        prepare(&fresh).unwrap();
+        prepare(&fresh, true).unwrap();
 
         let foreign = root.path().join("foreign");
         std::fs::create_dir(&foreign).unwrap();
         std::fs::write(foreign.join("photo.jpg"), b"x").unwrap();
-        let err = prepare(&foreign).unwrap_err().to_string();
+        let err = prepare(&foreign, true).unwrap_err().to_string();
         assert!(err.contains("is not a Yurt data dir"), "{err}");
         assert!(!foreign.join(MARKER).exists(), "untouched");
 
         let damaged = root.path().join("damaged");
         std::fs::create_dir(&damaged).unwrap();
         std::fs::write(damaged.join(MARKER), b"{not json").unwrap();
-        let err = prepare(&damaged).unwrap_err().to_string();
+        let err = prepare(&damaged, true).unwrap_err().to_string();
         assert!(err.contains("is damaged"), "{err}");
 
         let newer = root.path().join("newer");
@@ -102,7 +120,7 @@ mod tests {
             br#"{"format": 9, "written_by": "9.0.0"}"#,
         )
         .unwrap();
-        let err = prepare(&newer).unwrap_err().to_string();
+        let err = prepare(&newer, true).unwrap_err().to_string();
         assert!(err.contains("written by Yurt 9.0.0"), "{err}");
         assert!(err.contains("downgrades are not supported"), "{err}");
         let text = std::fs::read_to_string(newer.join(MARKER)).unwrap();
@@ -113,7 +131,7 @@ mod tests {
         std::fs::create_dir(&same_format).unwrap();
         let marker = format!(r#"{{"format": {FORMAT}, "written_by": "99.1.0"}}"#);
         std::fs::write(same_format.join(MARKER), &marker).unwrap();
-        let err = prepare(&same_format).unwrap_err().to_string();
+        let err = prepare(&same_format, true).unwrap_err().to_string();
         assert!(err.contains("downgrades are not supported"), "{err}");
         let older = root.path().join("older");
         std::fs::create_dir(&older).unwrap();
@@ -122,8 +140,35 @@ mod tests {
             br#"{"format": 1, "written_by": "0.0.1"}"#,
         )
         .unwrap();
-        prepare(&older).unwrap();
+        prepare(&older, true).unwrap();
         let text = std::fs::read_to_string(older.join(MARKER)).unwrap();
         assert!(text.contains(&format!("\"format\": {FORMAT}")), "{text}");
     }
+
+    #[test]
+    fn a_server_data_dir_missing_its_state_or_its_marker_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("d");
+        prepare(&dir, true).unwrap();
+        std::fs::create_dir_all(dir.join("server/raft")).unwrap();
+        prepare(&dir, true).unwrap();
+        // server/ deleted: refused, not an empty new server.
+        std::fs::remove_dir_all(dir.join("server")).unwrap();
+        let err = prepare(&dir, true).unwrap_err().to_string();
+        assert!(err.contains("server/ is missing"), "{err}");
+        // Run as a client only, it may go on (its client state is its own).
+        prepare(&dir, false).unwrap();
+        let err = prepare(&dir, true).unwrap_err().to_string();
+        assert!(err.contains("server/ is missing"), "the mark stays: {err}");
+        // The marker deleted beside an agent's state: refused, untouched.
+        std::fs::create_dir_all(dir.join("server")).unwrap();
+        std::fs::remove_file(dir.join(MARKER)).unwrap();
+        let err = prepare(&dir, true).unwrap_err().to_string();
+        assert!(err.contains("holds an agent's state but no yurt-data-dir.json"), "{err}");
+        assert!(!dir.join(MARKER).exists());
+        // A marker of 0.2.0 (no `server` field) is read as before.
+        std::fs::write(dir.join(MARKER), br#"{"format": 2, "written_by": "0.2.0"}"#).unwrap();
+        prepare(&dir, true).unwrap();
+    }
+
 }

@@ -154,6 +154,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     let cli = Cli::parse_from(normalize_args(std::env::args()));
+    short_panic_messages();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -166,6 +167,27 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(cli));
     ExitCode::from(code)
+}
+
+/// Prints a panic's message cut short, with where it happened: a library's panic (sled's on a
+/// damaged file) can carry megabytes of text, and the places that catch one report it in a
+/// sentence of their own.
+fn short_panic_messages() {
+    std::panic::set_hook(Box::new(|info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        let cut: String = text.chars().take(500).collect();
+        let more = if cut.len() < text.len() { "..." } else { "" };
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("panic{at}: {cut}{more}");
+    }));
 }
 
 async fn run(cli: Cli) -> u8 {

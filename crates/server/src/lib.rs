@@ -96,6 +96,8 @@ pub enum StartError {
         path: PathBuf,
         source: raft::log_store::OpenError,
     },
+    #[error("{} is damaged: {why}", path.display())]
+    Damaged { path: PathBuf, why: String },
     #[error(transparent)]
     State(#[from] raft::state_machine::LoadError),
     #[error("raft: {0}")]
@@ -120,17 +122,32 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
 }
 
-/// A stable Raft node ID, kept in `<data_dir>/server/node-id`.
-fn node_id(dir: &std::path::Path) -> std::io::Result<NodeId> {
+/// A stable Raft node ID, kept in `<data_dir>/server/node-id`: made once, for a new server.
+/// A missing or unreadable one beside a Raft log is damage (the log's votes and membership
+/// name the old ID; another would talk to itself as a stranger), refused with one sentence.
+fn node_id(dir: &std::path::Path) -> Result<NodeId, StartError> {
     let path = dir.join("node-id");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(id) = text.trim().parse() {
-            return Ok(id);
+    let damaged = |why: String| StartError::Damaged {
+        path: path.clone(),
+        why,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| damaged(format!("it holds {:?}, not a node ID", yurt_types::limits::shown(text.trim())))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.join("raft").exists() {
+                return Err(damaged(
+                    "it is missing, and the Raft log beside it belongs to the ID it held".into(),
+                ));
+            }
+            let id = uuid::Uuid::new_v4().as_u64_pair().0 >> 1;
+            std::fs::write(&path, id.to_string()).map_err(|e| damaged(e.to_string()))?;
+            Ok(id)
         }
+        Err(e) => Err(damaged(e.to_string())),
     }
-    let id = uuid::Uuid::new_v4().as_u64_pair().0 >> 1;
-    std::fs::write(&path, id.to_string())?;
-    Ok(id)
 }
 
 /// Raft's timing at a `raft_multiplier` (at least 1), in milliseconds.
@@ -163,7 +180,7 @@ impl Server {
             source,
         };
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
-        let id = node_id(&dir).map_err(dir_err)?;
+        let id = node_id(&dir)?;
         let log_dir = dir.join("raft").join("log");
         let log = LogStore::open(&log_dir).map_err(|source| StartError::Log {
             path: log_dir.clone(),

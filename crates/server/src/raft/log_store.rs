@@ -34,6 +34,8 @@ pub enum OpenError {
     Sled(#[from] sled::Error),
     #[error("it has lost its contents: this server voted in a Raft election before, but its log holds no vote (the storage engine drops what it cannot read from a damaged file); move this data dir aside and join the server to its cluster again with an empty one")]
     Lost,
+    #[error("the storage engine failed reading it ({0}); the log is damaged: move this data dir aside and join the server to its cluster again with an empty one")]
+    Panicked(String),
     #[error("cannot write {path}: {source}")]
     Marker {
         path: std::path::PathBuf,
@@ -129,16 +131,35 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, std::io::Error> {
     entry_from_proto(LogEntry::decode(rest).map_err(|e| bad(e.to_string()))?).map_err(bad)
 }
 
+/// A panic's message, cut short (sled's can be megabytes long).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    let cut: String = text.chars().take(200).collect();
+    if cut.len() < text.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
 fn key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
 impl LogStore {
     pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()?;
+        // sled panics on some damaged files: that is a damaged log, said in one sentence.
+        let opened = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+        });
+        let db = opened.map_err(|panic| OpenError::Panicked(panic_text(&*panic)))??;
         let logs = db.open_tree("logs")?;
         let meta = db.open_tree("meta")?;
         let marker = voted_marker(dir);
