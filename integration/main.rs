@@ -3,6 +3,7 @@
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
 //! - `acl`: bootstrap, policies and tokens decide what the CLI and the HTTP API may do;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
+//! - `damage`: every file of a data dir damaged in turn: refused in a sentence or survived, never empty;
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
 //! - `docs`: the docs' hcl examples parse, and their jobs plan;
 //! - `drain`: node drain: metered migrations, deadlines, batch and system jobs, eligibility;
@@ -23,6 +24,7 @@
 
 mod acl;
 mod cluster;
+mod damage;
 mod deployments;
 mod docs;
 mod drain;

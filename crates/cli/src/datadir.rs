@@ -164,11 +164,13 @@ mod tests {
         std::fs::create_dir_all(dir.join("server")).unwrap();
         std::fs::remove_file(dir.join(MARKER)).unwrap();
         let err = prepare(&dir, true).unwrap_err().to_string();
-        assert!(err.contains("holds an agent's state but no yurt-data-dir.json"), "{err}");
+        assert!(
+            err.contains("holds an agent's state but no yurt-data-dir.json"),
+            "{err}"
+        );
         assert!(!dir.join(MARKER).exists());
         // A marker of 0.2.0 (no `server` field) is read as before.
         std::fs::write(dir.join(MARKER), br#"{"format": 2, "written_by": "0.2.0"}"#).unwrap();
         prepare(&dir, true).unwrap();
     }
-
 }

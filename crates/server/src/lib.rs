@@ -122,30 +122,49 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
 }
 
-/// A stable Raft node ID, kept in `<data_dir>/server/node-id`: made once, for a new server.
-/// A missing or unreadable one beside a Raft log is damage (the log's votes and membership
-/// name the old ID; another would talk to itself as a stranger), refused with one sentence.
-fn node_id(dir: &std::path::Path) -> Result<NodeId, StartError> {
+/// A stable Raft node ID, kept in `<data_dir>/server/node-id` and recorded in the Raft log it
+/// writes (`owner`). Made once, for a new server. A file that is missing or unreadable is
+/// restored from the log's record, and said so; one that names another server than the log
+/// does (a truncated ID is a valid number), or is lost beside a log of an older build that has
+/// no record, is refused with one sentence: another ID would never be elected.
+fn node_id(
+    dir: &std::path::Path,
+    had_log: bool,
+    owner: Option<NodeId>,
+) -> Result<NodeId, StartError> {
     let path = dir.join("node-id");
     let damaged = |why: String| StartError::Damaged {
         path: path.clone(),
         why,
     };
+    let restore = |id: NodeId, why: &str| {
+        tracing::warn!(path = %path.display(), id, "{why}; restored from the Raft log");
+        std::fs::write(&path, id.to_string()).map_err(|e| damaged(e.to_string()))?;
+        Ok(id)
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| damaged(format!("it holds {:?}, not a node ID", yurt_types::limits::shown(text.trim())))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if dir.join("raft").exists() {
-                return Err(damaged(
-                    "it is missing, and the Raft log beside it belongs to the ID it held".into(),
-                ));
+        Ok(text) => match (text.trim().parse::<NodeId>(), owner) {
+            (Ok(id), Some(o)) if id != o => Err(damaged(format!(
+                "it holds node ID {id}, but the Raft log beside it was written by node {o}"
+            ))),
+            (Ok(id), _) => Ok(id),
+            (Err(_), Some(o)) => restore(o, "node-id was unreadable"),
+            (Err(_), None) => Err(damaged(format!(
+                "it holds {}, not a node ID",
+                yurt_types::limits::shown(text.trim())
+            ))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match owner {
+            Some(o) => restore(o, "node-id was missing"),
+            None if had_log => Err(damaged(
+                "it is missing, and the Raft log beside it belongs to the ID it held".into(),
+            )),
+            None => {
+                let id = uuid::Uuid::new_v4().as_u64_pair().0 >> 1;
+                std::fs::write(&path, id.to_string()).map_err(|e| damaged(e.to_string()))?;
+                Ok(id)
             }
-            let id = uuid::Uuid::new_v4().as_u64_pair().0 >> 1;
-            std::fs::write(&path, id.to_string()).map_err(|e| damaged(e.to_string()))?;
-            Ok(id)
-        }
+        },
         Err(e) => Err(damaged(e.to_string())),
     }
 }
@@ -180,11 +199,16 @@ impl Server {
             source,
         };
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
-        let id = node_id(&dir)?;
         let log_dir = dir.join("raft").join("log");
+        let had_log = log_dir.exists();
         let log = LogStore::open(&log_dir).map_err(|source| StartError::Log {
             path: log_dir.clone(),
             source,
+        })?;
+        let id = node_id(&dir, had_log, log.owner())?;
+        log.set_owner(id).map_err(|e| StartError::Log {
+            path: log_dir.clone(),
+            source: e.into(),
         })?;
         let log_view = log.clone();
         let sm = StateMachine::open(&dir.join("raft").join("snapshots"))?;

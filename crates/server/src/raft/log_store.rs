@@ -201,6 +201,20 @@ impl LogStore {
         }
     }
 
+    /// The node ID of the server that writes this log (recorded by [`LogStore::set_owner`]; none
+    /// in logs of Yurt 0.2.0 and older).
+    pub fn owner(&self) -> Option<NodeId> {
+        let v = self.meta.get("owner").ok()??;
+        std::str::from_utf8(&v).ok()?.parse().ok()
+    }
+
+    /// Records the node ID of the server that writes this log, so that a damaged `node-id`
+    /// file is caught (or restored) at the next start.
+    pub fn set_owner(&self, id: NodeId) -> Result<(), sled::Error> {
+        self.meta.insert("owner", id.to_string().as_bytes())?;
+        self.db.flush().map(|_| ())
+    }
+
     fn get_meta<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,
