@@ -2,7 +2,7 @@
 //! job registrations committed per second with 1 and with 64 concurrent clients, latency
 //! percentiles, and leader failover time (kill -9 the leader → first accepted write).
 //! `yurt-bench client`: see [`client`]. `yurt-bench sched`: see [`sched`]. `yurt-bench deploy`:
-//! see [`deploy`].
+//! see [`deploy`]. `yurt-bench fuzz [N] [SEED]`: see [`fuzz`] (in-process, no agent).
 //!
 //! Build the agent first, then run the bench in release mode:
 //! `cargo build --release && cargo run --release -p yurt-bench -- raft` (or `client`).
@@ -10,6 +10,7 @@
 
 mod client;
 mod deploy;
+mod fuzz;
 mod sched;
 mod state;
 
@@ -379,6 +380,12 @@ async fn raft(yurt: PathBuf, count: usize, failover: bool) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap_or_default();
+    if what == "fuzz" {
+        // `fuzz [N] [SEED]`: in-process, no agent needed.
+        let n = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+        let seed = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+        return fuzz::main(n, seed);
+    }
     let yurt = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("yurt")))
@@ -412,7 +419,7 @@ fn main() {
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | fuzz [N] [SEED]");
             std::process::exit(2)
         }
     }

@@ -423,9 +423,9 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             dialer: dialer.clone(),
             acl_enabled: args.acl_enabled,
         };
-        Some(Arc::new(
-            Server::start(cfg).await.map_err(|e| fail(e.to_string()))?,
-        ))
+        let server = Server::start(cfg).await.map_err(|e| fail(e.to_string()))?;
+        crate::datadir::mark_server(&data_dir)?;
+        Some(Arc::new(server))
     } else {
         None
     };

@@ -79,8 +79,27 @@ pub fn prepare(dir: &Path, server: bool) -> Result<(), CliError> {
     let m = Marker {
         format: FORMAT,
         written_by: yurt_types::VERSION.into(),
-        server: server || had_server,
+        server: had_server || (server && dir.join("server").exists()),
     };
+    let tmp = dir.join(format!("{MARKER}.tmp"));
+    let bytes = serde_json::to_vec_pretty(&m).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, &marker))
+        .map_err(|e| fail(format!("cannot write {}: {e}", marker.display())))
+}
+
+/// Records that a server keeps its state in `dir` (once it has started there), so that a later
+/// start without `server/` is refused instead of starting empty.
+pub fn mark_server(dir: &Path) -> Result<(), CliError> {
+    let marker = dir.join(MARKER);
+    let text = std::fs::read_to_string(&marker)
+        .map_err(|e| fail(format!("cannot read {}: {e}", marker.display())))?;
+    let mut m: Marker = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("cannot read {}: {e}", marker.display())))?;
+    if m.server {
+        return Ok(());
+    }
+    m.server = true;
     let tmp = dir.join(format!("{MARKER}.tmp"));
     let bytes = serde_json::to_vec_pretty(&m).map_err(|e| fail(e.to_string()))?;
     std::fs::write(&tmp, bytes)
@@ -151,6 +170,7 @@ mod tests {
         let dir = root.path().join("d");
         prepare(&dir, true).unwrap();
         std::fs::create_dir_all(dir.join("server/raft")).unwrap();
+        mark_server(&dir).unwrap();
         prepare(&dir, true).unwrap();
         // server/ deleted: refused, not an empty new server.
         std::fs::remove_dir_all(dir.join("server")).unwrap();

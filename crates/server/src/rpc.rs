@@ -55,8 +55,7 @@ fn status(e: PrefixError, what: &str, id: &str) -> Status {
 fn checked_job(job: Option<Job>, region: &str) -> Result<Job, Status> {
     let mut job = job.ok_or_else(|| Status::invalid_argument("request has no job"))?;
     jobspec::canonicalize(&mut job);
-    jobspec::validate(&job)
-        .map_err(|p| Status::invalid_argument(format!("{}: {}", p.path, p.message)))?;
+    jobspec::validate(&job).map_err(|p| Status::invalid_argument(p.to_string()))?;
     // A job file without a region gets the default, `global`: it is this cluster's.
     if job.region == "global" {
         job.region = region.to_string();

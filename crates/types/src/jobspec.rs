@@ -30,10 +30,11 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = crate::limits::tidy(&self.message);
         if self.line > 0 {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+            write!(f, "{}:{}: {message}", self.file, self.line)
         } else {
-            write!(f, "{}: {}", self.file, self.message)
+            write!(f, "{}: {message}", self.file)
         }
     }
 }
@@ -43,6 +44,14 @@ impl fmt::Display for SpecError {
 pub struct Problem {
     pub path: String,
     pub message: String,
+}
+
+impl fmt::Display for Problem {
+    /// `path: message`, as the APIs answer it ([`crate::limits::tidy`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = crate::limits::tidy(&format!("{}: {}", self.path, self.message));
+        f.write_str(&text)
+    }
 }
 
 const DEFAULT_PRIORITY: i32 = 50;
@@ -175,7 +184,7 @@ pub fn parse_json(file: &str, src: &str) -> Result<Job, SpecError> {
         }
     }
     canonicalize(&mut job);
-    validate(&job).map_err(|p| err(0, format!("{}: {}", p.path, p.message)))?;
+    validate(&job).map_err(|p| err(0, p.to_string()))?;
     Ok(job)
 }
 

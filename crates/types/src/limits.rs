@@ -35,6 +35,33 @@ pub fn shown(value: &str) -> String {
     }
 }
 
+/// Longest sentence an error may be, and the longest run of characters without a space in it.
+const MAX_SENTENCE: usize = 500;
+const MAX_WORD: usize = 80;
+
+/// An error sentence made safe to show whatever input it quotes: one line, every run without a
+/// space cut after [`MAX_WORD`] characters, the whole after [`MAX_SENTENCE`]. Every reader's
+/// errors pass through it, so no message echoes a huge or multi-line value back.
+pub fn tidy(message: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in message.split([' ', '\n', '\r']).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if word.chars().count() > MAX_WORD {
+            out.extend(word.chars().take(MAX_WORD - 20));
+            out.push_str("...");
+        } else {
+            out.push_str(word);
+        }
+        if out.chars().count() > MAX_SENTENCE {
+            let cut: String = out.chars().take(MAX_SENTENCE).collect();
+            return cut + "...";
+        }
+    }
+    out
+}
+
 /// The rule for IDs and names, everywhere: 1 to [`MAX_NAME_CHARS`] characters, none of them a
 /// control character (NUL included), whitespace or `/`. Any other Unicode is allowed.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
@@ -161,5 +188,23 @@ mod tests {
         let (path, why) = check_job(&job).unwrap_err();
         assert_eq!(path, "job");
         assert!(why.contains("more than the limit of 1024 KiB"), "{why}");
+    }
+
+    #[test]
+    fn error_sentences_are_one_short_line_whatever_they_quote() {
+        assert_eq!(
+            tidy("count (3) must be at most 2"),
+            "count (3) must be at most 2"
+        );
+        let long = format!("unknown field \"{}\"", "x".repeat(5_000));
+        let t = tidy(&long);
+        assert!(
+            t.starts_with("unknown field \"xxxx") && t.ends_with("..."),
+            "{t}"
+        );
+        assert!(t.len() < 100, "{t}");
+        assert_eq!(tidy("a\nb"), "a b");
+        let many = "word ".repeat(1_000);
+        assert!(tidy(&many).chars().count() <= MAX_SENTENCE + 3);
     }
 }
