@@ -2,7 +2,8 @@
 //! calls only agents make need a certificate naming the right role
 //! ([`yurt_types::tls::roles_for`]): a CLI or client certificate cannot speak Raft, and only
 //! servers read a client agent's files. The TLS handshake itself already refused callers with
-//! no certificate or one from another CA.
+//! no certificate or one from another CA. The layer also answers an undecodable request with
+//! `INVALID_ARGUMENT`.
 
 use std::sync::Arc;
 
@@ -85,6 +86,47 @@ where
             let denied = tonic::Status::permission_denied(why).into_http();
             return Box::pin(std::future::ready(Ok(denied)));
         }
-        Box::pin(self.inner.call(req))
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let mut r = answer.await?;
+            undecodable_is_invalid_argument(r.headers_mut());
+            Ok(r)
+        })
+    }
+}
+
+/// A request the server could not decode is the caller's mistake: `INVALID_ARGUMENT`, not the
+/// `INTERNAL` tonic answers with (its status travels in the headers of such an answer).
+fn undecodable_is_invalid_argument(headers: &mut http::HeaderMap) {
+    let internal = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"13");
+    let decode = headers.get("grpc-message").is_some_and(|m| {
+        let m = m.as_bytes();
+        m.starts_with(b"failed to decode") || m.starts_with(b"failed%20to%20decode")
+    });
+    if internal && decode {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn an_undecodable_request_is_the_caller_s_mistake() {
+        let mut h = tonic::Status::internal("failed to decode Protobuf message: buffer underflow")
+            .into_http::<tonic::body::Body>()
+            .headers()
+            .clone();
+        undecodable_is_invalid_argument(&mut h);
+        assert_eq!(h["grpc-status"], "3");
+        let mut other = tonic::Status::internal("the state machine failed")
+            .into_http::<tonic::body::Body>()
+            .headers()
+            .clone();
+        undecodable_is_invalid_argument(&mut other);
+        assert_eq!(other["grpc-status"], "13");
     }
 }
