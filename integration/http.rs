@@ -195,9 +195,9 @@ fn bad_http_input_gets_a_4xx_and_one_sentence() {
         (
             "PUT",
             "/v1/jobs",
-            format!("{{\"Job\": \"{}\"}}", "x".repeat(9 << 20)),
+            format!("{{\"Job\": \"{}\"}}", "x".repeat((4 << 20) + 1000)),
             "413",
-            "at most 8 MiB",
+            "at most 4 MiB",
         ),
     ];
     for (method, path, body, code, message) in cases {
