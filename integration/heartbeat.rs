@@ -232,6 +232,7 @@ fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
             min_index,
             wait_ms,
             changed_only,
+            ..Default::default()
         };
         rt.block_on(nodes.client_allocs(req)).unwrap().into_inner()
     };

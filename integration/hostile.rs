@@ -209,3 +209,41 @@ fn blocking_query_parameters_and_non_ascii_ids_over_http() {
     let out = agent.ok(&["job", "status"]);
     assert!(out.contains("café"), "{out}");
 }
+
+#[test]
+fn allocations_of_a_job_near_the_size_limit_all_run_and_the_node_takes_more() {
+    let dir = TestDir::new();
+    let mut agent = dev(&dir);
+    // A job of about 900 KB with six allocations, placed by one plan: 5.4 MB of allocations
+    // with their job in one answer, more than one gRPC message (a client used to wedge on it:
+    // `decoded message length too large`). The client fetches them a page at a time.
+    let meta: String = (0..15)
+        .map(|i| format!("    k{i} = \"{}\"\n", "m".repeat(60_000)))
+        .collect();
+    let file = job_with(
+        &dir.path,
+        "big",
+        &format!("    count = 6\n    meta {{\n{meta}    }}"),
+    );
+    agent.ok(&["job", "run", "-detach", &file]);
+    agent.wait_running("big", 6);
+    // The node is not wedged: a new job's allocation runs too.
+    let small = job_with(&dir.path, "small", "    count = 1");
+    agent.ok(&["job", "run", "-detach", &small]);
+    agent.wait_running("small", 1);
+    // A restarted agent fetches everything again, in pages, and keeps its tasks.
+    agent.restart(&["-dev"]);
+    agent.wait_node_ready();
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        &job_with(&dir.path, "after", "    count = 1"),
+    ]);
+    agent.wait_running("after", 1);
+    assert_eq!(agent.wait_running("big", 6).len(), 6);
+    assert!(
+        !agent.log_text().contains("message length too large"),
+        "the client could not read an answer"
+    );
+}

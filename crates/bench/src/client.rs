@@ -136,6 +136,7 @@ pub async fn client(yurt: PathBuf, heartbeats: bool) {
                 min_index: index,
                 wait_ms: 1000,
                 changed_only: true,
+                ..Default::default()
             })
             .await
             .expect("watch the node's allocations")

@@ -324,13 +324,21 @@ impl Client {
         let mut shutdown = self.inner.shutdown.subscribe();
         let _ = self.wait_registered(Duration::from_secs(3600)).await;
         let mut index = 0;
+        // Inside a paged answer: where the next page starts.
+        let mut after: Option<(u64, String)> = None;
         loop {
+            let (after_index, after_alloc_id) = after.clone().unwrap_or_default();
             let req = ClientAllocsRequest {
                 node_id: self.inner.node_id.clone(),
                 min_index: index,
                 wait_ms: 30_000,
                 // Allocations not in an answer are unchanged (reconcile leaves them alone).
                 changed_only: true,
+                // A page at a time, each job once: the answer's size does not depend on how
+                // large the jobs are (an older server answers all at once, jobs included).
+                paged: true,
+                after_index,
+                after_alloc_id,
             };
             let mut nodes = self.inner.servers.get();
             let call = nodes.client_allocs(req);
@@ -340,8 +348,14 @@ impl Client {
             };
             match self.inner.servers.check(reply) {
                 Ok(r) => {
-                    let r = r.into_inner();
-                    index = r.index;
+                    let mut r = r.into_inner();
+                    yurt_types::feed::rejoin(&mut r.allocs, &r.jobs);
+                    if r.more {
+                        after = Some((r.next_after_index, r.next_after_alloc_id));
+                    } else {
+                        after = None;
+                        index = r.index;
+                    }
                     self.reconcile(r.allocs).await;
                 }
                 Err(s) => {

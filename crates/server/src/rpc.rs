@@ -13,6 +13,7 @@ use yurt_core::sched::{
     node_status_command, plan_job_on,
 };
 use yurt_core::state::{PrefixError, State};
+use yurt_types::feed;
 
 use yurt_proto::v1::client_fs_client::ClientFsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
@@ -67,6 +68,15 @@ fn checked_job(job: Option<Job>, region: &str) -> Result<Job, Status> {
         )));
     }
     Ok(job)
+}
+
+/// An allocation as lists show it (as Nomad's allocation stubs): its job as the identity of the
+/// version it runs, so that a list's size does not grow with the job's (`Allocs/Get` has it
+/// whole).
+fn listed(a: &Allocation) -> Allocation {
+    let mut a = a.clone();
+    a.job = a.job.as_ref().map(feed::job_stub);
+    a
 }
 
 #[derive(Clone)]
@@ -241,7 +251,7 @@ impl jobs_server::Jobs for Api {
         let id = req.into_inner().job_id;
         let allocs = self.reads.state.read(|s| {
             let id = lookup(&s.jobs, "job", &id)?.id.clone();
-            Ok::<_, Status>(s.job_allocs(&id).into_iter().cloned().collect())
+            Ok::<_, Status>(s.job_allocs(&id).into_iter().map(listed).collect())
         })?;
         Ok(Response::new(ListAllocsResponse { allocs }))
     }
@@ -608,26 +618,56 @@ impl nodes_server::Nodes for Api {
     ) -> Reply<ClientAllocsResponse> {
         self.barrier(&req).await?;
         let req = req.into_inner();
-        let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
-        // Only a change to this node's allocations answers: a cluster's every write would
-        // otherwise send each client all of its allocations again.
         let node = &req.node_id;
-        self.reads
-            .state
-            .wait_until(wait, |s| s.node_allocs_index(node) != req.min_index)
-            .await;
-        let (allocs, index) = self.reads.state.read(|s| {
+        let next_page = req.paged && (req.after_index > 0 || !req.after_alloc_id.is_empty());
+        if !next_page {
+            // Only a change to this node's allocations answers: a cluster's every write would
+            // otherwise send each client all of its allocations again.
+            let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+            self.reads
+                .state
+                .wait_until(wait, |s| s.node_allocs_index(node) != req.min_index)
+                .await;
+        }
+        let reply = self.reads.state.read(|s| {
             let index = s.node_allocs_index(node);
             let all = !req.changed_only || index < req.min_index;
+            if req.paged {
+                let after = match (next_page, all) {
+                    (true, _) => feed::Cursor {
+                        index: req.after_index,
+                        alloc_id: req.after_alloc_id.clone(),
+                    },
+                    (false, true) => feed::Cursor::default(),
+                    (false, false) => feed::Cursor {
+                        index: req.min_index,
+                        alloc_id: String::new(),
+                    },
+                };
+                let page = feed::page(s.allocs.on_node(node), &after, feed::PAGE_BYTES);
+                let next = page.next.unwrap_or_default();
+                return ClientAllocsResponse {
+                    allocs: page.allocs,
+                    index,
+                    jobs: page.jobs,
+                    more: !next.alloc_id.is_empty(),
+                    next_after_index: next.index,
+                    next_after_alloc_id: next.alloc_id,
+                };
+            }
             let allocs = s
                 .allocs
                 .on_node(node)
                 .filter(|a| all || a.modify_index > req.min_index)
                 .cloned()
                 .collect();
-            (allocs, index)
+            ClientAllocsResponse {
+                allocs,
+                index,
+                ..Default::default()
+            }
         });
-        Ok(Response::new(ClientAllocsResponse { allocs, index }))
+        Ok(Response::new(reply))
     }
 
     async fn update_allocs(
@@ -671,7 +711,7 @@ impl allocs_server::Allocs for Api {
             s.allocs
                 .values()
                 .filter(|a| node.is_empty() || a.node_id == node)
-                .cloned()
+                .map(listed)
                 .collect()
         });
         Ok(Response::new(ListAllocsResponse { allocs }))

@@ -6,6 +6,7 @@
 //! - [`agentconfig`] reads agent configuration files (`-config`), Nomad's layout.
 //! - [`limits`]: how much one job may ask for, and the rule for IDs and names.
 //! - [`diff`] compares two versions of a job (for `job plan` and `job history -p`).
+//! - [`feed`]: a client's allocations in pages, each job version once (the fetch's size is bounded).
 //! - [`duration`] reads and writes Go-style durations (`10s`, `5m0s`).
 //! - [`nomad_json`]: the messages in Nomad's JSON shape, for the HTTP API.
 //! - [`status`] holds the exact status strings used across proto, CLI and docs.
@@ -20,6 +21,7 @@ pub mod agentconfig;
 pub mod constraint;
 pub mod diff;
 pub mod duration;
+pub mod feed;
 mod hcl;
 pub mod jobspec;
 pub mod limits;
