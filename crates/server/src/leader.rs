@@ -59,6 +59,52 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// One round of the evaluation loop: the evaluations due, each scheduled under a lock of its
+/// own (never the whole round under one), on a blocking thread. The runs share the nodes'
+/// usage as the round's start saw it plus their own placements; a plan that no longer fits
+/// what changed meanwhile is refused by the state machine and its evaluation runs again.
+fn plan_round(
+    state: &StateHandle,
+    now: i64,
+    gates: yurt_core::features::Gates,
+) -> Vec<(String, String, Command)> {
+    type Due = Vec<(yurt_core::v1::Evaluation, Vec<yurt_core::v1::Evaluation>)>;
+    let (due, mut usage): (Due, NodeUsage) = state.read(|s| {
+        let due = s
+            .evals_to_schedule(now, JOBS_AT_ONCE)
+            .into_iter()
+            .map(|(e, sup)| (e.clone(), sup.into_iter().cloned().collect()))
+            .collect();
+        (due, NodeUsage::of_state(s))
+    });
+    let mut plans = Vec::new();
+    for (eval, superseded) in due {
+        let superseded: Vec<&yurt_core::v1::Evaluation> = superseded.iter().collect();
+        // A bug in the scheduler fails this evaluation, not the server.
+        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let outcome = state.read(|s| {
+                schedule_with(
+                    s,
+                    &mut usage,
+                    gates,
+                    &eval.job_id,
+                    &eval.id,
+                    now,
+                    &mut new_id,
+                )
+            });
+            plan_command(&eval, &superseded, outcome, now, &mut new_id)
+        }));
+        let cmd = planned.unwrap_or_else(|panic| {
+            let why = panic_message(&*panic);
+            tracing::error!(eval = %eval.id, job = %eval.job_id, error = %why, "scheduler failed");
+            failed_eval_command(&eval, &why, now)
+        });
+        plans.push((eval.id.clone(), eval.job_id.clone(), cmd));
+    }
+    plans
+}
+
 pub async fn run_eval_loop(
     state: StateHandle,
     writer: Writer,
@@ -72,34 +118,12 @@ pub async fn run_eval_loop(
             let now = now_unix_ms();
             // New kinds of plans only once every server can read them.
             let gates = cluster.gates();
-            let plans: Vec<(String, String, Command)> = state.read(|s| {
-                // The runs of one round see each other's placements.
-                let mut usage = NodeUsage::of_state(s);
-                s.evals_to_schedule(now, JOBS_AT_ONCE)
-                    .into_iter()
-                    .map(|(eval, superseded)| {
-                        // A bug in the scheduler fails this evaluation, not the server.
-                        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            let outcome = schedule_with(
-                                s,
-                                &mut usage,
-                                gates,
-                                &eval.job_id,
-                                &eval.id,
-                                now,
-                                &mut new_id,
-                            );
-                            plan_command(eval, &superseded, outcome, now, &mut new_id)
-                        }));
-                        let cmd = planned.unwrap_or_else(|panic| {
-                            let why = panic_message(&*panic);
-                            tracing::error!(eval = %eval.id, job = %eval.job_id, error = %why, "scheduler failed");
-                            failed_eval_command(eval, &why, now)
-                        });
-                        (eval.id.clone(), eval.job_id.clone(), cmd)
-                    })
-                    .collect()
-            });
+            let plans = {
+                let state = state.clone();
+                tokio::task::spawn_blocking(move || plan_round(&state, now, gates))
+                    .await
+                    .unwrap_or_default()
+            };
             let more = plans.len() == JOBS_AT_ONCE;
             let mut commits = tokio::task::JoinSet::new();
             for (eval, job, cmd) in plans {
