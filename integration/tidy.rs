@@ -35,3 +35,131 @@ fn tidy_every_module_says_what_it_is_for() {
         missing.join("\n")
     );
 }
+
+/// The `crate::<module>` paths a file's code (not its comments, not its tests) names.
+fn modules_named(text: &str) -> std::collections::BTreeSet<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut out = std::collections::BTreeSet::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        for (i, _) in line.match_indices("crate::") {
+            let name: String = line[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// The modules of `yurt-core` depend on each other in one direction: the state machine is
+/// called into by the domain modules (deploy, drain, gc implement its parts), the evaluation
+/// builders (`evals`) by everyone, and the scheduler on top. No cycle.
+#[test]
+fn tidy_the_core_s_modules_have_no_import_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/core/src");
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        let p = e.path();
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let test_only = ["lib", "testkit", "sched_tests"].contains(&stem.as_str());
+        if p.extension().is_none_or(|x| x != "rs") || test_only {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let named = modules_named(&text)
+            .into_iter()
+            .filter(|m| *m != stem && m != "internal" && m != "v1")
+            .collect();
+        graph.insert(stem, named);
+    }
+    assert!(graph.len() > 10, "{graph:?}");
+    // Depth-first search for a cycle, naming it.
+    fn visit(
+        m: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in graph.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = Default::default();
+    for m in graph.keys() {
+        if let Some(cycle) = visit(m, &graph, &mut Vec::new(), &mut done) {
+            panic!("an import cycle in yurt-core: {}", cycle.join(" -> "));
+        }
+    }
+}
+
+/// The crates depend on each other in one direction: proto → types → core | client → server →
+/// cli (the bench may use any).
+#[test]
+fn tidy_the_crates_depend_in_one_direction() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let allowed: &[(&str, &[&str])] = &[
+        ("proto", &[]),
+        ("types", &["yurt-proto"]),
+        ("core", &["yurt-proto", "yurt-types"]),
+        ("client", &["yurt-proto", "yurt-types"]),
+        ("server", &["yurt-proto", "yurt-types", "yurt-core"]),
+        (
+            "cli",
+            &[
+                "yurt-proto",
+                "yurt-types",
+                "yurt-core",
+                "yurt-client",
+                "yurt-server",
+            ],
+        ),
+    ];
+    for (krate, may) in allowed {
+        let toml =
+            std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml")).unwrap();
+        let deps = toml.split("[dev-dependencies]").next().unwrap_or_default();
+        for line in deps.lines() {
+            let name = line.split(['.', ' ', '=']).next().unwrap_or_default();
+            if name.starts_with("yurt-") {
+                assert!(
+                    may.contains(&name),
+                    "crates/{krate} depends on {name}, against the direction"
+                );
+            }
+        }
+    }
+}
+
+/// The pure crates forbid clocks and sleeps to clippy (which CI runs with `-D warnings`).
+#[test]
+fn tidy_the_pure_crates_forbid_clocks_and_sleeps() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for krate in ["core", "types"] {
+        let path = root.join("crates").join(krate).join("clippy.toml");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for m in [
+            "std::time::Instant::now",
+            "std::time::SystemTime::now",
+            "std::thread::sleep",
+        ] {
+            assert!(text.contains(m), "{} does not forbid {m}", path.display());
+        }
+    }
+}

@@ -8,8 +8,9 @@
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use yurt_core::evals::new_eval;
 use yurt_core::internal::{command, Command, JobRegister};
-use yurt_core::sched::{new_eval, plan_command, schedule};
+use yurt_core::sched::{plan_command, schedule};
 use yurt_core::state::State;
 use yurt_types::status::TRIGGER_JOB_REGISTER;
 

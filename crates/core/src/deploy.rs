@@ -136,7 +136,7 @@ pub fn of_job(state: &State, job_id: &str) -> Vec<Deployment> {
 }
 
 fn eval_for(job: &Job, id: String) -> Evaluation {
-    crate::sched::new_eval(job, id, TRIGGER_DEPLOYMENT_WATCHER)
+    crate::evals::new_eval(job, id, TRIGGER_DEPLOYMENT_WATCHER)
 }
 
 /// `base`, with what auto-revert does about it: the description and the job to register.
@@ -324,7 +324,7 @@ pub fn revert(
             current: current.version,
         });
     }
-    let eval = crate::sched::new_eval(target, new_id(), TRIGGER_JOB_REGISTER);
+    let eval = crate::evals::new_eval(target, new_id(), TRIGGER_JOB_REGISTER);
     Ok(JobRegister {
         job: Some(Job::clone(target)),
         eval: Some(eval),

@@ -22,11 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use yurt_types::status::*;
 
 use crate::internal::{DrainProgress, NodeDrainUpdate};
-use crate::state::{ApplyError, State};
+use crate::state::{push_event, ApplyError, State};
 use crate::v1::{Allocation, DrainStrategy, Node, NodeEvent};
-
-/// Node events kept per node.
-const KEPT_EVENTS: usize = 10;
 
 /// Whether the drainer has marked an allocation for migration.
 pub fn marked(a: &Allocation) -> bool {
@@ -70,7 +67,7 @@ pub fn drain_command(
     });
     // Back to eligible: the node's system jobs may place again.
     let evals = if strategy.is_none() && mark_eligible {
-        crate::sched::node_evals(state, &node.id, new_id)
+        crate::evals::node_evals(state, &node.id, new_id)
     } else {
         Vec::new()
     };
@@ -193,7 +190,7 @@ pub fn plan(state: &State, now: i64, new_id: &mut dyn FnMut() -> String) -> Opti
     out.evals = jobs
         .into_iter()
         .filter_map(|j| state.jobs.get(j))
-        .map(|j| crate::sched::new_eval(j, new_id(), TRIGGER_NODE_DRAIN))
+        .map(|j| crate::evals::new_eval(j, new_id(), TRIGGER_NODE_DRAIN))
         .collect();
     let empty =
         out.migrate_allocs.is_empty() && out.stop_allocs.is_empty() && out.done_nodes.is_empty();
@@ -223,14 +220,32 @@ fn event(now: i64, message: &str, details: &[(&str, String)]) -> NodeEvent {
     }
 }
 
-/// Adds an event to a node, keeping the last few.
-pub(crate) fn push_event(node: &mut Node, e: NodeEvent) {
-    node.events.push(e);
-    let extra = node.events.len().saturating_sub(KEPT_EVENTS);
-    node.events.drain(..extra);
-}
-
 impl State {
+    /// Makes a node eligible or ineligible for placements; eligible is refused while it drains.
+    pub(crate) fn apply_eligibility_update(
+        &mut self,
+        index: u64,
+        now: i64,
+        u: crate::internal::NodeEligibilityUpdate,
+    ) -> Result<(), ApplyError> {
+        let node = self
+            .nodes
+            .get_mut(&u.node_id)
+            .ok_or_else(|| ApplyError::NodeNotFound(u.node_id.clone()))?;
+        if u.eligibility == NODE_ELIGIBLE {
+            check_eligible(node).map_err(ApplyError::Refused)?;
+        }
+        node.scheduling_eligibility = u.eligibility.clone();
+        node.modify_index = index;
+        for e in u.evals {
+            self.insert_eval(index, now, e);
+        }
+        if u.eligibility == NODE_ELIGIBLE {
+            self.unblock_evals(index, now);
+        }
+        Ok(())
+    }
+
     pub(crate) fn apply_drain_update(
         &mut self,
         index: u64,

@@ -178,6 +178,13 @@ pub fn is_empty(gc: &Gc) -> bool {
 
 /// Applies a GC command: removes what is named and still eligible (checked again, with no age
 /// threshold, against the state as it is now). Returns how many objects went.
+impl State {
+    /// Applies a `Gc` command: [`apply`].
+    pub(crate) fn apply_gc(&mut self, gc: &Gc) -> usize {
+        apply(self, gc)
+    }
+}
+
 pub fn apply(state: &mut State, gc: &Gc) -> usize {
     let eligible = collect(state, i64::MAX, Thresholds::FORCE);
     let keep = |named: &[String], ok: &[String]| -> BTreeSet<String> {

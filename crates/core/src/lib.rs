@@ -10,6 +10,7 @@
 //! - [`table`]: the state's allocation and evaluation tables, indexed by job, node and state.
 //! - [`deploy`]: deployments: the state machine's part, the leader's watcher (deadlines,
 //!   auto-revert, auto-promote) and the users' operations (promote, fail, pause, revert).
+//! - [`evals`]: the evaluations and node commands that carry them (new_eval, node_*_command).
 //! - [`drain`]: node drain: the leader's drainer (migrations metered by `migrate` blocks,
 //!   deadlines, system jobs last) and the state machine's part.
 //! - [`acl`]: ACL policies and tokens in the state, and what a token's secret may do.
@@ -23,6 +24,7 @@ pub mod autopilot;
 pub mod backup;
 pub mod deploy;
 pub mod drain;
+pub mod evals;
 pub mod features;
 pub mod gc;
 pub mod heartbeat;

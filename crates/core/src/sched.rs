@@ -14,6 +14,7 @@ use yurt_types::constraint;
 use yurt_types::diff::job_diff;
 use yurt_types::status::*;
 
+use crate::evals::new_eval;
 use crate::features::Gates;
 use crate::internal::{command, ApplyPlan, Command, DeploymentChange, JobRegister};
 use crate::state::State;
@@ -277,102 +278,6 @@ pub fn plan_command(
     }
 }
 
-/// The command that changes a node's status, with a `node-update` evaluation for each job the
-/// change concerns (see [`State::jobs_affected_by_node`]) and, with `events` (every server
-/// reads them), the node's event for it.
-pub fn node_status_command(
-    state: &State,
-    node_id: &str,
-    status: &str,
-    events: bool,
-    new_id: &mut dyn FnMut() -> String,
-) -> command::Kind {
-    let from = state.nodes.get(node_id).map(|n| n.status.as_str());
-    let message = match (from, status) {
-        (Some(from), NODE_DOWN) if from != NODE_DOWN => Some(NODE_EVENT_HEARTBEAT_MISSED),
-        (Some(NODE_DOWN), NODE_READY) => Some(NODE_EVENT_REREGISTERED_BY_HEARTBEAT),
-        _ => None,
-    };
-    command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
-        node_id: node_id.to_string(),
-        status: status.to_string(),
-        evals: node_evals(state, node_id, new_id),
-        event: message.filter(|_| events).map(cluster_event),
-    })
-}
-
-/// A node event of the `Cluster` subsystem; the state machine gives it the entry's time.
-fn cluster_event(message: &str) -> crate::v1::NodeEvent {
-    crate::v1::NodeEvent {
-        subsystem: NODE_EVENT_SUBSYSTEM_CLUSTER.into(),
-        message: message.into(),
-        ..Default::default()
-    }
-}
-
-/// The command that makes a node eligible or ineligible for placements. Becoming eligible
-/// brings `node-update` evaluations for the jobs the node concerns (its system jobs); the
-/// state machine also gives blocked evaluations another chance then.
-pub fn node_eligibility_command(
-    state: &State,
-    node_id: &str,
-    eligible: bool,
-    new_id: &mut dyn FnMut() -> String,
-) -> command::Kind {
-    command::Kind::NodeEligibilityUpdate(crate::internal::NodeEligibilityUpdate {
-        node_id: node_id.to_string(),
-        eligibility: if eligible {
-            NODE_ELIGIBLE
-        } else {
-            NODE_INELIGIBLE
-        }
-        .into(),
-        evals: if eligible {
-            node_evals(state, node_id, new_id)
-        } else {
-            Vec::new()
-        },
-    })
-}
-
-/// The command that registers (or re-registers) a node, with a `node-update` evaluation for
-/// each job it concerns (a new node gets its system jobs' allocations at once) and, with
-/// `events`, the node's event: a first registration, or one after it was down (a restart
-/// within the grace period is no event).
-pub fn node_register_command(
-    state: &State,
-    node: Node,
-    events: bool,
-    new_id: &mut dyn FnMut() -> String,
-) -> command::Kind {
-    let message = match state.nodes.get(&node.id).map(|n| n.status.as_str()) {
-        None => Some(NODE_EVENT_REGISTERED),
-        Some(NODE_DOWN) => Some(NODE_EVENT_REREGISTERED),
-        Some(_) => None,
-    };
-    command::Kind::NodeRegister(crate::internal::NodeRegister {
-        evals: node_evals(state, &node.id, new_id),
-        node: Some(node),
-        event: message.filter(|_| events).map(cluster_event),
-    })
-}
-
-pub(crate) fn node_evals(
-    state: &State,
-    node_id: &str,
-    new_id: &mut dyn FnMut() -> String,
-) -> Vec<Evaluation> {
-    state
-        .jobs_affected_by_node(node_id)
-        .into_iter()
-        .map(|j| {
-            let mut e = new_eval(j, new_id(), TRIGGER_NODE_UPDATE);
-            e.node_id = node_id.to_string();
-            e
-        })
-        .collect()
-}
-
 /// The evaluations clients' reports call for: a newly failed allocation gets its job an
 /// `alloc-failure` evaluation (it is rescheduled), a newly healthy one of a running deployment a
 /// `deployment-watcher` one (the rollout goes on at once).
@@ -388,31 +293,6 @@ pub fn client_update_evals(
         .collect();
     evals.extend(crate::deploy::health_evals(state, updates, new_id));
     evals
-}
-
-/// Why a job has allocations waiting for room, for `job status`: while one of its evaluations
-/// is blocked, the newest of them with placement failures.
-pub fn placement_failure(evals: &[Evaluation]) -> Option<&Evaluation> {
-    if !evals.iter().any(|e| e.status == EVAL_BLOCKED) {
-        return None;
-    }
-    evals
-        .iter()
-        .filter(|e| !e.failed_tg_allocs.is_empty())
-        .max_by_key(|e| e.create_index)
-}
-
-/// A new evaluation for a job, as written with a registration or a stop.
-pub fn new_eval(job: &Job, id: String, triggered_by: &str) -> Evaluation {
-    Evaluation {
-        id,
-        priority: job.priority,
-        r#type: job.r#type.clone(),
-        triggered_by: triggered_by.into(),
-        job_id: job.id.clone(),
-        status: EVAL_PENDING.into(),
-        ..Evaluation::default()
-    }
 }
 
 /// The result of `job plan`: what registering `job` would change, without changing anything.

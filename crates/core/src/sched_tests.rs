@@ -1,6 +1,7 @@
 //! Reconciler and placement tests: a state built by applying commands, then one scheduler run.
 
 use super::*;
+use crate::evals::*;
 use crate::internal::{NodeRegister, SetSchedulerConfig};
 use crate::v1::Constraint;
 use yurt_types::jobspec::parse_hcl;

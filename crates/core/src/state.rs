@@ -12,7 +12,7 @@ use yurt_types::status::*;
 
 use crate::internal::{command, Command, StateSnapshot};
 use crate::table::Table;
-use crate::v1::{Allocation, Deployment, Evaluation, Job, Node, SchedulerConfiguration};
+use crate::v1::{Allocation, Deployment, Evaluation, Job, Node, NodeEvent, SchedulerConfiguration};
 
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
 pub const TRACKED_VERSIONS: usize = 6;
@@ -23,6 +23,16 @@ pub fn of_this_job(job: &Job, a: &Allocation) -> bool {
     a.job
         .as_ref()
         .is_none_or(|j| j.create_index == job.create_index)
+}
+
+/// Node events kept per node.
+const KEPT_EVENTS: usize = 10;
+
+/// Adds an event to a node, keeping the last few.
+pub(crate) fn push_event(node: &mut Node, e: NodeEvent) {
+    node.events.push(e);
+    let extra = node.events.len().saturating_sub(KEPT_EVENTS);
+    node.events.drain(..extra);
 }
 
 /// A job's status by Nomad's rules: a stopped job is dead; otherwise it runs while any of its
@@ -202,21 +212,7 @@ impl State {
                 Ok(Applied::default())
             }
             Some(command::Kind::NodeEligibilityUpdate(u)) => {
-                let node = self
-                    .nodes
-                    .get_mut(&u.node_id)
-                    .ok_or_else(|| ApplyError::NodeNotFound(u.node_id.clone()))?;
-                if u.eligibility == NODE_ELIGIBLE {
-                    crate::drain::check_eligible(node).map_err(ApplyError::Refused)?;
-                }
-                node.scheduling_eligibility = u.eligibility.clone();
-                node.modify_index = index;
-                for e in u.evals {
-                    self.insert_eval(index, now, e);
-                }
-                if u.eligibility == NODE_ELIGIBLE {
-                    self.unblock_evals(index, now);
-                }
+                self.apply_eligibility_update(index, now, u)?;
                 Ok(Applied::default())
             }
             Some(command::Kind::SetSchedulerConfig(c)) => {
@@ -242,7 +238,7 @@ impl State {
                 Ok(Applied::default())
             }
             Some(command::Kind::Gc(gc)) => {
-                crate::gc::apply(self, &gc);
+                self.apply_gc(&gc);
                 Ok(Applied::default())
             }
             Some(command::Kind::RestoreState(r)) => {
@@ -401,7 +397,7 @@ impl State {
                 time_unix_ms: now,
                 ..e
             };
-            crate::drain::push_event(node, e);
+            push_event(node, e);
         }
     }
 
@@ -989,7 +985,7 @@ mod tests {
 
     #[test]
     fn registration_and_status_changes_leave_node_events_once_every_server_reads_them() {
-        use crate::sched::{node_register_command, node_status_command};
+        use crate::evals::{node_register_command, node_status_command};
         let mut s = State::default();
         let mut index = 0;
         let mut apply = |s: &mut State, kind| {

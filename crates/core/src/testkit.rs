@@ -118,7 +118,7 @@ impl Sim {
 
     /// Registers a job version and schedules until nothing is pending.
     pub fn run(&mut self, job: Job) {
-        let eval = crate::sched::new_eval(&job, self.id(), TRIGGER_JOB_REGISTER);
+        let eval = crate::evals::new_eval(&job, self.id(), TRIGGER_JOB_REGISTER);
         self.apply(command::Kind::JobRegister(JobRegister {
             job: Some(job),
             eval: Some(eval),

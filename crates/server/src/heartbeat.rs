@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use tokio::sync::watch;
+use yurt_core::evals::node_status_command;
 use yurt_core::heartbeat::{ttl_ms, Config, Tracker};
-use yurt_core::sched::node_status_command;
 use yurt_types::status::*;
 
 use crate::raft::state_machine::StateHandle;

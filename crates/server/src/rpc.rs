@@ -7,11 +7,11 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use yurt_core::deploy;
-use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister};
-use yurt_core::sched::{
-    client_update_evals, new_eval, node_eligibility_command, node_register_command,
-    node_status_command, plan_job_on,
+use yurt_core::evals::{
+    new_eval, node_eligibility_command, node_register_command, node_status_command,
 };
+use yurt_core::internal::{command, AllocClientUpdates, JobDeregister, JobRegister};
+use yurt_core::sched::{client_update_evals, plan_job_on};
 use yurt_core::state::{PrefixError, State};
 use yurt_types::feed;
 

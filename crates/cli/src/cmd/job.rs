@@ -421,7 +421,7 @@ async fn job_status(addr: &str, id: &str, json: bool) -> CmdResult {
         .map_err(CliError::api("querying job evaluations"))?
         .into_inner()
         .evals;
-    let failure = yurt_core::sched::placement_failure(&evals);
+    let failure = yurt_core::evals::placement_failure(&evals);
     let latest = deployments_of(&mut jobs, &job.id).await?.into_iter().next();
     if json {
         #[derive(serde::Serialize)]

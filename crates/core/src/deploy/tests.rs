@@ -398,7 +398,7 @@ fn deployment_fail_by_the_user_and_a_newer_version_or_a_stop_cancel() {
         crate::internal::JobDeregister {
             job_id: "web".into(),
             purge: false,
-            eval: Some(crate::sched::new_eval(
+            eval: Some(crate::evals::new_eval(
                 &s.state.jobs["web"].clone(),
                 "stop".into(),
                 TRIGGER_JOB_DEREGISTER,
@@ -591,7 +591,7 @@ fn while_canaries_wait_a_lost_allocation_comes_back_at_the_old_version() {
         .node_id
         .clone();
     let mut ids = s.ids;
-    let kind = crate::sched::node_status_command(&s.state, &victim, NODE_DOWN, true, &mut || {
+    let kind = crate::evals::node_status_command(&s.state, &victim, NODE_DOWN, true, &mut || {
         ids += 1;
         format!("id-{ids:04}")
     });

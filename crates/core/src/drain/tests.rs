@@ -350,7 +350,7 @@ fn an_empty_node_drains_at_once_and_eligibility_waits_for_the_drain() {
     s.clients(true);
     s.drain("node-0", Some(strategy(60 * MIN)));
     let mut ids = 0;
-    let enable = crate::sched::node_eligibility_command(&s.state, "node-0", true, &mut || {
+    let enable = crate::evals::node_eligibility_command(&s.state, "node-0", true, &mut || {
         ids += 1;
         format!("e{ids}")
     });
