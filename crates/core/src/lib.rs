@@ -26,6 +26,8 @@ pub mod deploy;
 pub mod drain;
 pub mod evals;
 pub mod features;
+#[cfg(test)]
+mod fit_tests;
 pub mod gc;
 pub mod heartbeat;
 pub mod reschedule;

@@ -1071,7 +1071,7 @@ impl<'a> Run<'a, '_> {
 
     /// Why a node cannot take an allocation of the group (before resources), if it cannot.
     fn filter(&self, job: &Job, g: &TaskGroup, node: &Node) -> Result<(), String> {
-        if node.status != NODE_READY || node.scheduling_eligibility != NODE_ELIGIBLE || node.drain {
+        if !crate::state::takes_placements(node) {
             return Err("node not ready or not eligible".into());
         }
         self.constraints(job, g, node)
@@ -1160,6 +1160,15 @@ impl<'a> Run<'a, '_> {
             .filter(|a| a.job_id == job.id && a.desired_status == ALLOC_DESIRED_RUN);
         live.chain(planned)
             .filter(move |a| group.is_none_or(|g| a.task_group == g))
+    }
+
+    /// CPU and memory of a node taken by live allocations and by this run's placements.
+    fn used(&self, node: &Node) -> (u64, u64) {
+        let used = self.usage.get(&node.id);
+        (
+            used.map_or(0, |u| u.cpu.max(0) as u64),
+            used.map_or(0, |u| u.memory_mb.max(0) as u64),
+        )
     }
 
     /// Resources on a node not taken by live allocations or by this run's placements.
@@ -1252,9 +1261,13 @@ impl<'a> Run<'a, '_> {
                 continue;
             }
             let (cpu, mem) = self.free(node);
-            let exhausted = if mem < i64::from(need.memory_mb) {
+            // The state machine's rule of room (`state::fits`), per dimension for the metric.
+            let total = node.resources.unwrap_or_default();
+            let (used_cpu, used_mem) = self.used(node);
+            let exhausted = if !crate::state::fits(&total, 0, used_mem + u64::from(need.memory_mb))
+            {
                 Some("memory")
-            } else if cpu < i64::from(need.cpu) {
+            } else if !crate::state::fits(&total, used_cpu + u64::from(need.cpu), 0) {
                 Some("cpu")
             } else {
                 None

@@ -35,6 +35,18 @@ pub(crate) fn push_event(node: &mut Node, e: NodeEvent) {
     node.events.drain(..extra);
 }
 
+/// Whether a node takes new placements: ready, eligible and not draining. The scheduler's
+/// feasibility and the state machine's check of a plan both ask this, and nothing else.
+pub fn takes_placements(node: &Node) -> bool {
+    node.status == NODE_READY && node.scheduling_eligibility == NODE_ELIGIBLE && !node.drain
+}
+
+/// Whether `cpu` MHz and `memory_mb` MB in all fit a node's capacity: the one rule of room, for
+/// the scheduler (what is used plus what it places) and for a plan's check.
+pub fn fits(capacity: &crate::v1::Resources, cpu: u64, memory_mb: u64) -> bool {
+    cpu <= u64::from(capacity.cpu) && memory_mb <= u64::from(capacity.memory_mb)
+}
+
 /// A job's status by Nomad's rules: a stopped job is dead; otherwise it runs while any of its
 /// allocations is not terminal, is pending while any of its evaluations is (pending or
 /// blocked), and is dead once all of them are done (pending while it has had none at all).
@@ -555,10 +567,7 @@ impl State {
                 refused.insert(node_id.to_string(), "the node is gone".to_string());
                 continue;
             };
-            if node.status != NODE_READY
-                || node.scheduling_eligibility == NODE_INELIGIBLE
-                || node.drain
-            {
+            if !takes_placements(node) {
                 refused.insert(
                     node_id.to_string(),
                     "the node is not ready for placements".into(),
@@ -590,7 +599,7 @@ impl State {
                     }
                 }
             }
-            if mem > u64::from(cap.memory_mb) || cpu > u64::from(cap.cpu) {
+            if !fits(&cap, cpu, mem) {
                 refused.insert(
                     node_id.to_string(),
                     "the node would be over-committed".into(),
