@@ -1,0 +1,408 @@
+//! The reconciler's part of a scheduler run: a group's live allocations sorted into what to
+//! ignore, update in place, replace (destructive), migrate, stop, lose or place; canaries;
+//! failed allocations rescheduled per the `reschedule` block; system groups one per node.
+
+use super::place::Placement;
+use super::*;
+
+impl<'a> Run<'a, '_> {
+    pub(super) fn desired(&mut self, group: &str) -> &mut DesiredUpdates {
+        self.out.desired.entry(group.to_string()).or_default()
+    }
+
+    /// Gives back what a live allocation this run stops had taken on its node.
+    pub(super) fn release(&mut self, a: &Allocation) {
+        if !alloc_terminal(a) {
+            if let Some(u) = self.usage.get_mut(&a.node_id) {
+                u.remove(a);
+            }
+        }
+    }
+
+    /// Writes an allocation stopped (`why`) and gives back its room, counting nothing: the
+    /// callers count it as a stop, a destructive update or a migration.
+    pub(super) fn retire(&mut self, a: &Allocation, why: &str) {
+        self.release(a);
+        let mut s = a.clone();
+        s.desired_status = ALLOC_DESIRED_STOP.into();
+        s.desired_description = why.into();
+        s.eval_id = self.eval_id.into();
+        self.out.allocs.push(s);
+    }
+
+    pub(super) fn stop(&mut self, a: &Allocation, why: &str) {
+        self.retire(a, why);
+        self.desired(&a.task_group).stop += 1;
+    }
+
+    /// Moves an allocation to the job's version in place (it keeps its ID).
+    pub(super) fn update_in_place(&mut self, a: &Allocation) {
+        let mut u = a.clone();
+        u.job = None;
+        u.eval_id = self.eval_id.into();
+        self.desired(&a.task_group).in_place_update += 1;
+        self.out.allocs.push(u);
+    }
+
+    /// Marks an allocation on a node that went away as lost.
+    pub(super) fn lose(&mut self, a: &Allocation) {
+        self.stop(a, "alloc is lost since its node is down");
+        if let Some(s) = self.out.allocs.last_mut() {
+            s.client_status = ALLOC_LOST.into();
+        }
+    }
+
+    pub(super) fn node_down(&self, node_id: &str) -> bool {
+        self.state
+            .nodes
+            .get(node_id)
+            .is_none_or(|n| n.status == NODE_DOWN)
+    }
+
+    /// Brings an existing allocation to the new job version: ignore, in place or replace.
+    /// Returns false when it must be replaced (it has been stopped).
+    pub(super) fn update_existing(&mut self, job: &Job, a: &Allocation) -> bool {
+        match change_of(a, job) {
+            Change::None => self.desired(&a.task_group).ignore += 1,
+            Change::InPlace => self.update_in_place(a),
+            Change::Destructive => {
+                self.retire(a, DESC_UPDATING);
+                self.desired(&a.task_group).destructive_update += 1;
+                return false;
+            }
+        }
+        true
+    }
+
+    pub(super) fn count_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
+        let u = strategy(job, g).filter(|_| self.gates.deployments);
+        let promoted = self.group_state(&g.name).is_some_and(|s| s.promoted);
+        let current_id = self
+            .deployment
+            .as_ref()
+            .map(|d| d.id.clone())
+            .unwrap_or_default();
+        let mut taken: BTreeMap<u32, ()> = BTreeMap::new();
+        // Batch allocations that finished successfully are done: their slot stays filled.
+        if job.r#type == JOB_TYPE_BATCH {
+            for a in allocs {
+                // So are those a drain stopped: they are not replaced elsewhere.
+                let drained = a.desired_status == ALLOC_DESIRED_STOP && crate::drain::marked(a);
+                if a.client_status == ALLOC_COMPLETE || drained {
+                    if let Some(i) = name_index(&a.name) {
+                        taken.insert(i, ());
+                    }
+                }
+            }
+        }
+        let mut live: Vec<&Allocation> = allocs
+            .iter()
+            .copied()
+            .filter(|a| !alloc_terminal(a))
+            .collect();
+        // For one name, the allocation at the job's version keeps the slot (a promoted canary
+        // over the old allocation it replaces).
+        live.sort_by_key(|a| {
+            (
+                name_index(&a.name).unwrap_or(u32::MAX),
+                !at_version(a, job),
+                a.create_index,
+            )
+        });
+        let mut canaries = Vec::new();
+        let mut migrating: Vec<(u32, &Allocation)> = Vec::new();
+        let mut destructive: Vec<(u32, &Allocation)> = Vec::new();
+        let mut in_place: Vec<&Allocation> = Vec::new();
+        for a in live {
+            if self.node_down(&a.node_id) {
+                self.lose(a);
+                continue;
+            }
+            // A canary whose deployment has not promoted it (a promoted one is a member).
+            let waiting_canary = is_canary(a)
+                && self
+                    .state
+                    .deployments
+                    .get(&a.deployment_id)
+                    .and_then(|d| d.task_groups.get(&g.name))
+                    .is_none_or(|s| !s.promoted);
+            if crate::drain::marked(a) && waiting_canary {
+                // A canary on a draining node: a new one is placed elsewhere (below).
+                self.stop(a, DESC_MIGRATING);
+                continue;
+            }
+            if waiting_canary {
+                // Canaries of the current deployment wait beside the allocations they will
+                // replace (also while it is paused); those of an older or failed one go.
+                let current = a.deployment_id == current_id
+                    && self
+                        .deployment
+                        .as_ref()
+                        .is_some_and(|d| deployment_active(&d.status));
+                if current {
+                    canaries.push(a);
+                    self.desired(&g.name).ignore += 1;
+                } else {
+                    self.stop(a, DESC_NOT_NEEDED);
+                }
+                continue;
+            }
+            let idx = name_index(&a.name).unwrap_or(u32::MAX);
+            if idx >= g.count || taken.contains_key(&idx) {
+                self.stop(a, DESC_NOT_NEEDED);
+                continue;
+            }
+            taken.insert(idx, ());
+            if crate::drain::marked(a) {
+                migrating.push((idx, a));
+                continue;
+            }
+            match change_of(a, job) {
+                Change::None => self.desired(&g.name).ignore += 1,
+                Change::Destructive => destructive.push((idx, a)),
+                Change::InPlace => in_place.push(a),
+            }
+        }
+        let missing = (0..g.count).filter(|i| !taken.contains_key(i)).count();
+        // Canaries are wanted for destructive changes, and the deployment waits for their
+        // promotion even when the allocations they would replace are gone meanwhile.
+        let waiting_promotion = self
+            .group_state(&g.name)
+            .is_some_and(|s| s.desired_canaries > 0 && !s.promoted);
+        let canarying = !promoted
+            && u.is_some_and(|u| u.canary > 0)
+            && (!destructive.is_empty() || waiting_promotion);
+        if let Some(u) = u {
+            let had_running = allocs.iter().any(|a| at_version(a, job));
+            let updating = !destructive.is_empty() || !in_place.is_empty();
+            let wanted = (missing > 0 && !had_running) || updating;
+            let new_one = self.deployment.is_none() || self.out.deployment.is_some();
+            if wanted && new_one {
+                self.deploy_group(job, g, u, canarying);
+            }
+        }
+        let mut limit = self.update_limit(g, u, canarying);
+        // In-place updates join the deployment without counting against the limit.
+        let deployment_id = self.active_deployment_id();
+        for a in in_place {
+            self.update_in_place(a);
+            let up = self.out.allocs.last_mut().expect("just pushed");
+            if up.deployment_id != deployment_id {
+                up.deployment_id = deployment_id.clone();
+                up.deployment_status = None;
+            }
+        }
+        // Allocations the drainer marked move: stopped here, placed again elsewhere (the
+        // drainer meters how many at a time).
+        for (idx, a) in migrating {
+            self.retire(a, DESC_MIGRATING);
+            self.desired(&g.name).migrate += 1;
+            self.place(Placement::new(job, g, idx).replacing(&a.id).not_counted());
+        }
+        if canarying {
+            self.pending.insert(g.name.clone());
+            let want = u.map_or(0, |u| u.canary).min(g.count) as usize;
+            if self.deployment_running() {
+                for i in canaries.len()..want {
+                    // Canaries take the names of the allocations they will replace.
+                    let idx = match destructive.len() {
+                        0 => i as u32,
+                        n => destructive[i % n].0,
+                    };
+                    if let Some(at) = self.place(Placement::new(job, g, idx).not_counted()) {
+                        self.out.allocs[at].deployment_status = Some(AllocDeploymentStatus {
+                            canary: true,
+                            ..Default::default()
+                        });
+                        self.desired(&g.name).canary += 1;
+                    }
+                }
+            }
+        }
+        self.reschedule_failed(job, g, allocs, &mut taken);
+        // While canaries prove the new version, a missing allocation (its node went down) comes
+        // back at the version the others run, not as an unproven one of the new version.
+        let downgrade: Option<Job> = canarying
+            .then(|| {
+                allocs
+                    .iter()
+                    .filter(|a| !at_version(a, job) && !is_canary(a))
+                    .filter_map(|a| a.job.as_ref())
+                    .max_by_key(|j| j.version)
+                    .cloned()
+            })
+            .flatten();
+        let mut placed = 0;
+        for idx in 0..g.count {
+            if taken.contains_key(&idx) {
+                continue;
+            }
+            placed += 1;
+            let old = downgrade
+                .as_ref()
+                .and_then(|j| Some((j, j.task_groups.iter().find(|og| og.name == g.name)?)));
+            match old {
+                Some((old_job, old_group)) => {
+                    if let Some(at) = self.place(Placement::new(old_job, old_group, idx)) {
+                        let a = &mut self.out.allocs[at];
+                        a.job = Some(old_job.clone());
+                        a.deployment_id.clear();
+                    }
+                }
+                None => {
+                    self.place(Placement::new(job, g, idx));
+                }
+            }
+        }
+        limit = limit.saturating_sub(placed);
+        for (n, (idx, a)) in destructive.into_iter().enumerate() {
+            if n >= limit {
+                // Held back by max_parallel (or canaries): a later run replaces it.
+                self.desired(&g.name).ignore += 1;
+                self.pending.insert(g.name.clone());
+                continue;
+            }
+            self.retire(a, DESC_UPDATING);
+            self.desired(&g.name).destructive_update += 1;
+            // A replacement is counted as the destructive update, not as a new placement.
+            self.place(Placement::new(job, g, idx).replacing(&a.id).not_counted());
+        }
+    }
+
+    /// Failed allocations not yet replaced: each takes its slot back with a replacement when
+    /// the `reschedule` policy allows it now, waits for a follow-up evaluation when the policy
+    /// wants a delay, and keeps its slot empty when no attempts are left.
+    pub(super) fn reschedule_failed(
+        &mut self,
+        job: &Job,
+        g: &TaskGroup,
+        allocs: &[&Allocation],
+        taken: &mut BTreeMap<u32, ()>,
+    ) {
+        // Allocations of a failed deployment are not replaced: the rollout has stopped.
+        let failed_deployment = self
+            .deployment
+            .as_ref()
+            .filter(|d| d.status == DEPLOYMENT_FAILED)
+            .map(|d| d.id.clone());
+        let failed = allocs.iter().filter(|a| {
+            a.client_status == ALLOC_FAILED
+                && a.desired_status == ALLOC_DESIRED_RUN
+                && a.next_allocation.is_empty()
+        });
+        for a in failed {
+            let Some(idx) = name_index(&a.name).filter(|i| *i < g.count) else {
+                continue;
+            };
+            if taken.insert(idx, ()).is_some()
+                || failed_deployment.as_deref() == Some(a.deployment_id.as_str())
+            {
+                continue;
+            }
+            if !at_version(a, job) {
+                // It failed at an older version: the new version gets its own chance there.
+                if let Some(i) = self.place(Placement::new(job, g, idx).replacing(&a.id)) {
+                    let mut old = (*a).clone();
+                    old.next_allocation = self.out.allocs[i].id.clone();
+                    old.desired_status = ALLOC_DESIRED_STOP.into();
+                    old.desired_description = DESC_RESCHEDULED.into();
+                    old.eval_id = self.eval_id.into();
+                    self.out.allocs.push(old);
+                }
+                continue;
+            }
+            let delay = g
+                .reschedule
+                .as_ref()
+                .and_then(|p| crate::reschedule::next_delay(p, &a.reschedule_events, self.now));
+            let Some(delay) = delay else { continue };
+            let due = a.modify_time_unix_ms + delay as i64;
+            if due > self.now {
+                self.out.followup_at = Some(self.out.followup_at.map_or(due, |t| t.min(due)));
+                continue;
+            }
+            // Nodes it already failed on come last (Nomad's reschedule penalty).
+            let mut avoid: Vec<String> = a
+                .reschedule_events
+                .iter()
+                .map(|e| e.prev_node_id.clone())
+                .collect();
+            avoid.push(a.node_id.clone());
+            let Some(i) = self.place(
+                Placement::new(job, g, idx)
+                    .replacing(&a.id)
+                    .avoiding(&avoid),
+            ) else {
+                continue;
+            };
+            let mut events = a.reschedule_events.clone();
+            events.push(RescheduleEvent {
+                time_unix_ms: self.now,
+                prev_alloc_id: a.id.clone(),
+                prev_node_id: a.node_id.clone(),
+                delay_ms: delay,
+            });
+            // Only the last few matter for the policy.
+            let keep = events.len().saturating_sub(5);
+            self.out.allocs[i].reschedule_events = events.split_off(keep);
+            let mut old = (*a).clone();
+            old.next_allocation = self.out.allocs[i].id.clone();
+            old.desired_status = ALLOC_DESIRED_STOP.into();
+            old.desired_description = DESC_RESCHEDULED.into();
+            old.eval_id = self.eval_id.into();
+            self.out.allocs.push(old);
+        }
+    }
+
+    pub(super) fn system_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
+        let mut on_node: BTreeMap<&str, &Allocation> = BTreeMap::new();
+        for a in allocs.iter().filter(|a| !alloc_terminal(a)) {
+            if self.node_down(&a.node_id) {
+                self.lose(a);
+            } else if on_node.insert(&a.node_id, a).is_some() {
+                self.stop(a, DESC_NOT_NEEDED);
+            }
+        }
+        // A destructive update replaces `max_parallel` allocations per run, the next ones
+        // `stagger` later (Nomad's system rolling update); max_parallel = 0: all at once.
+        let rolling = g.update.as_ref().filter(|u| u.max_parallel > 0);
+        let mut limit = rolling.map_or(usize::MAX, |u| u.max_parallel as usize);
+        let nodes: Vec<&Node> = self.state.nodes.values().collect();
+        for node in nodes {
+            let feasible = g.count > 0 && self.filter(job, g, node).is_ok();
+            match (on_node.get(node.id.as_str()), feasible) {
+                (Some(a), true) => {
+                    let destructive = change_of(a, job) == Change::Destructive;
+                    if destructive && limit == 0 {
+                        self.desired(&g.name).ignore += 1;
+                        let at = self.now + rolling.map_or(0, |u| u.stagger_ms as i64);
+                        self.out.rolling_at = Some(self.out.rolling_at.map_or(at, |t| t.min(at)));
+                        continue;
+                    }
+                    if destructive {
+                        limit -= 1;
+                    }
+                    if !self.update_existing(job, a) {
+                        let prev = a.id.clone();
+                        self.place(
+                            Placement::new(job, g, 0)
+                                .replacing(&prev)
+                                .on(node)
+                                .not_counted(),
+                        );
+                    }
+                }
+                // On a node that is only ineligible or draining it keeps running (the drainer
+                // stops it last); one whose node no longer matches goes.
+                (Some(_), false) if self.constraints(job, g, node).is_ok() => {
+                    self.desired(&g.name).ignore += 1;
+                }
+                (Some(a), false) => self.stop(a, DESC_NOT_NEEDED),
+                (None, true) => {
+                    self.place(Placement::new(job, g, 0).on(node));
+                }
+                (None, false) => {}
+            }
+        }
+    }
+}
