@@ -1,0 +1,199 @@
+//! Jobs in the state: registration (versions advance only on a change of spec; six kept, and
+//! the newest stable one beyond them), deregistration and purge, and a job's status by Nomad's
+//! rules, from the allocations of the job as registered now.
+
+use super::*;
+
+/// How many versions of a job are kept (Nomad's `job_tracked_versions`).
+pub const TRACKED_VERSIONS: usize = 6;
+
+/// Whether an allocation belongs to `job` as registered now: a job registered again after a
+/// purge is a new job (a new create index), and the allocations of the purged one are not its.
+pub fn of_this_job(job: &Job, a: &Allocation) -> bool {
+    a.job
+        .as_ref()
+        .is_none_or(|j| j.create_index == job.create_index)
+}
+
+/// A job's status by Nomad's rules: a stopped job is dead; otherwise it runs while any of its
+/// allocations is not terminal, is pending while any of its evaluations is (pending or
+/// blocked), and is dead once all of them are done (pending while it has had none at all).
+pub fn job_status(stopped: bool, live_allocs: bool, open_evals: bool, any: bool) -> &'static str {
+    if stopped {
+        JOB_DEAD
+    } else if live_allocs {
+        JOB_RUNNING
+    } else if open_evals || !any {
+        JOB_PENDING
+    } else {
+        JOB_DEAD
+    }
+}
+
+/// Keeps a job's [`TRACKED_VERSIONS`] newest versions (oldest first), dropping the oldest
+/// beyond that, except the newest stable version: the one a revert or an auto-revert goes back
+/// to is kept even when it is older than all the others (Nomad keeps it too).
+pub fn trim_versions(versions: &mut Vec<Arc<Job>>) {
+    while versions.len() > TRACKED_VERSIONS {
+        let stable = versions.iter().rposition(|j| j.stable);
+        let drop = if stable == Some(0) { 1 } else { 0 };
+        versions.remove(drop);
+    }
+}
+
+impl State {
+    pub(crate) fn register_job(
+        &mut self,
+        index: u64,
+        now: i64,
+        r: crate::internal::JobRegister,
+    ) -> Result<Applied, ApplyError> {
+        let job = r.job.unwrap_or_default();
+        let existing = self.jobs.get(&job.id);
+        if r.enforce_index {
+            let n = r.job_modify_index;
+            match existing {
+                Some(_) if n == 0 => {
+                    return Err(ApplyError::EnforceIndex(n, "job already exists".into()))
+                }
+                Some(e) if e.job_modify_index != n => {
+                    return Err(ApplyError::EnforceIndex(
+                        n,
+                        format!(
+                            "job exists with conflicting job modify index: {}",
+                            e.job_modify_index
+                        ),
+                    ))
+                }
+                None if n != 0 => {
+                    return Err(ApplyError::EnforceIndex(n, "job does not exist".into()))
+                }
+                _ => {}
+            }
+        }
+        let mut applied = self.register_job_version(index, now, job);
+        if let Some(e) = r.eval {
+            applied.eval_id = e.id.clone();
+            self.insert_eval(index, now, e);
+        }
+        Ok(applied)
+    }
+
+    /// Makes `job` the job's current version: a new version when its spec changed.
+    pub(crate) fn register_job_version(&mut self, index: u64, now: i64, mut job: Job) -> Applied {
+        let id = job.id.clone();
+        let existing = self.jobs.get(&job.id);
+        let job_modify_index = match existing {
+            Some(e) if same_spec(e, &job) => e.job_modify_index,
+            _ => {
+                job.version = existing.map_or(0, |e| e.version + 1);
+                job.create_index = existing.map_or(index, |e| e.create_index);
+                job.modify_index = index;
+                job.job_modify_index = index;
+                job.submit_time_unix_ms = now;
+                job.stable = false;
+                job.status = JOB_PENDING.into();
+                let job = Arc::new(job);
+                self.put_job_version(job.clone());
+                self.jobs.insert(job.id.clone(), job);
+                index
+            }
+        };
+        self.refresh_job_status(&id, index);
+        Applied {
+            index,
+            job_modify_index,
+            eval_id: String::new(),
+        }
+    }
+
+    pub(crate) fn put_job_version(&mut self, job: Arc<Job>) {
+        let versions = self.job_versions.entry(job.id.clone()).or_default();
+        versions.push(job);
+        trim_versions(versions);
+    }
+
+    pub(crate) fn deregister_job(
+        &mut self,
+        index: u64,
+        now: i64,
+        d: &crate::internal::JobDeregister,
+    ) -> Result<Applied, ApplyError> {
+        let Some(existing) = self.jobs.get(&d.job_id) else {
+            return Err(ApplyError::JobNotFound(d.job_id.clone()));
+        };
+        let mut job_modify_index = existing.job_modify_index;
+        if d.purge {
+            self.jobs.remove(&d.job_id);
+            self.job_versions.remove(&d.job_id);
+            let gone: Vec<String> = self
+                .deployments
+                .of_job(&d.job_id)
+                .map(|d| d.id.clone())
+                .collect();
+            for id in gone {
+                self.deployments.remove(&id);
+            }
+        } else if !existing.stop {
+            // Stopping is a change of spec: a new version, as in Nomad.
+            let mut job = Job::clone(existing);
+            job.stop = true;
+            job.version += 1;
+            job.modify_index = index;
+            job.job_modify_index = index;
+            job.submit_time_unix_ms = now;
+            job.stable = false;
+            job_modify_index = index;
+            let job = Arc::new(job);
+            self.put_job_version(job.clone());
+            self.jobs.insert(job.id.clone(), job);
+        }
+        let mut eval_id = String::new();
+        if let Some(e) = &d.eval {
+            eval_id = e.id.clone();
+            self.insert_eval(index, now, e.clone());
+        }
+        self.refresh_job_status(&d.job_id, index);
+        Ok(Applied {
+            index,
+            job_modify_index,
+            eval_id,
+        })
+    }
+
+    /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
+    pub(crate) fn refresh_job_status(&mut self, job_id: &str, index: u64) {
+        let allocs = self.job_allocs(job_id);
+        let live = allocs.iter().any(|a| !alloc_terminal(a));
+        let waiting = self
+            .evals
+            .of_job(job_id)
+            .any(|e| e.status == EVAL_PENDING || e.status == EVAL_BLOCKED);
+        let any = !allocs.is_empty() || self.evals.of_job(job_id).next().is_some();
+        let Some(job) = self.jobs.get_mut(job_id) else {
+            return;
+        };
+        let status = job_status(job.stop, live, waiting, any);
+        if job.status != status {
+            let job = Arc::make_mut(job);
+            job.status = status.into();
+            job.modify_index = index;
+            if let Some(v) = self.job_versions.get_mut(job_id).and_then(|v| v.last_mut()) {
+                Arc::make_mut(v).status = status.into();
+            }
+        }
+    }
+
+    /// Allocations of a job, oldest first: of the job as registered now, not of an earlier job
+    /// of the same ID that was purged (all of them while no job has the ID).
+    pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
+        let job = self.jobs.get(job_id);
+        let mut v: Vec<&Allocation> = self
+            .allocs
+            .of_job(job_id)
+            .filter(|a| job.is_none_or(|j| of_this_job(j, a)))
+            .collect();
+        v.sort_by(|a, b| (a.create_index, &a.name).cmp(&(b.create_index, &b.name)));
+        v
+    }
+}

@@ -1,0 +1,127 @@
+//! Reads of the state the servers and the leader's loops share: a node's allocations and their
+//! index, the jobs a node concerns, the evaluations to schedule, and lookups by ID prefix.
+
+use super::*;
+
+use yurt_types::limits::shown;
+
+/// Why an ID (prefix) named nothing: `what` is the kind of object, for the sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixError {
+    NotFound,
+    Ambiguous,
+}
+
+impl PrefixError {
+    /// The sentence a user sees, for both APIs.
+    pub fn sentence(self, what: &str, id: &str) -> String {
+        match self {
+            PrefixError::NotFound => format!("{what} {} not found", shown(id)),
+            PrefixError::Ambiguous => format!(
+                "{what} ID prefix {} matches more than one {what}: give more characters",
+                shown(id)
+            ),
+        }
+    }
+}
+
+impl State {
+    /// Allocations placed on a node.
+    pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
+        self.allocs.on_node(node_id).collect()
+    }
+
+    /// The highest modify index among the allocations on `node_id` (0 for none): it moves
+    /// when one of them is placed or changed (or the newest is removed) and with no other
+    /// write, so a client waits on it instead of on every entry the cluster applies.
+    pub fn node_allocs_index(&self, node_id: &str) -> u64 {
+        self.allocs.node_version(node_id)
+    }
+
+    /// The jobs a change of `node_id`'s status concerns: those with allocations on it that are
+    /// still meant to run, and every system job.
+    pub fn jobs_affected_by_node(&self, node_id: &str) -> Vec<&Job> {
+        let on_node: BTreeSet<&str> = self
+            .allocs
+            .on_node(node_id)
+            .filter(|a| !alloc_terminal(a))
+            .map(|a| a.job_id.as_str())
+            .collect();
+        self.jobs
+            .values()
+            .map(Arc::as_ref)
+            .filter(|j| j.r#type == JOB_TYPE_SYSTEM || on_node.contains(j.id.as_str()))
+            .collect()
+    }
+
+    /// What the scheduler should work on now (Nomad's eval broker, pure): at most `jobs` jobs
+    /// with due pending evaluations, in the order of the queue (higher priority first, then
+    /// the job waiting longest); for each, its newest due evaluation with the older ones it
+    /// supersedes. One evaluation per job at a time, duplicates coalesced. It reads the head
+    /// of the pending queue (kept in that order by the table) and the chosen jobs' own
+    /// evaluations, not the whole queue: under a backlog of thousands the eval loop took a
+    /// full scan and sort for every few jobs it scheduled.
+    pub fn evals_to_schedule(&self, now: i64, jobs: usize) -> Vec<(&Evaluation, Vec<&Evaluation>)> {
+        let mut chosen: Vec<&str> = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for e in self.evals.in_state(EVAL_PENDING) {
+            if chosen.len() == jobs {
+                break;
+            }
+            if e.wait_until_unix_ms <= now && seen.insert(e.job_id.as_str()) {
+                chosen.push(e.job_id.as_str());
+            }
+        }
+        chosen
+            .into_iter()
+            .filter_map(|job| {
+                let mut due: Vec<&Evaluation> = self
+                    .evals
+                    .of_job(job)
+                    .filter(|e| e.status == EVAL_PENDING && e.wait_until_unix_ms <= now)
+                    .collect();
+                due.sort_by_key(|e| e.create_index);
+                let newest = due.pop()?;
+                Some((newest, due))
+            })
+            .collect()
+    }
+
+    /// Evaluations due at `now`, in the queue's order (higher priority first, then older).
+    /// Delayed ones wait until their `wait_until`.
+    pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {
+        self.evals
+            .in_state(EVAL_PENDING)
+            .filter(|e| e.wait_until_unix_ms <= now)
+            .collect()
+    }
+
+    /// Finds an object by full ID or unique prefix.
+    pub fn find_by_prefix<'a, T>(
+        map: &'a BTreeMap<String, T>,
+        prefix: &str,
+    ) -> Result<&'a T, PrefixError> {
+        if let Some(v) = map.get(prefix) {
+            return Ok(v);
+        }
+        let mut hits = map
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix));
+        match (hits.next(), hits.next()) {
+            (Some((_, v)), None) if !prefix.is_empty() => Ok(v),
+            (None, _) | (Some(_), None) => Err(PrefixError::NotFound),
+            (Some(_), Some(_)) => Err(PrefixError::Ambiguous),
+        }
+    }
+
+    /// A node by full ID, unique ID prefix, or else exact name.
+    pub fn find_node(&self, key: &str) -> Result<&Node, PrefixError> {
+        State::find_by_prefix(&self.nodes, key).or_else(|e| {
+            let mut named = self.nodes.values().filter(|n| n.name == key);
+            match (named.next(), named.next()) {
+                (Some(n), None) => Ok(n),
+                _ => Err(e),
+            }
+        })
+    }
+}
