@@ -512,5 +512,4 @@ fn at_version(a: &Allocation, job: &Job) -> bool {
 }
 
 #[cfg(test)]
-#[path = "sched_tests.rs"]
 mod tests;

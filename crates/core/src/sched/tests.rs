@@ -1,0 +1,155 @@
+//! Reconciler and placement tests: a state built by applying commands, then one scheduler run.
+//! The helpers are here; the tests are in `tests/`: the buckets ([`reconcile`]), placement
+//! ([`place`]), rescheduling and node changes ([`nodes`]), properties ([`invariants`]) and
+//! step-by-step fixtures ([`fixtures`]).
+
+use super::*;
+use crate::evals::*;
+use crate::internal::{NodeRegister, SetSchedulerConfig};
+use crate::v1::Constraint;
+use yurt_types::jobspec::parse_hcl;
+
+mod fixtures;
+mod invariants;
+mod nodes;
+mod place;
+mod reconcile;
+
+/// A job without an update strategy (`max_parallel = 0`: changes apply at once, no deployment;
+/// deployments are tested in `deploy::tests`).
+fn job_src(kind: &str, count: u32, env: &str, memory: u32, priority: u32) -> Job {
+    let update = if kind == "batch" {
+        ""
+    } else {
+        "update {\n    max_parallel = 0\n  }"
+    };
+    parse_hcl(
+        "t.hcl",
+        &format!(
+            r#"job "web" {{
+  type = "{kind}"
+  priority = {priority}
+  {update}
+  group "app" {{
+    count = {count}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      env {{
+        E = "{env}"
+      }}
+      resources {{
+        cpu = 100
+        memory = {memory}
+      }}
+    }}
+  }}
+}}"#
+        ),
+    )
+    .unwrap()
+}
+
+fn job(count: u32, env: &str) -> Job {
+    job_src("service", count, env, 100, 50)
+}
+
+struct World {
+    state: State,
+    index: u64,
+    ids: u32,
+    now: i64,
+}
+
+impl World {
+    fn new(nodes: u32) -> World {
+        let mut w = World {
+            state: State::default(),
+            index: 0,
+            ids: 0,
+            now: 1,
+        };
+        for i in 0..nodes {
+            w.node(&format!("node-{i}"), 1000, 1000);
+        }
+        w
+    }
+
+    fn apply(&mut self, kind: command::Kind) {
+        self.index += 1;
+        let cmd = Command {
+            now_unix_ms: self.now,
+            ignore_if_unknown: false,
+            kind: Some(kind),
+        };
+        self.state.apply(self.index, &cmd).unwrap();
+    }
+
+    fn node(&mut self, id: &str, cpu: u32, mem: u32) {
+        let node = Node {
+            id: id.into(),
+            name: id.into(),
+            datacenter: "dc1".into(),
+            status: NODE_READY.into(),
+            resources: Some(Resources {
+                cpu,
+                memory_mb: mem,
+            }),
+            ..Node::default()
+        };
+        self.apply(command::Kind::NodeRegister(NodeRegister {
+            node: Some(node),
+            evals: vec![],
+            event: None,
+        }));
+    }
+
+    /// Registers the job and runs the scheduler, committing the plan.
+    fn run(&mut self, job: Job) -> Outcome {
+        self.apply(command::Kind::JobRegister(JobRegister {
+            job: Some(job.clone()),
+            eval: None,
+            enforce_index: false,
+            job_modify_index: 0,
+        }));
+        self.schedule(&job.id)
+    }
+
+    fn schedule(&mut self, job_id: &str) -> Outcome {
+        let ids = &mut self.ids;
+        let out = schedule(&self.state, job_id, "eval", self.now, &mut || {
+            *ids += 1;
+            format!("alloc-{ids}")
+        });
+        self.apply(command::Kind::ApplyPlan(ApplyPlan {
+            allocs: out.allocs.clone(),
+            eval: None,
+            new_evals: vec![],
+            job: out.job.clone(),
+            deployment: out.deployment.clone(),
+            deployment_changes: out.deployment_changes.clone(),
+        }));
+        out
+    }
+
+    fn running(&self) -> Vec<&Allocation> {
+        self.state
+            .allocs
+            .values()
+            .filter(|a| a.desired_status == ALLOC_DESIRED_RUN)
+            .collect()
+    }
+}
+
+fn counts(o: &Outcome) -> (u64, u64, u64, u64, u64) {
+    let d = &o.desired["app"];
+    (
+        d.place,
+        d.stop,
+        d.ignore,
+        d.in_place_update,
+        d.destructive_update,
+    )
+}

@@ -1,0 +1,306 @@
+//! Placement: datacenters and constraints, bin packing and spread, scheduler settings,
+//! distinct properties, `job plan`, ports.
+
+use super::*;
+
+#[test]
+fn datacenter_and_constraints_filter_nodes() {
+    let mut w = World::new(1);
+    let mut j = job(1, "a");
+    j.datacenters = vec!["eu-*".into()];
+    let o = w.run(j);
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(
+        o.failed["app"].constraint_filtered["missing compatible datacenter"],
+        1
+    );
+}
+
+/// Three nodes with a rack and a kernel version each; a job of `count` with `constraint`.
+fn racked_world(count: u32, constraint: &str) -> (World, Outcome) {
+    let mut w = World::new(0);
+    for (i, (rack, kernel)) in [
+        ("r1", "5.15.0-91-generic"),
+        ("r1", "6.1.0"),
+        ("r2", "4.19.0"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut node = Node {
+            id: format!("node-{i}"),
+            name: format!("node-{i}"),
+            datacenter: "dc1".into(),
+            status: NODE_READY.into(),
+            resources: Some(Resources {
+                cpu: 1000,
+                memory_mb: 1000,
+            }),
+            ..Node::default()
+        };
+        node.meta.insert("rack".into(), rack.to_string());
+        node.attributes
+            .insert("kernel.version".into(), kernel.to_string());
+        w.apply(command::Kind::NodeRegister(NodeRegister {
+            node: Some(node),
+            evals: vec![],
+            event: None,
+        }));
+    }
+    let src = format!(
+        r#"job "web" {{
+  group "app" {{
+    count = {count}
+    {constraint}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      resources {{
+        cpu = 100
+        memory = 100
+      }}
+    }}
+  }}
+}}"#
+    );
+    let o = w.run(parse_hcl("t.hcl", &src).unwrap());
+    (w, o)
+}
+
+fn nodes_used(w: &World) -> Vec<String> {
+    let mut v: Vec<String> = w.running().iter().map(|a| a.node_id.clone()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn bin_packing_fills_a_node_before_the_next_in_a_large_cluster() {
+    let mut w = World::new(64);
+    // 100 MHz each on 1000 MHz nodes: ten fit on one node.
+    let o = w.run(job(20, "a"));
+    assert_eq!(o.desired["app"].place, 20);
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for a in w.running() {
+        *per_node.entry(a.node_id.clone()).or_default() += 1;
+    }
+    assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![10, 10]);
+}
+
+#[test]
+fn the_spread_algorithm_puts_each_placement_on_the_emptiest_node_it_samples() {
+    let mut w = World::new(4);
+    w.apply(command::Kind::SetSchedulerConfig(SetSchedulerConfig {
+        config: Some(SchedulerConfiguration {
+            scheduler_algorithm: SCHEDULER_SPREAD.into(),
+            ..Default::default()
+        }),
+    }));
+    // Each placement scores three of the four equal nodes, from where the previous one landed,
+    // and takes the emptiest: four placements land on four nodes.
+    w.run(job(4, "a"));
+    let used: BTreeSet<String> = w.running().iter().map(|a| a.node_id.clone()).collect();
+    assert_eq!(used.len(), 4, "{used:?}");
+
+    // The same job under bin packing: one node.
+    let mut b = World::new(4);
+    b.run(job(4, "a"));
+    let used: BTreeSet<String> = b.running().iter().map(|a| a.node_id.clone()).collect();
+    assert_eq!(used.len(), 1, "bin packing stacks them");
+}
+
+#[test]
+fn scheduler_settings_default_to_binpack_and_refuse_unknown_algorithms() {
+    let s = State::default();
+    assert_eq!(scheduler_config(&s).scheduler_algorithm, SCHEDULER_BINPACK);
+    let algorithm = |a: &str| set_scheduler_config(&s, a).map(|c| c.scheduler_algorithm);
+    assert_eq!(algorithm("spread").unwrap(), SCHEDULER_SPREAD);
+    assert_eq!(
+        algorithm("").unwrap(),
+        SCHEDULER_BINPACK,
+        "empty keeps the setting"
+    );
+    assert_eq!(
+        algorithm("random").unwrap_err(),
+        r#"scheduler algorithm "random" is not one of "binpack" or "spread""#
+    );
+}
+
+#[test]
+fn regexp_and_version_constraints_pick_nodes() {
+    let (w, o) = racked_world(
+        2,
+        r#"constraint {
+      attribute = "${attr.kernel.version}"
+      version   = ">= 5.10, < 7"
+    }"#,
+    );
+    assert_eq!(o.desired["app"].place, 2);
+    assert!(nodes_used(&w)
+        .iter()
+        .all(|n| n == "node-0" || n == "node-1"));
+
+    let (w, o) = racked_world(
+        2,
+        r#"constraint {
+      attribute = "${meta.rack}"
+      operator  = "regexp"
+      value     = "^r2$"
+    }"#,
+    );
+    assert_eq!(nodes_used(&w), vec!["node-2", "node-2"]);
+    assert_eq!(o.desired["app"].place, 2);
+
+    // No node matches: the failure names the constraint and how many nodes it excluded.
+    let (_, o) = racked_world(
+        1,
+        r#"constraint {
+      attribute = "${attr.kernel.version}"
+      operator  = "semver"
+      value     = ">= 7.0.0"
+    }"#,
+    );
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(
+        o.failed["app"].constraint_filtered["${attr.kernel.version} semver >= 7.0.0"],
+        3
+    );
+}
+
+#[test]
+fn distinct_property_spreads_over_racks_up_to_its_limit() {
+    let (w, o) = racked_world(
+        3,
+        r#"constraint {
+      distinct_property = "${meta.rack}"
+    }"#,
+    );
+    // Two racks, one allocation each: the third cannot be placed.
+    assert_eq!(o.desired["app"].place, 2);
+    assert_eq!(o.queued["app"], 1);
+    let racks: BTreeSet<String> = w
+        .running()
+        .iter()
+        .map(|a| w.state.nodes[&a.node_id].meta["rack"].clone())
+        .collect();
+    assert_eq!(racks.len(), 2);
+    assert_eq!(
+        o.failed["app"].constraint_filtered["${meta.rack} distinct_property"],
+        3
+    );
+
+    let (w, o) = racked_world(
+        3,
+        r#"constraint {
+      operator  = "distinct_property"
+      attribute = "${meta.rack}"
+      value     = "2"
+    }"#,
+    );
+    assert_eq!(o.desired["app"].place, 3);
+    let on_r1 = nodes_used(&w)
+        .iter()
+        .filter(|n| *n == "node-0" || *n == "node-1")
+        .count();
+    // Three allocations, at most two per rack: two on one rack, one on the other.
+    assert!(on_r1 == 1 || on_r1 == 2, "{:?}", nodes_used(&w));
+}
+
+#[test]
+fn plan_reports_diff_annotations_and_exit_code_semantics() {
+    let mut w = World::new(1);
+    let new = plan_job(&w.state, &job(2, "a"), 0, Gates::ALL);
+    assert_eq!(new.job_modify_index, 0);
+    assert!(new.changes_allocations());
+    assert_eq!(new.diff.task_groups[0].updates["create"], 2);
+    w.run(job(2, "a"));
+    let jmi = w.state.jobs["web"].job_modify_index;
+    let same = plan_job(&w.state, &job(2, "a"), 0, Gates::ALL);
+    assert_eq!(same.job_modify_index, jmi);
+    assert!(!same.changes_allocations());
+    let edit = plan_job(&w.state, &job(2, "b"), 0, Gates::ALL);
+    assert!(edit.changes_allocations());
+    assert_eq!(edit.diff.task_groups[0].updates["create/destroy update"], 2);
+    // Planning changed nothing.
+    assert_eq!(w.state.jobs["web"].job_modify_index, jmi);
+    let inplace = plan_job(
+        &w.state,
+        &job_src("service", 2, "a", 100, 60),
+        0,
+        Gates::ALL,
+    );
+    assert!(!inplace.changes_allocations());
+    assert_eq!(inplace.diff.task_groups[0].updates["in-place update"], 2);
+}
+
+fn job_with_port(count: u32, port: &str, env: &str) -> Job {
+    parse_hcl(
+        "t.hcl",
+        &format!(
+            r#"job "web" {{
+  group "app" {{
+    count = {count}
+    network {{
+      port "http" {{{port}}}
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      env {{
+        E = "{env}"
+      }}
+      resources {{
+        memory = 50
+      }}
+    }}
+  }}
+}}"#
+        ),
+    )
+    .unwrap()
+}
+
+fn ports_of(w: &World) -> Vec<(String, u32)> {
+    let mut v: Vec<(String, u32)> = w
+        .running()
+        .iter()
+        .map(|a| (a.node_id.clone(), a.ports[0].value))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dynamic_ports_are_never_shared_on_a_node() {
+    let mut w = World::new(1);
+    w.run(job_with_port(3, "", "a"));
+    let ports: Vec<u32> = ports_of(&w).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(ports, vec![20_000, 20_001, 20_002]);
+    assert!(w.running().iter().all(|a| a.ports[0].label == "http"));
+    // A destructive update frees the old ports in the same plan: the replacements reuse them.
+    w.run(job_with_port(3, "", "b"));
+    let ports: Vec<u32> = ports_of(&w).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(ports, vec![20_000, 20_001, 20_002]);
+}
+
+#[test]
+fn a_static_port_fits_once_per_node() {
+    let mut w = World::new(1);
+    let o = w.run(job_with_port(2, " static = 8080 ", "a"));
+    assert_eq!(o.desired["app"].place, 1);
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(
+        o.failed["app"].dimension_exhausted["network: reserved port collision http=8080"],
+        1
+    );
+    w.node("node-9", 1000, 1000);
+    let o = w.schedule("web");
+    assert_eq!(o.desired["app"].place, 1);
+    let ports = ports_of(&w);
+    assert_eq!(ports.len(), 2);
+    assert_ne!(ports[0].0, ports[1].0, "one per node");
+    assert!(ports.iter().all(|(_, p)| *p == 8080));
+}
