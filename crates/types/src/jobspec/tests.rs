@@ -79,7 +79,7 @@ fn logs_block_is_read_and_checked() {
 
 #[test]
 fn example_job_parses() {
-    let src = include_str!("../../../examples/web.hcl");
+    let src = include_str!("../../../../examples/web.hcl");
     let job = parse_hcl("web.hcl", src).unwrap();
     assert_eq!(job.task_groups[0].count, 2);
     assert_eq!(job.task_groups[0].tasks[0].env["GREETING"], "hello");
