@@ -8,7 +8,8 @@
 //! A read with `?index=N` blocks until the state passes N or `wait` (default 5m, at most 10m)
 //! ends; `?stale` answers from this server's copy without asking the leader. Errors are an
 //! HTTP status and one plain-text sentence, as Nomad's are. Request bodies
-//! are limited to 8 MiB and must arrive within 30 s.
+//! are limited to 4 MiB (a gRPC message's limit) and must arrive within 30 s; the plumbing is in
+//! [`request`].
 //!
 //! Routes: `GET /v1/jobs`, `PUT|POST /v1/jobs` and `/v1/job/<id>` (register `{"Job": ...}`),
 //! `GET|DELETE /v1/job/<id>` (`?purge=true`), `POST /v1/job/<id>/plan`,
@@ -46,139 +47,9 @@ use yurt_types::nomad_json::{from_nomad, to_nomad};
 
 use crate::rpc::Api;
 
-/// Largest request body accepted.
-/// The same limit as a gRPC message's, on both APIs.
-const MAX_BODY: usize = yurt_types::limits::MAX_MESSAGE_BYTES;
-/// Longest a client may take to send its body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest a blocking query waits.
-const MAX_WAIT: Duration = Duration::from_secs(600);
+mod request;
 
-type HttpResponse = Response<Full<Bytes>>;
-
-/// A failed request: status and one sentence.
-#[derive(Debug)]
-struct Failure(StatusCode, String);
-
-impl From<tonic::Status> for Failure {
-    fn from(s: tonic::Status) -> Failure {
-        let code = match s.code() {
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::InvalidArgument => StatusCode::BAD_REQUEST,
-            Code::FailedPrecondition => StatusCode::BAD_REQUEST,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Failure(code, s.message().to_string())
-    }
-}
-
-fn bad(msg: impl Into<String>) -> Failure {
-    Failure(StatusCode::BAD_REQUEST, msg.into())
-}
-
-type Answer = Result<Value, Failure>;
-
-fn json<T: serde::Serialize>(v: &T) -> Answer {
-    serde_json::to_value(v)
-        .map(|v| to_nomad(&v))
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
-/// The query parameter `name`, if given (still percent-encoded).
-fn query<'a>(q: &'a str, name: &str) -> Option<&'a str> {
-    q.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then_some(v)
-    })
-}
-
-/// A percent-encoded path segment or query value as the text it stands for.
-fn decoded(raw: &str) -> Result<String, Failure> {
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| bad(format!("{raw:?} is not percent-encoded UTF-8")))
-}
-
-/// A blocking query's `?index=N&wait=D`: the index to wait past and for how long at most
-/// (Nomad's default five minutes); a value that is not one is refused, not guessed.
-fn blocking(q: &str) -> Result<Option<(u64, Duration)>, Failure> {
-    let Some(index) = query(q, "index") else {
-        return Ok(None);
-    };
-    let index = index
-        .parse::<u64>()
-        .map_err(|_| bad(format!("index {index:?} is not a whole number")))?;
-    let wait = match query(q, "wait") {
-        None => Duration::from_secs(300),
-        Some(w) => {
-            let w = decoded(w)?;
-            yurt_types::duration::parse(&w).map_err(|e| bad(format!("wait: {e}")))?
-        }
-    };
-    Ok(Some((index, wait.min(MAX_WAIT))))
-}
-
-/// A message from a Nomad-shaped JSON object (a field `wrapper` of the body, or the body).
-/// Fields Yurt has no place for are refused (a value would be dropped silently); empty ones are
-/// not, since Nomad's clients send every field.
-fn message<T: serde::de::DeserializeOwned + serde::Serialize>(
-    body: &Value,
-    wrapper: &str,
-) -> Result<T, Failure> {
-    let inner = body.get(wrapper).unwrap_or(body);
-    if !inner.is_object() {
-        return Err(bad(format!(
-            "request body must be a JSON object with {wrapper:?}"
-        )));
-    }
-    let ours = from_nomad(inner);
-    let message: T =
-        serde_json::from_value(ours.clone()).map_err(|e| bad(format!("invalid {wrapper}: {e}")))?;
-    let back = serde_json::to_value(&message).unwrap_or(Value::Null);
-    let dropped = yurt_types::nomad_json::dropped_fields(&ours, &back);
-    if !dropped.is_empty() {
-        return Err(bad(format!(
-            "invalid {wrapper}: unknown field{} {} (not supported by Yurt)",
-            if dropped.len() > 1 { "s" } else { "" },
-            dropped.join(", ")
-        )));
-    }
-    Ok(message)
-}
-
-/// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token
-/// and, with `?stale`, allow a read from this server's copy.
-struct Rq {
-    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    stale: bool,
-}
-
-impl Rq {
-    fn of<T>(&self, message: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(message);
-        if let Some(t) = &self.token {
-            req.metadata_mut().insert(crate::read::TOKEN_KEY, t.clone());
-        }
-        if self.stale {
-            req.metadata_mut().insert(
-                crate::read::STALE_KEY,
-                tonic::metadata::MetadataValue::from_static("true"),
-            );
-        }
-        req
-    }
-
-    /// The request naming job `id`.
-    fn job(&self, id: &str) -> tonic::Request<GetJobRequest> {
-        self.of(GetJobRequest {
-            job_id: id.to_string(),
-        })
-    }
-}
+use request::*;
 
 struct Http {
     api: Api,
@@ -733,60 +604,6 @@ impl Http {
     }
 }
 
-fn set_headers(r: &mut HttpResponse, content_type: &'static str, index: u64) {
-    let h = r.headers_mut();
-    h.insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static(content_type),
-    );
-    for name in ["x-nomad-index", "x-yurt-index"] {
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&index.to_string()) {
-            h.insert(name, v);
-        }
-    }
-}
-
-fn plain(code: StatusCode, msg: &str, index: u64) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
-    *r.status_mut() = code;
-    set_headers(&mut r, "text/plain; charset=utf-8", index);
-    r
-}
-
-/// The request's JSON body (`null` when empty), within the size and time limits.
-async fn read_body<B>(body: B) -> Result<Value, Failure>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let limited = Limited::new(body, MAX_BODY);
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
-        Err(_) => {
-            return Err(Failure(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {}s",
-                    BODY_TIMEOUT.as_secs()
-                ),
-            ))
-        }
-        Ok(Err(e)) => {
-            return Err(Failure(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "cannot read the request body (at most {} MiB): {e}",
-                    MAX_BODY >> 20
-                ),
-            ))
-        }
-        Ok(Ok(c)) => c.to_bytes(),
-    };
-    if bytes.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes).map_err(|e| bad(format!("request body is not valid JSON: {e}")))
-}
-
 /// Serves the HTTP API on `listener` until `stop` changes: HTTPS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
@@ -839,88 +656,4 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A body that never arrives.
-    struct Stalled;
-
-    impl hyper::body::Body for Stalled {
-        type Data = Bytes;
-        type Error = Infallible;
-        fn poll_frame(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-            std::task::Poll::Pending
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_body_slower_than_the_limit_gets_408() {
-        let Err(Failure(code, msg)) = read_body(Stalled).await else {
-            panic!("a stalled body was read")
-        };
-        assert_eq!(code, StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(msg, "the request body did not arrive within 30s");
-    }
-
-    #[test]
-    fn blocking_queries_refuse_what_they_cannot_read() {
-        assert_eq!(
-            blocking("index=5&wait=1s").unwrap(),
-            Some((5, Duration::from_secs(1)))
-        );
-        assert_eq!(
-            blocking("index=5").unwrap(),
-            Some((5, Duration::from_secs(300)))
-        );
-        assert_eq!(blocking("stale").unwrap(), None);
-        for (q, want) in [
-            ("index=5&wait=abc", "wait: \"abc\" is not a duration"),
-            ("index=5&wait=-5s", "wait: \"-5s\" is not a duration"),
-            ("index=x", "index \"x\" is not a whole number"),
-        ] {
-            let Err(Failure(code, m)) = blocking(q) else {
-                panic!("{q} accepted")
-            };
-            assert_eq!(code, StatusCode::BAD_REQUEST);
-            assert!(m.starts_with(want), "{q}: {m}");
-        }
-        assert_eq!(decoded("caf%C3%A9").unwrap(), "café");
-        assert!(decoded("%FF").is_err());
-    }
-
-    #[test]
-    fn query_parameters_and_bodies() {
-        assert_eq!(query("index=5&wait=1s", "wait"), Some("1s"));
-        assert_eq!(query("purge=true", "purge"), Some("true"));
-        assert_eq!(query("", "index"), None);
-        let body =
-            serde_json::json!({"Job": {"ID": "web", "TaskGroups": [{"Name": "app", "Count": 2}]}});
-        let job: Job = message(&body, "Job").unwrap();
-        assert_eq!((job.id.as_str(), job.task_groups[0].count), ("web", 2));
-        let Err(Failure(code, msg)) = message::<Job>(&serde_json::json!([1]), "Job") else {
-            panic!("an array is no job")
-        };
-        assert_eq!(code, StatusCode::BAD_REQUEST);
-        assert_eq!(msg, "request body must be a JSON object with \"Job\"");
-        let Err(Failure(_, msg)) =
-            message::<Job>(&serde_json::json!({"Job": {"TaskGroups": "x"}}), "Job")
-        else {
-            panic!("wrong types are refused")
-        };
-        assert!(msg.starts_with("invalid Job: "), "{msg}");
-        let Err(Failure(_, msg)) = message::<Job>(
-            &serde_json::json!({"Job": {"ID": "web", "Vault": {"Policies": ["x"]}, "Spreads": null,
-                "TaskGroups": [{"Name": "app", "Scaling": {"Max": 3}, "Affinities": []}]}}),
-            "Job",
-        ) else {
-            panic!("fields Yurt cannot keep are refused")
-        };
-        assert_eq!(
-            msg,
-            "invalid Job: unknown fields TaskGroups[0].Scaling, Vault (not supported by Yurt)"
-        );
-    }
-}
+mod tests;
