@@ -18,6 +18,7 @@
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
 //! - `status`: job status by Nomad's rules, purged jobs' allocations, `agent-info`'s sections;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
+//! - `follower_writes`: writes sent to a lagging follower are decided on the leader's state;
 //! - `upgrade`: the seed upgrade guides from the previous release (built from `RELEASES`);
 //! - `tls`: mutual TLS between servers, clients, the CLI and HTTPS; wrong certificates refused;
 //! - `tidy`: rules about the source tree itself.
@@ -29,6 +30,7 @@ mod deployments;
 mod docs;
 mod drain;
 mod errors;
+mod follower_writes;
 mod harness;
 mod health;
 mod heartbeat;

@@ -121,6 +121,13 @@ impl Api {
     async fn barrier<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.reads.barrier(stale(req)).await
     }
+
+    /// Before a write decided on this server's copy of the state (its evaluations, its checks):
+    /// the copy catches up with everything the leader had committed when the request came (a
+    /// follower asks the leader), so that a lagging follower never decides on an old view.
+    async fn decide_on_current_state(&self) -> Result<(), Status> {
+        self.reads.barrier(false).await
+    }
 }
 
 #[tonic::async_trait]
@@ -225,6 +232,7 @@ impl jobs_server::Jobs for Api {
 
     async fn deregister(&self, req: Request<DeregisterJobRequest>) -> Reply<DeregisterJobResponse> {
         self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        self.decide_on_current_state().await?;
         let req = req.into_inner();
         let job = self
             .reads
@@ -495,6 +503,7 @@ impl nodes_server::Nodes for Api {
         req: Request<NodeEligibilityRequest>,
     ) -> Reply<NodeUpdateResponse> {
         self.reads.authorize(&req, Need::Node(Level::Write))?;
+        self.decide_on_current_state().await?;
         let req = req.into_inner();
         let cmd = self.reads.state.read(|s| {
             let node = s
@@ -526,6 +535,7 @@ impl nodes_server::Nodes for Api {
             &self.cluster.gate_servers(),
         )
         .map_err(Status::failed_precondition)?;
+        self.decide_on_current_state().await?;
         let update = self.reads.state.read(|s| {
             let node = s
                 .find_node(&req.node_id)
@@ -674,6 +684,7 @@ impl nodes_server::Nodes for Api {
         &self,
         req: Request<UpdateAllocsRequest>,
     ) -> Reply<UpdateAllocsResponse> {
+        self.decide_on_current_state().await?;
         let req = req.into_inner();
         let evals = self
             .reads

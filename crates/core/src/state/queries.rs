@@ -116,12 +116,15 @@ impl State {
 
     /// A node by full ID, unique ID prefix, or else exact name.
     pub fn find_node(&self, key: &str) -> Result<&Node, PrefixError> {
-        State::find_by_prefix(&self.nodes, key).or_else(|e| {
-            let mut named = self.nodes.values().filter(|n| n.name == key);
-            match (named.next(), named.next()) {
-                (Some(n), None) => Ok(n),
-                _ => Err(e),
-            }
-        })
+        // An exact ID, then a node of exactly that name, then an ID prefix: the node named
+        // `c1` is never taken for another whose random ID starts with `c1`.
+        if let Some(n) = self.nodes.get(key) {
+            return Ok(n);
+        }
+        let mut named = self.nodes.values().filter(|n| n.name == key);
+        if let (Some(n), None) = (named.next(), named.next()) {
+            return Ok(n);
+        }
+        State::find_by_prefix(&self.nodes, key)
     }
 }

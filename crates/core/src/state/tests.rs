@@ -635,3 +635,17 @@ fn prefix_lookup() {
     assert_eq!(State::find_by_prefix(&m, "ab"), Err(PrefixError::Ambiguous));
     assert_eq!(State::find_by_prefix(&m, "x"), Err(PrefixError::NotFound));
 }
+
+#[test]
+fn a_node_s_exact_name_wins_over_another_node_s_id_prefix() {
+    let mut s = State::default();
+    for (id, name) in [("c1b3564d-0000", "c2"), ("381a23fe-0000", "c1")] {
+        let mut n = ready_node(id, 100, 100);
+        n.name = name.into();
+        s.nodes.insert(id.into(), n);
+    }
+    assert_eq!(s.find_node("c1").unwrap().id, "381a23fe-0000");
+    assert_eq!(s.find_node("c1b3").unwrap().id, "c1b3564d-0000");
+    assert_eq!(s.find_node("c1b3564d-0000").unwrap().name, "c2");
+    assert_eq!(s.find_node("38").unwrap().name, "c1");
+}
