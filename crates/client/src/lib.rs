@@ -158,15 +158,25 @@ impl Client {
         std::fs::create_dir_all(dir.join("allocs")).map_err(dir_err)?;
         let id = node_id(&dir).map_err(dir_err)?;
         let state_path = dir.join("state");
-        let db = sled::Config::new()
+        let sled_db = sled::Config::new()
             .path(&state_path)
             .cache_capacity(4 * 1024 * 1024)
             .open()
-            .and_then(|db| db.open_tree("allocs"))
             .map_err(|source| StartError::State {
                 path: state_path.clone(),
                 source,
             })?;
+        let tree = |name: &str| {
+            sled_db.open_tree(name).map_err(|source| StartError::State {
+                path: state_path.clone(),
+                source,
+            })
+        };
+        let db = tree("allocs")?;
+        runner::check_format(&tree("meta")?).map_err(|message| StartError::Corrupt {
+            path: state_path.clone(),
+            message,
+        })?;
         let allocs = runner::load(&db).map_err(|message| StartError::Corrupt {
             path: state_path.clone(),
             message,

@@ -30,6 +30,32 @@ mod supervise;
 use spawn::Spawn;
 use supervise::finish;
 
+/// The layout of the client's persisted state (`client/state`: one [`LocalAlloc`] as JSON per
+/// allocation, and this number under `meta/format`). Bump on a change an older client could
+/// misread; state written by a newer format is refused, untouched. 1: Yurt 0.2.0 (whose state
+/// has no marker; `fixtures/0.2.0/client-alloc.json` is one of its allocations).
+pub const CLIENT_STATE_FORMAT: u32 = 1;
+
+/// Reads (and, for state without one, writes) the client state's format; refuses a newer one.
+pub(crate) fn check_format(meta: &sled::Tree) -> Result<(), String> {
+    let found = meta
+        .get("format")
+        .map_err(|e| e.to_string())?
+        .map(|v| String::from_utf8_lossy(&v).parse::<u32>())
+        .transpose()
+        .map_err(|_| "its format marker is unreadable".to_string())?;
+    match found {
+        Some(f) if f > CLIENT_STATE_FORMAT => Err(format!(
+            "it was written in client state format {f}, and this client reads format {CLIENT_STATE_FORMAT} at most: downgrades are not supported"
+        )),
+        Some(_) => Ok(()),
+        None => meta
+            .insert("format", CLIENT_STATE_FORMAT.to_string().as_bytes())
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// What the client knows of one allocation; persisted in sled as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalAlloc {

@@ -119,3 +119,35 @@ fn interpolation_replaces_known_names_only() {
     );
     assert_eq!(interpolate("open ${", &env), "open ${");
 }
+
+/// The client state of Yurt 0.2.0 (one allocation as it persisted it) loads in this build,
+/// and the format marker is written for it, then checked.
+#[test]
+fn client_state_of_0_2_0_loads_and_a_newer_format_is_refused() {
+    let golden = include_str!("../../../../fixtures/0.2.0/client-alloc.json");
+    let a: LocalAlloc = serde_json::from_str(golden).unwrap();
+    assert_eq!(a.alloc.id, "5d8b2c1e-0000-4000-8000-000000000001");
+    assert_eq!(a.alloc.job.as_ref().unwrap().task_groups[0].name, "app");
+    assert_eq!(a.client_status, ALLOC_RUNNING);
+    assert!(a.tasks.contains_key("server"), "{:?}", a.tasks.keys());
+    // Through the loader, as a client starting on 0.2.0's state does.
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let allocs = db.open_tree("allocs").unwrap();
+    allocs
+        .insert(a.alloc.id.as_bytes(), golden.as_bytes())
+        .unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    check_format(&meta).unwrap();
+    assert_eq!(
+        meta.get("format").unwrap().unwrap().as_ref(),
+        CLIENT_STATE_FORMAT.to_string().as_bytes()
+    );
+    assert_eq!(load(&allocs).unwrap().len(), 1);
+    meta.insert("format", "99").unwrap();
+    let e = check_format(&meta).unwrap_err();
+    assert!(
+        e.contains("format 99") && e.contains("downgrades are not supported"),
+        "{e}"
+    );
+}
