@@ -108,22 +108,27 @@ fn tidy_the_core_s_modules_have_no_import_cycle() {
     }
 }
 
-/// The crates depend on each other in one direction: proto → types → core | client → server →
-/// cli (the bench may use any).
+/// The crates depend on each other in one direction: proto → types → tls | core | client →
+/// server → cli (the bench may use any); the model crate (types) carries no transport.
 #[test]
 fn tidy_the_crates_depend_in_one_direction() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let allowed: &[(&str, &[&str])] = &[
         ("proto", &[]),
         ("types", &["yurt-proto"]),
+        ("tls", &["yurt-types"]),
         ("core", &["yurt-proto", "yurt-types"]),
-        ("client", &["yurt-proto", "yurt-types"]),
-        ("server", &["yurt-proto", "yurt-types", "yurt-core"]),
+        ("client", &["yurt-proto", "yurt-types", "yurt-tls"]),
+        (
+            "server",
+            &["yurt-proto", "yurt-types", "yurt-tls", "yurt-core"],
+        ),
         (
             "cli",
             &[
                 "yurt-proto",
                 "yurt-types",
+                "yurt-tls",
                 "yurt-core",
                 "yurt-client",
                 "yurt-server",

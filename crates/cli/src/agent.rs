@@ -140,7 +140,7 @@ struct Settings {
     /// `client { gc_max_allocs, gc_interval }`.
     client_gc_max_allocs: usize,
     client_gc_interval: Duration,
-    tls: yurt_types::tls::TlsConfig,
+    tls: yurt_tls::TlsConfig,
     acl_enabled: bool,
 }
 
@@ -379,12 +379,11 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             ))
         }
     };
-    let tls_fail = |e: yurt_types::tls::TlsError| fail(e.to_string());
+    let tls_fail = |e: yurt_tls::TlsError| fail(e.to_string());
     let read_file = |p: &Path| std::fs::read(p);
-    let dialer =
-        yurt_types::tls::Dialer::agent(&args.tls, &args.region, &read_file).map_err(tls_fail)?;
-    let grpc_tls = yurt_types::tls::grpc_server(&args.tls, &read_file).map_err(tls_fail)?;
-    let https = yurt_types::tls::https_server(&args.tls, &read_file).map_err(tls_fail)?;
+    let dialer = yurt_tls::Dialer::agent(&args.tls, &args.region, &read_file).map_err(tls_fail)?;
+    let grpc_tls = yurt_tls::grpc_server(&args.tls, &read_file).map_err(tls_fail)?;
+    let https = yurt_tls::https_server(&args.tls, &read_file).map_err(tls_fail)?;
     crate::datadir::prepare(&data_dir, args.server)?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
 

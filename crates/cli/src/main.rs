@@ -197,7 +197,7 @@ async fn run(cli: Cli) -> u8 {
         eprintln!("{e}");
         return 1;
     }
-    let dialer = yurt_types::tls::Dialer::cli(
+    let dialer = yurt_tls::Dialer::cli(
         cli.ca_cert.as_deref(),
         cli.client_cert.as_deref(),
         cli.client_key.as_deref(),

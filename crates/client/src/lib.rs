@@ -52,7 +52,7 @@ pub struct ClientConfig {
     /// `yurt executor DIR` per task when it cannot be).
     pub executor_exe: PathBuf,
     /// How the client dials servers (plaintext or mutual TLS).
-    pub dialer: yurt_types::tls::Dialer,
+    pub dialer: yurt_tls::Dialer,
     /// How often the task supervisor looks at its tasks.
     pub tick: Duration,
     /// Terminal allocations are forgotten (state and alloc dir) once the client tracks more
@@ -212,7 +212,7 @@ impl Client {
             .map(|s| {
                 config
                     .dialer
-                    .endpoint(s, yurt_types::tls::Peer::Server)
+                    .endpoint(s, yurt_tls::Peer::Server)
                     .map(|e| {
                         e.connect_timeout(Duration::from_secs(2))
                             .timeout(Duration::from_secs(60))

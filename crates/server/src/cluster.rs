@@ -46,7 +46,7 @@ pub struct Cluster {
     name: ClusterName,
     /// Set when this server must stop: it belongs to another cluster than the one it joins.
     fatal: watch::Sender<Option<String>>,
-    dialer: yurt_types::tls::Dialer,
+    dialer: yurt_tls::Dialer,
 }
 
 /// A member's liveness as `server members` shows it.
@@ -63,7 +63,7 @@ impl Cluster {
         me: ServerMember,
         join: Vec<String>,
         name: ClusterName,
-        dialer: yurt_types::tls::Dialer,
+        dialer: yurt_tls::Dialer,
     ) -> Cluster {
         Cluster {
             dialer,
@@ -407,11 +407,11 @@ pub struct Clients {
     conns: BTreeMap<String, RaftTransportClient<Channel>>,
     /// Consecutive failures per address, and when to try it next.
     failures: BTreeMap<String, (u32, std::time::Instant)>,
-    dialer: yurt_types::tls::Dialer,
+    dialer: yurt_tls::Dialer,
 }
 
 impl Clients {
-    pub fn new(dialer: yurt_types::tls::Dialer) -> Clients {
+    pub fn new(dialer: yurt_tls::Dialer) -> Clients {
         Clients {
             dialer,
             conns: BTreeMap::new(),
@@ -448,7 +448,7 @@ impl Clients {
         if let Some(c) = self.conns.get(addr) {
             return Some(c.clone());
         }
-        let endpoint = match self.dialer.endpoint(addr, yurt_types::tls::Peer::Server) {
+        let endpoint = match self.dialer.endpoint(addr, yurt_tls::Peer::Server) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "not a server address");
@@ -595,7 +595,7 @@ mod tests {
 
     #[test]
     fn retries_back_off_after_three_failures_and_reset_on_success() {
-        let mut c = Clients::new(yurt_types::tls::Dialer::plain());
+        let mut c = Clients::new(yurt_tls::Dialer::plain());
         for _ in 0..3 {
             c.failed("a");
             assert!(c.due("a"), "transient failures are retried at once");

@@ -1,6 +1,6 @@
 //! Who may call what on an agent's gRPC port. With mutual TLS and `verify_server_hostname`, the
 //! calls only agents make need a certificate naming the right role
-//! ([`yurt_types::tls::roles_for`]): a CLI or client certificate cannot speak Raft, and only
+//! ([`yurt_tls::roles_for`]): a CLI or client certificate cannot speak Raft, and only
 //! servers read a client agent's files. The TLS handshake itself already refused callers with
 //! no certificate or one from another CA. The layer also answers an undecodable request with
 //! `INVALID_ARGUMENT`.
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use yurt_types::tls::{has_role, roles_for, Role, TlsConfig};
+use yurt_tls::{has_role, roles_for, Role, TlsConfig};
 
 /// The layer an agent's gRPC server runs every call through.
 #[derive(Debug, Clone, Default)]

@@ -78,7 +78,7 @@ pub struct ServerConfig {
     pub gc: yurt_core::gc::Thresholds,
     pub gc_interval: Duration,
     /// How this server dials other servers and clients (plaintext or mutual TLS).
-    pub dialer: yurt_types::tls::Dialer,
+    pub dialer: yurt_tls::Dialer,
     /// `acl { enabled = true }`: every API call needs a token that allows it.
     pub acl_enabled: bool,
 }

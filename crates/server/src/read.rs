@@ -24,7 +24,7 @@ pub struct Reads {
     pub raft: Raft,
     pub state: StateHandle,
     /// How to reach the leader (and, for logs, client agents).
-    pub dialer: yurt_types::tls::Dialer,
+    pub dialer: yurt_tls::Dialer,
     /// Whether calls need an ACL token that allows them (`acl { enabled = true }`).
     pub acl_enabled: bool,
 }
@@ -105,7 +105,7 @@ impl Reads {
                 })?;
                 let channel = self
                     .dialer
-                    .endpoint(&addr, yurt_types::tls::Peer::Server)
+                    .endpoint(&addr, yurt_tls::Peer::Server)
                     .map_err(|e| Status::internal(e.to_string()))?
                     .connect_timeout(Duration::from_secs(1))
                     .connect()

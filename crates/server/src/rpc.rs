@@ -742,9 +742,9 @@ impl allocs_server::Allocs for Api {
         req.alloc_id = alloc_id;
         // A server+client agent has one certificate, its server one.
         let peer = if addr == self.cluster.me().addr {
-            yurt_types::tls::Peer::Server
+            yurt_tls::Peer::Server
         } else {
-            yurt_types::tls::Peer::Client
+            yurt_tls::Peer::Client
         };
         let channel = self
             .reads

@@ -73,12 +73,12 @@ pub struct Writer {
     queue: mpsc::UnboundedSender<Queued>,
     /// The connection to the leader for forwarded writes, kept while the leader stays.
     leader: Arc<Mutex<Option<LeaderConnection>>>,
-    dialer: yurt_types::tls::Dialer,
+    dialer: yurt_tls::Dialer,
 }
 
 impl Writer {
     /// Starts the batching task (it ends when the last `Writer` is dropped).
-    pub fn new(raft: Raft, dialer: yurt_types::tls::Dialer) -> Writer {
+    pub fn new(raft: Raft, dialer: yurt_tls::Dialer) -> Writer {
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(batch_loop(raft, rx));
         Writer {
@@ -136,7 +136,7 @@ impl Writer {
             None => {
                 let channel = self
                     .dialer
-                    .endpoint(addr, yurt_types::tls::Peer::Server)
+                    .endpoint(addr, yurt_tls::Peer::Server)
                     .map_err(|e| WriteError::Raft(e.to_string()))?
                     .connect_timeout(std::time::Duration::from_secs(2))
                     .connect()

@@ -11,7 +11,8 @@
 //! - [`nomad_json`]: the messages in Nomad's JSON shape, for the HTTP API.
 //! - [`status`] holds the exact status strings used across proto, CLI and docs.
 //! - [`version`]: build versions and which agents of different versions work together.
-//! - [`tls`]: the `tls` block, certificate role names, and how every connection is dialled.
+//! - [`tls`]: the `tls` block and the role names agent certificates carry (dialling is
+//!   `yurt-tls`'s).
 //!
 //! The domain objects are the generated `yurt.v1` messages themselves (see
 //! `docs/ARCHITECTURE.md`, "One model"): this crate gives them their rules.

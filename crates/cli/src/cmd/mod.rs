@@ -104,10 +104,10 @@ fn tls_hint(message: &str) -> &'static str {
 }
 
 static STALE: OnceLock<bool> = OnceLock::new();
-static DIALER: OnceLock<yurt_types::tls::Dialer> = OnceLock::new();
+static DIALER: OnceLock<yurt_tls::Dialer> = OnceLock::new();
 
 /// Set once from the global TLS flags: how every command dials the agent.
-pub fn set_dialer(dialer: yurt_types::tls::Dialer) {
+pub fn set_dialer(dialer: yurt_tls::Dialer) {
     let _ = DIALER.set(dialer);
 }
 
@@ -175,8 +175,8 @@ async fn connect_channel(addr: &str) -> Result<Channel, CliError> {
         reason,
     };
     DIALER
-        .get_or_init(yurt_types::tls::Dialer::plain)
-        .endpoint(addr, yurt_types::tls::Peer::Any)
+        .get_or_init(yurt_tls::Dialer::plain)
+        .endpoint(addr, yurt_tls::Peer::Any)
         .map_err(|e| fail(e.to_string()))?
         .connect_timeout(Duration::from_secs(3))
         .connect()

@@ -9,7 +9,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use yurt_types::tls::Role;
+use yurt_tls::Role;
 
 use super::{CliError, CmdResult};
 

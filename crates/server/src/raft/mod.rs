@@ -80,11 +80,11 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// share it), for the calls that only the leader may answer.
 pub async fn dial_leader(
     raft: &Raft,
-    dialer: &yurt_types::tls::Dialer,
+    dialer: &yurt_tls::Dialer,
 ) -> Result<tonic::transport::Channel, tonic::Status> {
     let addr = leader_addr(raft).ok_or_else(|| tonic::Status::unavailable("no cluster leader"))?;
     dialer
-        .endpoint(&addr, yurt_types::tls::Peer::Server)
+        .endpoint(&addr, yurt_tls::Peer::Server)
         .map_err(|e| tonic::Status::internal(e.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .connect()

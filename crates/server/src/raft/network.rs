@@ -36,7 +36,7 @@ use yurt_proto::internal::{
     AppendEntriesBody, GossipRequest, GossipResponse, InstallSnapshotBody, LogPosition,
     RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
-use yurt_types::tls::Peer;
+use yurt_tls::Peer;
 
 use super::log_store::{entry_from_proto, entry_to_proto};
 use super::{NodeId, Raft, TypeConfig};
@@ -51,7 +51,7 @@ const TARGET_KEY: &str = "yurt-raft-target";
 /// Makes connections to other servers, by the address in their membership entry.
 pub struct Network {
     cluster_name: cluster::ClusterName,
-    dialer: yurt_types::tls::Dialer,
+    dialer: yurt_tls::Dialer,
     timing: crate::RaftTiming,
     /// One channel per server (by Raft ID and address), shared by every connection to it.
     channels: HashMap<(NodeId, String), Arc<ServerChannel>>,
@@ -60,7 +60,7 @@ pub struct Network {
 impl Network {
     pub fn new(
         cluster_name: cluster::ClusterName,
-        dialer: yurt_types::tls::Dialer,
+        dialer: yurt_tls::Dialer,
         timing: crate::RaftTiming,
     ) -> Network {
         Network {
