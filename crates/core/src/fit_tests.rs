@@ -6,9 +6,10 @@
 use proptest::prelude::*;
 use yurt_types::status::*;
 
-use crate::internal::{command, ApplyPlan, Command, JobRegister, NodeRegister};
+use crate::internal::{command, ApplyPlan, Command, JobRegister};
 use crate::state::State;
-use crate::v1::{Allocation, Job, Node, Resources};
+use crate::testkit::{ready_node, register_node, JobSpec};
+use crate::v1::{Allocation, Job, Resources};
 
 fn apply(state: &mut State, kind: command::Kind) {
     let index = state.index + 1;
@@ -21,37 +22,16 @@ fn apply(state: &mut State, kind: command::Kind) {
 }
 
 fn job(memory: u32) -> Job {
-    yurt_types::jobspec::parse_hcl(
-        "t.hcl",
-        &format!(
-            "job \"web\" {{\n  update {{\n    max_parallel = 0\n  }}\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n      resources {{\n        cpu    = 100\n        memory = {memory}\n      }}\n    }}\n  }}\n}}\n"
-        ),
-    )
-    .unwrap()
+    JobSpec::new("web")
+        .resources(100, memory)
+        .block("update", "max_parallel = 0")
+        .job()
 }
 
 /// A state with one node and, on it, an allocation of another job using `used` MB.
 fn world(capacity: u32, used: u32) -> State {
     let mut s = State::default();
-    let node = Node {
-        id: "n".into(),
-        name: "n".into(),
-        datacenter: "dc1".into(),
-        status: NODE_READY.into(),
-        resources: Some(Resources {
-            cpu: 1000,
-            memory_mb: capacity,
-        }),
-        ..Default::default()
-    };
-    apply(
-        &mut s,
-        command::Kind::NodeRegister(NodeRegister {
-            node: Some(node),
-            evals: vec![],
-            event: None,
-        }),
-    );
+    apply(&mut s, register_node(ready_node("n", 1000, capacity)));
     if used > 0 {
         let mut other = job(used.max(10));
         other.id = "other".into();
@@ -60,8 +40,8 @@ fn world(capacity: u32, used: u32) -> State {
             id: "busy".into(),
             node_id: "n".into(),
             job_id: "other".into(),
-            name: "other.g[0]".into(),
-            task_group: "g".into(),
+            name: "other.app[0]".into(),
+            task_group: "app".into(),
             resources: Some(Resources {
                 cpu: 100,
                 memory_mb: used,
@@ -125,8 +105,8 @@ proptest! {
             id: "probe".into(),
             node_id: "n".into(),
             job_id: "web".into(),
-            name: "web.g[0]".into(),
-            task_group: "g".into(),
+            name: "web.app[0]".into(),
+            task_group: "app".into(),
             resources: Some(Resources { cpu: 100, memory_mb: need }),
             desired_status: ALLOC_DESIRED_RUN.into(),
             client_status: ALLOC_PENDING.into(),

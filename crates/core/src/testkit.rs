@@ -24,39 +24,110 @@ fn is_canary(a: &Allocation) -> bool {
     a.deployment_status.as_ref().is_some_and(|s| s.canary)
 }
 
+/// A job file for tests, built field by field and read by the job-spec reader (so it gets
+/// Nomad's defaults as a real file would): `JobSpec::new("web").count(3).job()`. One group
+/// `app`, one task `t` running `/bin/sleep`.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    id: String,
+    kind: String,
+    count: u32,
+    priority: u32,
+    env: String,
+    cpu: u32,
+    memory: u32,
+    /// Blocks written into the group (`update { ... }`, `reschedule { ... }`).
+    group: String,
+}
+
+impl JobSpec {
+    pub fn new(id: &str) -> JobSpec {
+        JobSpec {
+            id: id.into(),
+            kind: "service".into(),
+            count: 1,
+            priority: 50,
+            env: "a".into(),
+            cpu: 10,
+            memory: 10,
+            group: String::new(),
+        }
+    }
+
+    pub fn kind(mut self, kind: &str) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
+    pub fn count(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The task's env `E`: a change of it is a destructive update.
+    pub fn env(mut self, env: &str) -> Self {
+        self.env = env.into();
+        self
+    }
+
+    pub fn resources(mut self, cpu: u32, memory: u32) -> Self {
+        self.cpu = cpu;
+        self.memory = memory;
+        self
+    }
+
+    /// A block of the group, written as `name { body }`.
+    pub fn block(mut self, name: &str, body: &str) -> Self {
+        self.group
+            .push_str(&format!("    {name} {{\n      {body}\n    }}\n"));
+        self
+    }
+
+    pub fn job(&self) -> Job {
+        let src = format!(
+            "job {:?} {{\n  type = {:?}\n  priority = {}\n  group \"app\" {{\n    count = {}\n{}    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n      }}\n      env {{\n        E = {:?}\n      }}\n      resources {{\n        cpu = {}\n        memory = {}\n      }}\n    }}\n  }}\n}}\n",
+            self.id, self.kind, self.priority, self.count, self.group, self.env, self.cpu, self.memory
+        );
+        yurt_types::jobspec::parse_hcl("t.hcl", &src).unwrap()
+    }
+}
+
 /// A service job "web", group "app" of `count`, whose task's env is `E = env`, with the
 /// group's `update` and `reschedule` blocks' bodies written as given.
 pub fn web_job(count: u32, env: &str, update: &str, reschedule: &str) -> Job {
-    yurt_types::jobspec::parse_hcl(
-        "t.hcl",
-        &format!(
-            r#"job "web" {{
-  group "app" {{
-    count = {count}
-    update {{
-      {update}
-    }}
-    reschedule {{
-      {reschedule}
-    }}
-    task "t" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sleep"
-      }}
-      env {{
-        E = "{env}"
-      }}
-      resources {{
-        cpu = 10
-        memory = 10
-      }}
-    }}
-  }}
-}}"#
-        ),
-    )
-    .unwrap()
+    JobSpec::new("web")
+        .count(count)
+        .env(env)
+        .block("update", update)
+        .block("reschedule", reschedule)
+        .job()
+}
+
+/// A ready, eligible node `id` (also its name) in `dc1` with `cpu` MHz and `memory_mb` MB.
+pub fn ready_node(id: &str, cpu: u32, memory_mb: u32) -> Node {
+    Node {
+        id: id.into(),
+        name: id.into(),
+        datacenter: "dc1".into(),
+        status: NODE_READY.into(),
+        scheduling_eligibility: NODE_ELIGIBLE.into(),
+        resources: Some(Resources { cpu, memory_mb }),
+        ..Node::default()
+    }
+}
+
+/// The command that registers `node` (no evaluations, no event).
+pub fn register_node(node: Node) -> command::Kind {
+    command::Kind::NodeRegister(NodeRegister {
+        node: Some(node),
+        evals: vec![],
+        event: None,
+    })
 }
 
 pub struct Sim {
@@ -80,22 +151,11 @@ impl Sim {
             ids: 0,
         };
         for i in 0..n {
-            let node = Node {
-                id: format!("node-{i}"),
-                name: format!("node-{i}"),
-                datacenter: "dc1".into(),
-                status: NODE_READY.into(),
-                resources: Some(Resources {
-                    cpu: memory_mb,
-                    memory_mb,
-                }),
-                ..Node::default()
-            };
-            s.apply(command::Kind::NodeRegister(NodeRegister {
-                node: Some(node),
-                evals: vec![],
-                event: None,
-            }))
+            s.apply(register_node(ready_node(
+                &format!("node-{i}"),
+                memory_mb,
+                memory_mb,
+            )))
             .unwrap();
         }
         s

@@ -2,41 +2,24 @@
 
 use super::*;
 use crate::internal::command;
-use crate::testkit::{Sim, MIN};
+use crate::testkit::{ready_node, register_node, JobSpec, Sim, MIN};
 use crate::v1::Job;
-use yurt_types::jobspec::parse_hcl;
 
 /// A job `kind` named `id` with `count` allocations of 100 MB, migrate max_parallel `mp`.
 fn job(id: &str, kind: &str, count: u32, mp: u32) -> Job {
-    let extra = match kind {
-        "service" => format!(
-            "update {{\n    max_parallel = 0\n  }}\n  migrate {{\n    max_parallel = {mp}\n    min_healthy_time = \"1s\"\n    healthy_deadline = \"1m\"\n  }}"
-        ),
-        _ => String::new(),
-    };
-    parse_hcl(
-        "t.hcl",
-        &format!(
-            r#"job "{id}" {{
-  type = "{kind}"
-  group "app" {{
-    count = {count}
-    {extra}
-    task "t" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sleep"
-      }}
-      resources {{
-        cpu = 100
-        memory = 100
-      }}
-    }}
-  }}
-}}"#
-        ),
-    )
-    .unwrap()
+    let spec = JobSpec::new(id).kind(kind).count(count).resources(100, 100);
+    match kind {
+        "service" => spec
+            .block("update", "max_parallel = 0")
+            .block(
+                "migrate",
+                &format!(
+                    "max_parallel = {mp}\n      min_healthy_time = \"1s\"\n      healthy_deadline = \"1m\""
+                ),
+            )
+            .job(),
+        _ => spec.job(),
+    }
 }
 
 fn strategy(deadline_ms: i64) -> DrainStrategy {
@@ -205,23 +188,8 @@ fn two_nodes_drained_together_still_move_one_allocation_of_a_group_at_a_time() {
     s.run(job("web", "service", 4, 1));
     s.clients(true);
     for i in 2..4 {
-        let node = Node {
-            id: format!("node-{i}"),
-            name: format!("node-{i}"),
-            datacenter: "dc1".into(),
-            status: NODE_READY.into(),
-            resources: Some(crate::v1::Resources {
-                cpu: 250,
-                memory_mb: 250,
-            }),
-            ..Node::default()
-        };
-        s.apply(command::Kind::NodeRegister(crate::internal::NodeRegister {
-            node: Some(node),
-            evals: vec![],
-            event: None,
-        }))
-        .unwrap();
+        s.apply(register_node(ready_node(&format!("node-{i}"), 250, 250)))
+            .unwrap();
     }
     assert_eq!((s.live_on("node-0"), s.live_on("node-1")), (2, 2));
     s.drain("node-0", Some(strategy(60 * MIN)));

@@ -6,6 +6,7 @@
 use super::*;
 use crate::evals::*;
 use crate::internal::{NodeRegister, SetSchedulerConfig};
+use crate::testkit::{ready_node, register_node, JobSpec};
 use crate::v1::Constraint;
 use yurt_types::jobspec::parse_hcl;
 
@@ -18,38 +19,17 @@ mod reconcile;
 /// A job without an update strategy (`max_parallel = 0`: changes apply at once, no deployment;
 /// deployments are tested in `deploy::tests`).
 fn job_src(kind: &str, count: u32, env: &str, memory: u32, priority: u32) -> Job {
-    let update = if kind == "batch" {
-        ""
+    let spec = JobSpec::new("web")
+        .kind(kind)
+        .count(count)
+        .env(env)
+        .resources(100, memory)
+        .priority(priority);
+    if kind == "batch" {
+        spec.job()
     } else {
-        "update {\n    max_parallel = 0\n  }"
-    };
-    parse_hcl(
-        "t.hcl",
-        &format!(
-            r#"job "web" {{
-  type = "{kind}"
-  priority = {priority}
-  {update}
-  group "app" {{
-    count = {count}
-    task "t" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sleep"
-      }}
-      env {{
-        E = "{env}"
-      }}
-      resources {{
-        cpu = 100
-        memory = {memory}
-      }}
-    }}
-  }}
-}}"#
-        ),
-    )
-    .unwrap()
+        spec.block("update", "max_parallel = 0").job()
+    }
 }
 
 fn job(count: u32, env: &str) -> Job {
@@ -88,22 +68,7 @@ impl World {
     }
 
     fn node(&mut self, id: &str, cpu: u32, mem: u32) {
-        let node = Node {
-            id: id.into(),
-            name: id.into(),
-            datacenter: "dc1".into(),
-            status: NODE_READY.into(),
-            resources: Some(Resources {
-                cpu,
-                memory_mb: mem,
-            }),
-            ..Node::default()
-        };
-        self.apply(command::Kind::NodeRegister(NodeRegister {
-            node: Some(node),
-            evals: vec![],
-            event: None,
-        }));
+        self.apply(register_node(ready_node(id, cpu, mem)));
     }
 
     /// Registers the job and runs the scheduler, committing the plan.

@@ -2,17 +2,8 @@
 
 use super::*;
 use crate::internal::ApplyPlan;
+use crate::testkit::{ready_node, JobSpec};
 use crate::v1::{Port, Resources};
-
-fn ready_node(id: &str, cpu: u32, memory_mb: u32) -> Node {
-    Node {
-        id: id.into(),
-        status: NODE_READY.into(),
-        scheduling_eligibility: NODE_ELIGIBLE.into(),
-        resources: Some(Resources { cpu, memory_mb }),
-        ..Node::default()
-    }
-}
 
 fn placement(id: &str, node: &str, memory_mb: u32, port: u32) -> Allocation {
     Allocation {
@@ -258,10 +249,7 @@ fn plans_from_stale_state_lose_the_placements_that_no_longer_fit() {
 use crate::internal::{JobRegister, NodeRegister};
 
 fn job(count: u32) -> Job {
-    let src = format!(
-        "job \"web\" {{\n group \"app\" {{\n count = {count}\n task \"t\" {{\n driver = \"raw_exec\"\n config {{\n command = \"/bin/true\"\n }}\n }}\n }}\n}}\n"
-    );
-    yurt_types::jobspec::parse_hcl("t.hcl", &src).unwrap()
+    JobSpec::new("web").count(count).job()
 }
 
 fn register(job: Job, enforce: Option<u64>) -> Command {
