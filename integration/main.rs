@@ -13,6 +13,7 @@
 //! - `hostile`: hostile and careless input refused with the field and the limit, agent responsive;
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
+//! - `leadership`: the leader's loops run on the leader only, and move with leadership;
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
 //! - `rollouts`: failing rollouts keep the old allocations serving; history keeps the stable version;
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
@@ -37,6 +38,7 @@ mod heartbeat;
 mod hostile;
 mod http;
 mod jobs;
+mod leadership;
 mod restart;
 mod rollouts;
 mod scheduling;

@@ -6,7 +6,8 @@
 //! - [`read`]: consistent (or `-stale`) reads;
 //! - [`cluster`]: server discovery, liveness and bootstrap by gossip;
 //! - [`operator`]: server members, Raft peers, force-leave, remove-peer;
-//! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot).
+//! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot);
+//! - [`leadership`]: runs them only while this server leads, and stops and joins them.
 //! - [`acl`]: the ACL service (bootstrap, policies, tokens); calls are checked in [`read`];
 //! - [`guard`]: which certificate roles may make the calls only agents make;
 //! - [`heavy`]: long request work (parsing, planning) off the async workers, one at a time.
@@ -21,6 +22,7 @@ pub mod heartbeat;
 pub mod heavy;
 pub mod http;
 pub mod leader;
+pub mod leadership;
 pub mod metrics;
 pub mod operator;
 pub mod raft;
@@ -120,6 +122,8 @@ pub struct Server {
     log: LogStore,
     last_contact: Arc<Mutex<Option<Instant>>>,
     shutdown: watch::Sender<bool>,
+    /// The task that runs the leader's loops while this server leads (joined at shutdown).
+    leading: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A stable Raft node ID, kept in `<data_dir>/server/node-id` and recorded in the Raft log it
@@ -280,27 +284,6 @@ impl Server {
             cluster_name,
             config.dialer.clone(),
         );
-        tokio::spawn(leader::run_eval_loop(
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            cluster.clone(),
-            shutdown_rx.clone(),
-        ));
-        tokio::spawn(leader::run_deployment_watcher(
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            cluster.clone(),
-            shutdown_rx.clone(),
-        ));
-        tokio::spawn(leader::run_drainer(
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            cluster.clone(),
-            shutdown_rx.clone(),
-        ));
         // Counts the leaders this server has seen take over (`yurt.raft.leader_changes`).
         let mut raft_metrics = raft.metrics();
         tokio::spawn(async move {
@@ -327,21 +310,53 @@ impl Server {
             cluster.clone(),
             shutdown_rx.clone(),
         ));
-        tokio::spawn(leader::run_gc(
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            (config.gc, config.gc_interval),
-            shutdown_rx.clone(),
-        ));
-        tokio::spawn(leader::run_autopilot(
-            cluster.clone(),
-            state.clone(),
-            raft.clone(),
-            writer.clone(),
-            config.autopilot,
-            shutdown_rx,
-        ));
+        // The leader's loops, run by one task only while this server leads.
+        let start_loops: leadership::StartLoops = {
+            let (state, writer, raft, cluster) =
+                (state.clone(), writer.clone(), raft.clone(), cluster.clone());
+            let (gc, autopilot) = ((config.gc, config.gc_interval), config.autopilot);
+            Box::new(move |stop| {
+                vec![
+                    tokio::spawn(leader::run_eval_loop(
+                        state.clone(),
+                        writer.clone(),
+                        raft.clone(),
+                        cluster.clone(),
+                        stop.clone(),
+                    )),
+                    tokio::spawn(leader::run_deployment_watcher(
+                        state.clone(),
+                        writer.clone(),
+                        raft.clone(),
+                        cluster.clone(),
+                        stop.clone(),
+                    )),
+                    tokio::spawn(leader::run_drainer(
+                        state.clone(),
+                        writer.clone(),
+                        raft.clone(),
+                        cluster.clone(),
+                        stop.clone(),
+                    )),
+                    tokio::spawn(leader::run_gc(
+                        state.clone(),
+                        writer.clone(),
+                        raft.clone(),
+                        gc,
+                        stop.clone(),
+                    )),
+                    tokio::spawn(leader::run_autopilot(
+                        cluster.clone(),
+                        state.clone(),
+                        raft.clone(),
+                        writer.clone(),
+                        autopilot,
+                        stop,
+                    )),
+                ]
+            })
+        };
+        let leading = tokio::spawn(leadership::run(raft.clone(), start_loops, shutdown_rx));
         Ok(Server {
             raft,
             state,
@@ -352,6 +367,7 @@ impl Server {
             log: log_view,
             last_contact: Arc::new(Mutex::new(None)),
             shutdown,
+            leading: Mutex::new(Some(leading)),
         })
     }
 
@@ -482,9 +498,22 @@ impl Server {
         }
     }
 
-    /// Stops the leader's loops and Raft.
+    /// Stops the leader's loops (joined, within a deadline) and Raft.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+        let leading = self
+            .leading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = leading {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the leader's loops did not stop within 10s");
+            }
+        }
         let _ = self.raft.shutdown().await;
     }
 }
