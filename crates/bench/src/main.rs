@@ -2,7 +2,8 @@
 //! job registrations committed per second with 1 and with 64 concurrent clients, latency
 //! percentiles, and leader failover time (kill -9 the leader → first accepted write).
 //! `yurt-bench client`: see [`client`]. `yurt-bench sched`: see [`sched`]. `yurt-bench deploy`:
-//! see [`deploy`]. `yurt-bench fuzz [N] [SEED]`: see [`fuzz`] (in-process, no agent).
+//! see [`deploy`]. `yurt-bench idle`: see [`idle`]. `yurt-bench fuzz [N] [SEED]`: see [`fuzz`]
+//! (in-process, no agent).
 //!
 //! Build the agent first, then run the bench in release mode:
 //! `cargo build --release && cargo run --release -p yurt-bench -- raft` (or `client`).
@@ -11,6 +12,7 @@
 mod client;
 mod deploy;
 mod fuzz;
+mod idle;
 mod sched;
 mod state;
 
@@ -413,13 +415,14 @@ fn main() {
             rt.block_on(client::client(yurt, heartbeats))
         }
         "deploy" => rt.block_on(deploy::deploy(yurt)),
+        "idle" => rt.block_on(idle::idle(yurt)),
         "state" => state::state(),
         "sched" => {
             sched::in_memory();
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | fuzz [N] [SEED]");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | idle | fuzz [N] [SEED]");
             std::process::exit(2)
         }
     }
