@@ -415,14 +415,15 @@ fn main() {
             rt.block_on(client::client(yurt, heartbeats))
         }
         "deploy" => rt.block_on(deploy::deploy(yurt)),
-        "idle" => rt.block_on(idle::idle(yurt)),
+        // `idle [YURT]`: another build's binary to measure beside this one's.
+        "idle" => rt.block_on(idle::idle(args.next().map_or(yurt, PathBuf::from))),
         "state" => state::state(),
         "sched" => {
             sched::in_memory();
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | idle | fuzz [N] [SEED]");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | idle [YURT] | fuzz [N] [SEED]");
             std::process::exit(2)
         }
     }
