@@ -302,12 +302,7 @@ impl<'a> Run<'a, '_> {
             if !at_version(a, job) {
                 // It failed at an older version: the new version gets its own chance there.
                 if let Some(i) = self.place(Placement::new(job, g, idx).replacing(&a.id)) {
-                    let mut old = (*a).clone();
-                    old.next_allocation = self.out.allocs[i].id.clone();
-                    old.desired_status = ALLOC_DESIRED_STOP.into();
-                    old.desired_description = DESC_RESCHEDULED.into();
-                    old.eval_id = self.eval_id.into();
-                    self.out.allocs.push(old);
+                    self.rescheduled(a, i);
                 }
                 continue;
             }
@@ -345,13 +340,19 @@ impl<'a> Run<'a, '_> {
             // Only the last few matter for the policy.
             let keep = events.len().saturating_sub(5);
             self.out.allocs[i].reschedule_events = events.split_off(keep);
-            let mut old = (*a).clone();
-            old.next_allocation = self.out.allocs[i].id.clone();
-            old.desired_status = ALLOC_DESIRED_STOP.into();
-            old.desired_description = DESC_RESCHEDULED.into();
-            old.eval_id = self.eval_id.into();
-            self.out.allocs.push(old);
+            self.rescheduled(a, i);
         }
+    }
+
+    /// Writes a failed allocation replaced by this run's allocation at `replacement`: told to
+    /// stop (as Nomad does), naming its replacement.
+    fn rescheduled(&mut self, a: &Allocation, replacement: usize) {
+        let mut old = a.clone();
+        old.next_allocation = self.out.allocs[replacement].id.clone();
+        old.desired_status = ALLOC_DESIRED_STOP.into();
+        old.desired_description = DESC_RESCHEDULED.into();
+        old.eval_id = self.eval_id.into();
+        self.out.allocs.push(old);
     }
 
     pub(super) fn system_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
