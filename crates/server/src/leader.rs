@@ -320,11 +320,16 @@ pub async fn run_autopilot(
         dead_server_ms: settings.dead_server.as_millis() as i64,
         max_trailing_logs: 256,
     };
+    // The first look comes at once: a new leader names an unnamed cluster without delay.
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = shutdown.changed() => return,
+        if !first {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => return,
+            }
         }
+        first = false;
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
             continue;
