@@ -113,34 +113,25 @@ fn start_on(data: &Path, grpc_port: u16) -> Outcome {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    stop(child);
+    outcome
+}
+
+/// SIGTERM, then five seconds to end, then SIGKILL.
+fn stop(mut child: std::process::Child) {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    if child.wait_timeout_or_kill() {
-        return outcome;
-    }
-    outcome
-}
-
-trait WaitOrKill {
-    fn wait_timeout_or_kill(&mut self) -> bool;
-}
-
-impl WaitOrKill for std::process::Child {
-    /// Waits five seconds for the process to end, then kills it. True if it ended by itself.
-    fn wait_timeout_or_kill(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
         }
-        let _ = self.kill();
-        let _ = self.wait();
-        false
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -58,8 +58,15 @@ fn a_version_that_fails_at_once_stops_one_old_allocation_and_fails_the_deploymen
             other => Err(format!("{other:?} {:?}", allocs(&v))),
         }
     });
-    // Give the evaluations the failure started time to run: nothing more is replaced.
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // Once the evaluations the failures started have run, nothing more was replaced.
+    wait_for("the job's evaluations to finish", || {
+        let out = agent.ok(&["eval", "list", "-job", "web"]);
+        if out.contains("pending") {
+            Err(out)
+        } else {
+            Ok(())
+        }
+    });
     let v = status(&agent);
     let all = allocs(&v);
     let v1_placed = all.iter().filter(|a| a.0 == 1).count();

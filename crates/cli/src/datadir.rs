@@ -81,8 +81,14 @@ pub fn prepare(dir: &Path, server: bool) -> Result<(), CliError> {
         written_by: yurt_types::VERSION.into(),
         server: had_server || (server && dir.join("server").exists()),
     };
+    write_marker(dir, &m)
+}
+
+/// Writes the marker whole or not at all (a temporary file renamed over it).
+fn write_marker(dir: &Path, m: &Marker) -> Result<(), CliError> {
+    let marker = dir.join(MARKER);
     let tmp = dir.join(format!("{MARKER}.tmp"));
-    let bytes = serde_json::to_vec_pretty(&m).map_err(|e| fail(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(m).map_err(|e| fail(e.to_string()))?;
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, &marker))
         .map_err(|e| fail(format!("cannot write {}: {e}", marker.display())))
@@ -100,11 +106,7 @@ pub fn mark_server(dir: &Path) -> Result<(), CliError> {
         return Ok(());
     }
     m.server = true;
-    let tmp = dir.join(format!("{MARKER}.tmp"));
-    let bytes = serde_json::to_vec_pretty(&m).map_err(|e| fail(e.to_string()))?;
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, &marker))
-        .map_err(|e| fail(format!("cannot write {}: {e}", marker.display())))
+    write_marker(dir, &m)
 }
 
 #[cfg(test)]

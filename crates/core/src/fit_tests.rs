@@ -6,9 +6,9 @@
 use proptest::prelude::*;
 use yurt_types::status::*;
 
-use crate::internal::{command, ApplyPlan, Command, JobRegister};
+use crate::internal::{command, ApplyPlan, Command};
 use crate::state::State;
-use crate::testkit::{ready_node, register_node, JobSpec};
+use crate::testkit::{ready_node, register_job, register_node, JobSpec};
 use crate::v1::{Allocation, Job, Resources};
 
 fn apply(state: &mut State, kind: command::Kind) {
@@ -35,7 +35,7 @@ fn world(capacity: u32, used: u32) -> State {
     if used > 0 {
         let mut other = job(used.max(10));
         other.id = "other".into();
-        apply(&mut s, register(other.clone()));
+        apply(&mut s, register_job(other.clone()));
         let a = Allocation {
             id: "busy".into(),
             node_id: "n".into(),
@@ -53,15 +53,6 @@ fn world(capacity: u32, used: u32) -> State {
         apply(&mut s, plan(a, other));
     }
     s
-}
-
-fn register(job: Job) -> command::Kind {
-    command::Kind::JobRegister(JobRegister {
-        job: Some(job),
-        eval: None,
-        enforce_index: false,
-        job_modify_index: 0,
-    })
 }
 
 fn plan(a: Allocation, job: Job) -> command::Kind {
@@ -88,7 +79,7 @@ proptest! {
     ) {
         let mut s = world(capacity, used);
         let j = job(need);
-        apply(&mut s, register(j.clone()));
+        apply(&mut s, register_job(j.clone()));
         let node = s.nodes.get_mut("n").unwrap();
         node.status = status.into();
         node.scheduling_eligibility = eligibility.into();

@@ -121,6 +121,16 @@ pub fn ready_node(id: &str, cpu: u32, memory_mb: u32) -> Node {
     }
 }
 
+/// The command that registers `job` (no evaluation, no index check).
+pub fn register_job(job: Job) -> command::Kind {
+    command::Kind::JobRegister(JobRegister {
+        job: Some(job),
+        eval: None,
+        enforce_index: false,
+        job_modify_index: 0,
+    })
+}
+
 /// The command that registers `node` (no evaluations, no event).
 pub fn register_node(node: Node) -> command::Kind {
     command::Kind::NodeRegister(NodeRegister {

@@ -122,7 +122,10 @@ pub async fn run_eval_loop(
                 let state = state.clone();
                 tokio::task::spawn_blocking(move || plan_round(&state, now, gates))
                     .await
-                    .unwrap_or_default()
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "scheduling round failed; trying again");
+                        Vec::new()
+                    })
             };
             let more = plans.len() == JOBS_AT_ONCE;
             let mut commits = tokio::task::JoinSet::new();
@@ -320,16 +323,14 @@ pub async fn run_autopilot(
         dead_server_ms: settings.dead_server.as_millis() as i64,
         max_trailing_logs: 256,
     };
-    // The first look comes at once: a new leader names an unnamed cluster without delay.
-    let mut first = true;
+    // The first tick comes at once: a new leader names an unnamed cluster without delay.
+    let mut ticks = tokio::time::interval(Duration::from_millis(250));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if !first {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = shutdown.changed() => return,
-            }
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
         }
-        first = false;
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
             continue;

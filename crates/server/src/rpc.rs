@@ -629,8 +629,14 @@ impl nodes_server::Nodes for Api {
         self.barrier(&req).await?;
         let req = req.into_inner();
         let node = &req.node_id;
-        let next_page = req.paged && (req.after_index > 0 || !req.after_alloc_id.is_empty());
-        if !next_page {
+        let after =
+            (req.paged && (req.after_index > 0 || !req.after_alloc_id.is_empty())).then(|| {
+                feed::Cursor {
+                    index: req.after_index,
+                    alloc_id: req.after_alloc_id.clone(),
+                }
+            });
+        if after.is_none() {
             // Only a change to this node's allocations answers: a cluster's every write would
             // otherwise send each client all of its allocations again.
             let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
@@ -643,17 +649,7 @@ impl nodes_server::Nodes for Api {
             let index = s.node_allocs_index(node);
             let all = !req.changed_only || index < req.min_index;
             if req.paged {
-                let after = match (next_page, all) {
-                    (true, _) => feed::Cursor {
-                        index: req.after_index,
-                        alloc_id: req.after_alloc_id.clone(),
-                    },
-                    (false, true) => feed::Cursor::default(),
-                    (false, false) => feed::Cursor {
-                        index: req.min_index,
-                        alloc_id: String::new(),
-                    },
-                };
+                let after = feed::Cursor::of_request(after.clone(), req.min_index, all);
                 let page = feed::page(s.allocs.on_node(node), &after, feed::PAGE_BYTES);
                 let next = page.next.unwrap_or_default();
                 return ClientAllocsResponse {

@@ -18,6 +18,21 @@ pub struct Cursor {
     pub alloc_id: String,
 }
 
+impl Cursor {
+    /// Where a client's request starts: after the page it was given (`after`, when it has one),
+    /// else after `min_index` for the changes since, or at the start for all of them.
+    pub fn of_request(after: Option<Cursor>, min_index: u64, all: bool) -> Cursor {
+        match (after, all) {
+            (Some(c), _) => c,
+            (None, true) => Cursor::default(),
+            (None, false) => Cursor {
+                index: min_index,
+                alloc_id: String::new(),
+            },
+        }
+    }
+}
+
 /// One page: the allocations (each job replaced by its identity: ID, version, modify index),
 /// the job versions they run (each once), and the cursor of the next page if there is more.
 #[derive(Debug, Default)]
@@ -173,5 +188,16 @@ mod tests {
         let huge = job("h", 9, 1_000_000);
         let p = page(&[alloc("h1", 9, &huge)], &Cursor::default(), 10);
         assert_eq!((p.allocs.len(), p.jobs.len(), p.next), (1, 1, None));
+    }
+
+    #[test]
+    fn a_request_starts_after_its_page_its_index_or_at_the_start() {
+        let c = Cursor {
+            index: 7,
+            alloc_id: "x".into(),
+        };
+        assert_eq!(Cursor::of_request(Some(c.clone()), 3, true), c);
+        assert_eq!(Cursor::of_request(None, 3, true), Cursor::default());
+        assert_eq!(Cursor::of_request(None, 3, false).index, 3);
     }
 }

@@ -57,6 +57,15 @@ pub fn alloc_client_terminal(client_status: &str) -> bool {
     matches!(client_status, ALLOC_COMPLETE | ALLOC_FAILED | ALLOC_LOST)
 }
 
+/// Whether an allocation failed and was not replaced yet: the scheduler may reschedule it, and
+/// while it waits a rollout holds (a replaced one is told to stop and names its replacement;
+/// `next_allocation` also covers those an older server left `run`).
+pub fn alloc_awaiting_replacement(alloc: &crate::v1::Allocation) -> bool {
+    alloc.client_status == ALLOC_FAILED
+        && alloc.desired_status == ALLOC_DESIRED_RUN
+        && alloc.next_allocation.is_empty()
+}
+
 /// Whether an allocation is done: the servers want it stopped or it has stopped by itself.
 pub fn alloc_terminal(alloc: &crate::v1::Allocation) -> bool {
     alloc.desired_status != ALLOC_DESIRED_RUN || alloc_client_terminal(&alloc.client_status)

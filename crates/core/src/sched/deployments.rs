@@ -122,11 +122,7 @@ impl<'a> Run<'a, '_> {
         // A failed allocation of the deployment not replaced yet (waiting for its reschedule,
         // or with no attempt left) holds the rollout: this run reschedules it at most.
         let failed_waiting = self.state.allocs.of_job(&d.job_id).any(|a| {
-            a.deployment_id == d.id
-                && a.task_group == g.name
-                && a.client_status == ALLOC_FAILED
-                && a.desired_status == ALLOC_DESIRED_RUN
-                && a.next_allocation.is_empty()
+            a.deployment_id == d.id && a.task_group == g.name && alloc_awaiting_replacement(a)
         });
         if failed_waiting {
             return 0;

@@ -285,11 +285,7 @@ impl<'a> Run<'a, '_> {
             .as_ref()
             .filter(|d| d.status == DEPLOYMENT_FAILED)
             .map(|d| d.id.clone());
-        let failed = allocs.iter().filter(|a| {
-            a.client_status == ALLOC_FAILED
-                && a.desired_status == ALLOC_DESIRED_RUN
-                && a.next_allocation.is_empty()
-        });
+        let failed = allocs.iter().filter(|a| alloc_awaiting_replacement(a));
         for a in failed {
             let Some(idx) = name_index(&a.name).filter(|i| *i < g.count) else {
                 continue;

@@ -163,13 +163,21 @@ impl State {
 
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
     pub(crate) fn refresh_job_status(&mut self, job_id: &str, index: u64) {
-        let allocs = self.job_allocs(job_id);
-        let live = allocs.iter().any(|a| !alloc_terminal(a));
+        let Some(current) = self.jobs.get(job_id) else {
+            return;
+        };
+        let mine = || {
+            self.allocs
+                .of_job(job_id)
+                .filter(|a| of_this_job(current, a))
+        };
+        let live = mine().any(|a| !alloc_terminal(a));
+        let any_alloc = mine().next().is_some();
         let waiting = self
             .evals
             .of_job(job_id)
             .any(|e| e.status == EVAL_PENDING || e.status == EVAL_BLOCKED);
-        let any = !allocs.is_empty() || self.evals.of_job(job_id).next().is_some();
+        let any = any_alloc || self.evals.of_job(job_id).next().is_some();
         let Some(job) = self.jobs.get_mut(job_id) else {
             return;
         };
