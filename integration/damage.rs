@@ -196,6 +196,18 @@ fn every_damaged_file_of_a_server_data_dir_is_refused_or_survived_never_panicked
                         !last.is_empty(),
                         "{rel:?} {how:?}: no error sentence:\n{text}"
                     );
+                    // It names what to look at: the file, or a folder of at least two levels
+                    // that holds it (`server/raft`, not just `server`).
+                    let file = rel.file_name().and_then(|f| f.to_str()).unwrap_or("?");
+                    let named = last.contains(file)
+                        || rel
+                            .ancestors()
+                            .filter(|a| a.components().count() >= 2)
+                            .any(|a| last.contains(a.to_str().unwrap_or("?")));
+                    assert!(
+                        named,
+                        "{rel:?} {how:?}: names neither file nor folder: {last}"
+                    );
                     seen.push(format!("{} {how:?}: refused: {last}", rel.display()));
                 }
                 Outcome::Started(list) => {

@@ -100,6 +100,8 @@ pub enum StartError {
     },
     #[error("{} is damaged: {why}", path.display())]
     Damaged { path: PathBuf, why: String },
+    #[error("cannot start Raft on the log and snapshots in {}: {why}; they may be damaged", path.display())]
+    Unreadable { path: PathBuf, why: String },
     #[error(transparent)]
     State(#[from] raft::state_machine::LoadError),
     #[error("raft: {0}")]
@@ -248,9 +250,13 @@ impl Server {
         };
         let cluster_name = cluster::ClusterName::new(state.clone(), founding_id);
         let network = Network::new(cluster_name.clone(), config.dialer.clone(), timing);
+        // Raft reads its log and snapshot here: a failure is about what is in them.
         let raft = Raft::new(id, raft_config, network, log, sm)
             .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+            .map_err(|e| StartError::Unreadable {
+                path: dir.join("raft"),
+                why: e.to_string(),
+            })?;
         if alone
             && !raft
                 .is_initialized()
