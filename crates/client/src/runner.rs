@@ -3,7 +3,7 @@
 //!
 //! This file holds the local allocation and its persistence, and the watch of the servers'
 //! allocations with its reconcile; [`spawn`] starts tasks, [`supervise`] advances them and
-//! reports, [`alloc_health`] judges allocations for deployments and migrations.
+//! reports (each task's life is the pure [`step`]), [`alloc_health`] judges allocations for deployments and migrations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,15 +20,14 @@ use yurt_types::status::*;
 use crate::executor::{self, ExecSpec};
 use crate::health::{self, Verdict};
 use crate::launcher::{LaunchError, Launcher};
-use crate::restart::{decide, Decision};
 use crate::{checks, Client};
 
 mod alloc_health;
 mod spawn;
+mod step;
 mod supervise;
 
 use spawn::Spawn;
-use supervise::finish;
 
 /// The layout of the client's persisted state (`client/state`: one [`LocalAlloc`] as JSON per
 /// allocation, and this number under `meta/format`). Bump on a change an older client could
@@ -155,12 +154,7 @@ pub(crate) fn load(db: &sled::Tree) -> Result<BTreeMap<String, LocalAlloc>, Stri
 }
 
 pub(crate) fn event(kind: &str, message: impl Into<String>) -> TaskEvent {
-    TaskEvent {
-        r#type: kind.into(),
-        time_unix_ms: now_ms(),
-        message: message.into(),
-        ..TaskEvent::default()
-    }
+    step::event_at(kind, message, now_ms())
 }
 
 /// The directory of an allocation: `<data_dir>/client/allocs/<id>`.
@@ -299,7 +293,7 @@ impl Client {
                         local.alloc = a;
                         if stop && !local.stopping {
                             local.stopping = true;
-                            self.stop_tasks(local);
+                            self.stop_tasks(local, now_ms());
                         }
                         self.persist(local);
                     }

@@ -132,6 +132,39 @@ pub fn decide(members: &[Member], raft: &RaftView, now_ms: i64, cfg: &Config) ->
     None
 }
 
+/// How soon to look again at a learner that is stable but has not caught up with the log
+/// (replication progress is not news the loop is woken for).
+pub const CATCH_UP_LOOK_MS: i64 = 250;
+
+/// When [`decide`] may next answer differently with nothing else changing: a learner's
+/// stabilization time ends, a silent voter passes the dead-server threshold, or a stable
+/// learner may have caught up. `None`: only a change of members or configuration can.
+pub fn next_look(members: &[Member], raft: &RaftView, now_ms: i64, cfg: &Config) -> Option<i64> {
+    let mut next: Option<i64> = None;
+    let mut at = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
+    for m in members {
+        match m.alive_since_ms {
+            Some(since) if !m.left && raft.learners.contains(&m.id) => {
+                let stable_at = since + cfg.stabilization_ms;
+                at(if stable_at > now_ms {
+                    stable_at
+                } else {
+                    now_ms + CATCH_UP_LOOK_MS
+                });
+            }
+            None if cfg.dead_server_ms > 0
+                && m.last_contact_ms > 0
+                && m.id != raft.leader
+                && raft.voters.contains(&m.id) =>
+            {
+                at((m.last_contact_ms + cfg.dead_server_ms + 1).max(now_ms));
+            }
+            _ => {}
+        }
+    }
+    next
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +196,44 @@ mod tests {
             matched: BTreeMap::new(),
             last_log_index: 500,
         }
+    }
+
+    #[test]
+    fn the_next_look_is_when_a_decision_can_change_with_time_alone() {
+        let members = vec![
+            member(1, Some(0), 0),
+            member(2, Some(0), 0),
+            member(3, None, 40_000),
+            member(4, Some(50_000), 50_000),
+        ];
+        // A steady cluster: nothing to look at until something changes.
+        assert_eq!(next_look(&members[..2], &raft(&[1, 2], &[]), 9, &CFG), None);
+        // Voter 3 went silent at 40 s; learner 4 is stable at 60 s.
+        let mut r = raft(&[1, 2, 3], &[4]);
+        let next = next_look(&members, &r, 50_000, &CFG).unwrap();
+        assert_eq!(next, 60_000);
+        r.matched.insert(4, 450);
+        assert_eq!(decide(&members, &r, next - 1, &CFG), None);
+        assert_eq!(
+            decide(&members, &r, next, &CFG),
+            Some(Action::Promote { id: 4 })
+        );
+        // Once 4 votes, the next look is when 3 counts as dead, and it is removed then.
+        let r = raft(&[1, 2, 3, 4], &[]);
+        let next = next_look(&members, &r, 60_000, &CFG).unwrap();
+        assert_eq!(next, 70_001);
+        assert_eq!(decide(&members, &r, next - 1, &CFG), None);
+        assert!(matches!(
+            decide(&members, &r, next, &CFG),
+            Some(Action::Remove { id: 3, .. })
+        ));
+        // A stable learner that lags is looked at again soon.
+        let mut r = raft(&[1, 2], &[4]);
+        r.matched.insert(4, 10);
+        assert_eq!(
+            next_look(&members, &r, 70_000, &CFG),
+            Some(70_000 + CATCH_UP_LOOK_MS)
+        );
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub struct Tracker {
 
 impl Tracker {
     /// A heartbeat (or registration) from `node` at `now`, given `ttl_ms`: the node is down if
-    /// nothing more is heard by `now + ttl + grace`.
-    pub fn beat(&mut self, cfg: &Config, node: &str, now: i64, ttl_ms: u64) {
+    /// nothing more is heard by `now + ttl + grace`. Says whether the node is new to this
+    /// tracker (its deadline may then come before every other one).
+    pub fn beat(&mut self, cfg: &Config, node: &str, now: i64, ttl_ms: u64) -> bool {
         let beat = Beat {
             deadline: now + (ttl_ms + cfg.grace_ms) as i64,
             last: Some((now, ttl_ms)),
@@ -63,11 +64,21 @@ impl Tracker {
         // A node heard from before (every steady beat) is updated in place, without copying
         // its ID.
         match self.nodes.get_mut(node) {
-            Some(b) => *b = beat,
+            Some(b) => {
+                *b = beat;
+                false
+            }
             None => {
                 self.nodes.insert(node.to_string(), beat);
+                true
             }
         }
+    }
+
+    /// The earliest deadline: nothing expires before it unless a new node comes (a beat of a
+    /// known node only moves its deadline later).
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.nodes.values().map(|b| b.deadline).min()
     }
 
     /// When `node` last heartbeated to this leader and the TTL it was handed.
@@ -124,6 +135,23 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_deadline_only_moves_earlier_for_a_new_node() {
+        let cfg = Config::default();
+        let mut t = Tracker::default();
+        assert_eq!(t.next_deadline(), None);
+        assert!(t.beat(&cfg, "a", 0, 10_000));
+        let first = t.next_deadline().unwrap();
+        assert_eq!(first, 10_000 + cfg.grace_ms as i64);
+        // A steady beat of a known node moves its deadline later, never earlier.
+        assert!(!t.beat(&cfg, "a", 5_000, 10_000));
+        assert_eq!(t.next_deadline(), Some(first + 5_000));
+        assert!(t.beat(&cfg, "b", 5_000, 1_000));
+        assert_eq!(t.next_deadline(), Some(6_000 + cfg.grace_ms as i64));
+        t.forget("b");
+        assert_eq!(t.next_deadline(), Some(first + 5_000));
+    }
 
     #[test]
     fn ttl_grows_with_the_cluster_and_carries_jitter() {

@@ -46,7 +46,20 @@ pub struct Cluster {
     name: ClusterName,
     /// Set when this server must stop: it belongs to another cluster than the one it joins.
     fatal: watch::Sender<Option<String>>,
+    /// What the leader's loops wake on: the members' liveness and the feature gates, as of
+    /// the last gossip round.
+    roster: watch::Sender<Roster>,
     dialer: yurt_tls::Dialer,
+}
+
+/// The part of the cluster's view that the leader's loops act on: who is a member, at which
+/// address, alive or left, and which feature gates are open. It changes only when one of
+/// those does, so a loop waiting on it wakes for news, not for every gossip round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    pub gates: Option<yurt_core::features::Gates>,
+    /// (id, address, alive, left) of every member this server knows, itself included.
+    pub members: Vec<(u64, String, bool, bool)>,
 }
 
 /// A member's liveness as `server members` shows it.
@@ -73,7 +86,34 @@ impl Cluster {
             leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             name,
             fatal: watch::channel(None).0,
+            roster: watch::channel(Roster::default()).0,
         }
+    }
+
+    /// Changes when the members' liveness or addresses, or the feature gates, change (checked
+    /// after every gossip round).
+    pub fn roster(&self) -> watch::Receiver<Roster> {
+        self.roster.subscribe()
+    }
+
+    /// Publishes the roster if it changed.
+    fn publish_roster(&self) {
+        let members = self
+            .autopilot_members()
+            .into_iter()
+            .map(|m| (m.id, m.addr, m.alive_since_ms.is_some(), m.left))
+            .collect();
+        let now = Roster {
+            gates: Some(self.gates()),
+            members,
+        };
+        self.roster.send_if_modified(|r| {
+            let changed = *r != now;
+            if changed {
+                *r = now;
+            }
+            changed
+        });
     }
 
     /// Changes to `Some(sentence)` when this server cannot go on (see [`Cluster::check_cluster`]).
@@ -392,6 +432,7 @@ pub async fn run(cluster: Cluster, raft: Raft, mut shutdown: watch::Receiver<boo
     loop {
         let init = initialized(&raft);
         gossip_round(&cluster, &raft, &mut clients).await;
+        cluster.publish_roster();
         if !init {
             maybe_bootstrap(&cluster, &raft).await;
         }

@@ -1,24 +1,24 @@
 //! The leader's heartbeat tracker: hands clients their TTL, remembers when each node must be
 //! heard from next, and marks silent nodes `down` (through Raft, with a `node-update`
-//! evaluation for every job concerned). Steady heartbeats never touch Raft. A server that
-//! becomes leader gives every live node the failover TTL first.
+//! evaluation for every job concerned) when their deadline passes. Steady heartbeats never
+//! touch Raft. A server that becomes leader gives every live node the failover TTL first.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::ServerState;
 use tokio::sync::watch;
 use yurt_core::evals::node_status_command;
 use yurt_core::heartbeat::{ttl_ms, Config, Tracker};
 use yurt_types::status::*;
 
 use crate::raft::state_machine::StateHandle;
-use crate::raft::Raft;
 use crate::write::{now_unix_ms, Writer};
 
 pub struct Heartbeats {
     pub config: Config,
     tracker: Mutex<Tracker>,
+    /// Told when a node new to the tracker beats: its deadline may be the earliest.
+    new_node: tokio::sync::Notify,
 }
 
 fn new_id() -> String {
@@ -40,6 +40,7 @@ impl Heartbeats {
         Arc::new(Heartbeats {
             config,
             tracker: Mutex::new(Tracker::default()),
+            new_node: tokio::sync::Notify::new(),
         })
     }
 
@@ -50,7 +51,9 @@ impl Heartbeats {
     /// Records a heartbeat from `node` (on the leader) and returns the TTL to hand back.
     pub fn beat(&self, node: &str, nodes: usize) -> u64 {
         let ttl = ttl_ms(&self.config, nodes, jitter());
-        self.tracker().beat(&self.config, node, now_unix_ms(), ttl);
+        if self.tracker().beat(&self.config, node, now_unix_ms(), ttl) {
+            self.new_node.notify_one();
+        }
         ttl
     }
 
@@ -65,63 +68,79 @@ impl Heartbeats {
     }
 }
 
-/// The leader's expiry loop.
+/// The least time between two looks at the deadlines: a steady beat only moves a deadline
+/// later, so a look at one that moved finds nothing and sleeps again; this bounds those looks.
+const MIN_LOOK: Duration = Duration::from_millis(100);
+
+/// The longest sleep of the loop (with no node, nothing is due at all).
+const IDLE_LOOK: Duration = Duration::from_secs(3600);
+
+/// The leader's expiry loop, run while this server leads (see [`crate::leadership`]): every
+/// live node first gets the failover TTL, then the loop sleeps until the earliest deadline (or
+/// until a node new to this leader beats) and marks the nodes whose deadline passed `down`.
+/// When leadership ends the tracker forgets every node.
 pub async fn run(
     hb: Arc<Heartbeats>,
     state: StateHandle,
     writer: Writer,
-    raft: Raft,
     cluster: crate::cluster::Cluster,
-    mut shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let mut was_leader = false;
+    let alive: Vec<String> = state.read(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.status != NODE_DOWN)
+            .map(|n| n.id.clone())
+            .collect()
+    });
+    tracing::info!(nodes = alive.len(), ttl = ?Duration::from_millis(hb.config.failover_ttl_ms), "leader: giving every node the failover heartbeat TTL");
+    hb.tracker().reset(&hb.config, alive, now_unix_ms());
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = shutdown.changed() => return,
-        }
-        let leader = raft.metrics().borrow().state == ServerState::Leader;
-        if !leader {
-            if was_leader {
-                hb.tracker().clear();
-            }
-            was_leader = false;
-            continue;
-        }
         let now = now_unix_ms();
-        if !was_leader {
-            let alive: Vec<String> = state.read(|s| {
-                s.nodes
-                    .values()
-                    .filter(|n| n.status != NODE_DOWN)
-                    .map(|n| n.id.clone())
-                    .collect()
-            });
-            tracing::info!(nodes = alive.len(), ttl = ?Duration::from_millis(hb.config.failover_ttl_ms), "leader: giving every node the failover heartbeat TTL");
-            hb.tracker().reset(&hb.config, alive, now);
-            was_leader = true;
+        expire(&hb, &state, &writer, &cluster, now).await;
+        let next = hb.tracker().next_deadline();
+        // `expired` takes deadlines strictly before now: look just after the earliest one.
+        let wait = next.map_or(IDLE_LOOK, |at| {
+            Duration::from_millis((at + 1 - now).max(0) as u64).clamp(MIN_LOOK, IDLE_LOOK)
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = hb.new_node.notified() => {}
+            _ = stop.changed() => break,
         }
-        let expired = hb.tracker().expired(now);
-        let events = !expired.is_empty() && cluster.gates().node_events;
-        for node in expired {
-            let down = state.read(|s| {
-                s.nodes
-                    .get(&node)
-                    .filter(|n| n.status != NODE_DOWN)
-                    .map(|_| node_status_command(s, &node, NODE_DOWN, events, &mut new_id))
-            });
-            let Some(cmd) = down else {
+    }
+    hb.tracker().clear();
+}
+
+/// Marks every node whose deadline passed `down` (each with its evaluations); one that cannot
+/// be marked yet stays tracked and is tried again at the next look.
+async fn expire(
+    hb: &Heartbeats,
+    state: &StateHandle,
+    writer: &Writer,
+    cluster: &crate::cluster::Cluster,
+    now: i64,
+) {
+    let expired = hb.tracker().expired(now);
+    let events = !expired.is_empty() && cluster.gates().node_events;
+    for node in expired {
+        let down = state.read(|s| {
+            s.nodes
+                .get(&node)
+                .filter(|n| n.status != NODE_DOWN)
+                .map(|_| node_status_command(s, &node, NODE_DOWN, events, &mut new_id))
+        });
+        let Some(cmd) = down else {
+            hb.tracker().forget(&node);
+            continue;
+        };
+        match writer.apply(cmd).await {
+            Ok(_) => {
+                tracing::warn!(node = %node, "node TTL expired: node is down, its allocations are lost");
                 hb.tracker().forget(&node);
-                continue;
-            };
-            match writer.apply(cmd).await {
-                Ok(_) => {
-                    tracing::warn!(node = %node, "node TTL expired: node is down, its allocations are lost");
-                    hb.tracker().forget(&node);
-                }
-                Err(e) => {
-                    tracing::warn!(node = %node, error = %e, "could not mark node down; will retry")
-                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "could not mark node down; will retry")
             }
         }
     }

@@ -105,6 +105,23 @@ fn plan_round(
     plans
 }
 
+/// How soon a loop tries again after Raft did not take what it wrote (no leader for a moment,
+/// a full log): the state did not change, so nothing else would wake it.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// The longest a leader loop sleeps with nothing due: it wakes on a change or a deadline, and
+/// this only bounds the sleep.
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// The time until `at` (Unix ms) from `now`, at most [`IDLE`].
+fn until(at: Option<i64>, now: i64) -> Duration {
+    at.map_or(IDLE, |at| Duration::from_millis((at - now).max(0) as u64))
+        .min(IDLE)
+}
+
+/// The leader's scheduling loop: a round whenever the state changes (a new evaluation, a
+/// client report) or a delayed evaluation comes due, and again at once while evaluations
+/// remain; never on a fixed poll.
 pub async fn run_eval_loop(
     state: StateHandle,
     writer: Writer,
@@ -114,6 +131,7 @@ pub async fn run_eval_loop(
 ) {
     let mut applied = state.subscribe();
     loop {
+        let mut wait = IDLE;
         if crate::raft::is_leader(&raft) {
             let now = now_unix_ms();
             // New kinds of plans only once every server can read them.
@@ -151,10 +169,16 @@ pub async fn run_eval_loop(
             if more && all_committed {
                 continue;
             }
+            let next = state.read(|s| s.next_delayed_eval(now));
+            wait = if all_committed {
+                until(next, now)
+            } else {
+                RETRY
+            };
         }
         tokio::select! {
             _ = applied.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -165,30 +189,38 @@ pub async fn run_eval_loop(
 type Watch = fn(&yurt_core::state::State, i64) -> (Vec<command::Kind>, Option<i64>);
 
 /// Runs a state watcher on the leader: after state changes (at most every [`WATCH_COALESCE`]),
-/// and at its next deadline, it commits what `watch` asks for, one command at a time; `allowed` says whether every server
-/// can read its commands yet (feature gates).
+/// at its next deadline, and when the feature gates change (an upgrade finished), it commits
+/// what `watch` asks for, one command at a time; `allowed` says whether every server can read
+/// its commands yet.
 async fn run_watcher(
     what: &'static str,
-    (state, writer, raft): (StateHandle, Writer, Raft),
+    (state, writer, raft, cluster): (StateHandle, Writer, Raft, crate::cluster::Cluster),
     allowed: impl Fn() -> bool,
     watch: Watch,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied = state.subscribe();
+    let mut roster = cluster.roster();
     loop {
-        let mut wait = Duration::from_millis(500);
+        let mut wait = IDLE;
         if crate::raft::is_leader(&raft) && allowed() {
             let now = now_unix_ms();
             let (commands, next) = state.read(|s| watch(s, now));
+            let mut all_committed = true;
             for kind in commands {
                 match writer.apply(kind).await {
                     Ok(r) => tracing::info!(index = r.index, "{what}: change committed"),
-                    Err(e) => tracing::warn!(error = %e, "{what}: change not committed"),
+                    Err(e) => {
+                        all_committed = false;
+                        tracing::warn!(error = %e, "{what}: change not committed")
+                    }
                 }
             }
-            if let Some(at) = next.filter(|at| *at > now) {
-                wait = wait.min(Duration::from_millis((at - now) as u64));
-            }
+            wait = if all_committed {
+                until(next.filter(|at| *at > now), now)
+            } else {
+                RETRY
+            };
         }
         tokio::select! {
             _ = applied.changed() => {
@@ -197,6 +229,7 @@ async fn run_watcher(
                 // short pause covers a burst.
                 tokio::time::sleep(WATCH_COALESCE).await;
             }
+            _ = roster.changed() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
@@ -218,7 +251,7 @@ pub async fn run_deployment_watcher(
 ) {
     run_watcher(
         "deployment watcher",
-        (state, writer, raft),
+        (state, writer, raft, cluster.clone()),
         move || cluster.gates().deployments,
         |s, now| {
             let changes = yurt_core::deploy::watch(s, now, &mut new_id)
@@ -243,7 +276,7 @@ pub async fn run_drainer(
 ) {
     run_watcher(
         "drainer",
-        (state, writer, raft),
+        (state, writer, raft, cluster.clone()),
         move || cluster.gates().node_drain,
         |s, now| {
             let progress = yurt_core::drain::plan(s, now, &mut new_id)
@@ -305,7 +338,8 @@ pub struct AutopilotSettings {
 }
 
 /// The leader's autopilot loop: applies `yurt_core::autopilot::decide` to the live Raft
-/// configuration, one membership change at a time.
+/// configuration, one membership change at a time. It looks when the Raft configuration or
+/// the members' liveness changes, and at the time [`yurt_core::autopilot::next_look`] names.
 pub async fn run_autopilot(
     cluster: crate::cluster::Cluster,
     state: StateHandle,
@@ -314,100 +348,130 @@ pub async fn run_autopilot(
     settings: AutopilotSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use openraft::{BasicNode, ChangeMembers, ServerState};
-    use std::collections::{BTreeMap, BTreeSet};
-    use yurt_core::autopilot::{decide, Action, Config, RaftView};
-
-    let cfg = Config {
+    let cfg = yurt_core::autopilot::Config {
         stabilization_ms: settings.stabilization.as_millis() as i64,
         dead_server_ms: settings.dead_server.as_millis() as i64,
         max_trailing_logs: 256,
     };
-    // The first tick comes at once: a new leader names an unnamed cluster without delay.
-    let mut ticks = tokio::time::interval(Duration::from_millis(250));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut config_changes = raft.server_metrics();
+    let mut roster = cluster.roster();
     loop {
+        // The first look comes at once: a new leader names an unnamed cluster without delay.
+        let wait = autopilot_look(&cluster, &state, &raft, &writer, &cfg).await;
         tokio::select! {
-            _ = ticks.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = config_changes.changed() => {}
+            _ = roster.changed() => {}
             _ = shutdown.changed() => return,
         }
-        let m = raft.metrics().borrow().clone();
-        if m.state != ServerState::Leader {
-            continue;
-        }
-        if state.read(|s| s.cluster_id.is_empty()) {
-            // The cluster's first leader names it, once: with the name a server that
-            // bootstrapped alone has gone by since it started, or a new one.
-            let id = match cluster.founding_id() {
-                "" => uuid::Uuid::new_v4().to_string(),
-                founding => founding.to_string(),
-            };
-            let set = yurt_core::internal::command::Kind::SetClusterId(
-                yurt_core::internal::SetClusterId {
-                    cluster_id: id.clone(),
-                },
-            );
-            match writer.apply(set).await {
-                Ok(_) => tracing::info!(cluster_id = %id, "named the cluster"),
-                Err(e) => tracing::warn!(error = %e, "could not name the cluster; will retry"),
+    }
+}
+
+/// How long the autopilot waits after a change it made before its next look, unless the Raft
+/// configuration's change wakes it first.
+const GOSSIP_SETTLE: Duration = crate::cluster::GOSSIP_INTERVAL;
+
+/// One look of the autopilot; returns how long it may wait for the next one if nothing
+/// changes.
+async fn autopilot_look(
+    cluster: &crate::cluster::Cluster,
+    state: &StateHandle,
+    raft: &Raft,
+    writer: &Writer,
+    cfg: &yurt_core::autopilot::Config,
+) -> Duration {
+    use openraft::{BasicNode, ChangeMembers, ServerState};
+    use std::collections::{BTreeMap, BTreeSet};
+    use yurt_core::autopilot::{decide, next_look, Action, RaftView};
+
+    let m = raft.metrics().borrow().clone();
+    if m.state != ServerState::Leader {
+        return IDLE;
+    }
+    if state.read(|s| s.cluster_id.is_empty()) {
+        // The cluster's first leader names it, once: with the name a server that
+        // bootstrapped alone has gone by since it started, or a new one.
+        let id = match cluster.founding_id() {
+            "" => uuid::Uuid::new_v4().to_string(),
+            founding => founding.to_string(),
+        };
+        let set =
+            yurt_core::internal::command::Kind::SetClusterId(yurt_core::internal::SetClusterId {
+                cluster_id: id.clone(),
+            });
+        // Membership changes wait for the name: it is how strays are recognised.
+        return match writer.apply(set).await {
+            Ok(_) => {
+                tracing::info!(cluster_id = %id, "named the cluster");
+                Duration::ZERO
             }
-            // Membership changes wait for the name: it is how strays are recognised.
-            continue;
-        }
-        let membership = m.membership_config.membership().clone();
-        // A joint configuration is in progress: let it finish.
-        if membership.get_joint_config().len() > 1 {
-            continue;
-        }
-        let view = RaftView {
-            leader: m.id,
-            learners: membership.learner_ids().collect(),
-            addrs: membership
-                .nodes()
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect(),
-            matched: m
-                .replication
-                .as_ref()
-                .map(|r| {
-                    r.iter()
-                        .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            last_log_index: m.last_log_index.unwrap_or(0),
-            voters: membership.voter_ids().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not name the cluster; will retry");
+                RETRY
+            }
         };
-        let Some(action) = decide(&cluster.autopilot_members(), &view, now_unix_ms(), &cfg) else {
-            continue;
-        };
-        tracing::info!(?action, "autopilot");
-        let result = match &action {
-            Action::AddLearner { id, addr } => raft
-                .add_learner(*id, BasicNode::new(addr), false)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Action::Promote { id } => raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Action::Remove { id, .. } => crate::raft::remove_member(&raft, *id)
-                .await
-                .map(|()| cluster.removed(*id))
-                .map_err(|s| s.message().to_string()),
-            Action::SetAddr { id, addr } => raft
-                .change_membership(
-                    ChangeMembers::SetNodes(BTreeMap::from([(*id, BasicNode::new(addr))])),
-                    false,
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(e) = result {
+    }
+    let membership = m.membership_config.membership().clone();
+    // A joint configuration is in progress: its end changes the configuration.
+    if membership.get_joint_config().len() > 1 {
+        return IDLE;
+    }
+    let view = RaftView {
+        leader: m.id,
+        learners: membership.learner_ids().collect(),
+        addrs: membership
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect(),
+        matched: m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        last_log_index: m.last_log_index.unwrap_or(0),
+        voters: membership.voter_ids().collect(),
+    };
+    let members = cluster.autopilot_members();
+    let now = now_unix_ms();
+    let Some(action) = decide(&members, &view, now, cfg) else {
+        return until(next_look(&members, &view, now, cfg), now);
+    };
+    tracing::info!(?action, "autopilot");
+    let result = match &action {
+        Action::AddLearner { id, addr } => raft
+            .add_learner(*id, BasicNode::new(addr), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Action::Promote { id } => raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Action::Remove { id, .. } => crate::raft::remove_member(raft, *id)
+            .await
+            .map(|()| cluster.removed(*id))
+            .map_err(|s| s.message().to_string()),
+        Action::SetAddr { id, addr } => raft
+            .change_membership(
+                ChangeMembers::SetNodes(BTreeMap::from([(*id, BasicNode::new(addr))])),
+                false,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        // The next change, if any, once this one shows in the Raft metrics (their change
+        // wakes the loop sooner).
+        Ok(()) => GOSSIP_SETTLE,
+        Err(e) => {
             tracing::warn!(?action, error = %e, "autopilot change failed; will retry");
+            RETRY
         }
     }
 }

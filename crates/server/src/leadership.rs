@@ -36,7 +36,7 @@ impl Term {
 
 /// Follows this server's Raft state until `shutdown`: the leader's loops run while it leads.
 pub async fn run(raft: Raft, start: StartLoops, mut shutdown: watch::Receiver<bool>) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut term: Option<Term> = None;
     loop {
         let leading = metrics.borrow().state == ServerState::Leader;

@@ -291,7 +291,7 @@ impl Server {
             config.dialer.clone(),
         );
         // Counts the leaders this server has seen take over (`yurt.raft.leader_changes`).
-        let mut raft_metrics = raft.metrics();
+        let mut raft_metrics = raft.server_metrics();
         tokio::spawn(async move {
             let mut last = None;
             while raft_metrics.changed().await.is_ok() {
@@ -308,21 +308,25 @@ impl Server {
             shutdown_rx.clone(),
         ));
         let heartbeats = heartbeat::Heartbeats::new(config.heartbeat);
-        tokio::spawn(heartbeat::run(
-            heartbeats.clone(),
-            state.clone(),
-            writer.clone(),
-            raft.clone(),
-            cluster.clone(),
-            shutdown_rx.clone(),
-        ));
         // The leader's loops, run by one task only while this server leads.
         let start_loops: leadership::StartLoops = {
-            let (state, writer, raft, cluster) =
-                (state.clone(), writer.clone(), raft.clone(), cluster.clone());
+            let (state, writer, raft, cluster, heartbeats) = (
+                state.clone(),
+                writer.clone(),
+                raft.clone(),
+                cluster.clone(),
+                heartbeats.clone(),
+            );
             let (gc, autopilot) = ((config.gc, config.gc_interval), config.autopilot);
             Box::new(move |stop| {
                 vec![
+                    tokio::spawn(heartbeat::run(
+                        heartbeats.clone(),
+                        state.clone(),
+                        writer.clone(),
+                        cluster.clone(),
+                        stop.clone(),
+                    )),
                     tokio::spawn(leader::run_eval_loop(
                         state.clone(),
                         writer.clone(),

@@ -224,11 +224,6 @@ impl Client {
         let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
         std::fs::write(executor::spec_path(&t.exec_dir), bytes)
             .map_err(|e| format!("cannot write task spec: {e}"))?;
-        t.state.state = TASK_RUNNING.into();
-        t.state.started_at_unix_ms = now_ms();
-        t.state
-            .events
-            .push(event("Started", "Task started by client"));
         Ok(())
     }
 
@@ -261,8 +256,7 @@ impl Client {
                     self.watch_exit(&s.exec_dir);
                 }
                 Err(e) => {
-                    finish(t, true, now);
-                    t.state.events.push(event("Driver Failure", e));
+                    super::step::start_failed(t, e, now);
                     local.dirty = true;
                 }
             }

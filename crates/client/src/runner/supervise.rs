@@ -1,18 +1,12 @@
-//! Supervision: the pass that advances each task (started, exited, restarted per `restart`,
-//! killed), reports what changed to the servers, stops what the servers want stopped, and
-//! forgets old terminal allocations.
+//! Supervision: the pass that observes each task, advances it by the pure [`step`], does what
+//! the step asks (start, kill), reports what changed to the servers, stops what the servers
+//! want stopped, and forgets old terminal allocations.
 
+use super::step::{self, Action, Rules, Seen};
 use super::*;
 
 /// How long the supervisor waits after a task ends for other changes to report with it.
 pub(crate) const COALESCE: Duration = Duration::from_millis(5);
-
-/// Marks a task as ended.
-pub(crate) fn finish(t: &mut LocalTask, failed: bool, now: i64) {
-    t.state.state = TASK_DEAD.into();
-    t.state.failed = failed;
-    t.state.finished_at_unix_ms = now;
-}
 
 /// An allocation's client status from its tasks' states: failed if all ended and one failed,
 /// complete if all ended, running if one runs, else pending.
@@ -124,8 +118,9 @@ impl Client {
         });
     }
 
-    /// Asks every running task of an allocation to stop: SIGTERM now, SIGKILL after kill_timeout.
-    pub(crate) fn stop_tasks(&self, local: &mut LocalAlloc) {
+    /// Asks every running task of an allocation to stop: its `kill_signal` now, SIGKILL after
+    /// its `kill_timeout`.
+    pub(crate) fn stop_tasks(&self, local: &mut LocalAlloc, now: i64) {
         let how: BTreeMap<String, (u64, Signal)> = group_of(&local.alloc)
             .map(|g| {
                 g.tasks
@@ -138,17 +133,9 @@ impl Client {
             })
             .unwrap_or_default();
         for (name, t) in local.tasks.iter_mut() {
-            t.restart_at_ms = None;
-            if t.state.state == TASK_RUNNING {
-                let (timeout, signal) = how.get(name).copied().unwrap_or((5_000, Signal::SIGTERM));
+            let (timeout, signal) = how.get(name).copied().unwrap_or((5_000, Signal::SIGTERM));
+            if let Some(signal) = step::stop(t, timeout, signal, now) {
                 executor::stop(&t.exec_dir, signal);
-                t.kill_at_ms = Some(now_ms() + timeout as i64);
-                t.state
-                    .events
-                    .push(event("Killing", format!("Sent {signal}")));
-            } else if t.state.state == TASK_PENDING {
-                t.state.state = TASK_DEAD.into();
-                t.state.finished_at_unix_ms = now_ms();
             }
         }
     }
@@ -239,8 +226,8 @@ impl Client {
         }
     }
 
-    /// One step of one task: start it when due, notice its exit (then restart it, or finish
-    /// it, per the `restart` policy), notice a lost executor, enforce the kill deadline.
+    /// One step of one task: what its executor says of it, the pure [`step::step`], then what
+    /// the step asks for (ready the task to start, or SIGKILL it).
     pub(crate) fn advance_task(
         &self,
         local: &LocalAlloc,
@@ -249,80 +236,56 @@ impl Client {
         now: i64,
         spawns: &mut Vec<Spawn>,
     ) {
-        match t.state.state.as_str() {
-            TASK_PENDING if !local.stopping && t.restart_at_ms.is_some_and(|at| at <= now) => {
-                t.restart_at_ms = None;
-                match self.prepare_task(local, name, t) {
-                    Ok(()) => spawns.push(Spawn {
+        let seen = if t.state.state == TASK_RUNNING {
+            observe(t)
+        } else {
+            Seen::Nothing
+        };
+        let restart = group_of(&local.alloc)
+            .and_then(|g| g.restart.clone())
+            .unwrap_or_default();
+        let rules = Rules {
+            stopping: local.stopping,
+            batch: local
+                .alloc
+                .job
+                .as_ref()
+                .is_some_and(|j| j.r#type == JOB_TYPE_BATCH),
+            restart: &restart,
+        };
+        match step::step(t, seen, rules, now) {
+            Action::Start => match self.prepare_task(local, name, t) {
+                Ok(()) => {
+                    step::started(t, now);
+                    spawns.push(Spawn {
                         alloc_id: local.alloc.id.clone(),
                         task: name.to_string(),
                         exec_dir: t.exec_dir.clone(),
-                    }),
-                    Err(e) => {
-                        finish(t, true, now);
-                        t.state.events.push(event("Driver Failure", e));
-                    }
+                    })
                 }
-            }
-            TASK_RUNNING => {
-                if let Some(status) = executor::read_exit(&t.exec_dir) {
-                    let mut ev = event(
-                        "Terminated",
-                        match status.signal {
-                            0 => format!("Exit Code: {}", status.code),
-                            sig => format!("Exit Code: {}, Signal: {sig}", 128 + sig),
-                        },
-                    );
-                    ev.exit_code = status.code;
-                    ev.signal = status.signal;
-                    t.state.events.push(ev);
-                    if let Ok(why) = std::fs::read_to_string(t.exec_dir.join("error")) {
-                        t.state.events.push(event("Driver Failure", why));
-                    }
-                    if local.stopping {
-                        finish(t, false, now);
-                        return;
-                    }
-                    let batch = local
-                        .alloc
-                        .job
-                        .as_ref()
-                        .is_some_and(|j| j.r#type == JOB_TYPE_BATCH);
-                    let policy = group_of(&local.alloc)
-                        .and_then(|g| g.restart.clone())
-                        .unwrap_or_default();
-                    match decide(&policy, &t.restarts_ms, now, status.success(), batch) {
-                        Decision::Complete => finish(t, false, now),
-                        Decision::Fail { reason } => {
-                            finish(t, true, now);
-                            t.state.events.push(event("Not Restarting", reason));
-                        }
-                        Decision::Restart { at_ms, reason } => {
-                            t.state.state = TASK_PENDING.into();
-                            t.state.restarts += 1;
-                            t.restarts_ms.push(now);
-                            t.restart_at_ms = Some(at_ms);
-                            t.state.events.push(event("Restarting", reason));
-                        }
-                    }
-                    return;
-                }
-                // The executor records the exit; if it is gone too, nobody will. (It may have
-                // written the exit and ended just now: look once more before calling it lost.)
-                let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
-                let task_alive = executor::read_pid(&t.exec_dir).is_some_and(executor::alive);
-                if executor_gone && !task_alive && executor::read_exit(&t.exec_dir).is_none() {
-                    finish(t, !local.stopping, now);
-                    t.state.events.push(event(
-                        "Task Lost",
-                        "the task's executor exited unexpectedly",
-                    ));
-                } else if t.kill_at_ms.is_some_and(|at| at <= now) {
-                    executor::stop(&t.exec_dir, Signal::SIGKILL);
-                    t.kill_at_ms = None;
-                }
-            }
-            _ => {}
+                Err(e) => step::start_failed(t, e, now),
+            },
+            Action::Kill => executor::stop(&t.exec_dir, Signal::SIGKILL),
+            Action::Nothing => {}
         }
+    }
+}
+
+/// What a running task's executor says of it: its recorded exit, or that the executor and the
+/// task are gone without one (the executor records the exit; if it is gone too, nobody will.
+/// It may have written the exit and ended just now: look once more before calling it lost).
+fn observe(t: &LocalTask) -> Seen {
+    if let Some(status) = executor::read_exit(&t.exec_dir) {
+        return Seen::Exited {
+            status,
+            driver_error: std::fs::read_to_string(t.exec_dir.join("error")).ok(),
+        };
+    }
+    let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
+    let task_alive = executor::read_pid(&t.exec_dir).is_some_and(executor::alive);
+    if executor_gone && !task_alive && executor::read_exit(&t.exec_dir).is_none() {
+        Seen::Lost
+    } else {
+        Seen::Nothing
     }
 }

@@ -87,6 +87,16 @@ impl State {
             .collect()
     }
 
+    /// When the next delayed evaluation (a pending one waiting for its `wait_until`) comes
+    /// due, if one waits.
+    pub fn next_delayed_eval(&self, now: i64) -> Option<i64> {
+        self.evals
+            .in_state(EVAL_PENDING)
+            .map(|e| e.wait_until_unix_ms)
+            .filter(|at| *at > now)
+            .min()
+    }
+
     /// Evaluations due at `now`, in the queue's order (higher priority first, then older).
     /// Delayed ones wait until their `wait_until`.
     pub fn pending_evals(&self, now: i64) -> Vec<&Evaluation> {

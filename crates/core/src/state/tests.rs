@@ -158,6 +158,9 @@ fn one_evaluation_per_job_the_newest_with_the_older_ones_it_supersedes() {
         .collect();
     // b first (higher priority); a's newest due evaluation, superseding a1; a3 waits.
     assert_eq!(picked, vec![("b1", vec![]), ("a2", vec!["a1"])]);
+    // The leader's loop sleeps until a3 is due, and no longer once it is.
+    assert_eq!(s.next_delayed_eval(100), Some(10_000));
+    assert_eq!(s.next_delayed_eval(10_000), None);
     // At most the asked number of jobs, from the head of the queue.
     let first: Vec<&str> = s
         .evals_to_schedule(100, 1)

@@ -1,0 +1,404 @@
+//! One task's life as pure steps: from what the supervisor observed of a task (its recorded
+//! exit, or that its executor is gone) and the current time, the next state of the task and
+//! what the shell must do about it (start it, kill it). Nothing here reads a clock or touches
+//! a process or a file: the tests drive hours of restarts and kill deadlines in microseconds.
+
+use nix::sys::signal::Signal;
+use yurt_proto::v1::{RestartPolicy, TaskEvent};
+use yurt_types::status::*;
+
+use super::LocalTask;
+use crate::executor::ExitStatus;
+use crate::restart::{decide, Decision};
+
+/// What the supervisor observed of a running task in this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Nothing new: the task runs (or it is not running, and there is nothing to observe).
+    Nothing,
+    /// The executor recorded the task's exit, and the driver's error if it failed to run it.
+    Exited {
+        status: ExitStatus,
+        driver_error: Option<String>,
+    },
+    /// The executor and the task are both gone and no exit was recorded.
+    Lost,
+}
+
+/// What decides a task's next step besides its own state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules<'a> {
+    /// The servers want the allocation stopped.
+    pub stopping: bool,
+    /// The job runs to completion (a batch task that exits 0 is done).
+    pub batch: bool,
+    pub restart: &'a RestartPolicy,
+}
+
+/// What the shell must do after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Nothing,
+    /// Ready the task and start its executor; then call [`started`] or [`start_failed`].
+    Start,
+    /// The kill deadline passed: send SIGKILL.
+    Kill,
+}
+
+/// A task event at `now` (Unix ms).
+pub(crate) fn event_at(kind: &str, message: impl Into<String>, now: i64) -> TaskEvent {
+    TaskEvent {
+        r#type: kind.into(),
+        time_unix_ms: now,
+        message: message.into(),
+        ..TaskEvent::default()
+    }
+}
+
+/// Marks a task as ended.
+pub(crate) fn finish(t: &mut LocalTask, failed: bool, now: i64) {
+    t.state.state = TASK_DEAD.into();
+    t.state.failed = failed;
+    t.state.finished_at_unix_ms = now;
+}
+
+/// Advances one task: a pending task whose start is due starts (unless the allocation is
+/// stopping); a running task that exited restarts or ends per the `restart` policy; a lost one
+/// ends; a stopping one past its kill deadline is killed.
+pub(crate) fn step(t: &mut LocalTask, seen: Seen, rules: Rules, now: i64) -> Action {
+    match t.state.state.as_str() {
+        TASK_PENDING if !rules.stopping && t.restart_at_ms.is_some_and(|at| at <= now) => {
+            t.restart_at_ms = None;
+            Action::Start
+        }
+        TASK_RUNNING => match seen {
+            Seen::Exited {
+                status,
+                driver_error,
+            } => {
+                exited(t, status, driver_error, rules, now);
+                Action::Nothing
+            }
+            Seen::Lost => {
+                finish(t, !rules.stopping, now);
+                t.state.events.push(event_at(
+                    "Task Lost",
+                    "the task's executor exited unexpectedly",
+                    now,
+                ));
+                Action::Nothing
+            }
+            Seen::Nothing if t.kill_at_ms.is_some_and(|at| at <= now) => {
+                t.kill_at_ms = None;
+                Action::Kill
+            }
+            Seen::Nothing => Action::Nothing,
+        },
+        _ => Action::Nothing,
+    }
+}
+
+fn exited(
+    t: &mut LocalTask,
+    status: ExitStatus,
+    driver_error: Option<String>,
+    rules: Rules,
+    now: i64,
+) {
+    let mut ev = event_at(
+        "Terminated",
+        match status.signal {
+            0 => format!("Exit Code: {}", status.code),
+            sig => format!("Exit Code: {}, Signal: {sig}", 128 + sig),
+        },
+        now,
+    );
+    ev.exit_code = status.code;
+    ev.signal = status.signal;
+    t.state.events.push(ev);
+    if let Some(why) = driver_error {
+        t.state.events.push(event_at("Driver Failure", why, now));
+    }
+    if rules.stopping {
+        finish(t, false, now);
+        return;
+    }
+    match decide(
+        rules.restart,
+        &t.restarts_ms,
+        now,
+        status.success(),
+        rules.batch,
+    ) {
+        Decision::Complete => finish(t, false, now),
+        Decision::Fail { reason } => {
+            finish(t, true, now);
+            t.state.events.push(event_at("Not Restarting", reason, now));
+        }
+        Decision::Restart { at_ms, reason } => {
+            t.state.state = TASK_PENDING.into();
+            t.state.restarts += 1;
+            t.restarts_ms.push(now);
+            t.restart_at_ms = Some(at_ms);
+            t.state.events.push(event_at("Restarting", reason, now));
+        }
+    }
+}
+
+/// The task's executor was readied: the task runs from `now`.
+pub(crate) fn started(t: &mut LocalTask, now: i64) {
+    t.state.state = TASK_RUNNING.into();
+    t.state.started_at_unix_ms = now;
+    t.state
+        .events
+        .push(event_at("Started", "Task started by client", now));
+}
+
+/// The task could not be started: it ends, failed, saying why.
+pub(crate) fn start_failed(t: &mut LocalTask, why: impl Into<String>, now: i64) {
+    finish(t, true, now);
+    t.state.events.push(event_at("Driver Failure", why, now));
+}
+
+/// The servers want the task stopped: a running task is sent `signal` now (the returned
+/// signal, for the shell to send) and SIGKILL at `now + kill_timeout_ms`; a pending one ends
+/// without starting.
+pub(crate) fn stop(
+    t: &mut LocalTask,
+    kill_timeout_ms: u64,
+    signal: Signal,
+    now: i64,
+) -> Option<Signal> {
+    t.restart_at_ms = None;
+    match t.state.state.as_str() {
+        TASK_RUNNING => {
+            t.kill_at_ms = Some(now + kill_timeout_ms as i64);
+            t.state
+                .events
+                .push(event_at("Killing", format!("Sent {signal}"), now));
+            Some(signal)
+        }
+        TASK_PENDING => {
+            finish(t, false, now);
+            None
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use yurt_proto::v1::TaskState;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn task() -> LocalTask {
+        LocalTask {
+            state: TaskState {
+                state: TASK_PENDING.into(),
+                ..TaskState::default()
+            },
+            exec_dir: PathBuf::from("/nonexistent"),
+            executor_pid: None,
+            restart_at_ms: Some(0),
+            restarts_ms: vec![],
+            kill_at_ms: None,
+        }
+    }
+
+    fn policy(attempts: u32, mode: &str) -> RestartPolicy {
+        RestartPolicy {
+            attempts,
+            interval_ms: 30 * 60_000,
+            delay_ms: 15_000,
+            mode: mode.into(),
+        }
+    }
+
+    fn exit(code: i32) -> Seen {
+        Seen::Exited {
+            status: ExitStatus { code, signal: 0 },
+            driver_error: None,
+        }
+    }
+
+    fn kinds(t: &LocalTask) -> Vec<&str> {
+        t.state.events.iter().map(|e| e.r#type.as_str()).collect()
+    }
+
+    /// Runs a task that fails whenever it runs, stepping every second for `hours`, and returns
+    /// the times it was started.
+    fn crash_loop(restart: &RestartPolicy, hours: i64) -> (LocalTask, Vec<i64>) {
+        let rules = Rules {
+            stopping: false,
+            batch: false,
+            restart,
+        };
+        let mut t = task();
+        let mut starts = vec![];
+        let mut now = 0;
+        while now < hours * HOUR {
+            let seen = if t.state.state == TASK_RUNNING {
+                exit(1)
+            } else {
+                Seen::Nothing
+            };
+            if step(&mut t, seen, rules, now) == Action::Start {
+                started(&mut t, now);
+                starts.push(now);
+            }
+            now += 1_000;
+        }
+        (t, starts)
+    }
+
+    #[test]
+    fn a_crashing_task_in_fail_mode_stops_after_its_attempts() {
+        let (t, starts) = crash_loop(&policy(2, "fail"), 3);
+        // The first run, then two restarts 15 s after each exit (exits are seen 1 s later).
+        assert_eq!(starts, vec![0, 16_000, 32_000]);
+        assert_eq!(t.state.state, TASK_DEAD);
+        assert!(t.state.failed);
+        assert_eq!(t.state.restarts, 2);
+        assert_eq!(kinds(&t).last(), Some(&"Not Restarting"));
+        assert_eq!(t.state.finished_at_unix_ms, 33_000);
+    }
+
+    #[test]
+    fn a_crashing_task_in_delay_mode_waits_for_its_interval_for_hours() {
+        let (t, starts) = crash_loop(&policy(2, "delay"), 3);
+        // As in Nomad: two restarts 15 s apart, then a wait until the 30-minute window of the
+        // first one ends, then two more in the new window: never given up on.
+        assert_eq!(
+            starts[..9],
+            [0, 16_000, 32_000, 1_801_000, 1_817_000, 1_833_000, 3_602_000, 3_618_000, 3_634_000]
+        );
+        assert_ne!(t.state.state, TASK_DEAD);
+        assert!(t
+            .state
+            .events
+            .iter()
+            .any(|e| e.message == "Exceeded allowed attempts, applying a delay"));
+    }
+
+    #[test]
+    fn a_batch_task_that_succeeds_completes_and_a_service_one_restarts() {
+        let restart = policy(1, "fail");
+        for (batch, want) in [(true, TASK_DEAD), (false, TASK_PENDING)] {
+            let rules = Rules {
+                stopping: false,
+                batch,
+                restart: &restart,
+            };
+            let mut t = task();
+            assert_eq!(step(&mut t, Seen::Nothing, rules, 5), Action::Start);
+            started(&mut t, 5);
+            assert_eq!(step(&mut t, exit(0), rules, 10), Action::Nothing);
+            assert_eq!(t.state.state, want);
+            assert!(!t.state.failed);
+            assert_eq!(
+                t.state.events[1].time_unix_ms, 10,
+                "events carry the step's time"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pending_task_starts_only_when_due_and_never_while_stopping() {
+        let restart = policy(1, "fail");
+        let mut rules = Rules {
+            stopping: false,
+            batch: false,
+            restart: &restart,
+        };
+        let mut t = task();
+        t.restart_at_ms = Some(HOUR);
+        assert_eq!(
+            step(&mut t, Seen::Nothing, rules, HOUR - 1),
+            Action::Nothing
+        );
+        rules.stopping = true;
+        assert_eq!(step(&mut t, Seen::Nothing, rules, HOUR), Action::Nothing);
+        rules.stopping = false;
+        assert_eq!(step(&mut t, Seen::Nothing, rules, HOUR), Action::Start);
+        assert_eq!(t.restart_at_ms, None, "a start is asked for once");
+        assert_eq!(
+            step(&mut t, Seen::Nothing, rules, HOUR + 1),
+            Action::Nothing
+        );
+    }
+
+    #[test]
+    fn a_stopped_task_is_signalled_then_killed_at_its_deadline() {
+        let restart = policy(3, "fail");
+        let rules = Rules {
+            stopping: true,
+            batch: false,
+            restart: &restart,
+        };
+        let mut t = task();
+        started(&mut t, 0);
+        assert_eq!(
+            stop(&mut t, 5_000, Signal::SIGINT, 1_000),
+            Some(Signal::SIGINT)
+        );
+        assert_eq!(kinds(&t).last(), Some(&"Killing"));
+        assert_eq!(step(&mut t, Seen::Nothing, rules, 5_999), Action::Nothing);
+        assert_eq!(step(&mut t, Seen::Nothing, rules, 6_000), Action::Kill);
+        assert_eq!(
+            step(&mut t, Seen::Nothing, rules, 7_000),
+            Action::Nothing,
+            "SIGKILL is sent once"
+        );
+        // Its exit while stopping ends it, not failed, whatever its code: no restart.
+        assert_eq!(step(&mut t, exit(137), rules, 7_500), Action::Nothing);
+        assert_eq!(t.state.state, TASK_DEAD);
+        assert!(!t.state.failed);
+        assert_eq!(t.state.restarts, 0);
+        // A pending task of a stopped allocation ends without starting.
+        let mut p = task();
+        assert_eq!(stop(&mut p, 5_000, Signal::SIGTERM, 1), None);
+        assert_eq!(p.state.state, TASK_DEAD);
+        assert_eq!(step(&mut p, Seen::Nothing, rules, 2), Action::Nothing);
+    }
+
+    #[test]
+    fn a_lost_task_fails_unless_it_was_being_stopped_and_a_driver_error_is_kept() {
+        let restart = policy(3, "fail");
+        for stopping in [false, true] {
+            let rules = Rules {
+                stopping,
+                batch: false,
+                restart: &restart,
+            };
+            let mut t = task();
+            started(&mut t, 0);
+            step(&mut t, Seen::Lost, rules, 9);
+            assert_eq!(t.state.state, TASK_DEAD);
+            assert_eq!(t.state.failed, !stopping);
+            assert_eq!(kinds(&t).last(), Some(&"Task Lost"));
+        }
+        let rules = Rules {
+            stopping: false,
+            batch: false,
+            restart: &restart,
+        };
+        let mut t = task();
+        started(&mut t, 0);
+        let seen = Seen::Exited {
+            status: ExitStatus { code: 0, signal: 9 },
+            driver_error: Some("cannot exec /bin/nope".into()),
+        };
+        step(&mut t, seen, rules, 3);
+        assert_eq!(
+            kinds(&t),
+            vec!["Started", "Terminated", "Driver Failure", "Restarting"]
+        );
+        assert_eq!(t.state.events[1].message, "Exit Code: 137, Signal: 9");
+        let mut f = task();
+        start_failed(&mut f, "no such file", 4);
+        assert!(f.state.failed && f.state.state == TASK_DEAD);
+    }
+}
