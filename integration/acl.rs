@@ -71,6 +71,28 @@ fn tokens_allow_what_their_policies_grant_and_nothing_else() {
         "{}",
         stderr(&missing)
     );
+    // Names: a policy's by Nomad's rule, a token's a description without control characters.
+    let spaced = agent.yurt(&["acl", "policy", "apply", "read only", &p("ro.hcl")]);
+    assert!(
+        stderr(&spaced).contains("invalid ACL policy name \"read only\""),
+        "{}",
+        stderr(&spaced)
+    );
+    let bad_name = agent.yurt(&[
+        "acl",
+        "token",
+        "create",
+        "-name",
+        "ci\ntoken",
+        "-policy",
+        "readonly",
+    ]);
+    assert!(
+        stderr(&bad_name)
+            .contains("token name \"ci\\ntoken\" must not contain '\\n' (no control characters)"),
+        "{}",
+        stderr(&bad_name)
+    );
     let ro = secret_of(&agent.ok(&[
         "acl", "token", "create", "-name", "ro", "-policy", "readonly",
     ]));

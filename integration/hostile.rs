@@ -241,3 +241,32 @@ fn allocations_of_a_job_near_the_size_limit_all_run_and_the_node_takes_more() {
         "the client could not read an answer"
     );
 }
+
+#[test]
+fn an_agent_whose_node_name_breaks_the_rule_stops_with_the_sentence() {
+    let dir = TestDir::new();
+    for (flag, value, why) in [
+        (
+            "-node",
+            "my laptop",
+            "node name \"my laptop\" must not contain ' '",
+        ),
+        (
+            "-dc",
+            "eu/west",
+            "datacenter \"eu/west\" must not contain '/'",
+        ),
+    ] {
+        let data = dir.path.join(flag.trim_start_matches('-'));
+        let out = std::process::Command::new(YURT)
+            .args(["agent", "-dev", flag, value, "-data-dir"])
+            .arg(&data)
+            .args(["-grpc-port", "0", "-http-port", "0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value:?} was accepted");
+        let err = stderr(&out);
+        assert!(err.contains(why), "{flag}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
+}

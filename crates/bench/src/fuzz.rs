@@ -154,7 +154,13 @@ pub fn run_one(target: Target, input: &[u8]) -> Result<(), String> {
             let _ = v1::ClientAllocsRequest::decode(input);
             let _ = v1::UpdateAllocsRequest::decode(input);
             let _ = v1::NodeDrainRequest::decode(input);
-            let _ = v1::RegisterNodeRequest::decode(input);
+            if let Ok(r) = v1::RegisterNodeRequest::decode(input) {
+                if let Some(node) = r.node {
+                    if let Err((_, e)) = yurt_types::limits::check_node(&node) {
+                        sentence(&e)?;
+                    }
+                }
+            }
             if let Ok(r) = v1::RegisterJobRequest::decode(input) {
                 if let Some(job) = r.job {
                     if let Err(e) = checked(job) {

@@ -400,6 +400,13 @@ pub async fn run(args: AgentArgs) -> CmdResult {
         .node
         .clone()
         .unwrap_or_else(yurt_client::fingerprint::hostname);
+    // The names servers would refuse at registration are refused here, before anything starts.
+    for (what, value) in [("node name", &name), ("datacenter", &args.dc)] {
+        yurt_types::limits::check_name(what, value).map_err(fail)?;
+    }
+    if !args.node_class.is_empty() {
+        yurt_types::limits::check_name("node class", &args.node_class).map_err(fail)?;
+    }
     let server = if args.server {
         let cfg = ServerConfig {
             data_dir: data_dir.clone(),

@@ -163,6 +163,7 @@ impl Acl for AclService {
         self.reads.authorize(&req, Need::Management)?;
         self.check_writable()?;
         let asked = req.into_inner();
+        yurt_types::limits::check_token_name(&asked.name).map_err(Status::invalid_argument)?;
         let kind = if asked.r#type.is_empty() {
             acl::CLIENT.to_string()
         } else {

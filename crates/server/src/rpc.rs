@@ -565,6 +565,7 @@ impl nodes_server::Nodes for Api {
         if let Some(n) = &req.get_ref().node {
             yurt_types::version::check_client(yurt_types::VERSION, &n.version)
                 .map_err(Status::failed_precondition)?;
+            yurt_types::limits::check_node(n).map_err(|(_, why)| Status::invalid_argument(why))?;
         }
         if let Some(mut leader) = self.leader_nodes().await? {
             return leader.register(req.into_inner()).await;
@@ -573,9 +574,6 @@ impl nodes_server::Nodes for Api {
             .into_inner()
             .node
             .ok_or_else(|| Status::invalid_argument("request has no node"))?;
-        if node.id.is_empty() {
-            return Err(Status::invalid_argument("node has no ID"));
-        }
         node.status = NODE_READY.into();
         let id = node.id.clone();
         let events = self.cluster.gates().node_events;

@@ -5,7 +5,7 @@
 
 use serde_json::Value as Json;
 
-use crate::v1::Job;
+use crate::v1::{Job, Node};
 
 /// Allocations one group may ask for (`count`).
 pub const MAX_COUNT: u32 = 10_000;
@@ -108,6 +108,58 @@ pub fn check_job(job: &Job) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// The most characters of an ACL token's name, which describes it (Nomad's limit).
+pub const MAX_TOKEN_NAME_CHARS: usize = 256;
+
+/// A node as its client registers it: ID, name and datacenter follow [`check_name`] (a class
+/// too, when it has one), every string [`MAX_FIELD_BYTES`] and no NUL byte, the whole node
+/// [`MAX_JOB_BYTES`]. Returns (path, sentence).
+pub fn check_node(node: &Node) -> Result<(), (String, String)> {
+    for (path, what, value) in [
+        ("node.id", "node ID", &node.id),
+        ("node.name", "node name", &node.name),
+        ("node.datacenter", "datacenter", &node.datacenter),
+    ] {
+        check_name(what, value).map_err(|e| (path.to_string(), e))?;
+    }
+    if !node.node_class.is_empty() {
+        check_name("node class", &node.node_class).map_err(|e| ("node.node_class".into(), e))?;
+    }
+    let tree = serde_json::to_value(node).unwrap_or(Json::Null);
+    check_strings(&tree, "node")?;
+    let size = prost::Message::encoded_len(node);
+    if size > MAX_JOB_BYTES {
+        return Err((
+            "node".into(),
+            format!(
+                "the node is {} KiB, more than the limit of {} KiB",
+                size.div_ceil(1024),
+                MAX_JOB_BYTES >> 10
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An ACL token's name describes it: it may be empty and hold spaces, but has at most
+/// [`MAX_TOKEN_NAME_CHARS`] characters and no control characters.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars > MAX_TOKEN_NAME_CHARS {
+        return Err(format!(
+            "token name {} is {chars} characters long, more than the limit of {MAX_TOKEN_NAME_CHARS}",
+            shown(name)
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "token name {} must not contain {c:?} (no control characters)",
+            shown(name)
+        ));
+    }
+    Ok(())
+}
+
 fn check_strings(v: &Json, path: &str) -> Result<(), (String, String)> {
     let check = |s: &str, path: &str| {
         if s.len() > MAX_FIELD_BYTES {
@@ -164,6 +216,49 @@ mod tests {
             "{e}"
         );
         assert!(e.len() < 200, "the name is cut short in the sentence: {e}");
+    }
+
+    #[test]
+    fn nodes_and_token_names_follow_their_rules() {
+        let mut node = Node {
+            id: "0b6f1a52-1f7e-4c1c-9a55-3f1d8a3c1f00".into(),
+            name: "client-1".into(),
+            datacenter: "dc1".into(),
+            ..Default::default()
+        };
+        assert!(check_node(&node).is_ok());
+        node.name = "my laptop".into();
+        let (path, why) = check_node(&node).unwrap_err();
+        assert_eq!(path, "node.name");
+        assert!(
+            why.starts_with("node name \"my laptop\" must not contain ' '"),
+            "{why}"
+        );
+        node.name = "client-1".into();
+        node.node_class = "a/b".into();
+        assert_eq!(check_node(&node).unwrap_err().0, "node.node_class");
+        node.node_class = String::new();
+        node.datacenter = String::new();
+        assert_eq!(
+            check_node(&node).unwrap_err(),
+            ("node.datacenter".into(), "datacenter is empty".into())
+        );
+        node.datacenter = "dc1".into();
+        node.attributes
+            .insert("kernel.name".into(), "li\0nux".into());
+        assert_eq!(
+            check_node(&node).unwrap_err().1,
+            "node.attributes.kernel.name contains a NUL byte"
+        );
+        assert!(check_token_name("").is_ok());
+        assert!(check_token_name("CI deploy token (read-only)").is_ok());
+        assert!(check_token_name("a\nb")
+            .unwrap_err()
+            .contains("no control characters"));
+        let long = "t".repeat(MAX_TOKEN_NAME_CHARS + 1);
+        assert!(check_token_name(&long)
+            .unwrap_err()
+            .contains("more than the limit of 256"));
     }
 
     #[test]
