@@ -49,8 +49,15 @@ impl State {
             t.modify_index = index;
             self.acl_tokens.insert(t.secret_id.clone(), t);
         }
-        self.acl_tokens
-            .retain(|_, t| !u.delete_tokens.contains(&t.accessor_id));
+        let deleted: Vec<String> = self
+            .acl_tokens
+            .iter()
+            .filter(|(_, t)| u.delete_tokens.contains(&t.accessor_id))
+            .map(|(secret, _)| secret.clone())
+            .collect();
+        for secret in deleted {
+            self.acl_tokens.remove(&secret);
+        }
         Ok(())
     }
 

@@ -18,6 +18,8 @@ use yurt_types::status::*;
 use crate::internal::{command, Command, StateSnapshot};
 use crate::table::Table;
 use crate::v1::{Allocation, Deployment, Evaluation, Job, Node, NodeEvent, SchedulerConfiguration};
+/// The persistent map the state keeps its rows in: cloning the state shares them.
+pub use imbl::OrdMap;
 
 mod jobs;
 mod plans;
@@ -87,10 +89,10 @@ pub struct State {
     /// The current version of each job. It shares its `Arc` with the last of the job's kept
     /// versions until one of them changes (copy on write: `Arc::make_mut`), so registering a
     /// job stores it once, not twice.
-    pub jobs: BTreeMap<String, Arc<Job>>,
+    pub jobs: OrdMap<String, Arc<Job>>,
     /// Kept versions of each job, oldest first; the last is the current one.
-    pub job_versions: BTreeMap<String, Vec<Arc<Job>>>,
-    pub nodes: BTreeMap<String, Node>,
+    pub job_versions: OrdMap<String, Vec<Arc<Job>>>,
+    pub nodes: OrdMap<String, Node>,
     pub allocs: Table<Allocation>,
     pub evals: Table<Evaluation>,
     /// Names the cluster; set once by its first leader.
@@ -100,9 +102,9 @@ pub struct State {
     /// Deployments, indexed by job and by active status (running, paused).
     pub deployments: Table<Deployment>,
     /// ACL policies by name.
-    pub acl_policies: BTreeMap<String, yurt_proto::v1::AclPolicy>,
+    pub acl_policies: OrdMap<String, yurt_proto::v1::AclPolicy>,
     /// ACL tokens by secret ID.
-    pub acl_tokens: BTreeMap<String, yurt_proto::v1::AclToken>,
+    pub acl_tokens: OrdMap<String, yurt_proto::v1::AclToken>,
     /// The Raft index of the ACL bootstrap; 0: not done.
     pub acl_bootstrap_index: u64,
 }

@@ -8,9 +8,15 @@
 //!
 //! Reads go through `Deref` to the map by ID. Changes go through [`Table::insert`],
 //! [`Table::update`] and [`Table::remove`], which keep the indexes right; there is no `get_mut`.
+//!
+//! The map and its indexes are persistent (`imbl`): a clone of a table shares its rows and
+//! costs next to nothing, and a change to either copy copies only the path it touches. This is
+//! what lets the state be snapshotted for long reads (an evaluation, a plan) without holding
+//! the state lock.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
+
+use imbl::{OrdMap, OrdSet};
 
 use yurt_types::status::*;
 
@@ -91,42 +97,42 @@ impl Row for Deployment {
 }
 
 #[derive(Debug, Clone)]
-pub struct Table<T> {
-    rows: BTreeMap<String, T>,
-    by_job: BTreeMap<String, BTreeSet<String>>,
-    by_node: BTreeMap<String, BTreeSet<String>>,
+pub struct Table<T: Clone> {
+    rows: OrdMap<String, T>,
+    by_job: OrdMap<String, OrdSet<String>>,
+    by_node: OrdMap<String, OrdSet<String>>,
     /// For each node, how many of its rows are at each version: the highest is the node's.
-    node_versions: BTreeMap<String, BTreeMap<u64, usize>>,
-    by_state: BTreeMap<String, BTreeSet<(Rank, String)>>,
+    node_versions: OrdMap<String, OrdMap<u64, usize>>,
+    by_state: OrdMap<String, OrdSet<(Rank, String)>>,
 }
 
-impl<T> Default for Table<T> {
+impl<T: Clone> Default for Table<T> {
     fn default() -> Self {
         Table {
-            rows: BTreeMap::new(),
-            by_job: BTreeMap::new(),
-            by_node: BTreeMap::new(),
-            node_versions: BTreeMap::new(),
-            by_state: BTreeMap::new(),
+            rows: OrdMap::new(),
+            by_job: OrdMap::new(),
+            by_node: OrdMap::new(),
+            node_versions: OrdMap::new(),
+            by_state: OrdMap::new(),
         }
     }
 }
 
 /// Two tables are equal when their rows are: the indexes follow from them.
-impl<T: PartialEq> PartialEq for Table<T> {
+impl<T: PartialEq + Clone> PartialEq for Table<T> {
     fn eq(&self, other: &Self) -> bool {
         self.rows == other.rows
     }
 }
 
-impl<T> Deref for Table<T> {
-    type Target = BTreeMap<String, T>;
+impl<T: Clone> Deref for Table<T> {
+    type Target = OrdMap<String, T>;
     fn deref(&self) -> &Self::Target {
         &self.rows
     }
 }
 
-impl<T: Row> FromIterator<T> for Table<T> {
+impl<T: Row + Clone> FromIterator<T> for Table<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         let mut t = Table::default();
         for row in iter {
@@ -136,7 +142,7 @@ impl<T: Row> FromIterator<T> for Table<T> {
     }
 }
 
-fn add_key(index: &mut BTreeMap<String, BTreeSet<String>>, key: &str, id: &str) {
+fn add_key(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
     if !key.is_empty() {
         index
             .entry(key.to_string())
@@ -145,9 +151,9 @@ fn add_key(index: &mut BTreeMap<String, BTreeSet<String>>, key: &str, id: &str) 
     }
 }
 
-fn remove_key<E, Q>(index: &mut BTreeMap<String, BTreeSet<E>>, key: &str, entry: &Q)
+fn remove_key<E, Q>(index: &mut OrdMap<String, OrdSet<E>>, key: &str, entry: &Q)
 where
-    E: Ord + std::borrow::Borrow<Q>,
+    E: Ord + Clone + std::borrow::Borrow<Q>,
     Q: Ord + ?Sized,
 {
     if let Some(entries) = index.get_mut(key) {
@@ -158,7 +164,7 @@ where
     }
 }
 
-impl<T: Row> Table<T> {
+impl<T: Row + Clone> Table<T> {
     fn index(&mut self, row: &T) {
         add_key(&mut self.by_job, row.job_id(), row.id());
         add_key(&mut self.by_node, row.node_id(), row.id());
@@ -230,7 +236,7 @@ impl<T: Row> Table<T> {
         Some(row)
     }
 
-    fn lookup<'a>(&'a self, ids: Option<&'a BTreeSet<String>>) -> impl Iterator<Item = &'a T> + 'a {
+    fn lookup<'a>(&'a self, ids: Option<&'a OrdSet<String>>) -> impl Iterator<Item = &'a T> + 'a {
         ids.into_iter()
             .flatten()
             .filter_map(move |id| self.rows.get(id))
@@ -251,8 +257,8 @@ impl<T: Row> Table<T> {
     pub fn node_version(&self, node_id: &str) -> u64 {
         self.node_versions
             .get(node_id)
-            .and_then(|v| v.keys().next_back())
-            .copied()
+            .and_then(|v| v.get_max())
+            .map(|(version, _)| *version)
             .unwrap_or(0)
     }
 

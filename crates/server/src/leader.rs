@@ -59,40 +59,40 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// One round of the evaluation loop: the evaluations due, each scheduled under a lock of its
-/// own (never the whole round under one), on a blocking thread. The runs share the nodes'
-/// usage as the round's start saw it plus their own placements; a plan that no longer fits
-/// what changed meanwhile is refused by the state machine and its evaluation runs again.
+/// One round of the evaluation loop: the evaluations due, each scheduled on a snapshot of
+/// the state taken for it (the state lock is held only for the copy, which shares the state's
+/// rows), on a blocking thread. The runs share the nodes' usage as the round's start saw it
+/// plus their own placements; a plan that no longer fits what changed meanwhile is refused by
+/// the state machine and its evaluation runs again.
 fn plan_round(
     state: &StateHandle,
     now: i64,
     gates: yurt_core::features::Gates,
 ) -> Vec<(String, String, Command)> {
     type Due = Vec<(yurt_core::v1::Evaluation, Vec<yurt_core::v1::Evaluation>)>;
-    let (due, mut usage): (Due, NodeUsage) = state.read(|s| {
-        let due = s
-            .evals_to_schedule(now, JOBS_AT_ONCE)
-            .into_iter()
-            .map(|(e, sup)| (e.clone(), sup.into_iter().cloned().collect()))
-            .collect();
-        (due, NodeUsage::of_state(s))
-    });
+    let start = state.snapshot();
+    let due: Due = start
+        .evals_to_schedule(now, JOBS_AT_ONCE)
+        .into_iter()
+        .map(|(e, sup)| (e.clone(), sup.into_iter().cloned().collect()))
+        .collect();
+    let mut usage = NodeUsage::of_state(&start);
+    drop(start);
     let mut plans = Vec::new();
     for (eval, superseded) in due {
         let superseded: Vec<&yurt_core::v1::Evaluation> = superseded.iter().collect();
+        let snapshot = state.snapshot();
         // A bug in the scheduler fails this evaluation, not the server.
         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let outcome = state.read(|s| {
-                schedule_with(
-                    s,
-                    &mut usage,
-                    gates,
-                    &eval.job_id,
-                    &eval.id,
-                    now,
-                    &mut new_id,
-                )
-            });
+            let outcome = schedule_with(
+                &snapshot,
+                &mut usage,
+                gates,
+                &eval.job_id,
+                &eval.id,
+                now,
+                &mut new_id,
+            );
             plan_command(&eval, &superseded, outcome, now, &mut new_id)
         }));
         let cmd = planned.unwrap_or_else(|panic| {
@@ -205,7 +205,9 @@ async fn run_watcher(
         let mut wait = IDLE;
         if crate::raft::is_leader(&raft) && allowed() {
             let now = now_unix_ms();
-            let (commands, next) = state.read(|s| watch(s, now));
+            // On a snapshot: the look reads every deployment (or draining node) without
+            // holding the state lock.
+            let (commands, next) = watch(&state.snapshot(), now);
             let mut all_committed = true;
             for kind in commands {
                 match writer.apply(kind).await {
@@ -307,7 +309,7 @@ pub async fn run_gc(
         if !crate::raft::is_leader(&raft) {
             continue;
         }
-        let gc = state.read(|s| yurt_core::gc::collect(s, now_unix_ms(), thresholds));
+        let gc = yurt_core::gc::collect(&state.snapshot(), now_unix_ms(), thresholds);
         if yurt_core::gc::is_empty(&gc) {
             continue;
         }

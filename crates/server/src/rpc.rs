@@ -36,8 +36,8 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn lookup<'a, T>(
-    map: &'a std::collections::BTreeMap<String, T>,
+fn lookup<'a, T: Clone>(
+    map: &'a yurt_core::state::OrdMap<String, T>,
     what: &str,
     id: &str,
 ) -> Result<&'a T, Status> {
@@ -159,8 +159,8 @@ impl jobs_server::Jobs for Api {
         self.barrier(&req).await?;
         let job = checked_job(req.into_inner().job, &self.cluster.me().region)?;
         let gates = self.cluster.gates();
-        // Copied under the lock, planned after letting go of it, off the async workers.
-        let state = self.reads.state.read(|s| s.clone());
+        // A snapshot (no lock held while planning), planned off the async workers.
+        let state = self.reads.state.snapshot();
         let plan = crate::heavy::run("planning", move || {
             plan_job_on(state, &job, now_unix_ms(), gates)
         })

@@ -107,8 +107,8 @@ impl State {
     }
 
     /// Finds an object by full ID or unique prefix.
-    pub fn find_by_prefix<'a, T>(
-        map: &'a BTreeMap<String, T>,
+    pub fn find_by_prefix<'a, T: Clone>(
+        map: &'a imbl::OrdMap<String, T>,
         prefix: &str,
     ) -> Result<&'a T, PrefixError> {
         if let Some(v) = map.get(prefix) {

@@ -99,7 +99,7 @@ impl State {
                 .into_iter()
                 .map(|j| (j.id.clone(), Arc::new(j)))
                 .collect(),
-            job_versions,
+            job_versions: job_versions.into(),
             nodes: snap.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
             allocs: snap.allocs.into_iter().collect(),
             evals: snap.evals.into_iter().collect(),

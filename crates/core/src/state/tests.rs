@@ -619,7 +619,7 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
 
 #[test]
 fn prefix_lookup() {
-    let mut m = BTreeMap::new();
+    let mut m = OrdMap::new();
     m.insert("abc1".to_string(), 1);
     m.insert("abd2".to_string(), 2);
     assert_eq!(State::find_by_prefix(&m, "abc"), Ok(&1));

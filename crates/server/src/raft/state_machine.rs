@@ -71,6 +71,13 @@ impl StateHandle {
         f(&guard)
     }
 
+    /// A copy of the current state for a long read (an evaluation, a plan), made without
+    /// holding the lock for more than the copy: the state's maps are persistent, so the copy
+    /// shares their rows and later changes copy only what they touch.
+    pub fn snapshot(&self) -> State {
+        self.read(State::clone)
+    }
+
     /// Waits until the state's index exceeds `min_index` or `wait` passes; returns the index.
     pub async fn wait_past(&self, min_index: u64, wait: Duration) -> u64 {
         let mut rx = self.inner.index_tx.subscribe();
