@@ -640,3 +640,42 @@ fn a_node_s_exact_name_wins_over_another_node_s_id_prefix() {
     assert_eq!(s.find_node("c1b3564d-0000").unwrap().name, "c2");
     assert_eq!(s.find_node("38").unwrap().name, "c1");
 }
+
+#[test]
+fn a_copy_of_the_state_is_a_snapshot_that_later_changes_leave_alone() {
+    let mut s = State::default();
+    s.nodes
+        .insert("n1".into(), ready_node("n1", 100_000, 100_000));
+    for id in ["e1", "e2"] {
+        s.evals.insert(Evaluation {
+            id: id.into(),
+            job_id: "web".into(),
+            status: EVAL_PENDING.into(),
+            ..Evaluation::default()
+        });
+    }
+    let many: Vec<Allocation> = (0..500)
+        .map(|i| placement(&format!("a{i:03}"), "n1", 10, 20_000 + i))
+        .collect();
+    s.apply(1, &plan("e1", many)).unwrap();
+    let snapshot = s.clone();
+    // Changes after the copy: a new placement, a node gone, an allocation updated.
+    s.apply(2, &plan("e2", vec![placement("b", "n1", 10, 30_000)]))
+        .unwrap();
+    s.allocs
+        .update("a000", |a| a.client_status = ALLOC_FAILED.into());
+    s.nodes.remove("n1");
+    assert_eq!(snapshot.index, 1);
+    assert_eq!(snapshot.allocs.len(), 500);
+    assert_eq!(snapshot.allocs.on_node("n1").count(), 500);
+    assert_eq!(snapshot.allocs["a000"].client_status, ALLOC_PENDING);
+    assert!(snapshot.nodes.contains_key("n1"));
+    assert_eq!(snapshot.evals["e2"].status, EVAL_PENDING);
+    assert_eq!(s.allocs.len(), 501);
+    assert_eq!(s.evals["e2"].status, EVAL_COMPLETE);
+    assert_eq!(s.allocs["a000"].client_status, ALLOC_FAILED);
+    // And the other way round: the copy changes alone.
+    let mut copy = s.clone();
+    copy.allocs.remove("b");
+    assert!(s.allocs.contains_key("b"));
+}
