@@ -131,7 +131,9 @@ pub async fn run_eval_loop(
 ) {
     let mut applied = state.subscribe();
     loop {
-        let mut wait = IDLE;
+        // Raft's metrics may say "leader" a moment after the leadership task did: look again
+        // soon rather than wait for a change that may not come.
+        let mut wait = RETRY;
         if crate::raft::is_leader(&raft) {
             let now = now_unix_ms();
             // New kinds of plans only once every server can read them.
@@ -202,8 +204,11 @@ async fn run_watcher(
     let mut applied = state.subscribe();
     let mut roster = cluster.roster();
     loop {
-        let mut wait = IDLE;
-        if crate::raft::is_leader(&raft) && allowed() {
+        // Not yet leader by Raft's metrics (they may lag the leadership task): look again
+        // soon. Gates closed: the roster's change wakes it.
+        let leading = crate::raft::is_leader(&raft);
+        let mut wait = if leading { IDLE } else { RETRY };
+        if leading && allowed() {
             let now = now_unix_ms();
             // On a snapshot: the look reads every deployment (or draining node) without
             // holding the state lock.
@@ -388,7 +393,8 @@ async fn autopilot_look(
 
     let m = raft.metrics().borrow().clone();
     if m.state != ServerState::Leader {
-        return IDLE;
+        // The loop runs while this server leads; Raft's metrics may not say so yet.
+        return RETRY;
     }
     if state.read(|s| s.cluster_id.is_empty()) {
         // The cluster's first leader names it, once: with the name a server that
