@@ -113,25 +113,8 @@ fn start_on(data: &Path, grpc_port: u16) -> Outcome {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    stop(child);
+    stop_child(child);
     outcome
-}
-
-/// SIGTERM, then five seconds to end, then SIGKILL.
-fn stop(mut child: std::process::Child) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -127,12 +127,6 @@ pub(crate) fn deployment_of(agent: &Agent, version: u64) -> String {
         .to_string()
 }
 
-pub(crate) fn dev_agent(dir: &TestDir) -> Agent {
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
-    agent
-}
-
 #[test]
 fn a_rolling_update_marks_versions_stable_and_never_has_more_than_max_parallel_unproven() {
     let dir = TestDir::new();

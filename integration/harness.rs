@@ -352,20 +352,31 @@ impl Agent {
 
     /// SIGTERM, then SIGKILL after a bounded wait.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(c) = self.child.take() {
+            stop_child(c);
         }
-        let _ = c.kill();
-        let _ = c.wait();
     }
+}
+
+/// Stops a process: SIGTERM, five seconds to end, then SIGKILL.
+pub fn stop_child(mut c: std::process::Child) {
+    let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// A `-dev` agent (server and client in one) on `DIR/data`, its node ready.
+pub fn dev_agent(dir: &TestDir) -> Agent {
+    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
+    agent.wait_node_ready();
+    agent
 }
 
 impl Drop for Agent {

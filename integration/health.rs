@@ -68,8 +68,7 @@ job "checked" {
 #[test]
 fn checks_gate_allocation_health_until_the_healthy_deadline() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let file = dir.path.join("checked.hcl");
     std::fs::write(&file, JOB).unwrap();
     agent.ok(&["job", "run", "-detach", file.to_str().unwrap()]);

@@ -199,8 +199,7 @@ fn a_clients_allocation_watch_answers_only_for_its_own_allocations() {
     use yurt_proto::v1::ClientAllocsRequest;
 
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let job = |name: &str, memory: u64| {
         let path = dir.path.join(format!("{name}.hcl"));
         std::fs::write(

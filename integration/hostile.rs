@@ -6,12 +6,6 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-fn dev(dir: &TestDir) -> Agent {
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
-    agent
-}
-
 /// A job with one group whose body is `group_body` (and one task).
 fn job_with(dir: &std::path::Path, name: &str, group_body: &str) -> String {
     let path = dir.join(format!("{name}.hcl"));
@@ -40,7 +34,7 @@ fn post(agent: &Agent, path: &str, body: &Value) -> (String, String) {
 #[test]
 fn a_huge_count_is_refused_at_once_by_the_cli_and_the_api() {
     let dir = TestDir::new();
-    let agent = dev(&dir);
+    let agent = dev_agent(&dir);
     let file = job_with(&dir.path, "huge", "    count = 2147483648");
     for cmd in ["plan", "run"] {
         let out = agent.yurt(&["job", cmd, &file]);
@@ -67,7 +61,7 @@ fn a_huge_count_is_refused_at_once_by_the_cli_and_the_api() {
 #[test]
 fn parsing_large_job_files_leaves_the_agent_responsive_and_its_allocations_alone() {
     let dir = TestDir::new();
-    let agent = dev(&dir);
+    let agent = dev_agent(&dir);
     let keep = job_with(&dir.path, "keep", "    count = 1");
     agent.ok(&["job", "run", "-detach", &keep]);
     let running = agent.wait_running("keep", 1);
@@ -116,7 +110,7 @@ fn parsing_large_job_files_leaves_the_agent_responsive_and_its_allocations_alone
 #[test]
 fn oversized_values_nul_bytes_bad_ports_and_ids_are_refused_with_the_field() {
     let dir = TestDir::new();
-    let agent = dev(&dir);
+    let agent = dev_agent(&dir);
     let task = json!({"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/true"}});
     let job = |meta: Value, id: &str, network: Value| {
         json!({"Job": {"ID": id, "Meta": meta, "TaskGroups": [{"Name": "g", "Count": 1,
@@ -185,7 +179,7 @@ fn oversized_values_nul_bytes_bad_ports_and_ids_are_refused_with_the_field() {
 #[test]
 fn blocking_query_parameters_and_non_ascii_ids_over_http() {
     let dir = TestDir::new();
-    let agent = dev(&dir);
+    let agent = dev_agent(&dir);
     let http = agent.http.clone().unwrap();
     for q in ["wait=abc", "wait=-5s"] {
         let started = std::time::Instant::now();
@@ -207,7 +201,7 @@ fn blocking_query_parameters_and_non_ascii_ids_over_http() {
 #[test]
 fn allocations_of_a_job_near_the_size_limit_all_run_and_the_node_takes_more() {
     let dir = TestDir::new();
-    let mut agent = dev(&dir);
+    let mut agent = dev_agent(&dir);
     // A job of about 900 KB with six allocations, placed by one plan: 5.4 MB of allocations
     // with their job in one answer, more than one gRPC message (a client used to wedge on it:
     // `decoded message length too large`). The client fetches them a page at a time.

@@ -42,8 +42,7 @@ fn nomad_job(greeting: &str) -> Value {
 #[test]
 fn jobs_register_plan_and_read_through_the_nomad_shaped_http_api() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let http = agent.http.clone().expect("a dev agent serves HTTP");
 
     let (status, _, body) = http_request(&http, "PUT", "/v1/jobs", &nomad_job("hello").to_string());
@@ -213,8 +212,7 @@ fn bad_http_input_gets_a_4xx_and_one_sentence() {
 #[test]
 fn metrics_in_json_and_prometheus_text() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let http = agent.http.clone().expect("a dev agent serves HTTP");
     let (status, _, body) = http_request(&http, "PUT", "/v1/jobs", &nomad_job("hello").to_string());
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");

@@ -271,8 +271,7 @@ fn separate_server_and_client_agents_run_a_job() {
 #[test]
 fn tasks_get_their_own_dynamic_ports_and_alloc_index() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let job = dir.path.join("ports.hcl");
     std::fs::write(
         &job,
@@ -345,8 +344,7 @@ fn tasks_get_their_own_dynamic_ports_and_alloc_index() {
 #[test]
 fn stopping_sends_kill_signal_then_sigkill_after_kill_timeout() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let job = dir.path.join("signals.hcl");
     std::fs::write(
         &job,
@@ -441,8 +439,7 @@ fn stopping_sends_kill_signal_then_sigkill_after_kill_timeout() {
 #[test]
 fn a_crashing_task_is_restarted_then_its_allocation_rescheduled_until_attempts_run_out() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let job = dir.path.join("crash.hcl");
     std::fs::write(
         &job,
@@ -525,8 +522,7 @@ fn a_crashing_task_is_restarted_then_its_allocation_rescheduled_until_attempts_r
 #[test]
 fn alloc_logs_tail_prints_the_last_lines_and_stderr_separately() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let job = dir.path.join("chatty.hcl");
     std::fs::write(
         &job,

@@ -4,9 +4,7 @@
 
 use serde_json::Value;
 
-use crate::deployments::{
-    deployment_of, dev_agent, job_file, latest, status, wait_deployment, FOREVER,
-};
+use crate::deployments::{deployment_of, job_file, latest, status, wait_deployment, FOREVER};
 use crate::harness::*;
 
 /// Every allocation of the job as (job version, desired status, client status, health).

@@ -150,8 +150,7 @@ fn constraints_on_node_meta_wait_for_a_matching_node() {
 #[test]
 fn system_gc_removes_finished_jobs_and_keeps_running_ones() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let batch = dir.path.join("once.hcl");
     std::fs::write(
         &batch,
@@ -400,8 +399,7 @@ fn system_jobs_follow_the_nodes_and_spread_ranking_uses_every_node() {
 #[test]
 fn a_blocked_evaluation_is_placed_when_an_allocation_stops() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let nodes: serde_json::Value =
         serde_json::from_str(&agent.ok(&["node", "status", "-json"])).unwrap();
     let memory = nodes["nodes"][0]["resources"]["memory_mb"]

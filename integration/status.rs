@@ -25,8 +25,7 @@ fn http_json(agent: &Agent, path: &str) -> Value {
 #[test]
 fn a_service_job_whose_allocations_all_failed_for_good_is_dead() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let job = service_job(&dir.path, "crash", 2, "exit 1");
     agent.yurt(&["job", "run", "-detach", &job]);
     wait_for("every allocation to fail", || {
@@ -64,8 +63,7 @@ fn a_service_job_whose_allocations_all_failed_for_good_is_dead() {
 #[test]
 fn a_job_registered_again_after_a_purge_lists_only_its_own_allocations() {
     let dir = TestDir::new();
-    let agent = Agent::start(&dir.path.join("data"), &["-dev"]);
-    agent.wait_node_ready();
+    let agent = dev_agent(&dir);
     let job = service_job(&dir.path, "again", 3, "while true; do sleep 1; done");
     agent.ok(&["job", "run", "-detach", &job]);
     agent.wait_running("again", 3);

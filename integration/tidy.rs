@@ -38,7 +38,7 @@ fn tidy_every_module_says_what_it_is_for() {
 
 /// The `crate::<module>` paths a file's code (not its comments, not its tests) names.
 fn modules_named(text: &str) -> std::collections::BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let code = modules_named_code(text);
     let mut out = std::collections::BTreeSet::new();
     for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
         for (i, _) in line.match_indices("crate::") {
@@ -50,6 +50,40 @@ fn modules_named(text: &str) -> std::collections::BTreeSet<String> {
         }
     }
     out
+}
+
+/// The code of a top-level module `src/m.rs` and of its submodules `src/m/*.rs`, but for the
+/// ones only tests compile (declared after `#[cfg(test)]`).
+fn module_text(file: &Path) -> String {
+    let mut text = std::fs::read_to_string(file).unwrap();
+    let test_only: Vec<String> = text
+        .split("#[cfg(test)]")
+        .skip(1)
+        .filter_map(|after| {
+            let decl = after.trim_start().strip_prefix("mod ")?;
+            Some(decl.split(';').next()?.trim().to_string())
+        })
+        .collect();
+    let dir = file.with_extension("");
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        if p.extension().is_some_and(|x| x == "rs") && !test_only.contains(&stem) {
+            // Each file's code up to its own tests.
+            let sub = std::fs::read_to_string(&p).unwrap();
+            text = format!(
+                "{}\n{}",
+                modules_named_code(&text),
+                modules_named_code(&sub)
+            );
+        }
+    }
+    text
+}
+
+/// A file's code before its tests.
+fn modules_named_code(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or_default()
 }
 
 /// The modules of `yurt-core` depend on each other in one direction: the state machine is
@@ -67,7 +101,7 @@ fn tidy_the_core_s_modules_have_no_import_cycle() {
         if p.extension().is_none_or(|x| x != "rs") || test_only {
             continue;
         }
-        let text = std::fs::read_to_string(&p).unwrap();
+        let text = module_text(&p);
         let named = modules_named(&text)
             .into_iter()
             .filter(|m| *m != stem && m != "internal" && m != "v1")

@@ -332,15 +332,7 @@ impl Worker {
         std::thread::spawn(move || {
             for (target, input) in work {
                 let r = std::panic::catch_unwind(|| run_one(target, &input)).unwrap_or_else(|p| {
-                    let why = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Err(format!(
-                        "panic: {}",
-                        why.chars().take(300).collect::<String>()
-                    ))
+                    Err(format!("panic: {}", yurt_types::limits::panic_text(&*p)))
                 });
                 if done.send(r).is_err() {
                     return;

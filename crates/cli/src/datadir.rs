@@ -27,20 +27,28 @@ fn fail(msg: String) -> CliError {
     CliError::Other(msg)
 }
 
+/// The marker of `dir`, if it has one.
+fn read_marker(dir: &Path) -> Result<Option<Marker>, CliError> {
+    let marker = dir.join(MARKER);
+    if !marker.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&marker)
+        .map_err(|e| fail(format!("cannot read {}: {e}", marker.display())))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        fail(format!(
+            "data dir {} is damaged: {MARKER} is unreadable ({e})",
+            dir.display()
+        ))
+    })
+}
+
 /// Checks `dir` and claims it as a Yurt data dir (creating it if needed), for an agent that
 /// runs a server if `server`.
 pub fn prepare(dir: &Path, server: bool) -> Result<(), CliError> {
     let shown = dir.display();
-    let marker = dir.join(MARKER);
     let mut had_server = false;
-    if marker.exists() {
-        let text = std::fs::read_to_string(&marker)
-            .map_err(|e| fail(format!("cannot read {}: {e}", marker.display())))?;
-        let m: Marker = serde_json::from_str(&text).map_err(|e| {
-            fail(format!(
-                "data dir {shown} is damaged: {MARKER} is unreadable ({e})"
-            ))
-        })?;
+    if let Some(m) = read_marker(dir)? {
         if m.format > FORMAT || yurt_types::version::newer(&m.written_by, yurt_types::VERSION) {
             return Err(fail(format!(
                 "data dir {shown} was written by Yurt {} (data dir format {}), and this is Yurt {} (format {FORMAT}): downgrades are not supported",
@@ -79,7 +87,8 @@ pub fn prepare(dir: &Path, server: bool) -> Result<(), CliError> {
     let m = Marker {
         format: FORMAT,
         written_by: yurt_types::VERSION.into(),
-        server: had_server || (server && dir.join("server").exists()),
+        // Set by [`mark_server`] once a server has started here.
+        server: had_server,
     };
     write_marker(dir, &m)
 }
@@ -97,11 +106,9 @@ fn write_marker(dir: &Path, m: &Marker) -> Result<(), CliError> {
 /// Records that a server keeps its state in `dir` (once it has started there), so that a later
 /// start without `server/` is refused instead of starting empty.
 pub fn mark_server(dir: &Path) -> Result<(), CliError> {
-    let marker = dir.join(MARKER);
-    let text = std::fs::read_to_string(&marker)
-        .map_err(|e| fail(format!("cannot read {}: {e}", marker.display())))?;
-    let mut m: Marker = serde_json::from_str(&text)
-        .map_err(|e| fail(format!("cannot read {}: {e}", marker.display())))?;
+    let Some(mut m) = read_marker(dir)? else {
+        return Err(fail(format!("{} has no {MARKER}", dir.display())));
+    };
     if m.server {
         return Ok(());
     }

@@ -174,19 +174,12 @@ fn main() -> ExitCode {
 /// sentence of their own.
 fn short_panic_messages() {
     std::panic::set_hook(Box::new(|info| {
-        let text = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("a panic");
-        let cut: String = text.chars().take(500).collect();
-        let more = if cut.len() < text.len() { "..." } else { "" };
+        let text = yurt_types::limits::panic_text(info.payload());
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("panic{at}: {cut}{more}");
+        eprintln!("panic{at}: {text}");
     }));
 }
 

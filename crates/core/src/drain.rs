@@ -346,17 +346,7 @@ impl State {
                 ),
             );
         }
-        if freed {
-            self.unblock_evals(index, now);
-        }
-        for e in &p.evals {
-            self.insert_eval(index, now, e.clone());
-        }
-        jobs.sort();
-        jobs.dedup();
-        for j in jobs {
-            self.refresh_job_status(&j, index);
-        }
+        self.settle(index, now, freed, &p.evals, jobs);
     }
 }
 

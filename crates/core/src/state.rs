@@ -294,6 +294,35 @@ impl State {
             });
         }
     }
+
+    /// How a command that changed allocations ends: if it freed room, blocked evaluations get
+    /// another chance (before its own evaluations, which saw that room already); its
+    /// evaluations are stored; the status of every job it touched is recomputed.
+    pub(crate) fn settle(
+        &mut self,
+        index: u64,
+        now: i64,
+        freed: bool,
+        evals: &[Evaluation],
+        jobs: Vec<String>,
+    ) {
+        if freed {
+            self.unblock_evals(index, now);
+        }
+        for e in evals {
+            self.insert_eval(index, now, e.clone());
+        }
+        self.refresh_job_statuses(jobs, index);
+    }
+
+    /// Recomputes the status of each job named (once each).
+    pub(crate) fn refresh_job_statuses(&mut self, mut jobs: Vec<String>, index: u64) {
+        jobs.sort();
+        jobs.dedup();
+        for j in jobs {
+            self.refresh_job_status(&j, index);
+        }
+    }
 }
 
 #[cfg(test)]

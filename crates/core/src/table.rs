@@ -392,4 +392,84 @@ mod tests {
         assert!(t.remove("c").is_some());
         assert_eq!(ids(t.in_state(EVAL_PENDING)), ["d", "a", "b"]);
     }
+
+    /// A table's indexes as they follow from its rows alone.
+    fn recomputed(t: &Table<Evaluation>) -> Table<Evaluation> {
+        t.values().cloned().collect()
+    }
+
+    fn same_indexes(a: &Table<Evaluation>, b: &Table<Evaluation>) -> bool {
+        a.rows == b.rows
+            && a.by_job == b.by_job
+            && a.by_node == b.by_node
+            && a.node_versions == b.node_versions
+            && a.by_state == b.by_state
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u8, u8, i32),
+        Update(u8, u8, i32),
+        Remove(u8),
+        Copy,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..12, 0u8..3, 0u8..4, -2i32..3).prop_map(|(i, j, s, p)| Op::Insert(i, j, s, p)),
+            (0u8..12, 0u8..4, -2i32..3).prop_map(|(i, s, p)| Op::Update(i, s, p)),
+            (0u8..12).prop_map(Op::Remove),
+            Just(Op::Copy),
+        ]
+    }
+
+    const STATES: [&str; 4] = [EVAL_PENDING, EVAL_BLOCKED, EVAL_COMPLETE, EVAL_FAILED];
+
+    proptest::proptest! {
+        /// Any sequence of changes, with copies taken at any moment and changed on their own:
+        /// every copy keeps exactly the rows it had, and every table's indexes are what its
+        /// rows give (the persistent maps share structure, never contents).
+        #[test]
+        fn copies_are_snapshots_and_indexes_follow_the_rows(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
+            let mut t: Table<Evaluation> = Table::default();
+            let mut copies: Vec<(Table<Evaluation>, Vec<Evaluation>)> = Vec::new();
+            for (n, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Insert(i, j, st, p) => {
+                        let mut e = eval(&format!("e{i}"), &format!("j{j}"), STATES[st as usize]);
+                        e.priority = p;
+                        e.create_index = n as u64;
+                        t.insert(e);
+                    }
+                    Op::Update(i, st, p) => {
+                        t.update(&format!("e{i}"), |e| {
+                            e.status = STATES[st as usize].into();
+                            e.priority = p;
+                        });
+                    }
+                    Op::Remove(i) => {
+                        t.remove(&format!("e{i}"));
+                    }
+                    Op::Copy => {
+                        // The copy is changed too: neither side may see the other's change.
+                        let mut copy = t.clone();
+                        copy.remove("e0");
+                        copy.insert(eval("copy-only", "j9", EVAL_PENDING));
+                        let rows = copy.values().cloned().collect();
+                        copies.push((copy, rows));
+                    }
+                }
+                proptest::prop_assert!(!t.contains_key("copy-only"));
+                proptest::prop_assert!(same_indexes(&t, &recomputed(&t)));
+            }
+            for (copy, rows) in &copies {
+                let now: Vec<Evaluation> = copy.values().cloned().collect();
+                proptest::prop_assert_eq!(&now, rows);
+                proptest::prop_assert!(same_indexes(copy, &recomputed(copy)));
+            }
+        }
+    }
 }

@@ -46,20 +46,24 @@ pub struct Cluster {
     name: ClusterName,
     /// Set when this server must stop: it belongs to another cluster than the one it joins.
     fatal: watch::Sender<Option<String>>,
-    /// What the leader's loops wake on: the members' liveness and the feature gates, as of
-    /// the last gossip round.
+    /// What the leader's loops wake on, as of the last gossip round.
     roster: watch::Sender<Roster>,
     dialer: yurt_tls::Dialer,
 }
 
-/// The part of the cluster's view that the leader's loops act on: who is a member, at which
-/// address, alive or left, and which feature gates are open. It changes only when one of
-/// those does, so a loop waiting on it wakes for news, not for every gossip round.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Roster {
-    pub gates: Option<yurt_core::features::Gates>,
-    /// (id, address, alive, left) of every member this server knows, itself included.
-    pub members: Vec<(u64, String, bool, bool)>,
+/// The part of the cluster's view that the leader's loops act on: every member this server
+/// knows (itself included), at which address, running which version (the feature gates follow
+/// from the versions), alive or left. It changes only when one of those does, so a loop
+/// waiting on it wakes for news, not for every gossip round.
+pub type Roster = Vec<RosterEntry>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    pub id: u64,
+    pub addr: String,
+    pub version: String,
+    pub alive: bool,
+    pub left: bool,
 }
 
 /// A member's liveness as `server members` shows it.
@@ -90,23 +94,25 @@ impl Cluster {
         }
     }
 
-    /// Changes when the members' liveness or addresses, or the feature gates, change (checked
-    /// after every gossip round).
+    /// Changes when a member's address, version or liveness changes (checked after every
+    /// gossip round).
     pub fn roster(&self) -> watch::Receiver<Roster> {
         self.roster.subscribe()
     }
 
     /// Publishes the roster if it changed.
     fn publish_roster(&self) {
-        let members = self
-            .autopilot_members()
+        let now: Roster = self
+            .members(true)
             .into_iter()
-            .map(|m| (m.id, m.addr, m.alive_since_ms.is_some(), m.left))
+            .map(|(m, alive)| RosterEntry {
+                id: m.id,
+                addr: m.addr,
+                version: m.version,
+                alive,
+                left: m.left,
+            })
             .collect();
-        let now = Roster {
-            gates: Some(self.gates()),
-            members,
-        };
         self.roster.send_if_modified(|r| {
             let changed = *r != now;
             if changed {

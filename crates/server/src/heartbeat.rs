@@ -81,9 +81,12 @@ const IDLE_LOOK: Duration = Duration::from_secs(3600);
 /// When leadership ends the tracker forgets every node.
 pub async fn run(
     hb: Arc<Heartbeats>,
-    state: StateHandle,
-    writer: Writer,
-    cluster: crate::cluster::Cluster,
+    crate::leader::Leader {
+        state,
+        writer,
+        cluster,
+        ..
+    }: crate::leader::Leader,
     mut stop: watch::Receiver<bool>,
 ) {
     let alive: Vec<String> = state.read(|s| {

@@ -28,9 +28,36 @@ pub async fn run<T: Send + 'static>(
             ))
         })?
         .map_err(|_| Status::unavailable("the server is shutting down"))?;
-    let out = tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("{what} failed: {e}")))?;
-    drop(turn);
-    Ok(out)
+    // The work holds the turn, not the request: a caller that gives up (its client went away)
+    // does not free the turn while the work still runs.
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        work()
+    })
+    .await
+    .map_err(|e| Status::internal(format!("{what} failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_gives_up_keeps_its_turn_until_its_work_ends() {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn(run("planning", move || {
+            let _ = released.recv();
+            1
+        }));
+        // Let the first request start its work, then give it up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first.abort();
+        let _ = first.await;
+        // Its work still runs: a second request waits for the turn.
+        let second = tokio::spawn(run("planning", || 2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "two at once past the bound");
+        release.send(()).unwrap();
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+    }
 }

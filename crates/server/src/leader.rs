@@ -21,18 +21,19 @@ use crate::raft::state_machine::StateHandle;
 use crate::raft::Raft;
 use crate::write::{now_unix_ms, Writer};
 
+/// What every leader loop works with: the state it reads, the writer it commits through,
+/// Raft (is this server still leading?) and the cluster's view (feature gates, members).
+#[derive(Clone)]
+pub struct Leader {
+    pub state: StateHandle,
+    pub writer: Writer,
+    pub raft: Raft,
+    pub cluster: crate::cluster::Cluster,
+}
+
 /// Jobs whose plans are computed and committed together (one Raft entry, thanks to the
 /// writer's batching).
 const JOBS_AT_ONCE: usize = 32;
-
-/// The text of a caught panic.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
 
 /// Marks an evaluation failed with the scheduler's error, changing nothing else.
 fn failed_eval_command(eval: &yurt_core::v1::Evaluation, why: &str, now: i64) -> Command {
@@ -96,7 +97,7 @@ fn plan_round(
             plan_command(&eval, &superseded, outcome, now, &mut new_id)
         }));
         let cmd = planned.unwrap_or_else(|panic| {
-            let why = panic_message(&*panic);
+            let why = yurt_types::limits::panic_text(&*panic);
             tracing::error!(eval = %eval.id, job = %eval.job_id, error = %why, "scheduler failed");
             failed_eval_command(&eval, &why, now)
         });
@@ -122,17 +123,16 @@ fn until(at: Option<i64>, now: i64) -> Duration {
 /// The leader's scheduling loop: a round whenever the state changes (a new evaluation, a
 /// client report) or a delayed evaluation comes due, and again at once while evaluations
 /// remain; never on a fixed poll.
-pub async fn run_eval_loop(
-    state: StateHandle,
-    writer: Writer,
-    raft: Raft,
-    cluster: crate::cluster::Cluster,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run_eval_loop(leader: Leader, mut shutdown: watch::Receiver<bool>) {
+    let Leader {
+        state,
+        writer,
+        raft,
+        cluster,
+    } = leader;
     let mut applied = state.subscribe();
     loop {
-        // Raft's metrics may say "leader" a moment after the leadership task did: look again
-        // soon rather than wait for a change that may not come.
+        // Not leader any more: the leadership task is about to stop this loop.
         let mut wait = RETRY;
         if crate::raft::is_leader(&raft) {
             let now = now_unix_ms();
@@ -196,19 +196,25 @@ type Watch = fn(&yurt_core::state::State, i64) -> (Vec<command::Kind>, Option<i6
 /// its commands yet.
 async fn run_watcher(
     what: &'static str,
-    (state, writer, raft, cluster): (StateHandle, Writer, Raft, crate::cluster::Cluster),
-    allowed: impl Fn() -> bool,
+    leader: Leader,
+    allowed: impl Fn(yurt_core::features::Gates) -> bool,
     watch: Watch,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Leader {
+        state,
+        writer,
+        raft,
+        cluster,
+    } = leader;
     let mut applied = state.subscribe();
     let mut roster = cluster.roster();
     loop {
-        // Not yet leader by Raft's metrics (they may lag the leadership task): look again
-        // soon. Gates closed: the roster's change wakes it.
+        // Not leader any more: the leadership task is about to stop this loop. Gates closed:
+        // the roster's change wakes it.
         let leading = crate::raft::is_leader(&raft);
         let mut wait = if leading { IDLE } else { RETRY };
-        if leading && allowed() {
+        if leading && allowed(cluster.gates()) {
             let now = now_unix_ms();
             // On a snapshot: the look reads every deployment (or draining node) without
             // holding the state lock.
@@ -249,17 +255,11 @@ const WATCH_COALESCE: Duration = Duration::from_millis(50);
 /// The leader's deployment watcher: fails deployments whose allocations turned unhealthy or
 /// whose progress deadline passed (reverting when asked to), and promotes canaries for
 /// `auto_promote` (`yurt_core::deploy::watch`).
-pub async fn run_deployment_watcher(
-    state: StateHandle,
-    writer: Writer,
-    raft: Raft,
-    cluster: crate::cluster::Cluster,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn run_deployment_watcher(leader: Leader, shutdown: watch::Receiver<bool>) {
     run_watcher(
         "deployment watcher",
-        (state, writer, raft, cluster.clone()),
-        move || cluster.gates().deployments,
+        leader,
+        |gates| gates.deployments,
         |s, now| {
             let changes = yurt_core::deploy::watch(s, now, &mut new_id)
                 .into_iter()
@@ -274,17 +274,11 @@ pub async fn run_deployment_watcher(
 
 /// The leader's drainer: moves allocations off draining nodes, metered by their groups'
 /// `migrate` blocks, and ends drains (`yurt_core::drain::plan`).
-pub async fn run_drainer(
-    state: StateHandle,
-    writer: Writer,
-    raft: Raft,
-    cluster: crate::cluster::Cluster,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn run_drainer(leader: Leader, shutdown: watch::Receiver<bool>) {
     run_watcher(
         "drainer",
-        (state, writer, raft, cluster.clone()),
-        move || cluster.gates().node_drain,
+        leader,
+        |gates| gates.node_drain,
         |s, now| {
             let progress = yurt_core::drain::plan(s, now, &mut new_id)
                 .map(command::Kind::DrainProgress)
@@ -300,9 +294,12 @@ pub async fn run_drainer(
 /// The leader's garbage collector: every interval, removes what has been finished for longer
 /// than its threshold (`yurt_core::gc`).
 pub async fn run_gc(
-    state: StateHandle,
-    writer: Writer,
-    raft: Raft,
+    Leader {
+        state,
+        writer,
+        raft,
+        ..
+    }: Leader,
     (thresholds, interval): (yurt_core::gc::Thresholds, Duration),
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -348,10 +345,7 @@ pub struct AutopilotSettings {
 /// configuration, one membership change at a time. It looks when the Raft configuration or
 /// the members' liveness changes, and at the time [`yurt_core::autopilot::next_look`] names.
 pub async fn run_autopilot(
-    cluster: crate::cluster::Cluster,
-    state: StateHandle,
-    raft: Raft,
-    writer: Writer,
+    leader: Leader,
     settings: AutopilotSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -360,11 +354,11 @@ pub async fn run_autopilot(
         dead_server_ms: settings.dead_server.as_millis() as i64,
         max_trailing_logs: 256,
     };
-    let mut config_changes = raft.server_metrics();
-    let mut roster = cluster.roster();
+    let mut config_changes = leader.raft.server_metrics();
+    let mut roster = leader.cluster.roster();
     loop {
         // The first look comes at once: a new leader names an unnamed cluster without delay.
-        let wait = autopilot_look(&cluster, &state, &raft, &writer, &cfg).await;
+        let wait = autopilot_look(&leader, &cfg).await;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = config_changes.changed() => {}
@@ -381,21 +375,23 @@ const GOSSIP_SETTLE: Duration = crate::cluster::GOSSIP_INTERVAL;
 /// One look of the autopilot; returns how long it may wait for the next one if nothing
 /// changes.
 async fn autopilot_look(
-    cluster: &crate::cluster::Cluster,
-    state: &StateHandle,
-    raft: &Raft,
-    writer: &Writer,
+    Leader {
+        state,
+        writer,
+        raft,
+        cluster,
+    }: &Leader,
     cfg: &yurt_core::autopilot::Config,
 ) -> Duration {
-    use openraft::{BasicNode, ChangeMembers, ServerState};
+    use openraft::{BasicNode, ChangeMembers};
     use std::collections::{BTreeMap, BTreeSet};
     use yurt_core::autopilot::{decide, next_look, Action, RaftView};
 
-    let m = raft.metrics().borrow().clone();
-    if m.state != ServerState::Leader {
-        // The loop runs while this server leads; Raft's metrics may not say so yet.
+    if !crate::raft::is_leader(raft) {
+        // Not leader any more: the leadership task is about to stop this loop.
         return RETRY;
     }
+    let m = raft.metrics().borrow().clone();
     if state.read(|s| s.cluster_id.is_empty()) {
         // The cluster's first leader names it, once: with the name a server that
         // bootstrapped alone has gone by since it started, or a new one.
@@ -431,15 +427,7 @@ async fn autopilot_look(
             .nodes()
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect(),
-        matched: m
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        matched: crate::raft::matched_indexes(&m),
         last_log_index: m.last_log_index.unwrap_or(0),
         voters: membership.voter_ids().collect(),
     };
@@ -498,7 +486,7 @@ mod tests {
         };
         let caught = std::panic::catch_unwind(|| -> Command { panic!("index {} out of range", 3) })
             .unwrap_err();
-        let why = panic_message(&*caught);
+        let why = yurt_types::limits::panic_text(&*caught);
         assert_eq!(why, "index 3 out of range");
         let cmd = failed_eval_command(&eval, &why, 7);
         let mut state = yurt_core::state::State::default();

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use openraft::ServerState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -39,7 +38,7 @@ pub async fn run(raft: Raft, start: StartLoops, mut shutdown: watch::Receiver<bo
     let mut metrics = raft.server_metrics();
     let mut term: Option<Term> = None;
     loop {
-        let leading = metrics.borrow().state == ServerState::Leader;
+        let leading = crate::raft::leads(&metrics.borrow());
         match (leading, term.is_some()) {
             (true, false) => {
                 let (stop, stopped) = watch::channel(false);

@@ -310,59 +310,26 @@ impl Server {
         let heartbeats = heartbeat::Heartbeats::new(config.heartbeat);
         // The leader's loops, run by one task only while this server leads.
         let start_loops: leadership::StartLoops = {
-            let (state, writer, raft, cluster, heartbeats) = (
-                state.clone(),
-                writer.clone(),
-                raft.clone(),
-                cluster.clone(),
-                heartbeats.clone(),
-            );
+            let leader = leader::Leader {
+                state: state.clone(),
+                writer: writer.clone(),
+                raft: raft.clone(),
+                cluster: cluster.clone(),
+            };
+            let heartbeats = heartbeats.clone();
             let (gc, autopilot) = ((config.gc, config.gc_interval), config.autopilot);
             Box::new(move |stop| {
                 vec![
                     tokio::spawn(heartbeat::run(
                         heartbeats.clone(),
-                        state.clone(),
-                        writer.clone(),
-                        cluster.clone(),
+                        leader.clone(),
                         stop.clone(),
                     )),
-                    tokio::spawn(leader::run_eval_loop(
-                        state.clone(),
-                        writer.clone(),
-                        raft.clone(),
-                        cluster.clone(),
-                        stop.clone(),
-                    )),
-                    tokio::spawn(leader::run_deployment_watcher(
-                        state.clone(),
-                        writer.clone(),
-                        raft.clone(),
-                        cluster.clone(),
-                        stop.clone(),
-                    )),
-                    tokio::spawn(leader::run_drainer(
-                        state.clone(),
-                        writer.clone(),
-                        raft.clone(),
-                        cluster.clone(),
-                        stop.clone(),
-                    )),
-                    tokio::spawn(leader::run_gc(
-                        state.clone(),
-                        writer.clone(),
-                        raft.clone(),
-                        gc,
-                        stop.clone(),
-                    )),
-                    tokio::spawn(leader::run_autopilot(
-                        cluster.clone(),
-                        state.clone(),
-                        raft.clone(),
-                        writer.clone(),
-                        autopilot,
-                        stop,
-                    )),
+                    tokio::spawn(leader::run_eval_loop(leader.clone(), stop.clone())),
+                    tokio::spawn(leader::run_deployment_watcher(leader.clone(), stop.clone())),
+                    tokio::spawn(leader::run_drainer(leader.clone(), stop.clone())),
+                    tokio::spawn(leader::run_gc(leader.clone(), gc, stop.clone())),
+                    tokio::spawn(leader::run_autopilot(leader.clone(), autopilot, stop)),
                 ]
             })
         };

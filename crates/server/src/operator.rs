@@ -324,15 +324,7 @@ impl Operator for OperatorService {
         let m = self.reads.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let matched: std::collections::BTreeMap<NodeId, u64> = m
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let matched = crate::raft::matched_indexes(&m);
         let last_log_index = m.last_log_index.unwrap_or(0);
         let servers = self
             .cluster

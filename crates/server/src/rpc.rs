@@ -56,17 +56,9 @@ fn status(e: PrefixError, what: &str, id: &str) -> Status {
 fn checked_job(job: Option<Job>, region: &str) -> Result<Job, Status> {
     let mut job = job.ok_or_else(|| Status::invalid_argument("request has no job"))?;
     jobspec::canonicalize(&mut job);
-    jobspec::validate(&job).map_err(|p| Status::invalid_argument(p.to_string()))?;
-    // A job file without a region gets the default, `global`: it is this cluster's.
-    if job.region == "global" {
-        job.region = region.to_string();
-    }
-    if job.region != region {
-        return Err(Status::invalid_argument(format!(
-            "job.region: {:?} is not this cluster's region {region:?} (Yurt has one region)",
-            job.region
-        )));
-    }
+    jobspec::validate(&job)
+        .and_then(|()| jobspec::place_in_region(&mut job, region))
+        .map_err(|p| Status::invalid_argument(p.to_string()))?;
     Ok(job)
 }
 
@@ -627,13 +619,10 @@ impl nodes_server::Nodes for Api {
         self.barrier(&req).await?;
         let req = req.into_inner();
         let node = &req.node_id;
-        let after =
-            (req.paged && (req.after_index > 0 || !req.after_alloc_id.is_empty())).then(|| {
-                feed::Cursor {
-                    index: req.after_index,
-                    alloc_id: req.after_alloc_id.clone(),
-                }
-            });
+        let after = req
+            .paged
+            .then(|| feed::Cursor::continued(req.after_index, &req.after_alloc_id))
+            .flatten();
         if after.is_none() {
             // Only a change to this node's allocations answers: a cluster's every write would
             // otherwise send each client all of its allocations again.
@@ -649,12 +638,13 @@ impl nodes_server::Nodes for Api {
             if req.paged {
                 let after = feed::Cursor::of_request(after.clone(), req.min_index, all);
                 let page = feed::page(s.allocs.on_node(node), &after, feed::PAGE_BYTES);
+                let more = page.next.is_some();
                 let next = page.next.unwrap_or_default();
                 return ClientAllocsResponse {
                     allocs: page.allocs,
                     index,
                     jobs: page.jobs,
-                    more: !next.alloc_id.is_empty(),
+                    more,
                     next_after_index: next.index,
                     next_after_alloc_id: next.alloc_id,
                 };

@@ -31,6 +31,17 @@ pub const OPERATORS: &[&str] = &[
     "is_not_set",
 ];
 
+/// The operators a `constraint` block may also write as an attribute of their own
+/// (`regexp = "..."` for `operator = "regexp"` and `value = "..."`), as Nomad allows.
+pub const SHORTHANDS: &[&str] = &[
+    "regexp",
+    "version",
+    "semver",
+    "set_contains",
+    "set_contains_all",
+    "set_contains_any",
+];
+
 /// Whether `value` is a usable operand for `operator` (checked when a job is submitted).
 pub fn check_operand(operator: &str, value: &str) -> Result<(), String> {
     match operator {

@@ -19,6 +19,15 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The cursor a request carries when it asks for the next page of an answer (`None`: it
+    /// asks afresh).
+    pub fn continued(index: u64, alloc_id: &str) -> Option<Cursor> {
+        (index > 0 || !alloc_id.is_empty()).then(|| Cursor {
+            index,
+            alloc_id: alloc_id.to_string(),
+        })
+    }
+
     /// Where a client's request starts: after the page it was given (`after`, when it has one),
     /// else after `min_index` for the changes since, or at the start for all of them.
     pub fn of_request(after: Option<Cursor>, min_index: u64, all: bool) -> Cursor {
@@ -199,5 +208,7 @@ mod tests {
         assert_eq!(Cursor::of_request(Some(c.clone()), 3, true), c);
         assert_eq!(Cursor::of_request(None, 3, true), Cursor::default());
         assert_eq!(Cursor::of_request(None, 3, false).index, 3);
+        assert_eq!(Cursor::continued(7, "x"), Some(c));
+        assert_eq!(Cursor::continued(0, ""), None, "a fresh request");
     }
 }

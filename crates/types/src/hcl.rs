@@ -63,6 +63,29 @@ pub(crate) struct Reader<'a> {
     line_starts: Vec<usize>,
 }
 
+/// An integer written outside a string on `line` with more digits than 64 bits hold, if
+/// there is one: the parser calls it a syntax error without saying why.
+fn huge_number(line: &str) -> Option<&str> {
+    let mut quotes = 0;
+    let mut start = None;
+    for (i, c) in line.char_indices().chain([(line.len(), ' ')]) {
+        match (c.is_ascii_digit(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(from)) => {
+                if quotes % 2 == 0 && i - from > 19 {
+                    return Some(&line[from..i]);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+        if c == '"' {
+            quotes += 1;
+        }
+    }
+    None
+}
+
 impl<'a> Reader<'a> {
     pub(crate) fn new(file: &'a str, src: &'a str) -> Reader<'a> {
         let line_starts = src
@@ -84,10 +107,7 @@ impl<'a> Reader<'a> {
             let line = e.location().line();
             // A number too large for 64 bits is a syntax error to the parser: say so.
             let text = self.src.lines().nth(line.saturating_sub(1)).unwrap_or("");
-            let huge = text
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|digits| digits.len() > 19);
-            let message = match huge {
+            let message = match huge_number(text) {
                 Some(n) => format!("syntax error: the number {n} is too large"),
                 None => format!("syntax error: {}", e.message()),
             };
@@ -477,5 +497,25 @@ impl<'a> Scope<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::huge_number;
+
+    #[test]
+    fn only_an_unquoted_number_past_64_bits_is_called_too_large() {
+        assert_eq!(
+            huge_number("    count = 18446744073709551616"),
+            Some("18446744073709551616")
+        );
+        assert_eq!(huge_number("count = 9223372036854775807"), None);
+        // Inside a string it is text, and the syntax error is about something else.
+        assert_eq!(huge_number("k = \"123456789012345678901\" = }"), None);
+        assert_eq!(
+            huge_number("k = \"a\" x = 123456789012345678901"),
+            Some("123456789012345678901")
+        );
     }
 }

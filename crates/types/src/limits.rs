@@ -35,6 +35,22 @@ pub fn shown(value: &str) -> String {
     }
 }
 
+/// The message of a caught panic, cut after [`MAX_SENTENCE`] characters (a library's panic,
+/// sled's on a damaged file, can carry megabytes of text).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    let cut: String = text.chars().take(MAX_SENTENCE).collect();
+    if cut.len() < text.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
 /// Longest sentence an error may be, and the longest run of characters without a space in it.
 const MAX_SENTENCE: usize = 500;
 const MAX_WORD: usize = 80;
@@ -92,14 +108,23 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
 /// [`MAX_FIELD_BYTES`] or holds a NUL byte, then the job's encoded size against
 /// [`MAX_JOB_BYTES`]. Returns (path, sentence).
 pub fn check_job(job: &Job) -> Result<(), (String, String)> {
-    let tree = serde_json::to_value(job).unwrap_or(Json::Null);
-    check_strings(&tree, "job")?;
-    let size = prost::Message::encoded_len(job);
+    check_message(job, "job")
+}
+
+/// Every string of `value` (named by its path from `what`) within [`MAX_FIELD_BYTES`] and
+/// without a NUL byte, then its encoded size within [`MAX_JOB_BYTES`].
+fn check_message<M: prost::Message + serde::Serialize>(
+    value: &M,
+    what: &str,
+) -> Result<(), (String, String)> {
+    let tree = serde_json::to_value(value).unwrap_or(Json::Null);
+    check_strings(&tree, what)?;
+    let size = value.encoded_len();
     if size > MAX_JOB_BYTES {
         return Err((
-            "job".into(),
+            what.into(),
             format!(
-                "the job is {} KiB, more than the limit of {} KiB",
+                "the {what} is {} KiB, more than the limit of {} KiB",
                 size.div_ceil(1024),
                 MAX_JOB_BYTES >> 10
             ),
@@ -125,20 +150,7 @@ pub fn check_node(node: &Node) -> Result<(), (String, String)> {
     if !node.node_class.is_empty() {
         check_name("node class", &node.node_class).map_err(|e| ("node.node_class".into(), e))?;
     }
-    let tree = serde_json::to_value(node).unwrap_or(Json::Null);
-    check_strings(&tree, "node")?;
-    let size = prost::Message::encoded_len(node);
-    if size > MAX_JOB_BYTES {
-        return Err((
-            "node".into(),
-            format!(
-                "the node is {} KiB, more than the limit of {} KiB",
-                size.div_ceil(1024),
-                MAX_JOB_BYTES >> 10
-            ),
-        ));
-    }
-    Ok(())
+    check_message(node, "node")
 }
 
 /// An ACL token's name describes it: it may be empty and hold spaces, but has at most
@@ -195,6 +207,16 @@ fn check_strings(v: &Json, path: &str) -> Result<(), (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_s_text_is_cut_short() {
+        let caught = std::panic::catch_unwind(|| panic!("{}", "x".repeat(10_000))).unwrap_err();
+        let text = panic_text(&*caught);
+        assert_eq!(text.len(), MAX_SENTENCE + 3);
+        assert!(text.ends_with("..."));
+        let caught = std::panic::catch_unwind(|| panic!("index out of range")).unwrap_err();
+        assert_eq!(panic_text(&*caught), "index out of range");
+    }
 
     #[test]
     fn names_follow_one_rule() {

@@ -96,11 +96,7 @@ impl State {
             jobs.push(e.job_id.clone());
             self.insert_eval(index, now, e);
         }
-        jobs.sort();
-        jobs.dedup();
-        for j in jobs {
-            self.refresh_job_status(&j, index);
-        }
+        self.refresh_job_statuses(jobs, index);
     }
 
     /// The nodes that cannot take a plan's new placements, with the reason.
@@ -209,17 +205,7 @@ impl State {
                 self.track_deployment(index, now, Some(&before), &after);
             }
         }
-        if freed {
-            self.unblock_evals(index, now);
-        }
-        for e in &u.evals {
-            self.insert_eval(index, now, e.clone());
-        }
-        jobs.sort();
-        jobs.dedup();
-        for j in jobs {
-            self.refresh_job_status(&j, index);
-        }
+        self.settle(index, now, freed, &u.evals, jobs);
     }
 
     /// The jobs whose allocations these client reports newly mark failed (each once): they

@@ -40,6 +40,18 @@ fn plan(eval: &str, allocs: Vec<Allocation>) -> Command {
     }
 }
 
+/// Pending evaluations of job `web`, for plans to complete.
+fn pending_evals(s: &mut State, ids: &[&str]) {
+    for id in ids {
+        s.evals.insert(Evaluation {
+            id: id.to_string(),
+            job_id: "web".into(),
+            status: EVAL_PENDING.into(),
+            ..Evaluation::default()
+        });
+    }
+}
+
 #[test]
 fn registration_and_status_changes_leave_node_events_once_every_server_reads_them() {
     use crate::evals::{node_register_command, node_status_command};
@@ -190,14 +202,7 @@ fn plans_from_stale_state_lose_the_placements_that_no_longer_fit() {
     let mut s = State::default();
     s.nodes.insert("n1".into(), ready_node("n1", 1000, 1000));
     s.nodes.insert("n2".into(), ready_node("n2", 1000, 1000));
-    for id in ["e1", "e2"] {
-        s.evals.insert(Evaluation {
-            id: id.into(),
-            job_id: "web".into(),
-            status: EVAL_PENDING.into(),
-            ..Evaluation::default()
-        });
-    }
+    pending_evals(&mut s, &["e1", "e2"]);
     // Two plans computed from the same state each fill n1; the first wins.
     s.apply(1, &plan("e1", vec![placement("a1", "n1", 800, 20000)]))
         .unwrap();
@@ -646,14 +651,7 @@ fn a_copy_of_the_state_is_a_snapshot_that_later_changes_leave_alone() {
     let mut s = State::default();
     s.nodes
         .insert("n1".into(), ready_node("n1", 100_000, 100_000));
-    for id in ["e1", "e2"] {
-        s.evals.insert(Evaluation {
-            id: id.into(),
-            job_id: "web".into(),
-            status: EVAL_PENDING.into(),
-            ..Evaluation::default()
-        });
-    }
+    pending_evals(&mut s, &["e1", "e2"]);
     let many: Vec<Allocation> = (0..500)
         .map(|i| placement(&format!("a{i:03}"), "n1", 10, 20_000 + i))
         .collect();

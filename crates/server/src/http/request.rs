@@ -28,6 +28,8 @@ impl From<tonic::Status> for Failure {
             Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            // The server is busy with other requests of the kind (`heavy`): try again later.
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure(code, s.message().to_string())

@@ -131,21 +131,6 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, std::io::Error> {
     entry_from_proto(LogEntry::decode(rest).map_err(|e| bad(e.to_string()))?).map_err(bad)
 }
 
-/// A panic's message, cut short (sled's can be megabytes long).
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("a panic");
-    let cut: String = text.chars().take(200).collect();
-    if cut.len() < text.len() {
-        format!("{cut}...")
-    } else {
-        cut
-    }
-}
-
 fn key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
@@ -159,7 +144,8 @@ impl LogStore {
                 .cache_capacity(CACHE_BYTES)
                 .open()
         });
-        let db = opened.map_err(|panic| OpenError::Panicked(panic_text(&*panic)))??;
+        let db = opened
+            .map_err(|panic| OpenError::Panicked(yurt_types::limits::panic_text(&*panic)))??;
         let logs = db.open_tree("logs")?;
         let meta = db.open_tree("meta")?;
         let marker = voted_marker(dir);

@@ -126,11 +126,31 @@ pub async fn remove_member(raft: &Raft, id: NodeId) -> Result<(), tonic::Status>
         })
 }
 
-/// Whether this server is the leader right now.
+/// Whether this server is the leader right now. Read from openraft's server metrics, which
+/// it updates before the full ones and which the leadership task follows: a leader loop it
+/// started never sees this server as not yet leader.
 pub fn is_leader(raft: &Raft) -> bool {
-    let metrics = raft.metrics();
-    let m = metrics.borrow();
+    leads(&raft.server_metrics().borrow())
+}
+
+/// Whether the server these metrics are of leads.
+pub fn leads(m: &openraft::metrics::RaftServerMetrics<NodeId, openraft::BasicNode>) -> bool {
     m.current_leader == Some(m.id)
+}
+
+/// The highest log index known replicated to each follower (the leader's replication
+/// progress; empty on a follower).
+pub fn matched_indexes(
+    m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
+) -> std::collections::BTreeMap<NodeId, u64> {
+    m.replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 pub type StorageError = openraft::StorageError<NodeId>;
 

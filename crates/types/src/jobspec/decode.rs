@@ -59,11 +59,9 @@ pub(super) fn decode_constraints<'a>(
         let p = format!("{path}.constraint[{i}]");
         lines.set(p.clone(), b.line);
         let mut c = Scope::new(r, &b.body, "constraint".into(), p);
-        let attribute = c.string("attribute", lines)?.unwrap_or_default();
+        let mut attribute = c.string("attribute", lines)?.unwrap_or_default();
         let mut operator = c.string("operator", lines)?.unwrap_or_else(|| "=".into());
-        let value = c.string("value", lines)?.unwrap_or_default();
-        let mut value = value;
-        let mut attribute = attribute;
+        let mut value = c.string("value", lines)?.unwrap_or_default();
         if let Some(true) = c.boolean("distinct_hosts", lines)? {
             operator = "distinct_hosts".into();
         }
@@ -71,17 +69,9 @@ pub(super) fn decode_constraints<'a>(
             operator = "distinct_property".into();
             attribute = prop;
         }
-        // Nomad's shorthands: `regexp = "..."` for `operator = "regexp"  value = "..."`.
-        for op in [
-            "regexp",
-            "version",
-            "semver",
-            "set_contains",
-            "set_contains_all",
-            "set_contains_any",
-        ] {
+        for op in crate::constraint::SHORTHANDS {
             if let Some(v) = c.string(op, lines)? {
-                operator = op.into();
+                operator = op.to_string();
                 value = v;
             }
         }

@@ -388,6 +388,7 @@ fn out_of_bounds_values_are_refused_with_the_field_and_the_limit() {
             in_group("    count = 18446744073709551616"),
             "bad.hcl:3: syntax error: the number 18446744073709551616 is too large",
         ),
+
         (
             in_group("    network {\n      port \"http\" {\n        static = 70000\n      }\n    }"),
             "bad.hcl:5: port \"http\": static (70000) must be between 1 and 65535",
@@ -438,4 +439,21 @@ fn json_errors_name_the_field_and_unknown_fields_are_refused() {
     );
     let e = json(&task(r#"{"command": {"kind": "/bin/true"}}, "wibble": 1"#));
     assert_eq!(e, "job.json: task_groups[0].tasks[0].wibble: unknown field");
+}
+
+#[test]
+fn a_job_takes_the_cluster_s_region_or_is_refused_for_another() {
+    let mut job = Job {
+        region: "global".into(),
+        ..Job::default()
+    };
+    place_in_region(&mut job, "eu").unwrap();
+    assert_eq!(job.region, "eu", "the default region is this cluster's");
+    place_in_region(&mut job, "eu").unwrap();
+    job.region = "mars".into();
+    let p = place_in_region(&mut job, "eu").unwrap_err();
+    assert_eq!(
+        p.to_string(),
+        "job.region: \"mars\" is not this cluster's region \"eu\" (Yurt has one region)"
+    );
 }

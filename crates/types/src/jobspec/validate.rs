@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// Places a job in the cluster's `region`: a job without one of its own (the default,
+/// `global`) gets it; a job for another region is refused (a Yurt cluster is one region).
+pub fn place_in_region(job: &mut Job, region: &str) -> Result<(), Problem> {
+    if job.region == "global" {
+        job.region = region.to_string();
+    }
+    if job.region != region {
+        return Err(Problem {
+            path: "job.region".into(),
+            message: format!(
+                "{:?} is not this cluster's region {region:?} (Yurt has one region)",
+                job.region
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the rules of a canonical job. Returns the first broken rule.
 pub fn validate(job: &Job) -> Result<(), Problem> {
     let fail = |path: &str, message: String| {
