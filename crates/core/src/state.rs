@@ -27,7 +27,7 @@ mod queries;
 mod snapshot;
 
 pub use jobs::{job_status, of_this_job, trim_versions, TRACKED_VERSIONS};
-pub use queries::PrefixError;
+pub use queries::{ById, PrefixError};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT};
 
 /// Node events kept per node.

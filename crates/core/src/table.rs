@@ -6,15 +6,17 @@
 //! its rows), which a client's watch of its allocations waits on. Without them every command
 //! and every scheduler run scanned every allocation and evaluation ever kept.
 //!
-//! Reads go through `Deref` to the map by ID. Changes go through [`Table::insert`],
-//! [`Table::update`] and [`Table::remove`], which keep the indexes right; there is no `get_mut`.
+//! Reads go through the map-like getters (`get`, `values`, `iter`, `[id]`). Changes go
+//! through [`Table::insert`], [`Table::update`] and [`Table::remove`], which keep the indexes
+//! right; there is no `get_mut`.
 //!
-//! The map and its indexes are persistent (`imbl`): a clone of a table shares its rows and
-//! costs next to nothing, and a change to either copy copies only the path it touches. This is
-//! what lets the state be snapshotted for long reads (an evaluation, a plan) without holding
-//! the state lock.
+//! The map and its indexes are persistent (`imbl`), and each row is behind an `Arc`: a clone
+//! of a table shares its rows and costs next to nothing, and a change to either copy copies
+//! only the row it changes and the path to it (pointers, not rows). This is what lets the state
+//! be snapshotted for long reads (an evaluation, a plan, a list) without holding the state
+//! lock, and lets writes go on beside those snapshots at little extra cost.
 
-use std::ops::Deref;
+use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
@@ -98,7 +100,7 @@ impl Row for Deployment {
 
 #[derive(Debug, Clone)]
 pub struct Table<T: Clone> {
-    rows: OrdMap<String, T>,
+    rows: OrdMap<String, Arc<T>>,
     by_job: OrdMap<String, OrdSet<String>>,
     by_node: OrdMap<String, OrdSet<String>>,
     /// For each node, how many of its rows are at each version: the highest is the node's.
@@ -125,10 +127,49 @@ impl<T: PartialEq + Clone> PartialEq for Table<T> {
     }
 }
 
-impl<T: Clone> Deref for Table<T> {
-    type Target = OrdMap<String, T>;
-    fn deref(&self) -> &Self::Target {
-        &self.rows
+impl<T: Clone> Table<T> {
+    /// The row with this ID.
+    pub fn get(&self, id: &str) -> Option<&T> {
+        self.rows.get(id).map(|r| &**r)
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.rows.contains_key(id)
+    }
+
+    /// Every row, in ID order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
+        self.rows.values().map(|r| &**r)
+    }
+
+    /// Every row with its ID, in ID order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &T)> + '_ {
+        self.rows.iter().map(|(k, r)| (k, &**r))
+    }
+
+    /// The rows whose IDs start at `from`, in ID order.
+    pub fn iter_from<'a>(&'a self, from: &str) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
+        self.rows.range(from.to_string()..).map(|(k, r)| (k, &**r))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + '_ {
+        self.rows.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl<T: Clone> std::ops::Index<&str> for Table<T> {
+    type Output = T;
+    /// The row with this ID; panics without one (as a map's index does).
+    fn index(&self, id: &str) -> &T {
+        self.get(id).expect("no row with this ID")
     }
 }
 
@@ -214,17 +255,18 @@ impl<T: Row + Clone> Table<T> {
             self.unindex(old);
         }
         self.index(&row);
-        self.rows.insert(row.id().to_string(), row);
-        old
+        self.rows.insert(row.id().to_string(), Arc::new(row));
+        old.map(Arc::unwrap_or_clone)
     }
 
-    /// Changes the row `id` in place, if there is one; whether there was.
+    /// Changes the row `id` in place (a copy of it, if a snapshot shares it), if there is one;
+    /// whether there was.
     pub fn update(&mut self, id: &str, change: impl FnOnce(&mut T)) -> bool {
         let Some(mut row) = self.rows.remove(id) else {
             return false;
         };
         self.unindex(&row);
-        change(&mut row);
+        change(Arc::make_mut(&mut row));
         self.index(&row);
         self.rows.insert(row.id().to_string(), row);
         true
@@ -233,13 +275,11 @@ impl<T: Row + Clone> Table<T> {
     pub fn remove(&mut self, id: &str) -> Option<T> {
         let row = self.rows.remove(id)?;
         self.unindex(&row);
-        Some(row)
+        Some(Arc::unwrap_or_clone(row))
     }
 
     fn lookup<'a>(&'a self, ids: Option<&'a OrdSet<String>>) -> impl Iterator<Item = &'a T> + 'a {
-        ids.into_iter()
-            .flatten()
-            .filter_map(move |id| self.rows.get(id))
+        ids.into_iter().flatten().filter_map(move |id| self.get(id))
     }
 
     /// The rows of a job, in ID order.
@@ -268,7 +308,7 @@ impl<T: Row + Clone> Table<T> {
             .get(state)
             .into_iter()
             .flatten()
-            .filter_map(move |(_, id)| self.rows.get(id))
+            .filter_map(move |(_, id)| self.get(id))
     }
 }
 

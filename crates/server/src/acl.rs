@@ -269,7 +269,7 @@ impl Acl for AclService {
     ) -> Reply<ListAclTokensResponse> {
         self.reads.authorize(&req, Need::Management)?;
         self.reads.barrier(crate::read::stale(&req)).await?;
-        let tokens = self.reads.state.read(|s| {
+        let tokens = self.reads.state.scan(|s| {
             s.acl_tokens
                 .values()
                 .map(|t| AclToken {

@@ -537,13 +537,13 @@ impl Http {
         ];
         let state = &self.api.reads.state;
         if query(q, "format") == Some("prometheus") {
-            let text = state.read(|s| crate::metrics::prometheus_report(s, &raft));
+            let text = state.scan(|s| crate::metrics::prometheus_report(s, &raft));
             let mut r = Response::new(Full::new(Bytes::from(text)));
             set_headers(&mut r, "text/plain; version=0.0.4", index);
             return r;
         }
         let now = crate::write::now_unix_ms();
-        let v = state.read(|s| crate::metrics::json_report(s, &raft, now));
+        let v = state.scan(|s| crate::metrics::json_report(s, &raft, now));
         let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
         let mut r = Response::new(Full::new(Bytes::from(text)));
         set_headers(&mut r, "application/json", index);

@@ -218,7 +218,7 @@ async fn run_watcher(
             let now = now_unix_ms();
             // On a snapshot: the look reads every deployment (or draining node) without
             // holding the state lock.
-            let (commands, next) = watch(&state.snapshot(), now);
+            let (commands, next) = state.scan(|s| watch(s, now));
             let mut all_committed = true;
             for kind in commands {
                 match writer.apply(kind).await {
@@ -311,7 +311,7 @@ pub async fn run_gc(
         if !crate::raft::is_leader(&raft) {
             continue;
         }
-        let gc = yurt_core::gc::collect(&state.snapshot(), now_unix_ms(), thresholds);
+        let gc = state.scan(|s| yurt_core::gc::collect(s, now_unix_ms(), thresholds));
         if yurt_core::gc::is_empty(&gc) {
             continue;
         }

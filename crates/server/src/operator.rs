@@ -215,7 +215,7 @@ impl Operator for OperatorService {
                 .await;
         }
         let now = crate::write::now_unix_ms();
-        let (gc, [jobs, allocations, evaluations, nodes]) = self.reads.state.read(|s| {
+        let (gc, [jobs, allocations, evaluations, nodes]) = self.reads.state.scan(|s| {
             let gc = yurt_core::gc::collect(s, now, yurt_core::gc::Thresholds::FORCE);
             let totals = yurt_core::gc::totals(s, &gc);
             (gc, totals)
@@ -241,7 +241,7 @@ impl Operator for OperatorService {
         self.reads.authorize(&req, Need::Management)?;
         self.reads.barrier(stale(&req)).await?;
         let term = self.reads.raft.metrics().borrow().current_term;
-        let (data, index) = self.reads.state.read(|s| {
+        let (data, index) = self.reads.state.scan(|s| {
             (
                 yurt_core::backup::encode(s, term, yurt_types::VERSION, now_unix_ms()),
                 s.index,

@@ -36,8 +36,8 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn lookup<'a, T: Clone>(
-    map: &'a yurt_core::state::OrdMap<String, T>,
+fn lookup<'a, T: 'a>(
+    map: &'a impl yurt_core::state::ById<T>,
     what: &str,
     id: &str,
 ) -> Result<&'a T, Status> {
@@ -180,7 +180,7 @@ impl jobs_server::Jobs for Api {
         self.reads.authorize(&req, Need::job(LIST_JOBS))?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
-        let jobs = self.reads.state.read(|s| {
+        let jobs = self.reads.state.scan(|s| {
             s.jobs
                 .values()
                 .filter(|j| j.id.starts_with(&prefix))
@@ -249,7 +249,7 @@ impl jobs_server::Jobs for Api {
         self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
-        let allocs = self.reads.state.read(|s| {
+        let allocs = self.reads.state.scan(|s| {
             let id = lookup(&s.jobs, "job", &id)?.id.clone();
             Ok::<_, Status>(s.job_allocs(&id).into_iter().map(listed).collect())
         })?;
@@ -260,7 +260,7 @@ impl jobs_server::Jobs for Api {
         self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
-        let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
+        let mut evals: Vec<Evaluation> = self.reads.state.scan(|s| {
             s.evals
                 .values()
                 .filter(|e| e.job_id == id)
@@ -347,7 +347,7 @@ impl deployments_server::Deployments for Api {
         self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
-        let mut deployments: Vec<Deployment> = self.reads.state.read(|s| {
+        let mut deployments: Vec<Deployment> = self.reads.state.scan(|s| {
             s.deployments
                 .values()
                 .filter(|d| d.id.starts_with(&prefix))
@@ -442,7 +442,7 @@ impl evals_server::Evals for Api {
         self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let f = req.into_inner();
-        let mut evals: Vec<Evaluation> = self.reads.state.read(|s| {
+        let mut evals: Vec<Evaluation> = self.reads.state.scan(|s| {
             s.evals
                 .values()
                 .filter(|e| f.job_id.is_empty() || e.job_id == f.job_id)
@@ -463,7 +463,7 @@ impl nodes_server::Nodes for Api {
         let nodes = self
             .reads
             .state
-            .read(|s| s.nodes.values().cloned().collect());
+            .scan(|s| s.nodes.values().cloned().collect());
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
@@ -632,7 +632,7 @@ impl nodes_server::Nodes for Api {
                 .wait_until(wait, |s| s.node_allocs_index(node) != req.min_index)
                 .await;
         }
-        let reply = self.reads.state.read(|s| {
+        let reply = self.reads.state.scan(|s| {
             let index = s.node_allocs_index(node);
             let all = !req.changed_only || index < req.min_index;
             if req.paged {
@@ -702,7 +702,7 @@ impl allocs_server::Allocs for Api {
         self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let node = req.into_inner().node_id;
-        let allocs = self.reads.state.read(|s| {
+        let allocs = self.reads.state.scan(|s| {
             s.allocs
                 .values()
                 .filter(|a| node.is_empty() || a.node_id == node)

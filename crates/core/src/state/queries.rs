@@ -107,15 +107,15 @@ impl State {
     }
 
     /// Finds an object by full ID or unique prefix.
-    pub fn find_by_prefix<'a, T: Clone>(
-        map: &'a imbl::OrdMap<String, T>,
+    pub fn find_by_prefix<'a, T: 'a, M: ById<T>>(
+        map: &'a M,
         prefix: &str,
     ) -> Result<&'a T, PrefixError> {
-        if let Some(v) = map.get(prefix) {
+        if let Some(v) = map.by_id(prefix) {
             return Ok(v);
         }
         let mut hits = map
-            .range(prefix.to_string()..)
+            .ids_from(prefix)
             .take_while(|(k, _)| k.starts_with(prefix));
         match (hits.next(), hits.next()) {
             (Some((_, v)), None) if !prefix.is_empty() => Ok(v),
@@ -136,5 +136,38 @@ impl State {
             return Ok(n);
         }
         State::find_by_prefix(&self.nodes, key)
+    }
+}
+
+/// What objects are kept in by ID: a map of the state or a table.
+pub trait ById<T> {
+    fn by_id(&self, id: &str) -> Option<&T>;
+    /// The objects whose IDs come at or after `from`, in ID order.
+    fn ids_from<'a>(&'a self, from: &str) -> Box<dyn Iterator<Item = (&'a String, &'a T)> + 'a>
+    where
+        T: 'a;
+}
+
+impl<T: Clone> ById<T> for imbl::OrdMap<String, T> {
+    fn by_id(&self, id: &str) -> Option<&T> {
+        self.get(id)
+    }
+    fn ids_from<'a>(&'a self, from: &str) -> Box<dyn Iterator<Item = (&'a String, &'a T)> + 'a>
+    where
+        T: 'a,
+    {
+        Box::new(self.range(from.to_string()..))
+    }
+}
+
+impl<T: Clone> ById<T> for crate::table::Table<T> {
+    fn by_id(&self, id: &str) -> Option<&T> {
+        self.get(id)
+    }
+    fn ids_from<'a>(&'a self, from: &str) -> Box<dyn Iterator<Item = (&'a String, &'a T)> + 'a>
+    where
+        T: 'a,
+    {
+        Box::new(self.iter_from(from))
     }
 }
