@@ -59,7 +59,7 @@ impl Target {
 }
 
 /// A refusal must be one sentence: one line, not empty, not huge.
-fn sentence(e: &str) -> Result<(), String> {
+pub(crate) fn sentence(e: &str) -> Result<(), String> {
     if e.trim().is_empty() || e.contains('\n') || e.len() > MAX_SENTENCE {
         let cut: String = e.chars().take(300).collect();
         return Err(format!("not one sentence ({} bytes): {cut:?}", e.len()));
@@ -245,13 +245,13 @@ fn seeds(root: &Path, target: Target) -> Vec<Vec<u8>> {
             }
         }
     }
-    out.extend(regressions(root, target).into_iter().map(|(_, b)| b));
+    out.extend(regressions(root, target.name()).into_iter().map(|(_, b)| b));
     out
 }
 
 /// The saved inputs of a target: `fixtures/fuzz/<target>/*`.
-pub fn regressions(root: &Path, target: Target) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = root.join("fixtures/fuzz").join(target.name());
+pub fn regressions(root: &Path, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = root.join("fixtures/fuzz").join(target);
     let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
@@ -263,7 +263,7 @@ pub fn regressions(root: &Path, target: Target) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// One mutation of `input`, drawn from `rng`.
-fn mutate(rng: &mut TestRng, input: &mut Vec<u8>) {
+pub(crate) fn mutate(rng: &mut TestRng, input: &mut Vec<u8>) {
     let len = input.len();
     let at = if len == 0 {
         0
@@ -315,7 +315,8 @@ fn mutate(rng: &mut TestRng, input: &mut Vec<u8>) {
 pub struct Report {
     pub inputs: u64,
     pub elapsed: Duration,
-    pub failures: Vec<(Target, PathBuf, String)>,
+    /// (what was fuzzed, the saved input, the rule it broke)
+    pub failures: Vec<(&'static str, PathBuf, String)>,
 }
 
 /// A worker thread that runs inputs, so that a hang is seen (and the run stops) instead of
@@ -354,12 +355,12 @@ impl Worker {
 }
 
 /// Saves an input that broke a rule, named by its content.
-fn save(root: &Path, target: Target, input: &[u8]) -> PathBuf {
+pub(crate) fn save(root: &Path, target: &str, input: &[u8]) -> PathBuf {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in input {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
-    let dir = root.join("fixtures/fuzz").join(target.name());
+    let dir = root.join("fixtures/fuzz").join(target);
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(format!("{h:016x}"));
     let _ = std::fs::write(&path, input);
@@ -393,9 +394,9 @@ pub fn fuzz(root: &Path, n: u64, seed: u64) -> Report {
         }
         inputs += 1;
         if let Err(why) = worker.run(target, input.clone()) {
-            let path = save(root, target, &input);
+            let path = save(root, target.name(), &input);
             let hang = why.contains("a hang");
-            failures.push((target, path, why));
+            failures.push((target.name(), path, why));
             if hang {
                 break;
             }
@@ -414,7 +415,7 @@ pub fn replay(root: &Path) -> Vec<(PathBuf, String)> {
     let worker = Worker::new();
     let mut out = Vec::new();
     for target in TARGETS {
-        for (path, input) in regressions(root, target) {
+        for (path, input) in regressions(root, target.name()) {
             if let Err(why) = worker.run(target, input) {
                 out.push((path, why));
             }
@@ -444,7 +445,7 @@ pub fn main(n: u64, seed: u64) {
         r.failures.len()
     );
     for (t, path, why) in &r.failures {
-        println!("  {}: {why} (saved as {})", t.name(), path.display());
+        println!("  {t}: {why} (saved as {})", path.display());
     }
     if !r.failures.is_empty() || !again.is_empty() {
         std::process::exit(1);

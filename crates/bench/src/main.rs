@@ -11,6 +11,7 @@
 
 mod client;
 mod deploy;
+mod edges;
 mod fuzz;
 mod idle;
 mod sched;
@@ -388,6 +389,12 @@ fn main() {
         let seed = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
         return fuzz::main(n, seed);
     }
+    if what == "fuzz-edges" {
+        // `fuzz-edges [N] [SEED]`: one server in-process, its gRPC and HTTP edges on loopback.
+        let n = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+        let seed = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+        return edges::main(n, seed);
+    }
     let yurt = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("yurt")))
@@ -423,7 +430,7 @@ fn main() {
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | idle [YURT] | fuzz [N] [SEED]");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | idle [YURT] | fuzz [N] [SEED] | fuzz-edges [N] [SEED]");
             std::process::exit(2)
         }
     }

@@ -86,12 +86,50 @@ where
             let denied = tonic::Status::permission_denied(why).into_http();
             return Box::pin(std::future::ready(Ok(denied)));
         }
+        let path = req.uri().path().to_string();
         let answer = self.inner.call(req);
         Box::pin(async move {
             let mut r = answer.await?;
             undecodable_is_invalid_argument(r.headers_mut());
+            one_sentence(r.headers_mut(), &path);
             Ok(r)
         })
+    }
+}
+
+/// A refusal reaches the caller as one short line: a handler's message through
+/// [`yurt_types::limits::tidy`], and a call of a method this agent does not serve (a client's
+/// on a server-only agent, a misspelled one) named instead of answered with nothing.
+fn one_sentence(headers: &mut http::HeaderMap, path: &str) {
+    let code = headers
+        .get("grpc-status")
+        .and_then(|s| s.to_str().ok())
+        .and_then(|s| s.parse::<u32>().ok());
+    let Some(code) = code.filter(|c| *c != 0) else {
+        return;
+    };
+    let message = headers
+        .get("grpc-message")
+        .map(|m| {
+            percent_encoding::percent_decode(m.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    let message = match (code, message.trim()) {
+        // UNIMPLEMENTED
+        (12, "") => format!(
+            "this agent does not serve {}",
+            yurt_types::limits::shown(path)
+        ),
+        (_, "") => return,
+        (_, m) => yurt_types::limits::tidy(m),
+    };
+    // gRPC's percent-encoding of a message: everything but printable ASCII, and '%'.
+    const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    let encoded = percent_encoding::utf8_percent_encode(&message, ENCODE).to_string();
+    if let Ok(v) = http::HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", v);
     }
 }
 
@@ -128,5 +166,31 @@ mod decode_tests {
             .clone();
         undecodable_is_invalid_argument(&mut other);
         assert_eq!(other["grpc-status"], "13");
+    }
+
+    #[test]
+    fn every_refusal_is_one_short_line_and_an_unserved_method_is_named() {
+        let headers = |s: tonic::Status| s.into_http::<tonic::body::Body>().headers().clone();
+        let message = |h: &http::HeaderMap| {
+            percent_encoding::percent_decode(h["grpc-message"].as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let mut h = headers(tonic::Status::unimplemented(""));
+        one_sentence(&mut h, "/yurt.v1.ClientFs/Logs");
+        assert_eq!(
+            message(&h),
+            "this agent does not serve \"/yurt.v1.ClientFs/Logs\""
+        );
+        let mut h = headers(tonic::Status::not_found(format!(
+            "no job {}\nat all",
+            "x".repeat(5_000)
+        )));
+        one_sentence(&mut h, "/yurt.v1.Jobs/Get");
+        let m = message(&h);
+        assert!(!m.contains('\n') && m.len() < 600, "{m}");
+        let mut ok = headers(tonic::Status::ok(""));
+        one_sentence(&mut ok, "/yurt.v1.Jobs/Get");
+        assert!(!ok.contains_key("grpc-message") || message(&ok).is_empty());
     }
 }

@@ -413,11 +413,14 @@ impl Http {
             (&M::GET, ["v1", "regions"]) => Ok(Value::from(vec![api.cluster.me().region.clone()])),
             (_, ["v1", ..]) => Err(Failure(
                 StatusCode::NOT_FOUND,
-                format!("no such endpoint: {method} {path}"),
+                format!(
+                    "no such endpoint: {method} {}",
+                    yurt_types::limits::shown(path)
+                ),
             )),
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
-                format!("no such endpoint: {path}"),
+                format!("no such endpoint: {}", yurt_types::limits::shown(path)),
             )),
         }
     }

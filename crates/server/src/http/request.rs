@@ -70,9 +70,12 @@ pub(super) fn blocking(q: &str) -> Result<Option<(u64, Duration)>, Failure> {
     let Some(index) = query(q, "index") else {
         return Ok(None);
     };
-    let index = index
-        .parse::<u64>()
-        .map_err(|_| bad(format!("index {index:?} is not a whole number")))?;
+    let index = index.parse::<u64>().map_err(|_| {
+        bad(format!(
+            "index {} is not a whole number",
+            yurt_types::limits::shown(index)
+        ))
+    })?;
     let wait = match query(q, "wait") {
         None => Duration::from_secs(300),
         Some(w) => {
@@ -154,8 +157,11 @@ pub(super) fn set_headers(r: &mut HttpResponse, content_type: &'static str, inde
     }
 }
 
+/// An answer of one sentence: whatever a route or a check says, the caller gets one short line
+/// ([`yurt_types::limits::tidy`]).
 pub(super) fn plain(code: StatusCode, msg: &str, index: u64) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    let line = yurt_types::limits::tidy(msg);
+    let mut r = Response::new(Full::new(Bytes::from(format!("{line}\n"))));
     *r.status_mut() = code;
     set_headers(&mut r, "text/plain; charset=utf-8", index);
     r
