@@ -142,6 +142,8 @@ struct Settings {
     client_gc_interval: Duration,
     tls: yurt_tls::TlsConfig,
     acl_enabled: bool,
+    /// The task drivers' settings; a `-dev` agent enables raw_exec unless a file says not.
+    drivers: agentconfig::DriverConfig,
 }
 
 /// Layers the configuration in one place, in one documented order: defaults, then each
@@ -258,6 +260,10 @@ fn resolve(args: AgentArgs) -> Result<Settings, CliError> {
         client_gc_interval: file
             .client_gc_interval_ms
             .map_or(Duration::from_secs(60), ms),
+        drivers: agentconfig::DriverConfig {
+            raw_exec_enabled: file.drivers.raw_exec_enabled.or(args.dev.then_some(true)),
+            ..file.drivers.clone()
+        },
         tls: file.tls.unwrap_or_default(),
         acl_enabled: args.acl_enabled || file.acl_enabled == Some(true),
     })
@@ -460,6 +466,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             tick: Duration::from_millis(100),
             gc_max_allocs: args.client_gc_max_allocs,
             gc_interval: args.client_gc_interval,
+            drivers: args.drivers.clone(),
             dialer,
         };
         let c = Client::start(cfg).await.map_err(|e| fail(e.to_string()))?;

@@ -15,6 +15,11 @@
 //! The files stay the source of truth: a client that finds the socket gone (an executor from an
 //! older release, or one that died) falls back to them.
 //!
+//! A spec may put the task in a cgroup ([`crate::cgroup`]: limits, usage, and every process
+//! of the task killed when it ends) and isolate it ([`crate::isolate`]: namespaces, its own
+//! root, its user). The executor starts its threads before the task: once it has made a PID
+//! namespace for its children it can start no more.
+//!
 //! This module is the only place that builds `std::process::Command` for tasks.
 
 use std::collections::BTreeMap;
@@ -31,6 +36,8 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::{Group, Limits};
+use crate::isolate::Isolation;
 use crate::logfiles::{self, Rotation};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,16 +45,32 @@ pub struct ExecSpec {
     pub command: String,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
-    /// Working directory of the task.
+    /// Working directory of the task (inside its root when isolated).
     pub dir: PathBuf,
     pub stdout: Rotation,
     pub stderr: Rotation,
+    /// The task's cgroup and limits (none in specs of 0.1.0).
+    #[serde(default)]
+    pub cgroup: Option<Confine>,
+    /// How an `exec` task is isolated (none for `raw_exec`).
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
+}
+
+/// A task's cgroup and the limits written to it (none: tracking only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confine {
+    pub group: Group,
+    pub limits: Option<Limits>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExitStatus {
     pub code: i32,
     pub signal: i32,
+    /// The kernel killed the task for going over its memory limit.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl ExitStatus {
@@ -108,6 +131,7 @@ fn run_with(exec_dir: &Path, new_session: bool) -> i32 {
             let status = ExitStatus {
                 code: 127,
                 signal: 0,
+                oom_killed: false,
             };
             let _ = write_atomic(
                 &exit_path(exec_dir),
@@ -133,7 +157,7 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Three threads in all: this one waits for the task, one copies both of its pipes into the
-/// logs, one answers the socket.
+/// logs, one answers the socket. Both helpers start before the task does.
 fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
     // Our own session: no signal aimed at the client's process group reaches us.
     if new_session {
@@ -141,67 +165,57 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
     }
     let spec: ExecSpec = serde_json::from_slice(&std::fs::read(spec_path(exec_dir))?)
         .map_err(std::io::Error::other)?;
-    let log = |r: &Rotation| {
-        logfiles::Writer::open(r.clone()).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot open the log file {}: {e}", r.base.display()),
-            )
-        })
-    };
-    let (stdout_log, stderr_log) = (log(&spec.stdout)?, log(&spec.stderr)?);
     let socket = exec_dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener = {
         let (_dir, path) = socket_via_fd(exec_dir)?;
         UnixListener::bind(path)?
     };
-    let mut child = std::process::Command::new(&spec.command)
-        .args(&spec.args)
-        .env_clear()
-        .envs(&spec.env)
-        .current_dir(&spec.dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", spec.command))
-        })?;
+    let group = match &spec.cgroup {
+        Some(c) => {
+            c.group
+                .create(c.limits.as_ref())
+                .map_err(std::io::Error::other)?;
+            Some(c.group.clone())
+        }
+        None => None,
+    };
+    let started = start_task(exec_dir, &spec, group.as_ref(), listener);
+    let (mut child, shared, pipes, status_pipe) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(g) = &group {
+                g.destroy();
+            }
+            return Err(e);
+        }
+    };
     let pid = child.id() as i32;
     write_atomic(&pid_path(exec_dir), pid.to_string().as_bytes())?;
-    let shared: Shared = Arc::new(Mutex::new(State {
-        reply: Reply {
-            pid,
-            ..Reply::default()
-        },
-        waiters: Vec::new(),
-    }));
-    {
-        let shared = shared.clone();
-        std::thread::spawn(move || serve(listener, shared));
+    lock(&shared).reply.pid = pid;
+    let raw = child.wait()?;
+    let mut status = ExitStatus {
+        code: raw.code().unwrap_or(-1),
+        signal: raw.signal().unwrap_or(0),
+        oom_killed: false,
+    };
+    if let Some(read) = status_pipe {
+        // The init of the task's PID namespace says how the task itself ended.
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::fs::File::from(read), &mut bytes);
+        if let Some((code, signal)) = crate::isolate::read_status(&bytes) {
+            status.code = code;
+            status.signal = signal;
+        }
     }
-    let mut pipes = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        pipes.push((OwnedFd::from(out), stdout_log));
+    if let Some(g) = &group {
+        status.oom_killed = !status.success() && g.oom_kills() > 0;
+        // Whatever the task left behind (also processes that left its group) ends with it.
+        g.destroy();
     }
-    if let Some(err) = child.stderr.take() {
-        pipes.push((OwnedFd::from(err), stderr_log));
-    }
-    let (copied, copies_done) = mpsc::channel();
-    std::thread::spawn(move || {
-        copy_pipes(pipes);
-        let _ = copied.send(());
-    });
-    let status = child.wait()?;
     // Output still in the pipes belongs before the exit; a background process that kept
     // the pipes open does not hold the exit back for long.
-    let _ = copies_done.recv_timeout(Duration::from_secs(2));
-    let status = ExitStatus {
-        code: status.code().unwrap_or(-1),
-        signal: status.signal().unwrap_or(0),
-    };
+    let _ = pipes.recv_timeout(Duration::from_secs(2));
     write_atomic(
         &exit_path(exec_dir),
         &serde_json::to_vec(&status).map_err(std::io::Error::other)?,
@@ -218,6 +232,127 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
     std::thread::sleep(Duration::from_millis(50));
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+type Started = (
+    std::process::Child,
+    Shared,
+    mpsc::Receiver<()>,
+    Option<OwnedFd>,
+);
+
+/// Starts the socket's and the pipes' threads, then the task: in its cgroup, and isolated
+/// when the spec says so. Returns the task, the shared state, a channel that says when the
+/// pipes are copied, and the pipe the PID namespace's init writes the task's status to.
+#[allow(unsafe_code)]
+fn start_task(
+    exec_dir: &Path,
+    spec: &ExecSpec,
+    group: Option<&Group>,
+    listener: UnixListener,
+) -> std::io::Result<Started> {
+    let log = |r: &Rotation| {
+        logfiles::Writer::open(r.clone()).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot open the log file {}: {e}", r.base.display()),
+            )
+        })
+    };
+    let (stdout_log, stderr_log) = (log(&spec.stdout)?, log(&spec.stderr)?);
+    let shared: Shared = Arc::new(Mutex::new(State {
+        reply: Reply::default(),
+        waiters: Vec::new(),
+    }));
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || serve(listener, shared));
+    }
+    let (pipes_tx, pipes_rx) = mpsc::channel::<Vec<(OwnedFd, logfiles::Writer)>>();
+    let (copied, copies_done) = mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok(pipes) = pipes_rx.recv() {
+            copy_pipes(pipes);
+        }
+        let _ = copied.send(());
+    });
+    // The task joins its cgroup before it runs anything: a write of 0 to each `cgroup.procs`.
+    let procs: Vec<std::fs::File> = match group {
+        Some(g) => g
+            .procs_files()
+            .iter()
+            .map(|f| std::fs::OpenOptions::new().write(true).open(f))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot join the task's cgroup: {e}"))
+            })?,
+        None => Vec::new(),
+    };
+    let setup_error = exec_dir.join("setup-error");
+    let _ = std::fs::remove_file(&setup_error);
+    let mut status_pipe = None;
+    let prepared = match &spec.isolation {
+        Some(iso) => {
+            let errors = std::fs::File::create(&setup_error)?;
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            if iso.pid_ns {
+                // The task's first process is PID 1 of a namespace of its own.
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)?;
+            }
+            let prepared = iso.prepare(errors.as_raw_fd(), write.as_raw_fd());
+            status_pipe = Some((read, write, errors));
+            Some(prepared)
+        }
+        None => None,
+    };
+    let mut command = std::process::Command::new(&spec.command);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(&spec.env)
+        .current_dir(if spec.isolation.is_some() {
+            Path::new("/")
+        } else {
+            &spec.dir
+        })
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    let join: Vec<i32> = procs.iter().map(AsRawFd::as_raw_fd).collect();
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // with values prepared here.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &join {
+                nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(*fd), b"0")?;
+            }
+            match &prepared {
+                Some(p) => p.enter(),
+                None => Ok(()),
+            }
+        });
+    }
+    let mut child = command.spawn().map_err(|e| {
+        let why = std::fs::read_to_string(&setup_error).unwrap_or_default();
+        if why.is_empty() {
+            std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", spec.command))
+        } else {
+            std::io::Error::new(e.kind(), format!("cannot start {:?}: {why}", spec.command))
+        }
+    })?;
+    drop(command);
+    // The write end and the error file were for the task's side only.
+    let status_read = status_pipe.map(|(read, _write, _errors)| read);
+    let mut pipes = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pipes.push((OwnedFd::from(out), stdout_log));
+    }
+    if let Some(err) = child.stderr.take() {
+        pipes.push((OwnedFd::from(err), stderr_log));
+    }
+    let _ = pipes_tx.send(pipes);
+    Ok((child, shared, copies_done, status_read))
 }
 
 /// Copies the task's pipes into their logs until both are closed (or a log cannot be
@@ -325,6 +460,7 @@ fn answer(conn: UnixStream, shared: &Shared) -> bool {
         Ok(Request::Signal { signal }) => {
             let mut r = lock(shared).reply.clone();
             match signal.parse::<Signal>() {
+                Ok(_) if r.pid <= 0 => r.error = Some("the task has not started yet".into()),
                 Ok(sig) if r.exit.is_none() => {
                     if let Err(e) = killpg(Pid::from_raw(r.pid), sig) {
                         r.error = Some(format!("cannot send {sig}: {e}"));
@@ -463,6 +599,8 @@ mod tests {
                 max_files: 2,
                 max_file_bytes: 1024,
             },
+            cgroup: None,
+            isolation: None,
         };
         std::fs::write(spec_path(dir), serde_json::to_vec(&spec).unwrap()).unwrap();
     }
@@ -474,7 +612,11 @@ mod tests {
         run_inner(dir.path(), false).unwrap();
         assert_eq!(
             read_exit(dir.path()),
-            Some(ExitStatus { code: 3, signal: 0 })
+            Some(ExitStatus {
+                code: 3,
+                signal: 0,
+                oom_killed: false
+            })
         );
         let pid = read_pid(dir.path()).unwrap();
         assert!(!alive(pid));
@@ -497,7 +639,8 @@ mod tests {
             read_exit(dir.path()),
             Some(ExitStatus {
                 code: 127,
-                signal: 0
+                signal: 0,
+                oom_killed: false
             })
         );
         let why = std::fs::read_to_string(dir.path().join("error")).unwrap();
@@ -551,7 +694,8 @@ mod tests {
             reply.exit,
             Some(ExitStatus {
                 code: -1,
-                signal: 15
+                signal: 15,
+                oom_killed: false
             })
         );
         runner.join().unwrap().unwrap();

@@ -1,4 +1,5 @@
-//! What this machine offers: CPU (MHz in total), memory, OS, architecture and hostname.
+//! What this machine offers: CPU (MHz in total), memory, OS, architecture and hostname (the
+//! task drivers fingerprint themselves: [`crate::driver`]).
 
 use std::collections::BTreeMap;
 
@@ -56,8 +57,6 @@ pub fn fingerprint() -> Fingerprint {
             (u64::from(memory) * 1024 * 1024).to_string(),
         ),
         ("unique.hostname".to_string(), hostname.clone()),
-        ("driver.raw_exec".to_string(), "1".to_string()),
-        ("driver.exec".to_string(), "1".to_string()),
     ]);
     Fingerprint {
         hostname,

@@ -8,11 +8,14 @@
 //! Architecture invariant: this crate never depends on `yurt-core` or `yurt-server`; it talks
 //! to the servers only through the public gRPC API.
 
+pub mod cgroup;
 pub mod checks;
+pub mod driver;
 pub mod executor;
 pub mod fingerprint;
 mod gc;
 pub mod health;
+pub mod isolate;
 pub mod launcher;
 pub mod logfiles;
 mod logs;
@@ -60,6 +63,8 @@ pub struct ClientConfig {
     pub gc_max_allocs: usize,
     /// How often the client looks for allocations to forget (`client { gc_interval }`, 1m).
     pub gc_interval: Duration,
+    /// What the task drivers may do (`plugin` blocks, `client { chroot_env, options }`).
+    pub drivers: yurt_types::agentconfig::DriverConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,8 +130,8 @@ struct Inner {
     /// One supervisor pass at a time: a pass starts executors after it lets go of `allocs`,
     /// and no other pass may see its tasks in between.
     tick_serial: tokio::sync::Mutex<()>,
-    /// Forks executors; started with the first task, again after it ends.
-    launcher: Arc<Mutex<Option<launcher::Launcher>>>,
+    /// The task drivers and their fingerprints.
+    drivers: driver::Drivers,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
@@ -227,6 +232,10 @@ impl Client {
                 .collect(),
             current: AtomicU64::new(0),
         };
+        let drivers = driver::Drivers::new(&config.drivers, &config.executor_exe);
+        for why in drivers.unusable() {
+            tracing::warn!("task driver {why}: no task of it starts on this node");
+        }
         tracing::info!(node_id = %id, restored = allocs.len(), "client starting");
         let client = Client {
             inner: Arc::new(Inner {
@@ -238,7 +247,7 @@ impl Client {
                 checkers: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
                 tick_serial: tokio::sync::Mutex::new(()),
-                launcher: Arc::default(),
+                drivers,
                 servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),
@@ -306,8 +315,9 @@ impl Client {
     pub fn kill_all_tasks(&self) {
         let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
         for a in allocs.values() {
-            for t in a.tasks.values() {
-                executor::stop(&t.exec_dir, nix::sys::signal::Signal::SIGKILL);
+            for (name, t) in &a.tasks {
+                self.driver_of(a, name)
+                    .stop(runner::handle(t), nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -318,7 +328,8 @@ impl Client {
     }
 
     fn node(&self) -> Node {
-        let fp = fingerprint::fingerprint();
+        let mut fp = fingerprint::fingerprint();
+        fp.attributes.extend(self.inner.drivers.attributes());
         let c = &self.inner.config;
         Node {
             id: self.inner.node_id.clone(),
@@ -333,6 +344,13 @@ impl Client {
             resources: Some(fp.resources),
             rpc_addr: c.advertise_addr.clone(),
             version: yurt_types::VERSION.into(),
+            drivers: self
+                .inner
+                .drivers
+                .found()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             ..Node::default()
         }
     }

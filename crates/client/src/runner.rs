@@ -12,14 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use yurt_proto::v1::{
-    value, AllocClientUpdate, AllocDeploymentStatus, Allocation, ClientAllocsRequest, TaskEvent,
+    AllocClientUpdate, AllocDeploymentStatus, Allocation, ClientAllocsRequest, TaskEvent,
     TaskState, UpdateAllocsRequest,
 };
 use yurt_types::status::*;
 
-use crate::executor::{self, ExecSpec};
 use crate::health::{self, Verdict};
-use crate::launcher::{LaunchError, Launcher};
 use crate::{checks, Client};
 
 mod alloc_health;
@@ -28,6 +26,7 @@ mod step;
 mod supervise;
 
 use spawn::Spawn;
+pub(crate) use supervise::handle;
 
 /// The layout of the client's persisted state (`client/state`: one [`LocalAlloc`] as JSON per
 /// allocation, and this number under `meta/format`). Bump on a change an older client could

@@ -117,8 +117,25 @@ pub fn ready_node(id: &str, cpu: u32, memory_mb: u32) -> Node {
         status: NODE_READY.into(),
         scheduling_eligibility: NODE_ELIGIBLE.into(),
         resources: Some(Resources { cpu, memory_mb }),
+        drivers: healthy_drivers(),
         ..Node::default()
     }
+}
+
+/// The fingerprints of a node with `raw_exec` and `exec` healthy.
+pub fn healthy_drivers() -> std::collections::BTreeMap<String, crate::v1::DriverInfo> {
+    ["raw_exec", "exec"]
+        .into_iter()
+        .map(|d| {
+            let info = crate::v1::DriverInfo {
+                detected: true,
+                healthy: true,
+                health_description: "Healthy".into(),
+                ..Default::default()
+            };
+            (d.to_string(), info)
+        })
+        .collect()
 }
 
 /// The command that registers `job` (no evaluation, no index check).

@@ -14,6 +14,8 @@
 //! client { enabled = true  servers = ["127.0.0.1:4647"] }
 //! autopilot { server_stabilization_time = "10s"  dead_server_threshold = "1m" }
 //! acl { enabled = true }
+//! plugin "raw_exec" { config { enabled = true } }
+//! plugin "exec" { config { default_pid_mode = "private"  pids_limit = 4096 } }
 //! tls {
 //!   http = true  rpc = true
 //!   ca_file = "yurt-agent-ca.pem"  cert_file = "global-server-yurt.pem"
@@ -24,7 +26,7 @@
 //! Every field is optional; several files merge in order (later ones win), and the agent's
 //! flags win over all files. Errors name the file, line and field.
 
-use crate::hcl::{Lines, Reader, Scope};
+use crate::hcl::{Blk, Lines, Reader, Scope};
 use crate::jobspec::SpecError;
 
 /// A server address as Nomad users write it: `host:port`, or a bare host or IP (v4, or v6 with
@@ -83,6 +85,106 @@ pub struct AgentConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// `acl { enabled = true }`.
     pub acl_enabled: Option<bool>,
+    /// The task drivers' settings: `plugin "raw_exec"`, `plugin "exec"`, `client { chroot_env,
+    /// options }`.
+    pub drivers: DriverConfig,
+}
+
+/// What the client's task drivers may do, from the agent configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// `plugin "raw_exec" { config { enabled = true } }` (a `-dev` agent enables it too).
+    pub raw_exec_enabled: Option<bool>,
+    /// `plugin "exec" { config { default_pid_mode, default_ipc_mode } }`: `private` or `host`.
+    pub default_pid_mode: Option<String>,
+    pub default_ipc_mode: Option<String>,
+    /// `plugin "exec" { config { pids_limit } }`: most processes one task may have.
+    pub pids_limit: Option<u32>,
+    /// `client { chroot_env = { "/host/path" = "/path/in/task" } }`: what an exec task's root
+    /// holds (read-only); Nomad's list when absent.
+    pub chroot_env: Option<std::collections::BTreeMap<String, String>>,
+    /// `client { options = { "user.denylist" = "root,..." } }`: users no checked driver runs
+    /// a task as.
+    pub user_denylist: Option<Vec<String>>,
+    /// `client { options = { "user.checked_drivers" = "exec" } }`.
+    pub user_checked_drivers: Option<Vec<String>>,
+}
+
+/// The drivers a `plugin` block may configure.
+pub const PLUGINS: [&str; 2] = ["raw_exec", "exec"];
+
+fn mode(s: &mut Scope<'_>, key: &'static str, l: &mut Lines) -> Result<Option<String>, SpecError> {
+    match s.string(key, l)? {
+        Some(m) if m != "private" && m != "host" => {
+            let line = l.find(&format!("{}.{key}", s.path));
+            Err(s.r.err(
+                line,
+                format!(
+                    "{}: {key} must be \"private\" or \"host\", found {m:?}",
+                    s.what
+                ),
+            ))
+        }
+        m => Ok(m),
+    }
+}
+
+/// `plugin "NAME" { config { ... } }`.
+fn plugin(r: &Reader<'_>, b: &Blk, c: &mut DriverConfig, l: &mut Lines) -> Result<(), SpecError> {
+    let mut outer = Scope::new(r, &b.body, "plugin".into(), "plugin".into());
+    let name = outer.label(b, "plugin")?;
+    if !PLUGINS.contains(&name.as_str()) {
+        return Err(r.err(
+            b.line,
+            format!(
+                "plugin {name:?} is not a driver yurt has (it has {})",
+                PLUGINS.join(", ")
+            ),
+        ));
+    }
+    if let Some(cb) = outer.block("config")? {
+        let what = format!("plugin \"{name}\" config");
+        let mut s = Scope::new(r, &cb.body, what, format!("plugin[{name}].config"));
+        if name == "raw_exec" {
+            c.raw_exec_enabled = s.boolean("enabled", l)?;
+        } else {
+            c.default_pid_mode = mode(&mut s, "default_pid_mode", l)?;
+            c.default_ipc_mode = mode(&mut s, "default_ipc_mode", l)?;
+            c.pids_limit = s.uint("pids_limit", l)?;
+        }
+        s.finish()?;
+    }
+    outer.finish()
+}
+
+/// `client { chroot_env = { "/host/path" = "/path/in/task" } }`: absolute paths on both sides, none leaving the task's root.
+fn chroot_env(
+    s: &mut Scope<'_>,
+    l: &mut Lines,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, SpecError> {
+    let line = s
+        .body
+        .attrs
+        .iter()
+        .map(|a| (a.key.as_str(), a.line))
+        .chain(s.body.blocks.iter().map(|b| (b.ident.as_str(), b.line)))
+        .find(|(k, _)| *k == "chroot_env")
+        .map(|(_, line)| line);
+    let map = s.string_map("chroot_env", l)?;
+    let Some(line) = line else {
+        return Ok(None);
+    };
+    for (from, to) in &map {
+        for p in [from, to] {
+            if !p.starts_with('/') || p.split('/').any(|part| part == "..") {
+                return Err(s.r.err(
+                    line,
+                    format!("client: chroot_env: {p:?} must be an absolute path without \"..\""),
+                ));
+            }
+        }
+    }
+    Ok(Some(map))
 }
 
 fn port(s: &mut Scope<'_>, key: &'static str, lines: &mut Lines) -> Result<Option<u16>, SpecError> {
@@ -155,7 +257,37 @@ pub fn parse(file: &str, src: &str) -> Result<AgentConfig, SpecError> {
         c.client_gc_max_allocs = s.uint("gc_max_allocs", l)?.map(u64::from);
         c.client_gc_interval_ms = s.duration_ms("gc_interval", l)?;
         c.meta = s.string_map("meta", l)?;
+        c.drivers.chroot_env = chroot_env(&mut s, l)?;
+        let options = s.string_map("options", l)?;
+        let list = |v: &String| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        for (k, v) in &options {
+            match k.as_str() {
+                "user.denylist" => c.drivers.user_denylist = Some(list(v)),
+                "user.checked_drivers" => c.drivers.user_checked_drivers = Some(list(v)),
+                other => {
+                    let line = b
+                        .body
+                        .attrs
+                        .iter()
+                        .find(|x| x.key == "options")
+                        .map_or(b.line, |x| x.line);
+                    return Err(r.err(
+                        line,
+                        format!("client: options: {other:?} is not an option yurt knows (it knows user.denylist, user.checked_drivers)"),
+                    ));
+                }
+            }
+        }
         s.finish()?;
+    }
+    for b in top.blocks("plugin") {
+        plugin(&r, b, &mut c.drivers, l)?;
     }
     if let Some(b) = top.block("autopilot")? {
         let mut s = Scope::new(&r, &b.body, "autopilot".into(), "autopilot".into());
@@ -231,6 +363,19 @@ impl AgentConfig {
             self.servers = later.servers;
         }
         self.meta.extend(later.meta);
+        let (d, l) = (&mut self.drivers, later.drivers);
+        macro_rules! take_driver {
+            ($($f:ident),*) => { $( if l.$f.is_some() { d.$f = l.$f; } )* };
+        }
+        take_driver!(
+            raw_exec_enabled,
+            default_pid_mode,
+            default_ipc_mode,
+            pids_limit,
+            chroot_env,
+            user_denylist,
+            user_checked_drivers
+        );
     }
 }
 
@@ -332,11 +477,60 @@ tls {
                 "client {\n  servers = \"a:1\"\n}\n",
                 "a.hcl:2: client: servers must be a list of strings, found a string",
             ),
+            (
+                "plugin \"exec\" {\n  config {\n    default_pid_mode = \"shared\"\n  }\n}\n",
+                "a.hcl:3: plugin \"exec\" config: default_pid_mode must be \"private\" or \"host\", found \"shared\"",
+            ),
+            (
+                "plugin \"raw_exec\" {\n  config {\n    enable = true\n  }\n}\n",
+                "a.hcl:3: plugin \"raw_exec\" config: unknown field \"enable\"",
+            ),
+            (
+                "\nplugin \"qemu\" {\n}\n",
+                "a.hcl:2: plugin \"qemu\" is not a driver yurt has (it has raw_exec, exec)",
+            ),
+            (
+                "client {\n  chroot_env = {\n    \"/bin\" = \"bin\"\n  }\n}\n",
+                "a.hcl:2: client: chroot_env: \"bin\" must be an absolute path without \"..\"",
+            ),
+            (
+                "client {\n  options = {\n    \"user.allowlist\" = \"x\"\n  }\n}\n",
+                "a.hcl:2: client: options: \"user.allowlist\" is not an option yurt knows",
+            ),
         ];
         for (src, want) in cases {
             let got = parse("a.hcl", src).unwrap_err().to_string();
             assert!(got.starts_with(want), "want {want}\n got {got}");
         }
+    }
+
+    #[test]
+    fn driver_settings_and_their_merge() {
+        let src = "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\nplugin \"exec\" {\n  config {\n    default_pid_mode = \"host\"\n    pids_limit = 64\n  }\n}\nclient {\n  chroot_env = {\n    \"/bin\" = \"/bin\"\n  }\n  options = {\n    \"user.denylist\" = \"root, admin\"\n  }\n}\n";
+        let mut c = parse("a.hcl", src).unwrap();
+        assert_eq!(c.drivers.raw_exec_enabled, Some(true));
+        assert_eq!(c.drivers.default_pid_mode.as_deref(), Some("host"));
+        assert_eq!(c.drivers.default_ipc_mode, None);
+        assert_eq!(c.drivers.pids_limit, Some(64));
+        assert_eq!(
+            c.drivers.chroot_env,
+            Some(std::collections::BTreeMap::from([(
+                "/bin".to_string(),
+                "/bin".to_string()
+            )]))
+        );
+        assert_eq!(
+            c.drivers.user_denylist,
+            Some(vec!["root".to_string(), "admin".to_string()])
+        );
+        let later = parse(
+            "b.hcl",
+            "plugin \"raw_exec\" {\n  config {\n    enabled = false\n  }\n}\n",
+        )
+        .unwrap();
+        c.merge(later);
+        assert_eq!(c.drivers.raw_exec_enabled, Some(false));
+        assert_eq!(c.drivers.pids_limit, Some(64));
     }
 
     #[test]

@@ -35,7 +35,12 @@ const RAW: &[&str] = &[
 ];
 
 /// Fields that are maps of messages: keys kept, values converted.
-const MESSAGE_MAPS: &[&str] = &["task_states", "failed_tg_allocs", "desired_tg_updates"];
+const MESSAGE_MAPS: &[&str] = &[
+    "task_states",
+    "failed_tg_allocs",
+    "desired_tg_updates",
+    "drivers",
+];
 
 /// Fields of the proto files that end in `_unix_ms` (times) and `_ms` (durations), without it.
 fn timed() -> &'static (BTreeSet<String>, BTreeSet<String>) {

@@ -176,6 +176,7 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         ("Status Updated", time(n.status_updated_unix_ms)),
         ("Address", n.rpc_addr.clone()),
         ("Version", n.version.clone()),
+        ("Drivers", usable_drivers(&n)),
         ("CPU", format!("{} MHz", r.cpu)),
         ("Memory", format!("{} MiB", r.memory_mb)),
     ];
@@ -224,6 +225,27 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
             })
             .collect();
         out.push_str(&table(&["Time", "Subsystem", "Message", "Details"], &rows));
+    }
+    if verbose && !n.drivers.is_empty() {
+        // As Nomad's: each driver's fingerprint, and why it cannot run tasks.
+        out.push_str("\nDrivers\n");
+        let rows: Vec<Vec<String>> = n
+            .drivers
+            .iter()
+            .map(|(name, d)| {
+                vec![
+                    name.clone(),
+                    d.detected.to_string(),
+                    d.healthy.to_string(),
+                    d.health_description.clone(),
+                    time(d.update_time_unix_ms),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["Driver", "Detected", "Healthy", "Message", "Time"],
+            &rows,
+        ));
     }
     if verbose {
         // As Nomad's `node status -verbose`: the attributes and meta constraints read.
@@ -503,5 +525,29 @@ async fn monitor_drain(channel: Conn, node_id: &str, before: Vec<Allocation>) ->
             return Ok(0);
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// The drivers a node can run tasks with (`exec,raw_exec`), as Nomad's `node status` lists
+/// them; for a client of 0.1.0, from its `driver.*` attributes.
+fn usable_drivers(n: &Node) -> String {
+    let names: Vec<String> = if n.drivers.is_empty() {
+        n.attributes
+            .keys()
+            .filter_map(|k| k.strip_prefix("driver."))
+            .filter(|d| !d.contains('.'))
+            .map(str::to_string)
+            .collect()
+    } else {
+        n.drivers
+            .iter()
+            .filter(|(_, d)| d.detected && d.healthy)
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    if names.is_empty() {
+        "<none>".into()
+    } else {
+        names.join(",")
     }
 }

@@ -11,19 +11,7 @@ use super::LocalTask;
 use crate::executor::ExitStatus;
 use crate::restart::{decide, Decision};
 
-/// What the supervisor observed of a running task in this pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// Nothing new: the task runs (or it is not running, and there is nothing to observe).
-    Nothing,
-    /// The executor recorded the task's exit, and the driver's error if it failed to run it.
-    Exited {
-        status: ExitStatus,
-        driver_error: Option<String>,
-    },
-    /// The executor and the task are both gone and no exit was recorded.
-    Lost,
-}
+pub(crate) use crate::driver::Seen;
 
 /// What decides a task's next step besides its own state.
 #[derive(Debug, Clone, Copy)]
@@ -105,16 +93,22 @@ fn exited(
     rules: Rules,
     now: i64,
 ) {
+    let code = match status.signal {
+        0 => status.code,
+        sig => 128 + sig,
+    };
     let mut ev = event_at(
         "Terminated",
-        match status.signal {
-            0 => format!("Exit Code: {}", status.code),
-            sig => format!("Exit Code: {}, Signal: {sig}", 128 + sig),
+        match (status.oom_killed, status.signal) {
+            (true, _) => format!("OOM Killed, Exit Code: {code}"),
+            (false, 0) => format!("Exit Code: {code}"),
+            (false, sig) => format!("Exit Code: {code}, Signal: {sig}"),
         },
         now,
     );
     ev.exit_code = status.code;
     ev.signal = status.signal;
+    ev.oom_killed = status.oom_killed;
     t.state.events.push(ev);
     if let Some(why) = driver_error {
         t.state.events.push(event_at("Driver Failure", why, now));
@@ -219,7 +213,11 @@ mod tests {
 
     fn exit(code: i32) -> Seen {
         Seen::Exited {
-            status: ExitStatus { code, signal: 0 },
+            status: ExitStatus {
+                code,
+                signal: 0,
+                oom_killed: false,
+            },
             driver_error: None,
         }
     }
@@ -388,7 +386,11 @@ mod tests {
         let mut t = task();
         started(&mut t, 0);
         let seen = Seen::Exited {
-            status: ExitStatus { code: 0, signal: 9 },
+            status: ExitStatus {
+                code: 0,
+                signal: 9,
+                oom_killed: false,
+            },
             driver_error: Some("cannot exec /bin/nope".into()),
         };
         step(&mut t, seen, rules, 3);

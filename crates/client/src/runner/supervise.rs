@@ -2,8 +2,11 @@
 //! the step asks (start, kill), reports what changed to the servers, stops what the servers
 //! want stopped, and forgets old terminal allocations.
 
-use super::step::{self, Action, Rules, Seen};
+use std::sync::Arc;
+
+use super::step::{self, Action, Rules};
 use super::*;
+use crate::driver::{Driver, Handle, Seen};
 
 /// How long the supervisor waits after a task ends for other changes to report with it.
 pub(crate) const COALESCE: Duration = Duration::from_millis(5);
@@ -32,17 +35,22 @@ impl Client {
     pub(crate) async fn supervise_loop(self) {
         let mut shutdown = self.inner.shutdown.subscribe();
         // Tasks re-attached after a restart are watched like new ones.
-        let running: Vec<PathBuf> = {
+        let running: Vec<(Arc<dyn Driver>, PathBuf, Option<i32>)> = {
             let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
             allocs
                 .values()
-                .flat_map(|a| a.tasks.values())
-                .filter(|t| t.state.state == TASK_RUNNING)
-                .map(|t| t.exec_dir.clone())
+                .flat_map(|a| {
+                    a.tasks
+                        .iter()
+                        .filter(|(_, t)| t.state.state == TASK_RUNNING)
+                        .map(|(name, t)| {
+                            (self.driver_of(a, name), t.exec_dir.clone(), t.executor_pid)
+                        })
+                })
                 .collect()
         };
-        for dir in running {
-            self.watch_exit(&dir);
+        for (driver, dir, pid) in running {
+            self.watch_exit(&driver, &dir, pid);
         }
         let mut last_gc = tokio::time::Instant::now();
         loop {
@@ -101,21 +109,24 @@ impl Client {
         }
     }
 
-    /// Wakes the supervisor when the task under `exec_dir` ends. An executor that cannot be
-    /// reached (not listening yet, from an older release, gone) is left to the periodic pass.
-    pub(crate) fn watch_exit(&self, exec_dir: &Path) {
+    /// Wakes the supervisor when the task under `exec_dir` ends (or its driver can no longer
+    /// say; the periodic pass looks then).
+    pub(crate) fn watch_exit(&self, driver: &Arc<dyn Driver>, exec_dir: &Path, pid: Option<i32>) {
         let client = self.clone();
-        let dir = exec_dir.to_path_buf();
+        let waiting = driver.wait(Handle { dir: exec_dir, pid });
         tokio::spawn(async move {
-            for _ in 0..100 {
-                match executor::wait(&dir).await {
-                    Ok(_) => break,
-                    Err(_) if executor::read_exit(&dir).is_some() => break,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
+            waiting.await;
             client.inner.wake.notify_one();
         });
+    }
+
+    /// The driver of an allocation's task (the executor's for a task this build has no
+    /// driver for).
+    pub(crate) fn driver_of(&self, local: &LocalAlloc, task: &str) -> Arc<dyn Driver> {
+        let name = group_of(&local.alloc)
+            .and_then(|g| g.tasks.iter().find(|t| t.name == task))
+            .map_or("", |t| t.driver.as_str());
+        self.inner.drivers.of_task(name)
     }
 
     /// Asks every running task of an allocation to stop: its `kill_signal` now, SIGKILL after
@@ -132,10 +143,15 @@ impl Client {
                     .collect()
             })
             .unwrap_or_default();
+        let drivers: BTreeMap<String, Arc<dyn Driver>> = local
+            .tasks
+            .keys()
+            .map(|name| (name.clone(), self.driver_of(local, name)))
+            .collect();
         for (name, t) in local.tasks.iter_mut() {
             let (timeout, signal) = how.get(name).copied().unwrap_or((5_000, Signal::SIGTERM));
             if let Some(signal) = step::stop(t, timeout, signal, now) {
-                executor::stop(&t.exec_dir, signal);
+                drivers[name].stop(handle(t), signal);
             }
         }
     }
@@ -198,7 +214,7 @@ impl Client {
             self.flush_state();
         }
         if !spawns.is_empty() {
-            self.start_executors(spawns).await;
+            self.start_tasks(spawns).await;
         }
         if updates.is_empty() {
             return;
@@ -226,7 +242,7 @@ impl Client {
         }
     }
 
-    /// One step of one task: what its executor says of it, the pure [`step::step`], then what
+    /// One step of one task: what its driver says of it, the pure [`step::step`], then what
     /// the step asks for (ready the task to start, or SIGKILL it).
     pub(crate) fn advance_task(
         &self,
@@ -236,8 +252,9 @@ impl Client {
         now: i64,
         spawns: &mut Vec<Spawn>,
     ) {
+        let driver = self.driver_of(local, name);
         let seen = if t.state.state == TASK_RUNNING {
-            observe(t)
+            driver.recover(handle(t))
         } else {
             Seen::Nothing
         };
@@ -255,37 +272,27 @@ impl Client {
         };
         match step::step(t, seen, rules, now) {
             Action::Start => match self.prepare_task(local, name, t) {
-                Ok(()) => {
+                Ok(driver) => {
                     step::started(t, now);
                     spawns.push(Spawn {
                         alloc_id: local.alloc.id.clone(),
                         task: name.to_string(),
                         exec_dir: t.exec_dir.clone(),
+                        driver,
                     })
                 }
                 Err(e) => step::start_failed(t, e, now),
             },
-            Action::Kill => executor::stop(&t.exec_dir, Signal::SIGKILL),
+            Action::Kill => driver.stop(handle(t), Signal::SIGKILL),
             Action::Nothing => {}
         }
     }
 }
 
-/// What a running task's executor says of it: its recorded exit, or that the executor and the
-/// task are gone without one (the executor records the exit; if it is gone too, nobody will.
-/// It may have written the exit and ended just now: look once more before calling it lost).
-fn observe(t: &LocalTask) -> Seen {
-    if let Some(status) = executor::read_exit(&t.exec_dir) {
-        return Seen::Exited {
-            status,
-            driver_error: std::fs::read_to_string(t.exec_dir.join("error")).ok(),
-        };
-    }
-    let executor_gone = t.executor_pid.is_none_or(|p| !executor::alive(p));
-    let task_alive = executor::read_pid(&t.exec_dir).is_some_and(executor::alive);
-    if executor_gone && !task_alive && executor::read_exit(&t.exec_dir).is_none() {
-        Seen::Lost
-    } else {
-        Seen::Nothing
+/// Where a task's driver finds it.
+pub(crate) fn handle(t: &LocalTask) -> Handle<'_> {
+    Handle {
+        dir: &t.exec_dir,
+        pid: t.executor_pid,
     }
 }

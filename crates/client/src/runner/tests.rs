@@ -1,9 +1,10 @@
 //! Tests of the runner: allocation status from task states, executors started through the
 //! launcher or directly, interpolation.
 
-use super::spawn::{interpolate, spawn_executors};
 use super::supervise::alloc_status;
 use super::*;
+use crate::driver::executors::Executors;
+use crate::driver::interpolate;
 use std::sync::Arc;
 
 #[test]
@@ -39,23 +40,16 @@ async fn without_a_launcher_executors_start_directly_and_failures_keep_their_pla
     let dirs: Vec<PathBuf> = (0..12)
         .map(|i| PathBuf::from(format!("/tmp/{i}")))
         .collect();
-    let handle = tokio::runtime::Handle::current();
-    let (h, d) = (handle.clone(), dirs.clone());
+    let d = dirs.clone();
     // `/bin/true executor-launcher` never says it is ready.
-    let started = tokio::task::spawn_blocking(move || {
-        spawn_executors(&h, Path::new("/bin/true"), &Default::default(), &d)
-    })
-    .await
-    .unwrap();
+    let started =
+        tokio::task::spawn_blocking(move || Executors::new(Path::new("/bin/true")).start(&d))
+            .await
+            .unwrap();
     assert_eq!(started.len(), 12);
     assert!(started.iter().all(|r| r.as_ref().is_ok_and(|pid| *pid > 0)));
     let missing = tokio::task::spawn_blocking(move || {
-        spawn_executors(
-            &handle,
-            Path::new("/nonexistent/yurt"),
-            &Default::default(),
-            &dirs,
-        )
+        Executors::new(Path::new("/nonexistent/yurt")).start(&dirs)
     })
     .await
     .unwrap();
@@ -87,10 +81,9 @@ async fn a_launcher_that_ends_fails_the_start_it_owed_and_the_rest_start_directl
     .unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dirs: Vec<PathBuf> = (0..5).map(|i| tmp.path().join(i.to_string())).collect();
-    let handle = tokio::runtime::Handle::current();
-    let launcher = Arc::new(std::sync::Mutex::new(None));
-    let l = launcher.clone();
-    let started = tokio::task::spawn_blocking(move || spawn_executors(&handle, &exe, &l, &dirs))
+    let executors = Arc::new(Executors::new(&exe));
+    let e = executors.clone();
+    let started = tokio::task::spawn_blocking(move || e.start(&dirs))
         .await
         .unwrap();
     assert_eq!(started[0], Ok(101));
@@ -106,7 +99,7 @@ async fn a_launcher_that_ends_fails_the_start_it_owed_and_the_rest_start_directl
     );
     // The script itself, run directly as `launcher executor DIR`, exits at once.
     assert!(started[4].as_ref().is_ok_and(|pid| *pid > 0));
-    assert!(launcher.lock().unwrap().is_none());
+    assert!(!executors.has_launcher());
 }
 
 #[test]

@@ -78,6 +78,9 @@ impl<'a> Run<'a, '_> {
         {
             return Err("missing compatible datacenter".into());
         }
+        if !g.tasks.iter().all(|t| has_driver(node, &t.driver)) {
+            return Err("missing drivers".into());
+        }
         let group_level = g.constraints.len();
         let all = g.constraints.iter().chain(&job.constraints);
         for (i, c) in all.enumerate() {
@@ -400,6 +403,21 @@ pub(super) fn dc_matches(pattern: &str, dc: &str) -> bool {
         Some(prefix) => dc.starts_with(prefix),
         None => pattern == dc,
     }
+}
+
+/// Whether a node can run tasks of `driver`: its fingerprint found the driver and found it
+/// healthy. A client of 0.1.0 reports no fingerprints; its `driver.NAME` attribute
+/// says what it runs.
+pub(crate) fn has_driver(node: &Node, driver: &str) -> bool {
+    if node.drivers.is_empty() {
+        return node
+            .attributes
+            .get(&format!("driver.{driver}"))
+            .is_some_and(|v| v != "0" && v != "false");
+    }
+    node.drivers
+        .get(driver)
+        .is_some_and(|d| d.detected && d.healthy)
 }
 
 /// Resolves `${attr.x}`, `${node.datacenter}`, `${node.unique.name}`, `${node.unique.id}`,

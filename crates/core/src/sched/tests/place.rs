@@ -16,6 +16,50 @@ fn datacenter_and_constraints_filter_nodes() {
     );
 }
 
+#[test]
+fn a_task_goes_only_where_its_driver_is_healthy() {
+    let mut w = World::new(0);
+    // Healthy raw_exec; raw_exec disabled (undetected); exec unhealthy only; a 0.2.0 client
+    // (no fingerprints, its attributes say what it runs).
+    let mut nodes = Vec::new();
+    for (i, (detected, healthy)) in [(true, true), (false, false), (true, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut n = crate::testkit::ready_node(&format!("node-{i}"), 1000, 1000);
+        let raw = n.drivers.get_mut("raw_exec").unwrap();
+        raw.detected = detected;
+        raw.healthy = healthy;
+        nodes.push(n);
+    }
+    let mut old = crate::testkit::ready_node("node-old", 1000, 1000);
+    old.drivers.clear();
+    old.attributes.insert("driver.raw_exec".into(), "1".into());
+    nodes.push(old);
+    for n in nodes {
+        w.apply(crate::testkit::register_node(n));
+    }
+    // Room for ten on each node: twenty fill the two that can run them, no more.
+    let o = w.run(job(21, "a"));
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(o.failed["app"].constraint_filtered["missing drivers"], 2);
+    let placed: std::collections::BTreeSet<&str> =
+        o.allocs.iter().map(|a| a.node_id.as_str()).collect();
+    assert_eq!(
+        placed,
+        ["node-0", "node-old"].into_iter().collect(),
+        "{:?}",
+        o.failed
+    );
+    // A driver no node has: Nomad's words for it.
+    let mut w = World::new(2);
+    let mut j = job(1, "a");
+    j.task_groups[0].tasks[0].driver = "docker".into();
+    let o = w.run(j);
+    assert_eq!(o.queued["app"], 1);
+    assert_eq!(o.failed["app"].constraint_filtered["missing drivers"], 2);
+}
+
 /// Three nodes with a rack and a kernel version each; a job of `count` with `constraint`.
 fn racked_world(count: u32, constraint: &str) -> (World, Outcome) {
     let mut w = World::new(0);
@@ -36,6 +80,7 @@ fn racked_world(count: u32, constraint: &str) -> (World, Outcome) {
                 cpu: 1000,
                 memory_mb: 1000,
             }),
+            drivers: crate::testkit::healthy_drivers(),
             ..Node::default()
         };
         node.meta.insert("rack".into(), rack.to_string());

@@ -1,0 +1,276 @@
+//! Task drivers: how a task runs on this node. A driver is one implementation of [`Driver`]:
+//! it says whether it is usable here ([`Driver::fingerprint`]), readies and starts tasks,
+//! finds out what became of one it started (also before a client restart: re-attaching, never
+//! restarting), signals and stops it, waits for it, reads its usage and runs a command in it.
+//! The runner knows only this trait. `raw_exec` ([`raw_exec::RawExec`]) runs a host process,
+//! `exec` ([`exec::Exec`]) an isolated one; both through the executor
+//! ([`executors::Executors`]).
+//!
+//! [`Drivers`] holds this node's drivers and their fingerprints; a task runs only with a driver
+//! fingerprinted healthy.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use yurt_proto::v1::{value, DriverInfo, Task};
+use yurt_types::agentconfig::DriverConfig;
+
+use crate::cgroup::Usage;
+use crate::executor::ExitStatus;
+use crate::logfiles::Rotation;
+
+pub mod exec;
+pub mod executors;
+pub mod raw_exec;
+
+/// What the supervisor observed of a running task in this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Nothing new: the task runs (or it is not running, and there is nothing to observe).
+    Nothing,
+    /// The task ended, and the driver's error if it failed to run it.
+    Exited {
+        status: ExitStatus,
+        driver_error: Option<String>,
+    },
+    /// The task is gone and nobody recorded how it ended.
+    Lost,
+}
+
+/// Where a driver finds a task it started: the task's handle dir (the executor's files, for
+/// the executor's drivers) and the PID of the process that watches it.
+#[derive(Debug, Clone, Copy)]
+pub struct Handle<'a> {
+    pub dir: &'a Path,
+    pub pid: Option<i32>,
+}
+
+/// What a driver needs to ready one task.
+pub struct TaskStart<'a> {
+    pub alloc_id: &'a str,
+    pub task: &'a Task,
+    /// `<alloc dir>`: holds `alloc/` (shared by the group's tasks) and each task's dir.
+    pub alloc_dir: &'a Path,
+    /// `<alloc dir>/<task>`.
+    pub task_dir: &'a Path,
+    /// Where the driver keeps what it needs to find the task again.
+    pub handle_dir: &'a Path,
+    /// The task's environment but for the directories' variables, which the driver adds as
+    /// the task sees them ([`dir_env`]).
+    pub env: BTreeMap<String, String>,
+    pub stdout: Rotation,
+    pub stderr: Rotation,
+}
+
+/// A future a driver returns (drivers are trait objects).
+pub type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One task driver.
+pub trait Driver: Send + Sync {
+    /// The name jobs give as `driver`.
+    fn name(&self) -> &'static str;
+    /// Whether the driver is usable on this node, and its attributes.
+    fn fingerprint(&self) -> DriverInfo;
+    /// Readies a task to start (its directories, what it runs); `start` then starts it.
+    fn prepare(&self, t: TaskStart<'_>) -> Result<(), String>;
+    /// Starts readied tasks (blocking; several at once where the driver can): for each, the
+    /// PID of the process that watches it, or why it could not start.
+    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<i32, String>>;
+    /// What became of a task this driver started, possibly before a client restart. A task
+    /// that still runs is left alone: re-attaching never restarts it.
+    fn recover(&self, h: Handle<'_>) -> Seen;
+    /// Sends a signal to the task.
+    fn signal(&self, h: Handle<'_>, sig: Signal) -> std::io::Result<()>;
+    /// Stops the task with `sig` (its `kill_signal`; SIGKILL once its `kill_timeout` passed),
+    /// also when the process that watches it is gone.
+    fn stop(&self, h: Handle<'_>, sig: Signal);
+    /// Resolves when the task has ended (or nobody can say any more).
+    fn wait(&self, h: Handle<'_>) -> Waiting;
+    /// The task's memory and CPU usage, where the driver tracks it.
+    fn stats(&self, h: Handle<'_>) -> Option<Usage>;
+    /// Runs a command inside the running task (as the task's user, in its root).
+    fn exec(&self, h: Handle<'_>, command: &[String]) -> std::io::Result<std::process::Output>;
+}
+
+/// This node's drivers and what their fingerprints found.
+pub struct Drivers {
+    drivers: BTreeMap<&'static str, Arc<dyn Driver>>,
+    found: BTreeMap<String, DriverInfo>,
+}
+
+impl Drivers {
+    /// The drivers with this node's settings, fingerprinted.
+    pub fn new(config: &DriverConfig, exe: &Path) -> Drivers {
+        let executors = Arc::new(executors::Executors::new(exe));
+        let list: Vec<Arc<dyn Driver>> = vec![
+            Arc::new(raw_exec::RawExec::new(config, executors.clone())),
+            Arc::new(exec::Exec::new(config, executors)),
+        ];
+        Drivers::of(list)
+    }
+
+    /// Given drivers, fingerprinted (tests use their own).
+    pub fn of(list: Vec<Arc<dyn Driver>>) -> Drivers {
+        let found = list
+            .iter()
+            .map(|d| (d.name().to_string(), d.fingerprint()))
+            .collect();
+        Drivers {
+            drivers: list.into_iter().map(|d| (d.name(), d)).collect(),
+            found,
+        }
+    }
+
+    /// What each driver's fingerprint found, by name (the node's `Drivers`).
+    pub fn found(&self) -> &BTreeMap<String, DriverInfo> {
+        &self.found
+    }
+
+    /// The node attributes the drivers add: `driver.NAME = 1` for each healthy one, and its
+    /// own attributes.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (name, info) in &self.found {
+            if info.detected && info.healthy {
+                out.insert(format!("driver.{name}"), "1".to_string());
+                out.extend(info.attributes.clone());
+            }
+        }
+        out
+    }
+
+    /// The driver a task names, to run a new task: only a healthy one.
+    pub fn to_start(&self, name: &str) -> Result<Arc<dyn Driver>, String> {
+        let Some(driver) = self.drivers.get(name) else {
+            return Err(format!(
+                "driver {name:?} is not a driver this node has (it has {})",
+                self.drivers.keys().copied().collect::<Vec<_>>().join(", ")
+            ));
+        };
+        match self.found.get(name) {
+            Some(i) if i.detected && i.healthy => Ok(driver.clone()),
+            Some(i) => Err(format!(
+                "driver {name:?} is not usable on this node: {}",
+                i.health_description
+            )),
+            None => Err(format!("driver {name:?} was not fingerprinted")),
+        }
+    }
+
+    /// The driver of a task already started (healthy or not: a running task is never left
+    /// unwatched); tasks of a driver this build does not know are the executor's.
+    pub fn of_task(&self, name: &str) -> Arc<dyn Driver> {
+        self.drivers
+            .get(name)
+            .or_else(|| self.drivers.get(raw_exec::NAME))
+            .cloned()
+            .expect("raw_exec is always among the drivers")
+    }
+
+    /// One line per driver that cannot run tasks, for the client's log.
+    pub fn unusable(&self) -> Vec<String> {
+        self.found
+            .iter()
+            .filter(|(_, i)| !(i.detected && i.healthy))
+            .map(|(n, i)| format!("{n}: {}", i.health_description))
+            .collect()
+    }
+}
+
+/// A driver's fingerprint.
+pub fn info(detected: bool, healthy: bool, why: impl Into<String>, now_ms: i64) -> DriverInfo {
+    DriverInfo {
+        detected,
+        healthy,
+        health_description: why.into(),
+        attributes: BTreeMap::new(),
+        update_time_unix_ms: now_ms,
+    }
+}
+
+/// Adds the directories' variables (`NOMAD_ALLOC_DIR`, `NOMAD_TASK_DIR`, `NOMAD_SECRETS_DIR`
+/// and their `YURT_` twins) as the task sees them.
+pub fn dir_env(env: &mut BTreeMap<String, String>, alloc: &Path, local: &Path, secrets: &Path) {
+    for prefix in ["YURT", "NOMAD"] {
+        env.insert(format!("{prefix}_ALLOC_DIR"), alloc.display().to_string());
+        env.insert(format!("{prefix}_TASK_DIR"), local.display().to_string());
+        env.insert(
+            format!("{prefix}_SECRETS_DIR"),
+            secrets.display().to_string(),
+        );
+    }
+}
+
+/// Replaces `${NAME}` with values from `env`; unknown names are left as written.
+pub fn interpolate(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match env.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A string of the task's `config`.
+pub fn config_string(task: &Task, key: &str) -> Option<String> {
+    match task.config.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(value::Kind::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The task's `config.command` and `config.args`, interpolated.
+pub fn command_line(
+    task: &Task,
+    env: &BTreeMap<String, String>,
+) -> Result<(String, Vec<String>), String> {
+    let command = config_string(task, "command").ok_or("task has no config.command")?;
+    let args = match task.config.get("args").and_then(|v| v.kind.as_ref()) {
+        Some(value::Kind::ListValue(l)) => l
+            .values
+            .iter()
+            .filter_map(|v| match &v.kind {
+                Some(value::Kind::StringValue(s)) => Some(interpolate(s, env)),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    };
+    Ok((interpolate(&command, env), args))
+}
+
+/// Creates a directory (and its parents) with `mode`, owned by `owner` when given.
+pub fn make_dir(dir: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give {} to uid {uid}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! `exec`: the task isolated as Nomad's exec driver isolates it. Linux, client running as
+//! root: its own PID, mount, IPC and UTS namespaces (`pid_mode`/`ipc_mode` `private`, or
+//! `host` where the task or the client's `default_pid_mode`/`default_ipc_mode` says so), the
+//! task dir as its root with the host directories of `chroot_env` bound read-only and the
+//! allocation's `alloc/`, its own `local/`, `secrets/` (only its user may read it) and
+//! `tmp/`, run as `user` (default `nobody`; the client's `user.denylist` refuses root), in a
+//! cgroup that enforces its `memory` (hard limit, no swap), `cpu` (a weight relative to other
+//! tasks) and a process limit. The host's network.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use yurt_proto::v1::DriverInfo;
+use yurt_types::agentconfig::DriverConfig;
+
+use super::executors::{self, Executors};
+use super::{config_string, dir_env, info, make_dir, Driver, Handle, Seen, TaskStart, Waiting};
+use crate::cgroup::{self, Group, Limits, Usage};
+use crate::executor::{Confine, ExecSpec};
+use crate::isolate::{self, Bind, Isolation};
+
+pub const NAME: &str = "exec";
+
+/// Nomad's default `chroot_env`: what an exec task's root holds from the host.
+pub const DEFAULT_CHROOT_ENV: [&str; 8] = [
+    "/bin",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/run/resolvconf",
+    "/sbin",
+    "/usr",
+];
+
+/// The most processes one task may have unless the client says otherwise.
+pub const DEFAULT_PIDS_LIMIT: u32 = 4096;
+
+pub struct Exec {
+    chroot_env: BTreeMap<String, String>,
+    pid_host: bool,
+    ipc_host: bool,
+    pids_limit: u32,
+    denylist: Vec<String>,
+    checked: bool,
+    executors: Arc<Executors>,
+}
+
+impl Exec {
+    pub fn new(config: &DriverConfig, executors: Arc<Executors>) -> Exec {
+        let chroot_env = config.chroot_env.clone().unwrap_or_else(|| {
+            DEFAULT_CHROOT_ENV
+                .iter()
+                .map(|p| (p.to_string(), p.to_string()))
+                .collect()
+        });
+        let checked = config
+            .user_checked_drivers
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|d| d == NAME));
+        Exec {
+            chroot_env,
+            pid_host: config.default_pid_mode.as_deref() == Some("host"),
+            ipc_host: config.default_ipc_mode.as_deref() == Some("host"),
+            pids_limit: config.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT),
+            denylist: config
+                .user_denylist
+                .clone()
+                .unwrap_or_else(|| vec!["root".into(), "Administrator".into()]),
+            checked,
+            executors,
+        }
+    }
+
+    /// The task's user: its name, uid and gid; refused when unknown or denied.
+    fn user(&self, name: &str) -> Result<(u32, u32), String> {
+        if self.checked && self.denylist.iter().any(|u| u == name) {
+            return Err(format!(
+                "user {name:?} is denied by the client's user.denylist for the exec driver"
+            ));
+        }
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+            Ok(None) => Err(format!("user {name:?} not found")),
+            Err(e) => Err(format!("cannot look up user {name:?}: {e}")),
+        }
+    }
+
+    /// The mount points under the root for the host paths of `chroot_env` that exist (a
+    /// directory or a file, as on the host).
+    fn binds(&self, root: &Path) -> Result<Vec<Bind>, String> {
+        let mut out = Vec::new();
+        for (source, target) in &self.chroot_env {
+            let Ok(meta) = std::fs::metadata(source) else {
+                continue;
+            };
+            let at = isolate::under(root, Path::new(target));
+            if meta.is_dir() {
+                std::fs::create_dir_all(&at)
+            } else {
+                at.parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&at, b""))
+            }
+            .map_err(|e| format!("cannot make {} in the task's root: {e}", at.display()))?;
+            out.push(Bind {
+                source: source.into(),
+                target: target.into(),
+                writable: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether the task asks for `private` or `host` (else the client's default).
+    fn host_mode(&self, t: &TaskStart<'_>, key: &str, default: bool) -> Result<bool, String> {
+        match config_string(t.task, key).as_deref() {
+            None => Ok(default),
+            Some("private") => Ok(false),
+            Some("host") => Ok(true),
+            Some(other) => Err(format!(
+                "config.{key} must be \"private\" or \"host\", found {other:?}"
+            )),
+        }
+    }
+}
+
+impl Driver for Exec {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn fingerprint(&self) -> DriverInfo {
+        let now = crate::runner::now_ms();
+        if !cfg!(target_os = "linux") {
+            return info(false, false, "the exec driver runs on Linux only", now);
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return info(
+                true,
+                false,
+                "the exec driver needs the client to run as root",
+                now,
+            );
+        }
+        if !Path::new("/proc/self/ns/pid").exists() {
+            return info(true, false, "this kernel has no PID namespaces", now);
+        }
+        match cgroup::layout() {
+            Ok(layout) => {
+                let mut i = info(true, true, "Healthy", now);
+                let version = match layout {
+                    cgroup::Layout::V1(_) => "v1",
+                    cgroup::Layout::V2(_) => "v2",
+                };
+                i.attributes
+                    .insert("driver.exec.cgroup".into(), version.into());
+                i
+            }
+            Err(why) => info(true, false, format!("no usable cgroups: {why}"), now),
+        }
+    }
+
+    fn prepare(&self, t: TaskStart<'_>) -> Result<(), String> {
+        let user = t.task.user.clone();
+        let user = if user.is_empty() {
+            "nobody".into()
+        } else {
+            user
+        };
+        let (uid, gid) = self.user(&user)?;
+        let pid_host = self.host_mode(&t, "pid_mode", self.pid_host)?;
+        let ipc_host = self.host_mode(&t, "ipc_mode", self.ipc_host)?;
+        let layout = cgroup::layout()?;
+        let root = t.task_dir;
+        make_dir(root, 0o755, Some((0, 0)))?;
+        make_dir(&t.alloc_dir.join("alloc"), 0o777, None)?;
+        make_dir(&root.join("local"), 0o755, Some((uid, gid)))?;
+        make_dir(&root.join("secrets"), 0o700, Some((uid, gid)))?;
+        make_dir(&root.join("tmp"), 0o1777, None)?;
+        for d in ["alloc", "dev", "proc"] {
+            make_dir(&root.join(d), 0o755, None)?;
+        }
+        let mut binds = self.binds(root)?;
+        binds.push(Bind {
+            source: t.alloc_dir.join("alloc"),
+            target: "/alloc".into(),
+            writable: true,
+        });
+        // The executor's files are in the task dir: covered, the task cannot read them.
+        let hide: Vec<PathBuf> = t
+            .handle_dir
+            .strip_prefix(root)
+            .ok()
+            .map(|rel| Path::new("/").join(rel))
+            .into_iter()
+            .collect();
+        let mut env = t.env;
+        dir_env(
+            &mut env,
+            Path::new("/alloc"),
+            Path::new("/local"),
+            Path::new("/secrets"),
+        );
+        env.insert("HOME".into(), "/local".into());
+        env.insert("USER".into(), user.clone());
+        let (command, args) = super::command_line(t.task, &env)?;
+        let resources = t.task.resources.unwrap_or_default();
+        let spec = ExecSpec {
+            command,
+            args,
+            env,
+            dir: "/".into(),
+            stdout: t.stdout,
+            stderr: t.stderr,
+            cgroup: Some(Confine {
+                group: Group::for_task(layout, t.alloc_id, &t.task.name),
+                limits: Some(Limits {
+                    memory_bytes: u64::from(resources.memory_mb.max(1)) << 20,
+                    cpu_mhz: resources.cpu,
+                    pids: self.pids_limit,
+                }),
+            }),
+            isolation: Some(Isolation {
+                root: root.to_path_buf(),
+                binds,
+                hide,
+                uid,
+                gid,
+                pid_ns: !pid_host,
+                ipc_ns: !ipc_host,
+                cwd: "/".into(),
+            }),
+        };
+        Executors::write_spec(t.handle_dir, &spec)
+    }
+
+    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<i32, String>> {
+        self.executors.start(handle_dirs)
+    }
+
+    fn recover(&self, h: Handle<'_>) -> Seen {
+        Executors::recover(h)
+    }
+
+    fn signal(&self, h: Handle<'_>, sig: Signal) -> std::io::Result<()> {
+        crate::executor::signal(h.dir, sig)
+    }
+
+    fn stop(&self, h: Handle<'_>, sig: Signal) {
+        Executors::stop(h, sig)
+    }
+
+    fn wait(&self, h: Handle<'_>) -> Waiting {
+        Executors::wait(h)
+    }
+
+    fn stats(&self, h: Handle<'_>) -> Option<Usage> {
+        Executors::stats(h)
+    }
+
+    fn exec(&self, h: Handle<'_>, command: &[String]) -> std::io::Result<std::process::Output> {
+        executors::exec(h, command)
+    }
+}

@@ -1,0 +1,116 @@
+//! Driver selection: only a healthy driver starts a task; a started task is always watched.
+
+use super::*;
+
+/// A driver that only fingerprints.
+struct Fake {
+    name: &'static str,
+    healthy: bool,
+}
+
+impl Driver for Fake {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn fingerprint(&self) -> DriverInfo {
+        let why = if self.healthy { "Healthy" } else { "broken" };
+        info(true, self.healthy, why, 0)
+    }
+    fn prepare(&self, _: TaskStart<'_>) -> Result<(), String> {
+        Ok(())
+    }
+    fn start(&self, dirs: &[PathBuf]) -> Vec<Result<i32, String>> {
+        dirs.iter().map(|_| Ok(1)).collect()
+    }
+    fn recover(&self, _: Handle<'_>) -> Seen {
+        Seen::Nothing
+    }
+    fn signal(&self, _: Handle<'_>, _: Signal) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn stop(&self, _: Handle<'_>, _: Signal) {}
+    fn wait(&self, _: Handle<'_>) -> Waiting {
+        Box::pin(async {})
+    }
+    fn stats(&self, _: Handle<'_>) -> Option<Usage> {
+        None
+    }
+    fn exec(&self, _: Handle<'_>, _: &[String]) -> std::io::Result<std::process::Output> {
+        Err(std::io::Error::other("no"))
+    }
+}
+
+fn drivers() -> Drivers {
+    Drivers::of(vec![
+        Arc::new(Fake {
+            name: raw_exec::NAME,
+            healthy: false,
+        }),
+        Arc::new(Fake {
+            name: exec::NAME,
+            healthy: true,
+        }),
+    ])
+}
+
+#[test]
+fn only_a_healthy_driver_starts_tasks() {
+    let d = drivers();
+    assert_eq!(d.to_start("exec").unwrap().name(), "exec");
+    assert_eq!(
+        d.to_start("raw_exec").err().unwrap(),
+        "driver \"raw_exec\" is not usable on this node: broken"
+    );
+    assert_eq!(
+        d.to_start("docker").err().unwrap(),
+        "driver \"docker\" is not a driver this node has (it has exec, raw_exec)"
+    );
+    // A task already started is watched whatever its driver's health.
+    assert_eq!(d.of_task("raw_exec").name(), "raw_exec");
+    assert_eq!(d.of_task("qemu").name(), "raw_exec");
+    assert_eq!(d.unusable(), vec!["raw_exec: broken".to_string()]);
+}
+
+#[test]
+fn only_healthy_drivers_become_attributes() {
+    let attrs = drivers().attributes();
+    assert_eq!(attrs.get("driver.exec").map(String::as_str), Some("1"));
+    assert!(!attrs.contains_key("driver.raw_exec"));
+}
+
+#[test]
+fn raw_exec_is_off_unless_enabled() {
+    let executors = Arc::new(executors::Executors::new(Path::new("/nonexistent")));
+    let off = raw_exec::RawExec::new(&DriverConfig::default(), executors.clone());
+    let i = off.fingerprint();
+    assert!(!i.detected && !i.healthy);
+    assert!(
+        i.health_description.contains("plugin \"raw_exec\""),
+        "{i:?}"
+    );
+    let on = raw_exec::RawExec::new(
+        &DriverConfig {
+            raw_exec_enabled: Some(true),
+            ..DriverConfig::default()
+        },
+        executors,
+    );
+    assert!(on.fingerprint().healthy);
+}
+
+#[test]
+fn the_directories_as_the_task_sees_them() {
+    let mut env = BTreeMap::new();
+    dir_env(
+        &mut env,
+        Path::new("/alloc"),
+        Path::new("/local"),
+        Path::new("/secrets"),
+    );
+    assert_eq!(env["NOMAD_TASK_DIR"], "/local");
+    assert_eq!(env["YURT_SECRETS_DIR"], "/secrets");
+    assert_eq!(
+        interpolate("${NOMAD_TASK_DIR}/x ${NOPE}", &env),
+        "/local/x ${NOPE}"
+    );
+}
