@@ -1,7 +1,8 @@
 //! Test harness: a real `yurt agent` process per test, found through the addresses it writes
 //! to `<data_dir>/agent-addrs.json`, stopped (SIGTERM, then SIGKILL) and cleaned up on drop,
 //! including the task processes its client started. The data dir is kept when a test fails,
-//! or when `YURT_KEEP_TEST_DIRS=1`.
+//! or when `YURT_KEEP_TEST_DIRS=1`. A client of this build is started with raw_exec enabled
+//! ([`RAW_EXEC_ON`], before the test's own `-config` files), as the tests' jobs use it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -161,6 +162,9 @@ pub struct Agent {
     log: PathBuf,
 }
 
+/// The client configuration that enables raw_exec.
+pub const RAW_EXEC_ON: &str = "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n";
+
 #[derive(serde::Deserialize)]
 struct Addrs {
     grpc: String,
@@ -226,8 +230,15 @@ impl Agent {
             .unwrap();
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin);
-        cmd.arg("agent")
-            .args(args)
+        cmd.arg("agent");
+        if bin == Path::new(YURT) && args.contains(&"-client") {
+            // The tests' jobs run raw_exec, which a client runs only when its configuration
+            // enables it; a test's own -config files come later and win.
+            let config = PathBuf::from(format!("{}.raw_exec.hcl", data_dir.display()));
+            std::fs::write(&config, RAW_EXEC_ON).unwrap();
+            cmd.args(["-config", config.to_str().unwrap()]);
+        }
+        cmd.args(args)
             .args(["-data-dir", data_dir.to_str().unwrap()]);
         // Every test's agents share two cores with the others': Raft timing that tolerates
         // stalls of half a second, not the default's fast failover.

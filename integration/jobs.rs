@@ -240,7 +240,7 @@ fn separate_server_and_client_agents_run_a_job() {
     });
     // The node's arrival unblocks the evaluation: the allocations are placed and run.
     let allocs = server.wait_running("web", 2);
-    assert_eq!(task_pids(&client.data_dir).len(), 2);
+    wait_task_pids(&client.data_dir, 2);
     assert!(
         task_pids(&server.data_dir).is_empty(),
         "a server-only agent runs no tasks"

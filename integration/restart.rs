@@ -156,8 +156,7 @@ fn a_batch_task_that_ends_while_the_agent_is_down_is_reported_with_its_exit_code
     .unwrap();
     agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
     let id = agent.wait_running("short", 1).remove(0);
-    let pids = task_pids(&data);
-    assert_eq!(pids.len(), 1, "{pids:?}");
+    let pids = wait_task_pids(&data, 1);
 
     agent.kill9();
     wait_for("the task to end while the agent is down", || {

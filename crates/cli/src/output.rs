@@ -17,6 +17,25 @@ pub fn time(unix_ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// A size as Nomad shows it: `0 B`, `512 KiB`, `3.4 MiB`, `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// How long ago, like `5s ago`, `3m2s ago`.
 pub fn ago(unix_ms: i64, now_ms: i64) -> String {
     if unix_ms <= 0 {
@@ -103,6 +122,15 @@ pub fn or_none(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_as_nomad_shows_them() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(512 * 1024), "512 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
+        assert_eq!(bytes(32 << 20), "32 MiB");
+        assert_eq!(bytes(5 << 40), "5 TiB");
+    }
 
     #[test]
     fn very_long_cells_and_keys_do_not_panic_and_stay_aligned() {

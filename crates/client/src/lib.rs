@@ -22,6 +22,7 @@ mod logs;
 mod memory;
 pub mod restart;
 mod runner;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -132,6 +133,8 @@ struct Inner {
     tick_serial: tokio::sync::Mutex<()>,
     /// The task drivers and their fingerprints.
     drivers: driver::Drivers,
+    /// The last CPU reading of each task, for `alloc status -stats`'s percent.
+    samples: stats::Samples,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
@@ -248,6 +251,7 @@ impl Client {
                 wake: tokio::sync::Notify::new(),
                 tick_serial: tokio::sync::Mutex::new(()),
                 drivers,
+                samples: stats::Samples::default(),
                 servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),

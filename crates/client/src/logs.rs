@@ -1,8 +1,9 @@
-//! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`.
+//! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`, and
+//! its usage for `alloc status -stats` ([`crate::stats`]).
 
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_server::ClientFs;
-use yurt_proto::v1::{LogsRequest, LogsResponse};
+use yurt_proto::v1::{AllocResourceUsage, AllocStatsRequest, LogsRequest, LogsResponse};
 use yurt_types::status::TASK_DEAD;
 
 use crate::logfiles;
@@ -61,5 +62,17 @@ impl ClientFs for LogService {
             data,
             finished: t.state.state == TASK_DEAD,
         }))
+    }
+
+    async fn stats(
+        &self,
+        req: Request<AllocStatsRequest>,
+    ) -> Result<Response<AllocResourceUsage>, Status> {
+        let client = self.client.clone();
+        let id = req.into_inner().alloc_id;
+        tokio::task::spawn_blocking(move || client.alloc_stats(&id))
+            .await
+            .map_err(|e| Status::internal(format!("cannot read the usage: {e}")))?
+            .map(Response::new)
     }
 }

@@ -15,7 +15,8 @@
 //! `GET|DELETE /v1/job/<id>` (`?purge=true`), `POST /v1/job/<id>/plan`,
 //! `GET /v1/job/<id>/{versions,allocations,evaluations,deployments,deployment}`,
 //! `POST /v1/job/<id>/revert` (`{"JobVersion": N}`), `POST /v1/jobs/parse` (`{"JobHCL": ...}`),
-//! `GET /v1/allocations`, `/v1/allocation/<id>`, `/v1/evaluations`, `/v1/evaluation/<id>`,
+//! `GET /v1/allocations`, `/v1/allocation/<id>`, `/v1/client/allocation/<id>/stats`,
+//! `/v1/evaluations`, `/v1/evaluation/<id>`,
 //! `/v1/nodes`, `/v1/node/<id>`, `POST /v1/node/<id>/eligibility`, `POST /v1/node/<id>/drain`,
 //! `GET /v1/deployments`, `/v1/deployment/<id>`, `POST /v1/deployment/{promote,fail,pause}/<id>`,
 //! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/agent/self`,
@@ -198,6 +199,16 @@ impl Http {
                 &Allocs::get(
                     api,
                     rq.of(GetAllocRequest {
+                        alloc_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner(),
+            ),
+            (&M::GET, ["v1", "client", "allocation", id, "stats"]) => json(
+                &Allocs::stats(
+                    api,
+                    rq.of(AllocStatsRequest {
                         alloc_id: id.to_string(),
                     }),
                 )

@@ -716,14 +716,32 @@ impl allocs_server::Allocs for Api {
         self.reads.authorize(&req, Need::job(READ_LOGS))?;
         self.barrier(&req).await?;
         let mut req = req.into_inner();
+        let (alloc_id, channel) = self.client_of(&req.alloc_id, "read logs").await?;
+        req.alloc_id = alloc_id;
+        ClientFsClient::new(channel).logs(req).await
+    }
+
+    async fn stats(&self, req: Request<AllocStatsRequest>) -> Reply<AllocResourceUsage> {
+        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        self.barrier(&req).await?;
+        let mut req = req.into_inner();
+        let (alloc_id, channel) = self.client_of(&req.alloc_id, "read usage").await?;
+        req.alloc_id = alloc_id;
+        ClientFsClient::new(channel).stats(req).await
+    }
+}
+
+impl Api {
+    /// The allocation's full ID (from a prefix) and a connection to the client agent that
+    /// runs it, to `what` there.
+    async fn client_of(&self, alloc: &str, what: &str) -> Result<(String, Channel), Status> {
         let (alloc_id, addr) = self.reads.state.read(|s| {
-            let a = lookup(&s.allocs, "allocation", &req.alloc_id)?;
+            let a = lookup(&s.allocs, "allocation", alloc)?;
             let node = s.nodes.get(&a.node_id).ok_or_else(|| {
                 Status::not_found(format!("node {:?} of allocation not found", a.node_id))
             })?;
             Ok::<_, Status>((a.id.clone(), node.rpc_addr.clone()))
         })?;
-        req.alloc_id = alloc_id;
         // A server+client agent has one certificate, its server one.
         let peer = if addr == self.cluster.me().addr {
             yurt_tls::Peer::Server
@@ -736,13 +754,12 @@ impl allocs_server::Allocs for Api {
             .endpoint(&addr, peer)
             .map_err(|e| Status::internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
             .connect()
             .await
             .map_err(|_| {
-                Status::unavailable(format!(
-                    "cannot reach the client agent at {addr} to read logs"
-                ))
+                Status::unavailable(format!("cannot reach the client agent at {addr} to {what}"))
             })?;
-        ClientFsClient::new(channel).logs(req).await
+        Ok((alloc_id, channel))
     }
 }

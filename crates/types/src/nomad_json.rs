@@ -19,7 +19,7 @@ const PROTO: &[&str] = &[
 
 /// Words written in capitals by Nomad.
 const ACRONYMS: &[&str] = &[
-    "id", "cpu", "mb", "ttl", "tg", "dc", "rpc", "http", "ip", "url",
+    "id", "cpu", "mb", "ttl", "tg", "dc", "rpc", "http", "ip", "url", "rss",
 ];
 
 /// Fields whose map keys and values are the user's, left as they are.
@@ -221,7 +221,7 @@ pub fn to_nomad(v: &Value) -> Value {
                 } else if RAW.contains(&k.as_str()) {
                     (pascal(k), v.clone())
                 } else if MESSAGE_MAPS.contains(&k.as_str())
-                    || (k == "task_groups" && v.is_object())
+                    || (matches!(k.as_str(), "task_groups" | "tasks") && v.is_object())
                 {
                     let inner = match v {
                         Value::Object(inner) => Value::Object(
@@ -267,7 +267,7 @@ pub fn from_nomad(v: &Value) -> Value {
                 } else if RAW.contains(&base.as_str()) {
                     (base, v.clone())
                 } else if MESSAGE_MAPS.contains(&base.as_str())
-                    || (base == "task_groups" && v.is_object())
+                    || (matches!(base.as_str(), "task_groups" | "tasks") && v.is_object())
                 {
                     let inner = match v {
                         Value::Object(inner) => Value::Object(
@@ -321,7 +321,7 @@ mod tests {
     fn a_job_round_trips_with_nanoseconds_and_user_keys_kept() {
         let job = crate::jobspec::parse_hcl(
             "t.hcl",
-            "job \"web\" {\n  group \"app\" {\n    count = 2\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/sh\"\n        some_key = 1\n      }\n      env {\n        MY_VAR = \"x\"\n      }\n    }\n  }\n}\n",
+            "job \"web\" {\n  group \"app\" {\n    count = 2\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/sh\"\n        pid_mode = \"host\"\n      }\n      env {\n        MY_VAR = \"x\"\n      }\n    }\n  }\n}\n",
         )
         .unwrap();
         let ours = serde_json::to_value(&job).unwrap();
@@ -331,7 +331,10 @@ mod tests {
         assert_eq!(g["Count"], 2);
         assert_eq!(g["Update"]["MinHealthyTime"], json!(10_000_000_000i64));
         let t = &g["Tasks"][0];
-        assert_eq!(t["Config"]["some_key"], 1, "config keys are the driver's");
+        assert_eq!(
+            t["Config"]["pid_mode"], "host",
+            "config keys are the driver's"
+        );
         assert_eq!(t["Env"]["MY_VAR"], "x");
         assert_eq!(t["Resources"]["MemoryMB"], 300);
         let back = from_nomad(&theirs);

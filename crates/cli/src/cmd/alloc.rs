@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use yurt_proto::v1::allocs_client::AllocsClient;
-use yurt_proto::v1::{GetAllocRequest, LogsRequest};
+use yurt_proto::v1::{AllocStatsRequest, GetAllocRequest, LogsRequest, ResourceUsage};
 
 use super::{connect, CliError, CmdResult};
 use crate::output::{self, kv, or_none, table, time};
@@ -17,6 +17,10 @@ pub enum AllocCmd {
         alloc: String,
         #[arg(long)]
         json: bool,
+        /// Also show what each task uses now (memory and CPU, from its cgroup); with -json,
+        /// print only that.
+        #[arg(long)]
+        stats: bool,
     },
     /// Print a task's stdout (or stderr).
     Logs {
@@ -39,12 +43,28 @@ pub enum AllocCmd {
 pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
     let mut allocs = AllocsClient::new(connect(addr).await?);
     match cmd {
-        AllocCmd::Status { alloc, json } => {
+        AllocCmd::Status { alloc, json, stats } => {
             let a = allocs
                 .get(GetAllocRequest { alloc_id: alloc })
                 .await
                 .map_err(CliError::api("querying allocation"))?
                 .into_inner();
+            let usage = if stats {
+                let u = allocs
+                    .stats(AllocStatsRequest {
+                        alloc_id: a.id.clone(),
+                    })
+                    .await
+                    .map_err(CliError::api("querying the allocation's usage"))?
+                    .into_inner();
+                if json {
+                    print!("{}", output::json(&u));
+                    return Ok(0);
+                }
+                Some(u)
+            } else {
+                None
+            };
             if json {
                 print!("{}", output::json(&a));
                 return Ok(0);
@@ -107,6 +127,13 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                         format!("{} MiB", r.memory_mb),
                     ]],
                 ));
+                let task_usage = usage
+                    .as_ref()
+                    .and_then(|u| u.tasks.get(&t.name))
+                    .and_then(|u| u.resource_usage.clone());
+                if let Some(ru) = task_usage {
+                    out.push_str(&usage_tables(&ru));
+                }
                 out.push_str("\nRecent Events:\n");
                 let rows: Vec<Vec<String>> = st
                     .events
@@ -181,4 +208,36 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
             }
         }
     }
+}
+
+/// A task's usage as Nomad's `alloc status -stats` shows it: memory, then CPU.
+fn usage_tables(ru: &ResourceUsage) -> String {
+    let m = ru.memory_stats.clone().unwrap_or_default();
+    let c = ru.cpu_stats.clone().unwrap_or_default();
+    let mut out = String::from("\nMemory Stats\n");
+    out.push_str(&table(
+        &["Cache", "Max Usage", "RSS", "Usage"],
+        &[vec![
+            output::bytes(m.cache),
+            output::bytes(m.max_usage),
+            output::bytes(m.rss),
+            output::bytes(m.usage),
+        ]],
+    ));
+    out.push_str("\nCPU Stats\n");
+    out.push_str(&table(
+        &[
+            "Percent",
+            "Throttled Periods",
+            "Throttled Time",
+            "Total Time",
+        ],
+        &[vec![
+            format!("{:.2}%", c.percent),
+            c.throttled_periods.to_string(),
+            yurt_types::duration::format_ms(c.throttled_time / 1_000_000),
+            yurt_types::duration::format_ms(c.total_time / 1_000_000),
+        ]],
+    ));
+    out
 }

@@ -96,6 +96,11 @@ impl Client {
                 checkers.remove(id);
             }
         }
+        self.inner
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(a, _), _| !gone.contains(a));
         self.flush_state();
         for id in &gone {
             let dir = alloc_dir(&self.inner.dir, id);

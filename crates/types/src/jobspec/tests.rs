@@ -272,11 +272,23 @@ fn malformed_files_name_file_line_and_field() {
             "bad.hcl:3: task \"t\" has no driver",
         ),
         (
-            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"docker\"\n      config { command = \"x\" }\n    }\n  }\n}\n".into(),
-            "bad.hcl:4: driver \"docker\" is not supported (use raw_exec or exec)",
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"x\"\n        image = \"y\"\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:7: config: unknown field \"image\" for the exec driver (it takes command, args, pid_mode, ipc_mode)",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"x\"\n        pid_mode = \"shared\"\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:7: config.pid_mode must be \"private\" or \"host\"",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"no such driver\"\n      config { command = \"x\" }\n    }\n  }\n}\n".into(),
+            "bad.hcl:4: driver",
         ),
         (
             "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        comand = \"x\"\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:6: config: unknown field \"comand\" for the raw_exec driver (it takes command, args)",
+        ),
+        (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n      }\n    }\n  }\n}\n".into(),
             "bad.hcl:5: task \"t\": config.command is required by the raw_exec driver",
         ),
         (

@@ -385,14 +385,33 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
             );
         }
     }
-    if t.driver != "raw_exec" && t.driver != "exec" {
+    crate::limits::check_name("driver", &t.driver).or_else(|m| fail(format!("{tp}.driver"), m))?;
+    // Another driver's config is its own: a node without that driver never gets the task
+    // (placement fails with "missing drivers", as in Nomad).
+    let Some(keys) = driver_config_keys(&t.driver) else {
+        return validate_task_rest(t, tp, ports);
+    };
+    if let Some(k) = t.config.keys().find(|k| !keys.contains(&k.as_str())) {
         return fail(
-            format!("{tp}.driver"),
+            format!("{tp}.config.{k}"),
             format!(
-                "driver {:?} is not supported (use raw_exec or exec)",
-                t.driver
+                "config: unknown field {k:?} for the {} driver (it takes {})",
+                t.driver,
+                keys.join(", ")
             ),
         );
+    }
+    for key in ["pid_mode", "ipc_mode"] {
+        match t.config.get(key).and_then(|v| v.kind.as_ref()) {
+            None => {}
+            Some(value::Kind::StringValue(m)) if m == "private" || m == "host" => {}
+            Some(_) => {
+                return fail(
+                    format!("{tp}.config.{key}"),
+                    format!("config.{key} must be \"private\" or \"host\""),
+                )
+            }
+        }
     }
     match t.config.get("command").and_then(|v| v.kind.as_ref()) {
         Some(value::Kind::StringValue(s)) if !s.is_empty() => {}
@@ -422,6 +441,21 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
             );
         }
     }
+    validate_task_rest(t, tp, ports)
+}
+
+/// The `config` keys of the drivers Yurt has (`None`: a driver it does not have).
+pub(crate) fn driver_config_keys(driver: &str) -> Option<&'static [&'static str]> {
+    match driver {
+        "raw_exec" => Some(&["command", "args"]),
+        "exec" => Some(&["command", "args", "pid_mode", "ipc_mode"]),
+        _ => None,
+    }
+}
+
+/// A task's rules that hold whatever its driver.
+fn validate_task_rest(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), Problem> {
+    let fail = |path: String, message: String| Err(Problem { path, message });
     if !KILL_SIGNALS.contains(&t.kill_signal.as_str()) {
         return fail(
             format!("{tp}.kill_signal"),
