@@ -416,12 +416,9 @@ fn an_unknown_user_fails_the_task_with_its_name() {
 fn raw_exec_off_and_a_driver_nobody_has_are_placement_failures_naming_them() {
     let dir = TestDir::new();
     let server = Agent::start(&dir.path.join("s"), &["-server"]);
+    // A client configuration without a plugin block: raw_exec is off, as in Nomad.
     let off = dir.path.join("off.hcl");
-    std::fs::write(
-        &off,
-        "plugin \"raw_exec\" {\n  config {\n    enabled = false\n  }\n}\n",
-    )
-    .unwrap();
+    std::fs::write(&off, "client {\n  enabled = true\n}\n").unwrap();
     let _client = Agent::start(
         &dir.path.join("c"),
         &[

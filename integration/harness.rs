@@ -1,8 +1,8 @@
 //! Test harness: a real `yurt agent` process per test, found through the addresses it writes
 //! to `<data_dir>/agent-addrs.json`, stopped (SIGTERM, then SIGKILL) and cleaned up on drop,
 //! including the task processes its client started. The data dir is kept when a test fails,
-//! or when `YURT_KEEP_TEST_DIRS=1`. A client of this build is started with raw_exec enabled
-//! ([`RAW_EXEC_ON`], before the test's own `-config` files), as the tests' jobs use it.
+//! or when `YURT_KEEP_TEST_DIRS=1`. A client of this build started without `-config` has
+//! raw_exec enabled ([`RAW_EXEC_ON`]), as the tests' jobs use it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -231,9 +231,9 @@ impl Agent {
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin);
         cmd.arg("agent");
-        if bin == Path::new(YURT) && args.contains(&"-client") {
+        if bin == Path::new(YURT) && args.contains(&"-client") && !args.contains(&"-config") {
             // The tests' jobs run raw_exec, which a client runs only when its configuration
-            // enables it; a test's own -config files come later and win.
+            // enables it; a test that gives its own -config says for itself.
             let config = PathBuf::from(format!("{}.raw_exec.hcl", data_dir.display()));
             std::fs::write(&config, RAW_EXEC_ON).unwrap();
             cmd.args(["-config", config.to_str().unwrap()]);

@@ -188,7 +188,7 @@ fn a_tls_cluster_works_end_to_end_and_peers_without_the_right_certificate_are_re
     });
 
     // A client agent with its client certificate registers and runs a job.
-    let client_cfg = tls_config(&certs, "client", "");
+    let client_cfg = tls_config(&certs, "client", RAW_EXEC_ON);
     let servers_list = grpc_list(&servers);
     let client = Agent::start(
         &dir.path.join("c1"),

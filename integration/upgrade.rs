@@ -213,8 +213,14 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
         assert_eq!(&task_pids(&c.data_dir), before);
     }
 
-    // Client c0 in place, within heartbeat_grace: same tasks, never down.
-    clients[0].restart_bin(&new, &refs(&client_args("c0")));
+    // Client c0 in place, within heartbeat_grace: same tasks, never down. Its configuration
+    // has no plugin block, so this build has raw_exec off: the raw_exec task it runs is
+    // re-attached, never killed, and the node says why no new one comes.
+    let plain = dir.path.join("c0-client.hcl");
+    std::fs::write(&plain, "client {\n  enabled = true\n}\n").unwrap();
+    let mut c0_plain = client_args("c0");
+    c0_plain.extend(["-config".to_string(), plain.display().to_string()]);
+    clients[0].restart_bin(&new, &refs(&c0_plain));
     wait_for("c0 to be back with the new build", || {
         let out = s[0].ok(&["node", "status", "-json"]);
         let v: Value = serde_json::from_str(&out).unwrap();
@@ -233,7 +239,35 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
         }
     });
     assert_eq!(task_pids(&clients[0].data_dir), pids[0]);
+    assert!(pids[0].iter().all(|p| alive(*p)), "c0's task was killed");
     assert_eq!(running(&s[0], "web"), allocs);
+    let c0 = s[0].ok(&["node", "status", "-verbose", "c0"]);
+    let raw = c0
+        .lines()
+        .find(|l| l.starts_with("raw_exec "))
+        .unwrap_or_default();
+    assert!(
+        raw.contains("false") && raw.contains("plugin \"raw_exec\""),
+        "the node says why raw_exec tasks do not come: {c0}"
+    );
+    let log = clients[0].log_text();
+    assert!(log.contains("task driver raw_exec: disabled"), "{log}");
+    // Enabled in its configuration (the harness's default for a client), c0 takes raw_exec
+    // work again, its task still the same.
+    clients[0].restart_bin(&new, &refs(&client_args("c0")));
+    wait_for("c0 to offer raw_exec", || {
+        let c0 = s[0].ok(&["node", "status", "-verbose", "c0"]);
+        if c0
+            .lines()
+            .any(|l| l.starts_with("Drivers ") && l.contains("raw_exec"))
+        {
+            Ok(())
+        } else {
+            Err(c0)
+        }
+    });
+    assert_eq!(task_pids(&clients[0].data_dir), pids[0]);
+    assert!(pids[0].iter().all(|p| alive(*p)), "c0's task was killed");
 
     // Client c1 by drain (now that every server has node drain): its allocation moves to c0,
     // then c1 comes back with the new build and takes work again.
