@@ -209,6 +209,32 @@ fn cpu_time_splits_by_the_tasks_cpu_under_contention() {
         (2.25..=3.75).contains(&ratio),
         "cpu 300 against cpu 100 got {heavy} ns against {light} ns: {ratio:.2}, not 3 ± 25%"
     );
+    // The same figures for people: a task's memory and CPU, and the node's allocated and used.
+    let human = agent.ok(&["alloc", "status", "-stats", &ids[1]]);
+    assert!(
+        human.contains("Memory Stats") && human.contains("CPU Stats"),
+        "{human}"
+    );
+    let percent: f64 = human
+        .lines()
+        .skip_while(|l| !l.starts_with("CPU Stats"))
+        .nth(2)
+        .and_then(|l| l.split('%').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(percent > 10.0, "two spinners show as busy: {human}");
+    let node_id = alloc_of(&agent, "heavy")["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let node = agent.ok(&["node", "status", "-stats", &node_id]);
+    let allocated = node
+        .lines()
+        .skip_while(|l| !l.starts_with("Allocated Resources"))
+        .nth(2)
+        .unwrap_or_default();
+    assert!(allocated.starts_with("400/"), "{node}");
+    assert!(node.contains("Allocation Resource Utilization"), "{node}");
 }
 
 #[test]

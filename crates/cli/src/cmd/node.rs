@@ -4,8 +4,8 @@ use clap::Subcommand;
 use yurt_proto::v1::allocs_client::AllocsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::{
-    Allocation, DrainStrategy, GetNodeRequest, ListAllocsRequest, ListNodesRequest, Node,
-    NodeDrainRequest, NodeEligibilityRequest,
+    AllocStatsRequest, Allocation, DrainStrategy, GetNodeRequest, ListAllocsRequest,
+    ListNodesRequest, Node, NodeDrainRequest, NodeEligibilityRequest,
 };
 use yurt_types::status::*;
 
@@ -22,6 +22,9 @@ pub enum NodeCmd {
         /// Also show the node's heartbeats as the leader sees them.
         #[arg(long)]
         verbose: bool,
+        /// Also show what the node's allocations use now (from their tasks' cgroups).
+        #[arg(long)]
+        stats: bool,
     },
     /// Mark a node eligible or ineligible for new allocations (those on it keep running).
     Eligibility {
@@ -74,12 +77,13 @@ pub struct DrainArgs {
 }
 
 pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
-    let (node, json, verbose) = match cmd {
+    let (node, json, verbose, stats) = match cmd {
         NodeCmd::Status {
             node,
             json,
             verbose,
-        } => (node, json, verbose),
+            stats,
+        } => (node, json, verbose, stats),
         NodeCmd::Drain(args) => return drain(addr, args).await,
         NodeCmd::Eligibility { node, enable, .. } => {
             NodesClient::new(connect(addr).await?)
@@ -266,8 +270,59 @@ pub async fn run(addr: &str, cmd: NodeCmd) -> CmdResult {
         out.push_str("\nMeta\n");
         out.push_str(&kv(&meta));
     }
-    out.push_str("\nAllocations\n");
     let live: Vec<_> = allocs.iter().filter(|a| !alloc_terminal(a)).collect();
+    // As Nomad's: what the allocations reserve of the node, and with -stats what they use.
+    let (cpu, memory) = live.iter().fold((0u64, 0u64), |(c, m), a| {
+        let r = a.resources.unwrap_or_default();
+        (c + u64::from(r.cpu), m + u64::from(r.memory_mb))
+    });
+    out.push_str("\nAllocated Resources\n");
+    out.push_str(&table(
+        &["CPU", "Memory"],
+        &[vec![
+            format!("{cpu}/{} MHz", r.cpu),
+            format!(
+                "{}/{}",
+                output::bytes(memory << 20),
+                output::bytes(u64::from(r.memory_mb) << 20)
+            ),
+        ]],
+    ));
+    if stats {
+        let mut allocs_api = AllocsClient::new(connect(addr).await?);
+        let (mut percent, mut used) = (0.0, 0u64);
+        for a in live.iter().filter(|a| a.client_status == ALLOC_RUNNING) {
+            let u = allocs_api
+                .stats(AllocStatsRequest {
+                    alloc_id: a.id.clone(),
+                })
+                .await
+                .map_err(CliError::api("querying the allocations' usage"))?
+                .into_inner();
+            let ru = u.resource_usage.unwrap_or_default();
+            percent += ru.cpu_stats.unwrap_or_default().percent;
+            used += ru.memory_stats.unwrap_or_default().usage;
+        }
+        // A percent of one core, in MHz of this node's cores.
+        let core_mhz: f64 = n
+            .attributes
+            .get("cpu.frequency")
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0.0);
+        out.push_str("\nAllocation Resource Utilization\n");
+        out.push_str(&table(
+            &["CPU", "Memory"],
+            &[vec![
+                format!("{:.0}/{} MHz", percent / 100.0 * core_mhz, r.cpu),
+                format!(
+                    "{}/{}",
+                    output::bytes(used),
+                    output::bytes(u64::from(r.memory_mb) << 20)
+                ),
+            ]],
+        ));
+    }
+    out.push_str("\nAllocations\n");
     if live.is_empty() {
         out.push_str("No allocations placed\n");
     } else {
