@@ -504,3 +504,64 @@ fn raw_exec_off_and_a_driver_nobody_has_are_placement_failures_naming_them() {
     let log = _client.log_text();
     assert!(log.contains("task driver raw_exec: disabled"), "{log}");
 }
+
+#[test]
+fn memory_max_is_the_limit_once_the_cluster_allows_oversubscription() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    // 60 MB held at once by `tail`: over `memory` (32), under `memory_max` (128).
+    let script = "head -c 60000000 /dev/zero | tail > /dev/null && echo fits || echo killed";
+    let job = |name: &str| {
+        let path = dir.path.join(format!("{name}.hcl"));
+        std::fs::write(
+            &path,
+            format!(
+                "job {name:?} {{\n  type = \"batch\"\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/sh\"\n        args    = [\"-c\", {script:?}]\n      }}\n      resources {{\n        memory     = 32\n        memory_max = 128\n      }}\n    }}\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    agent.ok(&["job", "run", job("off").to_str().unwrap()]);
+    let (off, _) = wait_alloc_status(&agent, "off", "complete");
+    assert_eq!(
+        logs(&agent, &off).trim(),
+        "killed",
+        "memory is the limit by default"
+    );
+    let set = agent.ok(&[
+        "operator",
+        "scheduler",
+        "set-config",
+        "-memory-oversubscription",
+        "true",
+    ]);
+    assert!(set.contains("Scheduler configuration updated"), "{set}");
+    let config = agent.ok(&["operator", "scheduler", "get-config"]);
+    assert!(
+        config
+            .lines()
+            .any(|l| l.starts_with("Memory Oversubscription") && l.ends_with("= true")),
+        "{config}"
+    );
+    agent.ok(&["job", "run", job("on").to_str().unwrap()]);
+    let (on, _) = wait_alloc_status(&agent, "on", "complete");
+    assert_eq!(
+        logs(&agent, &on).trim(),
+        "fits",
+        "memory_max is the limit now"
+    );
+    let bad = agent.yurt(&[
+        "operator",
+        "scheduler",
+        "set-config",
+        "-memory-oversubscription",
+        "maybe",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("memory oversubscription must be true or false, not \"maybe\""),
+        "{}",
+        stderr(&bad)
+    );
+}

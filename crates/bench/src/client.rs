@@ -1,7 +1,9 @@
 //! `yurt-bench client`: one server and one client agent on loopback. Prints the time from
 //! `job run` of a count=100 job until all 100 allocations are `running` in the servers' state,
-//! the RSS of the idle client agent and of one executor, and how many heartbeats per second
-//! the server answers from many simulated clients, with its CPU time per heartbeat.
+//! for `raw_exec` and then `exec` tasks in the same run, the RSS of the idle client agent and
+//! what each running task costs beside the task itself (its executor; for exec also the
+//! init of its PID namespace), and how many heartbeats per second the server answers from
+//! many simulated clients, with its CPU time per heartbeat.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,9 +70,9 @@ fn task_pids(client_dir: &Path) -> Vec<i32> {
     out
 }
 
-fn sleeper_job() -> yurt_proto::v1::Job {
+fn sleeper_job(driver: &str) -> yurt_proto::v1::Job {
     let src = format!(
-        "job \"hundred\" {{\n  group \"g\" {{\n    count = {COUNT}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n        args = [\"3600\"]\n      }}\n      resources {{\n        cpu = 10\n        memory = 10\n      }}\n    }}\n  }}\n}}\n"
+        "job \"hundred\" {{\n  group \"g\" {{\n    count = {COUNT}\n    task \"t\" {{\n      driver = \"{driver}\"\n      config {{\n        command = \"/bin/sleep\"\n        args = [\"3600\"]\n      }}\n      resources {{\n        cpu = 10\n        memory = 10\n      }}\n    }}\n  }}\n}}\n"
     );
     yurt_types::jobspec::parse_hcl("hundred.hcl", &src).unwrap()
 }
@@ -87,10 +89,22 @@ pub async fn client(yurt: PathBuf, heartbeats: bool) {
     );
     leader(std::slice::from_ref(&server)).await;
     let client_dir = dir.path().join("client");
+    let config = dir.path().join("client.hcl");
+    std::fs::write(
+        &config,
+        "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n",
+    )
+    .unwrap();
     let agent = Server::spawn(
         &yurt,
         &client_dir,
-        &["-client".into(), "-servers".into(), server.addr.clone()],
+        &[
+            "-client".into(),
+            "-servers".into(),
+            server.addr.clone(),
+            "-config".into(),
+            config.display().to_string(),
+        ],
         0,
     );
     let mut nodes = NodesClient::new(channel(&server.addr).await);
@@ -117,64 +131,24 @@ pub async fn client(yurt: PathBuf, heartbeats: bool) {
     let server_idle = rss_kib(server.pid()).unwrap_or(0);
 
     let mut jobs = JobsClient::new(channel(&server.addr).await);
-    let start = Instant::now();
-    jobs.register(RegisterJobRequest {
-        job: Some(sleeper_job()),
-        ..Default::default()
-    })
-    .await
-    .expect("register");
-    // Watched as the client agent watches them: a blocking query on the node's allocations
-    // that answers with those changed (polling all 100 every few milliseconds took the server
-    // 40-110 ms of CPU during the burst it measured).
-    let mut status: BTreeMap<String, String> = BTreeMap::new();
-    let mut index = 0;
-    while status.values().filter(|s| *s == "running").count() < COUNT {
-        let answer = nodes
-            .client_allocs(ClientAllocsRequest {
-                node_id: node_id.clone(),
-                min_index: index,
-                wait_ms: 1000,
-                changed_only: true,
-                ..Default::default()
-            })
-            .await
-            .expect("watch the node's allocations")
-            .into_inner();
-        for a in answer.allocs.into_iter().filter(|a| a.job_id == "hundred") {
-            status.insert(a.id, a.client_status);
-        }
-        index = answer.index;
-        assert!(start.elapsed() < Duration::from_secs(60), "not all running");
+    let mut busy = 0;
+    for driver in ["raw_exec", "exec"] {
+        let run = hundred(&mut jobs, &mut nodes, &node_id, &client_dir, driver).await;
+        busy = busy.max(rss_kib(client_pid).unwrap_or(0));
+        println!(
+            "{driver}: job run count={COUNT}, one client → all running in server state: {:.0} ms; per running task beside it: {:.1} MiB RSS, {:.2} MiB PSS ({})",
+            run.all_running.as_secs_f64() * 1000.0,
+            run.rss_kib as f64 / 1024.0,
+            run.pss_kib as f64 / 1024.0,
+            run.what
+        );
     }
-    let all_running = start.elapsed();
-    // Executors give back their start-up pages two seconds after the client waits on them.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let busy = rss_kib(client_pid).unwrap_or(0);
-    let executor_pid = task_pids(&client_dir)
-        .first()
-        .and_then(|p| parent_of(*p))
-        .unwrap_or(0);
-    let executor = rss_kib(executor_pid).unwrap_or(0);
-    let executor_pss = pss_kib(executor_pid).unwrap_or(0);
     println!(
-        "job run count={COUNT}, one client → all running in server state: {:.0} ms",
-        all_running.as_secs_f64() * 1000.0
-    );
-    println!(
-        "RSS: server idle {:.1} MiB, client agent idle {:.1} MiB ({:.1} MiB with {COUNT} allocations), one executor {:.1} MiB (PSS {:.1} MiB)",
+        "RSS: server idle {:.1} MiB, client agent idle {:.1} MiB ({:.1} MiB with {COUNT} allocations)",
         server_idle as f64 / 1024.0,
         idle as f64 / 1024.0,
         busy as f64 / 1024.0,
-        executor as f64 / 1024.0,
-        executor_pss as f64 / 1024.0
     );
-    let _ = jobs
-        .deregister(DeregisterJobRequest {
-            job_id: "hundred".into(),
-            purge: false,
-        })
-        .await;
 
     // The heartbeat load runs on a thread of its own with a single-threaded runtime: on two
     // cores shared with the server, a multi-threaded generator spent its time waking its own
@@ -208,6 +182,92 @@ pub async fn client(yurt: PathBuf, heartbeats: bool) {
         );
     }
     drop(agent);
+}
+
+/// One run of the hundred tasks.
+struct Hundred {
+    all_running: Duration,
+    /// What one running task costs beside itself.
+    rss_kib: u64,
+    pss_kib: u64,
+    what: &'static str,
+}
+
+/// Runs count=100 tasks of `driver` until all are running, measures one, then stops them all.
+async fn hundred(
+    jobs: &mut JobsClient<tonic::transport::Channel>,
+    nodes: &mut NodesClient<tonic::transport::Channel>,
+    node_id: &str,
+    client_dir: &Path,
+    driver: &str,
+) -> Hundred {
+    let start = Instant::now();
+    jobs.register(RegisterJobRequest {
+        job: Some(sleeper_job(driver)),
+        ..Default::default()
+    })
+    .await
+    .expect("register");
+    // Watched as the client agent watches them: a blocking query on the node's allocations
+    // that answers with those changed (polling all 100 every few milliseconds took the server
+    // 40-110 ms of CPU during the burst it measured).
+    let mut status: BTreeMap<String, String> = BTreeMap::new();
+    let mut index = 0;
+    while status.values().filter(|s| *s == "running").count() < COUNT {
+        let answer = nodes
+            .client_allocs(ClientAllocsRequest {
+                node_id: node_id.to_string(),
+                min_index: index,
+                wait_ms: 1000,
+                changed_only: true,
+                ..Default::default()
+            })
+            .await
+            .expect("watch the node's allocations")
+            .into_inner();
+        for a in answer.allocs.into_iter().filter(|a| a.job_id == "hundred") {
+            status.insert(a.id, a.client_status);
+        }
+        index = answer.index;
+        assert!(start.elapsed() < Duration::from_secs(60), "not all running");
+    }
+    let all_running = start.elapsed();
+    // Executors give back their start-up pages two seconds after the client waits on them.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pid = live_tasks(client_dir).first().copied().unwrap_or(0);
+    // raw_exec: the task's parent is its executor. exec: the PID file names the init of the
+    // task's PID namespace, whose parent is the executor.
+    let (procs, what) = if driver == "exec" {
+        (vec![pid, parent_of(pid).unwrap_or(0)], "executor + init")
+    } else {
+        (vec![parent_of(pid).unwrap_or(0)], "executor")
+    };
+    let rss = procs.iter().map(|p| rss_kib(*p).unwrap_or(0)).sum();
+    let pss = procs.iter().map(|p| pss_kib(*p).unwrap_or(0)).sum();
+    let _ = jobs
+        .deregister(DeregisterJobRequest {
+            job_id: "hundred".into(),
+            purge: true,
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !live_tasks(client_dir).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Hundred {
+        all_running,
+        rss_kib: rss,
+        pss_kib: pss,
+        what,
+    }
+}
+
+/// The tasks of the client that still run.
+fn live_tasks(client_dir: &Path) -> Vec<i32> {
+    task_pids(client_dir)
+        .into_iter()
+        .filter(|p| yurt_client::executor::alive(*p))
+        .collect()
 }
 
 /// One gRPC `Nodes/Heartbeat` call per node, each encoded once up front (a gRPC message is a
@@ -250,6 +310,7 @@ async fn heartbeat_load(addr: &str, server_pid: i32) {
                     resources: Some(Resources {
                         cpu: 1000,
                         memory_mb: 1024,
+                        memory_max_mb: 0,
                     }),
                     version: yurt_types::VERSION.into(),
                     ..Node::default()

@@ -341,6 +341,7 @@ fn seeds(root: &Path, edge: Edge, methods: &[(String, bool)]) -> Vec<Vec<u8>> {
                 resources: Some(v1::Resources {
                     cpu: 1000,
                     memory_mb: 1000,
+                    memory_max_mb: 0,
                 }),
                 ..Default::default()
             };

@@ -80,6 +80,7 @@ fn plan(job: &v1::Job) {
             resources: Some(v1::Resources {
                 cpu: 4000,
                 memory_mb: 8000,
+                memory_max_mb: 0,
             }),
             ..Default::default()
         };

@@ -30,6 +30,7 @@ fn node(i: usize) -> Node {
         resources: Some(Resources {
             cpu: 4000 * (1 + (i % 4) as u32),
             memory_mb: 8192 * (1 + (i % 8) as u32),
+            memory_max_mb: 0,
         }),
         version: yurt_types::VERSION.into(),
         ..Node::default()

@@ -86,8 +86,13 @@ pub fn layout() -> Result<Layout, String> {
 /// A task's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Hard memory limit (`resources.memory`); no swap beyond it.
+    /// Hard memory limit (`resources.memory`, or `memory_max` with oversubscription); no swap
+    /// beyond it.
     pub memory_bytes: u64,
+    /// What the task reserved (`resources.memory`) when it may go past it: the kernel takes
+    /// memory back from it first under pressure (0: no soft limit).
+    #[serde(default)]
+    pub memory_soft_bytes: u64,
     /// `resources.cpu` in MHz: a share of the CPU relative to other tasks, not a cap.
     pub cpu_mhz: u32,
     /// Most processes the task may have at once; 0 for no limit.
@@ -104,7 +109,7 @@ pub fn settings(layout: &Layout, limits: &Limits) -> Vec<Setting> {
     } else {
         limits.pids.to_string()
     };
-    match layout {
+    let mut out = match layout {
         Layout::V1(_) => vec![
             (
                 "memory",
@@ -131,7 +136,15 @@ pub fn settings(layout: &Layout, limits: &Limits) -> Vec<Setting> {
             ),
             ("", "pids.max", pids),
         ],
+    };
+    if limits.memory_soft_bytes > 0 {
+        let soft = limits.memory_soft_bytes.to_string();
+        out.push(match layout {
+            Layout::V1(_) => ("memory", "memory.soft_limit_in_bytes", soft),
+            Layout::V2(_) => ("", "memory.low", soft),
+        });
     }
+    out
 }
 
 /// v1 CPU shares for `cpu` MHz (the kernel's least is 2).
@@ -444,6 +457,7 @@ mod tests {
     fn limits_in_both_layouts() {
         let limits = Limits {
             memory_bytes: 64 << 20,
+            memory_soft_bytes: 0,
             cpu_mhz: 300,
             pids: 0,
         };
@@ -456,6 +470,16 @@ mod tests {
         assert!(v2.contains(&("", "memory.swap.max", "0".into())));
         assert!(v2.contains(&("", "cpu.weight", "12".into())));
         assert!(v2.contains(&("", "pids.max", "64".into())));
+        assert!(!v2.iter().any(|(_, f, _)| *f == "memory.low"));
+        // Oversubscribed: the hard limit is memory_max, the reservation a soft limit.
+        let over = Limits {
+            memory_soft_bytes: 32 << 20,
+            ..limits
+        };
+        let v1 = settings(&layout_from(V1, |_| false).unwrap(), &over);
+        assert!(v1.contains(&("memory", "memory.soft_limit_in_bytes", "33554432".into())));
+        let v2 = settings(&Layout::V2("/c".into()), &over);
+        assert!(v2.contains(&("", "memory.low", "33554432".into())));
         // The kernel's mapping: the ends of the ranges, and 1024 shares (v1's default) ≈ 39.
         assert_eq!(cpu_weight(2), 1);
         assert_eq!(cpu_weight(262_144), 10_000);

@@ -52,6 +52,8 @@ pub struct Handle<'a> {
 /// What a driver needs to ready one task.
 pub struct TaskStart<'a> {
     pub alloc_id: &'a str,
+    /// The cluster let the allocation use its tasks' `memory_max`.
+    pub memory_oversubscription: bool,
     pub task: &'a Task,
     /// `<alloc dir>`: holds `alloc/` (shared by the group's tasks) and each task's dir.
     pub alloc_dir: &'a Path,

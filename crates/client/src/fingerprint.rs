@@ -63,6 +63,7 @@ pub fn fingerprint() -> Fingerprint {
         resources: Resources {
             cpu: cores * mhz,
             memory_mb: memory,
+            memory_max_mb: 0,
         },
         attributes,
     }

@@ -45,8 +45,21 @@ pub const NODE_EVENTS: Feature = Feature {
     since: "0.2.0",
 };
 
+/// Memory oversubscription: `SchedulerConfiguration.memory_oversubscription_enabled` and
+/// `Allocation.memory_oversubscription`, fields an older server would drop.
+pub const MEMORY_OVERSUBSCRIPTION: Feature = Feature {
+    name: "memory oversubscription",
+    since: "0.2.0",
+};
+
 /// Every gated feature, oldest first.
-pub const FEATURES: &[Feature] = &[DEPLOYMENTS, NODE_DRAIN, ACL, NODE_EVENTS];
+pub const FEATURES: &[Feature] = &[
+    DEPLOYMENTS,
+    NODE_DRAIN,
+    ACL,
+    NODE_EVENTS,
+    MEMORY_OVERSUBSCRIPTION,
+];
 
 /// A server as the gate sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

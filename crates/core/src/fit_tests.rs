@@ -45,6 +45,7 @@ fn world(capacity: u32, used: u32) -> State {
             resources: Some(Resources {
                 cpu: 100,
                 memory_mb: used,
+                memory_max_mb: 0,
             }),
             desired_status: ALLOC_DESIRED_RUN.into(),
             client_status: ALLOC_RUNNING.into(),
@@ -98,7 +99,7 @@ proptest! {
             job_id: "web".into(),
             name: "web.app[0]".into(),
             task_group: "app".into(),
-            resources: Some(Resources { cpu: 100, memory_mb: need }),
+            resources: Some(Resources { cpu: 100, memory_mb: need, memory_max_mb: 0 }),
             desired_status: ALLOC_DESIRED_RUN.into(),
             client_status: ALLOC_PENDING.into(),
             ..Default::default()

@@ -67,13 +67,25 @@ pub fn scheduler_config(state: &State) -> SchedulerConfiguration {
     c
 }
 
-/// The settings after `scheduler set-config`: `algorithm` replaces the current one unless empty.
-/// The error is the sentence for the user.
+/// The settings after `scheduler set-config`: `algorithm` replaces the current one unless
+/// empty, `oversubscription` (`true`/`false`) the memory oversubscription setting unless
+/// empty. The error is the sentence for the user.
 pub fn set_scheduler_config(
     state: &State,
     algorithm: &str,
+    oversubscription: &str,
 ) -> Result<SchedulerConfiguration, String> {
     let mut c = scheduler_config(state);
+    match oversubscription {
+        "" => {}
+        "true" => c.memory_oversubscription_enabled = true,
+        "false" => c.memory_oversubscription_enabled = false,
+        other => {
+            return Err(format!(
+                "memory oversubscription must be true or false, not {other:?}"
+            ))
+        }
+    }
     match algorithm {
         "" => {}
         SCHEDULER_BINPACK | SCHEDULER_SPREAD => c.scheduler_algorithm = algorithm.into(),
@@ -133,6 +145,7 @@ pub fn schedule_with(
         nodes: state.nodes.values().collect(),
         cursor: start_offset(eval_id, state.nodes.len()),
         spread: scheduler_config(state).scheduler_algorithm == SCHEDULER_SPREAD,
+        oversubscribe: state.scheduler_config.memory_oversubscription_enabled,
         regexes: Default::default(),
         deployment: None,
         pending: BTreeSet::new(),
@@ -424,14 +437,25 @@ pub fn tasks_updated(old: &Job, new: &Job, group: &str) -> bool {
 }
 
 /// The resources an allocation of `group` asks for: the sum of its tasks'.
+/// `memory_max_mb` is what the group may reach when one of its tasks has a `memory_max` (each
+/// task's max, or its reservation without one), else 0.
 pub fn group_resources(group: &TaskGroup) -> Resources {
-    group.tasks.iter().fold(Resources::default(), |acc, t| {
+    let mut sum = group.tasks.iter().fold(Resources::default(), |acc, t| {
         let r = t.resources.unwrap_or_default();
         Resources {
             cpu: acc.cpu + r.cpu,
             memory_mb: acc.memory_mb + r.memory_mb,
+            memory_max_mb: acc.memory_max_mb + r.memory_max_mb.max(r.memory_mb),
         }
-    })
+    });
+    let any_max = group
+        .tasks
+        .iter()
+        .any(|t| t.resources.is_some_and(|r| r.memory_max_mb > 0));
+    if !any_max {
+        sum.memory_max_mb = 0;
+    }
+    sum
 }
 
 /// Dynamic host ports come from this range (Nomad's default).
@@ -459,6 +483,8 @@ struct Run<'a, 'u> {
     regexes: std::cell::RefCell<BTreeMap<String, Option<regex::Regex>>>,
     /// Rank by the spread algorithm instead of bin packing (`operator scheduler set-config`).
     spread: bool,
+    /// New allocations may use their tasks' `memory_max` (`-memory-oversubscription`).
+    oversubscribe: bool,
     /// The deployment of the job's current version: the state's, while it has not succeeded
     /// or been cancelled, or the one this run creates (`out.deployment`).
     deployment: Option<Deployment>,

@@ -116,7 +116,11 @@ pub fn ready_node(id: &str, cpu: u32, memory_mb: u32) -> Node {
         datacenter: "dc1".into(),
         status: NODE_READY.into(),
         scheduling_eligibility: NODE_ELIGIBLE.into(),
-        resources: Some(Resources { cpu, memory_mb }),
+        resources: Some(Resources {
+            cpu,
+            memory_mb,
+            memory_max_mb: 0,
+        }),
         drivers: healthy_drivers(),
         ..Node::default()
     }

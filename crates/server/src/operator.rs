@@ -287,11 +287,24 @@ impl Operator for OperatorService {
         req: Request<SchedulerSetConfigurationRequest>,
     ) -> Reply<SchedulerSetConfigurationResponse> {
         self.reads.authorize(&req, Need::Operator(Level::Write))?;
-        let algorithm = req.into_inner().scheduler_algorithm;
+        let req = req.into_inner();
+        if req.memory_oversubscription == "true" {
+            yurt_core::features::check(
+                &yurt_core::features::MEMORY_OVERSUBSCRIPTION,
+                &self.cluster.gate_servers(),
+            )
+            .map_err(Status::failed_precondition)?;
+        }
         let mut config = self
             .reads
             .state
-            .read(|s| yurt_core::sched::set_scheduler_config(s, &algorithm))
+            .read(|s| {
+                yurt_core::sched::set_scheduler_config(
+                    s,
+                    &req.scheduler_algorithm,
+                    &req.memory_oversubscription,
+                )
+            })
             .map_err(Status::invalid_argument)?;
         let applied = self
             .writer

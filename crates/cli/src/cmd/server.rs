@@ -61,6 +61,9 @@ pub enum SchedulerCmd {
         /// How placements rank nodes: binpack (fill the fullest node that fits) or spread.
         #[arg(long = "scheduler-algorithm")]
         scheduler_algorithm: Option<String>,
+        /// Whether tasks may use memory up to their `memory_max` (true or false).
+        #[arg(long = "memory-oversubscription")]
+        memory_oversubscription: Option<String>,
     },
 }
 
@@ -330,6 +333,10 @@ async fn scheduler(addr: &str, cmd: SchedulerCmd) -> CmdResult {
                     "{}",
                     output::kv(&[
                         ("Scheduler Algorithm", c.scheduler_algorithm),
+                        (
+                            "Memory Oversubscription",
+                            c.memory_oversubscription_enabled.to_string(),
+                        ),
                         ("Modify Index", c.modify_index.to_string()),
                     ])
                 );
@@ -337,10 +344,12 @@ async fn scheduler(addr: &str, cmd: SchedulerCmd) -> CmdResult {
         }
         SchedulerCmd::SetConfig {
             scheduler_algorithm,
+            memory_oversubscription,
         } => {
             let r = op
                 .scheduler_set_configuration(SchedulerSetConfigurationRequest {
                     scheduler_algorithm: scheduler_algorithm.unwrap_or_default(),
+                    memory_oversubscription: memory_oversubscription.unwrap_or_default(),
                 })
                 .await
                 .map_err(CliError::api("updating the scheduler configuration"))?

@@ -127,6 +127,17 @@ impl Exec {
     }
 }
 
+/// A task's hard and soft memory limits in bytes: `memory`, or with oversubscription
+/// `memory_max` with `memory` as the soft limit (0: none).
+pub fn memory_limits(r: &yurt_proto::v1::Resources, oversubscription: bool) -> (u64, u64) {
+    let mb = |m: u32| u64::from(m.max(1)) << 20;
+    if oversubscription && r.memory_max_mb > r.memory_mb {
+        (mb(r.memory_max_mb), mb(r.memory_mb))
+    } else {
+        (mb(r.memory_mb), 0)
+    }
+}
+
 impl Driver for Exec {
     fn name(&self) -> &'static str {
         NAME
@@ -208,6 +219,7 @@ impl Driver for Exec {
         env.insert("USER".into(), user.clone());
         let (command, args) = super::command_line(t.task, &env)?;
         let resources = t.task.resources.unwrap_or_default();
+        let (memory, soft) = memory_limits(&resources, t.memory_oversubscription);
         let spec = ExecSpec {
             command,
             args,
@@ -218,7 +230,8 @@ impl Driver for Exec {
             cgroup: Some(Confine {
                 group: Group::for_task(layout, t.alloc_id, &t.task.name),
                 limits: Some(Limits {
-                    memory_bytes: u64::from(resources.memory_mb.max(1)) << 20,
+                    memory_bytes: memory,
+                    memory_soft_bytes: soft,
                     cpu_mhz: resources.cpu,
                     pids: self.pids_limit,
                 }),

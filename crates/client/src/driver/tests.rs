@@ -114,3 +114,19 @@ fn the_directories_as_the_task_sees_them() {
         "/local/x ${NOPE}"
     );
 }
+
+#[test]
+fn memory_max_is_the_limit_only_with_oversubscription() {
+    let r = yurt_proto::v1::Resources {
+        cpu: 100,
+        memory_mb: 64,
+        memory_max_mb: 256,
+    };
+    assert_eq!(exec::memory_limits(&r, false), (64 << 20, 0));
+    assert_eq!(exec::memory_limits(&r, true), (256 << 20, 64 << 20));
+    let plain = yurt_proto::v1::Resources {
+        memory_max_mb: 0,
+        ..r
+    };
+    assert_eq!(exec::memory_limits(&plain, true), (64 << 20, 0));
+}

@@ -73,6 +73,7 @@ impl Client {
         }
         driver.prepare(TaskStart {
             alloc_id: &a.id,
+            memory_oversubscription: a.memory_oversubscription,
             task,
             alloc_dir: &adir,
             task_dir: &task_dir,

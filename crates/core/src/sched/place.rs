@@ -330,6 +330,7 @@ impl<'a> Run<'a, '_> {
             } else {
                 String::new()
             },
+            memory_oversubscription: self.oversubscribe,
             ..Allocation::default()
         };
         self.usage.entry(node.id.clone()).or_default().add(&alloc);

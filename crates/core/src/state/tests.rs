@@ -12,7 +12,11 @@ fn placement(id: &str, node: &str, memory_mb: u32, port: u32) -> Allocation {
         job_id: "web".into(),
         desired_status: ALLOC_DESIRED_RUN.into(),
         client_status: ALLOC_PENDING.into(),
-        resources: Some(Resources { cpu: 10, memory_mb }),
+        resources: Some(Resources {
+            cpu: 10,
+            memory_mb,
+            memory_max_mb: 0,
+        }),
         ports: vec![Port {
             label: "http".into(),
             value: port,

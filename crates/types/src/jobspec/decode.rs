@@ -325,6 +325,7 @@ pub(super) fn decode_task(
         t.resources = Some(Resources {
             cpu: rs.uint("cpu", lines)?.unwrap_or(0),
             memory_mb: rs.uint("memory", lines)?.unwrap_or(0),
+            memory_max_mb: rs.uint("memory_max", lines)?.unwrap_or(0),
         });
         rs.finish()?;
     }

@@ -284,6 +284,10 @@ fn malformed_files_name_file_line_and_field() {
             "bad.hcl:4: driver",
         ),
         (
+            "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config { command = \"x\" }\n      resources {\n        memory     = 256\n        memory_max = 128\n      }\n    }\n  }\n}\n".into(),
+            "bad.hcl:8: resources.memory_max (128 MB) must be at least memory (256 MB)",
+        ),
+        (
             "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        comand = \"x\"\n      }\n    }\n  }\n}\n".into(),
             "bad.hcl:6: config: unknown field \"comand\" for the raw_exec driver (it takes command, args)",
         ),

@@ -482,6 +482,15 @@ fn validate_task_rest(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result
             ),
         );
     }
+    if r.memory_max_mb != 0 && r.memory_max_mb < r.memory_mb {
+        return fail(
+            format!("{tp}.resources.memory_max"),
+            format!(
+                "resources.memory_max ({} MB) must be at least memory ({} MB)",
+                r.memory_max_mb, r.memory_mb
+            ),
+        );
+    }
     for s in &t.services {
         validate_service(s, &format!("{tp}.service[{}]", s.name), ports)?;
     }

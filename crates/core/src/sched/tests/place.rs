@@ -79,6 +79,7 @@ fn racked_world(count: u32, constraint: &str) -> (World, Outcome) {
             resources: Some(Resources {
                 cpu: 1000,
                 memory_mb: 1000,
+                memory_max_mb: 0,
             }),
             drivers: crate::testkit::healthy_drivers(),
             ..Node::default()
@@ -159,7 +160,7 @@ fn the_spread_algorithm_puts_each_placement_on_the_emptiest_node_it_samples() {
 fn scheduler_settings_default_to_binpack_and_refuse_unknown_algorithms() {
     let s = State::default();
     assert_eq!(scheduler_config(&s).scheduler_algorithm, SCHEDULER_BINPACK);
-    let algorithm = |a: &str| set_scheduler_config(&s, a).map(|c| c.scheduler_algorithm);
+    let algorithm = |a: &str| set_scheduler_config(&s, a, "").map(|c| c.scheduler_algorithm);
     assert_eq!(algorithm("spread").unwrap(), SCHEDULER_SPREAD);
     assert_eq!(
         algorithm("").unwrap(),
@@ -170,6 +171,46 @@ fn scheduler_settings_default_to_binpack_and_refuse_unknown_algorithms() {
         algorithm("random").unwrap_err(),
         r#"scheduler algorithm "random" is not one of "binpack" or "spread""#
     );
+    // Memory oversubscription: off by default, set on its own, the algorithm kept.
+    assert!(!scheduler_config(&s).memory_oversubscription_enabled);
+    let on = set_scheduler_config(&s, "", "true").unwrap();
+    assert!(on.memory_oversubscription_enabled);
+    assert_eq!(on.scheduler_algorithm, SCHEDULER_BINPACK);
+    assert_eq!(
+        set_scheduler_config(&s, "", "yes").unwrap_err(),
+        r#"memory oversubscription must be true or false, not "yes""#
+    );
+}
+
+#[test]
+fn with_oversubscription_allocations_may_use_memory_max_but_place_by_memory() {
+    let mut w = World::new(1);
+    let mut j = job(10, "a");
+    j.task_groups[0].tasks[0].resources = Some(crate::v1::Resources {
+        cpu: 100,
+        memory_mb: 100,
+        memory_max_mb: 900,
+    });
+    // Off: placed by `memory`, not allowed past it.
+    let o = w.run(j.clone());
+    assert_eq!(
+        o.allocs.len(),
+        10,
+        "ten of 100 MB fit 1000 MB: {:?}",
+        o.failed
+    );
+    assert!(o.allocs.iter().all(|a| !a.memory_oversubscription));
+    // On: new allocations carry it.
+    let on = set_scheduler_config(&w.state, "", "true").unwrap();
+    w.apply(command::Kind::SetSchedulerConfig(SetSchedulerConfig {
+        config: Some(on),
+    }));
+    let mut j2 = j.clone();
+    j2.id = "other".into();
+    w.node("node-1", 1000, 1000);
+    let o = w.run(j2);
+    assert_eq!(o.allocs.len(), 10);
+    assert!(o.allocs.iter().all(|a| a.memory_oversubscription));
 }
 
 #[test]
