@@ -356,9 +356,7 @@ impl Entry {
         match unsafe_fork().map_err(io)? {
             ForkResult::Parent { child } => {
                 // Hold nothing open for the caller to wait on but the command's own output.
-                for fd in 3..1024 {
-                    let _ = nix::unistd::close(fd);
-                }
+                close_from(3, -1);
                 let code = loop {
                     match waitpid(child, None) {
                         Ok(WaitStatus::Exited(_, code)) => break code,
@@ -375,6 +373,23 @@ impl Entry {
                 become_user(self.uid, self.gid).map_err(io)
             }
         }
+    }
+}
+
+/// Closes the fds from `first` up to `until` (excluded; -1: all), in one system call.
+#[allow(unsafe_code)]
+fn close_from(first: RawFd, until: RawFd) {
+    if until >= 0 && until <= first {
+        return;
+    }
+    let last = if until < 0 {
+        u32::MAX
+    } else {
+        (until - 1) as u32
+    };
+    // SAFETY: close_range(2) only closes descriptors of this process.
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, first as u32, last, 0u32);
     }
 }
 
@@ -439,11 +454,8 @@ fn init(task: Pid, status_fd: RawFd) -> ! {
     }
     // Hold nothing of the executor's: its pipes (the task's output, the spawn's error pipe)
     // must close when the task's side does.
-    for fd in 0..1024 {
-        if fd != status_fd {
-            let _ = nix::unistd::close(fd);
-        }
-    }
+    close_from(0, status_fd);
+    close_from(status_fd + 1, -1);
     let _ = nix::sys::prctl::set_name(c"yurt-init");
     let mut status: Option<(i32, i32)> = None;
     loop {
