@@ -126,6 +126,29 @@ fn agent_refuses_a_missing_data_dir_and_bad_roles() {
         stderr(&out).trim(),
         "Error: raft_multiplier must be between 1 and 10, not 11"
     );
+    // A client's driver settings: one sentence with the file and line, nothing started.
+    for (src, want) in [
+        (
+            "client {\n  enabled = true\n  chroot_env = {\n    \"/bin\" = \"../bin\"\n  }\n}\n",
+            "drivers.hcl:3: client: chroot_env: \"../bin\" must be an absolute path without \"..\"",
+        ),
+        (
+            "plugin \"exec\" {\n  config {\n    pids_limit = -1\n  }\n}\n",
+            "drivers.hcl:3: plugin \"exec\" config: pids_limit (-1) must not be negative",
+        ),
+    ] {
+        std::fs::write(dir.path.join("drivers.hcl"), src).unwrap();
+        let out = std::process::Command::new(YURT)
+            .current_dir(&dir.path)
+            .args(["agent", "-client", "-servers", "127.0.0.1:1"])
+            .args(["-config", "drivers.hcl"])
+            .args(["-data-dir", dir.path.join("c").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(stderr(&out).trim(), format!("Error: {want}"));
+        assert!(!dir.path.join("c").join("client").exists());
+    }
 }
 
 #[test]

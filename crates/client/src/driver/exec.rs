@@ -127,6 +127,44 @@ impl Exec {
     }
 }
 
+/// The exec driver's fingerprint from what this machine offers: Linux, root, PID namespaces
+/// and cgroups, or the reason it cannot run tasks.
+pub fn health(
+    linux: bool,
+    root: bool,
+    pid_namespaces: bool,
+    layout: Result<cgroup::Layout, String>,
+    now: i64,
+) -> DriverInfo {
+    if !linux {
+        return info(false, false, "the exec driver runs on Linux only", now);
+    }
+    if !root {
+        return info(
+            true,
+            false,
+            "the exec driver needs the client to run as root",
+            now,
+        );
+    }
+    if !pid_namespaces {
+        return info(true, false, "this kernel has no PID namespaces", now);
+    }
+    match layout {
+        Ok(layout) => {
+            let mut i = info(true, true, "Healthy", now);
+            let version = match layout {
+                cgroup::Layout::V1(_) => "v1",
+                cgroup::Layout::V2(_) => "v2",
+            };
+            i.attributes
+                .insert("driver.exec.cgroup".into(), version.into());
+            i
+        }
+        Err(why) => info(true, false, format!("no usable cgroups: {why}"), now),
+    }
+}
+
 /// A task's hard and soft memory limits in bytes: `memory`, or with oversubscription
 /// `memory_max` with `memory` as the soft limit (0: none).
 pub fn memory_limits(r: &yurt_proto::v1::Resources, oversubscription: bool) -> (u64, u64) {
@@ -144,34 +182,13 @@ impl Driver for Exec {
     }
 
     fn fingerprint(&self) -> DriverInfo {
-        let now = crate::runner::now_ms();
-        if !cfg!(target_os = "linux") {
-            return info(false, false, "the exec driver runs on Linux only", now);
-        }
-        if !nix::unistd::geteuid().is_root() {
-            return info(
-                true,
-                false,
-                "the exec driver needs the client to run as root",
-                now,
-            );
-        }
-        if !Path::new("/proc/self/ns/pid").exists() {
-            return info(true, false, "this kernel has no PID namespaces", now);
-        }
-        match cgroup::layout() {
-            Ok(layout) => {
-                let mut i = info(true, true, "Healthy", now);
-                let version = match layout {
-                    cgroup::Layout::V1(_) => "v1",
-                    cgroup::Layout::V2(_) => "v2",
-                };
-                i.attributes
-                    .insert("driver.exec.cgroup".into(), version.into());
-                i
-            }
-            Err(why) => info(true, false, format!("no usable cgroups: {why}"), now),
-        }
+        health(
+            cfg!(target_os = "linux"),
+            nix::unistd::geteuid().is_root(),
+            Path::new("/proc/self/ns/pid").exists(),
+            cgroup::layout(),
+            crate::runner::now_ms(),
+        )
     }
 
     fn prepare(&self, t: TaskStart<'_>) -> Result<(), String> {

@@ -130,3 +130,42 @@ fn memory_max_is_the_limit_only_with_oversubscription() {
     };
     assert_eq!(exec::memory_limits(&plain, true), (64 << 20, 0));
 }
+
+#[test]
+fn exec_is_unhealthy_without_root_or_cgroups_and_says_why() {
+    let v2 = || Ok(crate::cgroup::Layout::V2("/sys/fs/cgroup".into()));
+    let ok = exec::health(true, true, true, v2(), 5);
+    assert!(ok.detected && ok.healthy, "{ok:?}");
+    assert_eq!(ok.attributes["driver.exec.cgroup"], "v2");
+    let why = |i: DriverInfo| (i.detected, i.healthy, i.health_description);
+    assert_eq!(
+        why(exec::health(true, false, true, v2(), 5)),
+        (
+            true,
+            false,
+            "the exec driver needs the client to run as root".into()
+        )
+    );
+    assert_eq!(
+        why(exec::health(
+            true,
+            true,
+            true,
+            Err("no cgroup hierarchy is mounted".into()),
+            5
+        )),
+        (
+            true,
+            false,
+            "no usable cgroups: no cgroup hierarchy is mounted".into()
+        )
+    );
+    assert!(!exec::health(false, true, true, v2(), 5).detected);
+    // An unhealthy exec runs nothing and adds no attribute.
+    let d = Drivers::of(vec![Arc::new(Fake {
+        name: exec::NAME,
+        healthy: false,
+    })]);
+    assert!(d.to_start("exec").is_err());
+    assert!(d.attributes().is_empty());
+}
