@@ -565,3 +565,113 @@ fn memory_max_is_the_limit_once_the_cluster_allows_oversubscription() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn alloc_exec_runs_a_command_inside_the_task_and_bounds_it() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let job = sh_job(
+        &dir.path,
+        "inside",
+        "service",
+        "exec",
+        "exec sleep 3600",
+        (100, 32),
+        "",
+    );
+    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    agent.wait_running("inside", 1);
+    let id = alloc_of(&agent, "inside")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_task_pids(&dir.path.join("data"), 1);
+    assert_eq!(
+        agent.ok(&["alloc", "exec", &id, "id", "-u"]).trim(),
+        "65534"
+    );
+    // Its PID namespace: the task's processes and the command, nothing of the host.
+    let procs = agent.ok(&["alloc", "exec", &id, "ps", "-e", "-o", "comm="]);
+    let mut names: Vec<&str> = procs.lines().map(str::trim).collect();
+    names.sort();
+    assert_eq!(names, vec!["ps", "sleep", "yurt-init"], "{procs}");
+    assert_eq!(
+        agent
+            .ok(&["alloc", "exec", &id, "cat", "/proc/1/comm"])
+            .trim(),
+        "yurt-init"
+    );
+    let out = agent.yurt(&["alloc", "exec", &id, "sh", "-c", "echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stderr(&out), "err\n");
+    // A command past its deadline is killed, with whatever it started.
+    let out = agent.yurt(&[
+        "alloc",
+        "exec",
+        "-timeout",
+        "1s",
+        &id,
+        "sh",
+        "-c",
+        "sleep 300 & sleep 300",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the command did not finish within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    let procs_file = cgroup_dir(&id, "t").join("cgroup.procs");
+    wait_for("the timed-out command's processes to be gone", || {
+        let procs = std::fs::read_to_string(&procs_file).unwrap_or_default();
+        if procs.lines().count() == 2 {
+            Ok(())
+        } else {
+            Err(procs)
+        }
+    });
+    // A raw_exec task: its own directory and environment.
+    let raw = sh_job(
+        &dir.path,
+        "host",
+        "service",
+        "raw_exec",
+        "exec sleep 3600",
+        (100, 32),
+        "",
+    );
+    agent.ok(&["job", "run", raw.to_str().unwrap()]);
+    agent.wait_running("host", 1);
+    let raw_id = alloc_of(&agent, "host")["id"].as_str().unwrap().to_string();
+    wait_task_pids(&dir.path.join("data"), 2);
+    let pwd = agent.ok(&[
+        "alloc",
+        "exec",
+        &raw_id,
+        "sh",
+        "-c",
+        "pwd; echo $NOMAD_ALLOC_ID",
+    ]);
+    assert!(
+        pwd.starts_with(&format!("{}", dir.path.join("data").display())),
+        "{pwd}"
+    );
+    assert!(pwd.trim_end().ends_with(&raw_id), "{pwd}");
+    // Nothing runs in a task that is not running.
+    agent.ok(&["job", "stop", "inside"]);
+    wait_for("the task to stop", || {
+        let a = alloc_of(&agent, "inside");
+        if a["client_status"] == "complete" {
+            Ok(())
+        } else {
+            Err(a.to_string())
+        }
+    });
+    let out = agent.yurt(&["alloc", "exec", &id, "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("task \"t\" is not running"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -121,14 +121,26 @@ enum Command {
 
 /// Nomad writes long flags with one dash (`-address`, `-check-index`): accept both forms.
 fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     let mut rest_literal = false;
+    // `alloc exec [flags] ALLOC COMMAND...`: the command's own arguments are never ours.
+    let mut exec_value_next = false;
     for a in args {
         if rest_literal || a == "--" {
             rest_literal = true;
             out.push(a);
             continue;
         }
+        let in_exec = out.len() >= 3 && out[1] == "alloc" && out[2] == "exec";
+        if in_exec && !a.starts_with('-') && !exec_value_next {
+            // The allocation: what follows is the command, taken as written.
+            out.push(a);
+            out.push("--".into());
+            rest_literal = true;
+            continue;
+        }
+        exec_value_next =
+            in_exec && matches!(a.trim_start_matches('-'), "task" | "timeout" | "address");
         let single_dash_long = a.starts_with('-')
             && !a.starts_with("--")
             && a.len() > 2
@@ -239,6 +251,37 @@ async fn run(cli: Cli) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alloc_exec_takes_the_command_as_written() {
+        let args = [
+            "yurt",
+            "alloc",
+            "exec",
+            "-task",
+            "web",
+            "-timeout=5s",
+            "abc123",
+            "ps",
+            "-ef",
+        ];
+        let got = normalize_args(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            got,
+            vec![
+                "yurt",
+                "alloc",
+                "exec",
+                "--task",
+                "web",
+                "--timeout=5s",
+                "abc123",
+                "--",
+                "ps",
+                "-ef"
+            ]
+        );
+    }
 
     #[test]
     fn single_dash_long_flags_become_double_dash() {

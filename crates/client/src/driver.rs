@@ -26,6 +26,7 @@ use crate::logfiles::Rotation;
 pub mod exec;
 pub mod executors;
 pub mod raw_exec;
+pub mod run_in;
 
 /// What the supervisor observed of a running task in this pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,17 @@ pub struct TaskStart<'a> {
     pub stderr: Rotation,
 }
 
+/// What a command run in a task printed, and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Its exit code, or 128 + the signal that killed it.
+    pub exit_code: i32,
+    /// There was more output than an answer carries.
+    pub truncated: bool,
+}
+
 /// A future a driver returns (drivers are trait objects).
 pub type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -94,8 +106,14 @@ pub trait Driver: Send + Sync {
     fn wait(&self, h: Handle<'_>) -> Waiting;
     /// The task's memory and CPU usage, where the driver tracks it.
     fn stats(&self, h: Handle<'_>) -> Option<Usage>;
-    /// Runs a command inside the running task (as the task's user, in its root).
-    fn exec(&self, h: Handle<'_>, command: &[String]) -> std::io::Result<std::process::Output>;
+    /// Runs a command inside the running task (as the task's user, in its root), killed when
+    /// `timeout` passes.
+    fn exec(
+        &self,
+        h: Handle<'_>,
+        command: &[String],
+        timeout: std::time::Duration,
+    ) -> std::io::Result<ExecOutput>;
 }
 
 /// This node's drivers and what their fingerprints found.

@@ -368,6 +368,8 @@ impl Entry {
                 exit_now(code)
             }
             ForkResult::Child => {
+                // Ends with the parent the caller waits on (and kills at its deadline).
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io)?;
                 nix::unistd::chroot(self.root.as_c_str()).map_err(io)?;
                 nix::unistd::chdir(self.cwd.as_c_str()).map_err(io)?;
                 become_user(self.uid, self.gid).map_err(io)

@@ -1,16 +1,50 @@
-//! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`, and
-//! its usage for `alloc status -stats` ([`crate::stats`]).
+//! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`, its
+//! usage for `alloc status -stats` ([`crate::stats`]), and runs a command in it for `alloc
+//! exec` (its driver's `exec`).
+
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_server::ClientFs;
-use yurt_proto::v1::{AllocResourceUsage, AllocStatsRequest, LogsRequest, LogsResponse};
+use yurt_proto::v1::{
+    AllocExecRequest, AllocExecResponse, AllocResourceUsage, AllocStatsRequest, LogsRequest,
+    LogsResponse,
+};
 use yurt_types::status::TASK_DEAD;
+use yurt_types::status::TASK_RUNNING;
 
 use crate::logfiles;
+use crate::runner::handle;
 use crate::runner::log_rotation;
-use crate::Client;
+use crate::{Client, LocalAlloc};
 
 const MAX_CHUNK: u64 = 1024 * 1024;
+
+/// How long `alloc exec` runs a command unless asked otherwise, and at most.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+const EXEC_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+
+/// The task a request names, or the allocation's only task when it names none.
+fn task_of(local: &LocalAlloc, name: &str) -> Result<String, Status> {
+    if name.is_empty() {
+        let names: Vec<&str> = local.tasks.keys().map(String::as_str).collect();
+        return match names.as_slice() {
+            [one] => Ok(one.to_string()),
+            _ => Err(Status::invalid_argument(format!(
+                "allocation has several tasks, name one of: {}",
+                names.join(", ")
+            ))),
+        };
+    }
+    if local.tasks.contains_key(name) {
+        Ok(name.to_string())
+    } else {
+        Err(Status::not_found(format!(
+            "task {name:?} is not in allocation {}",
+            local.alloc.id
+        )))
+    }
+}
 
 pub struct LogService {
     pub(crate) client: Client,
@@ -26,27 +60,8 @@ impl ClientFs for LogService {
                 req.alloc_id
             ))
         })?;
-        let task = if req.task.is_empty() {
-            let names: Vec<&String> = local.tasks.keys().collect();
-            match names.as_slice() {
-                [one] => (*one).clone(),
-                _ => {
-                    let list: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-                    return Err(Status::invalid_argument(format!(
-                        "allocation has several tasks, name one of: {}",
-                        list.join(", ")
-                    )));
-                }
-            }
-        } else {
-            req.task.clone()
-        };
-        let t = local.tasks.get(&task).ok_or_else(|| {
-            Status::not_found(format!(
-                "task {task:?} is not in allocation {}",
-                req.alloc_id
-            ))
-        })?;
+        let task = task_of(&local, &req.task)?;
+        let t = &local.tasks[&task];
         let rotation = log_rotation(self.client.client_dir(), &local.alloc, &task, req.stderr);
         let limit = if req.limit == 0 {
             MAX_CHUNK
@@ -74,5 +89,52 @@ impl ClientFs for LogService {
             .await
             .map_err(|e| Status::internal(format!("cannot read the usage: {e}")))?
             .map(Response::new)
+    }
+
+    async fn exec(
+        &self,
+        req: Request<AllocExecRequest>,
+    ) -> Result<Response<AllocExecResponse>, Status> {
+        let req = req.into_inner();
+        let local = self.client.local_alloc(&req.alloc_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "allocation {:?} is not on this client",
+                req.alloc_id
+            ))
+        })?;
+        let task = task_of(&local, &req.task)?;
+        let t = local.tasks[&task].clone();
+        if t.state.state != TASK_RUNNING {
+            return Err(Status::failed_precondition(format!(
+                "task {task:?} is not running"
+            )));
+        }
+        if req.command.is_empty() {
+            return Err(Status::invalid_argument("no command given"));
+        }
+        let timeout = match req.timeout_ms {
+            0 => EXEC_TIMEOUT,
+            ms => Duration::from_millis(ms).min(EXEC_TIMEOUT_MAX),
+        };
+        let driver = self.client.driver_of(&local, &task);
+        let out =
+            tokio::task::spawn_blocking(move || driver.exec(handle(&t), &req.command, timeout))
+                .await
+                .map_err(|e| Status::internal(format!("cannot run the command: {e}")))?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::TimedOut => Status::deadline_exceeded(e.to_string()),
+                    std::io::ErrorKind::NotFound => {
+                        Status::not_found(format!("cannot run the command in task {task:?}: {e}"))
+                    }
+                    _ => Status::failed_precondition(format!(
+                        "cannot run the command in task {task:?}: {e}"
+                    )),
+                })?;
+        Ok(Response::new(AllocExecResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+            truncated: out.truncated,
+        }))
     }
 }

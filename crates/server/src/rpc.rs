@@ -18,7 +18,7 @@ use yurt_types::feed;
 use yurt_proto::v1::client_fs_client::ClientFsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::*;
-use yurt_types::acl::{Level, Need, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB};
+use yurt_types::acl::{Level, Need, ALLOC_EXEC, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB};
 use yurt_types::diff::job_diff;
 use yurt_types::jobspec;
 use yurt_types::status::*;
@@ -716,7 +716,9 @@ impl allocs_server::Allocs for Api {
         self.reads.authorize(&req, Need::job(READ_LOGS))?;
         self.barrier(&req).await?;
         let mut req = req.into_inner();
-        let (alloc_id, channel) = self.client_of(&req.alloc_id, "read logs").await?;
+        let (alloc_id, channel) = self
+            .client_of(&req.alloc_id, "read logs", Duration::from_secs(30))
+            .await?;
         req.alloc_id = alloc_id;
         ClientFsClient::new(channel).logs(req).await
     }
@@ -725,16 +727,44 @@ impl allocs_server::Allocs for Api {
         self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
         let mut req = req.into_inner();
-        let (alloc_id, channel) = self.client_of(&req.alloc_id, "read usage").await?;
+        let (alloc_id, channel) = self
+            .client_of(&req.alloc_id, "read usage", Duration::from_secs(30))
+            .await?;
         req.alloc_id = alloc_id;
         ClientFsClient::new(channel).stats(req).await
+    }
+
+    async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {
+        self.reads.authorize(&req, Need::job(ALLOC_EXEC))?;
+        self.barrier(&req).await?;
+        let mut req = req.into_inner();
+        // The client bounds the command (60 s unless asked, 10 min at most); the call waits
+        // a little longer for its answer.
+        let limit = match req.timeout_ms {
+            0 => Duration::from_secs(60),
+            ms => Duration::from_millis(ms).min(Duration::from_secs(600)),
+        };
+        let (alloc_id, channel) = self
+            .client_of(
+                &req.alloc_id,
+                "run a command",
+                limit + Duration::from_secs(10),
+            )
+            .await?;
+        req.alloc_id = alloc_id;
+        ClientFsClient::new(channel).exec(req).await
     }
 }
 
 impl Api {
     /// The allocation's full ID (from a prefix) and a connection to the client agent that
     /// runs it, to `what` there.
-    async fn client_of(&self, alloc: &str, what: &str) -> Result<(String, Channel), Status> {
+    async fn client_of(
+        &self,
+        alloc: &str,
+        what: &str,
+        deadline: Duration,
+    ) -> Result<(String, Channel), Status> {
         let (alloc_id, addr) = self.reads.state.read(|s| {
             let a = lookup(&s.allocs, "allocation", alloc)?;
             let node = s.nodes.get(&a.node_id).ok_or_else(|| {
@@ -754,7 +784,7 @@ impl Api {
             .endpoint(&addr, peer)
             .map_err(|e| Status::internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
+            .timeout(deadline)
             .connect()
             .await
             .map_err(|_| {

@@ -53,6 +53,7 @@ pub const SUBMIT_JOB: &str = "submit-job";
 pub const PARSE_JOB: &str = "parse-job";
 pub const READ_LOGS: &str = "read-logs";
 pub const ALLOC_LIFECYCLE: &str = "alloc-lifecycle";
+pub const ALLOC_EXEC: &str = "alloc-exec";
 pub const DENY: &str = "deny";
 
 const KNOWN_CAPABILITIES: &[&str] = &[
@@ -64,7 +65,7 @@ const KNOWN_CAPABILITIES: &[&str] = &[
     ALLOC_LIFECYCLE,
     "dispatch-job",
     "read-fs",
-    "alloc-exec",
+    ALLOC_EXEC,
     "alloc-node-exec",
     DENY,
 ];
@@ -83,7 +84,7 @@ fn expand(level: Level) -> &'static [&'static str] {
             READ_LOGS,
             "read-fs",
             ALLOC_LIFECYCLE,
-            "alloc-exec",
+            ALLOC_EXEC,
         ],
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use yurt_proto::v1::allocs_client::AllocsClient;
-use yurt_proto::v1::{AllocStatsRequest, GetAllocRequest, LogsRequest, ResourceUsage};
+use yurt_proto::v1::{
+    AllocExecRequest, AllocStatsRequest, GetAllocRequest, LogsRequest, ResourceUsage,
+};
 
 use super::{connect, CliError, CmdResult};
 use crate::output::{self, kv, or_none, table, time};
@@ -21,6 +23,20 @@ pub enum AllocCmd {
         /// print only that.
         #[arg(long)]
         stats: bool,
+    },
+    /// Run a command inside a running task (its root, user and namespaces) and print its
+    /// output; exits with the command's exit code. Not interactive: no terminal, no stdin.
+    Exec {
+        /// The task (default: the allocation's only task).
+        #[arg(long)]
+        task: Option<String>,
+        /// Kill the command after this long (at most 10m).
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+        alloc: String,
+        /// The program and its arguments.
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
     },
     /// Print a task's stdout (or stderr).
     Logs {
@@ -146,6 +162,34 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
             }
             print!("{out}");
             Ok(0)
+        }
+        AllocCmd::Exec {
+            task,
+            timeout,
+            alloc,
+            command,
+        } => {
+            let timeout = yurt_types::duration::parse(&timeout)
+                .map_err(|e| CliError::Other(format!("-timeout: {e}")))?;
+            let r = allocs
+                .exec(AllocExecRequest {
+                    alloc_id: alloc,
+                    task: task.unwrap_or_default(),
+                    command,
+                    timeout_ms: timeout.as_millis() as u64,
+                })
+                .await
+                .map_err(CliError::api("running the command"))?
+                .into_inner();
+            let mut out = std::io::stdout();
+            let _ = out.write_all(&r.stdout);
+            let _ = out.flush();
+            let mut err = std::io::stderr();
+            let _ = err.write_all(&r.stderr);
+            if r.truncated {
+                let _ = writeln!(err, "(output cut short: at most 1 MiB of each stream)");
+            }
+            Ok(r.exit_code.clamp(0, 255) as u8)
         }
         AllocCmd::Logs {
             alloc,

@@ -15,8 +15,10 @@ use nix::sys::signal::Signal;
 use yurt_proto::v1::DriverInfo;
 use yurt_types::agentconfig::DriverConfig;
 
-use super::executors::{self, Executors};
-use super::{config_string, dir_env, info, make_dir, Driver, Handle, Seen, TaskStart, Waiting};
+use super::executors::Executors;
+use super::{
+    config_string, dir_env, info, make_dir, Driver, ExecOutput, Handle, Seen, TaskStart, Waiting,
+};
 use crate::cgroup::{self, Group, Limits, Usage};
 use crate::executor::{Confine, ExecSpec};
 use crate::isolate::{self, Bind, Isolation};
@@ -291,7 +293,12 @@ impl Driver for Exec {
         Executors::stats(h)
     }
 
-    fn exec(&self, h: Handle<'_>, command: &[String]) -> std::io::Result<std::process::Output> {
-        executors::exec(h, command)
+    fn exec(
+        &self,
+        h: Handle<'_>,
+        command: &[String],
+        timeout: std::time::Duration,
+    ) -> std::io::Result<ExecOutput> {
+        super::run_in::run_in(h, command, timeout)
     }
 }

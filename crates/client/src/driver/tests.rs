@@ -35,7 +35,12 @@ impl Driver for Fake {
     fn stats(&self, _: Handle<'_>) -> Option<Usage> {
         None
     }
-    fn exec(&self, _: Handle<'_>, _: &[String]) -> std::io::Result<std::process::Output> {
+    fn exec(
+        &self,
+        _: Handle<'_>,
+        _: &[String],
+        _: std::time::Duration,
+    ) -> std::io::Result<ExecOutput> {
         Err(std::io::Error::other("no"))
     }
 }
