@@ -133,8 +133,8 @@ impl Drivers {
         Drivers::of(list)
     }
 
-    /// Given drivers, fingerprinted (tests use their own).
-    pub fn of(list: Vec<Arc<dyn Driver>>) -> Drivers {
+    /// Given drivers, fingerprinted (tests use their own); raw_exec must be among them.
+    fn of(list: Vec<Arc<dyn Driver>>) -> Drivers {
         let found = list
             .iter()
             .map(|d| (d.name().to_string(), d.fingerprint()))

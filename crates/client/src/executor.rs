@@ -172,12 +172,12 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
         UnixListener::bind(path)?
     };
     let group = match &spec.cgroup {
-        Some(c) => {
-            c.group
-                .create(c.limits.as_ref())
-                .map_err(std::io::Error::other)?;
-            Some(c.group.clone())
-        }
+        Some(c) => match c.group.create(c.limits.as_ref()) {
+            Ok(()) => Some(c.group.clone()),
+            // A group only for tracking (raw_exec): the task runs without it.
+            Err(_) if c.limits.is_none() => None,
+            Err(e) => return Err(std::io::Error::other(e)),
+        },
         None => None,
     };
     let started = start_task(exec_dir, &spec, group.as_ref(), listener);
