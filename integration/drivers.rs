@@ -45,6 +45,27 @@ fn alloc_of(agent: &Agent, job: &str) -> Value {
     })
 }
 
+/// Runs `/bin/sh -c SCRIPT` as a service job NAME of one `driver` task (cpu 100, memory 32,
+/// `extra` in the group) until it runs; the allocation's ID.
+fn run_service(
+    agent: &Agent,
+    dir: &Path,
+    name: &str,
+    driver: &str,
+    script: &str,
+    extra: &str,
+) -> String {
+    let job = sh_job(dir, name, "service", driver, script, (100, 32), extra);
+    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    agent.wait_running(name, 1);
+    alloc_id(agent, name)
+}
+
+/// The ID of the one allocation of `job` (waits for it).
+fn alloc_id(agent: &Agent, job: &str) -> String {
+    alloc_of(agent, job)["id"].as_str().unwrap().to_string()
+}
+
 /// Waits until the allocation's client status is `status`; returns `alloc status` text.
 fn wait_alloc_status(agent: &Agent, job: &str, status: &str) -> (String, String) {
     wait_for(&format!("{job} to be {status}"), || {
@@ -135,17 +156,7 @@ fn a_task_over_its_memory_is_oom_killed_and_restarted_while_its_neighbour_runs_o
     let dir = TestDir::new();
     let agent = dev_agent(&dir);
     let data = dir.path.join("data");
-    let neighbour = sh_job(
-        &dir.path,
-        "calm",
-        "service",
-        "exec",
-        "exec sleep 3600",
-        (100, 32),
-        "",
-    );
-    agent.ok(&["job", "run", neighbour.to_str().unwrap()]);
-    agent.wait_running("calm", 1);
+    let _ = run_service(&agent, &dir.path, "calm", "exec", "exec sleep 3600", "");
     let calm = wait_task_pids(&data, 1);
     // `tail` keeps the whole of a line-less input: far more than 32 MB.
     let hog = sh_job(
@@ -170,12 +181,7 @@ fn a_task_over_its_memory_is_oom_killed_and_restarted_while_its_neighbour_runs_o
     assert!(alive(calm[0]));
     let now: Vec<i32> = task_pids(&data).into_iter().filter(|p| alive(*p)).collect();
     assert_eq!(now, calm);
-    let json = agent.ok(&[
-        "alloc",
-        "status",
-        "-json",
-        alloc_of(&agent, "hog")["id"].as_str().unwrap(),
-    ]);
+    let json = agent.ok(&["alloc", "status", "-json", &alloc_id(&agent, "hog")]);
     assert!(json.contains("\"oom_killed\": true"), "{json}");
 }
 
@@ -263,7 +269,7 @@ fn a_fork_bomb_stops_at_the_pids_limit_and_the_node_keeps_working() {
         "",
     );
     agent.ok(&["job", "run", "-detach", bomb.to_str().unwrap()]);
-    let id = alloc_of(&agent, "bomb")["id"].as_str().unwrap().to_string();
+    let id = alloc_id(&agent, "bomb");
     let pids = cgroup_dir(&id, "t")
         .to_str()
         .unwrap()
@@ -299,19 +305,8 @@ fn an_exec_task_outlives_a_client_restart_in_the_same_cgroup() {
     let data = dir.path.join("data");
     let mut agent = Agent::start(&data, &["-dev"]);
     agent.wait_node_ready();
-    let job = sh_job(
-        &dir.path,
-        "keep",
-        "service",
-        "exec",
-        "exec sleep 3600",
-        (100, 32),
-        "",
-    );
-    agent.ok(&["job", "run", job.to_str().unwrap()]);
-    agent.wait_running("keep", 1);
+    let id = run_service(&agent, &dir.path, "keep", "exec", "exec sleep 3600", "");
     let pid = wait_task_pids(&data, 1)[0];
-    let id = alloc_of(&agent, "keep")["id"].as_str().unwrap().to_string();
     let group = cgroup_dir(&id, "t");
     assert!(group.exists());
     agent.kill9();
@@ -335,19 +330,15 @@ fn a_lost_exec_task_leaves_no_cgroup_after_a_client_kill_and_restart() {
     let data = dir.path.join("data");
     let mut agent = Agent::start(&data, &["-dev"]);
     agent.wait_node_ready();
-    let job = sh_job(
+    let id = run_service(
+        &agent,
         &dir.path,
         "gone",
-        "service",
         "exec",
         "exec sleep 3600",
-        (100, 32),
         RESTART_ONCE,
     );
-    agent.ok(&["job", "run", job.to_str().unwrap()]);
-    agent.wait_running("gone", 1);
     let pid = wait_task_pids(&data, 1)[0];
-    let id = alloc_of(&agent, "gone")["id"].as_str().unwrap().to_string();
     let executor = parent_of(pid).unwrap();
     // The client, the task's executor and the task all die at once: nobody recorded its end.
     agent.kill9();
@@ -381,21 +372,14 @@ fn a_lost_exec_task_leaves_no_cgroup_after_a_client_kill_and_restart() {
 fn a_stop_kills_a_child_that_left_the_task_s_process_group() {
     let dir = TestDir::new();
     let agent = dev_agent(&dir);
-    let job = sh_job(
+    let id = run_service(
+        &agent,
         &dir.path,
         "daemon",
-        "service",
         "raw_exec",
         "setsid sleep 3600 & echo $! > $NOMAD_ALLOC_DIR/child; exec sleep 3600",
-        (100, 32),
         "",
     );
-    agent.ok(&["job", "run", job.to_str().unwrap()]);
-    agent.wait_running("daemon", 1);
-    let id = alloc_of(&agent, "daemon")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let file = dir
         .path
         .join("data/client/allocs")
@@ -572,21 +556,7 @@ fn memory_max_is_the_limit_once_the_cluster_allows_oversubscription() {
 fn alloc_exec_runs_a_command_inside_the_task_and_bounds_it() {
     let dir = TestDir::new();
     let agent = dev_agent(&dir);
-    let job = sh_job(
-        &dir.path,
-        "inside",
-        "service",
-        "exec",
-        "exec sleep 3600",
-        (100, 32),
-        "",
-    );
-    agent.ok(&["job", "run", job.to_str().unwrap()]);
-    agent.wait_running("inside", 1);
-    let id = alloc_of(&agent, "inside")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = run_service(&agent, &dir.path, "inside", "exec", "exec sleep 3600", "");
     wait_task_pids(&dir.path.join("data"), 1);
     assert_eq!(
         agent.ok(&["alloc", "exec", &id, "id", "-u"]).trim(),
@@ -633,18 +603,7 @@ fn alloc_exec_runs_a_command_inside_the_task_and_bounds_it() {
         }
     });
     // A raw_exec task: its own directory and environment.
-    let raw = sh_job(
-        &dir.path,
-        "host",
-        "service",
-        "raw_exec",
-        "exec sleep 3600",
-        (100, 32),
-        "",
-    );
-    agent.ok(&["job", "run", raw.to_str().unwrap()]);
-    agent.wait_running("host", 1);
-    let raw_id = alloc_of(&agent, "host")["id"].as_str().unwrap().to_string();
+    let raw_id = run_service(&agent, &dir.path, "host", "raw_exec", "exec sleep 3600", "");
     wait_task_pids(&dir.path.join("data"), 2);
     let pwd = agent.ok(&[
         "alloc",

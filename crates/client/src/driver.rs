@@ -3,8 +3,8 @@
 //! finds out what became of one it started (also before a client restart: re-attaching, never
 //! restarting), signals and stops it, waits for it, reads its usage and runs a command in it.
 //! The runner knows only this trait. `raw_exec` ([`raw_exec::RawExec`]) runs a host process,
-//! `exec` ([`exec::Exec`]) an isolated one; both through the executor
-//! ([`executors::Executors`]).
+//! `exec` ([`exec::Exec`]) an isolated one; both under the executor, as
+//! [`executors::Flavour`]s that [`executors::OnExecutor`] makes drivers.
 //!
 //! [`Drivers`] holds this node's drivers and their fingerprints; a task runs only with a driver
 //! fingerprinted healthy.
@@ -125,10 +125,14 @@ pub struct Drivers {
 impl Drivers {
     /// The drivers with this node's settings, fingerprinted.
     pub fn new(config: &DriverConfig, exe: &Path) -> Drivers {
-        let executors = Arc::new(executors::Executors::new(exe));
+        use executors::{Executors, OnExecutor};
+        let executors = Arc::new(Executors::new(exe));
         let list: Vec<Arc<dyn Driver>> = vec![
-            Arc::new(raw_exec::RawExec::new(config, executors.clone())),
-            Arc::new(exec::Exec::new(config, executors)),
+            Arc::new(OnExecutor::new(
+                raw_exec::RawExec::new(config),
+                executors.clone(),
+            )),
+            Arc::new(OnExecutor::new(exec::Exec::new(config), executors)),
         ];
         Drivers::of(list)
     }

@@ -24,6 +24,13 @@ const MAX_CHUNK: u64 = 1024 * 1024;
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 const EXEC_TIMEOUT_MAX: Duration = Duration::from_secs(600);
 
+/// An allocation this client runs, or why not.
+pub(crate) fn local_alloc(client: &Client, id: &str) -> Result<LocalAlloc, Status> {
+    client
+        .local_alloc(id)
+        .ok_or_else(|| Status::not_found(format!("allocation {id:?} is not on this client")))
+}
+
 /// The task a request names, or the allocation's only task when it names none.
 fn task_of(local: &LocalAlloc, name: &str) -> Result<String, Status> {
     if name.is_empty() {
@@ -54,12 +61,7 @@ pub struct LogService {
 impl ClientFs for LogService {
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
         let req = req.into_inner();
-        let local = self.client.local_alloc(&req.alloc_id).ok_or_else(|| {
-            Status::not_found(format!(
-                "allocation {:?} is not on this client",
-                req.alloc_id
-            ))
-        })?;
+        let local = local_alloc(&self.client, &req.alloc_id)?;
         let task = task_of(&local, &req.task)?;
         let t = &local.tasks[&task];
         let rotation = log_rotation(self.client.client_dir(), &local.alloc, &task, req.stderr);
@@ -96,12 +98,7 @@ impl ClientFs for LogService {
         req: Request<AllocExecRequest>,
     ) -> Result<Response<AllocExecResponse>, Status> {
         let req = req.into_inner();
-        let local = self.client.local_alloc(&req.alloc_id).ok_or_else(|| {
-            Status::not_found(format!(
-                "allocation {:?} is not on this client",
-                req.alloc_id
-            ))
-        })?;
+        let local = local_alloc(&self.client, &req.alloc_id)?;
         let task = task_of(&local, &req.task)?;
         let t = local.tasks[&task].clone();
         if t.state.state != TASK_RUNNING {

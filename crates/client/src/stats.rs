@@ -87,9 +87,7 @@ impl Client {
     /// The usage of an allocation's running tasks (a task whose driver tracks none is left
     /// out).
     pub(crate) fn alloc_stats(&self, alloc_id: &str) -> Result<AllocResourceUsage, Status> {
-        let local = self.local_alloc(alloc_id).ok_or_else(|| {
-            Status::not_found(format!("allocation {alloc_id:?} is not on this client"))
-        })?;
+        let local = crate::logs::local_alloc(self, alloc_id)?;
         let running: Vec<(&String, &crate::runner::LocalTask)> = local
             .tasks
             .iter()

@@ -9,17 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use nix::sys::signal::Signal;
 use yurt_proto::v1::DriverInfo;
 use yurt_types::agentconfig::DriverConfig;
 
-use super::executors::Executors;
-use super::{
-    config_string, dir_env, info, make_dir, Driver, ExecOutput, Handle, Seen, TaskStart, Waiting,
-};
-use crate::cgroup::{self, Group, Limits, Usage};
+use super::executors::Flavour;
+use super::{config_string, dir_env, info, make_dir, TaskStart};
+use crate::cgroup::{self, Group, Limits};
 use crate::executor::{Confine, ExecSpec};
 use crate::isolate::{self, Bind, Isolation};
 
@@ -47,11 +43,10 @@ pub struct Exec {
     pids_limit: u32,
     denylist: Vec<String>,
     checked: bool,
-    executors: Arc<Executors>,
 }
 
 impl Exec {
-    pub fn new(config: &DriverConfig, executors: Arc<Executors>) -> Exec {
+    pub fn new(config: &DriverConfig) -> Exec {
         let chroot_env = config.chroot_env.clone().unwrap_or_else(|| {
             DEFAULT_CHROOT_ENV
                 .iter()
@@ -72,7 +67,6 @@ impl Exec {
                 .clone()
                 .unwrap_or_else(|| vec!["root".into(), "Administrator".into()]),
             checked,
-            executors,
         }
     }
 
@@ -178,7 +172,7 @@ pub fn memory_limits(r: &yurt_proto::v1::Resources, oversubscription: bool) -> (
     }
 }
 
-impl Driver for Exec {
+impl Flavour for Exec {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -193,7 +187,7 @@ impl Driver for Exec {
         )
     }
 
-    fn prepare(&self, t: TaskStart<'_>) -> Result<(), String> {
+    fn spec(&self, t: TaskStart<'_>) -> Result<ExecSpec, String> {
         let user = t.task.user.clone();
         let user = if user.is_empty() {
             "nobody".into()
@@ -239,7 +233,7 @@ impl Driver for Exec {
         let (command, args) = super::command_line(t.task, &env)?;
         let resources = t.task.resources.unwrap_or_default();
         let (memory, soft) = memory_limits(&resources, t.memory_oversubscription);
-        let spec = ExecSpec {
+        Ok(ExecSpec {
             command,
             args,
             env,
@@ -265,40 +259,6 @@ impl Driver for Exec {
                 ipc_ns: !ipc_host,
                 cwd: "/".into(),
             }),
-        };
-        Executors::write_spec(t.handle_dir, &spec)
-    }
-
-    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<i32, String>> {
-        self.executors.start(handle_dirs)
-    }
-
-    fn recover(&self, h: Handle<'_>) -> Seen {
-        Executors::recover(h)
-    }
-
-    fn signal(&self, h: Handle<'_>, sig: Signal) -> std::io::Result<()> {
-        crate::executor::signal(h.dir, sig)
-    }
-
-    fn stop(&self, h: Handle<'_>, sig: Signal) {
-        Executors::stop(h, sig)
-    }
-
-    fn wait(&self, h: Handle<'_>) -> Waiting {
-        Executors::wait(h)
-    }
-
-    fn stats(&self, h: Handle<'_>) -> Option<Usage> {
-        Executors::stats(h)
-    }
-
-    fn exec(
-        &self,
-        h: Handle<'_>,
-        command: &[String],
-        timeout: std::time::Duration,
-    ) -> std::io::Result<ExecOutput> {
-        super::run_in::run_in(h, command, timeout)
+        })
     }
 }

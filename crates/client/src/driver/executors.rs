@@ -1,17 +1,90 @@
 //! What the executor's drivers (`raw_exec`, `exec`) share: a task runs under its own
 //! `yurt executor` ([`crate::executor`]), forked by the launcher ([`crate::launcher`]) or
-//! started directly, and is found again through the executor's files and socket.
+//! started directly, and is found again through the executor's files and socket. Each of them
+//! is a [`Flavour`] (name, fingerprint, the executor's spec) that [`OnExecutor`] makes a
+//! [`Driver`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{Handle, Seen, Waiting};
+use yurt_proto::v1::DriverInfo;
+
+use super::{Driver, ExecOutput, Handle, Seen, TaskStart, Waiting};
 use crate::cgroup::Usage;
 use crate::executor::{self, ExecSpec};
 use crate::launcher::{LaunchError, Launcher};
+
+/// What one of the executor's drivers adds to it: its name, its fingerprint, and the spec its
+/// tasks run with. [`OnExecutor`] makes it a [`Driver`].
+pub trait Flavour: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn fingerprint(&self) -> DriverInfo;
+    /// Readies the task's directories; what its executor runs.
+    fn spec(&self, t: TaskStart<'_>) -> Result<ExecSpec, String>;
+}
+
+/// A driver whose tasks run under the executor: `F`'s spec, the executor's life cycle.
+pub struct OnExecutor<F> {
+    flavour: F,
+    executors: Arc<Executors>,
+}
+
+impl<F: Flavour> OnExecutor<F> {
+    pub fn new(flavour: F, executors: Arc<Executors>) -> OnExecutor<F> {
+        OnExecutor { flavour, executors }
+    }
+}
+
+impl<F: Flavour> Driver for OnExecutor<F> {
+    fn name(&self) -> &'static str {
+        self.flavour.name()
+    }
+
+    fn fingerprint(&self) -> DriverInfo {
+        self.flavour.fingerprint()
+    }
+
+    fn prepare(&self, t: TaskStart<'_>) -> Result<(), String> {
+        let dir = t.handle_dir.to_path_buf();
+        Executors::write_spec(&dir, &self.flavour.spec(t)?)
+    }
+
+    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<i32, String>> {
+        self.executors.start(handle_dirs)
+    }
+
+    fn recover(&self, h: Handle<'_>) -> Seen {
+        Executors::recover(h)
+    }
+
+    fn signal(&self, h: Handle<'_>, sig: Signal) -> std::io::Result<()> {
+        executor::signal(h.dir, sig)
+    }
+
+    fn stop(&self, h: Handle<'_>, sig: Signal) {
+        Executors::stop(h, sig)
+    }
+
+    fn wait(&self, h: Handle<'_>) -> Waiting {
+        Executors::wait(h)
+    }
+
+    fn stats(&self, h: Handle<'_>) -> Option<Usage> {
+        Executors::stats(h)
+    }
+
+    fn exec(
+        &self,
+        h: Handle<'_>,
+        command: &[String],
+        timeout: Duration,
+    ) -> std::io::Result<ExecOutput> {
+        super::run_in::run_in(h, command, timeout)
+    }
+}
 
 /// The executors of this client's tasks: how to start them, and the launcher once started.
 pub struct Executors {

@@ -3,16 +3,12 @@
 //! agent), as in Nomad. Its processes are put in a cgroup (when the client can make one) for
 //! usage and cleanup, without limits: whatever the task leaves running dies with it.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use nix::sys::signal::Signal;
 use yurt_proto::v1::DriverInfo;
 use yurt_types::agentconfig::DriverConfig;
 
-use super::executors::Executors;
-use super::{dir_env, info, make_dir, Driver, ExecOutput, Handle, Seen, TaskStart, Waiting};
-use crate::cgroup::{self, Group, Usage};
+use super::executors::Flavour;
+use super::{dir_env, info, make_dir, TaskStart};
+use crate::cgroup::{self, Group};
 use crate::executor::{Confine, ExecSpec};
 
 pub const NAME: &str = "raw_exec";
@@ -22,19 +18,17 @@ pub const DISABLED: &str = "disabled: the client enables it with plugin \"raw_ex
 
 pub struct RawExec {
     enabled: bool,
-    executors: Arc<Executors>,
 }
 
 impl RawExec {
-    pub fn new(config: &DriverConfig, executors: Arc<Executors>) -> RawExec {
+    pub fn new(config: &DriverConfig) -> RawExec {
         RawExec {
             enabled: config.raw_exec_enabled.unwrap_or(false),
-            executors,
         }
     }
 }
 
-impl Driver for RawExec {
+impl Flavour for RawExec {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -48,7 +42,7 @@ impl Driver for RawExec {
         }
     }
 
-    fn prepare(&self, t: TaskStart<'_>) -> Result<(), String> {
+    fn spec(&self, t: TaskStart<'_>) -> Result<ExecSpec, String> {
         let local = t.task_dir.join("local");
         let secrets = t.task_dir.join("secrets");
         for (dir, mode) in [
@@ -70,7 +64,7 @@ impl Driver for RawExec {
             }),
             _ => None,
         };
-        let spec = ExecSpec {
+        Ok(ExecSpec {
             command,
             args,
             env,
@@ -79,40 +73,6 @@ impl Driver for RawExec {
             stderr: t.stderr,
             cgroup,
             isolation: None,
-        };
-        Executors::write_spec(t.handle_dir, &spec)
-    }
-
-    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<i32, String>> {
-        self.executors.start(handle_dirs)
-    }
-
-    fn recover(&self, h: Handle<'_>) -> Seen {
-        Executors::recover(h)
-    }
-
-    fn signal(&self, h: Handle<'_>, sig: Signal) -> std::io::Result<()> {
-        crate::executor::signal(h.dir, sig)
-    }
-
-    fn stop(&self, h: Handle<'_>, sig: Signal) {
-        Executors::stop(h, sig)
-    }
-
-    fn wait(&self, h: Handle<'_>) -> Waiting {
-        Executors::wait(h)
-    }
-
-    fn stats(&self, h: Handle<'_>) -> Option<Usage> {
-        Executors::stats(h)
-    }
-
-    fn exec(
-        &self,
-        h: Handle<'_>,
-        command: &[String],
-        timeout: std::time::Duration,
-    ) -> std::io::Result<ExecOutput> {
-        super::run_in::run_in(h, command, timeout)
+        })
     }
 }

@@ -85,21 +85,18 @@ fn only_healthy_drivers_become_attributes() {
 
 #[test]
 fn raw_exec_is_off_unless_enabled() {
-    let executors = Arc::new(executors::Executors::new(Path::new("/nonexistent")));
-    let off = raw_exec::RawExec::new(&DriverConfig::default(), executors.clone());
+    use executors::Flavour;
+    let off = raw_exec::RawExec::new(&DriverConfig::default());
     let i = off.fingerprint();
     assert!(!i.detected && !i.healthy);
     assert!(
         i.health_description.contains("plugin \"raw_exec\""),
         "{i:?}"
     );
-    let on = raw_exec::RawExec::new(
-        &DriverConfig {
-            raw_exec_enabled: Some(true),
-            ..DriverConfig::default()
-        },
-        executors,
-    );
+    let on = raw_exec::RawExec::new(&DriverConfig {
+        raw_exec_enabled: Some(true),
+        ..DriverConfig::default()
+    });
     assert!(on.fingerprint().healthy);
 }
 
