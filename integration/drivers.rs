@@ -56,7 +56,7 @@ fn run_service(
     extra: &str,
 ) -> String {
     let job = sh_job(dir, name, "service", driver, script, (100, 32), extra);
-    agent.ok(&["job", "run", job.to_str().unwrap()]);
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
     agent.wait_running(name, 1);
     alloc_id(agent, name)
 }
@@ -618,6 +618,11 @@ fn alloc_exec_runs_a_command_inside_the_task_and_bounds_it() {
         "{pwd}"
     );
     assert!(pwd.trim_end().ends_with(&raw_id), "{pwd}");
+    // A raw_exec task is tracked in a cgroup too: its usage is there.
+    let stats = agent.ok(&["alloc", "status", "-stats", "-json", &raw_id]);
+    let v: Value = serde_json::from_str(&stats).unwrap();
+    let rss = &v["tasks"]["t"]["resource_usage"]["memory_stats"]["rss"];
+    assert!(rss.as_u64().is_some_and(|b| b > 0), "{stats}");
     // Nothing runs in a task that is not running.
     agent.ok(&["job", "stop", "inside"]);
     wait_for("the task to stop", || {
