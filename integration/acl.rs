@@ -180,3 +180,79 @@ fn tokens_allow_what_their_policies_grant_and_nothing_else() {
         stderr(&refused)
     );
 }
+
+/// Calls the agent's `ClientFs` service directly, as anyone who reaches its port could.
+fn client_fs_exec(
+    agent: &Agent,
+    alloc: &str,
+    token: Option<&str>,
+) -> Result<Vec<u8>, tonic::Status> {
+    use yurt_proto::v1::client_fs_client::ClientFsClient;
+    use yurt_proto::v1::AllocExecRequest;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", agent.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut req = tonic::Request::new(AllocExecRequest {
+            alloc_id: alloc.to_string(),
+            command: vec!["id".into(), "-u".into()],
+            ..Default::default()
+        });
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("x-nomad-token", t.parse().unwrap());
+        }
+        ClientFsClient::new(channel)
+            .exec(req)
+            .await
+            .map(|r| r.into_inner().stdout)
+    })
+}
+
+#[test]
+fn alloc_exec_needs_alloc_exec_also_when_the_client_is_called_directly() {
+    let dir = TestDir::new();
+    let mut agent = Agent::start(&dir.path.join("dev"), &["-dev", "-acl-enabled"]);
+    let root = secret_of(&agent.ok(&["acl", "bootstrap"]));
+    with_token(&mut agent, &root);
+    agent.wait_node_ready();
+    std::fs::write(dir.path.join("ro.hcl"), READ_ONLY).unwrap();
+    let ro_file = dir.path.join("ro.hcl").display().to_string();
+    agent.ok(&["acl", "policy", "apply", "readonly", &ro_file]);
+    let ro = secret_of(&agent.ok(&["acl", "token", "create", "-policy", "readonly"]));
+    let job = dir.path.join("svc.hcl");
+    std::fs::write(
+        &job,
+        "job \"svc\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/sleep\"\n        args    = [\"3600\"]\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    let alloc = agent.wait_running("svc", 1).remove(0);
+    wait_task_pids(&dir.path.join("dev"), 1);
+    let full = job_allocations(&agent, "svc")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        agent.ok(&["alloc", "exec", &alloc, "id", "-u"]).trim(),
+        "65534"
+    );
+    with_token(&mut agent, &ro);
+    let out = agent.yurt(&["alloc", "exec", &alloc, "id", "-u"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("this needs alloc-exec on namespace \"default\""),
+        "{}",
+        stderr(&out)
+    );
+    // Past the servers, straight to the client's port: the client asks the servers too.
+    for token in [None, Some(ro.as_str())] {
+        let refused = client_fs_exec(&agent, &full, token).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    }
+    let out = client_fs_exec(&agent, &full, Some(&root)).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "65534");
+}

@@ -326,6 +326,36 @@ impl Client {
         }
     }
 
+    /// Whether the caller of a `ClientFs` call (the servers, forwarding a user's call with
+    /// its token) may do what it asks: the servers judge the token. Anyone who reaches this
+    /// agent's port could send the call, so it is never taken on trust. A server of 0.1 (no
+    /// ACLs, no such call) allows everything, as it did.
+    pub(crate) async fn check_token<T>(
+        &self,
+        from: &tonic::Request<T>,
+        capability: &str,
+    ) -> Result<(), tonic::Status> {
+        let key = yurt_types::acl::TOKEN_KEY;
+        let mut req = tonic::Request::new(yurt_proto::v1::CheckTokenRequest {
+            capability: capability.into(),
+            namespace: String::new(),
+        });
+        if let Some(t) = from.metadata().get(key) {
+            req.metadata_mut().insert(key, t.clone());
+        }
+        req.set_timeout(Duration::from_secs(5));
+        let servers = &self.inner.servers;
+        match servers.check(servers.get().check_token(req).await) {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::Unimplemented => Ok(()),
+            Err(s) if s.code() == Code::PermissionDenied => Err(s),
+            Err(s) => Err(tonic::Status::unavailable(format!(
+                "cannot check the caller's token with a server: {}",
+                s.message()
+            ))),
+        }
+    }
+
     /// Stops the agent's loops. Tasks keep running: they belong to their executors.
     pub fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);

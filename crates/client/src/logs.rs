@@ -1,6 +1,7 @@
 //! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`, its
 //! usage for `alloc status -stats` ([`crate::stats`]), and runs a command in it for `alloc
-//! exec` (its driver's `exec`).
+//! exec` (its driver's `exec`). Each call is checked first: the servers judge the caller's
+//! token (`Client::check_token`).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use yurt_proto::v1::{
     AllocExecRequest, AllocExecResponse, AllocResourceUsage, AllocStatsRequest, LogsRequest,
     LogsResponse,
 };
+use yurt_types::acl::{ALLOC_EXEC, READ_JOB, READ_LOGS};
 use yurt_types::status::TASK_DEAD;
 use yurt_types::status::TASK_RUNNING;
 
@@ -60,6 +62,7 @@ pub struct LogService {
 #[tonic::async_trait]
 impl ClientFs for LogService {
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
+        self.client.check_token(&req, READ_LOGS).await?;
         let req = req.into_inner();
         let local = local_alloc(&self.client, &req.alloc_id)?;
         let task = task_of(&local, &req.task)?;
@@ -85,6 +88,7 @@ impl ClientFs for LogService {
         &self,
         req: Request<AllocStatsRequest>,
     ) -> Result<Response<AllocResourceUsage>, Status> {
+        self.client.check_token(&req, READ_JOB).await?;
         let client = self.client.clone();
         let id = req.into_inner().alloc_id;
         tokio::task::spawn_blocking(move || client.alloc_stats(&id))
@@ -97,6 +101,7 @@ impl ClientFs for LogService {
         &self,
         req: Request<AllocExecRequest>,
     ) -> Result<Response<AllocExecResponse>, Status> {
+        self.client.check_token(&req, ALLOC_EXEC).await?;
         let req = req.into_inner();
         let local = local_alloc(&self.client, &req.alloc_id)?;
         let task = task_of(&local, &req.task)?;

@@ -30,7 +30,7 @@ pub struct Reads {
 }
 
 /// The metadata key (and HTTP header) carrying a caller's ACL token secret.
-pub const TOKEN_KEY: &str = "x-nomad-token";
+pub use yurt_types::acl::TOKEN_KEY;
 
 /// The caller's token secret, if it sent one.
 pub fn token<T>(req: &tonic::Request<T>) -> Option<&str> {

@@ -24,7 +24,7 @@ use yurt_types::jobspec;
 use yurt_types::status::*;
 
 use crate::heartbeat::Heartbeats;
-use crate::read::{stale, Reads};
+use crate::read::{on_behalf, stale, Reads};
 use crate::write::{now_unix_ms, Writer};
 
 /// Longest a blocking query may wait.
@@ -457,6 +457,25 @@ impl evals_server::Evals for Api {
 
 #[tonic::async_trait]
 impl nodes_server::Nodes for Api {
+    async fn check_token(&self, req: Request<CheckTokenRequest>) -> Reply<CheckTokenResponse> {
+        let capability =
+            yurt_types::acl::capability(&req.get_ref().capability).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "capability {:?} is not one Yurt knows",
+                    yurt_types::limits::shown(&req.get_ref().capability)
+                ))
+            })?;
+        let namespace = req.get_ref().namespace.clone();
+        let namespace = if namespace.is_empty() {
+            yurt_types::acl::DEFAULT_NAMESPACE.to_string()
+        } else {
+            namespace
+        };
+        self.reads
+            .authorize(&req, Need::Namespace(&namespace, capability))?;
+        Ok(Response::new(CheckTokenResponse {}))
+    }
+
     async fn list(&self, req: Request<ListNodesRequest>) -> Reply<ListNodesResponse> {
         self.reads.authorize(&req, Need::Node(Level::Read))?;
         self.barrier(&req).await?;
@@ -472,9 +491,7 @@ impl nodes_server::Nodes for Api {
         if req.get_ref().heartbeats {
             // Only the leader tracks heartbeats.
             if let Some(mut leader) = self.leader_nodes().await? {
-                return leader
-                    .get(crate::read::on_behalf(&req, req.get_ref().clone()))
-                    .await;
+                return leader.get(on_behalf(&req, req.get_ref().clone())).await;
             }
         }
         self.barrier(&req).await?;
@@ -715,44 +732,61 @@ impl allocs_server::Allocs for Api {
     async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
         self.reads.authorize(&req, Need::job(READ_LOGS))?;
         self.barrier(&req).await?;
-        let mut req = req.into_inner();
         let (alloc_id, channel) = self
-            .client_of(&req.alloc_id, "read logs", Duration::from_secs(30))
+            .client_of(
+                &req.get_ref().alloc_id,
+                "read logs",
+                Duration::from_secs(30),
+            )
             .await?;
-        req.alloc_id = alloc_id;
-        ClientFsClient::new(channel).logs(req).await
+        let inner = LogsRequest {
+            alloc_id,
+            ..req.get_ref().clone()
+        };
+        ClientFsClient::new(channel)
+            .logs(on_behalf(&req, inner))
+            .await
     }
 
     async fn stats(&self, req: Request<AllocStatsRequest>) -> Reply<AllocResourceUsage> {
         self.reads.authorize(&req, Need::job(READ_JOB))?;
         self.barrier(&req).await?;
-        let mut req = req.into_inner();
         let (alloc_id, channel) = self
-            .client_of(&req.alloc_id, "read usage", Duration::from_secs(30))
+            .client_of(
+                &req.get_ref().alloc_id,
+                "read usage",
+                Duration::from_secs(30),
+            )
             .await?;
-        req.alloc_id = alloc_id;
-        ClientFsClient::new(channel).stats(req).await
+        ClientFsClient::new(channel)
+            .stats(on_behalf(&req, AllocStatsRequest { alloc_id }))
+            .await
     }
 
     async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {
         self.reads.authorize(&req, Need::job(ALLOC_EXEC))?;
         self.barrier(&req).await?;
-        let mut req = req.into_inner();
         // The client bounds the command (60 s unless asked, 10 min at most); the call waits
         // a little longer for its answer.
-        let limit = match req.timeout_ms {
+        let limit = match req.get_ref().timeout_ms {
             0 => Duration::from_secs(60),
             ms => Duration::from_millis(ms).min(Duration::from_secs(600)),
         };
         let (alloc_id, channel) = self
             .client_of(
-                &req.alloc_id,
+                &req.get_ref().alloc_id,
                 "run a command",
                 limit + Duration::from_secs(10),
             )
             .await?;
-        req.alloc_id = alloc_id;
-        ClientFsClient::new(channel).exec(req).await
+        let inner = AllocExecRequest {
+            alloc_id,
+            ..req.get_ref().clone()
+        };
+        // The client checks the caller's token again: its port takes calls from anyone.
+        ClientFsClient::new(channel)
+            .exec(on_behalf(&req, inner))
+            .await
     }
 }
 

@@ -46,6 +46,9 @@ impl Level {
     }
 }
 
+/// The gRPC metadata (and HTTP header, `X-Nomad-Token`) that carries a caller's ACL token.
+pub const TOKEN_KEY: &str = "x-nomad-token";
+
 /// The namespace capabilities Yurt checks (Nomad's names).
 pub const LIST_JOBS: &str = "list-jobs";
 pub const READ_JOB: &str = "read-job";
@@ -174,6 +177,11 @@ impl Need<'static> {
     pub const fn job(capability: &'static str) -> Need<'static> {
         Need::Namespace(DEFAULT_NAMESPACE, capability)
     }
+}
+
+/// One of the capabilities Yurt knows, by its name (a `CheckToken` request's).
+pub fn capability(name: &str) -> Option<&'static str> {
+    KNOWN_CAPABILITIES.iter().copied().find(|c| *c == name)
 }
 
 impl std::fmt::Display for Need<'_> {

@@ -55,9 +55,10 @@ pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     let (service, method) = path.trim_start_matches('/').rsplit_once('/')?;
     match (service, method) {
         ("yurt.internal.v1.RaftTransport", _) | ("yurt.v1.ClientFs", _) => Some(&[Role::Server]),
-        ("yurt.v1.Nodes", "Register" | "Heartbeat" | "ClientAllocs" | "UpdateAllocs") => {
-            Some(&[Role::Client, Role::Server])
-        }
+        (
+            "yurt.v1.Nodes",
+            "Register" | "Heartbeat" | "ClientAllocs" | "UpdateAllocs" | "CheckToken",
+        ) => Some(&[Role::Client, Role::Server]),
         _ => None,
     }
 }
@@ -78,6 +79,10 @@ mod tests {
         );
         assert_eq!(roles_for("/yurt.v1.Nodes/List"), None);
         assert_eq!(roles_for("/yurt.v1.Jobs/Register"), None);
+        assert_eq!(
+            roles_for("/yurt.v1.Nodes/CheckToken"),
+            Some(&[Role::Client, Role::Server][..])
+        );
         assert_eq!(
             roles_for("/yurt.v1.ClientFs/Logs"),
             Some(&[Role::Server][..])

@@ -148,7 +148,8 @@ impl tonic::service::Interceptor for Meta {
             );
         }
         if let Some(t) = &self.token {
-            req.metadata_mut().insert("x-nomad-token", t.clone());
+            req.metadata_mut()
+                .insert(yurt_types::acl::TOKEN_KEY, t.clone());
         }
         Ok(req)
     }
