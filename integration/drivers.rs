@@ -105,6 +105,7 @@ fn an_exec_task_sees_only_its_own_root_processes_and_user() {
          ls {data} >/dev/null 2>&1 && echo SAW-DATA-DIR; ls /root >/dev/null 2>&1 && echo SAW-ROOT; \
          echo x > /etc/yurt-test 2>/dev/null && echo WROTE-ETC; \
          cat /executor/spec.json >/dev/null 2>&1 && echo SAW-SPEC; \
+         mv /alloc/logs /alloc/moved 2>/dev/null && echo MOVED-LOGS; \
          echo dirs $NOMAD_TASK_DIR $NOMAD_ALLOC_DIR $NOMAD_SECRETS_DIR; \
          touch /local/f /secrets/s /alloc/shared /tmp/t && echo wrote-own-dirs; \
          stat -c %a /secrets",
@@ -130,7 +131,13 @@ fn an_exec_task_sees_only_its_own_root_processes_and_user() {
             .all(|p| ["yurt-init", "sh", "ps", "sort", "tr"].contains(p)),
         "a process of the host is visible: {out}"
     );
-    for leak in ["SAW-DATA-DIR", "SAW-ROOT", "WROTE-ETC", "SAW-SPEC"] {
+    for leak in [
+        "SAW-DATA-DIR",
+        "SAW-ROOT",
+        "WROTE-ETC",
+        "SAW-SPEC",
+        "MOVED-LOGS",
+    ] {
         assert!(!out.contains(leak), "{leak}: {out}");
     }
     assert!(out.contains("dirs /local /alloc /secrets"), "{out}");

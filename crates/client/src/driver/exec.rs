@@ -200,7 +200,9 @@ impl Flavour for Exec {
         let layout = cgroup::layout()?;
         let root = t.task_dir;
         make_dir(root, 0o755, Some((0, 0)))?;
-        make_dir(&t.alloc_dir.join("alloc"), 0o777, None)?;
+        // Shared by the group's tasks; sticky, so that no task can move what it does not own
+        // (the client's `logs/`, which the executor writes as root) and put a link there.
+        make_dir(&t.alloc_dir.join("alloc"), 0o1777, None)?;
         make_dir(&root.join("local"), 0o755, Some((uid, gid)))?;
         make_dir(&root.join("secrets"), 0o700, Some((uid, gid)))?;
         make_dir(&root.join("tmp"), 0o1777, None)?;
