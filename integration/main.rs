@@ -6,8 +6,10 @@
 //! - `damage`: every file of a data dir damaged in turn: refused in a sentence or survived, never empty;
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
 //! - `docs`: the docs' hcl examples parse, and their jobs plan;
-//! - `drivers`: exec isolation and enforced resources (OOM, pids, CPU weight), tasks outliving
-//!   a client restart in their cgroup, cleanup, missing drivers as placement failures;
+//! - `drivers`: exec isolation and enforced resources (OOM, pids, CPU weight), a child that
+//!   left its group killed on stop, missing drivers as placement failures, `alloc exec`;
+//! - `driver_faults`: tasks outliving a client restart in their cgroup, lost tasks' cgroups
+//!   removed, tasks killed at random moments leaving nothing behind;
 //! - `drain`: node drain: metered migrations, deadlines, batch and system jobs, eligibility;
 //! - `health`: service checks and task states decide allocation health;
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing; a
@@ -32,6 +34,7 @@ mod damage;
 mod deployments;
 mod docs;
 mod drain;
+mod driver_faults;
 mod drivers;
 mod errors;
 mod follower_writes;

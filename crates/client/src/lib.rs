@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 pub mod checks;
+mod client_fs;
 pub mod driver;
 pub mod executor;
 pub mod fingerprint;
@@ -18,7 +19,6 @@ pub mod health;
 pub mod isolate;
 pub mod launcher;
 pub mod logfiles;
-mod logs;
 mod memory;
 pub mod restart;
 mod runner;
@@ -270,8 +270,8 @@ impl Client {
     }
 
     /// The client's gRPC service (logs), to be served on the agent's listener.
-    pub fn fs_service(&self) -> ClientFsServer<logs::LogService> {
-        ClientFsServer::new(logs::LogService {
+    pub fn fs_service(&self) -> ClientFsServer<client_fs::FsService> {
+        ClientFsServer::new(client_fs::FsService {
             client: self.clone(),
         })
     }

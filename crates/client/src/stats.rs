@@ -87,7 +87,7 @@ impl Client {
     /// The usage of an allocation's running tasks (a task whose driver tracks none is left
     /// out).
     pub(crate) fn alloc_stats(&self, alloc_id: &str) -> Result<AllocResourceUsage, Status> {
-        let local = crate::logs::local_alloc(self, alloc_id)?;
+        let local = crate::client_fs::local_alloc(self, alloc_id)?;
         let running: Vec<(&String, &crate::runner::LocalTask)> = local
             .tasks
             .iter()

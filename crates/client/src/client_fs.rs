@@ -55,12 +55,12 @@ fn task_of(local: &LocalAlloc, name: &str) -> Result<String, Status> {
     }
 }
 
-pub struct LogService {
+pub struct FsService {
     pub(crate) client: Client,
 }
 
 #[tonic::async_trait]
-impl ClientFs for LogService {
+impl ClientFs for FsService {
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
         self.client.check_token(&req, READ_LOGS).await?;
         let req = req.into_inner();
