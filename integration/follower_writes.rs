@@ -78,3 +78,39 @@ fn writes_sent_to_a_lagging_follower_are_decided_on_the_leader_s_state() {
     );
     drop(client);
 }
+
+#[test]
+fn reads_and_writes_sent_while_the_leader_is_gone_wait_for_the_next_one() {
+    let dir = TestDir::new();
+    let mut servers = start_servers(&dir.path, 3, &[]);
+    let l = leader(&servers, &[0, 1, 2], 3);
+    let f = (l + 1) % 3;
+    let job = sh_batch_job(&dir.path, "during", 1, "true");
+    // The leader dies; at once, before the others have elected a new one, a write and a
+    // consistent read go to a follower: they wait for the election instead of failing.
+    servers[l].kill9();
+    let out = servers[f].yurt(&["job", "run", "-detach", job.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status = servers[f].yurt(&["job", "status", "during"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let alive: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+    leader(&servers, &alive, 3);
+    // The leader paused rather than dead: a follower that forwarded to it gives up on it in
+    // time and the write goes to the next leader.
+    let l2 = leader(&servers, &alive, 3);
+    let f2 = alive.iter().copied().find(|i| *i != l2).unwrap();
+    pause(&servers[l2]);
+    let job2 = sh_batch_job(&dir.path, "paused", 1, "true");
+    let started = std::time::Instant::now();
+    let out = servers[f2].yurt(&["job", "run", "-detach", job2.to_str().unwrap()]);
+    kill(Pid::from_raw(servers[l2].pid().unwrap()), Signal::SIGCONT).unwrap();
+    // With two of three servers, one paused: no quorum, so the answer is a sentence, in time.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    if !out.status.success() {
+        let err = stderr(&out);
+        assert!(
+            err.contains("no cluster leader") || err.contains("did not answer"),
+            "{err}"
+        );
+    }
+}

@@ -19,6 +19,10 @@ pub const STALE_KEY: &str = "yurt-stale";
 /// How long a follower waits to catch up with the leader's read index.
 const CATCH_UP: Duration = Duration::from_secs(5);
 
+/// How long one ask for the read index may take (the leader's confirmation by a quorum, or a
+/// follower's call to the leader) before it is asked again.
+const ASK: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Reads {
     pub raft: Raft,
@@ -57,7 +61,61 @@ pub fn stale<T>(req: &tonic::Request<T>) -> bool {
     req.metadata().get(STALE_KEY).is_some_and(|v| v == "true")
 }
 
+/// Why the read index is not known.
+enum ReadIndex {
+    /// No leader is known or it cannot confirm its leadership: an election may fix it.
+    NoLeader(Status),
+    Failed(Status),
+}
+
 impl Reads {
+    /// The read index: this server's own if it leads, else the leader's.
+    async fn read_index(&self) -> Result<u64, ReadIndex> {
+        let asked = tokio::time::timeout(ASK, self.raft.ensure_linearizable()).await;
+        let Ok(answer) = asked else {
+            return Err(ReadIndex::NoLeader(Status::unavailable(
+                "no cluster leader: leadership was not confirmed in time",
+            )));
+        };
+        match answer {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                let addr = f.leader_node.map(|n| n.addr).ok_or_else(|| {
+                    ReadIndex::NoLeader(Status::unavailable(
+                        "no cluster leader (use -stale to read this server's copy)",
+                    ))
+                })?;
+                let channel = self
+                    .dialer
+                    .endpoint(&addr, yurt_tls::Peer::Server)
+                    .map_err(|e| ReadIndex::Failed(Status::internal(e.to_string())))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .connect()
+                    .await
+                    .map_err(|_| {
+                        ReadIndex::NoLeader(Status::unavailable(format!(
+                            "cannot reach the leader at {addr}"
+                        )))
+                    })?;
+                // A leader that stops answering (paused, partitioned) is given up on in time.
+                let mut leader = RaftTransportClient::new(channel);
+                match tokio::time::timeout(ASK, leader.read_index(ReadIndexRequest {})).await {
+                    Ok(Ok(r)) => Ok(r.into_inner().index),
+                    Ok(Err(s)) if s.code() == tonic::Code::Unavailable => {
+                        Err(ReadIndex::NoLeader(s))
+                    }
+                    Ok(Err(s)) => Err(ReadIndex::Failed(s)),
+                    Err(_) => Err(ReadIndex::NoLeader(Status::unavailable(format!(
+                        "the leader at {addr} did not answer in time"
+                    )))),
+                }
+            }
+            Err(e) => Err(ReadIndex::NoLeader(Status::unavailable(format!(
+                "no cluster leader: {e}"
+            )))),
+        }
+    }
+
     /// Refuses the call unless ACLs are off or the caller's token allows `need`; an unknown
     /// token or one short of `need` gets `PermissionDenied` and the call changes nothing.
     pub fn authorize<T>(
@@ -92,34 +150,21 @@ impl Reads {
         }
     }
 
-    /// Waits until a read here would be consistent (unless `stale`).
+    /// Waits until a read here would be consistent (unless `stale`). While no leader is known
+    /// (an election), it waits for one, up to [`crate::raft::LEADER_WAIT`].
     pub async fn barrier(&self, stale: bool) -> Result<(), Status> {
         if stale {
             return Ok(());
         }
-        let index = match self.raft.ensure_linearizable().await {
-            Ok(log_id) => log_id.map_or(0, |l| l.index),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                let addr = f.leader_node.map(|n| n.addr).ok_or_else(|| {
-                    Status::unavailable("no cluster leader (use -stale to read this server's copy)")
-                })?;
-                let channel = self
-                    .dialer
-                    .endpoint(&addr, yurt_tls::Peer::Server)
-                    .map_err(|e| Status::internal(e.to_string()))?
-                    .connect_timeout(Duration::from_secs(1))
-                    .connect()
-                    .await
-                    .map_err(|_| {
-                        Status::unavailable(format!("cannot reach the leader at {addr}"))
-                    })?;
-                RaftTransportClient::new(channel)
-                    .read_index(ReadIndexRequest {})
-                    .await?
-                    .into_inner()
-                    .index
+        let deadline = tokio::time::Instant::now() + crate::raft::LEADER_WAIT;
+        let index = loop {
+            match self.read_index().await {
+                Err(ReadIndex::NoLeader(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(crate::raft::LEADER_POLL).await;
+                }
+                Err(ReadIndex::NoLeader(s) | ReadIndex::Failed(s)) => return Err(s),
+                Ok(index) => break index,
             }
-            Err(e) => return Err(Status::unavailable(format!("no cluster leader: {e}"))),
         };
         let applied = self
             .state

@@ -102,10 +102,28 @@ impl Writer {
     pub async fn submit(&self, cmd: Command) -> Result<ApplyResult, WriteError> {
         let command = cmd.encode_to_vec();
         let started = std::time::Instant::now();
-        let r = match self.propose_local(command.clone()).await {
-            Err(WriteError::NotLeader(Some(addr))) => self.forward(&addr, command).await,
-            Err(WriteError::NotLeader(None)) => Err(WriteError::NoLeader),
-            other => other.and_then(into_result),
+        // While no leader is known (an election), the write waits for one, bounded.
+        let deadline = tokio::time::Instant::now() + crate::raft::LEADER_WAIT;
+        let r = loop {
+            break match self.propose_local(command.clone()).await {
+                Err(WriteError::NotLeader(Some(addr))) => {
+                    match self.forward(&addr, command.clone()).await {
+                        // The leader could not be reached at all (the write never left): it
+                        // may have just gone; ask Raft again for the new one.
+                        Err(WriteError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(crate::raft::LEADER_POLL).await;
+                            continue;
+                        }
+                        r => r,
+                    }
+                }
+                Err(WriteError::NotLeader(None)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(crate::raft::LEADER_POLL).await;
+                    continue;
+                }
+                Err(WriteError::NotLeader(None)) => Err(WriteError::NoLeader),
+                other => other.and_then(into_result),
+            };
         };
         crate::metrics::metrics().observe("yurt.raft.apply", started.elapsed());
         r
@@ -150,11 +168,22 @@ impl Writer {
                 client
             }
         };
-        let reply = match client.forward(RaftPayload { data: command }).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => {
+        // A leader that stops answering (paused, partitioned) does not hold the write forever;
+        // whether it applied the write is then unknown, and the sentence says so.
+        let sent =
+            tokio::time::timeout(FORWARD_WAIT, client.forward(RaftPayload { data: command }));
+        let reply = match sent.await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => {
                 *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 return Err(WriteError::Raft(s.message().to_string()));
+            }
+            Err(_) => {
+                *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                return Err(WriteError::Raft(format!(
+                    "the leader at {addr} did not answer within {}s; the write may or may not have been applied",
+                    FORWARD_WAIT.as_secs()
+                )));
             }
         };
         let result: ApplyResult =
@@ -169,6 +198,9 @@ fn into_result(r: ApplyResult) -> Result<ApplyResult, WriteError> {
         None => Ok(r),
     }
 }
+
+/// How long a write forwarded to the leader waits for its answer.
+const FORWARD_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Takes queued commands in batches and proposes each batch as one log entry, with at most
 /// `BATCHES_IN_FLIGHT` batches waiting on Raft at a time.

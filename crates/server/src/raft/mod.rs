@@ -76,6 +76,14 @@ openraft::declare_raft_types!(
 
 pub type Raft = openraft::Raft<TypeConfig>;
 
+/// How long a request that finds no leader (an election under way) waits for one before it
+/// is refused: Nomad's RPC hold timeout. A server paused past an election timeout wakes up,
+/// calls an election, and the requests sent meanwhile would otherwise fail at once.
+pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a request waiting for a leader looks again.
+pub const LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A connection to the current leader's gRPC endpoint (the public API and the Raft transport
 /// share it), for the calls that only the leader may answer.
 pub async fn dial_leader(
