@@ -188,6 +188,20 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
                     && err.contains(&format!("({old_version})")),
                 "{err}"
             );
+            let out = s[i].yurt(&[
+                "operator",
+                "scheduler",
+                "set-config",
+                "-memory-oversubscription",
+                "true",
+            ]);
+            let err = stderr(&out);
+            assert!(
+                err.contains(
+                    "memory oversubscription requires all servers at version 0.2.0; these are older: "
+                ) && err.contains(&format!("({old_version})")),
+                "{err}"
+            );
             let out = s[i].yurt(&["acl", "bootstrap"]);
             let err = stderr(&out);
             assert!(

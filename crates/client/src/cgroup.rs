@@ -192,7 +192,6 @@ impl Group {
             Layout::V2(root) => vec![root.join(&self.name)],
             Layout::V1(points) => points.iter().map(|(_, p)| p.join(&self.name)).collect(),
         };
-        out.dedup();
         out.sort();
         out.dedup();
         out

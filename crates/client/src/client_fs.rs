@@ -3,8 +3,6 @@
 //! exec` (its driver's `exec`). Each call is checked first: the servers judge the caller's
 //! token (`Client::check_token`).
 
-use std::time::Duration;
-
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_server::ClientFs;
 use yurt_proto::v1::{
@@ -21,10 +19,6 @@ use crate::runner::log_rotation;
 use crate::{Client, LocalAlloc};
 
 const MAX_CHUNK: u64 = 1024 * 1024;
-
-/// How long `alloc exec` runs a command unless asked otherwise, and at most.
-const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
-const EXEC_TIMEOUT_MAX: Duration = Duration::from_secs(600);
 
 /// An allocation this client runs, or why not.
 pub(crate) fn local_alloc(client: &Client, id: &str) -> Result<LocalAlloc, Status> {
@@ -114,10 +108,7 @@ impl ClientFs for FsService {
         if req.command.is_empty() {
             return Err(Status::invalid_argument("no command given"));
         }
-        let timeout = match req.timeout_ms {
-            0 => EXEC_TIMEOUT,
-            ms => Duration::from_millis(ms).min(EXEC_TIMEOUT_MAX),
-        };
+        let timeout = yurt_types::limits::exec_timeout(req.timeout_ms);
         let driver = self.client.driver_of(&local, &task);
         let out =
             tokio::task::spawn_blocking(move || driver.exec(handle(&t), &req.command, timeout))

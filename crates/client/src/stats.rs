@@ -96,16 +96,17 @@ impl Client {
         let read = |name: &str, t: &crate::runner::LocalTask| {
             self.driver_of(&local, name).stats(handle(t))
         };
-        let mut samples = self.inner.samples.lock().unwrap_or_else(|e| e.into_inner());
-        // A first reading of a task has nothing to compare with: one a moment earlier.
-        if running
+        let samples = || self.inner.samples.lock().unwrap_or_else(|e| e.into_inner());
+        // A first reading of a task has nothing to compare with: one a moment earlier (the
+        // samples are not held while waiting).
+        let unseen = running
             .iter()
-            .any(|(n, _)| !samples.contains_key(&(alloc_id.to_string(), n.to_string())))
-        {
+            .any(|(n, _)| !samples().contains_key(&(alloc_id.to_string(), n.to_string())));
+        if unseen {
             let then = now_ms();
             for (name, t) in &running {
                 if let Some(u) = read(name, t) {
-                    samples.insert(
+                    samples().insert(
                         (alloc_id.to_string(), name.to_string()),
                         (then, u.cpu_total_ns),
                     );
@@ -113,6 +114,7 @@ impl Client {
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
+        let mut samples = samples();
         let now = now_ms();
         let mut tasks = BTreeMap::new();
         for (name, t) in running {

@@ -766,12 +766,8 @@ impl allocs_server::Allocs for Api {
     async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {
         self.reads.authorize(&req, Need::job(ALLOC_EXEC))?;
         self.barrier(&req).await?;
-        // The client bounds the command (60 s unless asked, 10 min at most); the call waits
-        // a little longer for its answer.
-        let limit = match req.get_ref().timeout_ms {
-            0 => Duration::from_secs(60),
-            ms => Duration::from_millis(ms).min(Duration::from_secs(600)),
-        };
+        // The client bounds the command; the call waits a little longer for its answer.
+        let limit = yurt_types::limits::exec_timeout(req.get_ref().timeout_ms);
         let (alloc_id, channel) = self
             .client_of(
                 &req.get_ref().alloc_id,

@@ -24,6 +24,14 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// One gRPC message or HTTP body, on both APIs.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
+/// How long `alloc exec` lets a command run: `asked_ms`, 60 s when 0, at most 10 minutes.
+pub fn exec_timeout(asked_ms: u64) -> std::time::Duration {
+    match asked_ms {
+        0 => std::time::Duration::from_secs(60),
+        ms => std::time::Duration::from_millis(ms).min(std::time::Duration::from_secs(600)),
+    }
+}
+
 /// A value the user gave, quoted for a sentence and cut after 40 characters: an error message
 /// never echoes a huge input (a gRPC status travels in a header that has a size limit).
 pub fn shown(value: &str) -> String {
@@ -207,6 +215,14 @@ fn check_strings(v: &Json, path: &str) -> Result<(), (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_timeout_defaults_to_a_minute_and_stops_at_ten() {
+        use std::time::Duration;
+        assert_eq!(exec_timeout(0), Duration::from_secs(60));
+        assert_eq!(exec_timeout(1500), Duration::from_millis(1500));
+        assert_eq!(exec_timeout(u64::MAX), Duration::from_secs(600));
+    }
 
     #[test]
     fn a_panic_s_text_is_cut_short() {

@@ -221,7 +221,9 @@ impl Executors {
 
     /// The task's usage from its cgroup (none for a task started without one).
     pub fn stats(h: Handle<'_>) -> Option<Usage> {
-        executor::read_exit(h.dir).is_none().then_some(())?;
+        if executor::read_exit(h.dir).is_some() {
+            return None;
+        }
         Some(spec(h.dir)?.cgroup?.group.usage())
     }
 }
