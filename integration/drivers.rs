@@ -3,7 +3,8 @@
 //! cgroups (an OOM kill is reported and restarted by policy, a fork bomb stops at the pids
 //! limit, CPU time splits by `cpu`, `memory_max` with oversubscription); a stop kills what
 //! left the task's process group; raw_exec disabled and a driver no node has are placement
-//! failures that name the missing driver; `alloc exec` runs inside the task. Faults:
+//! failures that name the missing driver; a task cannot read another's secrets; `alloc exec`
+//! runs inside the task. Faults:
 //! `driver_faults`.
 
 use std::path::{Path, PathBuf};
@@ -579,4 +580,40 @@ fn alloc_exec_runs_a_command_inside_the_task_and_bounds_it() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_task_cannot_read_another_task_s_secrets() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let data = dir.path.join("data");
+    // Task `a` keeps a secret; task `b` of the same allocation looks for it by every path it
+    // might know: beside its own root, through the shared alloc dir, by the host's path.
+    let task = |name: &str, script: &str| {
+        format!(
+            "    task {name:?} {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/sh\"\n        args    = [\"-c\", {script:?}]\n      }}\n      resources {{\n        memory = 32\n      }}\n    }}\n"
+        )
+    };
+    let a = task(
+        "a",
+        "echo hush > /secrets/token; cat /secrets/token; sleep 3",
+    );
+    let b = task(
+        "b",
+        &format!(
+            "sleep 1; for p in /../a/secrets/token /alloc/../a/secrets/token {}/client/allocs/*/a/secrets/token; do cat $p 2>/dev/null; done; echo looked",
+            data.display()
+        ),
+    );
+    let src = format!("job \"secret\" {{\n  type = \"batch\"\n  group \"g\" {{\n{a}{b}  }}\n}}\n");
+    let job = dir.path.join("secret.hcl");
+    std::fs::write(&job, src).unwrap();
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    let (id, _) = wait_alloc_status(&agent, "secret", "complete");
+    // The secret is there on the host, where `b` looked for it.
+    let on_host = data.join("client/allocs").join(&id).join("a/secrets/token");
+    assert_eq!(std::fs::read_to_string(on_host).unwrap().trim(), "hush");
+    assert_eq!(agent.ok(&["alloc", "logs", &id, "a"]).trim(), "hush");
+    let b_out = agent.ok(&["alloc", "logs", &id, "b"]);
+    assert_eq!(b_out.trim(), "looked", "b read a's secret: {b_out}");
 }
