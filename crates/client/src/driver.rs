@@ -4,7 +4,8 @@
 //! restarting), signals and stops it, waits for it, reads its usage and runs a command in it.
 //! The runner knows only this trait. `raw_exec` ([`raw_exec::RawExec`]) runs a host process,
 //! `exec` ([`exec::Exec`]) an isolated one; both under the executor, as
-//! [`executors::Flavour`]s that [`executors::OnExecutor`] makes drivers.
+//! [`executors::Flavour`]s that [`executors::OnExecutor`] makes drivers. `docker`
+//! ([`docker::Docker`]) runs a container through the Docker Engine API.
 //!
 //! [`Drivers`] holds this node's drivers and their fingerprints; a task runs only with a driver
 //! fingerprinted healthy.
@@ -13,16 +14,17 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
-use yurt_proto::v1::{value, DriverInfo, Task};
+use yurt_proto::v1::{value, DriverInfo, Port, Task};
 use yurt_types::agentconfig::DriverConfig;
 
 use crate::cgroup::Usage;
 use crate::executor::ExitStatus;
 use crate::logfiles::Rotation;
 
+pub mod docker;
 pub mod exec;
 pub mod executors;
 pub mod raw_exec;
@@ -53,6 +55,13 @@ pub struct Handle<'a> {
 /// What a driver needs to ready one task.
 pub struct TaskStart<'a> {
     pub alloc_id: &'a str,
+    /// The allocation's job and group, and this node (what a container's labels name).
+    pub job: &'a str,
+    pub group: &'a str,
+    pub node_id: &'a str,
+    /// The group's ports as placed on this node, and the address they are reached at.
+    pub ports: &'a [Port],
+    pub host_ip: &'a str,
     /// The cluster let the allocation use its tasks' `memory_max`.
     pub memory_oversubscription: bool,
     pub task: &'a Task,
@@ -81,19 +90,41 @@ pub struct ExecOutput {
 }
 
 /// A future a driver returns (drivers are trait objects).
-pub type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// Resolves when a task has ended.
+pub type Waiting = Pending<()>;
+
+/// A task a driver started: the PID of the process that watches it (the task's own, for a
+/// container), and what the driver did on the way (task events: type, message).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    pub pid: i32,
+    pub events: Vec<(String, String)>,
+}
 
 /// One task driver.
 pub trait Driver: Send + Sync {
     /// The name jobs give as `driver`.
     fn name(&self) -> &'static str;
-    /// Whether the driver is usable on this node, and its attributes.
+    /// Whether the driver is usable on this node, and its attributes (the last known answer,
+    /// for a driver whose health can change: see [`Driver::refingerprint`]).
     fn fingerprint(&self) -> DriverInfo;
+    /// Looks again whether the driver is usable, for a driver whose health can change while
+    /// the client runs (a daemon it talks to); `None` for one whose answer cannot change.
+    fn refingerprint(&self) -> Option<Pending<DriverInfo>> {
+        None
+    }
+    /// At client start, given the handle dirs of every task the client knows: removes what
+    /// this driver left on the node that none of them claims (a container whose allocation
+    /// is gone). `None` for a driver that leaves nothing behind.
+    fn adopt(&self, _handle_dirs: Vec<PathBuf>) -> Option<Pending<()>> {
+        None
+    }
     /// Readies a task to start (its directories, what it runs); `start` then starts it.
     fn prepare(&self, t: TaskStart<'_>) -> Result<(), String>;
-    /// Starts readied tasks (blocking; several at once where the driver can): for each, the
-    /// PID of the process that watches it, or why it could not start.
-    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<i32, String>>;
+    /// Starts readied tasks (blocking, on a thread that may block on the runtime; several at
+    /// once where the driver can): for each, what started, or why it could not start.
+    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<Started, String>>;
     /// What became of a task this driver started, possibly before a client restart. A task
     /// that still runs is left alone: re-attaching never restarts it.
     fn recover(&self, h: Handle<'_>) -> Seen;
@@ -119,12 +150,13 @@ pub trait Driver: Send + Sync {
 /// This node's drivers and what their fingerprints found.
 pub struct Drivers {
     drivers: BTreeMap<&'static str, Arc<dyn Driver>>,
-    found: BTreeMap<String, DriverInfo>,
+    found: Mutex<BTreeMap<String, DriverInfo>>,
 }
 
 impl Drivers {
-    /// The drivers with this node's settings, fingerprinted.
-    pub fn new(config: &DriverConfig, exe: &Path) -> Drivers {
+    /// The drivers with this node's settings, fingerprinted (a driver whose health can change
+    /// says so once [`Drivers::refresh`] has asked it).
+    pub fn new(config: &DriverConfig, exe: &Path, node_id: &str) -> Drivers {
         use executors::{Executors, OnExecutor};
         let executors = Arc::new(Executors::new(exe));
         let list: Vec<Arc<dyn Driver>> = vec![
@@ -133,6 +165,7 @@ impl Drivers {
                 executors.clone(),
             )),
             Arc::new(OnExecutor::new(exec::Exec::new(config), executors)),
+            Arc::new(docker::Docker::new(config, node_id)),
         ];
         Drivers::of(list)
     }
@@ -145,20 +178,64 @@ impl Drivers {
             .collect();
         Drivers {
             drivers: list.into_iter().map(|d| (d.name(), d)).collect(),
-            found,
+            found: Mutex::new(found),
+        }
+    }
+
+    /// Asks the drivers whose health can change again; whether any answer changed (other
+    /// than its time).
+    pub async fn refresh(&self) -> bool {
+        let asked: Vec<(&'static str, Pending<DriverInfo>)> = self
+            .drivers
+            .iter()
+            .filter_map(|(name, d)| Some((*name, d.refingerprint()?)))
+            .collect();
+        let mut changed = false;
+        for (name, pending) in asked {
+            let info = pending.await;
+            let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+            let same = found.get(name).is_some_and(|old| {
+                (
+                    old.detected,
+                    old.healthy,
+                    &old.health_description,
+                    &old.attributes,
+                ) == (
+                    info.detected,
+                    info.healthy,
+                    &info.health_description,
+                    &info.attributes,
+                )
+            });
+            if !same {
+                tracing::info!(driver = name, healthy = info.healthy, why = %info.health_description, "task driver fingerprint changed");
+                found.insert(name.to_string(), info);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Lets each driver remove what it left on the node that no task claims
+    /// ([`Driver::adopt`]).
+    pub async fn adopt(&self, handle_dirs: Vec<PathBuf>) {
+        for d in self.drivers.values() {
+            if let Some(pending) = d.adopt(handle_dirs.clone()) {
+                pending.await;
+            }
         }
     }
 
     /// What each driver's fingerprint found, by name (the node's `Drivers`).
-    pub fn found(&self) -> &BTreeMap<String, DriverInfo> {
-        &self.found
+    pub fn found(&self) -> BTreeMap<String, DriverInfo> {
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The node attributes the drivers add: `driver.NAME = 1` for each healthy one, and its
     /// own attributes.
     pub fn attributes(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        for (name, info) in &self.found {
+        for (name, info) in &self.found() {
             if info.detected && info.healthy {
                 out.insert(format!("driver.{name}"), "1".to_string());
                 out.extend(info.attributes.clone());
@@ -175,7 +252,7 @@ impl Drivers {
                 self.drivers.keys().copied().collect::<Vec<_>>().join(", ")
             ));
         };
-        match self.found.get(name) {
+        match self.found().get(name) {
             Some(i) if i.detected && i.healthy => Ok(driver.clone()),
             Some(i) => Err(format!(
                 "driver {name:?} is not usable on this node: {}",
@@ -197,7 +274,7 @@ impl Drivers {
 
     /// One line per driver that cannot run tasks, for the client's log.
     pub fn unusable(&self) -> Vec<String> {
-        self.found
+        self.found()
             .iter()
             .filter(|(_, i)| !(i.detected && i.healthy))
             .map(|(n, i)| format!("{n}: {}", i.health_description))

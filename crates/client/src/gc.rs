@@ -64,6 +64,7 @@ mod tests {
                     restart_at_ms: None,
                     restarts_ms: vec![],
                     kill_at_ms: None,
+                    starting: false,
                 },
             )]),
             client_status: status.into(),

@@ -26,7 +26,7 @@ mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,9 @@ struct Inner {
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
     registered: watch::Sender<bool>,
+    /// A driver's fingerprint changed: the node registers again with its new `Drivers`.
+    reregister: AtomicBool,
+    fingerprint_changed: tokio::sync::Notify,
     shutdown: watch::Sender<bool>,
 }
 
@@ -235,7 +238,8 @@ impl Client {
                 .collect(),
             current: AtomicU64::new(0),
         };
-        let drivers = driver::Drivers::new(&config.drivers, &config.executor_exe);
+        let drivers = driver::Drivers::new(&config.drivers, &config.executor_exe, &id);
+        drivers.refresh().await;
         for why in drivers.unusable() {
             tracing::warn!("task driver {why}: no task of it starts on this node");
         }
@@ -256,9 +260,12 @@ impl Client {
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),
                 registered: watch::channel(false).0,
+                reregister: AtomicBool::new(false),
+                fingerprint_changed: tokio::sync::Notify::new(),
                 shutdown: watch::channel(false).0,
             }),
         };
+        tokio::spawn(client.clone().fingerprint_loop());
         tokio::spawn(client.clone().heartbeat_loop());
         tokio::spawn(client.clone().watch_loop());
         tokio::spawn(client.clone().supervise_loop());
@@ -378,13 +385,7 @@ impl Client {
             resources: Some(fp.resources),
             rpc_addr: c.advertise_addr.clone(),
             version: yurt_types::VERSION.into(),
-            drivers: self
-                .inner
-                .drivers
-                .found()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            drivers: self.inner.drivers.found().into_iter().collect(),
             ..Node::default()
         }
     }
@@ -411,11 +412,40 @@ impl Client {
         Ok(r.heartbeat_ttl_ms)
     }
 
+    /// Asks the drivers whose health can change again, every [`driver::docker::FINGERPRINT_PERIOD`];
+    /// a change makes the node register again with its new `Drivers` (and nothing new is
+    /// placed with a driver that became unhealthy). First, what the drivers left on the node
+    /// that no task claims is removed.
+    async fn fingerprint_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let dirs: Vec<PathBuf> = {
+            let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            allocs
+                .values()
+                .flat_map(|a| a.tasks.values().map(|t| t.exec_dir.clone()))
+                .collect()
+        };
+        self.inner.drivers.adopt(dirs).await;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(driver::docker::FINGERPRINT_PERIOD) => {}
+                _ = shutdown.changed() => return,
+            }
+            if self.inner.drivers.refresh().await {
+                self.inner.reregister.store(true, Ordering::Relaxed);
+                self.inner.fingerprint_changed.notify_one();
+            }
+        }
+    }
+
     async fn heartbeat_loop(self) {
         let mut shutdown = self.inner.shutdown.subscribe();
         let mut registered = false;
         let mut failures = 0u32;
         loop {
+            if self.inner.reregister.swap(false, Ordering::Relaxed) {
+                registered = false;
+            }
             let result = if registered {
                 let servers = &self.inner.servers;
                 let mut client = servers.get();
@@ -475,6 +505,7 @@ impl Client {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.inner.fingerprint_changed.notified() => {}
                 _ = shutdown.changed() => return,
             }
         }

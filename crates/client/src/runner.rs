@@ -104,6 +104,7 @@ impl LocalAlloc {
             restart_at_ms: Some(0),
             restarts_ms: vec![],
             kill_at_ms: None,
+            starting: false,
         };
         LocalAlloc {
             tasks: names.iter().map(|n| (n.clone(), task(n))).collect(),
@@ -131,6 +132,10 @@ pub struct LocalTask {
     pub restarts_ms: Vec<i64>,
     /// When a stopping task gets SIGKILL (Unix ms).
     pub kill_at_ms: Option<i64>,
+    /// Readied and handed to its driver, which has not said yet that it started (pulling an
+    /// image can take minutes): still pending, not started again, not judged healthy.
+    #[serde(default)]
+    pub starting: bool,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -145,8 +150,15 @@ pub(crate) fn load(db: &sled::Tree) -> Result<BTreeMap<String, LocalAlloc>, Stri
     let mut out = BTreeMap::new();
     for kv in db.iter() {
         let (k, v) = kv.map_err(|e| e.to_string())?;
-        let a: LocalAlloc = serde_json::from_slice(&v)
+        let mut a: LocalAlloc = serde_json::from_slice(&v)
             .map_err(|e| format!("allocation {}: {e}", String::from_utf8_lossy(&k)))?;
+        for t in a.tasks.values_mut() {
+            // The client stopped while a driver started the task: whether it started is the
+            // driver's to say, as for a running task (re-attached, or lost and restarted).
+            if t.starting {
+                step::started(t, step::event_time(t));
+            }
+        }
         out.insert(a.alloc.id.clone(), a);
     }
     Ok(out)

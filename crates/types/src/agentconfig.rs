@@ -16,6 +16,7 @@
 //! acl { enabled = true }
 //! plugin "raw_exec" { config { enabled = true } }
 //! plugin "exec" { config { default_pid_mode = "private"  pids_limit = 4096 } }
+//! plugin "docker" { config { endpoint = "unix:///var/run/docker.sock"  gc { image_delay = "3m" } } }
 //! tls {
 //!   http = true  rpc = true
 //!   ca_file = "yurt-agent-ca.pem"  cert_file = "global-server-yurt.pem"
@@ -108,10 +109,15 @@ pub struct DriverConfig {
     pub user_denylist: Option<Vec<String>>,
     /// `client { options = { "user.checked_drivers" = "exec" } }`.
     pub user_checked_drivers: Option<Vec<String>>,
+    /// `plugin "docker" { config { endpoint = "unix:///var/run/docker.sock" } }`.
+    pub docker_endpoint: Option<String>,
+    /// `plugin "docker" { config { gc { image = true  image_delay = "3m" } } }`.
+    pub docker_image_gc: Option<bool>,
+    pub docker_image_delay_ms: Option<u64>,
 }
 
 /// The drivers a `plugin` block may configure.
-pub const PLUGINS: [&str; 2] = ["raw_exec", "exec"];
+pub const PLUGINS: [&str; 3] = ["raw_exec", "exec", "docker"];
 
 fn mode(s: &mut Scope<'_>, key: &'static str, l: &mut Lines) -> Result<Option<String>, SpecError> {
     match s.string(key, l)? {
@@ -147,6 +153,15 @@ fn plugin(r: &Reader<'_>, b: &Blk, c: &mut DriverConfig, l: &mut Lines) -> Resul
         let mut s = Scope::new(r, &cb.body, what, format!("plugin[{name}].config"));
         if name == "raw_exec" {
             c.raw_exec_enabled = s.boolean("enabled", l)?;
+        } else if name == "docker" {
+            c.docker_endpoint = s.string("endpoint", l)?;
+            if let Some(gb) = s.block("gc")? {
+                let path = format!("plugin[{name}].config.gc");
+                let mut g = Scope::new(r, &gb.body, format!("plugin \"{name}\" config gc"), path);
+                c.docker_image_gc = g.boolean("image", l)?;
+                c.docker_image_delay_ms = g.duration_ms("image_delay", l)?;
+                g.finish()?;
+            }
         } else {
             c.default_pid_mode = mode(&mut s, "default_pid_mode", l)?;
             c.default_ipc_mode = mode(&mut s, "default_ipc_mode", l)?;
@@ -374,7 +389,10 @@ impl AgentConfig {
             pids_limit,
             chroot_env,
             user_denylist,
-            user_checked_drivers
+            user_checked_drivers,
+            docker_endpoint,
+            docker_image_gc,
+            docker_image_delay_ms
         );
     }
 }
@@ -531,6 +549,17 @@ tls {
         c.merge(later);
         assert_eq!(c.drivers.raw_exec_enabled, Some(false));
         assert_eq!(c.drivers.pids_limit, Some(64));
+        let docker = "plugin \"docker\" {\n  config {\n    endpoint = \"unix:///run/d.sock\"\n    gc {\n      image_delay = \"10s\"\n    }\n  }\n}\n";
+        c.merge(parse("c.hcl", docker).unwrap());
+        assert_eq!(
+            c.drivers.docker_endpoint.as_deref(),
+            Some("unix:///run/d.sock")
+        );
+        assert_eq!(c.drivers.docker_image_delay_ms, Some(10_000));
+        assert_eq!(c.drivers.pids_limit, Some(64));
+        let typo = "plugin \"docker\" {\n  config {\n    endpiont = \"x\"\n  }\n}\n";
+        let e = parse("d.hcl", typo).unwrap_err().to_string();
+        assert!(e.starts_with("d.hcl:3:"), "{e}");
     }
 
     #[test]

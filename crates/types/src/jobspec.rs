@@ -14,6 +14,7 @@ use std::fmt;
 
 mod canonical;
 mod decode;
+mod docker;
 mod validate;
 
 pub use canonical::{

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use yurt_proto::v1::DriverInfo;
 
-use super::{Driver, ExecOutput, Handle, Seen, TaskStart, Waiting};
+use super::{Driver, ExecOutput, Handle, Seen, Started, TaskStart, Waiting};
 use crate::cgroup::Usage;
 use crate::executor::{self, ExecSpec};
 use crate::launcher::{LaunchError, Launcher};
@@ -52,8 +52,16 @@ impl<F: Flavour> Driver for OnExecutor<F> {
         Executors::write_spec(&dir, &self.flavour.spec(t)?)
     }
 
-    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<i32, String>> {
-        self.executors.start(handle_dirs)
+    fn start(&self, handle_dirs: &[PathBuf]) -> Vec<Result<Started, String>> {
+        let pids = self.executors.start(handle_dirs);
+        pids.into_iter()
+            .map(|r| {
+                r.map(|pid| Started {
+                    pid,
+                    events: Vec::new(),
+                })
+            })
+            .collect()
     }
 
     fn recover(&self, h: Handle<'_>) -> Seen {

@@ -19,8 +19,15 @@ impl Driver for Fake {
     fn prepare(&self, _: TaskStart<'_>) -> Result<(), String> {
         Ok(())
     }
-    fn start(&self, dirs: &[PathBuf]) -> Vec<Result<i32, String>> {
-        dirs.iter().map(|_| Ok(1)).collect()
+    fn start(&self, dirs: &[PathBuf]) -> Vec<Result<Started, String>> {
+        dirs.iter()
+            .map(|_| {
+                Ok(Started {
+                    pid: 1,
+                    events: vec![],
+                })
+            })
+            .collect()
     }
     fn recover(&self, _: Handle<'_>) -> Seen {
         Seen::Nothing
@@ -170,4 +177,87 @@ fn exec_is_unhealthy_without_root_or_cgroups_and_says_why() {
     })]);
     assert!(d.to_start("exec").is_err());
     assert!(d.attributes().is_empty());
+}
+
+/// A driver whose daemon comes and goes.
+struct Daemon {
+    up: std::sync::atomic::AtomicBool,
+}
+
+impl Driver for Daemon {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+    fn fingerprint(&self) -> DriverInfo {
+        info(false, false, "not fingerprinted yet", 0)
+    }
+    fn refingerprint(&self) -> Option<Pending<DriverInfo>> {
+        let up = self.up.load(std::sync::atomic::Ordering::Relaxed);
+        let why = if up { "Healthy" } else { "daemon gone" };
+        // The time differs at every answer: only what it says counts as a change.
+        let now = std::process::id() as i64 + i64::from(up);
+        Some(Box::pin(std::future::ready(info(up, up, why, now))))
+    }
+    fn prepare(&self, _: TaskStart<'_>) -> Result<(), String> {
+        Ok(())
+    }
+    fn start(&self, dirs: &[PathBuf]) -> Vec<Result<Started, String>> {
+        dirs.iter().map(|_| Err("no".to_string())).collect()
+    }
+    fn recover(&self, _: Handle<'_>) -> Seen {
+        Seen::Nothing
+    }
+    fn signal(&self, _: Handle<'_>, _: Signal) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn stop(&self, _: Handle<'_>, _: Signal) {}
+    fn wait(&self, _: Handle<'_>) -> Waiting {
+        Box::pin(async {})
+    }
+    fn stats(&self, _: Handle<'_>) -> Option<Usage> {
+        None
+    }
+    fn exec(
+        &self,
+        _: Handle<'_>,
+        _: &[String],
+        _: std::time::Duration,
+    ) -> std::io::Result<ExecOutput> {
+        Err(std::io::Error::other("no"))
+    }
+}
+
+#[tokio::test]
+async fn a_driver_whose_daemon_comes_and_goes_is_usable_only_while_it_answers() {
+    let daemon = Arc::new(Daemon {
+        up: std::sync::atomic::AtomicBool::new(true),
+    });
+    let d = Drivers::of(vec![
+        daemon.clone(),
+        Arc::new(Fake {
+            name: raw_exec::NAME,
+            healthy: true,
+        }),
+    ]);
+    assert!(
+        d.to_start("docker").is_err(),
+        "not usable before it was asked"
+    );
+    assert!(d.refresh().await, "first answer is a change");
+    assert!(d.to_start("docker").is_ok());
+    assert_eq!(
+        d.attributes().get("driver.docker").map(String::as_str),
+        Some("1")
+    );
+    assert!(!d.refresh().await, "the same answer is no change");
+    daemon.up.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(d.refresh().await);
+    let e = d.to_start("docker").err().unwrap();
+    assert!(e.contains("daemon gone"), "{e}");
+    assert!(!d.attributes().contains_key("driver.docker"));
+    assert_eq!(
+        d.of_task("docker").name(),
+        "docker",
+        "a running task stays watched"
+    );
 }

@@ -2,7 +2,7 @@
 //! pass readied started by their drivers, several at once.
 
 use super::*;
-use crate::driver::{interpolate, Driver, TaskStart};
+use crate::driver::{interpolate, Driver, Started, TaskStart};
 
 /// A task a pass starts.
 pub(crate) struct Spawn {
@@ -71,8 +71,14 @@ impl Client {
         for (k, v) in &task.env {
             env.insert(k.clone(), interpolate(v, &base));
         }
+        let host_ip = self.host_ip();
         driver.prepare(TaskStart {
             alloc_id: &a.id,
+            job: &a.job_id,
+            group: &a.task_group,
+            node_id: &self.inner.node_id,
+            ports: &a.ports,
+            host_ip: &host_ip,
             memory_oversubscription: a.memory_oversubscription,
             task,
             alloc_dir: &adir,
@@ -88,7 +94,7 @@ impl Client {
     /// Starts the tasks a pass readied, each driver's several at once (an executor's start
     /// waits for the `exec` of the `yurt` binary, a millisecond or two), then records their
     /// PIDs; a task that cannot start fails with a `Driver Failure` event.
-    pub(crate) async fn start_tasks(&self, spawns: Vec<Spawn>) {
+    pub(crate) async fn start_tasks(self, spawns: Vec<Spawn>) {
         let batches: Vec<(std::sync::Arc<dyn Driver>, Vec<PathBuf>)> = {
             let mut by: BTreeMap<&'static str, (std::sync::Arc<dyn Driver>, Vec<PathBuf>)> =
                 BTreeMap::new();
@@ -101,7 +107,7 @@ impl Client {
             by.into_values().collect()
         };
         let started = tokio::task::spawn_blocking(move || {
-            let mut out: BTreeMap<PathBuf, Result<i32, String>> = BTreeMap::new();
+            let mut out: BTreeMap<PathBuf, Result<Started, String>> = BTreeMap::new();
             for (driver, dirs) in batches {
                 out.extend(dirs.iter().cloned().zip(driver.start(&dirs)));
             }
@@ -109,7 +115,7 @@ impl Client {
         })
         .await
         .unwrap_or_default();
-        let started: Vec<Result<i32, String>> = spawns
+        let started: Vec<Result<Started, String>> = spawns
             .iter()
             .map(|s| {
                 started
@@ -128,18 +134,29 @@ impl Client {
                 continue;
             };
             match result {
-                Ok(pid) => {
-                    t.executor_pid = Some(pid);
-                    self.watch_exit(&s.driver, &s.exec_dir, Some(pid));
+                Ok(started) if t.starting && !local.stopping => {
+                    t.executor_pid = Some(started.pid);
+                    super::step::started(t, now);
+                    super::step::driver_events(t, started.events, now);
+                    self.watch_exit(&s.driver, &s.exec_dir, Some(started.pid));
                 }
-                Err(e) => {
-                    super::step::start_failed(t, e, now);
-                    local.dirty = true;
+                Ok(started) => {
+                    // Stopped while its driver started it: it is killed (and, once it ended,
+                    // its driver cleans up after it).
+                    t.executor_pid = Some(started.pid);
+                    t.starting = false;
+                    s.driver.stop(super::supervise::handle(t), Signal::SIGKILL);
+                    self.watch_exit(&s.driver, &s.exec_dir, Some(started.pid));
                 }
+                Err(e) if t.starting => super::step::start_failed(t, e, now),
+                Err(_) => {}
             }
+            local.dirty = true;
             self.persist(local);
         }
         drop(allocs);
         self.flush_state();
+        // What a start changed (a failure, the driver's events) is reported by the next pass.
+        self.inner.wake.notify_one();
     }
 }

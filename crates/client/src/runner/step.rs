@@ -45,6 +45,7 @@ pub(crate) fn event_at(kind: &str, message: impl Into<String>, now: i64) -> Task
 
 /// Marks a task as ended.
 pub(crate) fn finish(t: &mut LocalTask, failed: bool, now: i64) {
+    t.starting = false;
     t.state.state = TASK_DEAD.into();
     t.state.failed = failed;
     t.state.finished_at_unix_ms = now;
@@ -139,13 +140,38 @@ fn exited(
     }
 }
 
-/// The task's executor was readied: the task runs from `now`.
+/// The task was readied and handed to its driver to start.
+pub(crate) fn starting(t: &mut LocalTask) {
+    t.starting = true;
+}
+
+/// The time of the task's last event (when it was last seen to change).
+pub(crate) fn event_time(t: &LocalTask) -> i64 {
+    t.state.events.last().map_or(0, |e| e.time_unix_ms)
+}
+
+/// The driver started the task: it runs from `now`.
 pub(crate) fn started(t: &mut LocalTask, now: i64) {
+    t.starting = false;
     t.state.state = TASK_RUNNING.into();
     t.state.started_at_unix_ms = now;
     t.state
         .events
         .push(event_at("Started", "Task started by client", now));
+}
+
+/// What the driver did on the way to starting the task (pulling its image, say): events
+/// that come before `Started`.
+pub(crate) fn driver_events(t: &mut LocalTask, events: Vec<(String, String)>, now: i64) {
+    let at = t
+        .state
+        .events
+        .iter()
+        .rposition(|e| e.r#type == "Started")
+        .unwrap_or(t.state.events.len());
+    for (i, (kind, message)) in events.into_iter().enumerate() {
+        t.state.events.insert(at + i, event_at(&kind, message, now));
+    }
 }
 
 /// The task could not be started: it ends, failed, saying why.
@@ -199,6 +225,7 @@ mod tests {
             restart_at_ms: Some(0),
             restarts_ms: vec![],
             kill_at_ms: None,
+            starting: false,
         }
     }
 

@@ -219,7 +219,9 @@ impl Client {
             self.flush_state();
         }
         if !spawns.is_empty() {
-            self.start_tasks(spawns).await;
+            // Starting can take long (a docker image pull): the tasks stay pending meanwhile
+            // and the supervisor carries on with the others.
+            tokio::spawn(self.clone().start_tasks(spawns));
         }
         if updates.is_empty() {
             return;
@@ -278,7 +280,7 @@ impl Client {
         match step::step(t, seen, rules, now) {
             Action::Start => match self.prepare_task(local, name, t) {
                 Ok(driver) => {
-                    step::started(t, now);
+                    step::starting(t);
                     spawns.push(Spawn {
                         alloc_id: local.alloc.id.clone(),
                         task: name.to_string(),

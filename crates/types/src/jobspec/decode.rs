@@ -295,15 +295,62 @@ pub(super) fn decode_task(
     };
     if let Some(cb) = s.block("config")? {
         lines.set(format!("{tp}.config"), cb.line);
-        if let Some(nested) = cb.body.blocks.first() {
-            return Err(r.err(
-                nested.line,
-                format!("task {:?}: config: nested blocks are not supported", t.name),
-            ));
-        }
         for a in &cb.body.attrs {
             lines.set(format!("{tp}.config.{}", a.key), a.line);
             t.config.insert(a.key.clone(), to_value(&a.val));
+        }
+        // A block in `config` (`labels { team = "geo" }`) is a map; several of one name, a
+        // list of maps.
+        let mut from_blocks = std::collections::BTreeSet::new();
+        for nested in &cb.body.blocks {
+            if !nested.labels.is_empty() || !nested.body.blocks.is_empty() {
+                return Err(r.err(
+                    nested.line,
+                    format!(
+                        "task {:?}: config: {} may hold only attributes",
+                        t.name, nested.ident
+                    ),
+                ));
+            }
+            let map = Value {
+                kind: Some(value::Kind::MapValue(ValueMap {
+                    fields: nested
+                        .body
+                        .attrs
+                        .iter()
+                        .map(|a| (a.key.clone(), to_value(&a.val)))
+                        .collect(),
+                })),
+            };
+            let twice =
+                t.config.contains_key(&nested.ident) && !from_blocks.contains(&nested.ident);
+            if twice {
+                return Err(r.err(
+                    nested.line,
+                    format!("task {:?}: config: {} is given twice", t.name, nested.ident),
+                ));
+            }
+            let entry = match t.config.remove(&nested.ident) {
+                None => {
+                    lines.set(format!("{tp}.config.{}", nested.ident), nested.line);
+                    map
+                }
+                Some(Value {
+                    kind: Some(value::Kind::ListValue(mut l)),
+                }) => {
+                    l.values.push(map);
+                    Value {
+                        kind: Some(value::Kind::ListValue(l)),
+                    }
+                }
+                Some(first) => Value {
+                    kind: Some(value::Kind::ListValue(ValueList {
+                        values: vec![first, map],
+                    })),
+                },
+            };
+            from_blocks.insert(nested.ident.clone());
+            t.config.insert(nested.ident.clone(), entry);
         }
     }
     if let Some(lb) = s.block("logs")? {

@@ -473,3 +473,62 @@ fn a_job_takes_the_cluster_s_region_or_is_refused_for_another() {
         "job.region: \"mars\" is not this cluster's region \"eu\" (Yurt has one region)"
     );
 }
+
+fn docker_job(config: &str) -> String {
+    format!(
+        "job \"geo\" {{\n  group \"api\" {{\n    network {{\n      port \"http\" {{ to = 8080 }}\n    }}\n    task \"server\" {{\n      driver = \"docker\"\n      config {{\n{config}\n      }}\n    }}\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn docker_config_takes_nomad_s_keys_and_labels_as_a_block() {
+    let src = docker_job(
+        "        image = \"geo-api-server:0.1\"\n        ports = [\"http\"]\n        volumes = [\"local/data:/data:ro\"]\n        labels {\n          team = \"geo\"\n        }",
+    );
+    let job = parse_file("geo.hcl", &src).unwrap();
+    let t = &job.task_groups[0].tasks[0];
+    match t.config["labels"].kind.as_ref() {
+        Some(value::Kind::MapValue(m)) => assert!(m.fields.contains_key("team")),
+        other => panic!("labels: {other:?}"),
+    }
+}
+
+#[test]
+fn docker_config_errors_name_the_line_and_the_key() {
+    let cases = [
+        (
+            "        image = \"x\"\n        imgae = \"y\"",
+            "geo.hcl:10: config: unknown field \"imgae\" for the docker driver",
+        ),
+        (
+            "        command = \"x\"",
+            "geo.hcl:8: task \"server\": config.image is required by the docker driver",
+        ),
+        (
+            "        image = \"x\"\n        ports = [\"db\"]",
+            "geo.hcl:10: config.ports: \"db\" is not a port of the group's network block",
+        ),
+        (
+            "        image = \"x\"\n        network_mode = \"overlay\"",
+            "geo.hcl:10: config.network_mode \"overlay\" is not one of bridge, host, none",
+        ),
+        (
+            "        image = \"x\"\n        volumes = [\"/etc:/etc\"]",
+            "geo.hcl:10: config.volumes: \"/etc:/etc\": only paths inside the allocation directory",
+        ),
+        (
+            "        image = \"x\"\n        force_pull = \"yes\"",
+            "geo.hcl:10: config.force_pull must be true or false",
+        ),
+        (
+            "        image = \"x\"\n        image_pull_timeout = \"soon\"",
+            "geo.hcl:10: config.image_pull_timeout",
+        ),
+    ];
+    for (config, want) in cases {
+        let got = parse_file("geo.hcl", &docker_job(config))
+            .expect_err(config)
+            .to_string();
+        assert!(got.starts_with(want), "{config}\n got: {got}\nwant: {want}");
+    }
+}

@@ -391,15 +391,25 @@ fn validate_task(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Result<(), 
     let Some(keys) = driver_config_keys(&t.driver) else {
         return validate_task_rest(t, tp, ports);
     };
-    if let Some(k) = t.config.keys().find(|k| !keys.contains(&k.as_str())) {
-        return fail(
-            format!("{tp}.config.{k}"),
-            format!(
+    let unknown = |k: &String| {
+        Err(Problem {
+            path: format!("{tp}.config.{k}"),
+            message: format!(
                 "config: unknown field {k:?} for the {} driver (it takes {})",
                 t.driver,
                 keys.join(", ")
             ),
-        );
+        })
+    };
+    if t.driver == "docker" {
+        if let Some(k) = t.config.keys().find(|k| !keys.contains(&k.as_str())) {
+            return unknown(k);
+        }
+        super::docker::validate(t, tp, ports)?;
+        return validate_task_rest(t, tp, ports);
+    }
+    if let Some(k) = t.config.keys().find(|k| !keys.contains(&k.as_str())) {
+        return unknown(k);
     }
     for key in ["pid_mode", "ipc_mode"] {
         match t.config.get(key).and_then(|v| v.kind.as_ref()) {
@@ -449,6 +459,7 @@ pub(crate) fn driver_config_keys(driver: &str) -> Option<&'static [&'static str]
     match driver {
         "raw_exec" => Some(&["command", "args"]),
         "exec" => Some(&["command", "args", "pid_mode", "ipc_mode"]),
+        "docker" => Some(super::docker::KEYS),
         _ => None,
     }
 }
