@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bollard::query_parameters::{CreateImageOptions, ListContainersOptions, RemoveContainerOptions};
+use bollard::query_parameters::{
+    CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
+};
 use futures_util::StreamExt;
 
 use crate::harness::wait_for;
@@ -121,7 +123,11 @@ impl Dockerd {
             .expect("start dockerd");
         self.child = Some(child);
         wait_for("the private dockerd to answer", || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "dockerd exited with {status}:\n{}",
                     std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -178,7 +184,9 @@ impl Dockerd {
         let bin = root.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::copy(busybox(), bin.join("busybox")).unwrap();
-        for tool in ["sh", "httpd", "sleep", "cat", "echo", "ls", "dd", "head", "tail", "kill", "env", "yes"] {
+        for tool in [
+            "sh", "httpd", "sleep", "cat", "echo", "ls", "dd", "head", "tail", "kill", "env", "yes",
+        ] {
             std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
         }
         for dir in ["tmp", "proc", "sys", "dev", "etc"] {
@@ -195,7 +203,11 @@ impl Dockerd {
             .args(["-cf", "-", "."])
             .output()
             .expect("run tar");
-        assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
+        assert!(
+            tar.status.success(),
+            "tar: {}",
+            String::from_utf8_lossy(&tar.stderr)
+        );
         let (repo, version) = tag.split_once(':').unwrap_or((tag, "latest"));
         let options = CreateImageOptions {
             from_src: Some("-".into()),

@@ -5,6 +5,9 @@
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
 //! - `damage`: every file of a data dir damaged in turn: refused in a sentence or survived, never empty;
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
+//! - `docker`: the docker driver against a private dockerd (`dockerd`): ports, logs, OOM,
+//!   client restart, daemon loss, missing image, drain, leftovers, image GC;
+//! - `seed_docker`: seed 004's rolling upgrade and auto-revert with real images;
 //! - `docs`: the docs' hcl examples parse, and their jobs plan;
 //! - `drivers`: exec isolation and enforced resources (OOM, pids, CPU weight), a child that
 //!   left its group killed on stop, missing drivers as placement failures, `alloc exec`;
@@ -32,6 +35,8 @@ mod acl;
 mod cluster;
 mod damage;
 mod deployments;
+mod docker;
+mod dockerd;
 mod docs;
 mod drain;
 mod driver_faults;
@@ -48,6 +53,7 @@ mod leadership;
 mod restart;
 mod rollouts;
 mod scheduling;
+mod seed_docker;
 mod status;
 mod tidy;
 mod tls;
