@@ -4,7 +4,7 @@
 //! container, a daemon that goes away (driver unhealthy, nothing placed, running containers
 //! kept) and comes back, a missing image failing with Docker's reason, a drain moving
 //! containers, leftover containers of a crashed client removed, unused images removed after
-//! `gc { image_delay }`. Seed 004 with real images: `seed_docker`.
+//! `gc { image_delay }`, the README's docker example. Seed 004 with real images: `seed_docker`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -533,4 +533,28 @@ fn a_drain_moves_containers_to_another_node() {
         }
     }
     assert!(!before.is_empty());
+}
+
+#[test]
+fn the_readme_s_docker_example_runs_and_answers() {
+    let dir = TestDir::new();
+    let docker = Dockerd::start(&dir.path);
+    // The example's image, built here (no registry): busybox, as the real one is.
+    docker.image("busybox:1.36", &[], &["/bin/sh"]);
+    let (agent, _) = docker_agent(&dir, &docker, "");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/docker.hcl");
+    agent.ok(&["job", "run", "-detach", example]);
+    agent.wait_running("hello-docker", 1);
+    let alloc = alloc_of(&agent, "hello-docker");
+    let id = alloc["id"].as_str().unwrap();
+    let port = host_port(&alloc);
+    let body = wait_for("the example to answer", || {
+        let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/");
+        if status.contains("200") {
+            Ok(body)
+        } else {
+            Err(status)
+        }
+    });
+    assert_eq!(body, format!("hello from {id}\n"));
 }

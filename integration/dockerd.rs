@@ -21,14 +21,15 @@ use crate::harness::wait_for;
 
 static BRIDGES: AtomicU32 = AtomicU32::new(0);
 
-/// Where the static busybox is (Debian's busybox-static).
+/// Where the static busybox is (Debian's busybox-static): one with no dynamic loader named
+/// in its program headers.
 pub fn busybox() -> PathBuf {
     for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        let out = Command::new("file").arg("-L").arg(p).output();
-        let static_ok = out
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("statically linked"))
-            .unwrap_or(Path::new(p).exists());
-        if Path::new(p).exists() && static_ok {
+        let Ok(bytes) = std::fs::read(p) else {
+            continue;
+        };
+        let head = &bytes[..bytes.len().min(4096)];
+        if !head.windows(8).any(|w| w == b"ld-linux") {
             return PathBuf::from(p);
         }
     }

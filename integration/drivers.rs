@@ -409,7 +409,7 @@ fn raw_exec_off_and_a_driver_nobody_has_are_placement_failures_naming_them() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Drivers"]["raw_exec"]["Healthy"], false, "{body}");
     assert_eq!(v["Drivers"]["exec"]["Detected"], true, "{body}");
-    for (name, driver) in [("raw", "raw_exec"), ("dock", "docker")] {
+    for (name, driver) in [("raw", "raw_exec"), ("pod", "podman")] {
         let job = sh_job(&dir.path, name, "service", driver, "sleep 1", (100, 32), "");
         let out = server.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
         assert!(out.contains("Evaluation ID"), "{out}");

@@ -2,7 +2,8 @@
 //! job registrations committed per second with 1 and with 64 concurrent clients, latency
 //! percentiles, and leader failover time (kill -9 the leader → first accepted write).
 //! `yurt-bench client`: see [`client`]. `yurt-bench sched`: see [`sched`]. `yurt-bench deploy`:
-//! see [`deploy`]. `yurt-bench idle`: see [`idle`]. `yurt-bench fuzz [N] [SEED]`: see [`fuzz`]
+//! see [`deploy`]. `yurt-bench docker`: see [`docker`]. `yurt-bench idle`: see [`idle`].
+//! `yurt-bench fuzz [N] [SEED]`: see [`fuzz`]
 //! (in-process, no agent).
 //!
 //! Build the agent first, then run the bench in release mode:
@@ -11,6 +12,7 @@
 
 mod client;
 mod deploy;
+mod docker;
 mod edges;
 mod fuzz;
 mod idle;
@@ -422,6 +424,8 @@ fn main() {
             rt.block_on(client::client(yurt, heartbeats))
         }
         "deploy" => rt.block_on(deploy::deploy(yurt)),
+        // `docker [ENDPOINT]`: a daemon's unix:// socket (else DOCKER_HOST).
+        "docker" => rt.block_on(docker::docker(yurt, args.next())),
         // `idle [YURT]`: another build's binary to measure beside this one's.
         "idle" => rt.block_on(idle::idle(args.next().map_or(yurt, PathBuf::from))),
         "state" => state::state(),
@@ -430,7 +434,7 @@ fn main() {
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | sched | deploy | state | idle [YURT] | fuzz [N] [SEED] | fuzz-edges [N] [SEED]");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | docker [ENDPOINT] | sched | deploy | state | idle [YURT] | fuzz [N] [SEED] | fuzz-edges [N] [SEED]");
             std::process::exit(2)
         }
     }
