@@ -93,6 +93,17 @@ pub(crate) fn container_of(docker: &Dockerd, alloc: &str) -> Option<(String, Str
         .map(|(id, _, state, _)| (id, state))
 }
 
+/// Waits until the allocation's container is gone (removed once its task ended).
+pub(crate) fn wait_no_container(docker: &Dockerd, alloc: &str) {
+    wait_for(
+        &format!("no container left for {alloc}"),
+        || match container_of(docker, alloc) {
+            None => Ok(()),
+            Some(c) => Err(format!("{c:?}")),
+        },
+    );
+}
+
 /// `State.StartedAt` and `State.Pid` of a container.
 fn started_at(docker: &Dockerd, id: &str) -> (String, i64) {
     let id = id.to_string();
@@ -213,13 +224,7 @@ fn a_container_s_port_answers_and_its_output_reaches_alloc_logs_follow() {
     let stats = agent.ok(&["alloc", "status", "-stats", &id]);
     assert!(stats.contains("Memory Stats"), "{stats}");
     agent.ok(&["job", "stop", "web"]);
-    wait_for(
-        "the stopped allocation's container to be removed",
-        || match container_of(&docker, &id) {
-            None => Ok(()),
-            Some(c) => Err(format!("{c:?}")),
-        },
-    );
+    wait_no_container(&docker, &id);
 }
 
 #[test]
@@ -272,12 +277,7 @@ fn a_client_restart_re_attaches_to_the_same_container() {
     assert_eq!(status.matches("Started").count(), 1, "{status}");
     // Still watched: a stop reaches it.
     agent.ok(&["job", "stop", "keep"]);
-    wait_for("the container to be removed", || {
-        match container_of(&docker, &id) {
-            None => Ok(()),
-            Some(c) => Err(format!("{c:?}")),
-        }
-    });
+    wait_no_container(&docker, &id);
 }
 
 #[test]
@@ -520,13 +520,7 @@ fn a_drain_moves_containers_to_another_node() {
     for a in job_allocations(&agent, "moved") {
         let id = a["id"].as_str().unwrap();
         if a["node_id"].as_str().unwrap().starts_with(&first) {
-            wait_for(
-                "the drained allocation's container to be removed",
-                || match container_of(&docker, id) {
-                    None => Ok(()),
-                    Some(c) => Err(format!("{id}: {c:?}")),
-                },
-            );
+            wait_no_container(&docker, id);
         } else if a["desired_status"] == "run" {
             let state = container_of(&docker, id).map(|c| c.1);
             assert_eq!(state.as_deref(), Some("running"), "{id}");
@@ -557,4 +551,33 @@ fn the_readme_s_docker_example_runs_and_answers() {
         }
     });
     assert_eq!(body, format!("hello from {id}\n"));
+}
+
+#[test]
+fn a_restart_makes_a_new_container_and_an_ended_one_is_removed() {
+    let dir = TestDir::new();
+    let docker = Dockerd::start(&dir.path);
+    app_image(&docker);
+    let (agent, _) = docker_agent(&dir, &docker, "");
+    let script = "echo run $(hostname); sleep 1; exit 3";
+    let job = docker_job(
+        &dir.path,
+        "twice",
+        1,
+        &format!("        image   = \"{APP}\"\n        command = \"/bin/sh\"\n        args    = [\"-c\", {script:?}]"),
+        crate::drivers::RESTART_ONCE,
+    );
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    let (id, status) = wait_alloc_status(&agent, "twice", "failed");
+    assert_eq!(status.matches("Started").count(), 2, "{status}");
+    assert!(status.contains("Exit Code: 3"), "{status}");
+    // Each run was a container of its own (its hostname is its ID's first 12 characters).
+    let logs = agent.ok(&["alloc", "logs", &id]);
+    let hosts: Vec<&str> = logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("run "))
+        .collect();
+    assert_eq!(hosts.len(), 2, "{logs}");
+    assert_ne!(hosts[0], hosts[1], "{logs}");
+    wait_no_container(&docker, &id);
 }

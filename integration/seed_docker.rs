@@ -84,6 +84,19 @@ fn answering(agent: &Agent, docker: &Dockerd) -> (usize, Vec<String>) {
     (bodies.len(), bodies)
 }
 
+/// Waits until all six allocations answer, each with `version`.
+fn wait_six_answering(agent: &Agent, docker: &Dockerd, version: &str) {
+    let want = format!("geo-api-server {version}");
+    wait_for(&format!("six containers answering {version}"), || {
+        let (n, bodies) = answering(agent, docker);
+        if n == 6 && bodies.iter().all(|b| *b == want) {
+            Ok(())
+        } else {
+            Err(format!("{bodies:?}"))
+        }
+    });
+}
+
 fn deployment_rows(agent: &Agent) -> Vec<Vec<String>> {
     let out = agent.ok(&["job", "deployments", JOB]);
     out.lines()
@@ -132,19 +145,7 @@ fn seed_004_rolling_upgrade_and_auto_revert_with_real_images() {
     let path = file.to_str().unwrap();
     let run = agent.ok(&["job", "run", path]);
     assert!(run.contains("Deployment completed successfully"), "{run}");
-    let (n, bodies) = wait_for("six containers answering 0.1", || {
-        let (n, bodies) = answering(&agent, &docker);
-        if n == 6 {
-            Ok((n, bodies))
-        } else {
-            Err(format!("{bodies:?}"))
-        }
-    });
-    assert_eq!(n, 6);
-    assert!(
-        bodies.iter().all(|b| b == "geo-api-server 0.1"),
-        "{bodies:?}"
-    );
+    wait_six_answering(&agent, &docker, "0.1");
 
     // Planning changes.
     std::fs::write(&file, geo_job("geo-api-server:0.2", false)).unwrap();
@@ -191,15 +192,7 @@ fn seed_004_rolling_upgrade_and_auto_revert_with_real_images() {
         fewest >= 4,
         "only {fewest} containers answered at one point"
     );
-    let (_, bodies) = wait_for("six containers answering 0.2", || {
-        let (n, bodies) = answering(&agent, &docker);
-        if n == 6 && bodies.iter().all(|b| b == "geo-api-server 0.2") {
-            Ok((n, bodies))
-        } else {
-            Err(format!("{bodies:?}"))
-        }
-    });
-    assert_eq!(bodies.len(), 6);
+    wait_six_answering(&agent, &docker, "0.2");
 
     // Auto-reverting on a failed deployment: 0.33 does not exist.
     std::fs::write(&file, geo_job("geo-api-server:0.33", true)).unwrap();
@@ -246,13 +239,5 @@ fn seed_004_rolling_upgrade_and_auto_revert_with_real_images() {
             None => assert!(!text.contains("Diff"), "{text}"),
         }
     }
-    let (n, bodies) = wait_for("six containers answering 0.2 after the revert", || {
-        let (n, bodies) = answering(&agent, &docker);
-        if n == 6 && bodies.iter().all(|b| b == "geo-api-server 0.2") {
-            Ok((n, bodies))
-        } else {
-            Err(format!("{bodies:?}"))
-        }
-    });
-    assert_eq!(n, 6, "{bodies:?}");
+    wait_six_answering(&agent, &docker, "0.2");
 }

@@ -23,7 +23,7 @@ use yurt_proto::v1::{
     RegisterJobRequest, RegisterNodeRequest, Resources,
 };
 
-use crate::{channel, cpu_time, leader, Server};
+use crate::{channel, cpu_time, Server};
 
 const COUNT: usize = 100;
 const SIMULATED_NODES: usize = 1000;
@@ -81,31 +81,13 @@ fn sleeper_job(driver: &str) -> yurt_proto::v1::Job {
 /// rest).
 pub async fn client(yurt: PathBuf, heartbeats: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::spawn(
-        &yurt,
-        &dir.path().join("server"),
-        &["-server".into(), "-bootstrap-expect".into(), "1".into()],
-        0,
-    );
-    leader(std::slice::from_ref(&server)).await;
+    let server = Server::single(&yurt, dir.path()).await;
     let client_dir = dir.path().join("client");
-    let config = dir.path().join("client.hcl");
-    std::fs::write(
-        &config,
-        "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n",
-    )
-    .unwrap();
-    let agent = Server::spawn(
+    let agent = Server::client(
         &yurt,
         &client_dir,
-        &[
-            "-client".into(),
-            "-servers".into(),
-            server.addr.clone(),
-            "-config".into(),
-            config.display().to_string(),
-        ],
-        0,
+        &server.addr,
+        "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n",
     );
     let mut nodes = NodesClient::new(channel(&server.addr).await);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use yurt_proto::v1::jobs_client::JobsClient;
 use yurt_proto::v1::{DeregisterJobRequest, RegisterJobRequest};
 
-use crate::{channel, leader, Server};
+use crate::{channel, Server};
 
 const COUNT: usize = 20;
 const IMAGE: &str = "yurt-bench-sleeper:1";
@@ -178,33 +178,11 @@ pub async fn docker(yurt: PathBuf, endpoint: Option<String>) {
     let c = connect(&socket).await;
     import_image(&c).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::spawn(
-        &yurt,
-        &dir.path().join("server"),
-        &["-server".into(), "-bootstrap-expect".into(), "1".into()],
-        0,
+    let server = Server::single(&yurt, dir.path()).await;
+    let config = format!(
+        "plugin \"docker\" {{\n  config {{\n    endpoint = \"unix://{socket}\"\n  }}\n}}\n"
     );
-    leader(std::slice::from_ref(&server)).await;
-    let config = dir.path().join("client.hcl");
-    std::fs::write(
-        &config,
-        format!(
-            "plugin \"docker\" {{\n  config {{\n    endpoint = \"unix://{socket}\"\n  }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let client = Server::spawn(
-        &yurt,
-        &dir.path().join("client"),
-        &[
-            "-client".into(),
-            "-servers".into(),
-            server.addr.clone(),
-            "-config".into(),
-            config.display().to_string(),
-        ],
-        0,
-    );
+    let client = Server::client(&yurt, &dir.path().join("client"), &server.addr, &config);
     // Past registration and the first fingerprint of the daemon.
     tokio::time::sleep(Duration::from_secs(4)).await;
     for round in 1..=3 {

@@ -37,6 +37,29 @@ struct Server {
 }
 
 impl Server {
+    /// One server (`-bootstrap-expect 1`) under `dir/server`, once it leads.
+    async fn single(yurt: &Path, dir: &Path) -> Server {
+        let args = ["-server".into(), "-bootstrap-expect".into(), "1".into()];
+        let server = Server::spawn(yurt, &dir.join("server"), &args, 0);
+        leader(std::slice::from_ref(&server)).await;
+        server
+    }
+
+    /// A client agent under `dir` of the server at `servers`, with `config` as its
+    /// configuration file.
+    fn client(yurt: &Path, dir: &Path, servers: &str, config: &str) -> Server {
+        let file = dir.with_extension("hcl");
+        std::fs::write(&file, config).unwrap();
+        let args = [
+            "-client".into(),
+            "-servers".into(),
+            servers.to_string(),
+            "-config".into(),
+            file.display().to_string(),
+        ];
+        Server::spawn(yurt, dir, &args, 0)
+    }
+
     fn spawn(yurt: &Path, dir: &Path, args: &[String], port: u16) -> Server {
         std::fs::create_dir_all(dir).unwrap();
         let addrs = dir.join("agent-addrs.json");

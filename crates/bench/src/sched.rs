@@ -17,7 +17,7 @@ use yurt_proto::v1::{
     RegisterNodeRequest, Resources,
 };
 
-use crate::{channel, leader, Server};
+use crate::{channel, Server};
 
 /// A node of a mixed fleet: sizes, kernels, racks and classes vary with its number.
 fn node(i: usize) -> Node {
@@ -220,13 +220,7 @@ pub fn in_memory() {
 /// 100 jobs of count 100 through one real server with 1,000 simulated nodes.
 pub async fn end_to_end(yurt: PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::spawn(
-        &yurt,
-        &dir.path().join("server"),
-        &["-server".into(), "-bootstrap-expect".into(), "1".into()],
-        0,
-    );
-    leader(std::slice::from_ref(&server)).await;
+    let server = Server::single(&yurt, dir.path()).await;
     let ch = channel(&server.addr).await;
     let mut nodes = NodesClient::new(ch.clone());
     for i in 0..1_000 {

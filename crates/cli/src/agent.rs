@@ -564,7 +564,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
     if throwaway {
         if let Some(c) = &client {
             // A throwaway data dir takes its tasks with it.
-            c.kill_all_tasks();
+            c.kill_all_tasks().await;
         }
         let _ = std::fs::remove_dir_all(&data_dir);
     }

@@ -120,6 +120,11 @@ pub trait Driver: Send + Sync {
     fn adopt(&self, _handle_dirs: Vec<PathBuf>) -> Option<Pending<()>> {
         None
     }
+    /// Removes what a task left outside its directories (a container), for a client that
+    /// discards its data dir; `None` for a driver that leaves nothing there.
+    fn destroy(&self, _h: Handle<'_>) -> Option<Pending<()>> {
+        None
+    }
     /// Readies a task to start (its directories, what it runs); `start` then starts it.
     fn prepare(&self, t: TaskStart<'_>) -> Result<(), String>;
     /// Starts readied tasks (blocking, on a thread that may block on the runtime; several at

@@ -322,15 +322,21 @@ impl Client {
         ])
     }
 
-    /// Kills every task this client runs (used when a `-dev` agent discards its data dir).
-    pub fn kill_all_tasks(&self) {
-        let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
-        for a in allocs.values() {
-            for (name, t) in &a.tasks {
-                self.driver_of(a, name)
-                    .stop(runner::handle(t), nix::sys::signal::Signal::SIGKILL);
+    /// Kills every task this client runs and removes what they left outside the data dir
+    /// (containers): a `-dev` agent discarding its data dir takes its tasks with it.
+    pub async fn kill_all_tasks(&self) {
+        let mut left = Vec::new();
+        {
+            let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            for a in allocs.values() {
+                for (name, t) in &a.tasks {
+                    let driver = self.driver_of(a, name);
+                    driver.stop(runner::handle(t), nix::sys::signal::Signal::SIGKILL);
+                    left.extend(driver.destroy(runner::handle(t)));
+                }
             }
         }
+        futures_util::future::join_all(left).await;
     }
 
     /// Whether the caller of a `ClientFs` call (the servers, forwarding a user's call with

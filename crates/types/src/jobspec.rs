@@ -20,6 +20,7 @@ mod validate;
 pub use canonical::{
     canonicalize, default_migrate, default_reschedule, default_restart, default_update,
 };
+pub use docker::string_list;
 pub use validate::{place_in_region, validate, KILL_SIGNALS};
 
 use canonical::{DEFAULT_LOG_FILES, DEFAULT_LOG_FILE_MB, SEC};

@@ -479,6 +479,14 @@ impl Driver for Docker {
         ))
     }
 
+    fn destroy(&self, h: Handle<'_>) -> Option<Pending<()>> {
+        let id = container_id(h.dir)?;
+        let inner = self.inner.clone();
+        Some(Box::pin(async move {
+            let _ = tokio::time::timeout(CALL_TIMEOUT, inner.remove(&id)).await;
+        }))
+    }
+
     fn prepare(&self, t: TaskStart<'_>) -> Result<(), String> {
         let p = plan::plan(&t)?;
         for bind in &p.binds {

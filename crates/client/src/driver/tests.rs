@@ -2,10 +2,34 @@
 
 use super::*;
 
-/// A driver that only fingerprints.
+/// A driver that only fingerprints; one whose health `changes` (a daemon that comes and
+/// goes) says so when asked again.
 struct Fake {
     name: &'static str,
-    healthy: bool,
+    healthy: std::sync::atomic::AtomicBool,
+    changes: bool,
+}
+
+fn fake(name: &'static str, healthy: bool) -> Arc<Fake> {
+    Arc::new(Fake {
+        name,
+        healthy: healthy.into(),
+        changes: false,
+    })
+}
+
+impl Fake {
+    fn now(&self) -> DriverInfo {
+        let healthy = self.healthy.load(std::sync::atomic::Ordering::Relaxed);
+        let why = match (healthy, self.changes) {
+            (true, _) => "Healthy",
+            (false, true) => "daemon gone",
+            (false, false) => "broken",
+        };
+        // The time differs at every answer: only what it says counts as a change.
+        let at = i64::from(std::process::id()) + i64::from(healthy);
+        info(healthy || !self.changes, healthy, why, at)
+    }
 }
 
 impl Driver for Fake {
@@ -13,8 +37,14 @@ impl Driver for Fake {
         self.name
     }
     fn fingerprint(&self) -> DriverInfo {
-        let why = if self.healthy { "Healthy" } else { "broken" };
-        info(true, self.healthy, why, 0)
+        if self.changes {
+            return info(false, false, "not fingerprinted yet", 0);
+        }
+        self.now()
+    }
+    fn refingerprint(&self) -> Option<Pending<DriverInfo>> {
+        self.changes
+            .then(|| Box::pin(std::future::ready(self.now())) as Pending<DriverInfo>)
     }
     fn prepare(&self, _: TaskStart<'_>) -> Result<(), String> {
         Ok(())
@@ -53,16 +83,7 @@ impl Driver for Fake {
 }
 
 fn drivers() -> Drivers {
-    Drivers::of(vec![
-        Arc::new(Fake {
-            name: raw_exec::NAME,
-            healthy: false,
-        }),
-        Arc::new(Fake {
-            name: exec::NAME,
-            healthy: true,
-        }),
-    ])
+    Drivers::of(vec![fake(raw_exec::NAME, false), fake(exec::NAME, true)])
 }
 
 #[test]
@@ -171,74 +192,19 @@ fn exec_is_unhealthy_without_root_or_cgroups_and_says_why() {
     );
     assert!(!exec::health(false, true, true, v2(), 5).detected);
     // An unhealthy exec runs nothing and adds no attribute.
-    let d = Drivers::of(vec![Arc::new(Fake {
-        name: exec::NAME,
-        healthy: false,
-    })]);
+    let d = Drivers::of(vec![fake(exec::NAME, false)]);
     assert!(d.to_start("exec").is_err());
     assert!(d.attributes().is_empty());
 }
 
-/// A driver whose daemon comes and goes.
-struct Daemon {
-    up: std::sync::atomic::AtomicBool,
-}
-
-impl Driver for Daemon {
-    fn name(&self) -> &'static str {
-        "docker"
-    }
-    fn fingerprint(&self) -> DriverInfo {
-        info(false, false, "not fingerprinted yet", 0)
-    }
-    fn refingerprint(&self) -> Option<Pending<DriverInfo>> {
-        let up = self.up.load(std::sync::atomic::Ordering::Relaxed);
-        let why = if up { "Healthy" } else { "daemon gone" };
-        // The time differs at every answer: only what it says counts as a change.
-        let now = std::process::id() as i64 + i64::from(up);
-        Some(Box::pin(std::future::ready(info(up, up, why, now))))
-    }
-    fn prepare(&self, _: TaskStart<'_>) -> Result<(), String> {
-        Ok(())
-    }
-    fn start(&self, dirs: &[PathBuf]) -> Vec<Result<Started, String>> {
-        dirs.iter().map(|_| Err("no".to_string())).collect()
-    }
-    fn recover(&self, _: Handle<'_>) -> Seen {
-        Seen::Nothing
-    }
-    fn signal(&self, _: Handle<'_>, _: Signal) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn stop(&self, _: Handle<'_>, _: Signal) {}
-    fn wait(&self, _: Handle<'_>) -> Waiting {
-        Box::pin(async {})
-    }
-    fn stats(&self, _: Handle<'_>) -> Option<Usage> {
-        None
-    }
-    fn exec(
-        &self,
-        _: Handle<'_>,
-        _: &[String],
-        _: std::time::Duration,
-    ) -> std::io::Result<ExecOutput> {
-        Err(std::io::Error::other("no"))
-    }
-}
-
 #[tokio::test]
 async fn a_driver_whose_daemon_comes_and_goes_is_usable_only_while_it_answers() {
-    let daemon = Arc::new(Daemon {
-        up: std::sync::atomic::AtomicBool::new(true),
+    let daemon = Arc::new(Fake {
+        name: "docker",
+        healthy: true.into(),
+        changes: true,
     });
-    let d = Drivers::of(vec![
-        daemon.clone(),
-        Arc::new(Fake {
-            name: raw_exec::NAME,
-            healthy: true,
-        }),
-    ]);
+    let d = Drivers::of(vec![daemon.clone(), fake(raw_exec::NAME, true)]);
     assert!(
         d.to_start("docker").is_err(),
         "not usable before it was asked"
@@ -250,7 +216,9 @@ async fn a_driver_whose_daemon_comes_and_goes_is_usable_only_while_it_answers() 
         Some("1")
     );
     assert!(!d.refresh().await, "the same answer is no change");
-    daemon.up.store(false, std::sync::atomic::Ordering::Relaxed);
+    daemon
+        .healthy
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     assert!(d.refresh().await);
     let e = d.to_start("docker").err().unwrap();
     assert!(e.contains("daemon gone"), "{e}");

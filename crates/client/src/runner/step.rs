@@ -430,4 +430,38 @@ mod tests {
         start_failed(&mut f, "no such file", 4);
         assert!(f.state.failed && f.state.state == TASK_DEAD);
     }
+
+    #[test]
+    fn a_starting_task_stays_pending_until_its_driver_says_and_is_not_started_twice() {
+        let restart = policy(2, "fail");
+        let rules = Rules {
+            stopping: false,
+            batch: false,
+            restart: &restart,
+        };
+        let mut t = task();
+        assert_eq!(step(&mut t, Seen::Nothing, rules, 0), Action::Start);
+        starting(&mut t);
+        // An image pull takes long: passes meanwhile leave it alone.
+        for now in [1_000, 60_000, HOUR] {
+            assert_eq!(step(&mut t, Seen::Nothing, rules, now), Action::Nothing);
+            assert_eq!(t.state.state, TASK_PENDING);
+        }
+        started(&mut t, HOUR);
+        driver_events(
+            &mut t,
+            vec![("Downloading Image".into(), "Pulled image x".into())],
+            HOUR,
+        );
+        assert_eq!(kinds(&t), ["Downloading Image", "Started"]);
+        assert_eq!(t.state.started_at_unix_ms, HOUR);
+        assert!(!t.starting);
+        // Stopped while starting: it ends without a signal, and is no longer starting.
+        let mut u = task();
+        step(&mut u, Seen::Nothing, rules, 0);
+        starting(&mut u);
+        assert_eq!(stop(&mut u, 5_000, Signal::SIGTERM, 10), None);
+        assert_eq!(u.state.state, TASK_DEAD);
+        assert!(!u.starting);
+    }
 }

@@ -26,7 +26,8 @@ fn is_string(v: &Value) -> bool {
     matches!(v.kind, Some(value::Kind::StringValue(_)))
 }
 
-fn strings(v: &Value) -> Option<Vec<&str>> {
+/// A task `config` value that is a list of strings (`args`, `ports`, ...), as its strings.
+pub fn string_list(v: &Value) -> Option<Vec<&str>> {
     match &v.kind {
         Some(value::Kind::ListValue(l)) => l
             .values
@@ -82,7 +83,7 @@ pub(crate) fn validate(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Resul
         }
     }
     for key in ["args", "entrypoint", "ports", "volumes"] {
-        if t.config.get(key).is_some_and(|v| strings(v).is_none()) {
+        if t.config.get(key).is_some_and(|v| string_list(v).is_none()) {
             return fail(key, format!("config.{key} must be a list of strings"));
         }
     }
@@ -118,7 +119,12 @@ pub(crate) fn validate(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Resul
             );
         }
     }
-    for label in t.config.get("ports").and_then(strings).unwrap_or_default() {
+    for label in t
+        .config
+        .get("ports")
+        .and_then(string_list)
+        .unwrap_or_default()
+    {
         if !ports.contains_key(label) {
             return fail(
                 "ports",
@@ -129,7 +135,7 @@ pub(crate) fn validate(t: &Task, tp: &str, ports: &HashMap<String, ()>) -> Resul
     for v in t
         .config
         .get("volumes")
-        .and_then(strings)
+        .and_then(string_list)
         .unwrap_or_default()
     {
         let parts: Vec<&str> = v.split(':').collect();

@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
 use serde::{Deserialize, Serialize};
 use yurt_proto::v1::{value, Task, Value};
+use yurt_types::jobspec::string_list;
 
 use crate::driver::{dir_env, interpolate, TaskStart};
 use crate::logfiles::Rotation;
@@ -65,20 +66,6 @@ pub struct Plan {
     pub stop_signal: String,
     pub stdout: Rotation,
     pub stderr: Rotation,
-}
-
-fn strings(v: &Value) -> Option<Vec<String>> {
-    match &v.kind {
-        Some(value::Kind::ListValue(l)) => l
-            .values
-            .iter()
-            .map(|v| match &v.kind {
-                Some(value::Kind::StringValue(s)) => Some(s.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => None,
-    }
 }
 
 fn string(task: &Task, key: &str) -> Option<String> {
@@ -160,7 +147,7 @@ pub fn plan(t: &TaskStart<'_>) -> Result<Plan, String> {
     let list = |key: &str| {
         task.config
             .get(key)
-            .and_then(strings)
+            .and_then(string_list)
             .map(|l| l.iter().map(|s| interpolate(s, &env)).collect::<Vec<_>>())
     };
     let mut cmd = string(task, "command").map(|c| vec![interpolate(&c, &env)]);
