@@ -505,7 +505,7 @@ tls {
             ),
             (
                 "\nplugin \"qemu\" {\n}\n",
-                "a.hcl:2: plugin \"qemu\" is not a driver yurt has (it has raw_exec, exec)",
+                "a.hcl:2: plugin \"qemu\" is not a driver yurt has (it has raw_exec, exec, docker)",
             ),
             (
                 "client {\n  chroot_env = {\n    \"/bin\" = \"bin\"\n  }\n}\n",
