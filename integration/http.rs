@@ -173,9 +173,18 @@ fn bad_http_input_gets_a_4xx_and_one_sentence() {
         (
             "PUT",
             "/v1/jobs",
-            json!({"Job": {"ID": "x", "Vault": {"Policies": ["db"]}, "Spreads": null}}).to_string(),
+            json!({"Job": {"ID": "x", "Vaullt": {"Policies": ["db"]}, "Spreads": null}})
+                .to_string(),
             "400",
-            "invalid Job: unknown field Vault (not supported by Yurt)",
+            "invalid Job: Vaullt: unknown field",
+        ),
+        (
+            "PUT",
+            "/v1/jobs",
+            json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": "three"}]}})
+                .to_string(),
+            "400",
+            "invalid Job: TaskGroups[0].Count: expected a number",
         ),
         (
             "GET",

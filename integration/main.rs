@@ -20,6 +20,8 @@
 //! - `hostile`: hostile and careless input refused with the field and the limit, agent responsive;
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
+//! - `nomad_jobs`: Nomad's job files and job JSON over plain HTTP: registered, read back unchanged,
+//!   warnings for what Yurt does not implement, `job validate`/`job inspect`;
 //! - `leadership`: the leader's loops run on the leader only, and move with leadership;
 //! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
 //! - `rollouts`: failing rollouts keep the old allocations serving; history keeps the stable version;
@@ -50,6 +52,7 @@ mod hostile;
 mod http;
 mod jobs;
 mod leadership;
+mod nomad_jobs;
 mod restart;
 mod rollouts;
 mod scheduling;

@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
         .message_attribute(".", "#[serde(default)]")
         .type_attribute(".yurt.v1.Value.kind", "#[serde(untagged)]")
+        // Untagged: a map (`{"fields": ...}`) must not read as an empty list.
+        .message_attribute(".yurt.v1.ValueList", "#[serde(deny_unknown_fields)]")
+        .message_attribute(".yurt.v1.ValueMap", "#[serde(deny_unknown_fields)]")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed={root}");
     Ok(())

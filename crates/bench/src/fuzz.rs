@@ -130,16 +130,20 @@ pub fn run_one(target: Target, input: &[u8]) -> Result<(), String> {
                 return Ok(());
             };
             let inner = v.get("Job").unwrap_or(&v);
-            let ours = yurt_types::nomad_json::from_nomad(inner);
-            match serde_json::from_value::<v1::Job>(ours) {
-                Ok(job) => match checked(job) {
+            match yurt_types::nomad_job::from_nomad(inner) {
+                Ok((job, _)) => match checked(job) {
                     Ok(job) => {
                         plan(&job);
-                        Ok(())
+                        // What the HTTP API answers for it reads back as the same job.
+                        let shown = yurt_types::nomad_job::to_nomad(&job);
+                        match yurt_types::nomad_job::from_nomad(&shown) {
+                            Ok((again, _)) if again == job => Ok(()),
+                            other => Err(format!("read back differently: {other:?}")),
+                        }
                     }
                     Err(e) => sentence(&e),
                 },
-                Err(_) => Ok(()),
+                Err(e) => sentence(&e.to_string()),
             }
         }
         Target::AgentConfig => match yurt_types::agentconfig::parse("fuzz.hcl", &text) {

@@ -44,7 +44,7 @@ use yurt_proto::v1::nodes_server::Nodes;
 use yurt_proto::v1::operator_server::Operator;
 use yurt_proto::v1::*;
 use yurt_types::acl::{self, Need};
-use yurt_types::nomad_json::{from_nomad, to_nomad};
+use yurt_types::nomad_json::to_nomad;
 
 use crate::rpc::Api;
 
@@ -80,7 +80,7 @@ impl Http {
                 .jobs,
             ),
             (&M::PUT | &M::POST, ["v1", "jobs"]) | (&M::PUT | &M::POST, ["v1", "job", _]) => {
-                let job: Job = message(&body, "Job")?;
+                let (job, _) = nomad_job(&body)?;
                 if let ["v1", "job", id] = parts.as_slice() {
                     if *id != job.id {
                         return Err(bad(format!(
@@ -118,9 +118,15 @@ impl Http {
                 })
                 .await?
                 .map_err(|e| bad(e.to_string()))?;
-                json(&job)
+                Ok(yurt_types::nomad_job::to_nomad(&job))
             }
-            (&M::GET, ["v1", "job", id]) => json(&Jobs::get(api, rq.job(id)).await?.into_inner()),
+            (&M::POST | &M::PUT, ["v1", "validate", "job"]) => {
+                api.reads.authorize(&rq.of(()), Need::job(acl::PARSE_JOB))?;
+                Ok(validate_job(&body, &api.cluster.me().region))
+            }
+            (&M::GET, ["v1", "job", id]) => Ok(yurt_types::nomad_job::to_nomad(
+                &Jobs::get(api, rq.job(id)).await?.into_inner(),
+            )),
             (&M::DELETE, ["v1", "job", id]) => json(
                 &Jobs::deregister(
                     api,
@@ -133,15 +139,15 @@ impl Http {
                 .into_inner(),
             ),
             (&M::POST | &M::PUT, ["v1", "job", _, "plan"]) => {
-                let job: Job = message(&body, "Job")?;
+                let (job, _) = nomad_job(&body)?;
                 json(
                     &Jobs::plan(api, rq.of(PlanJobRequest { job: Some(job) }))
                         .await?
                         .into_inner(),
                 )
             }
-            (&M::GET, ["v1", "job", id, "versions"]) => json(
-                &Jobs::versions(
+            (&M::GET, ["v1", "job", id, "versions"]) => {
+                let r = Jobs::versions(
                     api,
                     rq.of(JobVersionsRequest {
                         job_id: id.to_string(),
@@ -149,8 +155,17 @@ impl Http {
                     }),
                 )
                 .await?
-                .into_inner(),
-            ),
+                .into_inner();
+                let versions: Vec<Value> = r
+                    .versions
+                    .iter()
+                    .map(yurt_types::nomad_job::to_nomad)
+                    .collect();
+                Ok(serde_json::json!({
+                    "Versions": versions,
+                    "Diffs": json(&r.diffs)?,
+                }))
+            }
             (&M::GET, ["v1", "job", id, "allocations"]) => json(
                 &Jobs::allocations(api, rq.job(id))
                     .await?

@@ -128,6 +128,7 @@ impl jobs_server::Jobs for Api {
         self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         let req = req.into_inner();
         let job = checked_job(req.job, &self.cluster.me().region)?;
+        let warnings = yurt_types::nomad_job::warnings(&job).join("\n");
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_REGISTER);
         let r = self
             .writer
@@ -142,7 +143,7 @@ impl jobs_server::Jobs for Api {
             eval_id: r.eval_id,
             job_modify_index: r.job_modify_index,
             index: r.index,
-            warnings: String::new(),
+            warnings,
         }))
     }
 
@@ -150,6 +151,7 @@ impl jobs_server::Jobs for Api {
         self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
         self.barrier(&req).await?;
         let job = checked_job(req.into_inner().job, &self.cluster.me().region)?;
+        let warnings = yurt_types::nomad_job::warnings(&job).join("\n");
         let gates = self.cluster.gates();
         // A snapshot (no lock held while planning), planned off the async workers.
         let state = self.reads.state.snapshot();
@@ -162,7 +164,7 @@ impl jobs_server::Jobs for Api {
             diff: Some(plan.diff),
             desired_tg_updates: plan.desired.into_iter().collect(),
             failed_tg_allocs: plan.failed.into_iter().collect(),
-            warnings: String::new(),
+            warnings,
         }))
     }
 

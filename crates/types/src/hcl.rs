@@ -55,6 +55,44 @@ pub(crate) struct Body {
     pub(crate) blocks: Vec<Blk>,
 }
 
+impl Body {
+    /// The body as Nomad's JSON writes a block (`size = 300` → `"Size": 300`; nested blocks
+    /// as objects, several of one name as a list).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for a in &self.attrs {
+            out.insert(crate::nomad_json::pascal(&a.key), a.val.to_json());
+        }
+        for b in &self.blocks {
+            let key = crate::nomad_json::pascal(&b.ident);
+            let v = b.body.to_json();
+            match out.get_mut(&key) {
+                Some(serde_json::Value::Array(list)) => list.push(v),
+                Some(first) => *first = serde_json::Value::Array(vec![first.take(), v]),
+                None => {
+                    out.insert(key, v);
+                }
+            }
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+impl Val {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Val::Null => J::Null,
+            Val::Bool(b) => J::Bool(*b),
+            Val::Int(i) => J::from(*i),
+            Val::Float(f) => J::from(*f),
+            Val::Str(s) => J::String(s.clone()),
+            Val::List(l) => J::Array(l.iter().map(Val::to_json).collect()),
+            Val::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+        }
+    }
+}
+
 pub(crate) struct Reader<'a> {
     pub(crate) file: &'a str,
     pub(crate) src: &'a str,
@@ -465,6 +503,38 @@ impl<'a> Scope<'a> {
                 format!("{what} block needs exactly one name: `{what} \"<name>\" {{ ... }}`"),
             )),
         }
+    }
+
+    /// Takes Nomad's fields that Yurt accepts without implementing them (`names`: the
+    /// field's name in job files and in Nomad's JSON), as Nomad's JSON writes them: a block's
+    /// attributes under their JSON-style names, labelled blocks by label, repeated blocks as a
+    /// list.
+    pub(crate) fn unimplemented(
+        &mut self,
+        names: &[(&'a str, &str)],
+        lines: &mut Lines,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let mut out = std::collections::BTreeMap::new();
+        for (hcl, json) in names {
+            if let Some(a) = self.attr(hcl, lines) {
+                out.insert(json.to_string(), a.val.to_json());
+                continue;
+            }
+            let found: Vec<&Blk> = self.blocks(hcl).collect();
+            let labelled = found.iter().any(|b| !b.labels.is_empty());
+            let value = match found.as_slice() {
+                [] => continue,
+                [one] if !labelled => one.body.to_json(),
+                many if labelled => serde_json::Value::Object(
+                    many.iter()
+                        .map(|b| (b.labels.join("."), b.body.to_json()))
+                        .collect(),
+                ),
+                many => serde_json::Value::Array(many.iter().map(|b| b.body.to_json()).collect()),
+            };
+            out.insert(json.to_string(), value);
+        }
+        out
     }
 
     /// Fails on the first attribute or block that no getter asked for.

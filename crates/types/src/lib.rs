@@ -26,6 +26,7 @@ pub mod feed;
 mod hcl;
 pub mod jobspec;
 pub mod limits;
+pub mod nomad_job;
 pub mod nomad_json;
 pub mod status;
 pub mod tls;

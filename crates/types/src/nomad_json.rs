@@ -101,7 +101,7 @@ pub fn snake(pascal: &str) -> String {
 }
 
 /// A task's `config` values (`yurt.v1.Value`, `{"kind": ...}`) as plain JSON.
-fn plain(v: &Value) -> Value {
+pub(crate) fn plain(v: &Value) -> Value {
     let kind = v.get("kind").unwrap_or(v);
     if let Some(values) = kind.get("values").and_then(Value::as_array) {
         return Value::Array(values.iter().map(plain).collect());
@@ -113,7 +113,7 @@ fn plain(v: &Value) -> Value {
 }
 
 /// Plain JSON as `yurt.v1.Value`.
-fn wrapped(v: &Value) -> Value {
+pub(crate) fn wrapped(v: &Value) -> Value {
     let kind = match v {
         Value::Array(a) => {
             serde_json::json!({ "values": a.iter().map(wrapped).collect::<Vec<_>>() })
@@ -140,15 +140,10 @@ fn to_ms(v: &Value) -> Value {
         .map_or_else(|| v.clone(), |ns| Value::from(ns / NS_PER_MS))
 }
 
-/// The fields of `given` (our shape, as [`from_nomad`] made it) that the message it decoded
-/// into has no place for, and that carry a value (`null`, `[]`, `{}`, `""`, `false` and `0`
-/// say nothing, so Nomad clients that send every field still work): what a decode would
-/// silently drop. `decoded` is that message serialized again. Paths use Nomad's names.
-pub fn dropped_fields(given: &Value, decoded: &Value) -> Vec<String> {
-    dropped_fields_named(given, decoded, pascal)
-}
-
-/// [`dropped_fields`] with paths in the names `name` gives each key (ours: `String::from`).
+/// The fields of `given` (a job as JSON) that the message it decoded into has no place for,
+/// and that carry a value (`null`, `[]`, `{}`, `""`, `false` and `0` say nothing): what a decode
+/// would silently drop. `decoded` is that message serialized again; paths use the names `name`
+/// gives each key.
 pub fn dropped_fields_named(
     given: &Value,
     decoded: &Value,

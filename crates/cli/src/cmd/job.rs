@@ -1,4 +1,4 @@
-//! `yurt job run|plan|status|history|deployments|revert|stop`.
+//! `yurt job run|plan|status|history|deployments|revert|stop` (`validate`, `inspect`: `job_spec`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +65,15 @@ pub enum JobCmd {
         #[arg(long)]
         detach: bool,
     },
+    /// Check a job file without submitting it: its errors, or its warnings.
+    Validate { file: PathBuf },
+    /// Show a registered job as Nomad's job JSON (what `POST /v1/jobs` takes back).
+    Inspect {
+        job: String,
+        /// A version other than the latest.
+        #[arg(long)]
+        version: Option<u64>,
+    },
     /// Stop a job and its allocations.
     Stop {
         job: String,
@@ -93,6 +102,8 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
         } => job_status(addr, &id, json).await,
         JobCmd::History { job, diff, json } => job_history(addr, &job, diff, json).await,
         JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
+        JobCmd::Validate { file } => super::job_spec::validate(&file),
+        JobCmd::Inspect { job, version } => super::job_spec::inspect(addr, &job, version).await,
         JobCmd::Deployments { job, latest, json } => {
             job_deployments(addr, &job, latest, json).await
         }
@@ -105,7 +116,7 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
 }
 
 /// Reads and parses a job file; errors name the file, line and field.
-fn read_job(file: &PathBuf) -> Result<Job, CliError> {
+pub(super) fn read_job(file: &PathBuf) -> Result<Job, CliError> {
     let name = file.display().to_string();
     let src = std::fs::read_to_string(file)
         .map_err(|e| CliError::Other(format!("cannot read job file {name}: {e}")))?;
@@ -124,6 +135,7 @@ async fn job_run(addr: &str, file: &PathBuf, detach: bool, check_index: Option<u
         .await
         .map_err(CliError::api("submitting job"))?
         .into_inner();
+    super::job_spec::print_warnings(&reply.warnings);
     if detach {
         println!("Job registration successful");
         println!("Evaluation ID: {}", reply.eval_id);
@@ -327,6 +339,7 @@ async fn job_plan(addr: &str, file: &PathBuf, verbose: bool) -> CmdResult {
     let diff = plan.diff.unwrap_or_default();
     print!("{}", render(&diff, verbose));
     println!();
+    super::job_spec::print_warnings(&plan.warnings);
     println!("Scheduler dry-run:");
     if plan.failed_tg_allocs.is_empty() {
         println!("- All tasks successfully allocated.");

@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod deployment;
 pub mod eval;
 pub mod job;
+pub mod job_spec;
 pub mod node;
 pub mod server;
 pub mod tls;

@@ -1,6 +1,6 @@
 //! The HTTP API's request plumbing: the body (size and time limits), query parameters
-//! (percent-decoded; a blocking query's `index` and `wait` refused when unreadable), a message
-//! read from Nomad's JSON shape, the gRPC requests made on the caller's behalf, and answers as
+//! (percent-decoded; a blocking query's `index` and `wait` refused when unreadable), a job
+//! read from Nomad's job JSON, the gRPC requests made on the caller's behalf, and answers as
 //! JSON or one plain sentence.
 
 use super::*;
@@ -86,32 +86,40 @@ pub(super) fn blocking(q: &str) -> Result<Option<(u64, Duration)>, Failure> {
     Ok(Some((index, wait.min(MAX_WAIT))))
 }
 
-/// A message from a Nomad-shaped JSON object (a field `wrapper` of the body, or the body).
-/// Fields Yurt has no place for are refused (a value would be dropped silently); empty ones are
-/// not, since Nomad's clients send every field.
-pub(super) fn message<T: serde::de::DeserializeOwned + serde::Serialize>(
-    body: &Value,
-    wrapper: &str,
-) -> Result<T, Failure> {
-    let inner = body.get(wrapper).unwrap_or(body);
+/// The job of a request body (`{"Job": ...}`, or the job itself) in Nomad's job JSON
+/// ([`yurt_types::nomad_job`]); a field Yurt does not know, or a wrong value, is a 400 naming
+/// its path.
+pub(super) fn nomad_job(body: &Value) -> Result<(Job, Vec<String>), Failure> {
+    let inner = body.get("Job").unwrap_or(body);
     if !inner.is_object() {
-        return Err(bad(format!(
-            "request body must be a JSON object with {wrapper:?}"
-        )));
+        return Err(bad("request body must be a JSON object with \"Job\""));
     }
-    let ours = from_nomad(inner);
-    let message: T =
-        serde_json::from_value(ours.clone()).map_err(|e| bad(format!("invalid {wrapper}: {e}")))?;
-    let back = serde_json::to_value(&message).unwrap_or(Value::Null);
-    let dropped = yurt_types::nomad_json::dropped_fields(&ours, &back);
-    if !dropped.is_empty() {
-        return Err(bad(format!(
-            "invalid {wrapper}: unknown field{} {} (not supported by Yurt)",
-            if dropped.len() > 1 { "s" } else { "" },
-            dropped.join(", ")
-        )));
-    }
-    Ok(message)
+    yurt_types::nomad_job::from_nomad(inner).map_err(|e| bad(format!("invalid Job: {e}")))
+}
+
+/// `POST /v1/validate/job` (Nomad's answer: `ValidationErrors`, `Error`, `Warnings`): the job
+/// read, completed with its defaults and checked as a registration would be, registering
+/// nothing.
+pub(super) fn validate_job(body: &Value, region: &str) -> Value {
+    let checked = nomad_job(body)
+        .map_err(|Failure(_, why)| why)
+        .and_then(|(mut job, warnings)| {
+            yurt_types::jobspec::canonicalize(&mut job);
+            yurt_types::jobspec::validate(&job)
+                .and_then(|()| yurt_types::jobspec::place_in_region(&mut job, region))
+                .map(|()| warnings)
+                .map_err(|p| p.to_string())
+        });
+    let (errors, warnings) = match checked {
+        Ok(w) => (Vec::new(), w),
+        Err(why) => (vec![why], Vec::new()),
+    };
+    serde_json::json!({
+        "DriverConfigValidated": errors.is_empty(),
+        "ValidationErrors": errors,
+        "Error": errors.join("; "),
+        "Warnings": warnings.join("\n"),
+    })
 }
 
 /// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token

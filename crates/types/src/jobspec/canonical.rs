@@ -105,6 +105,11 @@ pub fn canonicalize(job: &mut Job) {
         if ty == JOB_TYPE_SERVICE && g.migrate.is_none() {
             g.migrate = Some(default_migrate());
         }
+        for n in &mut g.networks {
+            if n.mode.is_empty() {
+                n.mode = "host".into();
+            }
+        }
         // A partly written block keeps its fields; the rest (marked u32/u64::MAX by the HCL
         // reader, or empty) come from the type's defaults.
         let d = default_restart(&ty);

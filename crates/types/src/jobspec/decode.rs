@@ -41,11 +41,90 @@ pub(super) fn decode_file(r: &Reader, body: &Body, lines: &mut Lines) -> Result<
         apply_update(r, u, &mut base, "job.update", lines)?;
         job.update = Some(base);
     }
+    // Job-level `migrate` and `reschedule` are each group's unless it has its own.
+    let defaults = JobDefaults {
+        update: job_update,
+        migrate: s.block("migrate")?,
+        reschedule: s.block("reschedule")?,
+    };
     for g in s.blocks("group") {
-        job.task_groups.push(decode_group(r, g, job_update, lines)?);
+        job.task_groups.push(decode_group(r, g, &defaults, lines)?);
     }
+    job.unimplemented = kept(s.unimplemented(JOB_UNIMPLEMENTED, lines));
     s.finish()?;
     Ok(job)
+}
+
+/// Nomad's job-level fields Yurt accepts without implementing them: (job file, JSON).
+const JOB_UNIMPLEMENTED: &[(&str, &str)] = &[
+    ("all_at_once", "AllAtOnce"),
+    ("node_pool", "NodePool"),
+    ("affinity", "Affinities"),
+    ("spread", "Spreads"),
+    ("multiregion", "Multiregion"),
+    ("periodic", "Periodic"),
+    ("parameterized", "ParameterizedJob"),
+    ("vault", "Vault"),
+    ("consul", "Consul"),
+    ("vault_token", "VaultToken"),
+    ("consul_token", "ConsulToken"),
+    ("ui", "Ui"),
+];
+
+/// As [`JOB_UNIMPLEMENTED`], for a group.
+const GROUP_UNIMPLEMENTED: &[(&str, &str)] = &[
+    ("affinity", "Affinities"),
+    ("spread", "Spreads"),
+    ("volume", "Volumes"),
+    ("disconnect", "Disconnect"),
+    ("ephemeral_disk", "EphemeralDisk"),
+    ("shutdown_delay", "ShutdownDelay"),
+    ("stop_after_client_disconnect", "StopAfterClientDisconnect"),
+    ("max_client_disconnect", "MaxClientDisconnect"),
+    ("scaling", "Scaling"),
+    ("consul", "Consul"),
+    ("prevent_reschedule_on_lost", "PreventRescheduleOnLost"),
+];
+
+/// As [`JOB_UNIMPLEMENTED`], for a task.
+const TASK_UNIMPLEMENTED: &[(&str, &str)] = &[
+    ("lifecycle", "Lifecycle"),
+    ("affinity", "Affinities"),
+    ("restart", "RestartPolicy"),
+    ("artifact", "Artifacts"),
+    ("vault", "Vault"),
+    ("consul", "Consul"),
+    ("template", "Templates"),
+    ("dispatch_payload", "DispatchPayload"),
+    ("volume_mount", "VolumeMounts"),
+    ("csi_plugin", "CSIPluginConfig"),
+    ("leader", "Leader"),
+    ("shutdown_delay", "ShutdownDelay"),
+    ("kind", "Kind"),
+    ("identity", "Identity"),
+    ("action", "Actions"),
+    ("schedule", "Schedule"),
+    ("scaling", "ScalingPolicies"),
+];
+
+/// What a job file gives its groups unless they say otherwise.
+pub(super) struct JobDefaults<'a> {
+    pub(super) update: Option<&'a Blk>,
+    pub(super) migrate: Option<&'a Blk>,
+    pub(super) reschedule: Option<&'a Blk>,
+}
+
+/// Unimplemented fields as the job keeps them (`yurt.v1.Value`s).
+fn kept(
+    m: std::collections::BTreeMap<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, Value> {
+    m.into_iter()
+        .filter_map(|(k, v)| {
+            serde_json::from_value(crate::nomad_json::wrapped(&v))
+                .ok()
+                .map(|v| (k, v))
+        })
+        .collect()
 }
 
 pub(super) fn decode_constraints<'a>(
@@ -128,9 +207,10 @@ pub(super) fn apply_update(
 pub(super) fn decode_group(
     r: &Reader,
     b: &Blk,
-    job_update: Option<&Blk>,
+    defaults: &JobDefaults<'_>,
     lines: &mut Lines,
 ) -> Result<TaskGroup, SpecError> {
+    let job_update = defaults.update;
     let name = Scope::new(r, &b.body, String::new(), String::new()).label(b, "group")?;
     let gp = format!("group[{name}]");
     lines.set(gp.clone(), b.line);
@@ -152,7 +232,7 @@ pub(super) fn decode_group(
         }
         g.update = Some(u);
     }
-    if let Some(m) = s.block("migrate")? {
+    if let Some(m) = s.block("migrate")?.or(defaults.migrate) {
         let p = format!("{gp}.migrate");
         lines.set(p.clone(), m.line);
         let mut ms = Scope::new(r, &m.body, "migrate".into(), p);
@@ -183,7 +263,7 @@ pub(super) fn decode_group(
         });
         rs.finish()?;
     }
-    if let Some(rb) = s.block("reschedule")? {
+    if let Some(rb) = s.block("reschedule")?.or(defaults.reschedule) {
         let p = format!("{gp}.reschedule");
         lines.set(p.clone(), rb.line);
         let mut rs = Scope::new(r, &rb.body, "reschedule".into(), p);
@@ -227,6 +307,7 @@ pub(super) fn decode_group(
     for tb in s.blocks("task") {
         g.tasks.push(decode_task(r, tb, &gp, lines)?);
     }
+    g.unimplemented = kept(s.unimplemented(GROUP_UNIMPLEMENTED, lines));
     s.finish()?;
     Ok(g)
 }
@@ -377,6 +458,7 @@ pub(super) fn decode_task(
         rs.finish()?;
     }
     t.services = decode_services(&mut s, lines, &tp)?;
+    t.unimplemented = kept(s.unimplemented(TASK_UNIMPLEMENTED, lines));
     s.finish()?;
     Ok(t)
 }

@@ -532,3 +532,67 @@ fn docker_config_errors_name_the_line_and_the_key() {
         assert!(got.starts_with(want), "{config}\n got: {got}\nwant: {want}");
     }
 }
+
+/// The job files of `fixtures/nomad-jobs/`, as Nomad users write them.
+fn nomad_files() -> Vec<(String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nomad-jobs");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hcl"))
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(out.len() >= 2, "{out:?}");
+    out
+}
+
+#[test]
+fn nomad_job_files_parse_and_keep_what_yurt_does_not_implement() {
+    for (name, src) in nomad_files() {
+        let job = parse_file(&name, &src).unwrap_or_else(|e| panic!("{e}"));
+        let warnings = crate::nomad_job::warnings(&job);
+        // web.nomad.hcl uses only what Yurt implements; the others, blocks it does not.
+        assert_eq!(
+            warnings.is_empty(),
+            name.ends_with("web.nomad.hcl"),
+            "{name}"
+        );
+        // The same job through Nomad's JSON.
+        let (back, _) = crate::nomad_job::from_nomad(&crate::nomad_job::to_nomad(&job)).unwrap();
+        assert_eq!(back, job, "{name}");
+    }
+    let cache = parse_file("cache.nomad.hcl", &nomad_files()[0].1).unwrap();
+    let g = &cache.task_groups[0];
+    assert_eq!(
+        g.migrate.as_ref().unwrap().max_parallel,
+        1,
+        "the job's migrate block"
+    );
+    assert!(cache.unimplemented.contains_key("Ui"));
+    assert!(g.unimplemented.contains_key("EphemeralDisk"));
+    assert!(g.tasks[0].unimplemented.contains_key("Identity"));
+    let shown = crate::nomad_job::to_nomad(&cache);
+    assert_eq!(shown["Ui"]["Link"]["Label"], "Runbook");
+    assert_eq!(shown["TaskGroups"][0]["EphemeralDisk"]["Size"], 300);
+    let report = parse_file("report.nomad.hcl", &nomad_files()[1].1).unwrap();
+    let r = report.task_groups[0].reschedule.as_ref().unwrap();
+    assert_eq!(
+        (r.attempts, r.unlimited),
+        (1, false),
+        "the job's reschedule block"
+    );
+    assert_eq!(
+        crate::nomad_job::warnings(&report),
+        [
+            "yurt does not implement Periodic yet: ignored",
+            "yurt does not implement TaskGroups[0].Tasks[0].Templates yet: ignored",
+        ]
+    );
+}
