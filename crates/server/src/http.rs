@@ -15,6 +15,7 @@
 //! `GET|DELETE /v1/job/<id>` (`?purge=true`), `POST /v1/job/<id>/plan`,
 //! `GET /v1/job/<id>/{versions,allocations,evaluations,deployments,deployment}`,
 //! `POST /v1/job/<id>/revert` (`{"JobVersion": N}`), `POST /v1/jobs/parse` (`{"JobHCL": ...}`),
+//! `POST /v1/validate/job` (jobs in Nomad's job JSON, `yurt_types::nomad_job`),
 //! `GET /v1/allocations`, `/v1/allocation/<id>`, `/v1/client/allocation/<id>/stats`,
 //! `/v1/evaluations`, `/v1/evaluation/<id>`,
 //! `/v1/nodes`, `/v1/node/<id>`, `POST /v1/node/<id>/eligibility`, `POST /v1/node/<id>/drain`,

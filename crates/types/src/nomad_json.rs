@@ -1,6 +1,7 @@
 //! Nomad's JSON shape for the HTTP API (pure): the same `yurt.v1` messages, with Nomad's field
 //! names (`ID`, `JobID`, `TaskGroups`, `MemoryMB`) and units (times and durations in
-//! nanoseconds), so that scripts and API clients written for Nomad read and write them.
+//! nanoseconds), so that scripts and API clients written for Nomad read and write them. Jobs
+//! themselves go through [`crate::nomad_job`], whose names differ more.
 //!
 //! Field `submit_time_unix_ms` becomes `SubmitTime` (ns since the epoch), `min_healthy_time_ms`
 //! becomes `MinHealthyTime` (ns); the set of such fields is read from the proto files, so the
