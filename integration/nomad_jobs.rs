@@ -160,3 +160,87 @@ fn job_validate_and_run_print_the_warnings_on_the_cli() {
         "{err}"
     );
 }
+
+#[test]
+fn job_files_take_variables_from_var_files_the_environment_and_var() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let file = corpus()
+        .into_iter()
+        .find(|f| f.ends_with("vars.nomad.hcl"))
+        .unwrap();
+    let path = file.to_str().unwrap();
+    let var_file = dir.path.join("prod.hcl");
+    std::fs::write(
+        &var_file,
+        "instances = 3\ndatacenters = [\"dc1\", \"dc2\"]\n",
+    )
+    .unwrap();
+    let yurt = |args: &[&str], env: &[(&str, &str)]| {
+        std::process::Command::new(YURT)
+            .args(args)
+            .env("YURT_ADDR", &agent.grpc)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let vf = var_file.to_str().unwrap();
+    let out = yurt(
+        &[
+            "job",
+            "run",
+            "-detach",
+            "-var-file",
+            vf,
+            "-var",
+            "instances=4",
+            path,
+        ],
+        &[("NOMAD_VAR_instances", "5")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let job: Value = serde_json::from_str(&agent.ok(&["job", "inspect", "greeter"])).unwrap();
+    assert_eq!(job["Job"]["TaskGroups"][0]["Count"], 4, "-var wins");
+    assert_eq!(
+        job["Job"]["Datacenters"],
+        json!(["dc1", "dc2"]),
+        "from the var file"
+    );
+    let plan = yurt(
+        &["job", "plan", "-var-file", vf, path],
+        &[("NOMAD_VAR_instances", "5")],
+    );
+    let text = stdout(&plan);
+    assert!(
+        text.contains("+/- Count: \"4\" => \"5\""),
+        "the environment over the file:\n{text}"
+    );
+    let args = job["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["args"][1].clone();
+    assert_eq!(
+        args,
+        "echo GREETER from ${NOMAD_ALLOC_ID} on ${attr.kernel.name}; sleep 3600"
+    );
+    // Mistakes: one sentence with file:line:column, nothing registered.
+    for (args, want) in [
+        (
+            vec!["job", "validate", "-var", "instances=11", path],
+            ":14:21: variable \"instances\": instances must be between 1 and 10",
+        ),
+        (
+            vec!["job", "validate", "-var", "instance=2", path],
+            "-var instance: variable \"instance\" is not declared in the job file",
+        ),
+        (
+            vec!["job", "run", "-var", "instances=many", path],
+            "variable \"instances\" from -var: ",
+        ),
+    ] {
+        let out = yurt(&args, &[]);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let job: Value = serde_json::from_str(&agent.ok(&["job", "inspect", "greeter"])).unwrap();
+    assert_eq!(job["Job"]["Version"], 0, "nothing else was registered");
+}

@@ -14,7 +14,8 @@
 //! Routes: `GET /v1/jobs`, `PUT|POST /v1/jobs` and `/v1/job/<id>` (register `{"Job": ...}`),
 //! `GET|DELETE /v1/job/<id>` (`?purge=true`), `POST /v1/job/<id>/plan`,
 //! `GET /v1/job/<id>/{versions,allocations,evaluations,deployments,deployment}`,
-//! `POST /v1/job/<id>/revert` (`{"JobVersion": N}`), `POST /v1/jobs/parse` (`{"JobHCL": ...}`),
+//! `POST /v1/job/<id>/revert` (`{"JobVersion": N}`), `POST /v1/jobs/parse` (`{"JobHCL": ...,
+//! "Variables": ...}`),
 //! `POST /v1/validate/job` (jobs in Nomad's job JSON, `yurt_types::nomad_job`),
 //! `GET /v1/allocations`, `/v1/allocation/<id>`, `/v1/client/allocation/<id>/stats`,
 //! `/v1/evaluations`, `/v1/evaluation/<id>`,
@@ -114,8 +115,31 @@ impl Http {
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("request body must have \"JobHCL\""))?;
                 let hcl = hcl.to_string();
+                // `Variables`: a variable file's text (as Nomad's API takes it), or an object
+                // of name → value.
+                let inputs = yurt_types::jobspec::Inputs {
+                    var_files: body
+                        .get("Variables")
+                        .and_then(Value::as_str)
+                        .map(|t| vec![("Variables".to_string(), t.to_string())])
+                        .unwrap_or_default(),
+                    vars: body
+                        .get("Variables")
+                        .and_then(Value::as_object)
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    let text =
+                                        v.as_str().map_or_else(|| v.to_string(), String::from);
+                                    (k.clone(), text)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    ..Default::default()
+                };
                 let job = crate::heavy::run("parsing job files", move || {
-                    yurt_types::jobspec::parse_hcl("JobHCL", &hcl)
+                    yurt_types::jobspec::parse_hcl_with("JobHCL", &hcl, &inputs)
                 })
                 .await?
                 .map_err(|e| bad(e.to_string()))?;

@@ -96,6 +96,9 @@ impl Val {
 pub(crate) struct Reader<'a> {
     pub(crate) file: &'a str,
     pub(crate) src: &'a str,
+    /// A job file's variables, locals and functions; without it (agent configs, ACL
+    /// policies) only literal values are read.
+    eval: Option<crate::jobspec::vars::Eval>,
     /// Where each line after the first starts (the offset after each `\n`), so that finding
     /// a line is a binary search, not a count from the start (parsing stays linear).
     line_starts: Vec<usize>,
@@ -135,27 +138,70 @@ impl<'a> Reader<'a> {
         Reader {
             file,
             src,
+            eval: None,
             line_starts,
         }
     }
 
     /// Parses the whole source into a body.
     pub(crate) fn parse(&self) -> Result<Body, SpecError> {
-        let body = hcl_edit::parser::parse_body(self.src).map_err(|e| {
-            let line = e.location().line();
-            // A number too large for 64 bits is a syntax error to the parser: say so.
-            let text = self.src.lines().nth(line.saturating_sub(1)).unwrap_or("");
-            let message = match huge_number(text) {
-                Some(n) => format!("syntax error: the number {n} is too large"),
-                None => format!("syntax error: {}", e.message()),
-            };
-            SpecError {
-                file: self.file.to_string(),
-                line,
-                message,
-            }
-        })?;
+        let body = hcl_edit::parser::parse_body(self.src).map_err(|e| self.syntax_error(&e))?;
         self.body(&body)
+    }
+
+    fn syntax_error(&self, e: &hcl_edit::parser::Error) -> SpecError {
+        let line = e.location().line();
+        // A number too large for 64 bits is a syntax error to the parser: say so.
+        let text = self.src.lines().nth(line.saturating_sub(1)).unwrap_or("");
+        let message = match huge_number(text) {
+            Some(n) => format!("syntax error: the number {n} is too large"),
+            None => format!("syntax error: {}", e.message()),
+        };
+        self.err(line, message)
+    }
+
+    /// Parses a job file: its `variable` and `locals` blocks give the context its other
+    /// expressions are evaluated in ([`crate::jobspec::vars`]); they are not part of the body.
+    pub(crate) fn parse_job(&mut self, inputs: &crate::jobspec::Inputs) -> Result<Body, SpecError> {
+        let parsed = hcl_edit::parser::parse_body(self.src).map_err(|e| self.syntax_error(&e))?;
+        self.eval = Some(crate::jobspec::vars::Eval::build(self, &parsed, inputs)?);
+        let mut body = Body::default();
+        for s in parsed.iter() {
+            let hcl2 = matches!(s, structure::Structure::Block(b)
+                if matches!(b.ident.as_str(), "variable" | "locals"));
+            if !hcl2 {
+                self.structure(s, &mut body)?;
+            }
+        }
+        Ok(body)
+    }
+
+    /// The column of a span's start (1-based; 0 without a span).
+    pub(crate) fn column(&self, span: Option<Range<usize>>) -> usize {
+        span.map_or(0, |r| {
+            let line = self.line_starts.partition_point(|s| *s <= r.start);
+            let start = if line == 0 {
+                0
+            } else {
+                self.line_starts[line - 1]
+            };
+            self.src[start..r.start.min(self.src.len())].chars().count() + 1
+        })
+    }
+
+    /// The source text of a span.
+    pub(crate) fn text(&self, span: Option<Range<usize>>) -> &str {
+        span.and_then(|r| self.src.get(r)).unwrap_or("")
+    }
+
+    /// An error at a span: its line and column.
+    pub(crate) fn err_at(&self, span: Option<Range<usize>>, message: String) -> SpecError {
+        SpecError {
+            file: self.file.to_string(),
+            line: self.line(span.clone()),
+            column: self.column(span),
+            message,
+        }
     }
 
     pub(crate) fn line(&self, span: Option<Range<usize>>) -> usize {
@@ -168,6 +214,7 @@ impl<'a> Reader<'a> {
         SpecError {
             file: self.file.to_string(),
             line,
+            column: 0,
             message,
         }
     }
@@ -175,24 +222,29 @@ impl<'a> Reader<'a> {
     pub(crate) fn body(&self, body: &structure::Body) -> Result<Body, SpecError> {
         let mut out = Body::default();
         for s in body.iter() {
-            match s {
-                structure::Structure::Attribute(a) => {
-                    let line = self.line(a.span());
-                    out.attrs.push(Attr {
-                        key: a.key.as_str().to_string(),
-                        line,
-                        val: self.expr(&a.value, line)?,
-                    });
-                }
-                structure::Structure::Block(b) => out.blocks.push(Blk {
-                    ident: b.ident.as_str().to_string(),
-                    labels: b.labels.iter().map(|l| l.as_str().to_string()).collect(),
-                    line: self.line(b.span()),
-                    body: self.body(&b.body)?,
-                }),
-            }
+            self.structure(s, &mut out)?;
         }
         Ok(out)
+    }
+
+    fn structure(&self, s: &structure::Structure, out: &mut Body) -> Result<(), SpecError> {
+        match s {
+            structure::Structure::Attribute(a) => {
+                let line = self.line(a.span());
+                out.attrs.push(Attr {
+                    key: a.key.as_str().to_string(),
+                    line,
+                    val: self.expr(&a.value, line)?,
+                });
+            }
+            structure::Structure::Block(b) => out.blocks.push(Blk {
+                ident: b.ident.as_str().to_string(),
+                labels: b.labels.iter().map(|l| l.as_str().to_string()).collect(),
+                line: self.line(b.span()),
+                body: self.body(&b.body)?,
+            }),
+        }
+        Ok(())
     }
 
     pub(crate) fn expr(&self, e: &Expression, line: usize) -> Result<Val, SpecError> {
@@ -208,7 +260,16 @@ impl<'a> Reader<'a> {
             // client when the task starts.
             Expression::StringTemplate(_) => {
                 let raw = e.span().map(|r| &self.src[r]).unwrap_or("");
-                Val::Str(unquote(raw))
+                let text = unquote(raw);
+                match &self.eval {
+                    // `${var.x}`, `${local.y}` and function calls are evaluated; the rest is
+                    // kept for the client.
+                    Some(eval) => Val::Str(
+                        eval.template(&text)
+                            .map_err(|why| self.err_at(e.span(), why))?,
+                    ),
+                    None => Val::Str(text),
+                }
             }
             Expression::Array(a) => Val::List(
                 a.iter()
@@ -232,6 +293,14 @@ impl<'a> Reader<'a> {
                 Val::Map(fields)
             }
             Expression::Parenthesis(p) => self.expr(p.inner(), line)?,
+            other if self.eval.is_some() => {
+                let eval = self.eval.as_ref().expect("checked");
+                let text = self.text(other.span());
+                crate::jobspec::vars::to_val(
+                    eval.value(other, text)
+                        .map_err(|why| self.err_at(other.span(), why))?,
+                )
+            }
             _ => {
                 return Err(self.err(
                     line,

@@ -15,13 +15,16 @@ use std::fmt;
 mod canonical;
 mod decode;
 mod docker;
+mod funcs;
 mod validate;
+pub(crate) mod vars;
 
 pub use canonical::{
     canonicalize, default_migrate, default_reschedule, default_restart, default_update,
 };
 pub use docker::string_list;
 pub use validate::{place_in_region, validate, KILL_SIGNALS};
+pub use vars::Inputs;
 
 use canonical::{DEFAULT_LOG_FILES, DEFAULT_LOG_FILE_MB, SEC};
 use decode::decode_file;
@@ -42,13 +45,17 @@ pub struct SpecError {
     pub file: String,
     /// 1-based; 0 when the problem has no single line (e.g. a JSON file).
     pub line: usize,
+    /// 1-based, where an expression is to blame; 0 when the line says enough.
+    pub column: usize,
     pub message: String,
 }
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let message = crate::limits::tidy(&self.message);
-        if self.line > 0 {
+        if self.line > 0 && self.column > 0 {
+            write!(f, "{}:{}:{}: {message}", self.file, self.line, self.column)
+        } else if self.line > 0 {
             write!(f, "{}:{}: {message}", self.file, self.line)
         } else {
             write!(f, "{}: {message}", self.file)
@@ -73,8 +80,13 @@ impl fmt::Display for Problem {
 
 /// Reads an HCL job file. `file` is only used in error messages.
 pub fn parse_hcl(file: &str, src: &str) -> Result<Job, SpecError> {
-    let reader = Reader::new(file, src);
-    let body = reader.parse()?;
+    parse_hcl_with(file, src, &Inputs::default())
+}
+
+/// Reads an HCL job file with values for its variables ([`Inputs`]).
+pub fn parse_hcl_with(file: &str, src: &str, inputs: &Inputs) -> Result<Job, SpecError> {
+    let mut reader = Reader::new(file, src);
+    let body = reader.parse_job(inputs)?;
     let mut lines = Lines::default();
     let mut job = decode_file(&reader, &body, &mut lines)?;
     canonicalize(&mut job);
@@ -82,6 +94,7 @@ pub fn parse_hcl(file: &str, src: &str) -> Result<Job, SpecError> {
         return Err(SpecError {
             file: file.into(),
             line: lines.find(&p.path),
+            column: 0,
             message: p.message,
         });
     }
@@ -94,6 +107,7 @@ pub fn parse_json(file: &str, src: &str) -> Result<Job, SpecError> {
     let err = |line, message| SpecError {
         file: file.to_string(),
         line,
+        column: 0,
         message,
     };
     let mut v: serde_json::Value =
@@ -137,10 +151,15 @@ pub fn parse_json(file: &str, src: &str) -> Result<Job, SpecError> {
 
 /// Reads a job file, choosing JSON for a `.json` name and HCL otherwise.
 pub fn parse_file(file: &str, src: &str) -> Result<Job, SpecError> {
+    parse_file_with(file, src, &Inputs::default())
+}
+
+/// [`parse_file`] with values for an HCL file's variables.
+pub fn parse_file_with(file: &str, src: &str, inputs: &Inputs) -> Result<Job, SpecError> {
     if file.ends_with(".json") {
         parse_json(file, src)
     } else {
-        parse_hcl(file, src)
+        parse_hcl_with(file, src, inputs)
     }
 }
 

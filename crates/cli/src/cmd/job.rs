@@ -19,6 +19,8 @@ pub enum JobCmd {
     /// Register a job from a file and watch its evaluation.
     Run {
         file: PathBuf,
+        #[command(flatten)]
+        vars: super::job_spec::VarArgs,
         /// Return after registering, without monitoring the evaluation.
         #[arg(long)]
         detach: bool,
@@ -29,6 +31,8 @@ pub enum JobCmd {
     /// Show what running a job file would change, without changing anything.
     Plan {
         file: PathBuf,
+        #[command(flatten)]
+        vars: super::job_spec::VarArgs,
         /// Show unchanged fields too.
         #[arg(long)]
         verbose: bool,
@@ -66,7 +70,11 @@ pub enum JobCmd {
         detach: bool,
     },
     /// Check a job file without submitting it: its errors, or its warnings.
-    Validate { file: PathBuf },
+    Validate {
+        file: PathBuf,
+        #[command(flatten)]
+        vars: super::job_spec::VarArgs,
+    },
     /// Show a registered job as Nomad's job JSON (what `POST /v1/jobs` takes back).
     Inspect {
         job: String,
@@ -89,10 +97,15 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
     match cmd {
         JobCmd::Run {
             file,
+            vars,
             detach,
             check_index,
-        } => job_run(addr, &file, detach, check_index).await,
-        JobCmd::Plan { file, verbose } => job_plan(addr, &file, verbose)
+        } => job_run(addr, &file, &vars, detach, check_index).await,
+        JobCmd::Plan {
+            file,
+            vars,
+            verbose,
+        } => job_plan(addr, &file, &vars, verbose)
             .await
             .map_err(|e| CliError::Plan(Box::new(e))),
         JobCmd::Status { job: None, json } => job_list(addr, json).await,
@@ -102,7 +115,7 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
         } => job_status(addr, &id, json).await,
         JobCmd::History { job, diff, json } => job_history(addr, &job, diff, json).await,
         JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
-        JobCmd::Validate { file } => super::job_spec::validate(&file),
+        JobCmd::Validate { file, vars } => super::job_spec::validate(&file, &vars),
         JobCmd::Inspect { job, version } => super::job_spec::inspect(addr, &job, version).await,
         JobCmd::Deployments { job, latest, json } => {
             job_deployments(addr, &job, latest, json).await
@@ -115,16 +128,24 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
     }
 }
 
-/// Reads and parses a job file; errors name the file, line and field.
-pub(super) fn read_job(file: &PathBuf) -> Result<Job, CliError> {
+/// Reads and parses a job file with its variables' values; errors name the file, line and
+/// field.
+pub(super) fn read_job(file: &PathBuf, vars: &super::job_spec::VarArgs) -> Result<Job, CliError> {
     let name = file.display().to_string();
     let src = std::fs::read_to_string(file)
         .map_err(|e| CliError::Other(format!("cannot read job file {name}: {e}")))?;
-    Ok(yurt_types::jobspec::parse_file(&name, &src)?)
+    let inputs = vars.inputs(file)?;
+    Ok(yurt_types::jobspec::parse_file_with(&name, &src, &inputs)?)
 }
 
-async fn job_run(addr: &str, file: &PathBuf, detach: bool, check_index: Option<u64>) -> CmdResult {
-    let job = read_job(file)?;
+async fn job_run(
+    addr: &str,
+    file: &PathBuf,
+    vars: &super::job_spec::VarArgs,
+    detach: bool,
+    check_index: Option<u64>,
+) -> CmdResult {
+    let job = read_job(file, vars)?;
     let channel = connect(addr).await?;
     let reply = JobsClient::new(channel.clone())
         .register(RegisterJobRequest {
@@ -328,8 +349,13 @@ pub(crate) fn placement_failures(
     out
 }
 
-async fn job_plan(addr: &str, file: &PathBuf, verbose: bool) -> CmdResult {
-    let job = read_job(file)?;
+async fn job_plan(
+    addr: &str,
+    file: &PathBuf,
+    vars: &super::job_spec::VarArgs,
+    verbose: bool,
+) -> CmdResult {
+    let job = read_job(file, vars)?;
     let channel = connect(addr).await?;
     let plan = JobsClient::new(channel)
         .plan(PlanJobRequest { job: Some(job) })

@@ -21,8 +21,65 @@ pub fn print_warnings(warnings: &str) {
     println!();
 }
 
-pub fn validate(file: &PathBuf) -> CmdResult {
-    let mut job = super::job::read_job(file)?;
+/// Values for a job file's variables: `-var name=value` (repeated), `-var-file FILE`
+/// (repeated), and `NOMAD_VAR_name` from the environment.
+#[derive(clap::Args, Debug, Default)]
+pub struct VarArgs {
+    /// A variable's value, `name=value` (repeatable; wins over the others).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub var: Vec<String>,
+    /// A file of `name = value` lines (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_file: Vec<PathBuf>,
+}
+
+impl VarArgs {
+    /// The inputs for `job_file`: its directory for `file()`, the environment, the files and
+    /// the `-var`s.
+    pub fn inputs(
+        &self,
+        job_file: &std::path::Path,
+    ) -> Result<yurt_types::jobspec::Inputs, CliError> {
+        let vars = self
+            .var
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                    .ok_or_else(|| CliError::Other(format!("-var {kv:?} is not name=value")))
+            })
+            .collect::<Result<_, _>>()?;
+        let var_files = self
+            .var_file
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .map(|text| (f.display().to_string(), text))
+                    .map_err(|e| {
+                        CliError::Other(format!("cannot read -var-file {}: {e}", f.display()))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(yurt_types::jobspec::Inputs {
+            vars,
+            var_files,
+            env: yurt_types::jobspec::Inputs::env_vars(),
+            base_dir: job_file
+                .parent()
+                .map(|d| {
+                    if d.as_os_str().is_empty() {
+                        std::path::Path::new(".")
+                    } else {
+                        d
+                    }
+                })
+                .map(std::path::Path::to_path_buf),
+        })
+    }
+}
+
+pub fn validate(file: &PathBuf, vars: &VarArgs) -> CmdResult {
+    let mut job = super::job::read_job(file, vars)?;
     yurt_types::jobspec::canonicalize(&mut job);
     print_warnings(&yurt_types::nomad_job::warnings(&job).join("\n"));
     println!("Job validation successful");

@@ -333,7 +333,7 @@ fn malformed_files_name_file_line_and_field() {
         ),
         (
             format!("job \"j\" {{\n  name = var.name\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"),
-            "bad.hcl:2: only literal values are supported here",
+            "bad.hcl:2:10: variable \"name\" is not declared: add a `variable \"name\" { ... }` block",
         ),
         (
             format!("job \"j\" {{\n  group \"g\" {{\n    {TASK}\n    wibble {{}}\n  }}\n}}\n"),
@@ -581,6 +581,16 @@ fn nomad_job_files_parse_and_keep_what_yurt_does_not_implement() {
     let shown = crate::nomad_job::to_nomad(&cache);
     assert_eq!(shown["Ui"]["Link"]["Label"], "Runbook");
     assert_eq!(shown["TaskGroups"][0]["EphemeralDisk"]["Size"], 300);
+    let greeter = parse_file("vars.nomad.hcl", &nomad_files()[2].1).unwrap();
+    let g = &greeter.task_groups[0];
+    assert_eq!((g.count, greeter.meta["tier"].as_str()), (2, "web"));
+    assert_eq!(g.tasks[0].env["GREETER_INSTANCES"], "2");
+    let shown = crate::nomad_job::to_nomad(&greeter);
+    assert_eq!(shown["TaskGroups"][0]["EphemeralDisk"]["Size"], 300);
+    assert_eq!(
+        shown["TaskGroups"][0]["Tasks"][0]["Config"]["args"][1],
+        "echo GREETER from ${NOMAD_ALLOC_ID} on ${attr.kernel.name}; sleep 3600"
+    );
     let report = parse_file("report.nomad.hcl", &nomad_files()[1].1).unwrap();
     let r = report.task_groups[0].reschedule.as_ref().unwrap();
     assert_eq!(
