@@ -210,14 +210,30 @@ const TOKENS: &[&str] = &[
     "task \"t\" {\n",
 ];
 
-/// The seeds: the example job, the docs' HCL examples, generated small jobs, and every saved
-/// regression of the target.
+/// The Nomad job corpus's files with this extension (`fixtures/nomad-jobs/`).
+fn nomad_corpus(root: &Path, ext: &str) -> Vec<Vec<u8>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("fixtures/nomad-jobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
+}
+
+/// The seeds: the example job, the Nomad job corpus (variables, locals, functions, Nomad's
+/// JSON), generated small jobs, and every saved regression of the target.
 fn seeds(root: &Path, target: Target) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let web = std::fs::read(root.join("examples/web.hcl")).unwrap_or_default();
     let job = yurt_types::jobspec::parse_hcl("web.hcl", &String::from_utf8_lossy(&web)).ok();
     match target {
-        Target::Hcl => out.push(web.clone()),
+        Target::Hcl => {
+            out.push(web.clone());
+            out.extend(nomad_corpus(root, "hcl"));
+        }
         Target::JobJson => {
             if let Some(j) = &job {
                 out.push(serde_json::to_vec_pretty(j).unwrap_or_default());
@@ -225,10 +241,10 @@ fn seeds(root: &Path, target: Target) -> Vec<Vec<u8>> {
         }
         Target::NomadJson => {
             if let Some(j) = &job {
-                let ours = serde_json::to_value(j).unwrap_or_default();
-                let theirs = yurt_types::nomad_json::to_nomad(&ours);
+                let theirs = yurt_types::nomad_job::to_nomad(j);
                 out.push(serde_json::to_vec(&serde_json::json!({ "Job": theirs })).unwrap_or_default());
             }
+            out.extend(nomad_corpus(root, "json"));
         }
         Target::AgentConfig => out.push(
             b"data_dir = \"/tmp/x\"\nports {\n  rpc = 4647\n}\nserver {\n  enabled = true\n  bootstrap_expect = 3\n  server_join {\n    retry_join = [\"127.0.0.1\"]\n  }\n}\nclient {\n  enabled = true\n}\n"

@@ -24,6 +24,31 @@ pub(crate) fn with_base_dir<T>(dir: Option<PathBuf>, f: impl FnOnce() -> T) -> T
 
 type R = Result<Value, String>;
 
+/// The largest value a function may return or an expression may evaluate to (its strings'
+/// bytes plus 8 per element), so that a job file cannot make the server build a huge value.
+pub(crate) const MAX_VALUE: usize = 256 * 1024;
+
+/// A value's size as [`MAX_VALUE`] counts it.
+pub(crate) fn size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 8,
+        Value::Array(a) => 8 + a.iter().map(size).sum::<usize>(),
+        Value::Object(m) => 8 + m.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>(),
+        _ => 8,
+    }
+}
+
+/// `v`, unless it is larger than [`MAX_VALUE`].
+fn bounded(name: &str, v: Value) -> R {
+    if size(&v) > MAX_VALUE {
+        return Err(format!(
+            "{name}: the result is larger than {} KiB",
+            MAX_VALUE / 1024
+        ));
+    }
+    Ok(v)
+}
+
 fn s(args: &FuncArgs, i: usize) -> String {
     args[i].as_str().unwrap_or_default().to_string()
 }
@@ -61,7 +86,7 @@ fn upper(a: FuncArgs) -> R {
 fn lower(a: FuncArgs) -> R {
     Ok(s(&a, 0).to_lowercase().into())
 }
-fn title(a: FuncArgs) -> R {
+fn title_unbounded(a: FuncArgs) -> R {
     let t = s(&a, 0)
         .split(' ')
         .map(|w| {
@@ -73,6 +98,9 @@ fn title(a: FuncArgs) -> R {
         .collect::<Vec<_>>()
         .join(" ");
     Ok(t.into())
+}
+fn title(a: FuncArgs) -> R {
+    bounded("title", title_unbounded(a)?)
 }
 fn trimspace(a: FuncArgs) -> R {
     Ok(s(&a, 0).trim().into())
@@ -89,10 +117,13 @@ fn trimsuffix(a: FuncArgs) -> R {
     let (t, p) = (s(&a, 0), s(&a, 1));
     Ok(t.strip_suffix(&p).unwrap_or(&t).into())
 }
-fn replace(a: FuncArgs) -> R {
+fn replace_unbounded(a: FuncArgs) -> R {
     Ok(s(&a, 0).replace(&s(&a, 1), &s(&a, 2)).into())
 }
-fn substr(a: FuncArgs) -> R {
+fn replace(a: FuncArgs) -> R {
+    bounded("replace", replace_unbounded(a)?)
+}
+fn substr_unbounded(a: FuncArgs) -> R {
     let chars: Vec<char> = s(&a, 0).chars().collect();
     let (off, len) = (n(&a, 1) as i64, n(&a, 2) as i64);
     let start = if off < 0 {
@@ -112,6 +143,9 @@ fn substr(a: FuncArgs) -> R {
         .collect::<String>()
         .into())
 }
+fn substr(a: FuncArgs) -> R {
+    bounded("substr", substr_unbounded(a)?)
+}
 fn startswith(a: FuncArgs) -> R {
     Ok(s(&a, 0).starts_with(&s(&a, 1)).into())
 }
@@ -124,7 +158,7 @@ fn split(a: FuncArgs) -> R {
         t.split(sep.as_str()).map(Value::from).collect(),
     ))
 }
-fn join(a: FuncArgs) -> R {
+fn join_unbounded(a: FuncArgs) -> R {
     let sep = s(&a, 0);
     let mut parts = Vec::new();
     for v in a.variadic_args() {
@@ -134,8 +168,11 @@ fn join(a: FuncArgs) -> R {
     }
     Ok(parts.join(&sep).into())
 }
+fn join(a: FuncArgs) -> R {
+    bounded("join", join_unbounded(a)?)
+}
 /// `format` with `%s`, `%d`, `%v`, `%q` and `%%`.
-fn format(a: FuncArgs) -> R {
+fn format_unbounded(a: FuncArgs) -> R {
     let spec = s(&a, 0);
     let mut args = a.variadic_args();
     let mut out = String::new();
@@ -166,12 +203,18 @@ fn format(a: FuncArgs) -> R {
     }
     Ok(out.into())
 }
-fn concat(a: FuncArgs) -> R {
+fn format(a: FuncArgs) -> R {
+    bounded("format", format_unbounded(a)?)
+}
+fn concat_unbounded(a: FuncArgs) -> R {
     Ok(Value::Array(
         a.variadic_args()
             .flat_map(|v| v.as_array().cloned().unwrap_or_default())
             .collect(),
     ))
+}
+fn concat(a: FuncArgs) -> R {
+    bounded("concat", concat_unbounded(a)?)
 }
 fn length(a: FuncArgs) -> R {
     let len = match &a[0] {
@@ -201,7 +244,7 @@ fn values(a: FuncArgs) -> R {
     m.sort_by(|x, y| x.0.cmp(&y.0));
     Ok(Value::Array(m.into_iter().map(|(_, v)| v).collect()))
 }
-fn merge(a: FuncArgs) -> R {
+fn merge_unbounded(a: FuncArgs) -> R {
     let mut out = Map::new();
     for v in a.variadic_args() {
         for (k, x) in v.as_object().into_iter().flatten() {
@@ -209,6 +252,9 @@ fn merge(a: FuncArgs) -> R {
         }
     }
     Ok(Value::Object(out))
+}
+fn merge(a: FuncArgs) -> R {
+    bounded("merge", merge_unbounded(a)?)
 }
 fn lookup(a: FuncArgs) -> R {
     let key = s(&a, 1);
@@ -240,7 +286,7 @@ fn distinct(a: FuncArgs) -> R {
     }
     Ok(Value::Array(out))
 }
-fn flatten(a: FuncArgs) -> R {
+fn flatten_unbounded(a: FuncArgs) -> R {
     fn walk(v: &[Value], out: &mut Vec<Value>) {
         for x in v {
             match x {
@@ -252,6 +298,9 @@ fn flatten(a: FuncArgs) -> R {
     let mut out = Vec::new();
     walk(&list(&a, 0), &mut out);
     Ok(Value::Array(out))
+}
+fn flatten(a: FuncArgs) -> R {
+    bounded("flatten", flatten_unbounded(a)?)
 }
 fn reverse(a: FuncArgs) -> R {
     let mut l = list(&a, 0);
@@ -279,8 +328,8 @@ fn range(a: FuncArgs) -> R {
     while (step > 0.0 && x < end) || (step < 0.0 && x > end) {
         out.push(num(x));
         x += step;
-        if out.len() > 100_000 {
-            return Err("range: more than 100000 numbers".into());
+        if out.len() > 1024 {
+            return Err("range: more than 1024 numbers".into());
         }
     }
     Ok(Value::Array(out))
@@ -344,15 +393,18 @@ fn jsonencode(a: FuncArgs) -> R {
         .map(Value::from)
         .map_err(|e| e.to_string())
 }
-fn jsondecode(a: FuncArgs) -> R {
+fn jsondecode_unbounded(a: FuncArgs) -> R {
     serde_json::from_str::<Value>(&s(&a, 0)).map_err(|e| format!("jsondecode: {e}"))
+}
+fn jsondecode(a: FuncArgs) -> R {
+    bounded("jsondecode", jsondecode_unbounded(a)?)
 }
 fn base64encode(a: FuncArgs) -> R {
     Ok(base64::engine::general_purpose::STANDARD
         .encode(s(&a, 0))
         .into())
 }
-fn base64decode(a: FuncArgs) -> R {
+fn base64decode_unbounded(a: FuncArgs) -> R {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s(&a, 0))
         .map_err(|e| format!("base64decode: {e}"))?;
@@ -360,8 +412,11 @@ fn base64decode(a: FuncArgs) -> R {
         .map(Value::from)
         .map_err(|_| "base64decode: the result is not UTF-8".into())
 }
+fn base64decode(a: FuncArgs) -> R {
+    bounded("base64decode", base64decode_unbounded(a)?)
+}
 /// The contents of a file, relative to the job file's directory.
-fn file(a: FuncArgs) -> R {
+fn file_unbounded(a: FuncArgs) -> R {
     let name = s(&a, 0);
     let dir = BASE_DIR
         .with(|b| b.borrow().clone())
@@ -370,6 +425,9 @@ fn file(a: FuncArgs) -> R {
     std::fs::read_to_string(&path)
         .map(Value::from)
         .map_err(|e| format!("file: cannot read {}: {e}", path.display()))
+}
+fn file(a: FuncArgs) -> R {
+    bounded("file", file_unbounded(a)?)
 }
 
 /// Declares every function in `ctx`.

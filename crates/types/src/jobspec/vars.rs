@@ -177,6 +177,7 @@ impl Eval {
     }
 
     fn build_in(r: &Reader, body: &structure::Body, inputs: &Inputs) -> Result<Eval, SpecError> {
+        within_budget(r.src).map_err(|why| r.err(0, why))?;
         let mut ctx = Context::new();
         super::funcs::declare(&mut ctx);
         let at = |span: Option<std::ops::Range<usize>>, message: String| r.err_at(span, message);
@@ -230,12 +231,14 @@ impl Eval {
                                         .and_then(|m| m.as_str().map(String::from))
                                         .unwrap_or_default()
                                 }
-                                other => return Err(at(
-                                    a.span(),
-                                    format!(
+                                other => {
+                                    return Err(at(
+                                        a.span(),
+                                        format!(
                                         "variable {name:?}: validation: unknown field {other:?}"
                                     ),
-                                )),
+                                    ))
+                                }
                             }
                         }
                         let condition = condition.ok_or_else(|| {
@@ -383,6 +386,7 @@ impl Eval {
             ctx.declare_var("local", Value::Object(locals.clone()));
             let echoing = with_echoes(&ctx, r.text(span_of(&e)));
             let v = evaluate(&echoing, &e)
+                .and_then(checked)
                 .map_err(|why| at(span_of(&e), format!("local {name:?}: {why}")))?;
             locals.insert(name, v);
         }
@@ -420,7 +424,7 @@ impl Eval {
     pub(crate) fn value(&self, e: &Expression, text: &str) -> Result<Value, String> {
         self.undeclared(text)?;
         let ctx = with_echoes(&self.ctx, text);
-        super::funcs::with_base_dir(self.base_dir.clone(), || evaluate(&ctx, e))
+        super::funcs::with_base_dir(self.base_dir.clone(), || evaluate(&ctx, e)).and_then(checked)
     }
 
     /// A string template: each `${...}` that uses variables, locals or functions is replaced
@@ -434,7 +438,7 @@ impl Eval {
                     Part::Text(t) => out.push_str(t),
                     Part::Interp(inner) if uses_hcl2(inner) => {
                         self.undeclared(inner)?;
-                        let v = expression(inner, &self.ctx)?;
+                        let v = expression(inner, &self.ctx).and_then(checked)?;
                         match v {
                             Value::String(s) => out.push_str(&s),
                             Value::Number(n) => out.push_str(&n.to_string()),
@@ -452,6 +456,49 @@ impl Eval {
             Ok(out)
         })
     }
+}
+
+/// Most references to variables and locals, and most calls and parentheses, a job file may
+/// have: with values bounded by [`super::funcs::MAX_VALUE`], what evaluating it can build and
+/// take is bounded too (the servers parse job files one at a time).
+const MAX_REFERENCES: usize = 1000;
+const MAX_CALLS: usize = 10_000;
+
+/// Refuses a file whose evaluation could take without bound: too many references or calls,
+/// or `for` expressions (not supported yet; nested, they multiply).
+fn within_budget(src: &str) -> Result<(), String> {
+    let refs = src.matches("var.").count() + src.matches("local.").count();
+    if refs > MAX_REFERENCES {
+        return Err(format!(
+            "the job file refers to variables and locals {refs} times, more than the {MAX_REFERENCES} allowed"
+        ));
+    }
+    let calls = src.matches('(').count();
+    if calls > MAX_CALLS {
+        return Err(format!(
+            "the job file has {calls} function calls and parentheses, more than the {MAX_CALLS} allowed"
+        ));
+    }
+    static FOR: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let for_expr = FOR.get_or_init(|| {
+        regex::Regex::new(r"[\[{]\s*for\s+[A-Za-z_][\w-]*\s*(,\s*[A-Za-z_][\w-]*\s*)?\s+in\s")
+            .expect("a valid pattern")
+    });
+    if for_expr.is_match(src) {
+        return Err("for expressions are not supported in job files yet".into());
+    }
+    Ok(())
+}
+
+/// A value, unless it is larger than [`super::funcs::MAX_VALUE`].
+fn checked(v: Value) -> Result<Value, String> {
+    if super::funcs::size(&v) > super::funcs::MAX_VALUE {
+        return Err(format!(
+            "the value is larger than {} KiB",
+            super::funcs::MAX_VALUE / 1024
+        ));
+    }
+    Ok(v)
 }
 
 /// `ctx` with each runtime reference of `text` (`${NOMAD_ALLOC_ID}`, `${attr.kernel.name}`)

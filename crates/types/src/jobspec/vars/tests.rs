@@ -169,3 +169,32 @@ fn mistakes_are_refused_with_file_line_and_column() {
         assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
     }
 }
+
+#[test]
+fn a_job_file_cannot_make_the_server_build_without_bound() {
+    let doubling: String = (0..40)
+        .map(|i| format!("  l{} = concat(local.l{i}, local.l{i})\n", i + 1))
+        .collect();
+    let job = CACHE.split("job \"cache\"").nth(1).unwrap();
+    let src = format!("locals {{\n  l0 = [\"aaaaaaaaaaaaaaaa\"]\n{doubling}}}\njob \"cache\"{job}");
+    let err = parse_hcl_with("big.hcl", &src, &Inputs::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("concat: the result is larger than 256 KiB"),
+        "{err}"
+    );
+    let for_expr = CACHE.replace("upper(local.name)", "[for x in [1, 2]: x]");
+    let err = parse_hcl_with("for.hcl", &for_expr, &Inputs::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "for.hcl: for expressions are not supported in job files yet"
+    );
+    let many = format!("{CACHE}\n# {}\n", "var.x ".repeat(1001));
+    let err = parse_hcl_with("many.hcl", &many, &Inputs::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than the 1000 allowed"), "{err}");
+}
