@@ -49,7 +49,10 @@ fn every_hcl_example_in_the_docs_parses_and_every_job_plans() {
         for (line, src) in hcl_blocks(&text) {
             let name = format!("{}:{line}", file.display());
             let first = src.trim_start();
-            if first.starts_with("job ") {
+            let job_file = ["job ", "variable ", "locals "]
+                .iter()
+                .any(|k| first.starts_with(k));
+            if job_file {
                 jobs += 1;
                 if let Err(e) = yurt_types::jobspec::parse_hcl(&name, &src) {
                     panic!("{name}: {e}");

@@ -244,3 +244,52 @@ fn job_files_take_variables_from_var_files_the_environment_and_var() {
     let job: Value = serde_json::from_str(&agent.ok(&["job", "inspect", "greeter"])).unwrap();
     assert_eq!(job["Job"]["Version"], 0, "nothing else was registered");
 }
+
+#[test]
+fn job_init_writes_an_example_that_runs_on_a_dev_agent() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let run_in_dir = |args: &[&str]| {
+        std::process::Command::new(YURT)
+            .args(args)
+            .current_dir(&dir.path)
+            .env("YURT_ADDR", &agent.grpc)
+            .output()
+            .unwrap()
+    };
+    let out = run_in_dir(&["job", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path.join("example.nomad.hcl").exists());
+    let again = run_in_dir(&["job", "init"]);
+    assert!(!again.status.success(), "an existing file is kept");
+    assert!(stderr(&again).contains("example.nomad.hcl already exists"));
+    for variant in [&["-short", "short.hcl"][..], &["-docker", "docker.hcl"][..]] {
+        let mut args = vec!["job", "init"];
+        args.extend_from_slice(variant);
+        assert!(run_in_dir(&args).status.success());
+        let file = variant[1];
+        let valid = run_in_dir(&["job", "validate", file]);
+        assert!(valid.status.success(), "{file}: {}", stderr(&valid));
+    }
+    let short = std::fs::read_to_string(dir.path.join("short.hcl")).unwrap();
+    assert!(!short.contains('#'), "{short}");
+    let run = run_in_dir(&[
+        "job",
+        "run",
+        "-detach",
+        "-var",
+        "greeting=hi",
+        "example.nomad.hcl",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let ids = agent.wait_running("example", 2);
+    let logs = wait_for("the example's greeting", || {
+        let text = agent.ok(&["alloc", "logs", &ids[0]]);
+        if text.contains("hi from ") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(logs.starts_with(&format!("hi from {}", ids[0])), "{logs}");
+}

@@ -69,6 +69,18 @@ pub enum JobCmd {
         #[arg(long)]
         detach: bool,
     },
+    /// Write an example job file (`example.nomad.hcl`) that runs on a fresh `-dev` agent.
+    Init {
+        /// Without the comments.
+        #[arg(long)]
+        short: bool,
+        /// A container (the docker driver) instead of a host process (raw_exec).
+        #[arg(long)]
+        docker: bool,
+        /// Where to write it.
+        #[arg(default_value = "example.nomad.hcl")]
+        file: PathBuf,
+    },
     /// Check a job file without submitting it: its errors, or its warnings.
     Validate {
         file: PathBuf,
@@ -116,6 +128,11 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
         JobCmd::History { job, diff, json } => job_history(addr, &job, diff, json).await,
         JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
         JobCmd::Validate { file, vars } => super::job_spec::validate(&file, &vars),
+        JobCmd::Init {
+            short,
+            docker,
+            file,
+        } => super::job_spec::init(&file, short, docker),
         JobCmd::Inspect { job, version } => super::job_spec::inspect(addr, &job, version).await,
         JobCmd::Deployments { job, latest, json } => {
             job_deployments(addr, &job, latest, json).await

@@ -1,5 +1,6 @@
-//! `yurt job validate FILE` (a job file checked as the servers would, without submitting it)
-//! and `yurt job inspect JOB` (a registered job in Nomad's job JSON); the warnings that
+//! `yurt job init` (an example job file), `yurt job validate FILE` (a job file checked as the
+//! servers would, without submitting it) and `yurt job inspect JOB` (a registered job in
+//! Nomad's job JSON); `-var`/`-var-file`; the warnings that
 //! `job run`, `job plan` and `job validate` print for what Yurt does not implement.
 
 use std::path::PathBuf;
@@ -112,5 +113,131 @@ pub async fn inspect(addr: &str, id: &str, version: Option<u64>) -> CmdResult {
         "{}",
         serde_json::to_string_pretty(&shown).unwrap_or_default()
     );
+    Ok(0)
+}
+
+/// The example job `job init` writes: a host process under raw_exec (a `-dev` agent enables
+/// it), with a variable, a rolling update and a restart policy.
+const EXAMPLE: &str = r#"# An example job: two instances of a small service that says hello every ten seconds.
+# Run it on a dev agent with `yurt job run example.nomad.hcl`, then try
+# `yurt job plan -var greeting=hi example.nomad.hcl` to see a rolling update planned.
+
+# A value you can change without editing the file: -var greeting=..., or NOMAD_VAR_greeting.
+variable "greeting" {
+  type        = string
+  default     = "hello"
+  description = "What each instance says"
+}
+
+job "example" {
+  # service (runs until stopped), batch (runs to completion) or system (one per node)
+  type = "service"
+
+  group "hello" {
+    count = 2
+
+    # Replace one allocation at a time; the next once the new one has run for 5s.
+    update {
+      max_parallel     = 1
+      min_healthy_time = "5s"
+      healthy_deadline = "1m"
+    }
+
+    # A task that exits is restarted on its node up to twice in 5m, 5s apart.
+    restart {
+      attempts = 2
+      interval = "5m"
+      delay    = "5s"
+      mode     = "fail"
+    }
+
+    task "say" {
+      # A host process; `exec` isolates it, `docker` runs a container.
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while true; do echo \"${var.greeting} from ${NOMAD_ALLOC_ID}\"; sleep 10; done"]
+      }
+
+      resources {
+        cpu    = 50 # MHz
+        memory = 32 # MB
+      }
+    }
+  }
+}
+"#;
+
+/// The docker variant of [`EXAMPLE`].
+const EXAMPLE_DOCKER: &str = r#"# An example job: a web server in a container (busybox's httpd), on a port of the host.
+# Run it with `yurt job run example.nomad.hcl` on an agent whose client has Docker.
+
+variable "image" {
+  type    = string
+  default = "busybox:1.36"
+}
+
+job "example" {
+  group "web" {
+    count = 1
+
+    network {
+      port "http" {
+        to = 8080
+      }
+    }
+
+    task "httpd" {
+      driver = "docker"
+
+      config {
+        image   = var.image
+        command = "/bin/sh"
+        args    = ["-c", "echo \"hello from ${NOMAD_ALLOC_ID}\" > /local/index.html && exec httpd -f -p 8080 -h /local"]
+        ports   = ["http"]
+      }
+
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+"#;
+
+/// `job init`: the example, without comments when `short`.
+pub fn init(file: &PathBuf, short: bool, docker: bool) -> CmdResult {
+    if file.exists() {
+        return Err(CliError::Other(format!(
+            "{} already exists: remove it or name another file",
+            file.display()
+        )));
+    }
+    let text = if docker { EXAMPLE_DOCKER } else { EXAMPLE };
+    let text = if short {
+        let mut out = String::new();
+        for line in text.lines() {
+            let code = match line.find(" #") {
+                Some(i) if !line.trim_start().starts_with('#') => line[..i].trim_end(),
+                _ => line,
+            };
+            if code.trim_start().starts_with('#') {
+                continue;
+            }
+            if code.is_empty() && out.ends_with("\n\n") {
+                continue;
+            }
+            out.push_str(code);
+            out.push('\n');
+        }
+        out.trim_start().to_string()
+    } else {
+        text.to_string()
+    };
+    std::fs::write(file, text)
+        .map_err(|e| CliError::Other(format!("cannot write {}: {e}", file.display())))?;
+    println!("Example job file written to {}", file.display());
     Ok(0)
 }
