@@ -191,6 +191,9 @@ impl Eval {
                 ));
             };
             let name = label.as_str().to_string();
+            if declared.contains_key(&name) {
+                return Err(at(b.span(), format!("variable {name:?} is declared twice")));
+            }
             let mut d = Declared {
                 ty: Ty::Any,
                 default: None,
@@ -203,7 +206,7 @@ impl Eval {
                     structure::Structure::Attribute(a) => match a.key.as_str() {
                         "type" => d.ty = Ty::of(&a.value),
                         "default" => {
-                            let v = evaluate(&ctx, &a.value).map_err(|e| {
+                            let v = evaluate(&ctx, &a.value).and_then(checked).map_err(|e| {
                                 at(
                                     span_of(&a.value),
                                     format!("variable {name:?}: default: {e}"),

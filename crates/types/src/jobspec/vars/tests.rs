@@ -147,6 +147,11 @@ fn mistakes_are_refused_with_file_line_and_column() {
             "cache.hcl:1:1: variable \"image\" has no value: give it a default, -var image=...",
         ),
         (
+            format!("{CACHE}\nvariable \"dcs\" {{}}\n"),
+            Inputs::default(),
+            "cache.hcl:45:1: variable \"dcs\" is declared twice",
+        ),
+        (
             CACHE.replace("upper(local.name)", "uppercase(local.name)"),
             Inputs::default(),
             "cache.hcl:22:10: local \"full\": undefined function `uppercase`",
