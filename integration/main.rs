@@ -18,6 +18,8 @@
 //! - `heartbeat`: silent clients go down and are replaced; quick restarts change nothing; a
 //!   client's allocation watch answers only for its own allocations;
 //! - `hostile`: hostile and careless input refused with the field and the limit, agent responsive;
+//! - `http_routes`: job summaries, allocations by node, evaluation and deployment, the agent's
+//!   servers; 405s, Go booleans, typed fields;
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `nomad_jobs`: Nomad's job files and job JSON over plain HTTP: registered, read back unchanged,
@@ -50,6 +52,7 @@ mod health;
 mod heartbeat;
 mod hostile;
 mod http;
+mod http_routes;
 mod jobs;
 mod leadership;
 mod nomad_jobs;

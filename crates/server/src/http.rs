@@ -50,6 +50,7 @@ use yurt_types::nomad_json::to_nomad;
 
 use crate::rpc::Api;
 
+mod relations;
 mod request;
 
 use request::*;
@@ -157,7 +158,7 @@ impl Http {
                     api,
                     rq.of(DeregisterJobRequest {
                         job_id: id.to_string(),
-                        purge: query(q, "purge") == Some("true"),
+                        purge: flag(q, "purge")?,
                     }),
                 )
                 .await?
@@ -176,7 +177,7 @@ impl Http {
                     api,
                     rq.of(JobVersionsRequest {
                         job_id: id.to_string(),
-                        diffs: query(q, "diffs") == Some("true"),
+                        diffs: flag(q, "diffs")?,
                     }),
                 )
                 .await?
@@ -191,6 +192,17 @@ impl Http {
                     "Diffs": json(&r.diffs)?,
                 }))
             }
+            (&M::GET, ["v1", "job", id, "summary"]) => relations::job_summary(api, &rq, id).await,
+            (&M::GET, ["v1", "node", id, "allocations"]) => {
+                relations::node_allocations(api, &rq, id).await
+            }
+            (&M::GET, ["v1", "evaluation", id, "allocations"]) => {
+                relations::evaluation_allocations(api, &rq, id).await
+            }
+            (&M::GET, ["v1", "deployment", "allocations", id]) => {
+                relations::deployment_allocations(api, &rq, id).await
+            }
+            (&M::GET, ["v1", "agent", "servers"]) => relations::servers(api),
             (&M::GET, ["v1", "job", id, "allocations"]) => json(
                 &Jobs::allocations(api, rq.job(id))
                     .await?
@@ -326,12 +338,8 @@ impl Http {
                 let strategy = match body.get("DrainSpec") {
                     None | Some(Value::Null) => None,
                     Some(spec) => Some(DrainStrategy {
-                        deadline_ms: spec.get("Deadline").and_then(Value::as_i64).unwrap_or(0)
-                            / 1_000_000,
-                        ignore_system_jobs: spec
-                            .get("IgnoreSystemJobs")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false),
+                        deadline_ms: number_field(spec, "DrainSpec.Deadline")? / 1_000_000,
+                        ignore_system_jobs: bool_field(spec, "DrainSpec.IgnoreSystemJobs")?,
                         ..Default::default()
                     }),
                 };
@@ -341,10 +349,7 @@ impl Http {
                         rq.of(NodeDrainRequest {
                             node_id: id.to_string(),
                             strategy,
-                            mark_eligible: body
-                                .get("MarkEligible")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(false),
+                            mark_eligible: bool_field(&body, "MarkEligible")?,
                         }),
                     )
                     .await?
@@ -462,13 +467,7 @@ impl Http {
             })),
             (_, ["v1", "acl", ..]) => self.acl_route(method, &parts, body, rq).await,
             (&M::GET, ["v1", "regions"]) => Ok(Value::from(vec![api.cluster.me().region.clone()])),
-            (_, ["v1", ..]) => Err(Failure(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no such endpoint: {method} {}",
-                    yurt_types::limits::shown(path)
-                ),
-            )),
+            (_, ["v1", ..]) => Err(no_route(method, &parts)),
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
                 format!("no such endpoint: {}", yurt_types::limits::shown(path)),
@@ -567,10 +566,7 @@ impl Http {
             (&M::DELETE, ["v1", "acl", "token", id]) => {
                 json(&Acl::delete_token(&svc, token_req(id)).await?.into_inner())
             }
-            _ => Err(Failure(
-                StatusCode::NOT_FOUND,
-                format!("no such endpoint: {method} /{}", parts.join("/")),
-            )),
+            _ => Err(no_route(method, parts)),
         }
     }
 
@@ -642,7 +638,7 @@ impl Http {
         }
         let rq = Rq {
             token,
-            stale: query(&q, "stale").is_some_and(|v| v.is_empty() || v == "true"),
+            stale: flag(&q, "stale").unwrap_or(false),
         };
         let answer = self.route(&method, &path, &q, body, rq).await;
         crate::metrics::metrics().observe("yurt.http.request", started.elapsed());

@@ -56,6 +56,113 @@ pub(super) fn query<'a>(q: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// A boolean query parameter as Go's `ParseBool` reads it (`1`, `t`, `T`, `TRUE`, `true`,
+/// `True`, and their false twins); given without a value it is true, absent false.
+pub(super) fn flag(q: &str, name: &str) -> Result<bool, Failure> {
+    match query(q, name) {
+        None => Ok(false),
+        Some("" | "1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+        Some(other) => Err(bad(format!(
+            "{name}: {} is not true or false",
+            yurt_types::limits::shown(other)
+        ))),
+    }
+}
+
+/// The field `path`'s last part of `v` as a whole number; absent or null is 0, anything else
+/// is refused (a deadline sent as a string must not mean "no deadline").
+pub(super) fn number_field(v: &Value, path: &str) -> Result<i64, Failure> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(n) => n
+            .as_i64()
+            .ok_or_else(|| bad(format!("{path}: expected a number, found {n}"))),
+    }
+}
+
+/// As [`number_field`], for true or false.
+pub(super) fn bool_field(v: &Value, path: &str) -> Result<bool, Failure> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(b) => b
+            .as_bool()
+            .ok_or_else(|| bad(format!("{path}: expected true or false, found {b}"))),
+    }
+}
+
+/// The routes, for telling a wrong method (405) from a path that is none (404): `*` is any
+/// one segment.
+const PATHS: &[&str] = &[
+    "v1/jobs",
+    "v1/jobs/parse",
+    "v1/validate/job",
+    "v1/job/*",
+    "v1/job/*/plan",
+    "v1/job/*/summary",
+    "v1/job/*/versions",
+    "v1/job/*/allocations",
+    "v1/job/*/evaluations",
+    "v1/job/*/deployments",
+    "v1/job/*/deployment",
+    "v1/job/*/revert",
+    "v1/allocations",
+    "v1/allocation/*",
+    "v1/client/allocation/*/stats",
+    "v1/evaluations",
+    "v1/evaluation/*",
+    "v1/evaluation/*/allocations",
+    "v1/nodes",
+    "v1/node/*",
+    "v1/node/*/allocations",
+    "v1/node/*/eligibility",
+    "v1/node/*/drain",
+    "v1/deployments",
+    "v1/deployment/*",
+    "v1/deployment/allocations/*",
+    "v1/deployment/*/*",
+    "v1/status/leader",
+    "v1/status/peers",
+    "v1/agent/members",
+    "v1/agent/self",
+    "v1/agent/servers",
+    "v1/agent/health",
+    "v1/operator/raft/configuration",
+    "v1/regions",
+    "v1/metrics",
+    "v1/acl/bootstrap",
+    "v1/acl/policies",
+    "v1/acl/policy/*",
+    "v1/acl/tokens",
+    "v1/acl/token",
+    "v1/acl/token/*",
+];
+
+/// 405 for a route that takes other methods, else 404.
+pub(super) fn no_route(method: &Method, parts: &[&str]) -> Failure {
+    let path = parts.join("/");
+    let known = PATHS.iter().any(|p| {
+        let pat: Vec<&str> = p.split('/').collect();
+        pat.len() == parts.len() && pat.iter().zip(parts).all(|(a, b)| *a == "*" || a == b)
+    });
+    if known {
+        Failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} is not allowed for /{path}"),
+        )
+    } else {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such endpoint: {method} {}",
+                yurt_types::limits::shown(&format!("/{path}"))
+            ),
+        )
+    }
+}
+
 /// A percent-encoded path segment or query value as the text it stands for.
 pub(super) fn decoded(raw: &str) -> Result<String, Failure> {
     percent_encoding::percent_decode_str(raw)
@@ -168,8 +275,9 @@ pub(super) fn set_headers(r: &mut HttpResponse, content_type: &'static str, inde
 /// An answer of one sentence: whatever a route or a check says, the caller gets one short line
 /// ([`yurt_types::limits::tidy`]).
 pub(super) fn plain(code: StatusCode, msg: &str, index: u64) -> HttpResponse {
+    // The sentence alone, without a newline, as Nomad's error bodies are.
     let line = yurt_types::limits::tidy(msg);
-    let mut r = Response::new(Full::new(Bytes::from(format!("{line}\n"))));
+    let mut r = Response::new(Full::new(Bytes::from(line)));
     *r.status_mut() = code;
     set_headers(&mut r, "text/plain; charset=utf-8", index);
     r

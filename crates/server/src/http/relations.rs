@@ -1,0 +1,128 @@
+//! Routes that answer from what other reads already give: the allocations of a node, an
+//! evaluation or a deployment (`/v1/node/:id/allocations`, `/v1/evaluation/:id/allocations`,
+//! `/v1/deployment/allocations/:id`), a job's summary (`/v1/job/:id/summary`, Nomad's
+//! `JobSummary`: per group, how many allocations are queued, starting, running, failed,
+//! complete, lost), and the servers this agent knows (`/v1/agent/servers`).
+
+use super::*;
+use yurt_types::status::*;
+
+/// The allocations that `keep` selects, in Nomad's shape (the caller's rights are checked by
+/// the read it makes).
+pub(super) async fn allocations_where(
+    api: &Api,
+    rq: &Rq,
+    node_id: &str,
+    keep: impl Fn(&Allocation) -> bool,
+) -> Answer {
+    let all = Allocs::list(
+        api,
+        rq.of(ListAllocsRequest {
+            node_id: node_id.to_string(),
+        }),
+    )
+    .await?
+    .into_inner()
+    .allocs;
+    json(&all.into_iter().filter(|a| keep(a)).collect::<Vec<_>>())
+}
+
+/// `/v1/node/:id/allocations` (the full node ID, or a unique prefix of it).
+pub(super) async fn node_allocations(api: &Api, rq: &Rq, id: &str) -> Answer {
+    let node = Nodes::get(
+        api,
+        rq.of(GetNodeRequest {
+            node_id: id.to_string(),
+            ..Default::default()
+        }),
+    )
+    .await?
+    .into_inner();
+    allocations_where(api, rq, &node.id, |_| true).await
+}
+
+/// `/v1/evaluation/:id/allocations`: the allocations the evaluation placed.
+pub(super) async fn evaluation_allocations(api: &Api, rq: &Rq, id: &str) -> Answer {
+    let eval = Evals::get(
+        api,
+        rq.of(GetEvalRequest {
+            eval_id: id.to_string(),
+        }),
+    )
+    .await?
+    .into_inner();
+    allocations_where(api, rq, "", |a| a.eval_id == eval.id).await
+}
+
+/// `/v1/deployment/allocations/:id`: the allocations of the deployment.
+pub(super) async fn deployment_allocations(api: &Api, rq: &Rq, id: &str) -> Answer {
+    let d = Deployments::get(
+        api,
+        rq.of(GetDeploymentRequest {
+            deployment_id: id.to_string(),
+        }),
+    )
+    .await?
+    .into_inner();
+    allocations_where(api, rq, "", |a| a.deployment_id == d.id).await
+}
+
+/// `/v1/job/:id/summary`, in Nomad's `JobSummary` shape.
+pub(super) async fn job_summary(api: &Api, rq: &Rq, id: &str) -> Answer {
+    let job = Jobs::get(api, rq.job(id)).await?.into_inner();
+    let allocs = Jobs::allocations(api, rq.job(&job.id))
+        .await?
+        .into_inner()
+        .allocs;
+    let evals = Jobs::evaluations(api, rq.job(&job.id))
+        .await?
+        .into_inner()
+        .evals;
+    // The newest evaluation's queued allocations, while it waits for room.
+    let queued = evals
+        .iter()
+        .find(|e| e.status == EVAL_BLOCKED || !e.queued_allocations.is_empty())
+        .map(|e| e.queued_allocations.clone())
+        .unwrap_or_default();
+    let mut summary = serde_json::Map::new();
+    for g in &job.task_groups {
+        let count = |status: &str| {
+            allocs
+                .iter()
+                .filter(|a| a.task_group == g.name && a.client_status == status)
+                .count()
+        };
+        summary.insert(
+            g.name.clone(),
+            serde_json::json!({
+                "Queued": queued.get(&g.name).copied().unwrap_or(0),
+                "Starting": count(ALLOC_PENDING),
+                "Running": count(ALLOC_RUNNING),
+                "Failed": count(ALLOC_FAILED),
+                "Complete": count(ALLOC_COMPLETE),
+                "Lost": count(ALLOC_LOST),
+                "Unknown": 0,
+            }),
+        );
+    }
+    Ok(serde_json::json!({
+        "JobID": job.id,
+        "Namespace": job.namespace,
+        "Summary": Value::Object(summary),
+        "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+        "CreateIndex": job.create_index,
+        "ModifyIndex": job.modify_index,
+    }))
+}
+
+/// `/v1/agent/servers`: the RPC addresses of the servers this agent knows.
+pub(super) fn servers(api: &Api) -> Answer {
+    let addrs: std::collections::BTreeSet<String> = api
+        .cluster
+        .members(true)
+        .into_iter()
+        .filter(|(m, alive)| *alive && !m.addr.is_empty())
+        .map(|(m, _)| m.addr)
+        .collect();
+    Ok(Value::from(addrs.into_iter().collect::<Vec<_>>()))
+}

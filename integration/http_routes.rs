@@ -1,0 +1,121 @@
+//! More of Nomad's `/v1` routes over plain HTTP (no CLI): a job's summary, the allocations of
+//! a node, an evaluation and a deployment, the agent's servers; and the API's manners: 405
+//! for a wrong method, booleans read as Go's `ParseBool` reads them, a wrongly typed drain
+//! deadline refused, error bodies one sentence without a newline.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn get(http: &str, path: &str) -> Value {
+    let (status, _, body) = http_request(http, "GET", path, "");
+    assert!(status.contains("200"), "GET {path}: {status} {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn job() -> Value {
+    json!({"Job": {"ID": "web", "Type": "service",
+        "Update": {"MaxParallel": 2, "MinHealthyTime": 100_000_000i64,
+                   "HealthyDeadline": 30_000_000_000i64, "HealthCheck": "task_states"},
+        "TaskGroups": [{"Name": "app", "Count": 2, "Tasks": [{"Name": "server",
+            "Driver": "raw_exec",
+            "Config": {"command": "/bin/sh", "args": ["-c", "while true; do sleep 1; done"]},
+            "Resources": {"CPU": 20, "MemoryMB": 32}}]}]}})
+}
+
+#[test]
+fn summaries_and_the_allocations_of_nodes_evaluations_and_deployments() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let (status, _, body) = http_request(&http, "POST", "/v1/jobs", &job().to_string());
+    assert!(status.contains("200"), "{body}");
+    let eval = serde_json::from_str::<Value>(&body).unwrap()["EvalID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = agent.wait_running("web", 2);
+    let summary = get(&http, "/v1/job/web/summary");
+    assert_eq!(summary["JobID"], "web", "{summary}");
+    assert_eq!(summary["Summary"]["app"]["Running"], 2, "{summary}");
+    assert_eq!(summary["Summary"]["app"]["Failed"], 0, "{summary}");
+    let nodes = get(&http, "/v1/nodes");
+    let node = nodes[0]["ID"].as_str().unwrap().to_string();
+    let ids_of = |v: &Value| {
+        let mut out: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["ID"].as_str().unwrap().to_string())
+            .collect();
+        out.sort();
+        out
+    };
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(
+        ids_of(&get(&http, &format!("/v1/node/{node}/allocations"))),
+        want
+    );
+    assert_eq!(
+        ids_of(&get(&http, &format!("/v1/node/{}/allocations", &node[..8]))),
+        want
+    );
+    assert_eq!(
+        ids_of(&get(&http, &format!("/v1/evaluation/{eval}/allocations"))),
+        want
+    );
+    let deployment = get(&http, "/v1/job/web/deployment")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ids_of(&get(
+            &http,
+            &format!("/v1/deployment/allocations/{deployment}")
+        )),
+        want
+    );
+    let servers = get(&http, "/v1/agent/servers");
+    assert_eq!(servers.as_array().map(Vec::len), Some(1), "{servers}");
+    assert_eq!(servers[0], agent.grpc.as_str(), "{servers}");
+    let (status, _, text) = http_request(&http, "GET", "/v1/node/nope/allocations", "");
+    assert!(status.contains("404"), "{status} {text}");
+}
+
+#[test]
+fn wrong_methods_booleans_and_typed_fields_are_answered_as_nomad_answers_them() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let (status, _, text) = http_request(&http, "DELETE", "/v1/jobs/parse", "");
+    assert!(status.contains("405"), "{status} {text}");
+    assert_eq!(text, "method DELETE is not allowed for /v1/jobs/parse");
+    let (status, _, text) = http_request(&http, "GET", "/v1/nothing/here", "");
+    assert!(status.contains("404"), "{status}");
+    assert!(!text.ends_with('\n'), "one sentence, no newline: {text:?}");
+    http_request(&http, "POST", "/v1/jobs", &job().to_string());
+    agent.wait_running("web", 2);
+    let (status, _, text) = http_request(&http, "DELETE", "/v1/job/web?purge=maybe", "");
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(text, "purge: \"maybe\" is not true or false");
+    let (status, _, _) = http_request(&http, "DELETE", "/v1/job/web?purge=True", "");
+    assert!(status.contains("200"), "{status}");
+    let (status, _, _) = http_request(&http, "GET", "/v1/job/web", "");
+    assert!(status.contains("404"), "purged: {status}");
+    let node = get(&http, "/v1/nodes")[0]["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let drain = json!({"DrainSpec": {"Deadline": "1h"}, "MarkEligible": false});
+    let (status, _, text) = http_request(
+        &http,
+        "POST",
+        &format!("/v1/node/{node}/drain"),
+        &drain.to_string(),
+    );
+    assert!(status.contains("400"), "{status} {text}");
+    assert_eq!(text, "DrainSpec.Deadline: expected a number, found \"1h\"");
+    let node_now = get(&http, &format!("/v1/node/{node}"));
+    assert_eq!(node_now["Drain"], false, "nothing changed: {node_now}");
+}
