@@ -87,7 +87,11 @@ fn jobs_register_plan_and_read_through_the_nomad_shaped_http_api() {
     let plan: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(plan["JobModifyIndex"].as_u64(), Some(first_index));
     assert_eq!(
-        plan["DesiredTGUpdates"]["app"]["DestructiveUpdate"], 1,
+        plan["Annotations"]["DesiredTGUpdates"]["app"]["DestructiveUpdate"], 1,
+        "{body}"
+    );
+    assert!(
+        plan["Index"].as_u64().is_some_and(|i| i >= first_index),
         "{body}"
     );
 
@@ -297,13 +301,19 @@ fn metrics_in_json_and_prometheus_text() {
     assert_eq!(get("/v1/regions"), json!(["global"]));
     let members = get("/v1/agent/members");
     assert_eq!(members["Members"][0]["Status"], "alive", "{members}");
+    assert_eq!(members["ServerRegion"], "global", "{members}");
+    assert_eq!(members["Members"][0]["Tags"]["role"], "nomad", "{members}");
+    let port = Agent::port_of(&agent.grpc);
+    assert_eq!(members["Members"][0]["Port"], port, "{members}");
     let me = get("/v1/agent/self");
     assert!(
-        me["Member"]["Build"]
+        me["member"]["Tags"]["build"]
             .as_str()
             .is_some_and(|b| b.starts_with(env!("CARGO_PKG_VERSION"))),
         "{me}"
     );
+    assert_eq!(me["config"]["Region"], "global", "{me}");
+    assert!(me["stats"]["raft"]["term"].is_string(), "{me}");
     let raft = get("/v1/operator/raft/configuration");
     assert_eq!(raft["Servers"][0]["Leader"], true, "{raft}");
     assert_eq!(raft["Servers"][0]["Voter"], true, "{raft}");

@@ -166,11 +166,23 @@ impl Http {
             ),
             (&M::POST | &M::PUT, ["v1", "job", _, "plan"]) => {
                 let (job, _) = nomad_job(&body)?;
-                json(
+                let index = api.reads.state.read(|s| s.index);
+                let mut plan = json(
                     &Jobs::plan(api, rq.of(PlanJobRequest { job: Some(job) }))
                         .await?
                         .into_inner(),
-                )
+                )?;
+                // Nomad's reply: the scheduler's counts under `Annotations`, and the index the
+                // plan was made at.
+                if let Some(m) = plan.as_object_mut() {
+                    let updates = m.remove("DesiredTGUpdates").unwrap_or(Value::Null);
+                    m.insert(
+                        "Annotations".into(),
+                        serde_json::json!({ "DesiredTGUpdates": updates }),
+                    );
+                    m.insert("Index".into(), Value::from(index));
+                }
+                Ok(plan)
             }
             (&M::GET, ["v1", "job", id, "versions"]) => {
                 let r = Jobs::versions(
@@ -426,24 +438,18 @@ impl Http {
                         .await?
                         .into_inner()
                         .members;
-                let ours = to_nomad(&serde_json::to_value(&members).unwrap_or_default());
-                Ok(serde_json::json!({ "ServerName": api.cluster.me().name, "Members": ours }))
+                let me = api.cluster.me();
+                Ok(serde_json::json!({
+                    "ServerName": me.name,
+                    "ServerRegion": me.region,
+                    "ServerDC": me.datacenter,
+                    "Members": members.iter().map(relations::member).collect::<Vec<_>>(),
+                }))
             }
             (&M::GET, ["v1", "agent", "self"]) => {
                 api.reads
                     .authorize(&rq.of(()), Need::Agent(acl::Level::Read))?;
-                let me = api.cluster.me().clone();
-                let m = api.reads.raft.metrics().borrow().clone();
-                Ok(serde_json::json!({
-                    "Member": {"Name": me.name, "Addr": me.addr, "Build": me.version,
-                               "Datacenter": me.datacenter, "Region": me.region},
-                    "Stats": {"raft": {
-                        "state": format!("{:?}", m.state),
-                        "term": m.current_term.to_string(),
-                        "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
-                        "applied_index": m.last_applied.map_or(0, |l| l.index).to_string(),
-                    }}
-                }))
+                relations::agent_self(api, &rq).await
             }
             (&M::GET, ["v1", "operator", "raft", "configuration"]) => {
                 let peers = Operator::raft_peers(&api.operator(), rq.of(RaftPeersRequest {}))

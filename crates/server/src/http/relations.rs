@@ -2,7 +2,8 @@
 //! evaluation or a deployment (`/v1/node/:id/allocations`, `/v1/evaluation/:id/allocations`,
 //! `/v1/deployment/allocations/:id`), a job's summary (`/v1/job/:id/summary`, Nomad's
 //! `JobSummary`: per group, how many allocations are queued, starting, running, failed,
-//! complete, lost), and the servers this agent knows (`/v1/agent/servers`).
+//! complete, lost), the servers this agent knows (`/v1/agent/servers`), and the agent's members
+//! and itself as Nomad's `/v1/agent/members` and `/v1/agent/self` show them.
 
 use super::*;
 use yurt_types::status::*;
@@ -125,4 +126,55 @@ pub(super) fn servers(api: &Api) -> Answer {
         .map(|(m, _)| m.addr)
         .collect();
     Ok(Value::from(addrs.into_iter().collect::<Vec<_>>()))
+}
+
+/// A server as Nomad's agent endpoints show a member: `Addr`, `Port`, `Status`, `Tags`.
+pub(super) fn member(m: &ServerMemberInfo) -> Value {
+    serde_json::json!({
+        "Name": m.name,
+        "Addr": m.address,
+        "Port": m.port,
+        "Status": m.status,
+        "Tags": {
+            "role": "nomad",
+            "region": m.region,
+            "dc": m.datacenter,
+            "build": m.build,
+            "port": m.port.to_string(),
+            "id": m.id.to_string(),
+            "raft_vsn": m.raft_version,
+            "leader": m.leader.to_string(),
+        },
+    })
+}
+
+/// `/v1/agent/self` in Nomad's shape: `config`, `member`, `stats`.
+pub(super) async fn agent_self(api: &Api, rq: &Rq) -> Answer {
+    let me = api.cluster.me().clone();
+    let members = Operator::server_members(&api.operator(), rq.of(ServerMembersRequest {}))
+        .await?
+        .into_inner()
+        .members;
+    let m = api.reads.raft.metrics().borrow().clone();
+    let member = members
+        .iter()
+        .find(|x| x.name == me.name)
+        .map(member)
+        .unwrap_or(Value::Null);
+    Ok(serde_json::json!({
+        "config": {
+            "Region": me.region,
+            "Datacenter": me.datacenter,
+            "NodeName": me.name,
+            "Version": {"Version": me.version},
+            "Server": {"Enabled": true},
+        },
+        "member": member,
+        "stats": {"raft": {
+            "state": format!("{:?}", m.state),
+            "term": m.current_term.to_string(),
+            "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
+            "applied_index": m.last_applied.map_or(0, |l| l.index).to_string(),
+        }},
+    }))
 }
