@@ -1,7 +1,7 @@
 //! More of Nomad's `/v1` routes over plain HTTP (no CLI): a job's summary, the allocations of
 //! a node, an evaluation and a deployment, the agent's servers; and the API's manners: 405
 //! for a wrong method, booleans read as Go's `ParseBool` reads them, a wrongly typed drain
-//! deadline refused, error bodies one sentence without a newline.
+//! deadline refused, error bodies one sentence without a newline; allocation health by hand.
 
 use serde_json::{json, Value};
 
@@ -118,4 +118,39 @@ fn wrong_methods_booleans_and_typed_fields_are_answered_as_nomad_answers_them() 
     assert_eq!(text, "DrainSpec.Deadline: expected a number, found \"1h\"");
     let node_now = get(&http, &format!("/v1/node/{node}"));
     assert_eq!(node_now["Drain"], false, "nothing changed: {node_now}");
+}
+
+#[test]
+fn allocation_health_is_set_by_hand_over_http() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let mut manual = job();
+    manual["Job"]["Update"]["HealthCheck"] = json!("manual");
+    let (status, _, body) = http_request(&http, "POST", "/v1/jobs", &manual.to_string());
+    assert!(status.contains("200"), "{body}");
+    let ids = agent.wait_running("web", 2);
+    let deployment = get(&http, "/v1/job/web/deployment")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/deployment/allocation-health/{deployment}");
+    let (status, _, text) = http_request(
+        &http,
+        "POST",
+        &path,
+        &json!({"HealthyAllocationIDs": "x"}).to_string(),
+    );
+    assert!(status.contains("400"), "{status} {text}");
+    let healthy = json!({ "DeploymentID": deployment, "HealthyAllocationIDs": ids });
+    let (status, _, text) = http_request(&http, "POST", &path, &healthy.to_string());
+    assert!(status.contains("200"), "{status} {text}");
+    wait_for("the deployment to succeed", || {
+        let d = get(&http, &format!("/v1/deployment/{deployment}"));
+        if d["Status"] == "successful" {
+            Ok(())
+        } else {
+            Err(d.to_string())
+        }
+    });
 }

@@ -396,12 +396,44 @@ impl Http {
                 let reply = match *action {
                     "promote" => Deployments::promote(api, req).await?,
                     "fail" => Deployments::fail(api, req).await?,
+                    "allocation-health" => {
+                        // {"HealthyAllocationIDs": [...], "UnhealthyAllocationIDs": [...]}.
+                        let ids = |key: &str| -> Result<Vec<String>, Failure> {
+                            match body.get(key) {
+                                None | Some(Value::Null) => Ok(Vec::new()),
+                                Some(Value::Array(a)) => a
+                                    .iter()
+                                    .map(|v| {
+                                        v.as_str().map(String::from).ok_or_else(|| {
+                                            bad(format!("{key}: expected a list of IDs"))
+                                        })
+                                    })
+                                    .collect(),
+                                Some(_) => Err(bad(format!("{key}: expected a list of IDs"))),
+                            }
+                        };
+                        Deployments::set_alloc_health(
+                            api,
+                            rq.of(SetAllocHealthRequest {
+                                deployment_id: id.to_string(),
+                                healthy_allocs: ids("HealthyAllocationIDs")?,
+                                unhealthy_allocs: ids("UnhealthyAllocationIDs")?,
+                            }),
+                        )
+                        .await?
+                    }
                     "pause" => {
                         // Nomad pauses and resumes on one route: {"Pause": true|false}.
-                        if body.get("Pause").and_then(Value::as_bool) == Some(false) {
-                            Deployments::resume(api, req).await?
-                        } else {
-                            Deployments::pause(api, req).await?
+                        match body.get("Pause") {
+                            Some(Value::Bool(false)) => Deployments::resume(api, req).await?,
+                            None | Some(Value::Null) | Some(Value::Bool(true)) => {
+                                Deployments::pause(api, req).await?
+                            }
+                            Some(other) => {
+                                return Err(bad(format!(
+                                    "Pause: expected true or false, found {other}"
+                                )))
+                            }
                         }
                     }
                     other => {
