@@ -25,6 +25,7 @@ pub mod backup;
 pub mod deploy;
 pub mod drain;
 pub mod evals;
+pub mod events;
 pub mod features;
 #[cfg(test)]
 mod fit_tests;

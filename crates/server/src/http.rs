@@ -626,16 +626,55 @@ impl Http {
         let state = &self.api.reads.state;
         if query(q, "format") == Some("prometheus") {
             let text = state.scan(|s| crate::metrics::prometheus_report(s, &raft));
-            let mut r = Response::new(Full::new(Bytes::from(text)));
+            let mut r = Response::new(full(text));
             set_headers(&mut r, "text/plain; version=0.0.4", index);
             return r;
         }
         let now = crate::write::now_unix_ms();
         let v = state.scan(|s| crate::metrics::json_report(s, &raft, now));
         let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-        let mut r = Response::new(Full::new(Bytes::from(text)));
+        let mut r = Response::new(full(text));
         set_headers(&mut r, "application/json", index);
         r
+    }
+
+    /// `GET /v1/event/stream`: the events the token may read that the `topic`s ask for,
+    /// after `index`, as newline-delimited JSON until the caller goes away
+    /// ([`crate::events`]).
+    fn event_stream(&self, q: &str, rq: &Rq) -> Result<HttpResponse, Failure> {
+        let topics: Vec<String> = q
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("topic="))
+            .map(decoded)
+            .collect::<Result<_, _>>()?;
+        let filter = crate::events::Filter::parse(&topics).map_err(bad)?;
+        for t in filter.topics() {
+            let need = match t {
+                yurt_core::events::Topic::Node => Need::Node(acl::Level::Read),
+                _ => Need::job(acl::READ_JOB),
+            };
+            self.api.reads.authorize(&rq.of(()), need)?;
+        }
+        let after = match query(q, "index") {
+            None => 0,
+            Some(i) => i.parse::<u64>().map_err(|_| {
+                bad(format!(
+                    "index {} is not a whole number",
+                    yurt_types::limits::shown(i)
+                ))
+            })?,
+        };
+        let (backlog, rx) = self.api.reads.state.events().subscribe(after);
+        let (tx, lines) = tokio::sync::mpsc::channel::<String>(16);
+        tokio::spawn(crate::events::forward(backlog, rx, filter, tx));
+        let stream = futures_util::stream::unfold(lines, |mut lines| async move {
+            let line = lines.recv().await?;
+            Some((Ok(hyper::body::Frame::data(Bytes::from(line))), lines))
+        });
+        let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed());
+        let index = self.api.reads.state.read(|s| s.index);
+        set_headers(&mut r, "application/json", index);
+        Ok(r)
     }
 
     /// One request: body read within limits, blocking reads, the index headers.
@@ -674,6 +713,16 @@ impl Http {
         if method == Method::GET && path.trim_end_matches('/') == "/v1/metrics" {
             return self.metrics(&q, index);
         }
+        if method == Method::GET && path.trim_end_matches('/') == "/v1/event/stream" {
+            let rq = Rq {
+                token,
+                stale: false,
+            };
+            return match self.event_stream(&q, &rq) {
+                Ok(r) => r,
+                Err(Failure(code, m)) => plain(code, &m, index),
+            };
+        }
         let rq = Rq {
             token,
             stale: flag(&q, "stale").unwrap_or(false),
@@ -683,7 +732,7 @@ impl Http {
         match answer {
             Ok(v) => {
                 let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-                let mut r = Response::new(Full::new(Bytes::from(text)));
+                let mut r = Response::new(full(text));
                 set_headers(&mut r, "application/json", index);
                 r
             }

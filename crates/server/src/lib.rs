@@ -17,6 +17,7 @@
 
 pub mod acl;
 pub mod cluster;
+pub mod events;
 pub mod guard;
 pub mod heartbeat;
 pub mod heavy;

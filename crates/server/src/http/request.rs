@@ -13,7 +13,14 @@ pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a blocking query waits.
 pub(super) const MAX_WAIT: Duration = Duration::from_secs(600);
 
-pub(super) type HttpResponse = Response<Full<Bytes>>;
+/// An answer's body: the whole of it, or a stream (the event stream).
+pub(super) type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(super) type HttpResponse = Response<Body>;
+
+/// A body of `bytes`.
+pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
 
 /// A failed request: status and one sentence.
 #[derive(Debug)]
@@ -277,7 +284,7 @@ pub(super) fn set_headers(r: &mut HttpResponse, content_type: &'static str, inde
 pub(super) fn plain(code: StatusCode, msg: &str, index: u64) -> HttpResponse {
     // The sentence alone, without a newline, as Nomad's error bodies are.
     let line = yurt_types::limits::tidy(msg);
-    let mut r = Response::new(Full::new(Bytes::from(line)));
+    let mut r = Response::new(full(line));
     *r.status_mut() = code;
     set_headers(&mut r, "text/plain; charset=utf-8", index);
     r

@@ -56,6 +56,8 @@ struct Inner {
     dir: PathBuf,
     current: Mutex<CurrentSnapshot>,
     index_tx: watch::Sender<u64>,
+    /// The events of the applied commands, for the event stream.
+    events: crate::events::EventLog,
 }
 
 /// Read access to the replicated state, shared by the gRPC services and the leader's loops.
@@ -109,6 +111,11 @@ impl StateHandle {
     }
 
     /// A receiver that changes whenever an entry is applied.
+    /// The events of the applied commands.
+    pub fn events(&self) -> &crate::events::EventLog {
+        &self.inner.events
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.index_tx.subscribe()
     }
@@ -204,6 +211,7 @@ impl StateMachine {
                 dir: dir.to_path_buf(),
                 current: Mutex::new(current),
                 index_tx,
+                events: crate::events::EventLog::default(),
             }),
         })
     }
@@ -259,23 +267,35 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
 /// Applies one command of a log entry; a command that cannot be decoded or is refused is
 /// answered with the reason and changes nothing.
-fn apply_command(state: &mut State, index: u64, bytes: &[u8]) -> ApplyResult {
+fn apply_command(
+    state: &mut State,
+    index: u64,
+    bytes: &[u8],
+    events: &crate::events::EventLog,
+) -> ApplyResult {
     let refused = |error: String| ApplyResult {
         error: Some(error),
         index,
         ..ApplyResult::default()
     };
-    match Command::decode(bytes) {
-        Err(e) => refused(format!("undecodable command at index {index}: {e}")),
-        Ok(cmd) => match state.apply_owned(index, cmd) {
-            Ok(a) => ApplyResult {
+    let cmd = match Command::decode(bytes) {
+        Err(e) => return refused(format!("undecodable command at index {index}: {e}")),
+        Ok(cmd) => cmd,
+    };
+    // What the command touches is read before applying it consumes it; its events carry the
+    // objects as they are after.
+    let touched = yurt_core::events::touched(&cmd);
+    match state.apply_owned(index, cmd) {
+        Ok(a) => {
+            events.publish(yurt_core::events::events(state, index, &touched));
+            ApplyResult {
                 error: None,
                 index,
                 job_modify_index: a.job_modify_index,
                 eval_id: a.eval_id,
-            },
-            Err(e) => refused(e.to_string()),
-        },
+            }
+        }
+        Err(e) => refused(e.to_string()),
     }
 }
 
@@ -312,7 +332,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(p) => p
                         .commands
                         .iter()
-                        .map(|bytes| apply_command(&mut state, index, bytes))
+                        .map(|bytes| apply_command(&mut state, index, bytes, &self.inner.events))
                         .collect(),
                 };
                 if state.index < index {

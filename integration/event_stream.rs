@@ -1,0 +1,117 @@
+//! The event stream over plain HTTP: `GET /v1/event/stream` delivers a drain's `NodeDrain`
+//! event within a second, resumes after `index` from the events the servers keep, filters by
+//! `topic=Job:web`, and refuses an unknown topic with one sentence.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// A subscription: the stream's lines (its chunks) as they come.
+struct Stream {
+    reader: BufReader<TcpStream>,
+}
+
+impl Stream {
+    fn open(http: &str, query: &str) -> Stream {
+        let mut s = TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(timeout())).unwrap();
+        write!(
+            s,
+            "GET /v1/event/stream?{query} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.contains("200"), "{status}");
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if header.trim().is_empty() {
+                break;
+            }
+        }
+        Stream { reader }
+    }
+
+    /// The next line of the stream (chunked encoding: each chunk is one line).
+    fn next_line(&mut self) -> Value {
+        let mut size = String::new();
+        self.reader.read_line(&mut size).unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("{size:?}"));
+        let mut data = vec![0; n + 2];
+        self.reader.read_exact(&mut data).unwrap();
+        serde_json::from_slice(&data[..n]).unwrap()
+    }
+
+    /// Reads lines until an event `pick` accepts; panics after `within`.
+    fn until(&mut self, within: Duration, pick: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            assert!(Instant::now() < deadline, "no such event within {within:?}");
+            let line = self.next_line();
+            if let Some(e) = line["Events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| pick(e))
+            {
+                return e.clone();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_drain_reaches_the_event_stream_within_a_second_and_streams_resume_and_filter() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let web = web_job(&dir.path, "hello");
+    agent.ok(&["job", "run", "-detach", web.to_str().unwrap()]);
+    let nodes = agent.ok(&["node", "status", "-json"]);
+    let node = serde_json::from_str::<Value>(&nodes).unwrap()["nodes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // From now on: Node events only.
+    let now = agent.ok(&["job", "inspect", "web"]);
+    let index = serde_json::from_str::<Value>(&now).unwrap()["Job"]["ModifyIndex"]
+        .as_u64()
+        .unwrap();
+    let mut nodes_only = Stream::open(&http, &format!("topic=Node&index={index}"));
+    let started = Instant::now();
+    agent.ok(&["node", "drain", "-enable", "-yes", "-detach", &node]);
+    let drain = nodes_only.until(timeout(), |e| e["Type"] == "NodeDrain");
+    // Within a second (stretched with the other bounds by YURT_TEST_TIMEOUT_SCALE).
+    let second = timeout() / 30;
+    assert!(
+        started.elapsed() < second,
+        "the drain's event took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(drain["Topic"], "Node");
+    assert_eq!(drain["Key"], node.as_str());
+    assert_eq!(drain["Payload"]["Node"]["ID"], node.as_str());
+    // Resuming from the start: the job's registration is among the kept events; another
+    // job's events are filtered out.
+    let other = sh_batch_job(&dir.path, "other", 1, "true");
+    agent.ok(&["job", "run", "-detach", other.to_str().unwrap()]);
+    let mut jobs = Stream::open(&http, "topic=Job:web&index=0");
+    let registered = jobs.until(timeout(), |e| e["Type"] == "JobRegistered");
+    assert_eq!(registered["Key"], "web");
+    assert_eq!(registered["Payload"]["Job"]["ID"], "web");
+    let mut all_jobs = Stream::open(&http, "topic=Job&index=0");
+    let seen = all_jobs.until(timeout(), |e| e["Key"] == "other");
+    assert_eq!(seen["Topic"], "Job");
+    let (status, _, text) = http_request(&http, "GET", "/v1/event/stream?topic=Jobs", "");
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(
+        text,
+        "topic \"Jobs\" is not one of *, Job, Allocation, Deployment, Evaluation, Node"
+    );
+}
