@@ -1,6 +1,6 @@
 //! The event stream over plain HTTP: `GET /v1/event/stream` delivers a drain's `NodeDrain`
 //! event within a second, resumes after `index` from the events the servers keep, filters by
-//! `topic=Job:web`, and refuses an unknown topic with one sentence.
+//! `topic=Job:web`, and refuses an unknown topic with one sentence; `yurt event stream`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -113,5 +113,55 @@ fn a_drain_reaches_the_event_stream_within_a_second_and_streams_resume_and_filte
     assert_eq!(
         text,
         "topic \"Jobs\" is not one of *, Job, Allocation, Deployment, Evaluation, Node"
+    );
+}
+
+#[test]
+fn yurt_event_stream_prints_the_events_as_json_lines() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let web = web_job(&dir.path, "hello");
+    agent.ok(&["job", "run", "-detach", web.to_str().unwrap()]);
+    let mut child = std::process::Command::new(YURT)
+        .args([
+            "event",
+            "stream",
+            "-topic",
+            "Job:web",
+            "-topic",
+            "Node",
+            "-no-heartbeats",
+        ])
+        .env("YURT_ADDR", &agent.grpc)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let found = wait_for("the job's registration in `yurt event stream`", || {
+        let line = lines.next().ok_or("ended")?.map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
+        for e in v["Events"].as_array().into_iter().flatten() {
+            seen.push((e["Topic"].clone(), e["Key"].clone()));
+        }
+        v["Events"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["Type"] == "JobRegistered").cloned())
+            .ok_or(line)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(found["Key"], "web");
+    assert!(
+        seen.iter()
+            .all(|(t, k)| t == "Node" || (t == "Job" && k == "web")),
+        "only the topics asked for: {seen:?}"
+    );
+    let bad = agent.yurt(&["event", "stream", "-topic", "Jobs"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("topic \"Jobs\" is not one of"),
+        "{}",
+        stderr(&bad)
     );
 }

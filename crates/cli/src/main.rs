@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::eval::EvalCmd,
     },
+    /// Follow the cluster's events (jobs, allocations, deployments, evaluations, nodes).
+    Event {
+        #[command(subcommand)]
+        cmd: cmd::event::EventCmd,
+    },
     /// Inspect and manage the server agents.
     Server {
         #[command(subcommand)]
@@ -223,6 +228,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Node { cmd } => cmd::node::run(&addr, cmd).await,
         Command::Alloc { cmd } => cmd::alloc::run(&addr, cmd).await,
         Command::Eval { cmd } => cmd::eval::run(&addr, cmd).await,
+        Command::Event { cmd } => cmd::event::run(&addr, cmd).await,
         Command::Server { cmd } => cmd::server::run_server(&addr, cmd).await,
         Command::Operator { cmd } => cmd::server::run_operator(&addr, cmd).await,
         Command::System { cmd } => cmd::server::run_system(&addr, cmd).await,

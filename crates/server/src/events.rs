@@ -2,7 +2,8 @@
 //! ([`yurt_core::events`]) kept in a ring of the newest [`KEPT`] and broadcast to subscribers,
 //! and `GET /v1/event/stream` (newline-delimited JSON, Nomad's shape: one line
 //! `{"Index": N, "Events": [...]}` per applied index, `{}` every [`HEARTBEAT`]; `topic=Job:web`
-//! filters, `index=N` resumes after N). A subscriber that falls behind is sent a last line
+//! filters, `index=N` resumes after N), served as the gRPC `Events/Stream` (which the HTTP
+//! route calls in-process). A subscriber that falls behind is sent a last line
 //! `{"Error": ...}` and dropped: publishing never waits for anyone.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -201,6 +202,39 @@ pub async fn forward(
                 }
             }
         }
+    }
+}
+
+type Lines = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<yurt_proto::v1::EventLine, tonic::Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl yurt_proto::v1::events_server::Events for crate::rpc::Api {
+    type StreamStream = Lines;
+
+    async fn stream(
+        &self,
+        req: tonic::Request<yurt_proto::v1::EventStreamRequest>,
+    ) -> Result<tonic::Response<Lines>, tonic::Status> {
+        let filter =
+            Filter::parse(&req.get_ref().topics).map_err(tonic::Status::invalid_argument)?;
+        for t in filter.topics() {
+            let need = match t {
+                Topic::Node => yurt_types::acl::Need::Node(yurt_types::acl::Level::Read),
+                _ => yurt_types::acl::Need::job(yurt_types::acl::READ_JOB),
+            };
+            self.reads.authorize(&req, need)?;
+        }
+        let (backlog, rx) = self.reads.state.events().subscribe(req.get_ref().index);
+        let (tx, lines) = mpsc::channel::<String>(16);
+        tokio::spawn(forward(backlog, rx, filter, tx));
+        let stream = futures_util::stream::unfold(lines, |mut lines| async move {
+            let line = lines.recv().await?;
+            let json = line.trim_end().to_string();
+            Some((Ok(yurt_proto::v1::EventLine { json }), lines))
+        });
+        Ok(tonic::Response::new(Box::pin(stream)))
     }
 }
 

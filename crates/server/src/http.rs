@@ -638,24 +638,17 @@ impl Http {
         r
     }
 
-    /// `GET /v1/event/stream`: the events the token may read that the `topic`s ask for,
-    /// after `index`, as newline-delimited JSON until the caller goes away
-    /// ([`crate::events`]).
-    fn event_stream(&self, q: &str, rq: &Rq) -> Result<HttpResponse, Failure> {
+    /// `GET /v1/event/stream`: the gRPC `Events/Stream` in-process, as newline-delimited JSON
+    /// until the caller goes away ([`crate::events`]).
+    async fn event_stream(&self, q: &str, rq: &Rq) -> Result<HttpResponse, Failure> {
+        use futures_util::StreamExt;
+        use yurt_proto::v1::events_server::Events;
         let topics: Vec<String> = q
             .split('&')
             .filter_map(|kv| kv.strip_prefix("topic="))
             .map(decoded)
             .collect::<Result<_, _>>()?;
-        let filter = crate::events::Filter::parse(&topics).map_err(bad)?;
-        for t in filter.topics() {
-            let need = match t {
-                yurt_core::events::Topic::Node => Need::Node(acl::Level::Read),
-                _ => Need::job(acl::READ_JOB),
-            };
-            self.api.reads.authorize(&rq.of(()), need)?;
-        }
-        let after = match query(q, "index") {
+        let index = match query(q, "index") {
             None => 0,
             Some(i) => i.parse::<u64>().map_err(|_| {
                 bad(format!(
@@ -664,16 +657,18 @@ impl Http {
                 ))
             })?,
         };
-        let (backlog, rx) = self.api.reads.state.events().subscribe(after);
-        let (tx, lines) = tokio::sync::mpsc::channel::<String>(16);
-        tokio::spawn(crate::events::forward(backlog, rx, filter, tx));
-        let stream = futures_util::stream::unfold(lines, |mut lines| async move {
-            let line = lines.recv().await?;
-            Some((Ok(hyper::body::Frame::data(Bytes::from(line))), lines))
+        let lines = Events::stream(&self.api, rq.of(EventStreamRequest { topics, index }))
+            .await?
+            .into_inner();
+        let frames = lines.filter_map(|line| async move {
+            let line = line.ok()?;
+            Some(Ok(hyper::body::Frame::data(Bytes::from(line.json + "\n"))))
         });
-        let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed());
-        let index = self.api.reads.state.read(|s| s.index);
-        set_headers(&mut r, "application/json", index);
+        let mut r = Response::new(BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+            frames,
+        )));
+        let at = self.api.reads.state.read(|s| s.index);
+        set_headers(&mut r, "application/json", at);
         Ok(r)
     }
 
@@ -718,7 +713,7 @@ impl Http {
                 token,
                 stale: false,
             };
-            return match self.event_stream(&q, &rq) {
+            return match self.event_stream(&q, &rq).await {
                 Ok(r) => r,
                 Err(Failure(code, m)) => plain(code, &m, index),
             };

@@ -371,6 +371,9 @@ impl Server {
         routes
             .add_service(JobsServer::new(api.clone()))
             .add_service(EvalsServer::new(api.clone()))
+            .add_service(yurt_proto::v1::events_server::EventsServer::new(
+                api.clone(),
+            ))
             .add_service(DeploymentsServer::new(api.clone()))
             .add_service(reflection())
             .add_service(NodesServer::new(api.clone()))

@@ -4,6 +4,7 @@ pub mod acl;
 pub mod alloc;
 pub mod deployment;
 pub mod eval;
+pub mod event;
 pub mod job;
 pub mod job_spec;
 pub mod node;

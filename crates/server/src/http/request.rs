@@ -14,12 +14,12 @@ pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// An answer's body: the whole of it, or a stream (the event stream).
-pub(super) type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(super) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 pub(super) type HttpResponse = Response<Body>;
 
 /// A body of `bytes`.
 pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into()).boxed_unsync()
 }
 
 /// A failed request: status and one sentence.
