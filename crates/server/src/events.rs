@@ -295,4 +295,36 @@ mod tests {
             "a heartbeat after 10s of nothing"
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_falls_behind_or_stops_reading_is_dropped_never_waited_for() {
+        let log = Arc::new(EventLog::default());
+        // Behind: more events than the broadcast holds arrive before it reads one.
+        let (backlog, rx) = log.subscribe(0);
+        let (tx, mut lines) = mpsc::channel(16);
+        let slow = tokio::spawn(forward(backlog, rx, Filter::parse(&[]).unwrap(), tx));
+        for i in 1..=(BEHIND as u64 + 500) {
+            log.publish(vec![event(Topic::Job, "a", i)]);
+        }
+        let last: Value = serde_json::from_str(&lines.recv().await.unwrap()).unwrap();
+        assert!(
+            last["Error"].as_str().unwrap().contains("fell behind"),
+            "{last}"
+        );
+        assert!(lines.recv().await.is_none(), "and the stream ends");
+        slow.await.unwrap();
+        // Stopped reading: its forwarder gives up once a line waits a heartbeat's time.
+        let (backlog, rx) = log.subscribe(0);
+        let (tx, _never_read) = mpsc::channel(1);
+        let stuck = tokio::spawn(forward(backlog, rx, Filter::parse(&[]).unwrap(), tx));
+        for i in 0..4u64 {
+            log.publish(vec![event(Topic::Node, "n", 10_000 + i)]);
+        }
+        tokio::time::timeout(HEARTBEAT * 4, stuck)
+            .await
+            .expect("the forwarder of a subscriber that stopped reading ends")
+            .unwrap();
+        // Publishing never waited for either.
+        log.publish(vec![event(Topic::Job, "b", 20_000)]);
+    }
 }
