@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::nomad_json::{plain, wrapped};
+use crate::nomad_json::{plain, says_something, wrapped};
 use crate::v1::Job;
 
 /// How a field converts.
@@ -378,19 +378,6 @@ fn err(path: &str, message: impl Into<String>) -> JsonError {
             crate::limits::tidy(path)
         },
         message: message.into(),
-    }
-}
-
-/// Whether a value says anything (`null`, `false`, `0`, `""`, `[]` and `{}` do not: Nomad's
-/// clients send every field).
-fn says_something(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => a.iter().any(says_something),
-        Value::Object(o) => o.values().any(says_something),
     }
 }
 

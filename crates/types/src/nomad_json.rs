@@ -141,6 +141,19 @@ fn to_ms(v: &Value) -> Value {
         .map_or_else(|| v.clone(), |ns| Value::from(ns / NS_PER_MS))
 }
 
+/// Whether a value says anything (`null`, `false`, `0`, `""`, and lists and objects of such
+/// do not: Nomad's clients send every field).
+pub(crate) fn says_something(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => a.iter().any(says_something),
+        Value::Object(o) => o.values().any(says_something),
+    }
+}
+
 /// The fields of `given` (a job as JSON) that the message it decoded into has no place for,
 /// and that carry a value (`null`, `[]`, `{}`, `""`, `false` and `0` say nothing): what a decode
 /// would silently drop. `decoded` is that message serialized again; paths use the names `name`
@@ -150,16 +163,6 @@ pub fn dropped_fields_named(
     decoded: &Value,
     name: fn(&str) -> String,
 ) -> Vec<String> {
-    fn says_something(v: &Value) -> bool {
-        match v {
-            Value::Null => false,
-            Value::Bool(b) => *b,
-            Value::Number(n) => n.as_f64() != Some(0.0),
-            Value::String(s) => !s.is_empty(),
-            Value::Array(a) => !a.is_empty(),
-            Value::Object(o) => !o.is_empty(),
-        }
-    }
     fn walk(
         given: &Value,
         decoded: &Value,

@@ -169,43 +169,8 @@ job "example" {
 }
 "#;
 
-/// The docker variant of [`EXAMPLE`].
-const EXAMPLE_DOCKER: &str = r#"# An example job: a web server in a container (busybox's httpd), on a port of the host.
-# Run it with `yurt job run example.nomad.hcl` on an agent whose client has Docker.
-
-variable "image" {
-  type    = string
-  default = "busybox:1.36"
-}
-
-job "example" {
-  group "web" {
-    count = 1
-
-    network {
-      port "http" {
-        to = 8080
-      }
-    }
-
-    task "httpd" {
-      driver = "docker"
-
-      config {
-        image   = var.image
-        command = "/bin/sh"
-        args    = ["-c", "echo \"hello from ${NOMAD_ALLOC_ID}\" > /local/index.html && exec httpd -f -p 8080 -h /local"]
-        ports   = ["http"]
-      }
-
-      resources {
-        cpu    = 100
-        memory = 64
-      }
-    }
-  }
-}
-"#;
+/// The docker variant of [`EXAMPLE`]: the README's docker example.
+const EXAMPLE_DOCKER: &str = include_str!("../../../../examples/docker.hcl");
 
 /// `job init`: the example, without comments when `short`.
 pub fn init(file: &PathBuf, short: bool, docker: bool) -> CmdResult {
