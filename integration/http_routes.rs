@@ -154,3 +154,39 @@ fn allocation_health_is_set_by_hand_over_http() {
         }
     });
 }
+
+#[test]
+fn an_acl_token_is_updated_by_its_accessor_and_may_name_a_policy_written_later() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("data"), &["-dev", "-acl-enabled"]);
+    let http = agent.http.clone().unwrap();
+    let (status, body) = http_request_with(&http, "POST", "/v1/acl/bootstrap", "", "");
+    assert!(status.contains("200"), "{body}");
+    let root = serde_json::from_str::<Value>(&body).unwrap()["SecretID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let asked = json!({"Name": "ci", "Type": "client", "Policies": ["not-yet"]});
+    let (status, body) =
+        http_request_with(&http, "POST", "/v1/acl/token", &asked.to_string(), &root);
+    assert!(
+        status.contains("200"),
+        "a policy written later is fine: {body}"
+    );
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let accessor = token["AccessorID"].as_str().unwrap();
+    let change = json!({"AccessorID": accessor, "Name": "ci-2", "Policies": ["other"]});
+    let path = format!("/v1/acl/token/{accessor}");
+    let (status, body) = http_request_with(&http, "POST", &path, &change.to_string(), &root);
+    assert!(status.contains("200"), "{body}");
+    let updated: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(updated["Name"], "ci-2");
+    assert_eq!(updated["Policies"], json!(["other"]));
+    assert_eq!(updated["SecretID"], token["SecretID"], "the secret stays");
+    let secret = token["SecretID"].as_str().unwrap();
+    let (status, _) = http_request_with(&http, "POST", &path, &change.to_string(), secret);
+    assert!(
+        status.contains("403"),
+        "only a management token updates tokens: {status}"
+    );
+}

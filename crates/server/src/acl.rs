@@ -175,22 +175,8 @@ impl Acl for AclService {
                     "a client token needs at least one policy (-policy NAME)",
                 ))
             }
-            acl::CLIENT => {
-                let missing: Vec<String> = self.reads.state.read(|s| {
-                    asked
-                        .policies
-                        .iter()
-                        .filter(|p| !s.acl_policies.contains_key(*p))
-                        .cloned()
-                        .collect()
-                });
-                if !missing.is_empty() {
-                    return Err(Status::invalid_argument(format!(
-                        "no such ACL policy: {}",
-                        missing.join(", ")
-                    )));
-                }
-            }
+            // A policy that does not exist yet grants nothing until it does, as in Nomad.
+            acl::CLIENT => {}
             acl::MANAGEMENT if !asked.policies.is_empty() => {
                 return Err(Status::invalid_argument(
                     "a management token cannot have policies: it may do everything",
@@ -213,6 +199,52 @@ impl Acl for AclService {
             create_time_unix_ms: now_unix_ms(),
             ..AclToken::default()
         };
+        self.update(AclUpdate {
+            upsert_tokens: vec![token.clone()],
+            ..AclUpdate::default()
+        })
+        .await?;
+        Ok(Response::new(self.stored_token(&token.secret_id)?))
+    }
+
+    async fn update_token(&self, req: Request<AclToken>) -> Reply<AclToken> {
+        self.reads.authorize(&req, Need::Management)?;
+        self.check_writable()?;
+        let asked = req.into_inner();
+        yurt_types::limits::check_token_name(&asked.name).map_err(Status::invalid_argument)?;
+        let mut token = self
+            .reads
+            .state
+            .read(|s| s.acl_token_by_accessor(&asked.accessor_id).cloned())
+            .ok_or_else(|| {
+                Status::not_found(format!("ACL token {:?} not found", asked.accessor_id))
+            })?;
+        if !asked.name.is_empty() {
+            token.name = asked.name;
+        }
+        if !asked.r#type.is_empty() {
+            token.r#type = asked.r#type;
+        }
+        token.policies = asked.policies;
+        token.global = asked.global;
+        match token.r#type.as_str() {
+            acl::CLIENT if token.policies.is_empty() => {
+                return Err(Status::invalid_argument(
+                    "a client token needs at least one policy (-policy NAME)",
+                ))
+            }
+            acl::MANAGEMENT if !token.policies.is_empty() => {
+                return Err(Status::invalid_argument(
+                    "a management token cannot have policies: it may do everything",
+                ))
+            }
+            acl::CLIENT | acl::MANAGEMENT => {}
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "token type must be \"client\" or \"management\", not {other:?}"
+                )))
+            }
+        }
         self.update(AclUpdate {
             upsert_tokens: vec![token.clone()],
             ..AclUpdate::default()

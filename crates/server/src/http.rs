@@ -604,6 +604,28 @@ impl Http {
             (&M::DELETE, ["v1", "acl", "token", id]) => {
                 json(&Acl::delete_token(&svc, token_req(id)).await?.into_inner())
             }
+            (&M::POST | &M::PUT, ["v1", "acl", "token", id]) => {
+                // Nomad's body: {"AccessorID", "Name", "Type", "Policies", "Global"}.
+                let policies = body
+                    .get("Policies")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let asked = AclToken {
+                    accessor_id: id.to_string(),
+                    name: text("Name"),
+                    r#type: text("Type"),
+                    policies,
+                    global: bool_field(&body, "Global")?,
+                    ..AclToken::default()
+                };
+                json(&Acl::update_token(&svc, rq.of(asked)).await?.into_inner())
+            }
             _ => Err(no_route(method, parts)),
         }
     }

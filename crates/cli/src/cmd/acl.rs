@@ -60,6 +60,21 @@ pub enum PolicyCmd {
 pub enum TokenCmd {
     /// Create a token.
     Create(CreateArgs),
+    /// Change a token's name, type or policies (by accessor ID; its secret stays).
+    Update {
+        accessor_id: String,
+        /// A new name (unchanged when not given).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// `client` or `management` (unchanged when not given).
+        #[arg(long = "type", default_value = "")]
+        kind: String,
+        /// The token's policies from now on (repeatable).
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the tokens (secret IDs are not shown).
     List {
         #[arg(long)]
@@ -228,6 +243,26 @@ pub async fn run(addr: &str, cmd: AclCmd) -> CmdResult {
                     .map_err(CliError::api("creating ACL token"))?
                     .into_inner();
                 show_token(&t, a.json)
+            }
+            TokenCmd::Update {
+                accessor_id,
+                name,
+                kind,
+                policies,
+                json,
+            } => {
+                let t = acl
+                    .update_token(AclToken {
+                        accessor_id,
+                        name,
+                        r#type: kind,
+                        policies,
+                        ..AclToken::default()
+                    })
+                    .await
+                    .map_err(CliError::api("updating ACL token"))?
+                    .into_inner();
+                show_token(&t, json)
             }
             TokenCmd::List { json } => {
                 let list = acl
