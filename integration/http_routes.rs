@@ -190,3 +190,57 @@ fn an_acl_token_is_updated_by_its_accessor_and_may_name_a_policy_written_later()
         "only a management token updates tokens: {status}"
     );
 }
+
+#[test]
+fn an_allocation_stopped_from_the_cli_or_the_api_is_replaced() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    http_request(&http, "POST", "/v1/jobs", &job().to_string());
+    let ids = agent.wait_running("web", 2);
+    let out = agent.ok(&["alloc", "stop", &ids[0][..8]]);
+    assert!(out.contains("Evaluation ID: "), "{out}");
+    assert!(
+        out.contains(&format!("Allocation {:?} stopped", &ids[0][..8])),
+        "{out}"
+    );
+    let replaced = wait_for("a replacement of the stopped allocation", || {
+        let now = agent.wait_running("web", 2);
+        if now.contains(&ids[0]) {
+            Err(format!("{now:?}"))
+        } else {
+            Ok(now)
+        }
+    });
+    assert!(
+        replaced.contains(&ids[1]),
+        "the other one stays: {replaced:?}"
+    );
+    let (status, _, body) = http_request(
+        &http,
+        "POST",
+        &format!("/v1/allocation/{}/stop", ids[1]),
+        "",
+    );
+    assert!(status.contains("200"), "{status} {body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        answer["EvalID"].as_str().is_some_and(|e| !e.is_empty()),
+        "{answer}"
+    );
+    wait_for("the second one replaced too", || {
+        let now = agent.wait_running("web", 2);
+        if now.contains(&ids[1]) {
+            Err(format!("{now:?}"))
+        } else {
+            Ok(())
+        }
+    });
+    let again = agent.yurt(&["alloc", "stop", &ids[0]]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("has already stopped"),
+        "{}",
+        stderr(&again)
+    );
+}

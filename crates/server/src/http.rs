@@ -269,6 +269,17 @@ impl Http {
                 .await?
                 .into_inner(),
             ),
+            (&M::POST | &M::PUT, ["v1", "allocation", id, "stop"]) => {
+                let r = Allocs::stop(
+                    api,
+                    rq.of(AllocStopRequest {
+                        alloc_id: id.to_string(),
+                    }),
+                )
+                .await?
+                .into_inner();
+                Ok(serde_json::json!({ "EvalID": r.eval_id, "Index": r.index }))
+            }
             (&M::GET, ["v1", "client", "allocation", id, "stats"]) => json(
                 &Allocs::stats(
                     api,

@@ -24,6 +24,7 @@ pub mod heavy;
 pub mod http;
 pub mod leader;
 pub mod leadership;
+pub mod lifecycle;
 pub mod metrics;
 pub mod operator;
 pub mod raft;

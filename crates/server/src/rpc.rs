@@ -765,6 +765,10 @@ impl allocs_server::Allocs for Api {
             .await
     }
 
+    async fn stop(&self, req: Request<AllocStopRequest>) -> Reply<AllocStopResponse> {
+        crate::lifecycle::stop(self, req).await
+    }
+
     async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {
         self.reads.authorize(&req, Need::job(ALLOC_EXEC))?;
         self.barrier(&req).await?;

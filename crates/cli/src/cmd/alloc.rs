@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Subcommand;
 use yurt_proto::v1::allocs_client::AllocsClient;
 use yurt_proto::v1::{
-    AllocExecRequest, AllocStatsRequest, GetAllocRequest, LogsRequest, ResourceUsage,
+    AllocExecRequest, AllocStatsRequest, AllocStopRequest, GetAllocRequest, LogsRequest,
+    ResourceUsage,
 };
 
 use super::{connect, CliError, CmdResult};
@@ -14,6 +15,13 @@ use crate::output::{self, kv, or_none, table, time};
 
 #[derive(Subcommand, Debug)]
 pub enum AllocCmd {
+    /// Stop an allocation and have the scheduler place it again.
+    Stop {
+        alloc: String,
+        /// Return once asked, without waiting for the allocation to stop.
+        #[arg(long)]
+        detach: bool,
+    },
     /// Show an allocation: its status, tasks and recent events.
     Status {
         alloc: String,
@@ -162,6 +170,46 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
             }
             print!("{out}");
             Ok(0)
+        }
+        AllocCmd::Stop { alloc, detach } => {
+            let r = allocs
+                .stop(AllocStopRequest {
+                    alloc_id: alloc.clone(),
+                })
+                .await
+                .map_err(CliError::api("stopping the allocation"))?
+                .into_inner();
+            println!("Evaluation ID: {}", r.eval_id);
+            if detach {
+                return Ok(0);
+            }
+            // Until the allocation is told to stop (its replacement is the scheduler's).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let a = allocs
+                    .get(GetAllocRequest {
+                        alloc_id: alloc.clone(),
+                    })
+                    .await
+                    .map_err(CliError::api("retrieving the allocation"))?
+                    .into_inner();
+                if a.desired_status != yurt_types::status::ALLOC_DESIRED_RUN {
+                    println!(
+                        "Allocation {:?} stopped: {}",
+                        output::short(&a.id),
+                        a.desired_description
+                    );
+                    return Ok(0);
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(CliError::Other(format!(
+                        "allocation {:?} was not stopped within 60s; its evaluation is {}",
+                        output::short(&a.id),
+                        r.eval_id
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
         }
         AllocCmd::Exec {
             task,

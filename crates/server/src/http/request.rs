@@ -117,6 +117,7 @@ const PATHS: &[&str] = &[
     "v1/job/*/revert",
     "v1/allocations",
     "v1/allocation/*",
+    "v1/allocation/*/stop",
     "v1/client/allocation/*/stats",
     "v1/evaluations",
     "v1/evaluation/*",
