@@ -210,6 +210,13 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
                 ) && err.contains(&format!("({old_version})")),
                 "{err}"
             );
+            // `alloc stop` uses the drainer's command: it waits for the same servers.
+            let out = s[i].yurt(&["alloc", "stop", "-detach", &allocs[0]]);
+            let err = stderr(&out);
+            assert!(
+                err.contains("alloc stop requires all servers at version 0.2.0; these are older: "),
+                "{err}"
+            );
         }
     }
     // Each server learns the others' builds from its periodic look at them.

@@ -1,6 +1,7 @@
 //! An allocation's life cycle from the API: `Allocs/Stop` (`yurt alloc stop`,
 //! `POST /v1/allocation/:id/stop`) marks the allocation to migrate, as a drain does, with an
-//! evaluation of its job: the scheduler stops it and places it again.
+//! evaluation of its job: the scheduler stops it and places it again. It uses the drainer's
+//! command, so it waits, as `node drain` does, for every server at the version that has it.
 
 use tonic::{Request, Response, Status};
 use yurt_core::internal::{command, DrainProgress};
@@ -18,6 +19,12 @@ pub async fn stop(
     req: Request<AllocStopRequest>,
 ) -> Result<Response<AllocStopResponse>, Status> {
     api.reads.authorize(&req, Need::job(ALLOC_LIFECYCLE))?;
+    // The command is the drainer's: servers of 0.1 do not know it.
+    yurt_core::features::check(
+        &yurt_core::features::NODE_DRAIN,
+        &api.cluster.gate_servers(),
+    )
+    .map_err(|why| Status::failed_precondition(why.replace("node drain", "alloc stop")))?;
     // Decided on the leader's view: this server catches up with it first.
     api.reads.barrier(false).await?;
     let id = req.into_inner().alloc_id;
