@@ -39,6 +39,11 @@ fn summaries_and_the_allocations_of_nodes_evaluations_and_deployments() {
     assert_eq!(summary["JobID"], "web", "{summary}");
     assert_eq!(summary["Summary"]["app"]["Running"], 2, "{summary}");
     assert_eq!(summary["Summary"]["app"]["Failed"], 0, "{summary}");
+    let list = get(&http, "/v1/jobs");
+    assert_eq!(
+        list[0]["JobSummary"]["Summary"]["app"]["Running"], 2,
+        "{list}"
+    );
     let nodes = get(&http, "/v1/nodes");
     let node = nodes[0]["ID"].as_str().unwrap().to_string();
     let ids_of = |v: &Value| {

@@ -71,17 +71,10 @@ impl Http {
         let api = &self.api;
         use Method as M;
         match (method, parts.as_slice()) {
-            (&M::GET, ["v1", "jobs"]) => json(
-                &Jobs::list(
-                    api,
-                    rq.of(ListJobsRequest {
-                        prefix: query(q, "prefix").unwrap_or_default().into(),
-                    }),
-                )
-                .await?
-                .into_inner()
-                .jobs,
-            ),
+            (&M::GET, ["v1", "jobs"]) => {
+                let prefix = query(q, "prefix").unwrap_or_default();
+                relations::jobs_with_summaries(api, &rq, prefix).await
+            }
             (&M::PUT | &M::POST, ["v1", "jobs"]) | (&M::PUT | &M::POST, ["v1", "job", _]) => {
                 let (job, _) = nomad_job(&body)?;
                 if let ["v1", "job", id] = parts.as_slice() {

@@ -85,11 +85,29 @@ pub(super) async fn job_summary(api: &Api, rq: &Rq, id: &str) -> Answer {
         .find(|e| e.status == EVAL_BLOCKED || !e.queued_allocations.is_empty())
         .map(|e| e.queued_allocations.clone())
         .unwrap_or_default();
+    let summary = group_summary(&job, allocs.iter(), &queued);
+    Ok(serde_json::json!({
+        "JobID": job.id,
+        "Namespace": job.namespace,
+        "Summary": summary,
+        "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+        "CreateIndex": job.create_index,
+        "ModifyIndex": job.modify_index,
+    }))
+}
+
+/// Per group of `job`: how many of `allocs` are starting, running, failed, complete, lost,
+/// and how many are `queued`.
+fn group_summary<'a>(
+    job: &Job,
+    allocs: impl Iterator<Item = &'a Allocation> + Clone,
+    queued: &std::collections::BTreeMap<String, u32>,
+) -> Value {
     let mut summary = serde_json::Map::new();
     for g in &job.task_groups {
         let count = |status: &str| {
             allocs
-                .iter()
+                .clone()
                 .filter(|a| a.task_group == g.name && a.client_status == status)
                 .count()
         };
@@ -106,14 +124,41 @@ pub(super) async fn job_summary(api: &Api, rq: &Rq, id: &str) -> Answer {
             }),
         );
     }
-    Ok(serde_json::json!({
-        "JobID": job.id,
-        "Namespace": job.namespace,
-        "Summary": Value::Object(summary),
-        "Children": {"Pending": 0, "Running": 0, "Dead": 0},
-        "CreateIndex": job.create_index,
-        "ModifyIndex": job.modify_index,
-    }))
+    Value::Object(summary)
+}
+
+/// `/v1/jobs`: the list (as the caller may read it), each item with its `JobSummary`, as
+/// Nomad's list stubs carry it.
+pub(super) async fn jobs_with_summaries(api: &Api, rq: &Rq, prefix: &str) -> Answer {
+    let stubs = Jobs::list(
+        api,
+        rq.of(ListJobsRequest {
+            prefix: prefix.to_string(),
+        }),
+    )
+    .await?
+    .into_inner()
+    .jobs;
+    let mut items = match json(&stubs)? {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    api.reads.state.read(|s| {
+        for (item, stub) in items.iter_mut().zip(&stubs) {
+            let Some(job) = s.jobs.get(&stub.id) else {
+                continue;
+            };
+            let allocs = s.job_allocs(&stub.id);
+            let summary = group_summary(job, allocs.iter().copied(), &Default::default());
+            if let Some(m) = item.as_object_mut() {
+                m.insert(
+                    "JobSummary".into(),
+                    serde_json::json!({ "JobID": stub.id, "Summary": summary }),
+                );
+            }
+        }
+    });
+    Ok(Value::Array(items))
 }
 
 /// `/v1/agent/servers`: the RPC addresses of the servers this agent knows.
