@@ -249,3 +249,59 @@ fn an_allocation_stopped_from_the_cli_or_the_api_is_replaced() {
         stderr(&again)
     );
 }
+
+#[test]
+fn the_scheduler_configuration_and_garbage_collection_over_http() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let config = get(&http, "/v1/operator/scheduler/configuration");
+    assert_eq!(
+        config["SchedulerConfig"]["SchedulerAlgorithm"], "binpack",
+        "{config}"
+    );
+    let path = "/v1/operator/scheduler/configuration";
+    let (status, _, body) = http_request(
+        &http,
+        "PUT",
+        path,
+        &json!({"SchedulerAlgorithm": "spread"}).to_string(),
+    );
+    assert!(status.contains("200"), "{status} {body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["Updated"],
+        true
+    );
+    let config = get(&http, path);
+    assert_eq!(
+        config["SchedulerConfig"]["SchedulerAlgorithm"], "spread",
+        "{config}"
+    );
+    assert_eq!(
+        config["SchedulerConfig"]["MemoryOversubscriptionEnabled"], false,
+        "left out, kept: {config}"
+    );
+    let (status, _, text) = http_request(
+        &http,
+        "PUT",
+        path,
+        &json!({"SchedulerAlgorithm": 3}).to_string(),
+    );
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(text, "SchedulerAlgorithm: expected a string, found 3");
+    // A finished batch job is collected at once by a forced GC.
+    let once = sh_batch_job(&dir.path, "once", 1, "true");
+    agent.ok(&["job", "run", "-detach", once.to_str().unwrap()]);
+    wait_for("the batch job to finish", || {
+        let s = agent.ok(&["job", "status", "once"]);
+        if s.contains("complete") && s.contains("dead") {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    let (status, _, body) = http_request(&http, "PUT", "/v1/system/gc", "");
+    assert!(status.contains("200"), "{status} {body}");
+    let (status, _, _) = http_request(&http, "GET", "/v1/job/once", "");
+    assert!(status.contains("404"), "collected: {status}");
+}

@@ -50,6 +50,7 @@ use yurt_types::nomad_json::to_nomad;
 
 use crate::rpc::Api;
 
+mod operator;
 mod relations;
 mod request;
 
@@ -503,6 +504,13 @@ impl Http {
                     })
                     .collect();
                 Ok(serde_json::json!({ "Servers": servers, "Index": peers.index }))
+            }
+            (&M::PUT | &M::POST, ["v1", "system", "gc"]) => operator::gc(api, &rq).await,
+            (&M::GET, ["v1", "operator", "scheduler", "configuration"]) => {
+                operator::scheduler_config(api, &rq).await
+            }
+            (&M::PUT | &M::POST, ["v1", "operator", "scheduler", "configuration"]) => {
+                operator::set_scheduler_config(api, &rq, &body).await
             }
             (&M::GET, ["v1", "agent", "health"]) => Ok(serde_json::json!({
                 "server": { "ok": true, "message": "ok" }

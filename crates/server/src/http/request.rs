@@ -138,6 +138,8 @@ const PATHS: &[&str] = &[
     "v1/agent/servers",
     "v1/agent/health",
     "v1/operator/raft/configuration",
+    "v1/operator/scheduler/configuration",
+    "v1/system/gc",
     "v1/regions",
     "v1/metrics",
     "v1/acl/bootstrap",
