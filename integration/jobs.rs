@@ -334,6 +334,21 @@ fn tasks_get_their_own_dynamic_ports_and_alloc_index() {
         assert!(l.contains(&format!("nomad={port}")), "{l}");
         assert!(l.contains(&format!("addr=127.0.0.1:{port}")), "{l}");
     }
+    // `alloc status` shows where each port is reached, as Nomad's does.
+    let status = agent.ok(&["alloc", "status", &allocs[0]]);
+    let shown = status
+        .split("Allocation Addresses:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no addresses in:\n{status}"));
+    let row = shown.lines().nth(1).unwrap_or_default();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..2], ["http", "yes"], "{status}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("addr={}", cols[2]))),
+        "{row} is one of the tasks' addresses: {lines:?}"
+    );
     let indexes: Vec<bool> = ["index=0", "index=1"]
         .iter()
         .map(|i| lines.iter().any(|l| l.contains(i)))

@@ -128,6 +128,9 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 fields.push(("Deployment Health", health.to_string()));
             }
             let mut out = kv(&fields);
+            if !a.ports.is_empty() {
+                out.push_str(&addresses(addr, &a).await);
+            }
             let tasks = a
                 .job
                 .as_ref()
@@ -332,4 +335,53 @@ fn usage_tables(ru: &ResourceUsage) -> String {
         ]],
     ));
     out
+}
+
+/// `Allocation Addresses`, as Nomad shows them: each port's label, whether it was picked by the
+/// scheduler, and where it is reached (the node's address; `-> to` when mapped).
+async fn addresses(addr: &str, a: &yurt_proto::v1::Allocation) -> String {
+    let host = match connect(addr).await {
+        Ok(c) => yurt_proto::v1::nodes_client::NodesClient::new(c)
+            .get(yurt_proto::v1::GetNodeRequest {
+                node_id: a.node_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .ok()
+            .map(|n| n.into_inner().rpc_addr)
+            .and_then(|r| r.rsplit_once(':').map(|(h, _)| h.to_string()))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let reserved: Vec<String> = a
+        .job
+        .as_ref()
+        .and_then(|j| j.task_groups.iter().find(|g| g.name == a.task_group))
+        .map(|g| {
+            g.networks
+                .iter()
+                .flat_map(|n| n.reserved_ports.iter().map(|p| p.label.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = a
+        .ports
+        .iter()
+        .map(|p| {
+            let dynamic = if reserved.contains(&p.label) {
+                "no"
+            } else {
+                "yes"
+            };
+            let mut at = format!("{host}:{}", p.value);
+            if p.to > 0 && p.to != p.value {
+                at.push_str(&format!(" -> {}", p.to));
+            }
+            vec![p.label.clone(), dynamic.to_string(), at]
+        })
+        .collect();
+    format!(
+        "\nAllocation Addresses:\n{}",
+        table(&["Label", "Dynamic", "Address"], &rows)
+    )
 }
