@@ -29,7 +29,7 @@
 //! - `rollouts`: failing rollouts keep the old allocations serving; history keeps the stable version;
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
 //! - `status`: job status by Nomad's rules, purged jobs' allocations, `agent-info`'s sections;
-//! - `event_stream`: `/v1/event/stream`: a drain's event within a second, resume, topic filters;
+//! - `event_stream`: `/v1/event/stream`: a drain's event, resume, topic filters, the CLI;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
 //! - `follower_writes`: writes sent to a lagging follower are decided on the leader's state;
 //! - `upgrade`: the seed upgrade guides from the previous release (built from `RELEASES`);

@@ -30,6 +30,43 @@ pub fn marked(a: &Allocation) -> bool {
     a.desired_transition.as_ref().is_some_and(|t| t.migrate)
 }
 
+/// The command for `alloc stop`: the allocation (ID or unique prefix) marked to migrate, as
+/// the drainer marks them, with `eval` of its job, whose scheduling stops it and places it
+/// again. Refused, in a sentence, for one that does not exist (`Err((true, ..))`), has
+/// already stopped or whose job is gone.
+pub fn stop_alloc_command(
+    state: &State,
+    alloc: &str,
+    eval_id: String,
+) -> Result<crate::internal::command::Kind, (bool, String)> {
+    let a = State::find_by_prefix(&state.allocs, alloc)
+        .map_err(|e| (true, e.sentence("allocation", alloc)))?;
+    let short = &a.id[..8.min(a.id.len())];
+    if a.desired_status != ALLOC_DESIRED_RUN || alloc_client_terminal(&a.client_status) {
+        return Err((
+            false,
+            format!(
+                "allocation {short} has already stopped ({}, {})",
+                a.desired_status, a.client_status
+            ),
+        ));
+    }
+    let job = state.jobs.get(&a.job_id).ok_or_else(|| {
+        (
+            false,
+            format!("the job {:?} of allocation {short} is gone", a.job_id),
+        )
+    })?;
+    let eval = crate::evals::new_eval(job, eval_id, TRIGGER_ALLOC_STOP);
+    Ok(crate::internal::command::Kind::DrainProgress(
+        DrainProgress {
+            migrate_allocs: vec![a.id.clone()],
+            evals: vec![eval],
+            ..DrainProgress::default()
+        },
+    ))
+}
+
 /// Whether an allocation has really stopped: its client says so, or it never started and
 /// never will.
 fn stopped(a: &Allocation) -> bool {

@@ -32,6 +32,13 @@ pub const NODE_DRAIN: Feature = Feature {
     since: "0.2.0",
 };
 
+/// `alloc stop`: an allocation marked to migrate with the drainer's `DrainProgress` command,
+/// so it comes with node drain.
+pub const ALLOC_STOP: Feature = Feature {
+    name: "alloc stop",
+    since: NODE_DRAIN.since,
+};
+
 /// ACLs: `AclUpdate` (bootstrap, policies, tokens).
 pub const ACL: Feature = Feature {
     name: "ACL support",
@@ -56,6 +63,7 @@ pub const MEMORY_OVERSUBSCRIPTION: Feature = Feature {
 pub const FEATURES: &[Feature] = &[
     DEPLOYMENTS,
     NODE_DRAIN,
+    ALLOC_STOP,
     ACL,
     NODE_EVENTS,
     MEMORY_OVERSUBSCRIPTION,

@@ -19,6 +19,23 @@ pub struct AclService {
     pub cluster: crate::cluster::Cluster,
 }
 
+/// A token's type and its policies agree: a client token has policies (they may be written
+/// later, granting nothing until then, as in Nomad), a management token none.
+fn check_kind(kind: &str, policies: &[String]) -> Result<(), Status> {
+    match kind {
+        acl::CLIENT if policies.is_empty() => Err(Status::invalid_argument(
+            "a client token needs at least one policy (-policy NAME)",
+        )),
+        acl::MANAGEMENT if !policies.is_empty() => Err(Status::invalid_argument(
+            "a management token cannot have policies: it may do everything",
+        )),
+        acl::CLIENT | acl::MANAGEMENT => Ok(()),
+        other => Err(Status::invalid_argument(format!(
+            "token type must be \"client\" or \"management\", not {other:?}"
+        ))),
+    }
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -169,26 +186,7 @@ impl Acl for AclService {
         } else {
             asked.r#type.clone()
         };
-        match kind.as_str() {
-            acl::CLIENT if asked.policies.is_empty() => {
-                return Err(Status::invalid_argument(
-                    "a client token needs at least one policy (-policy NAME)",
-                ))
-            }
-            // A policy that does not exist yet grants nothing until it does, as in Nomad.
-            acl::CLIENT => {}
-            acl::MANAGEMENT if !asked.policies.is_empty() => {
-                return Err(Status::invalid_argument(
-                    "a management token cannot have policies: it may do everything",
-                ))
-            }
-            acl::MANAGEMENT => {}
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "token type must be \"client\" or \"management\", not {other:?}"
-                )))
-            }
-        }
+        check_kind(&kind, &asked.policies)?;
         let token = AclToken {
             accessor_id: new_id(),
             secret_id: new_id(),
@@ -227,24 +225,7 @@ impl Acl for AclService {
         }
         token.policies = asked.policies;
         token.global = asked.global;
-        match token.r#type.as_str() {
-            acl::CLIENT if token.policies.is_empty() => {
-                return Err(Status::invalid_argument(
-                    "a client token needs at least one policy (-policy NAME)",
-                ))
-            }
-            acl::MANAGEMENT if !token.policies.is_empty() => {
-                return Err(Status::invalid_argument(
-                    "a management token cannot have policies: it may do everything",
-                ))
-            }
-            acl::CLIENT | acl::MANAGEMENT => {}
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "token type must be \"client\" or \"management\", not {other:?}"
-                )))
-            }
-        }
+        check_kind(&token.r#type, &token.policies)?;
         self.update(AclUpdate {
             upsert_tokens: vec![token.clone()],
             ..AclUpdate::default()

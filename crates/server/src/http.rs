@@ -402,43 +402,22 @@ impl Http {
                     "promote" => Deployments::promote(api, req).await?,
                     "fail" => Deployments::fail(api, req).await?,
                     "allocation-health" => {
-                        // {"HealthyAllocationIDs": [...], "UnhealthyAllocationIDs": [...]}.
-                        let ids = |key: &str| -> Result<Vec<String>, Failure> {
-                            match body.get(key) {
-                                None | Some(Value::Null) => Ok(Vec::new()),
-                                Some(Value::Array(a)) => a
-                                    .iter()
-                                    .map(|v| {
-                                        v.as_str().map(String::from).ok_or_else(|| {
-                                            bad(format!("{key}: expected a list of IDs"))
-                                        })
-                                    })
-                                    .collect(),
-                                Some(_) => Err(bad(format!("{key}: expected a list of IDs"))),
-                            }
-                        };
                         Deployments::set_alloc_health(
                             api,
                             rq.of(SetAllocHealthRequest {
                                 deployment_id: id.to_string(),
-                                healthy_allocs: ids("HealthyAllocationIDs")?,
-                                unhealthy_allocs: ids("UnhealthyAllocationIDs")?,
+                                healthy_allocs: strings_field(&body, "HealthyAllocationIDs")?,
+                                unhealthy_allocs: strings_field(&body, "UnhealthyAllocationIDs")?,
                             }),
                         )
                         .await?
                     }
                     "pause" => {
                         // Nomad pauses and resumes on one route: {"Pause": true|false}.
-                        match body.get("Pause") {
-                            Some(Value::Bool(false)) => Deployments::resume(api, req).await?,
-                            None | Some(Value::Null) | Some(Value::Bool(true)) => {
-                                Deployments::pause(api, req).await?
-                            }
-                            Some(other) => {
-                                return Err(bad(format!(
-                                    "Pause: expected true or false, found {other}"
-                                )))
-                            }
+                        if opt_bool_field(&body, "Pause")? == Some(false) {
+                            Deployments::resume(api, req).await?
+                        } else {
+                            Deployments::pause(api, req).await?
                         }
                     }
                     other => {
@@ -529,12 +508,6 @@ impl Http {
     async fn acl_route(&self, method: &Method, parts: &[&str], body: Value, rq: Rq) -> Answer {
         use Method as M;
         let svc = self.api.acl();
-        let text = |key: &str| {
-            body.get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
         let token_req = |id: &str| {
             rq.of(AclTokenRequest {
                 accessor_id: id.to_string(),
@@ -565,8 +538,8 @@ impl Http {
             (&M::POST | &M::PUT, ["v1", "acl", "policy", name]) => {
                 let policy = AclPolicy {
                     name: name.to_string(),
-                    description: text("Description"),
-                    rules: text("Rules"),
+                    description: string_field(&body, "Description")?,
+                    rules: string_field(&body, "Rules")?,
                     ..AclPolicy::default()
                 };
                 json(&Acl::upsert_policy(&svc, rq.of(policy)).await?.into_inner())
@@ -588,23 +561,7 @@ impl Http {
                     .tokens,
             ),
             (&M::POST | &M::PUT, ["v1", "acl", "token"]) => {
-                let policies = body
-                    .get("Policies")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let asked = AclToken {
-                    name: text("Name"),
-                    r#type: text("Type"),
-                    policies,
-                    global: body.get("Global").and_then(Value::as_bool).unwrap_or(false),
-                    ..AclToken::default()
-                };
+                let asked = token_of(&body, "")?;
                 json(&Acl::create_token(&svc, rq.of(asked)).await?.into_inner())
             }
             (&M::GET, ["v1", "acl", "token", "self"]) => {
@@ -617,25 +574,7 @@ impl Http {
                 json(&Acl::delete_token(&svc, token_req(id)).await?.into_inner())
             }
             (&M::POST | &M::PUT, ["v1", "acl", "token", id]) => {
-                // Nomad's body: {"AccessorID", "Name", "Type", "Policies", "Global"}.
-                let policies = body
-                    .get("Policies")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let asked = AclToken {
-                    accessor_id: id.to_string(),
-                    name: text("Name"),
-                    r#type: text("Type"),
-                    policies,
-                    global: bool_field(&body, "Global")?,
-                    ..AclToken::default()
-                };
+                let asked = token_of(&body, id)?;
                 json(&Acl::update_token(&svc, rq.of(asked)).await?.into_inner())
             }
             _ => Err(no_route(method, parts)),

@@ -23,6 +23,7 @@ pub use canonical::{
     canonicalize, default_migrate, default_reschedule, default_restart, default_update,
 };
 pub use docker::string_list;
+pub use funcs::FileReader;
 pub use validate::{place_in_region, validate, KILL_SIGNALS};
 pub use vars::Inputs;
 

@@ -61,20 +61,22 @@ impl VarArgs {
                     })
             })
             .collect::<Result<_, _>>()?;
+        let dir = match job_file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let read_file: yurt_types::jobspec::FileReader = std::sync::Arc::new(move |name| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        });
         Ok(yurt_types::jobspec::Inputs {
             vars,
             var_files,
-            env: yurt_types::jobspec::Inputs::env_vars(),
-            base_dir: job_file
-                .parent()
-                .map(|d| {
-                    if d.as_os_str().is_empty() {
-                        std::path::Path::new(".")
-                    } else {
-                        d
-                    }
-                })
-                .map(std::path::Path::to_path_buf),
+            env: std::env::vars()
+                .filter_map(|(k, v)| Some((k.strip_prefix("NOMAD_VAR_")?.to_string(), v)))
+                .collect(),
+            read_file: Some(read_file),
         })
     }
 }

@@ -136,8 +136,8 @@ impl Client {
             match result {
                 Ok(started) if t.starting && !local.stopping => {
                     t.executor_pid = Some(started.pid);
-                    super::step::started(t, now);
                     super::step::driver_events(t, started.events, now);
+                    super::step::started(t, now);
                     self.watch_exit(&s.driver, &s.exec_dir, Some(started.pid));
                 }
                 Ok(started) => {

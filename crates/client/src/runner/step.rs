@@ -163,14 +163,8 @@ pub(crate) fn started(t: &mut LocalTask, now: i64) {
 /// What the driver did on the way to starting the task (pulling its image, say): events
 /// that come before `Started`.
 pub(crate) fn driver_events(t: &mut LocalTask, events: Vec<(String, String)>, now: i64) {
-    let at = t
-        .state
-        .events
-        .iter()
-        .rposition(|e| e.r#type == "Started")
-        .unwrap_or(t.state.events.len());
-    for (i, (kind, message)) in events.into_iter().enumerate() {
-        t.state.events.insert(at + i, event_at(&kind, message, now));
+    for (kind, message) in events {
+        t.state.events.push(event_at(&kind, message, now));
     }
 }
 
@@ -447,12 +441,12 @@ mod tests {
             assert_eq!(step(&mut t, Seen::Nothing, rules, now), Action::Nothing);
             assert_eq!(t.state.state, TASK_PENDING);
         }
-        started(&mut t, HOUR);
         driver_events(
             &mut t,
             vec![("Downloading Image".into(), "Pulled image x".into())],
             HOUR,
         );
+        started(&mut t, HOUR);
         assert_eq!(kinds(&t), ["Downloading Image", "Started"]);
         assert_eq!(t.state.started_at_unix_ms, HOUR);
         assert!(!t.starting);

@@ -363,3 +363,34 @@ fn an_empty_node_drains_at_once_and_eligibility_waits_for_the_drain() {
         NODE_ELIGIBLE
     );
 }
+
+#[test]
+fn a_stopped_allocation_is_replaced_and_cannot_be_stopped_twice() {
+    let mut s = Sim::with_nodes(2, 1000);
+    s.run(job("web", "service", 2, 1));
+    s.clients(true);
+    let victim = s
+        .state
+        .allocs
+        .of_job("web")
+        .next()
+        .map(|a| a.id.clone())
+        .unwrap();
+    let cmd = stop_alloc_command(&s.state, &victim, "stop-eval".into()).unwrap();
+    s.apply(cmd).unwrap();
+    s.settle();
+    let old = s.state.allocs.get(&victim).unwrap();
+    assert_ne!(old.desired_status, ALLOC_DESIRED_RUN, "{old:?}");
+    let live = s
+        .state
+        .allocs
+        .of_job("web")
+        .filter(|a| a.desired_status == ALLOC_DESIRED_RUN)
+        .count();
+    assert_eq!(live, 2, "a replacement keeps the count");
+    s.clients(true);
+    let (missing, why) = stop_alloc_command(&s.state, &victim, "e2".into()).unwrap_err();
+    assert!(!missing && why.contains("has already stopped"), "{why}");
+    let (missing, _) = stop_alloc_command(&s.state, "nope", "e3".into()).unwrap_err();
+    assert!(missing);
+}

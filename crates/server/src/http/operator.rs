@@ -24,24 +24,11 @@ pub(super) async fn scheduler_config(api: &Api, rq: &Rq) -> Answer {
 }
 
 pub(super) async fn set_scheduler_config(api: &Api, rq: &Rq, body: &Value) -> Answer {
-    let algorithm = match body.get("SchedulerAlgorithm") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(a)) => a.clone(),
-        Some(other) => {
-            return Err(bad(format!(
-                "SchedulerAlgorithm: expected a string, found {other}"
-            )))
-        }
-    };
-    let oversubscription = match body.get("MemoryOversubscriptionEnabled") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::Bool(b)) => b.to_string(),
-        Some(other) => {
-            return Err(bad(format!(
-                "MemoryOversubscriptionEnabled: expected true or false, found {other}"
-            )))
-        }
-    };
+    // What is left out is kept.
+    let algorithm = string_field(body, "SchedulerAlgorithm")?;
+    let oversubscription = opt_bool_field(body, "MemoryOversubscriptionEnabled")?
+        .map(|b| b.to_string())
+        .unwrap_or_default();
     let r = Operator::scheduler_set_configuration(
         &api.operator(),
         rq.of(SchedulerSetConfigurationRequest {

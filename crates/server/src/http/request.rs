@@ -89,15 +89,58 @@ pub(super) fn number_field(v: &Value, path: &str) -> Result<i64, Failure> {
     }
 }
 
-/// As [`number_field`], for true or false.
-pub(super) fn bool_field(v: &Value, path: &str) -> Result<bool, Failure> {
+/// As [`number_field`], for true or false; absent or null is `None`.
+pub(super) fn opt_bool_field(v: &Value, path: &str) -> Result<Option<bool>, Failure> {
     let key = path.rsplit('.').next().unwrap_or(path);
     match v.get(key) {
-        None | Some(Value::Null) => Ok(false),
+        None | Some(Value::Null) => Ok(None),
         Some(b) => b
             .as_bool()
+            .map(Some)
             .ok_or_else(|| bad(format!("{path}: expected true or false, found {b}"))),
     }
+}
+
+/// [`opt_bool_field`], absent meaning false.
+pub(super) fn bool_field(v: &Value, path: &str) -> Result<bool, Failure> {
+    Ok(opt_bool_field(v, path)?.unwrap_or(false))
+}
+
+/// As [`number_field`], for a string; absent or null is `""`.
+pub(super) fn string_field(v: &Value, path: &str) -> Result<String, Failure> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(bad(format!("{path}: expected a string, found {other}"))),
+    }
+}
+
+/// As [`number_field`], for a list of strings; absent or null is empty.
+pub(super) fn strings_field(v: &Value, path: &str) -> Result<Vec<String>, Failure> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let wrong = |found: &Value| bad(format!("{path}: expected a list of strings, found {found}"));
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(String::from).ok_or_else(|| wrong(i)))
+            .collect(),
+        Some(other) => Err(wrong(other)),
+    }
+}
+
+/// An ACL token as Nomad's API sends it (`Name`, `Type`, `Policies`, `Global`), for
+/// `accessor_id` (empty: a new one).
+pub(super) fn token_of(body: &Value, accessor_id: &str) -> Result<AclToken, Failure> {
+    Ok(AclToken {
+        accessor_id: accessor_id.to_string(),
+        name: string_field(body, "Name")?,
+        r#type: string_field(body, "Type")?,
+        policies: strings_field(body, "Policies")?,
+        global: bool_field(body, "Global")?,
+        ..AclToken::default()
+    })
 }
 
 /// The routes, for telling a wrong method (405) from a path that is none (404): `*` is any

@@ -1,24 +1,30 @@
 //! The functions job files may call (those Nomad job files commonly use: strings,
 //! collections, encoding, numbers and type conversion, `file`), as `hcl-rs` evaluation
-//! functions. `file` reads relative to the job file's directory ([`with_base_dir`]).
+//! functions. `file` reads through the caller's [`FileReader`] ([`with_reader`]): this crate
+//! does no I/O.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine;
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::{Map, Number, Value};
 
+/// How `file(name)` gets a file's contents (the CLI reads relative to the job file; the
+/// servers give none, so a job sent to them cannot read their files).
+pub type FileReader = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
 thread_local! {
-    /// The directory `file()` reads relative to, while a job file is evaluated.
-    static BASE_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+    /// What `file()` reads with while a job file is evaluated (hcl-rs functions are plain
+    /// function pointers: they cannot carry it).
+    static READER: RefCell<Option<FileReader>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `file()` reading relative to `dir` (none: `file()` is refused).
-pub(crate) fn with_base_dir<T>(dir: Option<PathBuf>, f: impl FnOnce() -> T) -> T {
-    let before = BASE_DIR.with(|b| b.replace(dir));
+/// Runs `f` with `file()` reading through `reader` (none: `file()` is refused).
+pub(crate) fn with_reader<T>(reader: Option<FileReader>, f: impl FnOnce() -> T) -> T {
+    let before = READER.with(|b| b.replace(reader));
     let out = f();
-    BASE_DIR.with(|b| *b.borrow_mut() = before);
+    READER.with(|b| *b.borrow_mut() = before);
     out
 }
 
@@ -418,13 +424,12 @@ fn base64decode(a: FuncArgs) -> R {
 /// The contents of a file, relative to the job file's directory.
 fn file_unbounded(a: FuncArgs) -> R {
     let name = s(&a, 0);
-    let dir = BASE_DIR
+    let reader = READER
         .with(|b| b.borrow().clone())
         .ok_or("file: the job was not read from a file, so there is no directory to read from")?;
-    let path = dir.join(&name);
-    std::fs::read_to_string(&path)
+    reader(&name)
         .map(Value::from)
-        .map_err(|e| format!("file: cannot read {}: {e}", path.display()))
+        .map_err(|e| format!("file: {e}"))
 }
 fn file(a: FuncArgs) -> R {
     bounded("file", file_unbounded(a)?)
@@ -545,9 +550,13 @@ mod tests {
             .unwrap_err()
             .contains("is not a number"));
         assert!(eval("file(\"x\")").unwrap_err().contains("no directory"));
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("motd"), "hello").unwrap();
-        let got = with_base_dir(Some(dir.path().to_path_buf()), || eval("file(\"motd\")"));
+        let reader: FileReader = Arc::new(|name| match name {
+            "motd" => Ok("hello".into()),
+            other => Err(format!("no file {other}")),
+        });
+        let got = with_reader(Some(reader.clone()), || eval("file(\"motd\")"));
         assert_eq!(got.unwrap(), Value::from("hello"));
+        let missing = with_reader(Some(reader), || eval("file(\"x\")")).unwrap_err();
+        assert!(missing.contains("file: no file x"), "{missing}");
     }
 }

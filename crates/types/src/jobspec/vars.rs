@@ -6,7 +6,6 @@
 //! `${attr.kernel.name}`, `${meta.rack}`) as written for the client and the scheduler.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use hcl::eval::{Context, Evaluate};
 use hcl::Value;
@@ -17,8 +16,8 @@ use hcl_edit::structure;
 use super::SpecError;
 use crate::hcl::Reader;
 
-/// Values for a job file's variables from outside it, and where `file()` reads.
-#[derive(Debug, Clone, Default)]
+/// Values for a job file's variables from outside it, and how `file()` reads.
+#[derive(Clone, Default)]
 pub struct Inputs {
     /// `-var name=value`, in the order given (a later one wins).
     pub vars: Vec<(String, String)>,
@@ -26,17 +25,8 @@ pub struct Inputs {
     pub var_files: Vec<(String, String)>,
     /// `NOMAD_VAR_<name>` environment variables, as (name, value).
     pub env: Vec<(String, String)>,
-    /// The job file's directory, for `file()`.
-    pub base_dir: Option<PathBuf>,
-}
-
-impl Inputs {
-    /// The `NOMAD_VAR_*` variables of this process's environment.
-    pub fn env_vars() -> Vec<(String, String)> {
-        std::env::vars()
-            .filter_map(|(k, v)| Some((k.strip_prefix("NOMAD_VAR_")?.to_string(), v)))
-            .collect()
-    }
+    /// How `file()` reads (relative to the job file); none refuses it.
+    pub read_file: Option<super::funcs::FileReader>,
 }
 
 /// A variable's declared type.
@@ -147,7 +137,7 @@ fn expression(text: &str, ctx: &Context) -> Result<Value, String> {
 /// functions.
 pub(crate) struct Eval {
     ctx: Context<'static>,
-    base_dir: Option<PathBuf>,
+    read_file: Option<super::funcs::FileReader>,
     /// The declared variables and the locals, to name one that is neither.
     variables: BTreeSet<String>,
     locals: BTreeSet<String>,
@@ -173,7 +163,7 @@ impl Eval {
         body: &structure::Body,
         inputs: &Inputs,
     ) -> Result<Eval, SpecError> {
-        super::funcs::with_base_dir(inputs.base_dir.clone(), || Eval::build_in(r, body, inputs))
+        super::funcs::with_reader(inputs.read_file.clone(), || Eval::build_in(r, body, inputs))
     }
 
     fn build_in(r: &Reader, body: &structure::Body, inputs: &Inputs) -> Result<Eval, SpecError> {
@@ -397,7 +387,7 @@ impl Eval {
         ctx.declare_var("local", Value::Object(locals));
         Ok(Eval {
             ctx,
-            base_dir: inputs.base_dir.clone(),
+            read_file: inputs.read_file.clone(),
             variables: declared.into_keys().collect(),
             locals: local_names,
         })
@@ -427,14 +417,14 @@ impl Eval {
     pub(crate) fn value(&self, e: &Expression, text: &str) -> Result<Value, String> {
         self.undeclared(text)?;
         let ctx = with_echoes(&self.ctx, text);
-        super::funcs::with_base_dir(self.base_dir.clone(), || evaluate(&ctx, e)).and_then(checked)
+        super::funcs::with_reader(self.read_file.clone(), || evaluate(&ctx, e)).and_then(checked)
     }
 
     /// A string template: each `${...}` that uses variables, locals or functions is replaced
     /// by its value; the others (`${NOMAD_ALLOC_ID}`, `${attr.kernel.name}`) stay as written,
     /// for the client and the scheduler.
     pub(crate) fn template(&self, raw: &str) -> Result<String, String> {
-        super::funcs::with_base_dir(self.base_dir.clone(), || {
+        super::funcs::with_reader(self.read_file.clone(), || {
             let mut out = String::new();
             for part in interpolations(raw) {
                 match part {
