@@ -4,7 +4,8 @@
 //! container, a daemon that goes away (driver unhealthy, nothing placed, running containers
 //! kept) and comes back, a missing image failing with Docker's reason, a drain moving
 //! containers, leftover containers of a crashed client removed, unused images removed after
-//! `gc { image_delay }`, the README's docker example. Seed 004 with real images: `seed_docker`.
+//! `gc { image_delay }`, the README's docker example, a container removed behind the client's
+//! back (its task ended and restarted). Seed 004 with real images: `seed_docker`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -580,4 +581,49 @@ fn a_restart_makes_a_new_container_and_an_ended_one_is_removed() {
     assert_eq!(hosts.len(), 2, "{logs}");
     assert_ne!(hosts[0], hosts[1], "{logs}");
     wait_no_container(&docker, &id);
+}
+
+#[test]
+fn a_container_removed_behind_the_client_s_back_ends_its_task_which_is_restarted() {
+    let dir = TestDir::new();
+    let docker = Dockerd::start(&dir.path);
+    app_image(&docker);
+    let (agent, _) = docker_agent(&dir, &docker, "");
+    let job = docker_job(
+        &dir.path,
+        "gone",
+        1,
+        &format!("        image = \"{APP}\""),
+        crate::drivers::RESTART_ONCE,
+    );
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    agent.wait_running("gone", 1);
+    let id = alloc_id(&agent, "gone");
+    let (cid, _) = container_of(&docker, &id).unwrap();
+    let removed = cid.clone();
+    docker
+        .call(|c| async move {
+            c.remove_container(
+                &removed,
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        })
+        .unwrap();
+    // Docker answers the wait (killed: 137) before the container is gone, or the container is
+    // gone first (`Task Lost`): either way the task ended, and its restart is a new container.
+    let status = wait_for("the task to end and start again in a new container", || {
+        let text = agent.ok(&["alloc", "status", &id]);
+        let ended = text.contains("Exit Code: 137") || text.contains("Task Lost");
+        let again = container_of(&docker, &id).filter(|(c, s)| *c != cid && s == "running");
+        if ended && again.is_some() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert_eq!(status.matches("Started").count(), 2, "{status}");
 }
