@@ -464,6 +464,18 @@ pub fn http_request_with(
     (status, body)
 }
 
+/// A plain HTTP/1.1 request with an ACL token (none when empty); returns the status line,
+/// the headers (lower-case names) and the body.
+pub fn http_request_full(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: &str,
+) -> (String, Vec<(String, String)>, String) {
+    http_exchange(addr, method, path, body, token)
+}
+
 fn http_exchange(
     addr: &str,
     method: &str,

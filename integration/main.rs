@@ -32,6 +32,8 @@
 //! - `event_stream`: `/v1/event/stream`: a drain's event, resume, topic filters, the CLI;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
 //! - `follower_writes`: writes sent to a lagging follower are decided on the leader's state;
+//! - `variables`: Nomad Variables over HTTP (compare-and-set, pages, ACL rules, rotation) and
+//!   on three servers (keys fetched, restarts, sealed at rest);
 //! - `upgrade`: the seed upgrade guides from the previous release (built from `RELEASES`);
 //! - `tls`: mutual TLS between servers, clients, the CLI and HTTPS; wrong certificates refused;
 //! - `tidy`: rules about the source tree itself.
@@ -66,3 +68,4 @@ mod status;
 mod tidy;
 mod tls;
 mod upgrade;
+mod variables;

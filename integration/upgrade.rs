@@ -210,6 +210,16 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
                 ) && err.contains(&format!("({old_version})")),
                 "{err}"
             );
+            // Variables (and the keyring's first key) wait too: nothing is written.
+            let out = s[i].yurt(&["var", "put", "app/db", "user=me"]);
+            let err = stderr(&out);
+            assert!(
+                err.contains("variables requires all servers at version 0.2.0; these are older: ")
+                    && err.contains(&format!("({old_version})")),
+                "{err}"
+            );
+            let keys = s[i].ok(&["operator", "root", "keyring", "list"]);
+            assert!(keys.contains("No keys yet"), "{keys}");
             // `alloc stop` uses the drainer's command: it waits for the same servers.
             let out = s[i].yurt(&["alloc", "stop", "-detach", &allocs[0]]);
             let err = stderr(&out);

@@ -92,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::server::OperatorCmd,
     },
+    /// Nomad Variables: secrets and settings at paths, sealed by the servers.
+    Var {
+        #[command(subcommand)]
+        cmd: cmd::var::VarCmd,
+    },
     /// Bootstrap ACLs; manage ACL policies and tokens.
     Acl {
         #[command(subcommand)]
@@ -234,6 +239,7 @@ async fn run(cli: Cli) -> u8 {
         Command::System { cmd } => cmd::server::run_system(&addr, cmd).await,
         Command::Tls { cmd } => cmd::tls::run(cmd),
         Command::Acl { cmd } => cmd::acl::run(&addr, cmd).await,
+        Command::Var { cmd } => cmd::var::run(&addr, cmd).await,
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
         Command::Status { json } => {
             cmd::job::run(&addr, cmd::job::JobCmd::Status { job: None, json }).await

@@ -59,6 +59,14 @@ pub const MEMORY_OVERSUBSCRIPTION: Feature = Feature {
     since: "0.2.0",
 };
 
+/// Nomad Variables and the keyring: `VariableWrite` and `KeyringUpdate` commands. The first key
+/// is made with the first variable (or rotation), so a cluster that still has an older server
+/// writes neither.
+pub const VARIABLES: Feature = Feature {
+    name: "variables",
+    since: "0.2.0",
+};
+
 /// Every gated feature, oldest first.
 pub const FEATURES: &[Feature] = &[
     DEPLOYMENTS,
@@ -67,6 +75,7 @@ pub const FEATURES: &[Feature] = &[
     ACL,
     NODE_EVENTS,
     MEMORY_OVERSUBSCRIPTION,
+    VARIABLES,
 ];
 
 /// A server as the gate sees it.

@@ -14,6 +14,7 @@
 //! - [`drain`]: node drain: the leader's drainer (migrations metered by `migrate` blocks,
 //!   deadlines, system jobs last) and the state machine's part.
 //! - [`acl`]: ACL policies and tokens in the state, and what a token's secret may do.
+//! - [`variables`]: Nomad Variables (sealed) and the keyring's metadata in the state.
 //! - [`features`]: which features a cluster of mixed server versions may use.
 //! - [`upgrade`]: `operator upgrade-check`: whether one server may go down for its upgrade now.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
@@ -38,5 +39,6 @@ pub mod table;
 #[cfg(test)]
 mod testkit;
 pub mod upgrade;
+pub mod variables;
 
 pub use yurt_proto::{internal, v1};

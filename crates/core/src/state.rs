@@ -30,6 +30,9 @@ pub use jobs::{job_status, of_this_job, trim_versions, TRACKED_VERSIONS};
 pub use queries::{ById, PrefixError};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT};
 
+/// A variable's namespace and path: how the state keys it.
+pub type VarKey = (String, String);
+
 /// Node events kept per node.
 const KEPT_EVENTS: usize = 10;
 
@@ -107,6 +110,10 @@ pub struct State {
     pub acl_tokens: OrdMap<String, yurt_proto::v1::AclToken>,
     /// The Raft index of the ACL bootstrap; 0: not done.
     pub acl_bootstrap_index: u64,
+    /// Nomad Variables, sealed, by namespace and path.
+    pub variables: OrdMap<VarKey, yurt_proto::internal::EncryptedVariable>,
+    /// The keyring's keys (metadata only) by ID.
+    pub root_keys: OrdMap<String, yurt_proto::v1::RootKeyMeta>,
 }
 
 /// Whether two jobs have the same spec (ignoring the fields the servers manage).
@@ -204,6 +211,14 @@ impl State {
             Some(command::Kind::NodeDrainUpdate(u)) => self.apply_drain_update(index, now, &u),
             Some(command::Kind::AclUpdate(u)) => {
                 self.apply_acl_update(index, &u)?;
+                Ok(Applied::default())
+            }
+            Some(command::Kind::VariableWrite(w)) => {
+                self.apply_variable_write(index, now, w)?;
+                Ok(Applied::default())
+            }
+            Some(command::Kind::KeyringUpdate(u)) => {
+                self.apply_keyring_update(index, now, u);
                 Ok(Applied::default())
             }
             Some(command::Kind::DrainProgress(p)) => {

@@ -53,6 +53,7 @@ use crate::rpc::Api;
 mod operator;
 mod relations;
 mod request;
+mod variables;
 
 use request::*;
 
@@ -495,6 +496,12 @@ impl Http {
                 "server": { "ok": true, "message": "ok" }
             })),
             (_, ["v1", "acl", ..]) => self.acl_route(method, &parts, body, rq).await,
+            (_, ["v1", "var", rest @ ..]) if !rest.is_empty() => {
+                variables::var(api, method, rest.join("/"), q, &body, &rq).await
+            }
+            (_, ["v1", "operator", "keyring", what]) => {
+                variables::keyring(api, method, what, &rq).await
+            }
             (&M::GET, ["v1", "regions"]) => Ok(Value::from(vec![api.cluster.me().region.clone()])),
             (_, ["v1", ..]) => Err(no_route(method, &parts)),
             _ => Err(Failure(
@@ -695,12 +702,38 @@ impl Http {
             token,
             stale: flag(&q, "stale").unwrap_or(false),
         };
+        if method == Method::GET && path.trim_end_matches('/') == "/v1/vars" {
+            // The next page's token travels in a header, as Nomad's.
+            return match variables::list(&self.api, &rq, &q).await {
+                Ok((v, next)) => {
+                    let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+                    let mut r = Response::new(full(text));
+                    set_headers(&mut r, "application/json", index);
+                    if let Ok(next) = hyper::header::HeaderValue::from_str(&next) {
+                        if !next.is_empty() {
+                            r.headers_mut().insert("x-nomad-nexttoken", next);
+                        }
+                    }
+                    r
+                }
+                Err(Failure(code, m)) => plain(code, &m, index),
+            };
+        }
         let answer = self.route(&method, &path, &q, body, rq).await;
         crate::metrics::metrics().observe("yurt.http.request", started.elapsed());
         match answer {
             Ok(v) => {
                 let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
                 let mut r = Response::new(full(text));
+                set_headers(&mut r, "application/json", index);
+                r
+            }
+            // A conflict's body is the object as it is now (variables' compare-and-set).
+            Err(Failure(code, m)) if code == StatusCode::CONFLICT && m.starts_with('{') => {
+                let mut r = Response::builder()
+                    .status(code)
+                    .body(full(m + "\n"))
+                    .unwrap_or_else(|_| Response::new(full("")));
                 set_headers(&mut r, "application/json", index);
                 r
             }

@@ -9,6 +9,8 @@
 //! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot);
 //! - [`leadership`]: runs them only while this server leads, and stops and joins them.
 //! - [`acl`]: the ACL service (bootstrap, policies, tokens); calls are checked in [`read`];
+//! - [`variables`]: the Variables and Keyring services; [`keyring`] holds the keys that seal
+//!   variables (in each server's keystore, never in Raft) and fetches those it lacks;
 //! - [`guard`]: which certificate roles may make the calls only agents make;
 //! - [`heavy`]: long request work (parsing, planning) off the async workers, one at a time.
 //!
@@ -22,6 +24,7 @@ pub mod guard;
 pub mod heartbeat;
 pub mod heavy;
 pub mod http;
+pub mod keyring;
 pub mod leader;
 pub mod leadership;
 pub mod lifecycle;
@@ -30,6 +33,7 @@ pub mod operator;
 pub mod raft;
 pub mod read;
 pub mod rpc;
+pub mod variables;
 pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,6 +125,7 @@ pub struct Server {
     pub writer: Writer,
     pub cluster: cluster::Cluster,
     pub heartbeats: Arc<heartbeat::Heartbeats>,
+    keyring: keyring::Keyring,
     config: ServerConfig,
     /// A read-only view of the Raft log store (for `agent-info`).
     log: LogStore,
@@ -309,6 +314,18 @@ impl Server {
             raft.clone(),
             shutdown_rx.clone(),
         ));
+        let keystore = dir.join("keystore");
+        let keyring = keyring::Keyring::open(
+            keystore.clone(),
+            state.clone(),
+            cluster.clone(),
+            config.dialer.clone(),
+        )
+        .map_err(|source| StartError::DataDir {
+            path: keystore,
+            source,
+        })?;
+        tokio::spawn(keyring.clone().replicate(shutdown_rx.clone()));
         let heartbeats = heartbeat::Heartbeats::new(config.heartbeat);
         // The leader's loops, run by one task only while this server leads.
         let start_loops: leadership::StartLoops = {
@@ -342,6 +359,7 @@ impl Server {
             writer,
             cluster,
             heartbeats,
+            keyring,
             config,
             log: log_view,
             last_contact: Arc::new(Mutex::new(None)),
@@ -362,6 +380,7 @@ impl Server {
             },
             heartbeats: self.heartbeats.clone(),
             cluster: self.cluster.clone(),
+            keyring: self.keyring.clone(),
         }
     }
 
@@ -379,6 +398,12 @@ impl Server {
             .add_service(reflection())
             .add_service(NodesServer::new(api.clone()))
             .add_service(yurt_proto::v1::acl_server::AclServer::new(api.acl()))
+            .add_service(yurt_proto::v1::variables_server::VariablesServer::new(
+                api.variables(),
+            ))
+            .add_service(yurt_proto::v1::keyring_server::KeyringServer::new(
+                api.variables(),
+            ))
             .add_service(OperatorServer::new(api.operator()))
             .add_service(AllocsServer::new(api))
             .add_service(
@@ -388,6 +413,7 @@ impl Server {
                     last_contact: self.last_contact.clone(),
                     cluster: self.cluster.clone(),
                     reads,
+                    keyring: self.keyring.clone(),
                 })
                 .max_decoding_message_size(raft::MAX_MESSAGE_BYTES),
             );

@@ -139,6 +139,21 @@ impl Reads {
         }
     }
 
+    /// What the caller's token may do, for calls that filter what they show; `None` when ACLs
+    /// are off (everything is shown). An unknown token is refused.
+    pub fn acl_of<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<yurt_types::acl::Acl>, Status> {
+        if !self.acl_enabled {
+            return Ok(None);
+        }
+        self.state
+            .read(|s| s.acl_for(token(req)))
+            .map(Some)
+            .map_err(|e| Status::permission_denied(e.to_string()))
+    }
+
     /// The index a consistent read must see, as the leader knows it. Only on the leader.
     pub async fn leader_read_index(&self) -> Result<u64, Status> {
         match self.raft.ensure_linearizable().await {

@@ -78,6 +78,8 @@ pub struct Api {
     pub heartbeats: Arc<Heartbeats>,
     /// The servers as gossip knows them (their versions gate features).
     pub cluster: crate::cluster::Cluster,
+    /// The keys that seal variables.
+    pub keyring: crate::keyring::Keyring,
 }
 
 impl Api {
@@ -87,6 +89,16 @@ impl Api {
             cluster: self.cluster.clone(),
             reads: self.reads.clone(),
             writer: self.writer.clone(),
+        }
+    }
+
+    /// The `Variables` and `Keyring` services over the same server.
+    pub fn variables(&self) -> crate::variables::VariablesService {
+        crate::variables::VariablesService {
+            reads: self.reads.clone(),
+            writer: self.writer.clone(),
+            cluster: self.cluster.clone(),
+            keyring: self.keyring.clone(),
         }
     }
 

@@ -6,6 +6,11 @@
 //!   capabilities = ["submit-job"]      # added to the policy's
 //! }
 //! namespace "prod-*" { policy = "deny" }
+//! namespace "apps" {
+//!   variables {                        # Nomad Variables in the namespace, by path glob
+//!     path "db/*" { capabilities = ["read", "list"] }   # read | write | list | destroy | deny
+//!   }
+//! }
 //! node     { policy = "read" }         # deny | read | write
 //! agent    { policy = "read" }
 //! operator { policy = "write" }
@@ -13,7 +18,9 @@
 //!
 //! A token of type `management` may do everything; a `client` token what the union of its
 //! policies grants, where a `deny` anywhere wins. A namespace rule applies to the namespace it
-//! names exactly, else to the longest glob (`prod-*`, `*`) that matches.
+//! names exactly, else to the longest glob (`prod-*`, `*`) that matches; a variable's path the
+//! same way among that namespace's `path` rules. A namespace `policy` of `read` lets its holder
+//! read and list every variable of the namespace, `write` also write and destroy them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,6 +80,23 @@ const KNOWN_CAPABILITIES: &[&str] = &[
     DENY,
 ];
 
+/// The capabilities of a `variables` path rule (Nomad's names).
+pub const VAR_READ: &str = "read";
+pub const VAR_WRITE: &str = "write";
+pub const VAR_LIST: &str = "list";
+pub const VAR_DESTROY: &str = "destroy";
+
+const VARIABLE_CAPABILITIES: &[&str] = &[VAR_READ, VAR_WRITE, VAR_LIST, VAR_DESTROY, DENY];
+
+/// The variables capabilities (on every path, `*`) a namespace `policy` stands for.
+fn expand_variables(level: Level) -> &'static [&'static str] {
+    match level {
+        Level::Deny => &[DENY],
+        Level::Read => &[VAR_READ, VAR_LIST],
+        Level::Write => &[VAR_READ, VAR_LIST, VAR_WRITE, VAR_DESTROY],
+    }
+}
+
 /// The capabilities a namespace `policy` stands for.
 fn expand(level: Level) -> &'static [&'static str] {
     match level {
@@ -97,6 +121,8 @@ fn expand(level: Level) -> &'static [&'static str] {
 pub struct Policy {
     /// Namespace name or glob → capabilities.
     pub namespaces: BTreeMap<String, BTreeSet<String>>,
+    /// Namespace name or glob → variable path or glob → capabilities.
+    pub variables: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     pub node: Option<Level>,
     pub agent: Option<Level>,
     pub operator: Option<Level>,
@@ -130,8 +156,36 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
         let what = format!("namespace {name:?}");
         let mut s = Scope::new(&r, &b.body, what.clone(), format!("namespace[{name}]"));
         let mut caps: BTreeSet<String> = BTreeSet::new();
+        let mut paths: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if let Some(level) = level(&mut s, &what, l)? {
             caps.extend(expand(level).iter().map(|c| c.to_string()));
+            paths
+                .entry("*".into())
+                .or_default()
+                .extend(expand_variables(level).iter().map(|c| c.to_string()));
+        }
+        if let Some(vb) = s.block("variables")? {
+            let vwhat = format!("{what} variables");
+            let vpath = format!("{}.variables", s.path);
+            let mut vs = Scope::new(&r, &vb.body, vwhat.clone(), vpath.clone());
+            for pb in vs.blocks("path") {
+                let glob = vs.label(pb, "path")?;
+                let pwhat = format!("{vwhat} path {glob:?}");
+                let mut ps = Scope::new(&r, &pb.body, pwhat.clone(), format!("{vpath}[{glob}]"));
+                let found = ps.strings("capabilities", l)?.unwrap_or_default();
+                for c in &found {
+                    if !VARIABLE_CAPABILITIES.contains(&c.as_str()) {
+                        let line = l.find(&format!("{}.capabilities", ps.path));
+                        return Err(r.err(
+                            line,
+                            format!("{pwhat}: unknown capability {c:?} (read, write, list, destroy or deny)"),
+                        ));
+                    }
+                }
+                ps.finish()?;
+                paths.entry(glob).or_default().extend(found);
+            }
+            vs.finish()?;
         }
         for c in s.strings("capabilities", l)?.unwrap_or_default() {
             if !KNOWN_CAPABILITIES.contains(&c.as_str()) {
@@ -141,6 +195,12 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
             caps.insert(c);
         }
         s.finish()?;
+        if !paths.is_empty() {
+            let mine = p.variables.entry(name.clone()).or_default();
+            for (glob, caps) in paths {
+                mine.entry(glob).or_default().extend(caps);
+            }
+        }
         p.namespaces.entry(name).or_default().extend(caps);
     }
     for (key, slot) in [
@@ -163,6 +223,8 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
 pub enum Need<'a> {
     /// A namespace capability.
     Namespace(&'a str, &'static str),
+    /// A variables capability on a path of a namespace (`list` is checked per variable listed).
+    Variable(&'a str, &'a str, &'static str),
     Node(Level),
     Agent(Level),
     Operator(Level),
@@ -189,6 +251,9 @@ impl std::fmt::Display for Need<'_> {
         let level = |l: &Level| if *l == Level::Write { "write" } else { "read" };
         match self {
             Need::Namespace(ns, cap) => write!(f, "{cap} on namespace {ns:?}"),
+            Need::Variable(ns, path, cap) => {
+                write!(f, "variables {cap} on {path:?} in namespace {ns:?}")
+            }
             Need::Node(l) => write!(f, "node {}", level(l)),
             Need::Agent(l) => write!(f, "agent {}", level(l)),
             Need::Operator(l) => write!(f, "operator {}", level(l)),
@@ -217,6 +282,14 @@ impl Acl {
                     .or_default()
                     .extend(caps.iter().cloned());
             }
+            for (ns, paths) in &p.variables {
+                let mine = merged.variables.entry(ns.clone()).or_default();
+                for (glob, caps) in paths {
+                    mine.entry(glob.clone())
+                        .or_default()
+                        .extend(caps.iter().cloned());
+                }
+            }
             for (mine, theirs) in [
                 (&mut merged.node, p.node),
                 (&mut merged.agent, p.agent),
@@ -233,15 +306,18 @@ impl Acl {
 
     /// The capabilities that apply to `ns`: its exact rule, else the longest matching glob.
     fn namespace_caps<'s>(policy: &'s Policy, ns: &str) -> Option<&'s BTreeSet<String>> {
-        if let Some(caps) = policy.namespaces.get(ns) {
-            return Some(caps);
+        most_specific(&policy.namespaces, ns)
+    }
+
+    /// Whether a variables capability applies: the namespace's rule (as for jobs) must not deny,
+    /// and the most specific path rule of that namespace's `variables` must grant it.
+    fn variable_allowed(policy: &Policy, ns: &str, path: &str, cap: &str) -> bool {
+        if Acl::namespace_caps(policy, ns).is_some_and(|caps| caps.contains(DENY)) {
+            return false;
         }
-        policy
-            .namespaces
-            .iter()
-            .filter(|(pattern, _)| glob_match(pattern, ns))
-            .max_by_key(|(pattern, _)| pattern.len())
-            .map(|(_, caps)| caps)
+        most_specific(&policy.variables, ns)
+            .and_then(|paths| most_specific(paths, path))
+            .is_some_and(|caps| !caps.contains(DENY) && caps.contains(cap))
     }
 
     pub fn allows(&self, need: Need<'_>) -> bool {
@@ -255,11 +331,23 @@ impl Acl {
             Need::Management => false,
             Need::Namespace(ns, cap) => Acl::namespace_caps(policy, ns)
                 .is_some_and(|caps| !caps.contains(DENY) && caps.contains(cap)),
+            Need::Variable(ns, path, cap) => Acl::variable_allowed(policy, ns, path, cap),
             Need::Node(l) => at_least(policy.node, l),
             Need::Agent(l) => at_least(policy.agent, l),
             Need::Operator(l) => at_least(policy.operator, l),
         }
     }
+}
+
+/// The value of `map`'s exact key `name`, else of the longest glob matching it.
+fn most_specific<'m, V>(map: &'m BTreeMap<String, V>, name: &str) -> Option<&'m V> {
+    if let Some(v) = map.get(name) {
+        return Some(v);
+    }
+    map.iter()
+        .filter(|(pattern, _)| glob_match(pattern, name))
+        .max_by_key(|(pattern, _)| pattern.len())
+        .map(|(_, v)| v)
 }
 
 /// `*` matches any run of characters.
@@ -349,6 +437,64 @@ node {
             let got = parse_policy("p", src).unwrap_err().to_string();
             assert!(got.starts_with(want), "want {want}\n got {got}");
         }
+    }
+
+    #[test]
+    fn variables_rules_by_namespace_and_most_specific_path() {
+        let p = parse_policy(
+            "v",
+            r#"
+namespace "default" {
+  policy = "write"
+  variables {
+    path "system/*" {
+      capabilities = ["list", "read"]
+    }
+    path "secret/*" {
+      capabilities = ["deny"]
+    }
+  }
+}
+namespace "apps" {
+  variables {
+    path "db/*" {
+      capabilities = ["read"]
+    }
+  }
+}
+namespace "ro" {
+  policy = "read"
+}
+"#,
+        )
+        .unwrap();
+        let acl = Acl::of_policies([&p]);
+        let can = |ns, path, cap| acl.allows(Need::Variable(ns, path, cap));
+        assert!(can("default", "app/config", VAR_WRITE));
+        assert!(can("default", "app/config", VAR_DESTROY));
+        assert!(can("default", "system/x", VAR_READ));
+        assert!(!can("default", "system/x", VAR_WRITE));
+        assert!(!can("default", "secret/x", VAR_READ));
+        assert!(can("apps", "db/creds", VAR_READ));
+        assert!(!can("apps", "db/creds", VAR_LIST));
+        assert!(!can("apps", "web/creds", VAR_READ));
+        assert!(!acl.allows(Need::Namespace("apps", READ_JOB)));
+        assert!(can("ro", "any/thing", VAR_LIST));
+        assert!(can("ro", "any/thing", VAR_READ));
+        assert!(!can("ro", "any/thing", VAR_WRITE));
+        assert!(!can("other", "a", VAR_READ));
+        let err = parse_policy(
+            "p",
+            "namespace \"d\" {\n  variables {\n    path \"*\" {\n      capabilities = [\"fly\"]\n    }\n  }\n}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "p:4: namespace \"d\" variables path \"*\": unknown capability \"fly\""
+            ),
+            "{err}"
+        );
     }
 
     #[test]

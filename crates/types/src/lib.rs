@@ -11,6 +11,7 @@
 //! - [`nomad_json`]: the messages in Nomad's JSON shape, for the HTTP API.
 //! - [`status`] holds the exact status strings used across proto, CLI and docs.
 //! - [`version`]: build versions and which agents of different versions work together.
+//! - [`variables`]: the rules of Nomad Variables (paths, items, size).
 //! - [`tls`]: the `tls` block and the role names agent certificates carry (dialling is
 //!   `yurt-tls`'s).
 //!
@@ -30,6 +31,7 @@ pub mod nomad_job;
 pub mod nomad_json;
 pub mod status;
 pub mod tls;
+pub mod variables;
 pub mod version;
 
 pub use yurt_proto::v1;

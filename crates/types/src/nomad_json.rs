@@ -33,6 +33,7 @@ const RAW: &[&str] = &[
     "constraint_filtered",
     "dimension_exhausted",
     "updates",
+    "items",
 ];
 
 /// Fields that are maps of messages: keys kept, values converted.

@@ -10,6 +10,7 @@ pub mod job_spec;
 pub mod node;
 pub mod server;
 pub mod tls;
+pub mod var;
 
 use std::time::Duration;
 

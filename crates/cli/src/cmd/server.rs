@@ -42,6 +42,11 @@ pub enum OperatorCmd {
         #[command(subcommand)]
         cmd: SchedulerCmd,
     },
+    /// The keyring that seals variables (`operator root keyring list|rotate`).
+    Root {
+        #[command(subcommand)]
+        cmd: super::var::RootCmd,
+    },
     /// Check that a rolling upgrade may take down one server now, and say which one next.
     UpgradeCheck {
         #[arg(long)]
@@ -159,6 +164,7 @@ pub async fn run_operator(addr: &str, cmd: OperatorCmd) -> CmdResult {
         OperatorCmd::Snapshot { cmd } => return snapshot(addr, cmd).await,
         OperatorCmd::Scheduler { cmd } => return scheduler(addr, cmd).await,
         OperatorCmd::UpgradeCheck { json } => return upgrade_check(addr, json).await,
+        OperatorCmd::Root { cmd } => return super::var::run_root(addr, cmd).await,
     };
     let mut op = OperatorClient::new(connect(addr).await?);
     match cmd {

@@ -5,7 +5,8 @@ use super::*;
 
 /// Version of the snapshot format ([`StateSnapshot::format_version`]). Bump it on every change
 /// an older binary could misread, and teach [`State::from_snapshot`] to migrate the old one.
-/// 2 (Yurt 0.2): deployments, node drains and allocations' desired transitions, ACLs.
+/// 2 (Yurt 0.2): deployments, node drains and allocations' desired transitions, ACLs,
+/// variables and the keyring's metadata.
 pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// A snapshot that cannot be loaded.
@@ -27,6 +28,8 @@ impl State {
     /// an older server would misread is refused by it loudly (its format is too new).
     pub fn snapshot_format(&self) -> u32 {
         let format_2 = !self.deployments.is_empty()
+            || !self.variables.is_empty()
+            || !self.root_keys.is_empty()
             || self.acl_bootstrap_index != 0
             || !self.acl_policies.is_empty()
             || !self.acl_tokens.is_empty()
@@ -67,6 +70,8 @@ impl State {
             acl_policies: self.acl_policies.values().cloned().collect(),
             acl_tokens: self.acl_tokens.values().cloned().collect(),
             acl_bootstrap_index: self.acl_bootstrap_index,
+            variables: self.variables.values().cloned().collect(),
+            root_keys: self.root_keys.values().cloned().collect(),
         };
         snap.encode_to_vec()
     }
@@ -117,6 +122,19 @@ impl State {
                 .map(|t| (t.secret_id.clone(), t))
                 .collect(),
             acl_bootstrap_index: snap.acl_bootstrap_index,
+            variables: snap
+                .variables
+                .into_iter()
+                .map(|v| {
+                    let m = v.meta.clone().unwrap_or_default();
+                    ((m.namespace, m.path), v)
+                })
+                .collect(),
+            root_keys: snap
+                .root_keys
+                .into_iter()
+                .map(|k| (k.key_id.clone(), k))
+                .collect(),
         })
     }
 }

@@ -33,6 +33,8 @@ impl From<tonic::Status> for Failure {
             Code::InvalidArgument => StatusCode::BAD_REQUEST,
             Code::FailedPrecondition => StatusCode::BAD_REQUEST,
             Code::PermissionDenied => StatusCode::FORBIDDEN,
+            // A compare-and-set that lost (variables).
+            Code::Aborted => StatusCode::CONFLICT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             // The server is busy with other requests of the kind (`heavy`): try again later.
@@ -191,6 +193,9 @@ const PATHS: &[&str] = &[
     "v1/acl/tokens",
     "v1/acl/token",
     "v1/acl/token/*",
+    "v1/vars",
+    "v1/operator/keyring/keys",
+    "v1/operator/keyring/rotate",
 ];
 
 /// 405 for a route that takes other methods, else 404.

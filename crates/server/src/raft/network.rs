@@ -33,8 +33,8 @@ use tonic::transport::Channel;
 use yurt_proto::internal::raft_transport_client::RaftTransportClient;
 use yurt_proto::internal::raft_transport_server::RaftTransport;
 use yurt_proto::internal::{
-    AppendEntriesBody, GossipRequest, GossipResponse, InstallSnapshotBody, LogPosition,
-    RaftPayload, ReadIndexRequest, ReadIndexResponse,
+    AppendEntriesBody, FetchRootKeyRequest, FetchRootKeyResponse, GossipRequest, GossipResponse,
+    InstallSnapshotBody, LogPosition, RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
 use yurt_tls::Peer;
 
@@ -448,6 +448,7 @@ pub struct RaftService {
     pub last_contact: Arc<Mutex<Option<Instant>>>,
     pub cluster: Cluster,
     pub reads: Reads,
+    pub keyring: crate::keyring::Keyring,
 }
 
 impl RaftService {
@@ -543,6 +544,24 @@ impl RaftTransport for RaftService {
         self.cluster
             .handle(req.into_inner(), init)
             .map(tonic::Response::new)
+    }
+
+    async fn fetch_root_key(
+        &self,
+        req: tonic::Request<FetchRootKeyRequest>,
+    ) -> Result<tonic::Response<FetchRootKeyResponse>, tonic::Status> {
+        check_peer(&req, &self.raft, &self.cluster)?;
+        let id = &req.get_ref().key_id;
+        let meta = self.reads.state.read(|s| s.root_keys.get(id).cloned());
+        match (meta, self.keyring.material(id)) {
+            (Some(meta), Some(key)) => Ok(tonic::Response::new(FetchRootKeyResponse {
+                meta: Some(meta),
+                key,
+            })),
+            _ => Err(tonic::Status::not_found(format!(
+                "this server does not have key {id}"
+            ))),
+        }
     }
 
     async fn read_index(
