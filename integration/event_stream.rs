@@ -11,17 +11,27 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// A subscription: the stream's lines (its chunks) as they come.
-struct Stream {
+pub(crate) struct Stream {
     reader: BufReader<TcpStream>,
 }
 
 impl Stream {
     fn open(http: &str, query: &str) -> Stream {
+        Stream::open_with(http, query, "")
+    }
+
+    /// A subscription with an ACL token (none when empty).
+    pub(crate) fn open_with(http: &str, query: &str, token: &str) -> Stream {
         let mut s = TcpStream::connect(http).unwrap();
         s.set_read_timeout(Some(timeout())).unwrap();
+        let token = if token.is_empty() {
+            String::new()
+        } else {
+            format!("X-Nomad-Token: {token}\r\n")
+        };
         write!(
             s,
-            "GET /v1/event/stream?{query} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+            "GET /v1/event/stream?{query} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n{token}\r\n"
         )
         .unwrap();
         let mut reader = BufReader::new(s);
@@ -39,7 +49,7 @@ impl Stream {
     }
 
     /// The next line of the stream (chunked encoding: each chunk is one line).
-    fn next_line(&mut self) -> Value {
+    pub(crate) fn next_line(&mut self) -> Value {
         let mut size = String::new();
         self.reader.read_line(&mut size).unwrap();
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("{size:?}"));

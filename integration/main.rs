@@ -22,6 +22,8 @@
 //!   servers; 405s, Go booleans, typed fields;
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
+//! - `namespaces`: namespaces over HTTP and the CLI: jobs, allocations, evaluations, events and
+//!   variables kept apart for reads and tokens; deletion refused while they hold anything;
 //! - `nomad_jobs`: Nomad's job files and job JSON over plain HTTP: registered, read back unchanged,
 //!   warnings for what Yurt does not implement, `job validate`/`job inspect`;
 //! - `leadership`: the leader's loops run on the leader only, and move with leadership;
@@ -59,6 +61,7 @@ mod http;
 mod http_routes;
 mod jobs;
 mod leadership;
+mod namespaces;
 mod nomad_jobs;
 mod restart;
 mod rollouts;

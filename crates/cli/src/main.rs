@@ -41,6 +41,10 @@ struct Cli {
     /// The ACL token's secret ID, for clusters with ACLs enabled.
     #[arg(long, global = true, env = "YURT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The namespace of jobs, allocations and variables (`*`: all, for reads) [default:
+    /// NOMAD_NAMESPACE, else default].
+    #[arg(long, global = true, env = "YURT_NAMESPACE")]
+    namespace: Option<String>,
     /// The name the agent's certificate must carry [default: the address's host].
     #[arg(long = "tls-server-name", global = true, env = "YURT_TLS_SERVER_NAME")]
     tls_server_name: Option<String>,
@@ -91,6 +95,11 @@ enum Command {
     Operator {
         #[command(subcommand)]
         cmd: cmd::server::OperatorCmd,
+    },
+    /// Namespaces: jobs and variables belong to one.
+    Namespace {
+        #[command(subcommand)]
+        cmd: cmd::namespace::NamespaceCmd,
     },
     /// Nomad Variables: secrets and settings at paths, sealed by the servers.
     Var {
@@ -212,6 +221,14 @@ async fn run(cli: Cli) -> u8 {
         eprintln!("{e}");
         return 1;
     }
+    let namespace = cli
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("NOMAD_NAMESPACE").ok());
+    if let Err(e) = cmd::set_namespace(namespace.as_deref()) {
+        eprintln!("{e}");
+        return 1;
+    }
     let dialer = yurt_tls::Dialer::cli(
         cli.ca_cert.as_deref(),
         cli.client_cert.as_deref(),
@@ -240,6 +257,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Tls { cmd } => cmd::tls::run(cmd),
         Command::Acl { cmd } => cmd::acl::run(&addr, cmd).await,
         Command::Var { cmd } => cmd::var::run(&addr, cmd).await,
+        Command::Namespace { cmd } => cmd::namespace::run(&addr, cmd).await,
         Command::AgentInfo { json } => cmd::agent_info(&addr, json).await,
         Command::Status { json } => {
             cmd::job::run(&addr, cmd::job::JobCmd::Status { job: None, json }).await

@@ -56,7 +56,8 @@ pub struct FsService {
 #[tonic::async_trait]
 impl ClientFs for FsService {
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
-        self.client.check_token(&req, READ_LOGS).await?;
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, READ_LOGS).await?;
         let req = req.into_inner();
         let local = local_alloc(&self.client, &req.alloc_id)?;
         let task = task_of(&local, &req.task)?;
@@ -82,7 +83,8 @@ impl ClientFs for FsService {
         &self,
         req: Request<AllocStatsRequest>,
     ) -> Result<Response<AllocResourceUsage>, Status> {
-        self.client.check_token(&req, READ_JOB).await?;
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, READ_JOB).await?;
         let client = self.client.clone();
         let id = req.into_inner().alloc_id;
         tokio::task::spawn_blocking(move || client.alloc_stats(&id))
@@ -95,7 +97,8 @@ impl ClientFs for FsService {
         &self,
         req: Request<AllocExecRequest>,
     ) -> Result<Response<AllocExecResponse>, Status> {
-        self.client.check_token(&req, ALLOC_EXEC).await?;
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, ALLOC_EXEC).await?;
         let req = req.into_inner();
         let local = local_alloc(&self.client, &req.alloc_id)?;
         let task = task_of(&local, &req.task)?;

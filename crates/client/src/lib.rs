@@ -346,12 +346,21 @@ impl Client {
     pub(crate) async fn check_token<T>(
         &self,
         from: &tonic::Request<T>,
+        alloc_id: &str,
         capability: &str,
     ) -> Result<(), tonic::Status> {
         let key = yurt_types::acl::TOKEN_KEY;
+        // The capability is judged in the allocation's namespace.
+        let namespace = {
+            let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            allocs
+                .get(alloc_id)
+                .map(|a| a.alloc.namespace.clone())
+                .unwrap_or_default()
+        };
         let mut req = tonic::Request::new(yurt_proto::v1::CheckTokenRequest {
             capability: capability.into(),
-            namespace: String::new(),
+            namespace,
         });
         if let Some(t) = from.metadata().get(key) {
             req.metadata_mut().insert(key, t.clone());

@@ -127,6 +127,7 @@ pub fn new_eval(job: &Job, id: String, triggered_by: &str) -> Evaluation {
         triggered_by: triggered_by.into(),
         job_id: job.id.clone(),
         status: EVAL_PENDING.into(),
+        namespace: yurt_types::acl::namespace_or_default(&job.namespace).to_string(),
         ..Evaluation::default()
     }
 }

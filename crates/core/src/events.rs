@@ -184,26 +184,34 @@ pub fn events(state: &State, index: u64, touched: &Touched) -> Vec<Event> {
                         .allocs
                         .get(id)
                         .map_or((String::new(), Payload::Gone), |a| {
-                            let ns = a
-                                .job
-                                .as_ref()
-                                .map(|j| j.namespace.clone())
-                                .unwrap_or_default();
-                            (ns, Payload::Allocation(Box::new(a.clone())))
+                            (
+                                a.namespace.clone(),
+                                Payload::Allocation(Box::new(a.clone())),
+                            )
                         })
                 }
-                Topic::Deployment => state
-                    .deployments
-                    .get(id)
-                    .map_or((String::new(), Payload::Gone), |d| {
-                        (String::new(), Payload::Deployment(Box::new(d.clone())))
-                    }),
-                Topic::Evaluation => state
-                    .evals
-                    .get(id)
-                    .map_or((String::new(), Payload::Gone), |e| {
-                        (String::new(), Payload::Evaluation(Box::new(e.clone())))
-                    }),
+                Topic::Deployment => {
+                    state
+                        .deployments
+                        .get(id)
+                        .map_or((String::new(), Payload::Gone), |d| {
+                            (
+                                d.namespace.clone(),
+                                Payload::Deployment(Box::new(d.clone())),
+                            )
+                        })
+                }
+                Topic::Evaluation => {
+                    state
+                        .evals
+                        .get(id)
+                        .map_or((String::new(), Payload::Gone), |e| {
+                            (
+                                e.namespace.clone(),
+                                Payload::Evaluation(Box::new(e.clone())),
+                            )
+                        })
+                }
                 Topic::Node => state
                     .nodes
                     .get(id)

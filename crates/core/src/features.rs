@@ -67,6 +67,12 @@ pub const VARIABLES: Feature = Feature {
     since: "0.2.0",
 };
 
+/// Namespaces: `NamespaceUpdate`.
+pub const NAMESPACES: Feature = Feature {
+    name: "namespaces",
+    since: "0.2.0",
+};
+
 /// Every gated feature, oldest first.
 pub const FEATURES: &[Feature] = &[
     DEPLOYMENTS,
@@ -76,6 +82,7 @@ pub const FEATURES: &[Feature] = &[
     NODE_EVENTS,
     MEMORY_OVERSUBSCRIPTION,
     VARIABLES,
+    NAMESPACES,
 ];
 
 /// A server as the gate sees it.

@@ -14,6 +14,7 @@
 //! - [`drain`]: node drain: the leader's drainer (migrations metered by `migrate` blocks,
 //!   deadlines, system jobs last) and the state machine's part.
 //! - [`acl`]: ACL policies and tokens in the state, and what a token's secret may do.
+//! - [`namespaces`]: namespaces in the state, and the namespace of a job's objects.
 //! - [`variables`]: Nomad Variables (sealed) and the keyring's metadata in the state.
 //! - [`features`]: which features a cluster of mixed server versions may use.
 //! - [`upgrade`]: `operator upgrade-check`: whether one server may go down for its upgrade now.
@@ -32,6 +33,7 @@ pub mod features;
 mod fit_tests;
 pub mod gc;
 pub mod heartbeat;
+pub mod namespaces;
 pub mod reschedule;
 pub mod sched;
 pub mod state;

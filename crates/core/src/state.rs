@@ -114,6 +114,8 @@ pub struct State {
     pub variables: OrdMap<VarKey, yurt_proto::internal::EncryptedVariable>,
     /// The keyring's keys (metadata only) by ID.
     pub root_keys: OrdMap<String, yurt_proto::v1::RootKeyMeta>,
+    /// Namespaces by name, but `default` until someone describes it (see `State::namespace`).
+    pub namespaces: OrdMap<String, yurt_proto::v1::Namespace>,
 }
 
 /// Whether two jobs have the same spec (ignoring the fields the servers manage).
@@ -217,6 +219,10 @@ impl State {
                 self.apply_variable_write(index, now, w)?;
                 Ok(Applied::default())
             }
+            Some(command::Kind::NamespaceUpdate(u)) => {
+                self.apply_namespace_update(index, &u)?;
+                Ok(Applied::default())
+            }
             Some(command::Kind::KeyringUpdate(u)) => {
                 self.apply_keyring_update(index, now, u);
                 Ok(Applied::default())
@@ -256,6 +262,9 @@ impl State {
         e.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
         e.modify_index = index;
         e.modify_time_unix_ms = now;
+        if e.namespace.is_empty() {
+            e.namespace = self.job_namespace(&e.job_id);
+        }
         self.evals.insert(e);
     }
 

@@ -62,9 +62,18 @@ impl EventLog {
     }
 }
 
-/// What a subscriber asked for: per topic, the keys (`*`: all).
+/// What a subscriber asked for: per topic, the keys (`*`: all); and what it may see: the
+/// namespace it named (`*`: all) and, with ACLs on, the namespaces its token may `read-job` in
+/// (node events need `node:read`, checked when it subscribes).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Filter(BTreeMap<Topic, Vec<String>>);
+pub struct Filter(BTreeMap<Topic, Vec<String>>, Option<Seen>);
+
+/// The namespaces a subscriber may see events of.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    namespace: String,
+    acl: Option<yurt_types::acl::Acl>,
+}
 
 impl Filter {
     /// `topic=Job:web&topic=Node` (no topic, or `topic=*`: every topic, every key).
@@ -89,7 +98,13 @@ impl Filter {
         if out.is_empty() {
             out = Topic::ALL.map(|t| (t, vec!["*".to_string()])).into();
         }
-        Ok(Filter(out))
+        Ok(Filter(out, None))
+    }
+
+    /// Only the events of `namespace` (`*`: every one) that `acl` (none: ACLs off) allows
+    /// `read-job` in; node events are not in a namespace.
+    pub fn seen_by(self, namespace: String, acl: Option<yurt_types::acl::Acl>) -> Filter {
+        Filter(self.0, Some(Seen { namespace, acl }))
     }
 
     pub fn topics(&self) -> impl Iterator<Item = Topic> + '_ {
@@ -97,9 +112,24 @@ impl Filter {
     }
 
     fn wants(&self, e: &Event) -> bool {
-        self.0
-            .get(&e.topic)
-            .is_some_and(|keys| keys.iter().any(|k| k == "*" || *k == e.key))
+        let visible = match &self.1 {
+            _ if e.topic == Topic::Node => true,
+            None => true,
+            Some(seen) => {
+                (seen.namespace == "*" || seen.namespace == e.namespace)
+                    && seen.acl.as_ref().is_none_or(|a| {
+                        a.allows(yurt_types::acl::Need::Namespace(
+                            &e.namespace,
+                            yurt_types::acl::READ_JOB,
+                        ))
+                    })
+            }
+        };
+        visible
+            && self
+                .0
+                .get(&e.topic)
+                .is_some_and(|keys| keys.iter().any(|k| k == "*" || *k == e.key))
     }
 }
 
@@ -219,13 +249,21 @@ impl yurt_proto::v1::events_server::Events for crate::rpc::Api {
     ) -> Result<tonic::Response<Lines>, tonic::Status> {
         let filter =
             Filter::parse(&req.get_ref().topics).map_err(tonic::Status::invalid_argument)?;
-        for t in filter.topics() {
-            let need = match t {
-                Topic::Node => yurt_types::acl::Need::Node(yurt_types::acl::Level::Read),
-                _ => yurt_types::acl::Need::job(yurt_types::acl::READ_JOB),
-            };
-            self.reads.authorize(&req, need)?;
+        if filter.topics().any(|t| t == Topic::Node) {
+            self.reads.authorize(
+                &req,
+                yurt_types::acl::Need::Node(yurt_types::acl::Level::Read),
+            )?;
         }
+        // One namespace named: a token that may not read it there is refused at once; with
+        // `*`, each event is judged by its own namespace.
+        let scope = if filter.topics().any(|t| t != Topic::Node) {
+            Some(self.reads.scope(&req, yurt_types::acl::READ_JOB)?)
+        } else {
+            None
+        };
+        let namespace = scope.map_or_else(|| "*".to_string(), |s| s.namespace);
+        let filter = filter.seen_by(namespace, self.reads.acl_of(&req)?);
         let (backlog, rx) = self.reads.state.events().subscribe(req.get_ref().index);
         let (tx, lines) = mpsc::channel::<String>(16);
         tokio::spawn(forward(backlog, rx, filter, tx));
@@ -271,6 +309,29 @@ mod tests {
         let (backlog, _) = log.subscribe(1);
         assert_eq!(backlog.len(), 1);
         assert_eq!(backlog[0].key, "b");
+    }
+
+    #[test]
+    fn a_subscriber_sees_the_namespaces_it_named_and_its_token_may_read() {
+        let in_ns = |topic, ns: &str| Event {
+            namespace: ns.into(),
+            ..event(topic, "k", 1)
+        };
+        let policy =
+            yurt_types::acl::parse_policy("p", "namespace \"prod\" {\n  policy = \"read\"\n}\n")
+                .unwrap();
+        let acl = yurt_types::acl::Acl::of_policies([&policy]);
+        let all = Filter::parse(&[])
+            .unwrap()
+            .seen_by("*".into(), Some(acl.clone()));
+        assert!(all.wants(&in_ns(Topic::Job, "prod")));
+        assert!(!all.wants(&in_ns(Topic::Job, "default")));
+        assert!(!all.wants(&in_ns(Topic::Allocation, "default")));
+        // Node events are not in a namespace (node:read is checked at subscription).
+        assert!(all.wants(&in_ns(Topic::Node, "default")));
+        let one = Filter::parse(&[]).unwrap().seen_by("prod".into(), None);
+        assert!(one.wants(&in_ns(Topic::Evaluation, "prod")));
+        assert!(!one.wants(&in_ns(Topic::Evaluation, "dev")));
     }
 
     #[tokio::test(start_paused = true)]

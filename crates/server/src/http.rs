@@ -50,6 +50,7 @@ use yurt_types::nomad_json::to_nomad;
 
 use crate::rpc::Api;
 
+mod namespaces;
 mod operator;
 mod relations;
 mod request;
@@ -105,7 +106,7 @@ impl Http {
                 json(&reply)
             }
             (&M::POST, ["v1", "jobs", "parse"]) => {
-                api.reads.authorize(&rq.of(()), Need::job(acl::PARSE_JOB))?;
+                api.reads.scope(&rq.of(()), acl::PARSE_JOB)?;
                 let hcl = body
                     .get("JobHCL")
                     .and_then(Value::as_str)
@@ -142,7 +143,7 @@ impl Http {
                 Ok(yurt_types::nomad_job::to_nomad(&job))
             }
             (&M::POST | &M::PUT, ["v1", "validate", "job"]) => {
-                api.reads.authorize(&rq.of(()), Need::job(acl::PARSE_JOB))?;
+                api.reads.scope(&rq.of(()), acl::PARSE_JOB)?;
                 Ok(validate_job(&body, &api.cluster.me().region))
             }
             (&M::GET, ["v1", "job", id]) => Ok(yurt_types::nomad_job::to_nomad(
@@ -499,6 +500,8 @@ impl Http {
             (_, ["v1", "var", rest @ ..]) if !rest.is_empty() => {
                 variables::var(api, method, rest.join("/"), q, &body, &rq).await
             }
+            (&M::GET, ["v1", "namespaces"]) => namespaces::list(api, &rq, q).await,
+            (_, ["v1", "namespace", name]) => namespaces::one(api, method, name, &body, &rq).await,
             (_, ["v1", "operator", "keyring", what]) => {
                 variables::keyring(api, method, what, &rq).await
             }
@@ -688,10 +691,26 @@ impl Http {
         if method == Method::GET && path.trim_end_matches('/') == "/v1/metrics" {
             return self.metrics(&q, index);
         }
+        // `?namespace=` (Nomad's), for every call; `*` is every namespace (reads).
+        let namespace = match query(&q, "namespace").map(decoded).transpose() {
+            Ok(None) => None,
+            Ok(Some(ns)) => match ns.parse() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    let m = format!(
+                        "namespace {} is not a namespace name",
+                        yurt_types::limits::shown(&ns)
+                    );
+                    return plain(StatusCode::BAD_REQUEST, &m, index);
+                }
+            },
+            Err(Failure(code, m)) => return plain(code, &m, index),
+        };
         if method == Method::GET && path.trim_end_matches('/') == "/v1/event/stream" {
             let rq = Rq {
                 token,
                 stale: false,
+                namespace,
             };
             return match self.event_stream(&q, &rq).await {
                 Ok(r) => r,
@@ -701,6 +720,7 @@ impl Http {
         let rq = Rq {
             token,
             stale: flag(&q, "stale").unwrap_or(false),
+            namespace,
         };
         if method == Method::GET && path.trim_end_matches('/') == "/v1/vars" {
             // The next page's token travels in a header, as Nomad's.

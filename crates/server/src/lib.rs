@@ -11,6 +11,8 @@
 //! - [`acl`]: the ACL service (bootstrap, policies, tokens); calls are checked in [`read`];
 //! - [`variables`]: the Variables and Keyring services; [`keyring`] holds the keys that seal
 //!   variables (in each server's keystore, never in Raft) and fetches those it lacks;
+//! - [`namespaces`]: the Namespaces service;
+//! - [`scope`]: the namespace a call names, and which objects of it its token may see;
 //! - [`guard`]: which certificate roles may make the calls only agents make;
 //! - [`heavy`]: long request work (parsing, planning) off the async workers, one at a time.
 //!
@@ -29,10 +31,12 @@ pub mod leader;
 pub mod leadership;
 pub mod lifecycle;
 pub mod metrics;
+pub mod namespaces;
 pub mod operator;
 pub mod raft;
 pub mod read;
 pub mod rpc;
+pub mod scope;
 pub mod variables;
 pub mod write;
 
@@ -403,6 +407,9 @@ impl Server {
             ))
             .add_service(yurt_proto::v1::keyring_server::KeyringServer::new(
                 api.variables(),
+            ))
+            .add_service(yurt_proto::v1::namespaces_server::NamespacesServer::new(
+                api.namespaces(),
             ))
             .add_service(OperatorServer::new(api.operator()))
             .add_service(AllocsServer::new(api))

@@ -5,7 +5,7 @@
 
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::{AllocStopRequest, AllocStopResponse};
-use yurt_types::acl::{Need, ALLOC_LIFECYCLE};
+use yurt_types::acl::ALLOC_LIFECYCLE;
 
 use crate::rpc::Api;
 
@@ -13,7 +13,7 @@ pub async fn stop(
     api: &Api,
     req: Request<AllocStopRequest>,
 ) -> Result<Response<AllocStopResponse>, Status> {
-    api.reads.authorize(&req, Need::job(ALLOC_LIFECYCLE))?;
+    let scope = api.reads.scope(&req, ALLOC_LIFECYCLE)?;
     yurt_core::features::check(
         &yurt_core::features::ALLOC_STOP,
         &api.cluster.gate_servers(),
@@ -25,7 +25,14 @@ pub async fn stop(
     let cmd = api
         .reads
         .state
-        .read(|s| yurt_core::drain::stop_alloc_command(s, &id, eval_id.clone()))
+        .read(|s| {
+            if let Ok(a) = yurt_core::state::State::find_by_prefix(&s.allocs, &id) {
+                scope
+                    .check(&a.namespace, "allocation", &id)
+                    .map_err(|e| (e.code() == tonic::Code::NotFound, e.message().to_string()))?;
+            }
+            yurt_core::drain::stop_alloc_command(s, &id, eval_id.clone())
+        })
         .map_err(|(missing, why)| {
             if missing {
                 Status::not_found(why)

@@ -48,7 +48,7 @@ pub fn token<T>(req: &tonic::Request<T>) -> Option<&str> {
 /// read mode go along, so the leader decides as this server did.
 pub fn on_behalf<T, U>(from: &tonic::Request<T>, message: U) -> tonic::Request<U> {
     let mut req = tonic::Request::new(message);
-    for key in [TOKEN_KEY, STALE_KEY] {
+    for key in [TOKEN_KEY, STALE_KEY, crate::scope::NAMESPACE_KEY] {
         if let Some(v) = from.metadata().get(key) {
             req.metadata_mut().insert(key, v.clone());
         }

@@ -25,6 +25,7 @@ use yurt_types::status::*;
 
 use crate::heartbeat::Heartbeats;
 use crate::read::{on_behalf, stale, Reads};
+use crate::scope::Scope;
 use crate::write::{now_unix_ms, Writer};
 
 /// Longest a blocking query may wait.
@@ -34,6 +35,26 @@ type Reply<T> = Result<Response<T>, Status>;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// A job by ID or prefix, in the call's scope.
+fn find_job<'s>(s: &'s State, scope: &Scope, id: &str) -> Result<&'s Job, Status> {
+    let job = lookup(&s.jobs, "job", id)?;
+    scope.check(&job.namespace, "job", id)?;
+    Ok(job)
+}
+
+/// A job sent without a namespace takes the call's (`-namespace`, `?namespace=`).
+fn in_namespace<T>(req: &Request<T>, job: Option<Job>) -> Option<Job> {
+    job.map(|mut j| {
+        if j.namespace.is_empty() {
+            let ns = crate::scope::namespace(req);
+            if ns != crate::scope::ALL {
+                j.namespace = ns;
+            }
+        }
+        j
+    })
 }
 
 fn lookup<'a, T: 'a>(
@@ -102,6 +123,15 @@ impl Api {
         }
     }
 
+    /// The `Namespaces` service over the same server.
+    pub fn namespaces(&self) -> crate::namespaces::NamespacesService {
+        crate::namespaces::NamespacesService {
+            reads: self.reads.clone(),
+            writer: self.writer.clone(),
+            cluster: self.cluster.clone(),
+        }
+    }
+
     /// The `Acl` service over the same server.
     pub fn acl(&self) -> crate::acl::AclService {
         crate::acl::AclService {
@@ -137,9 +167,12 @@ impl Api {
 #[tonic::async_trait]
 impl jobs_server::Jobs for Api {
     async fn register(&self, req: Request<RegisterJobRequest>) -> Reply<RegisterJobResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let job = checked_job(
+            in_namespace(&req, req.get_ref().job.clone()),
+            &self.cluster.me().region,
+        )?;
+        self.reads.write_scope(&req, &job.namespace, SUBMIT_JOB)?;
         let req = req.into_inner();
-        let job = checked_job(req.job, &self.cluster.me().region)?;
         let warnings = yurt_types::nomad_job::warnings(&job).join("\n");
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_REGISTER);
         let r = self
@@ -160,9 +193,12 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn plan(&self, req: Request<PlanJobRequest>) -> Reply<PlanJobResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let job = checked_job(
+            in_namespace(&req, req.get_ref().job.clone()),
+            &self.cluster.me().region,
+        )?;
+        self.reads.write_scope(&req, &job.namespace, SUBMIT_JOB)?;
         self.barrier(&req).await?;
-        let job = checked_job(req.into_inner().job, &self.cluster.me().region)?;
         let warnings = yurt_types::nomad_job::warnings(&job).join("\n");
         let gates = self.cluster.gates();
         // A snapshot (no lock held while planning), planned off the async workers.
@@ -181,24 +217,25 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn get(&self, req: Request<GetJobRequest>) -> Reply<Job> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         self.reads
             .state
-            .read(|s| lookup(&s.jobs, "job", &id).map(|j| Job::clone(j)))
+            .read(|s| find_job(s, &scope, &id).cloned())
             .map(Response::new)
     }
 
     async fn list(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
-        self.reads.authorize(&req, Need::job(LIST_JOBS))?;
+        let scope = self.reads.scope(&req, LIST_JOBS)?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
         let jobs = self.reads.state.scan(|s| {
             s.jobs
                 .values()
-                .filter(|j| j.id.starts_with(&prefix))
+                .filter(|j| j.id.starts_with(&prefix) && scope.admits(&j.namespace))
                 .map(|j| JobListStub {
+                    namespace: j.namespace.clone(),
                     id: j.id.clone(),
                     name: j.name.clone(),
                     r#type: j.r#type.clone(),
@@ -213,11 +250,11 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn versions(&self, req: Request<JobVersionsRequest>) -> Reply<JobVersionsResponse> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let req = req.into_inner();
         let versions: Vec<Job> = self.reads.state.read(|s| {
-            let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
+            let id = find_job(s, &scope, &req.job_id)?.id.clone();
             Ok::<_, Status>(
                 s.job_versions
                     .get(&id)
@@ -237,13 +274,13 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn deregister(&self, req: Request<DeregisterJobRequest>) -> Reply<DeregisterJobResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         self.decide_on_current_state().await?;
         let req = req.into_inner();
         let job = self
             .reads
             .state
-            .read(|s| lookup(&s.jobs, "job", &req.job_id).cloned())?;
+            .read(|s| find_job(s, &scope, &req.job_id).cloned())?;
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_DEREGISTER);
         let r = self
             .writer
@@ -260,24 +297,24 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn allocations(&self, req: Request<GetJobRequest>) -> Reply<ListAllocsResponse> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let allocs = self.reads.state.scan(|s| {
-            let id = lookup(&s.jobs, "job", &id)?.id.clone();
+            let id = find_job(s, &scope, &id)?.id.clone();
             Ok::<_, Status>(s.job_allocs(&id).into_iter().map(listed).collect())
         })?;
         Ok(Response::new(ListAllocsResponse { allocs }))
     }
 
     async fn evaluations(&self, req: Request<GetJobRequest>) -> Reply<ListEvalsResponse> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let mut evals: Vec<Evaluation> = self.reads.state.scan(|s| {
             s.evals
                 .values()
-                .filter(|e| e.job_id == id)
+                .filter(|e| e.job_id == id && scope.admits(&e.namespace))
                 .cloned()
                 .collect()
         });
@@ -286,21 +323,21 @@ impl jobs_server::Jobs for Api {
     }
 
     async fn deployments(&self, req: Request<GetJobRequest>) -> Reply<ListDeploymentsResponse> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let deployments = self.reads.state.read(|s| {
-            let id = lookup(&s.jobs, "job", &id)?.id.clone();
+            let id = find_job(s, &scope, &id)?.id.clone();
             Ok::<_, Status>(deploy::of_job(s, &id))
         })?;
         Ok(Response::new(ListDeploymentsResponse { deployments }))
     }
 
     async fn revert(&self, req: Request<RevertJobRequest>) -> Reply<RegisterJobResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let req = req.into_inner();
         let register = self.reads.state.read(|s| {
-            let id = lookup(&s.jobs, "job", &req.job_id)?.id.clone();
+            let id = find_job(s, &scope, &req.job_id)?.id.clone();
             deploy::revert(s, &id, req.version, &mut new_id)
                 .map_err(|e| Status::failed_precondition(e.to_string()))
         })?;
@@ -322,6 +359,7 @@ impl Api {
     /// carries the deployment as it is afterwards.
     async fn change_deployment(
         &self,
+        scope: Scope,
         id: &str,
         build: impl FnOnce(
             &State,
@@ -336,6 +374,7 @@ impl Api {
         .map_err(Status::failed_precondition)?;
         let change = self.reads.state.read(|s| {
             let d = lookup(&s.deployments, "deployment", id)?;
+            scope.check(&d.namespace, "deployment", id)?;
             build(s, d).map_err(|e| Status::failed_precondition(e.to_string()))
         })?;
         let deployment_id = change.deployment_id.clone();
@@ -358,13 +397,13 @@ impl Api {
 #[tonic::async_trait]
 impl deployments_server::Deployments for Api {
     async fn list(&self, req: Request<ListDeploymentsRequest>) -> Reply<ListDeploymentsResponse> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let prefix = req.into_inner().prefix;
         let mut deployments: Vec<Deployment> = self.reads.state.scan(|s| {
             s.deployments
                 .values()
-                .filter(|d| d.id.starts_with(&prefix))
+                .filter(|d| d.id.starts_with(&prefix) && scope.admits(&d.namespace))
                 .cloned()
                 .collect()
         });
@@ -373,12 +412,16 @@ impl deployments_server::Deployments for Api {
     }
 
     async fn get(&self, req: Request<GetDeploymentRequest>) -> Reply<Deployment> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().deployment_id;
         self.reads
             .state
-            .read(|s| lookup(&s.deployments, "deployment", &id).cloned())
+            .read(|s| {
+                let d = lookup(&s.deployments, "deployment", &id)?;
+                scope.check(&d.namespace, "deployment", &id)?;
+                Ok(d.clone())
+            })
             .map(Response::new)
     }
 
@@ -386,16 +429,16 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let id = req.into_inner().deployment_id;
-        self.change_deployment(&id, |s, d| deploy::promote(s, d, &mut new_id))
+        self.change_deployment(scope, &id, |s, d| deploy::promote(s, d, &mut new_id))
             .await
     }
 
     async fn fail(&self, req: Request<DeploymentActionRequest>) -> Reply<DeploymentActionResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let id = req.into_inner().deployment_id;
-        self.change_deployment(&id, |s, d| deploy::fail(s, d, &mut new_id))
+        self.change_deployment(scope, &id, |s, d| deploy::fail(s, d, &mut new_id))
             .await
     }
 
@@ -403,9 +446,9 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let id = req.into_inner().deployment_id;
-        self.change_deployment(&id, |s, d| deploy::pause(s, d, true, &mut new_id))
+        self.change_deployment(scope, &id, |s, d| deploy::pause(s, d, true, &mut new_id))
             .await
     }
 
@@ -413,9 +456,9 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<DeploymentActionRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let id = req.into_inner().deployment_id;
-        self.change_deployment(&id, |s, d| deploy::pause(s, d, false, &mut new_id))
+        self.change_deployment(scope, &id, |s, d| deploy::pause(s, d, false, &mut new_id))
             .await
     }
 
@@ -423,7 +466,7 @@ impl deployments_server::Deployments for Api {
         &self,
         req: Request<SetAllocHealthRequest>,
     ) -> Reply<DeploymentActionResponse> {
-        self.reads.authorize(&req, Need::job(SUBMIT_JOB))?;
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let req = req.into_inner();
         let (healthy, unhealthy) = self.reads.state.read(|s| {
             let full = |ids: &[String]| -> Result<Vec<String>, Status> {
@@ -433,7 +476,7 @@ impl deployments_server::Deployments for Api {
             };
             Ok::<_, Status>((full(&req.healthy_allocs)?, full(&req.unhealthy_allocs)?))
         })?;
-        self.change_deployment(&req.deployment_id, |s, d| {
+        self.change_deployment(scope, &req.deployment_id, |s, d| {
             deploy::set_alloc_health(s, d, healthy, unhealthy, &mut new_id)
         })
         .await
@@ -443,22 +486,27 @@ impl deployments_server::Deployments for Api {
 #[tonic::async_trait]
 impl evals_server::Evals for Api {
     async fn get(&self, req: Request<GetEvalRequest>) -> Reply<Evaluation> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().eval_id;
         self.reads
             .state
-            .read(|s| lookup(&s.evals, "evaluation", &id).cloned())
+            .read(|s| {
+                let e = lookup(&s.evals, "evaluation", &id)?;
+                scope.check(&e.namespace, "evaluation", &id)?;
+                Ok(e.clone())
+            })
             .map(Response::new)
     }
 
     async fn list(&self, req: Request<ListEvalsRequest>) -> Reply<ListEvalsResponse> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let f = req.into_inner();
         let mut evals: Vec<Evaluation> = self.reads.state.scan(|s| {
             s.evals
                 .values()
+                .filter(|e| scope.admits(&e.namespace))
                 .filter(|e| f.job_id.is_empty() || e.job_id == f.job_id)
                 .filter(|e| f.status.is_empty() || e.status == f.status)
                 .cloned()
@@ -720,23 +768,35 @@ impl nodes_server::Nodes for Api {
 #[tonic::async_trait]
 impl allocs_server::Allocs for Api {
     async fn get(&self, req: Request<GetAllocRequest>) -> Reply<Allocation> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().alloc_id;
         self.reads
             .state
-            .read(|s| lookup(&s.allocs, "allocation", &id).cloned())
+            .read(|s| {
+                let a = lookup(&s.allocs, "allocation", &id)?;
+                scope.check(&a.namespace, "allocation", &id)?;
+                Ok(a.clone())
+            })
             .map(Response::new)
     }
 
     async fn list(&self, req: Request<ListAllocsRequest>) -> Reply<ListAllocsResponse> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        // A node's allocations are of every namespace unless the call names one.
+        let scope = match crate::scope::named(&req) {
+            None if !req.get_ref().node_id.is_empty() => {
+                self.reads
+                    .scope_in(&req, crate::scope::ALL.into(), READ_JOB)?
+            }
+            _ => self.reads.scope(&req, READ_JOB)?,
+        };
         self.barrier(&req).await?;
         let node = req.into_inner().node_id;
         let allocs = self.reads.state.scan(|s| {
             s.allocs
                 .values()
                 .filter(|a| node.is_empty() || a.node_id == node)
+                .filter(|a| scope.admits(&a.namespace))
                 .map(listed)
                 .collect()
         });
@@ -744,10 +804,11 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
-        self.reads.authorize(&req, Need::job(READ_LOGS))?;
+        let scope = self.reads.scope(&req, READ_LOGS)?;
         self.barrier(&req).await?;
         let (alloc_id, channel) = self
             .client_of(
+                &scope,
                 &req.get_ref().alloc_id,
                 "read logs",
                 Duration::from_secs(30),
@@ -763,10 +824,11 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn stats(&self, req: Request<AllocStatsRequest>) -> Reply<AllocResourceUsage> {
-        self.reads.authorize(&req, Need::job(READ_JOB))?;
+        let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let (alloc_id, channel) = self
             .client_of(
+                &scope,
                 &req.get_ref().alloc_id,
                 "read usage",
                 Duration::from_secs(30),
@@ -782,12 +844,13 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {
-        self.reads.authorize(&req, Need::job(ALLOC_EXEC))?;
+        let scope = self.reads.scope(&req, ALLOC_EXEC)?;
         self.barrier(&req).await?;
         // The client bounds the command; the call waits a little longer for its answer.
         let limit = yurt_types::limits::exec_timeout(req.get_ref().timeout_ms);
         let (alloc_id, channel) = self
             .client_of(
+                &scope,
                 &req.get_ref().alloc_id,
                 "run a command",
                 limit + Duration::from_secs(10),
@@ -809,12 +872,14 @@ impl Api {
     /// runs it, to `what` there.
     async fn client_of(
         &self,
+        scope: &Scope,
         alloc: &str,
         what: &str,
         deadline: Duration,
     ) -> Result<(String, Channel), Status> {
         let (alloc_id, addr) = self.reads.state.read(|s| {
             let a = lookup(&s.allocs, "allocation", alloc)?;
+            scope.check(&a.namespace, "allocation", alloc)?;
             let node = s.nodes.get(&a.node_id).ok_or_else(|| {
                 Status::not_found(format!("node {:?} of allocation not found", a.node_id))
             })?;

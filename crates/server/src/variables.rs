@@ -11,7 +11,7 @@ use yurt_core::variables::{CAS_CONFLICT, OP_DELETE, OP_SET};
 use yurt_proto::v1::keyring_server::Keyring as KeyringApi;
 use yurt_proto::v1::variables_server::Variables;
 use yurt_proto::v1::*;
-use yurt_types::acl::{self, Need, DEFAULT_NAMESPACE};
+use yurt_types::acl::{self, Need};
 
 use crate::keyring::Keyring;
 use crate::read::{stale, Reads};
@@ -27,20 +27,38 @@ pub struct VariablesService {
     pub keyring: Keyring,
 }
 
-/// The namespace a request names: empty is `default`. Yurt has no other namespace yet.
-fn namespace(ns: &str, wildcard: bool) -> Result<String, Status> {
-    match ns {
-        "" => Ok(DEFAULT_NAMESPACE.into()),
-        "*" if wildcard => Ok("*".into()),
-        DEFAULT_NAMESPACE => Ok(ns.into()),
-        other => Err(Status::not_found(format!(
-            "namespace {} not found (this cluster has only \"default\")",
-            yurt_types::limits::shown(other)
-        ))),
-    }
-}
-
 impl VariablesService {
+    /// The namespace a call is about: the message's, else the call's (`-namespace`,
+    /// `?namespace=`); it must exist; `*` only where `wildcard`.
+    fn namespace<T>(
+        &self,
+        req: &Request<T>,
+        named: &str,
+        wildcard: bool,
+    ) -> Result<String, Status> {
+        let ns = if named.is_empty() {
+            crate::scope::namespace(req)
+        } else {
+            yurt_core::namespaces::or_default(named).to_string()
+        };
+        if ns == crate::scope::ALL {
+            return if wildcard {
+                Ok(ns)
+            } else {
+                Err(Status::invalid_argument(
+                    "a variable is in one namespace, not \"*\"",
+                ))
+            };
+        }
+        if self.reads.state.read(|s| s.namespace(&ns).is_none()) {
+            return Err(Status::not_found(format!(
+                "namespace {} not found",
+                yurt_types::limits::shown(&ns)
+            )));
+        }
+        Ok(ns)
+    }
+
     fn check_writable(&self) -> Result<(), Status> {
         yurt_core::features::check(
             &yurt_core::features::VARIABLES,
@@ -93,7 +111,7 @@ impl Variables for VariablesService {
         self.reads.barrier(stale(&req)).await?;
         let acl = self.reads.acl_of(&req)?;
         let r = req.get_ref();
-        let ns = namespace(&r.namespace, true)?;
+        let ns = self.namespace(&req, &r.namespace, true)?;
         let after = match (ns.as_str(), r.next_token.as_str()) {
             (_, "") => None,
             ("*", t) => t
@@ -136,7 +154,7 @@ impl Variables for VariablesService {
     }
 
     async fn get(&self, req: Request<GetVariableRequest>) -> Reply<Variable> {
-        let ns = namespace(&req.get_ref().namespace, false)?;
+        let ns = self.namespace(&req, &req.get_ref().namespace, false)?;
         let path = req.get_ref().path.clone();
         self.reads
             .authorize(&req, Need::Variable(&ns, &path, acl::VAR_READ))?;
@@ -154,7 +172,7 @@ impl Variables for VariablesService {
     async fn put(&self, req: Request<PutVariableRequest>) -> Reply<Variable> {
         let r = req.get_ref();
         let mut v = r.variable.clone().unwrap_or_default();
-        v.namespace = namespace(&v.namespace, false)?;
+        v.namespace = self.namespace(&req, &v.namespace, false)?;
         self.reads
             .authorize(&req, Need::Variable(&v.namespace, &v.path, acl::VAR_WRITE))?;
         self.check_writable()?;
@@ -177,7 +195,7 @@ impl Variables for VariablesService {
 
     async fn delete(&self, req: Request<DeleteVariableRequest>) -> Reply<DeleteVariableResponse> {
         let r = req.get_ref();
-        let ns = namespace(&r.namespace, false)?;
+        let ns = self.namespace(&req, &r.namespace, false)?;
         self.reads
             .authorize(&req, Need::Variable(&ns, &r.path, acl::VAR_DESTROY))?;
         self.check_writable()?;

@@ -30,6 +30,15 @@ use crate::jobspec::SpecError;
 /// Yurt's one namespace: every job is in it, and namespace rules that match it apply.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// The namespace an empty namespace field stands for (objects from before namespaces).
+pub fn namespace_or_default(ns: &str) -> &str {
+    if ns.is_empty() {
+        DEFAULT_NAMESPACE
+    } else {
+        ns
+    }
+}
+
 /// The token types.
 pub const MANAGEMENT: &str = "management";
 pub const CLIENT: &str = "client";
@@ -318,6 +327,22 @@ impl Acl {
         most_specific(&policy.variables, ns)
             .and_then(|paths| most_specific(paths, path))
             .is_some_and(|caps| !caps.contains(DENY) && caps.contains(cap))
+    }
+
+    /// Whether the token may do anything at all in namespace `ns` (a job capability or a
+    /// variables rule that is not a deny): what makes a namespace visible to it.
+    pub fn sees_namespace(&self, ns: &str) -> bool {
+        let policy = match self {
+            Acl::Management => return true,
+            Acl::Client(p) => p,
+        };
+        let jobs = Acl::namespace_caps(policy, ns);
+        if jobs.is_some_and(|caps| caps.contains(DENY)) {
+            return false;
+        }
+        jobs.is_some_and(|caps| !caps.is_empty())
+            || most_specific(&policy.variables, ns)
+                .is_some_and(|paths| paths.values().any(|c| !c.contains(DENY) && !c.is_empty()))
     }
 
     pub fn allows(&self, need: Need<'_>) -> bool {

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod event;
 pub mod job;
 pub mod job_spec;
+pub mod namespace;
 pub mod node;
 pub mod server;
 pub mod tls;
@@ -134,12 +135,28 @@ pub fn set_token(secret: Option<&str>) -> Result<(), CliError> {
     Ok(())
 }
 
+static NAMESPACE: OnceLock<Option<Token>> = OnceLock::new();
+
+/// Set once from the global `-namespace` flag (`YURT_NAMESPACE`, `NOMAD_NAMESPACE`).
+pub fn set_namespace(ns: Option<&str>) -> Result<(), CliError> {
+    let ns =
+        match ns.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                CliError::Other(format!("-namespace {s:?} is not a namespace name"))
+            })?),
+        };
+    let _ = NAMESPACE.set(ns);
+    Ok(())
+}
+
 /// Adds the request metadata every call carries: `yurt-stale` when `-stale` was given, the ACL
-/// token (`x-nomad-token`) when one was.
+/// token (`x-nomad-token`) and the namespace (`yurt-namespace`) when they were.
 #[derive(Clone)]
 pub struct Meta {
     stale: bool,
     token: Option<Token>,
+    namespace: Option<Token>,
 }
 
 impl tonic::service::Interceptor for Meta {
@@ -153,6 +170,9 @@ impl tonic::service::Interceptor for Meta {
         if let Some(t) = &self.token {
             req.metadata_mut()
                 .insert(yurt_types::acl::TOKEN_KEY, t.clone());
+        }
+        if let Some(ns) = &self.namespace {
+            req.metadata_mut().insert("yurt-namespace", ns.clone());
         }
         Ok(req)
     }
@@ -169,6 +189,7 @@ pub async fn connect(addr: &str) -> Result<Conn, CliError> {
         Meta {
             stale: STALE.get().copied().unwrap_or(false),
             token: TOKEN.get().cloned().flatten(),
+            namespace: NAMESPACE.get().cloned().flatten(),
         },
     ))
 }

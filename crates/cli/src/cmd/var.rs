@@ -28,8 +28,6 @@ pub enum VarCmd {
         /// none (default), table or json.
         #[arg(long, default_value = "none")]
         out: String,
-        #[arg(long, env = "YURT_NAMESPACE", default_value = "")]
-        namespace: String,
     },
     /// Show a variable.
     Get {
@@ -40,8 +38,6 @@ pub enum VarCmd {
         /// table (default) or json.
         #[arg(long, default_value = "table")]
         out: String,
-        #[arg(long, env = "YURT_NAMESPACE", default_value = "")]
-        namespace: String,
     },
     /// List the variables (their paths, not their items) under a prefix.
     List {
@@ -49,8 +45,6 @@ pub enum VarCmd {
         prefix: String,
         #[arg(long)]
         json: bool,
-        #[arg(long, env = "YURT_NAMESPACE", default_value = "")]
-        namespace: String,
     },
     /// Delete a variable.
     Purge {
@@ -58,8 +52,6 @@ pub enum VarCmd {
         /// Delete only if the variable's modify index is this.
         #[arg(long = "check-index")]
         check_index: Option<u64>,
-        #[arg(long, env = "YURT_NAMESPACE", default_value = "")]
-        namespace: String,
     },
 }
 
@@ -150,13 +142,11 @@ pub async fn run(addr: &str, cmd: VarCmd) -> CmdResult {
             items: args,
             check_index,
             out,
-            namespace,
         } => {
             let items = items(&args)?;
             let v = vars
                 .put(PutVariableRequest {
                     variable: Some(Variable {
-                        namespace,
                         path: path.clone(),
                         items,
                         ..Variable::default()
@@ -181,14 +171,12 @@ pub async fn run(addr: &str, cmd: VarCmd) -> CmdResult {
             show(&v, &out)?;
             Ok(0)
         }
-        VarCmd::Get {
-            path,
-            item,
-            out,
-            namespace,
-        } => {
+        VarCmd::Get { path, item, out } => {
             let v = vars
-                .get(GetVariableRequest { namespace, path })
+                .get(GetVariableRequest {
+                    path,
+                    ..Default::default()
+                })
                 .await
                 .map_err(CliError::api("reading variable"))?
                 .into_inner();
@@ -206,14 +194,9 @@ pub async fn run(addr: &str, cmd: VarCmd) -> CmdResult {
             }
             Ok(0)
         }
-        VarCmd::List {
-            prefix,
-            json,
-            namespace,
-        } => {
+        VarCmd::List { prefix, json } => {
             let list = vars
                 .list(ListVariablesRequest {
-                    namespace,
                     prefix,
                     ..ListVariablesRequest::default()
                 })
@@ -240,16 +223,12 @@ pub async fn run(addr: &str, cmd: VarCmd) -> CmdResult {
             }
             Ok(0)
         }
-        VarCmd::Purge {
-            path,
-            check_index,
-            namespace,
-        } => {
+        VarCmd::Purge { path, check_index } => {
             vars.delete(DeleteVariableRequest {
-                namespace,
                 path: path.clone(),
                 cas: check_index.is_some(),
                 check_index: check_index.unwrap_or(0),
+                ..Default::default()
             })
             .await
             .map_err(CliError::api("purging variable"))?;

@@ -48,8 +48,24 @@ impl State {
         now: i64,
         r: crate::internal::JobRegister,
     ) -> Result<Applied, ApplyError> {
-        let job = r.job.unwrap_or_default();
+        let mut job = r.job.unwrap_or_default();
+        job.namespace = yurt_types::acl::namespace_or_default(&job.namespace).to_string();
+        if self.namespace(&job.namespace).is_none() {
+            return Err(ApplyError::Refused(format!(
+                "namespace {:?} does not exist: create it first (yurt namespace apply {})",
+                job.namespace, job.namespace
+            )));
+        }
         let existing = self.jobs.get(&job.id);
+        if let Some(e) = existing {
+            let theirs = yurt_types::acl::namespace_or_default(&e.namespace);
+            if theirs != job.namespace {
+                return Err(ApplyError::Refused(format!(
+                    "job {:?} already exists in namespace {theirs:?}: job IDs are unique across namespaces in Yurt",
+                    job.id
+                )));
+            }
+        }
         if r.enforce_index {
             let n = r.job_modify_index;
             match existing {

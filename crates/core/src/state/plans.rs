@@ -20,6 +20,7 @@ impl State {
                 d.modify_index = index;
                 d.create_time_unix_ms = now;
                 d.modify_time_unix_ms = now;
+                d.namespace = self.job_namespace(&d.job_id);
                 self.deployments.insert(d);
             }
         }
@@ -59,6 +60,12 @@ impl State {
             freed |= was_live && alloc_terminal(&a);
             let old = self.allocs.get(&a.id).cloned();
             self.track_deployment(index, now, old.as_ref(), &a);
+            if a.namespace.is_empty() {
+                a.namespace = match a.job.as_ref().filter(|j| !j.namespace.is_empty()) {
+                    Some(j) => j.namespace.clone(),
+                    None => self.job_namespace(&a.job_id),
+                };
+            }
             self.allocs.insert(a);
         }
         for c in &p.deployment_changes {

@@ -30,6 +30,7 @@ impl State {
         let format_2 = !self.deployments.is_empty()
             || !self.variables.is_empty()
             || !self.root_keys.is_empty()
+            || !self.namespaces.is_empty()
             || self.acl_bootstrap_index != 0
             || !self.acl_policies.is_empty()
             || !self.acl_tokens.is_empty()
@@ -72,6 +73,7 @@ impl State {
             acl_bootstrap_index: self.acl_bootstrap_index,
             variables: self.variables.values().cloned().collect(),
             root_keys: self.root_keys.values().cloned().collect(),
+            namespaces: self.namespaces.values().cloned().collect(),
         };
         snap.encode_to_vec()
     }
@@ -134,6 +136,11 @@ impl State {
                 .root_keys
                 .into_iter()
                 .map(|k| (k.key_id.clone(), k))
+                .collect(),
+            namespaces: snap
+                .namespaces
+                .into_iter()
+                .map(|n| (n.name.clone(), n))
                 .collect(),
         })
     }

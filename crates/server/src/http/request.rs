@@ -194,6 +194,7 @@ const PATHS: &[&str] = &[
     "v1/acl/token",
     "v1/acl/token/*",
     "v1/vars",
+    "v1/namespaces",
     "v1/operator/keyring/keys",
     "v1/operator/keyring/rotate",
 ];
@@ -287,11 +288,12 @@ pub(super) fn validate_job(body: &Value, region: &str) -> Value {
     })
 }
 
-/// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token
-/// and, with `?stale`, allow a read from this server's copy.
+/// Makes the gRPC requests of one HTTP request's in-process calls: they carry its ACL token,
+/// its `?namespace=` and, with `?stale`, allow a read from this server's copy.
 pub(super) struct Rq {
     pub(super) token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     pub(super) stale: bool,
+    pub(super) namespace: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Rq {
@@ -305,6 +307,10 @@ impl Rq {
                 crate::read::STALE_KEY,
                 tonic::metadata::MetadataValue::from_static("true"),
             );
+        }
+        if let Some(ns) = &self.namespace {
+            req.metadata_mut()
+                .insert(crate::scope::NAMESPACE_KEY, ns.clone());
         }
         req
     }

@@ -1,0 +1,275 @@
+//! Namespaces with a real agent: created, listed, shown and deleted over HTTP and the CLI;
+//! jobs (and their allocations, evaluations and events) and variables belong to one; reads
+//! name it with `?namespace=` (`*`: all), `-namespace`, `YURT_NAMESPACE` or `NOMAD_NAMESPACE`;
+//! a token's namespace rules now mean what they say; a namespace with jobs or variables is
+//! not deleted.
+
+use serde_json::{json, Value};
+
+use crate::event_stream::Stream;
+use crate::harness::*;
+
+fn call(http: &str, method: &str, path: &str, body: &str, token: &str) -> (u16, Value) {
+    let (status, body) = http_request_with(http, method, path, body, token);
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn secret_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Secret ID"))
+        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string())
+        .unwrap_or_else(|| panic!("no Secret ID in:\n{out}"))
+}
+
+fn job(id: &str, ns: Option<&str>) -> String {
+    let mut j = json!({"Job": {"ID": id, "Type": "service",
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t",
+            "Driver": "raw_exec",
+            "Config": {"command": "/bin/sh", "args": ["-c", "while true; do sleep 1; done"]},
+            "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}});
+    if let Some(ns) = ns {
+        j["Job"]["Namespace"] = json!(ns);
+    }
+    j.to_string()
+}
+
+fn ids(v: &Value, field: &str) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x[field].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
+    let dir = TestDir::new();
+    let mut agent = Agent::start(&dir.path.join("dev"), &["-dev", "-acl-enabled"]);
+    let http = agent.http.clone().unwrap();
+    let root = secret_of(&agent.ok(&["acl", "bootstrap"]));
+    agent.cli_env = vec![("YURT_TOKEN".into(), root.clone())];
+
+    // A job may not name a namespace that does not exist.
+    let (code, v) = call(&http, "POST", "/v1/jobs", &job("api", Some("prod")), &root);
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("namespace \"prod\" does not exist"),
+        "{v}"
+    );
+    let (code, v) = call(
+        &http,
+        "PUT",
+        "/v1/namespace/prod",
+        &json!({"Name": "prod", "Description": "production", "Meta": {"team": "ops"}}).to_string(),
+        &root,
+    );
+    assert_eq!(code, 200, "{v}");
+    let (_, all) = call(&http, "GET", "/v1/namespaces", "", &root);
+    assert_eq!(ids(&all, "Name"), ["default", "prod"], "{all}");
+    let (_, prod) = call(&http, "GET", "/v1/namespace/prod", "", &root);
+    assert_eq!(prod["Meta"]["team"], "ops", "{prod}");
+    assert_eq!(prod["Description"], "production");
+
+    // One job in each; `?namespace=` chooses (the job's own field, or the query's).
+    let (code, v) = call(&http, "POST", "/v1/jobs", &job("api", Some("prod")), &root);
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = call(
+        &http,
+        "POST",
+        "/v1/jobs?namespace=default",
+        &job("web", None),
+        &root,
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = call(&http, "POST", "/v1/jobs", &job("api", None), &root);
+    assert_eq!(code, 400, "one ID, one namespace: {v}");
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("already exists in namespace \"prod\""),
+        "{v}"
+    );
+    agent.wait_running("web", 1);
+    let (_, listed) = call(&http, "GET", "/v1/jobs", "", &root);
+    assert_eq!(ids(&listed, "ID"), ["web"], "{listed}");
+    let (_, listed) = call(&http, "GET", "/v1/jobs?namespace=prod", "", &root);
+    assert_eq!(ids(&listed, "ID"), ["api"], "{listed}");
+    assert_eq!(listed[0]["Namespace"], "prod");
+    let (_, listed) = call(&http, "GET", "/v1/jobs?namespace=*", "", &root);
+    assert_eq!(ids(&listed, "ID"), ["api", "web"], "{listed}");
+    let (code, v) = call(&http, "GET", "/v1/job/api", "", &root);
+    assert_eq!(code, 404, "{v}");
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("not found in namespace \"default\""),
+        "{v}"
+    );
+    let (code, v) = call(&http, "GET", "/v1/job/api?namespace=prod", "", &root);
+    assert_eq!((code, &v["Namespace"]), (200, &json!("prod")), "{v}");
+    let allocs = wait_for("the prod job's allocation", || {
+        let (_, a) = call(&http, "GET", "/v1/allocations?namespace=prod", "", &root);
+        match a.as_array() {
+            Some(list) if !list.is_empty() => Ok(a),
+            _ => Err(a.to_string()),
+        }
+    });
+    assert!(
+        allocs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["Namespace"] == "prod" && a["JobID"] == "api"),
+        "{allocs}"
+    );
+    let (_, evals) = call(&http, "GET", "/v1/evaluations?namespace=prod", "", &root);
+    assert!(
+        evals
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["Namespace"] == "prod"),
+        "{evals}"
+    );
+    assert!(!evals.as_array().unwrap().is_empty());
+    let (_, evals) = call(&http, "GET", "/v1/evaluations", "", &root);
+    assert!(
+        evals
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["JobID"] == "web"),
+        "{evals}"
+    );
+    // A node's allocations are of every namespace.
+    let node = allocs[0]["NodeID"].as_str().unwrap().to_string();
+    let (_, on_node) = call(
+        &http,
+        "GET",
+        &format!("/v1/node/{node}/allocations"),
+        "",
+        &root,
+    );
+    assert_eq!(ids(&on_node, "JobID"), ["api", "web"], "{on_node}");
+
+    // A token that may read prod only.
+    let policy = dir.path.join("prod-read.hcl");
+    std::fs::write(&policy, "namespace \"prod\" {\n  policy = \"read\"\n}\n").unwrap();
+    agent.ok(&[
+        "acl",
+        "policy",
+        "apply",
+        "prod-read",
+        policy.to_str().unwrap(),
+    ]);
+    let reader = secret_of(&agent.ok(&["acl", "token", "create", "-policy", "prod-read"]));
+    let (code, _) = call(&http, "GET", "/v1/jobs", "", &reader);
+    assert_eq!(code, 403, "the default namespace is not the token's");
+    let (_, listed) = call(&http, "GET", "/v1/jobs?namespace=*", "", &reader);
+    assert_eq!(ids(&listed, "ID"), ["api"], "{listed}");
+    let (code, _) = call(&http, "GET", "/v1/job/api?namespace=prod", "", &reader);
+    assert_eq!(code, 200);
+    let (code, v) = call(
+        &http,
+        "POST",
+        "/v1/jobs?namespace=prod",
+        &job("api", Some("prod")),
+        &reader,
+    );
+    assert_eq!(code, 403, "{v}");
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("submit-job on namespace \"prod\""),
+        "{v}"
+    );
+    let (_, visible) = call(&http, "GET", "/v1/namespaces", "", &reader);
+    assert_eq!(ids(&visible, "Name"), ["prod"], "{visible}");
+    let (code, _) = call(&http, "PUT", "/v1/namespace/dev", "{}", &reader);
+    assert_eq!(code, 403, "namespaces are a management token's");
+    // Its event stream over every namespace has only prod's events.
+    let mut stream = Stream::open_with(
+        &http,
+        "namespace=*&index=0&topic=Job&topic=Allocation&topic=Evaluation",
+        &reader,
+    );
+    let mut seen_api = false;
+    while !seen_api {
+        let line = stream.next_line();
+        for e in line["Events"].as_array().into_iter().flatten() {
+            assert_eq!(e["Namespace"], "prod", "{e}");
+            seen_api |= e["Topic"] == "Job" && e["Key"] == "api";
+        }
+    }
+
+    // Variables live in a namespace too; the reader may read prod's (policy read).
+    agent.ok(&["-namespace", "prod", "var", "put", "db", "pass=p"]);
+    let admin = std::mem::replace(
+        &mut agent.cli_env,
+        vec![("YURT_TOKEN".into(), reader.clone())],
+    );
+    let got = agent.ok(&["-namespace", "prod", "var", "get", "-item", "pass", "db"]);
+    assert_eq!(got, "p");
+    let denied = agent.yurt(&["var", "get", "db"]);
+    assert_eq!(denied.status.code(), Some(1));
+    agent
+        .cli_env
+        .push(("NOMAD_NAMESPACE".into(), "prod".into()));
+    assert_eq!(agent.ok(&["var", "get", "-item", "pass", "db"]), "p");
+    agent.cli_env = admin;
+
+    // The CLI: list, status, the namespace by flag and by environment.
+    let list = agent.ok(&["namespace", "list"]);
+    assert!(list.contains("prod     production"), "{list}");
+    let status = agent.ok(&["namespace", "status", "prod"]);
+    assert!(
+        status.contains("Description = production") && status.contains("team = ops"),
+        "{status}"
+    );
+    let jobs = agent.ok(&["-namespace", "prod", "job", "status"]);
+    assert!(jobs.contains("api") && !jobs.contains("web"), "{jobs}");
+    agent.cli_env.push(("YURT_NAMESPACE".into(), "prod".into()));
+    let jobs = agent.ok(&["job", "status"]);
+    assert!(jobs.contains("api") && !jobs.contains("web"), "{jobs}");
+    agent.cli_env.pop();
+
+    // Not deleted while it has jobs, then variables; `default` never.
+    let refused = agent.yurt(&["namespace", "delete", "prod"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("namespace \"prod\" has 1 jobs"),
+        "{}",
+        stderr(&refused)
+    );
+    agent.ok(&["-namespace", "prod", "job", "stop", "-purge", "api"]);
+    let refused = agent.yurt(&["namespace", "delete", "prod"]);
+    assert!(
+        stderr(&refused).contains("namespace \"prod\" has 1 variables"),
+        "{}",
+        stderr(&refused)
+    );
+    agent.ok(&["-namespace", "prod", "var", "purge", "db"]);
+    let out = agent.ok(&["namespace", "delete", "prod"]);
+    assert!(
+        out.contains("Successfully deleted namespace \"prod\"!"),
+        "{out}"
+    );
+    let (code, v) = call(&http, "DELETE", "/v1/namespace/default", "", &root);
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(v, json!("the default namespace cannot be deleted"));
+    let (_, all) = call(&http, "GET", "/v1/namespaces", "", &root);
+    assert_eq!(ids(&all, "Name"), ["default"], "{all}");
+}
