@@ -220,6 +220,12 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
             );
             let keys = s[i].ok(&["operator", "root", "keyring", "list"]);
             assert!(keys.contains("No keys yet"), "{keys}");
+            let out = s[i].yurt(&["namespace", "apply", "prod"]);
+            let err = stderr(&out);
+            assert!(
+                err.contains("namespaces requires all servers at version 0.2.0; these are older: "),
+                "{err}"
+            );
             // `alloc stop` uses the drainer's command: it waits for the same servers.
             let out = s[i].yurt(&["alloc", "stop", "-detach", &allocs[0]]);
             let err = stderr(&out);
