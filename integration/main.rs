@@ -21,6 +21,8 @@
 //! - `http_routes`: job summaries, allocations by node, evaluation and deployment, the agent's
 //!   servers; 405s, Go booleans, typed fields;
 //! - `http`: the Nomad-shaped HTTP API: writes, reads, blocking queries, bad input;
+//! - `job_actions`: job evaluate, stable and scale, node evaluate, node stubs over HTTP; `job scale`,
+//!   `job eval`;
 //! - `jobs`: the job lifecycle from the CLI (run, plan, history, stop, logs);
 //! - `namespaces`: namespaces over HTTP and the CLI: jobs, allocations, evaluations, events and
 //!   variables kept apart for reads and tokens; deletion refused while they hold anything;
@@ -59,6 +61,7 @@ mod heartbeat;
 mod hostile;
 mod http;
 mod http_routes;
+mod job_actions;
 mod jobs;
 mod leadership;
 mod namespaces;

@@ -578,18 +578,7 @@ impl State {
 
     /// Marks a job version stable: its deployment succeeded.
     fn mark_stable(&mut self, job_id: &str, version: u64, index: u64) {
-        if let Some(v) = self
-            .job_versions
-            .get_mut(job_id)
-            .and_then(|v| v.iter_mut().find(|j| j.version == version))
-        {
-            std::sync::Arc::make_mut(v).stable = true;
-        }
-        if let Some(j) = self.jobs.get_mut(job_id).filter(|j| j.version == version) {
-            let j = std::sync::Arc::make_mut(j);
-            j.stable = true;
-            j.modify_index = index;
-        }
+        self.set_stable(job_id, version, true, index);
     }
 
     /// Keeps a deployment's counters as one of its allocations changes from `old` to `new`:

@@ -106,6 +106,17 @@ pub(crate) fn node_evals(
         .collect()
 }
 
+/// The evaluations of `/v1/node/:id/evaluate`: one for each job the node concerns.
+pub fn node_evaluate_command(
+    state: &State,
+    node_id: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> command::Kind {
+    command::Kind::EvalsCreate(crate::internal::EvalsCreate {
+        evals: node_evals(state, node_id, new_id),
+    })
+}
+
 /// Why a job has allocations waiting for room, for `job status`: while one of its evaluations
 /// is blocked, the newest of them with placement failures.
 pub fn placement_failure(evals: &[Evaluation]) -> Option<&Evaluation> {

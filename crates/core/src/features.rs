@@ -73,6 +73,13 @@ pub const NAMESPACES: Feature = Feature {
     since: "0.2.0",
 };
 
+/// `job eval`, `/v1/job/:id/stable` and `/v1/node/:id/evaluate`: `EvalsCreate` and
+/// `JobStability`.
+pub const JOB_ACTIONS: Feature = Feature {
+    name: "job eval, job stability and node evaluate",
+    since: "0.2.0",
+};
+
 /// Every gated feature, oldest first.
 pub const FEATURES: &[Feature] = &[
     DEPLOYMENTS,
@@ -83,6 +90,7 @@ pub const FEATURES: &[Feature] = &[
     MEMORY_OVERSUBSCRIPTION,
     VARIABLES,
     NAMESPACES,
+    JOB_ACTIONS,
 ];
 
 /// A server as the gate sees it.

@@ -18,6 +18,7 @@
 //! - [`variables`]: Nomad Variables (sealed) and the keyring's metadata in the state.
 //! - [`features`]: which features a cluster of mixed server versions may use.
 //! - [`upgrade`]: `operator upgrade-check`: whether one server may go down for its upgrade now.
+//! - [`scaling`]: `job scale` and each group's scale status.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
@@ -35,6 +36,7 @@ pub mod gc;
 pub mod heartbeat;
 pub mod namespaces;
 pub mod reschedule;
+pub mod scaling;
 pub mod sched;
 pub mod state;
 pub mod table;

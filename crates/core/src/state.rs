@@ -223,6 +223,22 @@ impl State {
                 self.apply_namespace_update(index, &u)?;
                 Ok(Applied::default())
             }
+            Some(command::Kind::EvalsCreate(c)) => {
+                for e in c.evals {
+                    self.insert_eval(index, now, e);
+                }
+                Ok(Applied::default())
+            }
+            Some(command::Kind::JobStability(j)) => {
+                if self.set_stable(&j.job_id, j.version, j.stable, index) {
+                    Ok(Applied::default())
+                } else {
+                    Err(ApplyError::Refused(format!(
+                        "job {:?} has no kept version {}",
+                        j.job_id, j.version
+                    )))
+                }
+            }
             Some(command::Kind::KeyringUpdate(u)) => {
                 self.apply_keyring_update(index, now, u);
                 Ok(Applied::default())

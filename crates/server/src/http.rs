@@ -50,7 +50,9 @@ use yurt_types::nomad_json::to_nomad;
 
 use crate::rpc::Api;
 
+mod actions;
 mod namespaces;
+mod nodes;
 mod operator;
 mod relations;
 mod request;
@@ -308,72 +310,18 @@ impl Http {
                 .await?
                 .into_inner(),
             ),
-            (&M::GET, ["v1", "nodes"]) => json(
-                &Nodes::list(api, rq.of(ListNodesRequest {}))
-                    .await?
-                    .into_inner()
-                    .nodes,
-            ),
-            (&M::GET, ["v1", "node", id]) => json(
-                &Nodes::get(
-                    api,
-                    rq.of(GetNodeRequest {
-                        node_id: id.to_string(),
-                        heartbeats: false,
-                    }),
-                )
-                .await?
-                .into_inner(),
-            ),
-            (&M::POST | &M::PUT, ["v1", "node", id, "eligibility"]) => {
-                let eligibility = body
-                    .get("Eligibility")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("request body must have \"Eligibility\""))?;
-                let eligible = match eligibility {
-                    "eligible" => true,
-                    "ineligible" => false,
-                    other => {
-                        return Err(bad(format!(
-                            "Eligibility must be \"eligible\" or \"ineligible\", not {other:?}"
-                        )))
-                    }
-                };
-                json(
-                    &Nodes::update_eligibility(
-                        api,
-                        rq.of(NodeEligibilityRequest {
-                            node_id: id.to_string(),
-                            eligible,
-                        }),
-                    )
-                    .await?
-                    .into_inner(),
-                )
+            (&M::GET, ["v1", "nodes"]) => nodes::list(api, &rq, q).await,
+            (&M::GET, ["v1", "node", id]) => nodes::one(api, &rq, id).await,
+            (
+                &M::POST | &M::PUT,
+                ["v1", "node", id, what @ ("eligibility" | "drain" | "evaluate")],
+            ) => actions::node(api, &rq, id, what, &body).await,
+            (&M::POST | &M::PUT, ["v1", "job", id, what @ ("evaluate" | "stable")]) => {
+                actions::job(api, &rq, id, what, &body).await
             }
-            (&M::POST | &M::PUT, ["v1", "node", id, "drain"]) => {
-                // Nomad's body: {"DrainSpec": {"Deadline": ns, "IgnoreSystemJobs": b} | null,
-                // "MarkEligible": b}.
-                let strategy = match body.get("DrainSpec") {
-                    None | Some(Value::Null) => None,
-                    Some(spec) => Some(DrainStrategy {
-                        deadline_ms: number_field(spec, "DrainSpec.Deadline")? / 1_000_000,
-                        ignore_system_jobs: bool_field(spec, "DrainSpec.IgnoreSystemJobs")?,
-                        ..Default::default()
-                    }),
-                };
-                json(
-                    &Nodes::update_drain(
-                        api,
-                        rq.of(NodeDrainRequest {
-                            node_id: id.to_string(),
-                            strategy,
-                            mark_eligible: bool_field(&body, "MarkEligible")?,
-                        }),
-                    )
-                    .await?
-                    .into_inner(),
-                )
+            (&M::GET, ["v1", "job", id, "scale"]) => actions::scale_status(api, &rq, id).await,
+            (&M::POST | &M::PUT, ["v1", "job", id, "scale"]) => {
+                actions::scale(api, &rq, id, &body).await
             }
             (&M::GET, ["v1", "deployments"]) => json(
                 &Deployments::list(

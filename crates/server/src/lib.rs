@@ -12,6 +12,7 @@
 //! - [`variables`]: the Variables and Keyring services; [`keyring`] holds the keys that seal
 //!   variables (in each server's keystore, never in Raft) and fetches those it lacks;
 //! - [`namespaces`]: the Namespaces service;
+//! - [`job_actions`]: `job eval`, job stability, `job scale`, node evaluate;
 //! - [`scope`]: the namespace a call names, and which objects of it its token may see;
 //! - [`guard`]: which certificate roles may make the calls only agents make;
 //! - [`heavy`]: long request work (parsing, planning) off the async workers, one at a time.
@@ -26,6 +27,7 @@ pub mod guard;
 pub mod heartbeat;
 pub mod heavy;
 pub mod http;
+pub mod job_actions;
 pub mod keyring;
 pub mod leader;
 pub mod leadership;

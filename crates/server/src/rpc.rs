@@ -38,7 +38,7 @@ fn new_id() -> String {
 }
 
 /// A job by ID or prefix, in the call's scope.
-fn find_job<'s>(s: &'s State, scope: &Scope, id: &str) -> Result<&'s Job, Status> {
+pub(crate) fn find_job<'s>(s: &'s State, scope: &Scope, id: &str) -> Result<&'s Job, Status> {
     let job = lookup(&s.jobs, "job", id)?;
     scope.check(&job.namespace, "job", id)?;
     Ok(job)
@@ -74,7 +74,7 @@ fn status(e: PrefixError, what: &str, id: &str) -> Status {
 
 /// Applies defaults and checks a job that arrived over the API (the CLI already did this for
 /// files, but the API accepts jobs from anyone), including that it is for this region.
-fn checked_job(job: Option<Job>, region: &str) -> Result<Job, Status> {
+pub(crate) fn checked_job(job: Option<Job>, region: &str) -> Result<Job, Status> {
     let mut job = job.ok_or_else(|| Status::invalid_argument("request has no job"))?;
     jobspec::canonicalize(&mut job);
     jobspec::validate(&job)
@@ -333,6 +333,22 @@ impl jobs_server::Jobs for Api {
         Ok(Response::new(ListDeploymentsResponse { deployments }))
     }
 
+    async fn evaluate(&self, req: Request<JobEvaluateRequest>) -> Reply<JobEvaluateResponse> {
+        crate::job_actions::evaluate(self, req).await
+    }
+
+    async fn set_stable(&self, req: Request<JobStableRequest>) -> Reply<JobStableResponse> {
+        crate::job_actions::set_stable(self, req).await
+    }
+
+    async fn scale(&self, req: Request<JobScaleRequest>) -> Reply<RegisterJobResponse> {
+        crate::job_actions::scale(self, req).await
+    }
+
+    async fn scale_status(&self, req: Request<GetJobRequest>) -> Reply<JobScaleStatus> {
+        crate::job_actions::scale_status(self, req).await
+    }
+
     async fn revert(&self, req: Request<RevertJobRequest>) -> Reply<RegisterJobResponse> {
         let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let req = req.into_inner();
@@ -355,6 +371,27 @@ impl jobs_server::Jobs for Api {
 }
 
 impl Api {
+    /// The answer to a user's change of a node: the evaluations it made and the node's
+    /// modify index once this server has applied it.
+    pub(crate) fn node_updated(
+        &self,
+        node_id: &str,
+        index: u64,
+        eval_ids: Vec<String>,
+    ) -> NodeUpdateResponse {
+        let node_modify_index = self
+            .reads
+            .state
+            .read(|s| s.nodes.get(node_id).map_or(0, |n| n.modify_index));
+        NodeUpdateResponse {
+            heartbeat_ttl_ms: 0,
+            index,
+            server_version: yurt_types::VERSION.into(),
+            eval_ids,
+            node_modify_index,
+        }
+    }
+
     /// Builds a user's change of a deployment (found by ID or prefix) and commits it; the reply
     /// carries the deployment as it is afterwards.
     async fn change_deployment(
@@ -590,12 +627,21 @@ impl nodes_server::Nodes for Api {
                 &mut new_id,
             ))
         })?;
+        let (node_id, eval_ids) = match &cmd {
+            command::Kind::NodeEligibilityUpdate(u) => (
+                u.node_id.clone(),
+                u.evals.iter().map(|e| e.id.clone()).collect(),
+            ),
+            _ => (String::new(), vec![]),
+        };
         let r = self.writer.apply(cmd).await?;
-        Ok(Response::new(NodeUpdateResponse {
-            heartbeat_ttl_ms: 0,
-            index: r.index,
-            server_version: yurt_types::VERSION.into(),
-        }))
+        Ok(Response::new(
+            self.node_updated(&node_id, r.index, eval_ids),
+        ))
+    }
+
+    async fn evaluate(&self, req: Request<NodeEvaluateRequest>) -> Reply<NodeUpdateResponse> {
+        crate::job_actions::node_evaluate(self, req).await
     }
 
     async fn update_drain(&self, req: Request<NodeDrainRequest>) -> Reply<NodeUpdateResponse> {
@@ -620,15 +666,15 @@ impl nodes_server::Nodes for Api {
                 &mut new_id,
             ))
         })?;
+        let node_id = update.node_id.clone();
+        let eval_ids = update.evals.iter().map(|e| e.id.clone()).collect();
         let r = self
             .writer
             .apply(command::Kind::NodeDrainUpdate(update))
             .await?;
-        Ok(Response::new(NodeUpdateResponse {
-            heartbeat_ttl_ms: 0,
-            index: r.index,
-            server_version: yurt_types::VERSION.into(),
-        }))
+        Ok(Response::new(
+            self.node_updated(&node_id, r.index, eval_ids),
+        ))
     }
 
     async fn register(&self, req: Request<RegisterNodeRequest>) -> Reply<NodeUpdateResponse> {
@@ -658,6 +704,7 @@ impl nodes_server::Nodes for Api {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index: r.index,
             server_version: yurt_types::VERSION.into(),
+            ..NodeUpdateResponse::default()
         }))
     }
 
@@ -688,6 +735,7 @@ impl nodes_server::Nodes for Api {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index,
             server_version: yurt_types::VERSION.into(),
+            ..NodeUpdateResponse::default()
         }))
     }
 

@@ -73,6 +73,8 @@ pub const PARSE_JOB: &str = "parse-job";
 pub const READ_LOGS: &str = "read-logs";
 pub const ALLOC_LIFECYCLE: &str = "alloc-lifecycle";
 pub const ALLOC_EXEC: &str = "alloc-exec";
+pub const SCALE_JOB: &str = "scale-job";
+pub const READ_JOB_SCALING: &str = "read-job-scaling";
 pub const DENY: &str = "deny";
 
 const KNOWN_CAPABILITIES: &[&str] = &[
@@ -86,6 +88,10 @@ const KNOWN_CAPABILITIES: &[&str] = &[
     "read-fs",
     ALLOC_EXEC,
     "alloc-node-exec",
+    SCALE_JOB,
+    READ_JOB_SCALING,
+    "list-scaling-policies",
+    "read-scaling-policy",
     DENY,
 ];
 
@@ -110,7 +116,14 @@ fn expand_variables(level: Level) -> &'static [&'static str] {
 fn expand(level: Level) -> &'static [&'static str] {
     match level {
         Level::Deny => &[DENY],
-        Level::Read => &[LIST_JOBS, READ_JOB, PARSE_JOB],
+        Level::Read => &[
+            LIST_JOBS,
+            READ_JOB,
+            PARSE_JOB,
+            READ_JOB_SCALING,
+            "list-scaling-policies",
+            "read-scaling-policy",
+        ],
         Level::Write => &[
             LIST_JOBS,
             READ_JOB,
@@ -121,6 +134,10 @@ fn expand(level: Level) -> &'static [&'static str] {
             "read-fs",
             ALLOC_LIFECYCLE,
             ALLOC_EXEC,
+            SCALE_JOB,
+            READ_JOB_SCALING,
+            "list-scaling-policies",
+            "read-scaling-policy",
         ],
     }
 }

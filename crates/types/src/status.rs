@@ -99,6 +99,8 @@ pub const DESC_DEPLOYMENT_PROGRESS_DEADLINE: &str = "Failed due to progress dead
 pub const DESC_DEPLOYMENT_FAILED_BY_USER: &str = "Deployment marked as failed";
 
 pub const TRIGGER_NODE_DRAIN: &str = "node-drain";
+/// `job scale`: the job registered again with a group's count changed.
+pub const TRIGGER_JOB_SCALING: &str = "job-scaling";
 /// An `alloc stop`: the allocation is stopped and placed again.
 pub const TRIGGER_ALLOC_STOP: &str = "alloc-stop";
 pub const DESC_MIGRATING: &str = "alloc is being migrated";

@@ -1,4 +1,5 @@
-//! `yurt job run|plan|status|history|deployments|revert|stop` (`validate`, `inspect`: `job_spec`).
+//! `yurt job run|plan|status|history|deployments|revert|stop` (`validate`, `inspect`: `job_spec`;
+//! `scale`, `eval`: `job_scale`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -94,6 +95,24 @@ pub enum JobCmd {
         #[arg(long)]
         version: Option<u64>,
     },
+    /// Change a group's count: `job scale JOB [GROUP] COUNT` (a new version of the job).
+    Scale {
+        job: String,
+        /// `[GROUP] COUNT`.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Make a new evaluation of the job as it is.
+    Eval {
+        job: String,
+        /// Nomad's flag to reschedule failed allocations now (refused: not implemented).
+        #[arg(long = "force-reschedule")]
+        force_reschedule: bool,
+        #[arg(long)]
+        detach: bool,
+    },
     /// Stop a job and its allocations.
     Stop {
         job: String,
@@ -127,6 +146,14 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
         } => job_status(addr, &id, json).await,
         JobCmd::History { job, diff, json } => job_history(addr, &job, diff, json).await,
         JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
+        JobCmd::Scale { job, args, detach } => {
+            super::job_scale::scale(addr, &job, &args, detach).await
+        }
+        JobCmd::Eval {
+            job,
+            force_reschedule,
+            detach,
+        } => super::job_scale::eval(addr, &job, force_reschedule, detach).await,
         JobCmd::Validate { file, vars } => super::job_spec::validate(&file, &vars),
         JobCmd::Init {
             short,
@@ -201,7 +228,7 @@ async fn deployments_of(
 
 /// Follows what a registration started: its evaluation, then the deployment it created (if
 /// any) until that ends.
-async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> CmdResult {
+pub(super) async fn monitor_registration(channel: Conn, reply: &RegisterJobResponse) -> CmdResult {
     let code = monitor_eval(channel.clone(), &reply.eval_id).await?;
     if code != 0 {
         // Allocations wait for room: the deployment cannot finish before they are placed.

@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod eval;
 pub mod event;
 pub mod job;
+pub mod job_scale;
 pub mod job_spec;
 pub mod namespace;
 pub mod node;

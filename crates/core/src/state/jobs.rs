@@ -95,6 +95,30 @@ impl State {
         Ok(applied)
     }
 
+    /// Marks kept version `version` of a job stable or not; whether there is such a version.
+    pub(crate) fn set_stable(
+        &mut self,
+        job_id: &str,
+        version: u64,
+        stable: bool,
+        index: u64,
+    ) -> bool {
+        let Some(v) = self
+            .job_versions
+            .get_mut(job_id)
+            .and_then(|v| v.iter_mut().find(|j| j.version == version))
+        else {
+            return false;
+        };
+        Arc::make_mut(v).stable = stable;
+        if let Some(j) = self.jobs.get_mut(job_id).filter(|j| j.version == version) {
+            let j = Arc::make_mut(j);
+            j.stable = stable;
+            j.modify_index = index;
+        }
+        true
+    }
+
     /// Makes `job` the job's current version: a new version when its spec changed.
     pub(crate) fn register_job_version(&mut self, index: u64, now: i64, mut job: Job) -> Applied {
         let id = job.id.clone();

@@ -1,0 +1,167 @@
+//! Changes to a node or a job besides registering it, in Nomad's shapes:
+//! `POST /v1/node/:id/{eligibility,drain,evaluate}` (answered with `EvalIDs`,
+//! `EvalCreateIndex`, `NodeModifyIndex`, `Index`), `POST /v1/job/:id/evaluate`
+//! (`EvalOptions.ForceReschedule`), `POST /v1/job/:id/stable` (`JobVersion`, `Stable`), and
+//! `/v1/job/:id/scale` (GET: each group's status; POST: `Count`, `Target.Group`, `Message`,
+//! `EnforceIndex`, `JobModifyIndex`).
+
+use super::*;
+
+/// A node change's answer.
+fn node_reply(r: &NodeUpdateResponse) -> Value {
+    serde_json::json!({
+        "EvalIDs": r.eval_ids,
+        "EvalCreateIndex": r.index,
+        "NodeModifyIndex": r.node_modify_index,
+        "Index": r.index,
+    })
+}
+
+/// `POST /v1/node/:id/{eligibility,drain,evaluate}`.
+pub(super) async fn node(api: &Api, rq: &Rq, id: &str, what: &str, body: &Value) -> Answer {
+    let node_id = id.to_string();
+    let r = match what {
+        "eligibility" => {
+            let eligible = match string_field(body, "Eligibility")?.as_str() {
+                "eligible" => true,
+                "ineligible" => false,
+                "" => return Err(bad("request body must have \"Eligibility\"")),
+                other => {
+                    return Err(bad(format!(
+                        "Eligibility must be \"eligible\" or \"ineligible\", not {other:?}"
+                    )))
+                }
+            };
+            let req = NodeEligibilityRequest { node_id, eligible };
+            Nodes::update_eligibility(api, rq.of(req)).await?
+        }
+        "drain" => {
+            // Nomad's body: {"DrainSpec": {"Deadline": ns, "IgnoreSystemJobs": b} | null,
+            // "MarkEligible": b}.
+            let strategy = match body.get("DrainSpec") {
+                None | Some(Value::Null) => None,
+                Some(spec) => Some(DrainStrategy {
+                    deadline_ms: number_field(spec, "DrainSpec.Deadline")? / 1_000_000,
+                    ignore_system_jobs: bool_field(spec, "DrainSpec.IgnoreSystemJobs")?,
+                    ..Default::default()
+                }),
+            };
+            let req = NodeDrainRequest {
+                node_id,
+                strategy,
+                mark_eligible: bool_field(body, "MarkEligible")?,
+            };
+            Nodes::update_drain(api, rq.of(req)).await?
+        }
+        _ => Nodes::evaluate(api, rq.of(NodeEvaluateRequest { node_id })).await?,
+    };
+    Ok(node_reply(&r.into_inner()))
+}
+
+/// `POST /v1/job/:id/{evaluate,stable}`.
+pub(super) async fn job(api: &Api, rq: &Rq, id: &str, what: &str, body: &Value) -> Answer {
+    let job_id = id.to_string();
+    if what == "evaluate" {
+        let options = body.get("EvalOptions").unwrap_or(&Value::Null);
+        let force_reschedule = bool_field(options, "EvalOptions.ForceReschedule")?;
+        let r = Jobs::evaluate(
+            api,
+            rq.of(JobEvaluateRequest {
+                job_id,
+                force_reschedule,
+            }),
+        )
+        .await?
+        .into_inner();
+        return Ok(serde_json::json!({
+            "EvalID": r.eval_id,
+            "EvalCreateIndex": r.index,
+            "JobModifyIndex": r.job_modify_index,
+            "Index": r.index,
+        }));
+    }
+    let version = match body.get("JobVersion") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| bad(format!("JobVersion: expected a version, found {n}")))?,
+        None | Some(Value::Null) => return Err(bad("request body must have \"JobVersion\"")),
+        Some(other) => return Err(bad(format!("JobVersion: expected a number, found {other}"))),
+    };
+    let r = Jobs::set_stable(
+        api,
+        rq.of(JobStableRequest {
+            job_id,
+            version,
+            stable: bool_field(body, "Stable")?,
+        }),
+    )
+    .await?
+    .into_inner();
+    Ok(serde_json::json!({ "Index": r.index, "JobModifyIndex": r.job_modify_index }))
+}
+
+/// `GET /v1/job/:id/scale`.
+pub(super) async fn scale_status(api: &Api, rq: &Rq, id: &str) -> Answer {
+    let s = Jobs::scale_status(api, rq.job(id)).await?.into_inner();
+    let groups: serde_json::Map<String, Value> = s
+        .task_groups
+        .iter()
+        .map(|(name, g)| {
+            let status = serde_json::json!({
+                "Desired": g.desired, "Placed": g.placed, "Running": g.running,
+                "Healthy": g.healthy, "Unhealthy": g.unhealthy, "Events": null,
+            });
+            (name.clone(), status)
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "JobID": s.job_id,
+        "Namespace": s.namespace,
+        "JobCreateIndex": s.job_create_index,
+        "JobModifyIndex": s.job_modify_index,
+        "JobStopped": s.job_stopped,
+        "TaskGroups": groups,
+    }))
+}
+
+/// `POST /v1/job/:id/scale`.
+pub(super) async fn scale(api: &Api, rq: &Rq, id: &str, body: &Value) -> Answer {
+    let count = match body.get("Count") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| bad(format!("Count: expected a whole number, found {n}")))?,
+        None | Some(Value::Null) => {
+            return Err(bad(
+                "request body must have \"Count\" (Yurt does not record scaling events without a count)",
+            ))
+        }
+        Some(other) => return Err(bad(format!("Count: expected a number, found {other}"))),
+    };
+    let target = body.get("Target").unwrap_or(&Value::Null);
+    let group = string_field(target, "Target.Group")?;
+    if group.is_empty() {
+        return Err(bad("Target.Group: the group to scale is required"));
+    }
+    let index = number_field(body, "JobModifyIndex")?;
+    let r = Jobs::scale(
+        api,
+        rq.of(JobScaleRequest {
+            job_id: id.to_string(),
+            group,
+            count,
+            message: string_field(body, "Message")?,
+            enforce_index: bool_field(body, "EnforceIndex")?,
+            job_modify_index: u64::try_from(index)
+                .map_err(|_| bad(format!("JobModifyIndex: expected an index, found {index}")))?,
+        }),
+    )
+    .await?
+    .into_inner();
+    Ok(serde_json::json!({
+        "EvalID": r.eval_id,
+        "EvalCreateIndex": r.index,
+        "JobModifyIndex": r.job_modify_index,
+        "Index": r.index,
+        "Warnings": r.warnings,
+    }))
+}

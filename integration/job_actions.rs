@@ -1,0 +1,215 @@
+//! Job and node actions over plain HTTP and the CLI: `/v1/job/:id/evaluate`, `/stable`,
+//! `/scale` (GET and POST; `yurt job scale`, `yurt job eval`), `/v1/node/:id/evaluate`, the
+//! node changes' `EvalIDs`/`NodeModifyIndex` answers, and nodes as Nomad's stubs show them
+//! (`Address`, `NodePool`, `?resources=true`, `?os=true`).
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn call(http: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, body) = http_request(http, method, path, body);
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn job() -> String {
+    json!({"Job": {"ID": "web", "Type": "service",
+        "TaskGroups": [{"Name": "app", "Count": 1, "Tasks": [{"Name": "server",
+            "Driver": "raw_exec",
+            "Config": {"command": "/bin/sh", "args": ["-c", "while true; do sleep 1; done"]},
+            "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}})
+    .to_string()
+}
+
+#[test]
+fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and_the_cli() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    assert_eq!(call(&http, "POST", "/v1/jobs", &job()).0, 200);
+    agent.wait_running("web", 1);
+
+    // Scale over HTTP: a new version with the group's new count, and its status.
+    let (code, r) = call(
+        &http,
+        "POST",
+        "/v1/job/web/scale",
+        &json!({"Count": 3, "Target": {"Group": "app"}, "Message": "more"}).to_string(),
+    );
+    assert_eq!(code, 200, "{r}");
+    assert!(r["EvalID"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
+    agent.wait_running("web", 3);
+    let (_, status) = call(&http, "GET", "/v1/job/web/scale", "");
+    assert_eq!(status["JobID"], "web", "{status}");
+    assert_eq!(status["TaskGroups"]["app"]["Desired"], 3, "{status}");
+    assert_eq!(status["TaskGroups"]["app"]["Running"], 3, "{status}");
+    let (_, versions) = call(&http, "GET", "/v1/job/web/versions", "");
+    assert_eq!(
+        versions["Versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
+    for (body, want) in [
+        (
+            json!({"Count": 2, "Target": {"Group": "nope"}}),
+            "job \"web\" has no group \"nope\" (it has app)",
+        ),
+        (
+            json!({"Count": -1, "Target": {"Group": "app"}}),
+            "count must not be negative, not -1",
+        ),
+        (
+            json!({"Count": "2", "Target": {"Group": "app"}}),
+            "Count: expected a number, found \"2\"",
+        ),
+        (
+            json!({"Target": {"Group": "app"}}),
+            "request body must have \"Count\"",
+        ),
+    ] {
+        let (code, v) = call(&http, "POST", "/v1/job/web/scale", &body.to_string());
+        assert_eq!(code, 400, "{body}: {v}");
+        assert!(
+            v.as_str().is_some_and(|m| m.starts_with(want)),
+            "{body}: {v}"
+        );
+    }
+    // With -check-index semantics: a stale modify index changes nothing.
+    let (code, v) = call(
+        &http,
+        "POST",
+        "/v1/job/web/scale",
+        &json!({"Count": 1, "Target": {"Group": "app"}, "EnforceIndex": true, "JobModifyIndex": 1})
+            .to_string(),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v.as_str().unwrap().contains("conflicting job modify index"),
+        "{v}"
+    );
+
+    // Stable: version 0 marked, then unmarked.
+    let (code, r) = call(
+        &http,
+        "POST",
+        "/v1/job/web/stable",
+        &json!({"JobVersion": 0, "Stable": true}).to_string(),
+    );
+    assert_eq!(code, 200, "{r}");
+    assert!(r["Index"].as_u64().unwrap() > 0);
+    let (_, versions) = call(&http, "GET", "/v1/job/web/versions", "");
+    let v0 = versions["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["Version"] == 0)
+        .cloned()
+        .unwrap();
+    assert_eq!(v0["Stable"], true, "{v0}");
+    let (code, v) = call(
+        &http,
+        "POST",
+        "/v1/job/web/stable",
+        &json!({"JobVersion": 9, "Stable": true}).to_string(),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(v, json!("job \"web\" has no kept version 9"));
+
+    // Evaluate: a new evaluation that changes nothing that runs.
+    let (code, r) = call(&http, "POST", "/v1/job/web/evaluate", "{}");
+    assert_eq!(code, 200, "{r}");
+    let eval = r["EvalID"].as_str().unwrap().to_string();
+    let (_, e) = call(&http, "GET", &format!("/v1/evaluation/{eval}"), "");
+    assert_eq!(e["JobID"], "web", "{e}");
+    assert_eq!(e["TriggeredBy"], "job-register", "{e}");
+    let (code, v) = call(
+        &http,
+        "POST",
+        "/v1/job/web/evaluate",
+        &json!({"EvalOptions": {"ForceReschedule": true}}).to_string(),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("ForceReschedule is not implemented"),
+        "{v}"
+    );
+
+    // Nodes as Nomad's stubs, and their evaluation.
+    let (_, nodes) = call(&http, "GET", "/v1/nodes?resources=true&os=true", "");
+    let n = &nodes[0];
+    assert_eq!(n["Address"], "127.0.0.1", "{n}");
+    assert_eq!(n["NodePool"], "default", "{n}");
+    assert!(
+        n["NodeResources"]["Memory"]["MemoryMB"].as_u64().unwrap() > 0,
+        "{n}"
+    );
+    assert!(n["Attributes"]["os.name"].as_str().is_some(), "{n}");
+    assert!(n["Drivers"]["raw_exec"]["Detected"] == true, "{n}");
+    let (_, plain) = call(&http, "GET", "/v1/nodes", "");
+    assert!(plain[0].get("NodeResources").is_none(), "{plain}");
+    let node = n["ID"].as_str().unwrap().to_string();
+    let (_, whole) = call(&http, "GET", &format!("/v1/node/{node}"), "");
+    assert_eq!(whole["Address"], "127.0.0.1", "{whole}");
+    let (code, r) = call(&http, "POST", &format!("/v1/node/{node}/evaluate"), "");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(
+        r["EvalIDs"].as_array().unwrap().len(),
+        1,
+        "one job on it: {r}"
+    );
+    assert!(r["NodeModifyIndex"].as_u64().unwrap() > 0, "{r}");
+    let (_, r) = call(
+        &http,
+        "POST",
+        &format!("/v1/node/{node}/eligibility"),
+        &json!({"Eligibility": "ineligible"}).to_string(),
+    );
+    assert!(
+        r["EvalIDs"].is_array() && r["EvalCreateIndex"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    call(
+        &http,
+        "POST",
+        &format!("/v1/node/{node}/eligibility"),
+        &json!({"Eligibility": "eligible"}).to_string(),
+    );
+
+    // The CLI: `job scale` with and without the group, `job eval`.
+    let out = agent.ok(&["job", "scale", "web", "app", "2"]);
+    assert!(out.contains("Evaluation"), "{out}");
+    agent.wait_running("web", 2);
+    agent.ok(&["job", "scale", "-detach", "web", "1"]);
+    wait_for("one allocation after scaling in", || {
+        let (_, s) = call(&http, "GET", "/v1/job/web/scale", "");
+        if s["TaskGroups"]["app"]["Desired"] == 1 && s["TaskGroups"]["app"]["Placed"] == 1 {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
+    // Followed to its end: done, or superseded by an evaluation the scale-in's deployment made.
+    let out = agent.ok(&["job", "eval", "web"]);
+    assert!(
+        out.contains("finished with status \"complete\"")
+            || out.contains("finished with status \"canceled\""),
+        "{out}"
+    );
+    let bad = agent.yurt(&["job", "scale", "web", "app", "many"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("count \"many\" is not a whole number"),
+        "{}",
+        stderr(&bad)
+    );
+}
