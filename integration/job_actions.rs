@@ -213,3 +213,88 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
         stderr(&bad)
     );
 }
+
+#[test]
+fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let script = "trap 'echo got-hup' HUP; echo started; while true; do sleep 0.1; done";
+    let body = json!({"Job": {"ID": "sig", "Type": "service",
+        "TaskGroups": [{"Name": "g", "Count": 1,
+            "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
+            "Tasks": [{"Name": "t", "Driver": "raw_exec", "KillTimeout": 1_000_000_000i64,
+                "Config": {"command": "/bin/sh", "args": ["-c", script]},
+                "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}});
+    assert_eq!(call(&http, "POST", "/v1/jobs", &body.to_string()).0, 200);
+    let ids = agent.wait_running("sig", 1);
+    let id = ids[0].clone();
+    let logs_with = |what: &str, n: usize| {
+        wait_for(&format!("{n} {what:?} in the task's output"), || {
+            let logs = agent.ok(&["alloc", "logs", &id]);
+            if logs.matches(what).count() >= n {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        })
+    };
+    logs_with("started", 1);
+
+    // A signal over HTTP reaches the task; a bad one is refused in one sentence.
+    let path = format!("/v1/client/allocation/{id}/signal");
+    let (code, r) = call(
+        &http,
+        "POST",
+        &path,
+        &json!({"Signal": "SIGHUP"}).to_string(),
+    );
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["Tasks"], json!(["t"]));
+    logs_with("got-hup", 1);
+    let (code, v) = call(
+        &http,
+        "POST",
+        &path,
+        &json!({"Signal": "SIGFOO"}).to_string(),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(v, json!("invalid signal: \"SIGFOO\""));
+    let (code, v) = call(&http, "POST", &path, &json!({"Task": "nope"}).to_string());
+    assert_eq!(code, 404, "{v}");
+    // From the CLI, by a prefix of its ID too.
+    agent.ok(&["alloc", "signal", "-s", "HUP", &id[..8], "t"]);
+    logs_with("got-hup", 2);
+
+    // Restart in place: the same allocation, started again, although its policy allows no
+    // restart at all.
+    agent.ok(&["alloc", "restart", &id]);
+    let status = wait_for("the task started again", || {
+        let s = agent.ok(&["alloc", "status", &id]);
+        if s.matches("Started").count() >= 2 && s.contains("Restart Signaled") {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    });
+    assert!(status.contains("User requested restart"), "{status}");
+    logs_with("started", 2);
+    assert_eq!(agent.wait_running("sig", 1), ids, "the same allocation");
+    let (code, r) = call(
+        &http,
+        "POST",
+        &format!("/v1/client/allocation/{id}/restart"),
+        &json!({"TaskName": "t"}).to_string(),
+    );
+    assert_eq!(code, 200, "{r}");
+    logs_with("started", 3);
+    // The servers hear of it with the client's next report.
+    wait_for("two restarts reported, the allocation running", || {
+        let (_, alloc) = call(&http, "GET", &format!("/v1/allocation/{id}"), "");
+        if alloc["ClientStatus"] == "running" && alloc["TaskStates"]["t"]["Restarts"] == 2 {
+            Ok(())
+        } else {
+            Err(alloc.to_string())
+        }
+    });
+}

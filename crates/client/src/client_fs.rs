@@ -1,15 +1,16 @@
 //! The client's `ClientFs` service: reads a task's stdout/stderr files for `alloc logs`, its
 //! usage for `alloc status -stats` ([`crate::stats`]), and runs a command in it for `alloc
-//! exec` (its driver's `exec`). Each call is checked first: the servers judge the caller's
-//! token (`Client::check_token`).
+//! exec` (its driver's `exec`), and signals and restarts tasks (`alloc signal|restart`). Each
+//! call is checked first: the servers judge the caller's token (`Client::check_token`).
 
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_server::ClientFs;
+use yurt_proto::v1::{AllocActionResponse, AllocRestartRequest, AllocSignalRequest};
 use yurt_proto::v1::{
     AllocExecRequest, AllocExecResponse, AllocResourceUsage, AllocStatsRequest, LogsRequest,
     LogsResponse,
 };
-use yurt_types::acl::{ALLOC_EXEC, READ_JOB, READ_LOGS};
+use yurt_types::acl::{ALLOC_EXEC, ALLOC_LIFECYCLE, READ_JOB, READ_LOGS};
 use yurt_types::status::TASK_DEAD;
 use yurt_types::status::TASK_RUNNING;
 
@@ -55,6 +56,32 @@ pub struct FsService {
 
 #[tonic::async_trait]
 impl ClientFs for FsService {
+    async fn signal(
+        &self,
+        req: Request<AllocSignalRequest>,
+    ) -> Result<Response<AllocActionResponse>, Status> {
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, ALLOC_LIFECYCLE).await?;
+        let r = req.into_inner();
+        let signal = if r.signal.is_empty() {
+            "SIGKILL"
+        } else {
+            &r.signal
+        };
+        let tasks = self.client.signal_tasks(&id, &r.task, signal)?;
+        Ok(Response::new(AllocActionResponse { tasks }))
+    }
+
+    async fn restart(
+        &self,
+        req: Request<AllocRestartRequest>,
+    ) -> Result<Response<AllocActionResponse>, Status> {
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, ALLOC_LIFECYCLE).await?;
+        let tasks = self.client.restart_tasks(&id, &req.get_ref().task)?;
+        Ok(Response::new(AllocActionResponse { tasks }))
+    }
+
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
         let id = req.get_ref().alloc_id.clone();
         self.client.check_token(&req, &id, READ_LOGS).await?;

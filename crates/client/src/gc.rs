@@ -65,6 +65,7 @@ mod tests {
                     restarts_ms: vec![],
                     kill_at_ms: None,
                     starting: false,
+                    restart_requested: false,
                 },
             )]),
             client_status: status.into(),

@@ -3,7 +3,8 @@
 //!
 //! This file holds the local allocation and its persistence, and the watch of the servers'
 //! allocations with its reconcile; [`spawn`] starts tasks, [`supervise`] advances them and
-//! reports (each task's life is the pure [`step`]), [`alloc_health`] judges allocations for deployments and migrations.
+//! reports (each task's life is the pure [`step`]), [`alloc_health`] judges allocations for deployments and migrations,
+//! [`lifecycle`] signals and restarts tasks on a user's request.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::health::{self, Verdict};
 use crate::{checks, Client};
 
 mod alloc_health;
+mod lifecycle;
 mod spawn;
 mod step;
 mod supervise;
@@ -105,6 +107,7 @@ impl LocalAlloc {
             restarts_ms: vec![],
             kill_at_ms: None,
             starting: false,
+            restart_requested: false,
         };
         LocalAlloc {
             tasks: names.iter().map(|n| (n.clone(), task(n))).collect(),
@@ -136,6 +139,10 @@ pub struct LocalTask {
     /// image can take minutes): still pending, not started again, not judged healthy.
     #[serde(default)]
     pub starting: bool,
+    /// `alloc restart`: the task was told to stop and starts again once it exits, without
+    /// counting against its `restart` policy.
+    #[serde(default)]
+    pub restart_requested: bool,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -198,7 +205,7 @@ pub(crate) fn log_rotation(
 }
 
 /// The task group an allocation runs, from the job version it carries.
-fn group_of(a: &Allocation) -> Option<&yurt_proto::v1::TaskGroup> {
+pub(crate) fn group_of(a: &Allocation) -> Option<&yurt_proto::v1::TaskGroup> {
     a.job
         .as_ref()
         .and_then(|j| j.task_groups.iter().find(|g| g.name == a.task_group))

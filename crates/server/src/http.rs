@@ -320,6 +320,10 @@ impl Http {
                 actions::job(api, &rq, id, what, &body).await
             }
             (&M::GET, ["v1", "job", id, "scale"]) => actions::scale_status(api, &rq, id).await,
+            (
+                &M::POST | &M::PUT,
+                ["v1", "client", "allocation", id, what @ ("signal" | "restart")],
+            ) => actions::alloc(api, &rq, id, what, &body).await,
             (&M::POST | &M::PUT, ["v1", "job", id, "scale"]) => {
                 actions::scale(api, &rq, id, &body).await
             }

@@ -18,7 +18,9 @@ use yurt_types::feed;
 use yurt_proto::v1::client_fs_client::ClientFsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::*;
-use yurt_types::acl::{Level, Need, ALLOC_EXEC, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB};
+use yurt_types::acl::{
+    Level, Need, ALLOC_EXEC, ALLOC_LIFECYCLE, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB,
+};
 use yurt_types::diff::job_diff;
 use yurt_types::jobspec;
 use yurt_types::status::*;
@@ -889,6 +891,46 @@ impl allocs_server::Allocs for Api {
 
     async fn stop(&self, req: Request<AllocStopRequest>) -> Reply<AllocStopResponse> {
         crate::lifecycle::stop(self, req).await
+    }
+
+    async fn signal(&self, req: Request<AllocSignalRequest>) -> Reply<AllocActionResponse> {
+        let scope = self.reads.scope(&req, ALLOC_LIFECYCLE)?;
+        self.barrier(&req).await?;
+        let (alloc_id, channel) = self
+            .client_of(
+                &scope,
+                &req.get_ref().alloc_id,
+                "signal tasks",
+                Duration::from_secs(30),
+            )
+            .await?;
+        let inner = AllocSignalRequest {
+            alloc_id,
+            ..req.get_ref().clone()
+        };
+        ClientFsClient::new(channel)
+            .signal(on_behalf(&req, inner))
+            .await
+    }
+
+    async fn restart(&self, req: Request<AllocRestartRequest>) -> Reply<AllocActionResponse> {
+        let scope = self.reads.scope(&req, ALLOC_LIFECYCLE)?;
+        self.barrier(&req).await?;
+        let (alloc_id, channel) = self
+            .client_of(
+                &scope,
+                &req.get_ref().alloc_id,
+                "restart tasks",
+                Duration::from_secs(30),
+            )
+            .await?;
+        let inner = AllocRestartRequest {
+            alloc_id,
+            ..req.get_ref().clone()
+        };
+        ClientFsClient::new(channel)
+            .restart(on_behalf(&req, inner))
+            .await
     }
 
     async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {

@@ -1,4 +1,4 @@
-//! `yurt alloc status|logs`.
+//! `yurt alloc status|logs|exec|stop|signal|restart`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Subcommand;
 use yurt_proto::v1::allocs_client::AllocsClient;
 use yurt_proto::v1::{
-    AllocExecRequest, AllocStatsRequest, AllocStopRequest, GetAllocRequest, LogsRequest,
-    ResourceUsage,
+    AllocExecRequest, AllocRestartRequest, AllocSignalRequest, AllocStatsRequest, AllocStopRequest,
+    GetAllocRequest, LogsRequest, ResourceUsage,
 };
 
 use super::{connect, CliError, CmdResult};
@@ -15,6 +15,17 @@ use crate::output::{self, kv, or_none, table, time};
 
 #[derive(Subcommand, Debug)]
 pub enum AllocCmd {
+    /// Send a signal to an allocation's running tasks, or to TASK.
+    Signal {
+        /// The signal (`SIGHUP`, `HUP`) [default: SIGKILL].
+        #[arg(short = 's', long = "signal", default_value = "")]
+        signal: String,
+        alloc: String,
+        task: Option<String>,
+    },
+    /// Restart an allocation's running tasks in place, or TASK (not counted against its
+    /// restart policy).
+    Restart { alloc: String, task: Option<String> },
     /// Stop an allocation and have the scheduler place it again.
     Stop {
         alloc: String,
@@ -172,6 +183,31 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 out.push_str(&table(&["Time", "Type", "Description"], &rows));
             }
             print!("{out}");
+            Ok(0)
+        }
+        AllocCmd::Signal {
+            signal,
+            alloc,
+            task,
+        } => {
+            allocs
+                .signal(AllocSignalRequest {
+                    alloc_id: alloc,
+                    task: task.unwrap_or_default(),
+                    signal,
+                })
+                .await
+                .map_err(CliError::api("signalling allocation"))?;
+            Ok(0)
+        }
+        AllocCmd::Restart { alloc, task } => {
+            allocs
+                .restart(AllocRestartRequest {
+                    alloc_id: alloc,
+                    task: task.unwrap_or_default(),
+                })
+                .await
+                .map_err(CliError::api("restarting allocation"))?;
             Ok(0)
         }
         AllocCmd::Stop { alloc, detach } => {

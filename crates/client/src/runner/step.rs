@@ -118,6 +118,17 @@ fn exited(
         finish(t, false, now);
         return;
     }
+    if std::mem::take(&mut t.restart_requested) {
+        // A user's restart: at once, and not one of the policy's attempts.
+        t.kill_at_ms = None;
+        t.state.state = TASK_PENDING.into();
+        t.state.restarts += 1;
+        t.restart_at_ms = Some(now);
+        t.state
+            .events
+            .push(event_at("Restarting", "User requested restart", now));
+        return;
+    }
     match decide(
         rules.restart,
         &t.restarts_ms,
@@ -174,6 +185,26 @@ pub(crate) fn start_failed(t: &mut LocalTask, why: impl Into<String>, now: i64) 
     t.state.events.push(event_at("Driver Failure", why, now));
 }
 
+/// A user asks for a running task's restart (`alloc restart`): it is sent `signal` now (the
+/// returned signal) and SIGKILL at `now + kill_timeout_ms`, and starts again once it exited.
+/// A task that is not running is not restarted (`None`).
+pub(crate) fn request_restart(
+    t: &mut LocalTask,
+    kill_timeout_ms: u64,
+    signal: Signal,
+    now: i64,
+) -> Option<Signal> {
+    if t.state.state != TASK_RUNNING || t.starting {
+        return None;
+    }
+    t.restart_requested = true;
+    t.kill_at_ms = Some(now + kill_timeout_ms as i64);
+    t.state
+        .events
+        .push(event_at("Restart Signaled", "User requested restart", now));
+    Some(signal)
+}
+
 /// The servers want the task stopped: a running task is sent `signal` now (the returned
 /// signal, for the shell to send) and SIGKILL at `now + kill_timeout_ms`; a pending one ends
 /// without starting.
@@ -220,6 +251,7 @@ mod tests {
             restarts_ms: vec![],
             kill_at_ms: None,
             starting: false,
+            restart_requested: false,
         }
     }
 
@@ -347,6 +379,43 @@ mod tests {
             step(&mut t, Seen::Nothing, rules, HOUR + 1),
             Action::Nothing
         );
+    }
+
+    #[test]
+    fn a_restart_a_user_asked_for_starts_at_once_and_spends_no_attempt() {
+        let no_restarts = policy(0, "fail");
+        let mut t = task();
+        t.state.state = TASK_RUNNING.into();
+        assert_eq!(
+            request_restart(&mut t, 1000, Signal::SIGINT, 10),
+            Some(Signal::SIGINT)
+        );
+        assert_eq!(t.kill_at_ms, Some(1010));
+        let rules = Rules {
+            stopping: false,
+            batch: false,
+            restart: &no_restarts,
+        };
+        // It exits from the signal: pending again, due now, no attempt used, no kill pending.
+        assert_eq!(step(&mut t, exit(130), rules, 20), Action::Nothing);
+        assert_eq!(t.state.state, TASK_PENDING);
+        assert_eq!((t.restart_at_ms, t.kill_at_ms), (Some(20), None));
+        assert!(t.restarts_ms.is_empty());
+        assert!(!t.restart_requested);
+        assert_eq!(step(&mut t, Seen::Nothing, rules, 20), Action::Start);
+        assert_eq!(
+            kinds(&t)[kinds(&t).len() - 3..],
+            ["Restart Signaled", "Terminated", "Restarting"]
+        );
+        // A task that is not running is not restarted; one that exits on its own later still
+        // follows its policy (here: no attempts, so it fails).
+        let mut dead = task();
+        dead.state.state = TASK_DEAD.into();
+        assert_eq!(request_restart(&mut dead, 1000, Signal::SIGINT, 10), None);
+        started(&mut t, 30);
+        step(&mut t, exit(1), rules, 40);
+        assert_eq!(t.state.state, TASK_DEAD);
+        assert!(t.state.failed);
     }
 
     #[test]

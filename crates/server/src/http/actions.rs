@@ -3,7 +3,7 @@
 //! `EvalCreateIndex`, `NodeModifyIndex`, `Index`), `POST /v1/job/:id/evaluate`
 //! (`EvalOptions.ForceReschedule`), `POST /v1/job/:id/stable` (`JobVersion`, `Stable`), and
 //! `/v1/job/:id/scale` (GET: each group's status; POST: `Count`, `Target.Group`, `Message`,
-//! `EnforceIndex`, `JobModifyIndex`).
+//! `EnforceIndex`, `JobModifyIndex`); `POST /v1/client/allocation/:id/{signal,restart}`.
 
 use super::*;
 
@@ -164,4 +164,24 @@ pub(super) async fn scale(api: &Api, rq: &Rq, id: &str, body: &Value) -> Answer 
         "Index": r.index,
         "Warnings": r.warnings,
     }))
+}
+
+/// `POST /v1/client/allocation/:id/{signal,restart}` (`Task`/`TaskName`, `Signal`).
+pub(super) async fn alloc(api: &Api, rq: &Rq, id: &str, what: &str, body: &Value) -> Answer {
+    let alloc_id = id.to_string();
+    let r = if what == "signal" {
+        let req = AllocSignalRequest {
+            alloc_id,
+            task: string_field(body, "Task")?,
+            signal: string_field(body, "Signal")?,
+        };
+        Allocs::signal(api, rq.of(req)).await?
+    } else {
+        let task = match string_field(body, "TaskName")? {
+            t if t.is_empty() => string_field(body, "Task")?,
+            t => t,
+        };
+        Allocs::restart(api, rq.of(AllocRestartRequest { alloc_id, task })).await?
+    };
+    Ok(serde_json::json!({ "Tasks": r.into_inner().tasks }))
 }

@@ -168,6 +168,8 @@ const PATHS: &[&str] = &[
     "v1/allocation/*",
     "v1/allocation/*/stop",
     "v1/client/allocation/*/stats",
+    "v1/client/allocation/*/signal",
+    "v1/client/allocation/*/restart",
     "v1/evaluations",
     "v1/evaluation/*",
     "v1/evaluation/*/allocations",
