@@ -22,6 +22,11 @@ impl Stream {
 
     /// A subscription with an ACL token (none when empty).
     pub(crate) fn open_with(http: &str, query: &str, token: &str) -> Stream {
+        Stream::get(http, &format!("/v1/event/stream?{query}"), token)
+    }
+
+    /// Any streamed answer of `GET path` (chunked; one JSON line per chunk).
+    pub(crate) fn get(http: &str, path: &str, token: &str) -> Stream {
         let mut s = TcpStream::connect(http).unwrap();
         s.set_read_timeout(Some(timeout())).unwrap();
         let token = if token.is_empty() {
@@ -31,7 +36,7 @@ impl Stream {
         };
         write!(
             s,
-            "GET /v1/event/stream?{query} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n{token}\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n{token}\r\n"
         )
         .unwrap();
         let mut reader = BufReader::new(s);

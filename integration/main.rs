@@ -2,6 +2,8 @@
 //!
 //! - `harness`: start/stop agents, run the CLI, wait for conditions, clean up task processes;
 //! - `acl`: bootstrap, policies and tokens decide what the CLI and the HTTP API may do;
+//! - `client_fs`: an allocation's files over HTTP: ls, stat, cat, readat, stream and logs
+//!   followed; paths out of the directory and secrets refused;
 //! - `cluster`: three to five servers: bootstrap, leader loss, restarts, joins, removals;
 //! - `damage`: every file of a data dir damaged in turn: refused in a sentence or survived, never empty;
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
@@ -43,6 +45,7 @@
 //! - `tidy`: rules about the source tree itself.
 
 mod acl;
+mod client_fs;
 mod cluster;
 mod damage;
 mod deployments;

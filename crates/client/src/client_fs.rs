@@ -5,12 +5,15 @@
 
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_server::ClientFs;
-use yurt_proto::v1::{AllocActionResponse, AllocRestartRequest, AllocSignalRequest};
+use yurt_proto::v1::{
+    AllocActionResponse, AllocRestartRequest, AllocSignalRequest, FsFileInfo, FsListResponse,
+    FsReadRequest, FsReadResponse, FsRequest,
+};
 use yurt_proto::v1::{
     AllocExecRequest, AllocExecResponse, AllocResourceUsage, AllocStatsRequest, LogsRequest,
     LogsResponse,
 };
-use yurt_types::acl::{ALLOC_EXEC, ALLOC_LIFECYCLE, READ_JOB, READ_LOGS};
+use yurt_types::acl::{ALLOC_EXEC, ALLOC_LIFECYCLE, READ_FS, READ_JOB, READ_LOGS};
 use yurt_types::status::TASK_DEAD;
 use yurt_types::status::TASK_RUNNING;
 
@@ -54,8 +57,57 @@ pub struct FsService {
     pub(crate) client: Client,
 }
 
+impl FsService {
+    /// The directory of an allocation this client has (its files outlive its tasks).
+    fn alloc_root(&self, id: &str) -> Result<std::path::PathBuf, Status> {
+        let local = local_alloc(&self.client, id)?;
+        Ok(crate::runner::alloc_dir(
+            self.client.client_dir(),
+            &local.alloc.id,
+        ))
+    }
+}
+
 #[tonic::async_trait]
 impl ClientFs for FsService {
+    async fn fs_list(&self, req: Request<FsRequest>) -> Result<Response<FsListResponse>, Status> {
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, READ_FS).await?;
+        let root = self.alloc_root(&id)?;
+        let path = req.into_inner().path;
+        let files = tokio::task::spawn_blocking(move || crate::alloc_fs::list(&root, &path))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(FsListResponse { files }))
+    }
+
+    async fn fs_stat(&self, req: Request<FsRequest>) -> Result<Response<FsFileInfo>, Status> {
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, READ_FS).await?;
+        let root = self.alloc_root(&id)?;
+        let path = req.into_inner().path;
+        tokio::task::spawn_blocking(move || crate::alloc_fs::stat(&root, &path))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map(Response::new)
+    }
+
+    async fn fs_read_at(
+        &self,
+        req: Request<FsReadRequest>,
+    ) -> Result<Response<FsReadResponse>, Status> {
+        let id = req.get_ref().alloc_id.clone();
+        self.client.check_token(&req, &id, READ_FS).await?;
+        let root = self.alloc_root(&id)?;
+        let r = req.into_inner();
+        tokio::task::spawn_blocking(move || {
+            crate::alloc_fs::read_at(&root, &r.path, r.offset, r.limit, r.from_end)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map(Response::new)
+    }
+
     async fn signal(
         &self,
         req: Request<AllocSignalRequest>,

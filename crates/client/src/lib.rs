@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate never depends on `yurt-core` or `yurt-server`; it talks
 //! to the servers only through the public gRPC API.
 
+mod alloc_fs;
 pub mod cgroup;
 pub mod checks;
 mod client_fs;

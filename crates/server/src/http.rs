@@ -51,6 +51,7 @@ use yurt_types::nomad_json::to_nomad;
 use crate::rpc::Api;
 
 mod actions;
+mod client_fs;
 mod namespaces;
 mod nodes;
 mod operator;
@@ -674,6 +675,17 @@ impl Http {
             stale: flag(&q, "stale").unwrap_or(false),
             namespace,
         };
+        if let ("GET", Some(rest)) = (method.as_str(), path.strip_prefix("/v1/client/fs/")) {
+            let parts: Vec<&str> = rest.split('/').collect();
+            let answer = match parts.as_slice() {
+                [what, alloc] if !alloc.is_empty() => match decoded(alloc) {
+                    Ok(alloc) => self.client_fs(what, &alloc, &q, &rq, index).await,
+                    Err(f) => Err(f),
+                },
+                _ => Err(no_route(&method, &["v1", "client", "fs", rest])),
+            };
+            return answer.unwrap_or_else(|Failure(code, m)| plain(code, &m, index));
+        }
         if method == Method::GET && path.trim_end_matches('/') == "/v1/vars" {
             // The next page's token travels in a header, as Nomad's.
             return match variables::list(&self.api, &rq, &q).await {

@@ -8,6 +8,7 @@
 //! - [`operator`]: server members, Raft peers, force-leave, remove-peer;
 //! - [`leader`]: the leader's loops (evaluation → scheduler → plan; autopilot);
 //! - [`leadership`]: runs them only while this server leads, and stops and joins them.
+//! - [`allocs`]: the Allocs service, and the calls it forwards to client agents;
 //! - [`acl`]: the ACL service (bootstrap, policies, tokens); calls are checked in [`read`];
 //! - [`variables`]: the Variables and Keyring services; [`keyring`] holds the keys that seal
 //!   variables (in each server's keystore, never in Raft) and fetches those it lacks;
@@ -21,6 +22,7 @@
 //! own sled state, but never Raft).
 
 pub mod acl;
+pub mod allocs;
 pub mod cluster;
 pub mod events;
 pub mod guard;

@@ -15,12 +15,9 @@ use yurt_core::sched::{client_update_evals, plan_job_on};
 use yurt_core::state::{PrefixError, State};
 use yurt_types::feed;
 
-use yurt_proto::v1::client_fs_client::ClientFsClient;
 use yurt_proto::v1::nodes_client::NodesClient;
 use yurt_proto::v1::*;
-use yurt_types::acl::{
-    Level, Need, ALLOC_EXEC, ALLOC_LIFECYCLE, LIST_JOBS, READ_JOB, READ_LOGS, SUBMIT_JOB,
-};
+use yurt_types::acl::{Level, Need, LIST_JOBS, READ_JOB, SUBMIT_JOB};
 use yurt_types::diff::job_diff;
 use yurt_types::jobspec;
 use yurt_types::status::*;
@@ -59,7 +56,7 @@ fn in_namespace<T>(req: &Request<T>, job: Option<Job>) -> Option<Job> {
     })
 }
 
-fn lookup<'a, T: 'a>(
+pub(crate) fn lookup<'a, T: 'a>(
     map: &'a impl yurt_core::state::ById<T>,
     what: &str,
     id: &str,
@@ -88,7 +85,7 @@ pub(crate) fn checked_job(job: Option<Job>, region: &str) -> Result<Job, Status>
 /// An allocation as lists show it (as Nomad's allocation stubs): its job as the identity of the
 /// version it runs, so that a list's size does not grow with the job's (`Allocs/Get` has it
 /// whole).
-fn listed(a: &Allocation) -> Allocation {
+pub(crate) fn listed(a: &Allocation) -> Allocation {
     let mut a = a.clone();
     a.job = a.job.as_ref().map(feed::job_stub);
     a
@@ -154,7 +151,7 @@ impl Api {
     }
 
     /// Makes the read that follows consistent, unless the request allows a stale one.
-    async fn barrier<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    pub(crate) async fn barrier<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.reads.barrier(stale(req)).await
     }
 
@@ -812,187 +809,5 @@ impl nodes_server::Nodes for Api {
             }))
             .await?;
         Ok(Response::new(UpdateAllocsResponse { index: r.index }))
-    }
-}
-
-#[tonic::async_trait]
-impl allocs_server::Allocs for Api {
-    async fn get(&self, req: Request<GetAllocRequest>) -> Reply<Allocation> {
-        let scope = self.reads.scope(&req, READ_JOB)?;
-        self.barrier(&req).await?;
-        let id = req.into_inner().alloc_id;
-        self.reads
-            .state
-            .read(|s| {
-                let a = lookup(&s.allocs, "allocation", &id)?;
-                scope.check(&a.namespace, "allocation", &id)?;
-                Ok(a.clone())
-            })
-            .map(Response::new)
-    }
-
-    async fn list(&self, req: Request<ListAllocsRequest>) -> Reply<ListAllocsResponse> {
-        // A node's allocations are of every namespace unless the call names one.
-        let scope = match crate::scope::named(&req) {
-            None if !req.get_ref().node_id.is_empty() => {
-                self.reads
-                    .scope_in(&req, crate::scope::ALL.into(), READ_JOB)?
-            }
-            _ => self.reads.scope(&req, READ_JOB)?,
-        };
-        self.barrier(&req).await?;
-        let node = req.into_inner().node_id;
-        let allocs = self.reads.state.scan(|s| {
-            s.allocs
-                .values()
-                .filter(|a| node.is_empty() || a.node_id == node)
-                .filter(|a| scope.admits(&a.namespace))
-                .map(listed)
-                .collect()
-        });
-        Ok(Response::new(ListAllocsResponse { allocs }))
-    }
-
-    async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
-        let scope = self.reads.scope(&req, READ_LOGS)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "read logs",
-                Duration::from_secs(30),
-            )
-            .await?;
-        let inner = LogsRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .logs(on_behalf(&req, inner))
-            .await
-    }
-
-    async fn stats(&self, req: Request<AllocStatsRequest>) -> Reply<AllocResourceUsage> {
-        let scope = self.reads.scope(&req, READ_JOB)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "read usage",
-                Duration::from_secs(30),
-            )
-            .await?;
-        ClientFsClient::new(channel)
-            .stats(on_behalf(&req, AllocStatsRequest { alloc_id }))
-            .await
-    }
-
-    async fn stop(&self, req: Request<AllocStopRequest>) -> Reply<AllocStopResponse> {
-        crate::lifecycle::stop(self, req).await
-    }
-
-    async fn signal(&self, req: Request<AllocSignalRequest>) -> Reply<AllocActionResponse> {
-        let scope = self.reads.scope(&req, ALLOC_LIFECYCLE)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "signal tasks",
-                Duration::from_secs(30),
-            )
-            .await?;
-        let inner = AllocSignalRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .signal(on_behalf(&req, inner))
-            .await
-    }
-
-    async fn restart(&self, req: Request<AllocRestartRequest>) -> Reply<AllocActionResponse> {
-        let scope = self.reads.scope(&req, ALLOC_LIFECYCLE)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "restart tasks",
-                Duration::from_secs(30),
-            )
-            .await?;
-        let inner = AllocRestartRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .restart(on_behalf(&req, inner))
-            .await
-    }
-
-    async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {
-        let scope = self.reads.scope(&req, ALLOC_EXEC)?;
-        self.barrier(&req).await?;
-        // The client bounds the command; the call waits a little longer for its answer.
-        let limit = yurt_types::limits::exec_timeout(req.get_ref().timeout_ms);
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "run a command",
-                limit + Duration::from_secs(10),
-            )
-            .await?;
-        let inner = AllocExecRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        // The client checks the caller's token again: its port takes calls from anyone.
-        ClientFsClient::new(channel)
-            .exec(on_behalf(&req, inner))
-            .await
-    }
-}
-
-impl Api {
-    /// The allocation's full ID (from a prefix) and a connection to the client agent that
-    /// runs it, to `what` there.
-    async fn client_of(
-        &self,
-        scope: &Scope,
-        alloc: &str,
-        what: &str,
-        deadline: Duration,
-    ) -> Result<(String, Channel), Status> {
-        let (alloc_id, addr) = self.reads.state.read(|s| {
-            let a = lookup(&s.allocs, "allocation", alloc)?;
-            scope.check(&a.namespace, "allocation", alloc)?;
-            let node = s.nodes.get(&a.node_id).ok_or_else(|| {
-                Status::not_found(format!("node {:?} of allocation not found", a.node_id))
-            })?;
-            Ok::<_, Status>((a.id.clone(), node.rpc_addr.clone()))
-        })?;
-        // A server+client agent has one certificate, its server one.
-        let peer = if addr == self.cluster.me().addr {
-            yurt_tls::Peer::Server
-        } else {
-            yurt_tls::Peer::Client
-        };
-        let channel = self
-            .reads
-            .dialer
-            .endpoint(&addr, peer)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(deadline)
-            .connect()
-            .await
-            .map_err(|_| {
-                Status::unavailable(format!("cannot reach the client agent at {addr} to {what}"))
-            })?;
-        Ok((alloc_id, channel))
     }
 }

@@ -71,6 +71,7 @@ pub const READ_JOB: &str = "read-job";
 pub const SUBMIT_JOB: &str = "submit-job";
 pub const PARSE_JOB: &str = "parse-job";
 pub const READ_LOGS: &str = "read-logs";
+pub const READ_FS: &str = "read-fs";
 pub const ALLOC_LIFECYCLE: &str = "alloc-lifecycle";
 pub const ALLOC_EXEC: &str = "alloc-exec";
 pub const SCALE_JOB: &str = "scale-job";
@@ -85,7 +86,7 @@ const KNOWN_CAPABILITIES: &[&str] = &[
     READ_LOGS,
     ALLOC_LIFECYCLE,
     "dispatch-job",
-    "read-fs",
+    READ_FS,
     ALLOC_EXEC,
     "alloc-node-exec",
     SCALE_JOB,
@@ -131,7 +132,7 @@ fn expand(level: Level) -> &'static [&'static str] {
             SUBMIT_JOB,
             "dispatch-job",
             READ_LOGS,
-            "read-fs",
+            READ_FS,
             ALLOC_LIFECYCLE,
             ALLOC_EXEC,
             SCALE_JOB,

@@ -1,0 +1,161 @@
+//! An allocation's files over plain HTTP: `/v1/client/fs/{ls,stat,cat,readat}` show what the
+//! task wrote, `stream` and `logs` follow a file and the task's output as they grow; a path
+//! out of the allocation directory is a 400 and a task's secrets a 403.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::event_stream::Stream;
+use crate::harness::*;
+
+fn get(http: &str, path: &str) -> (u16, String) {
+    let (status, body) = http_get(http, path);
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body)
+}
+
+/// Reads frames until their data, decoded and joined, contains `want`.
+fn until_data(stream: &mut Stream, want: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(want) {
+        let frame = stream.next_line();
+        if let Some(d) = frame["Data"].as_str() {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(d).unwrap();
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    seen
+}
+
+#[test]
+fn an_allocation_s_files_and_output_are_read_and_followed_over_http() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let script = "echo 0123456789 > local/data; echo hush > secrets/token; \
+                  i=0; while true; do i=$((i+1)); echo line-$i; echo more-$i >> local/data; sleep 0.2; done";
+    let job = json!({"Job": {"ID": "files", "Type": "service",
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t",
+            "Driver": "raw_exec",
+            "Config": {"command": "/bin/sh", "args": ["-c", script]},
+            "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}});
+    let (status, _, body) = http_request(&http, "POST", "/v1/jobs", &job.to_string());
+    assert!(status.contains("200"), "{body}");
+    let id = agent.wait_running("files", 1)[0].clone();
+    let base = "/v1/client/fs";
+
+    // ls and stat.
+    let listing = wait_for("the task's directory", || {
+        let (code, body) = get(&http, &format!("{base}/ls/{id}?path=/t"));
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let names: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| f["Name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if code == 200 && names.contains(&"local".to_string()) {
+            Ok(v)
+        } else {
+            Err(format!("{code} {body}"))
+        }
+    });
+    let names: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["Name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"secrets"),
+        "secrets are not listed: {listing}"
+    );
+    let local = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["Name"] == "local")
+        .unwrap();
+    assert_eq!(local["IsDir"], true);
+    assert!(
+        local["FileMode"].as_str().unwrap().starts_with('d'),
+        "{local}"
+    );
+    assert!(
+        local["ModTime"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339: {local}"
+    );
+    let (code, body) = get(&http, &format!("{base}/stat/{id}?path=/t/local/data"));
+    assert_eq!(code, 200, "{body}");
+    let stat: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (stat["Name"].as_str(), stat["IsDir"].as_bool()),
+        (Some("data"), Some(false))
+    );
+    assert!(stat["Size"].as_i64().unwrap() >= 11, "{stat}");
+
+    // cat and readat give the bytes as they are.
+    let (code, body) = get(&http, &format!("{base}/cat/{id}?path=t/local/data"));
+    assert_eq!(code, 200);
+    assert!(body.starts_with("0123456789\n"), "{body:?}");
+    let (_, body) = get(
+        &http,
+        &format!("{base}/readat/{id}?path=t/local/data&offset=3&limit=4"),
+    );
+    assert_eq!(body, "3456");
+
+    // Out of the directory: refused, one sentence; a task's secrets: forbidden.
+    for bad in ["../../../etc/passwd", "t/../../x"] {
+        let (code, body) = get(&http, &format!("{base}/cat/{id}?path={bad}"));
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(
+            body.contains("is outside the allocation directory"),
+            "{body}"
+        );
+    }
+    let (code, body) = get(&http, &format!("{base}/cat/{id}?path=t/secrets/token"));
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = get(&http, &format!("{base}/cat/{id}?path=t/local/nope"));
+    assert_eq!(code, 404);
+    let (code, body) = get(&http, &format!("{base}/logs/{id}?type=both"));
+    assert_eq!(code, 400, "{body}");
+
+    // Logs, plain, to the end; then followed as frames while the task writes more.
+    let (code, body) = get(
+        &http,
+        &format!("{base}/logs/{id}?task=t&type=stdout&plain=true"),
+    );
+    assert_eq!(code, 200);
+    assert!(body.starts_with("line-1\n"), "{body:?}");
+    let mut logs = Stream::get(
+        &http,
+        &format!("{base}/logs/{id}?task=t&follow=true&origin=end&offset=0"),
+        "",
+    );
+    let seen = until_data(&mut logs, "\n");
+    let n: u64 = seen
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("line-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    until_data(&mut logs, &format!("line-{}", n + 2));
+    // A file followed from its start sees lines appended later.
+    let mut file = Stream::get(
+        &http,
+        &format!("{base}/stream/{id}?path=t/local/data&follow=true"),
+        "",
+    );
+    let start = until_data(&mut file, "0123456789");
+    let last: u64 = start
+        .lines()
+        .filter_map(|l| l.strip_prefix("more-"))
+        .filter_map(|n| n.parse().ok())
+        .max()
+        .unwrap_or(0);
+    until_data(&mut file, &format!("more-{}", last + 2));
+}
