@@ -19,6 +19,7 @@
 //! - [`features`]: which features a cluster of mixed server versions may use.
 //! - [`upgrade`]: `operator upgrade-check`: whether one server may go down for its upgrade now.
 //! - [`scaling`]: `job scale` and each group's scale status.
+//! - [`search`]: prefix and fuzzy search over the state.
 //! - [`sched`]: the reconciler and placement (service, batch and system jobs), producing the
 //!   allocations a plan writes; and the `job plan` dry run.
 
@@ -38,6 +39,7 @@ pub mod namespaces;
 pub mod reschedule;
 pub mod scaling;
 pub mod sched;
+pub mod search;
 pub mod state;
 pub mod table;
 #[cfg(test)]

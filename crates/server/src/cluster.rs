@@ -40,6 +40,8 @@ struct Known {
 pub struct Cluster {
     me: ServerMember,
     join: Vec<String>,
+    /// Addresses given later (`server join`), gossiped with as `-join` ones are.
+    joined_later: Arc<Mutex<Vec<String>>>,
     known: Arc<Mutex<BTreeMap<NodeId, Known>>>,
     /// Set when this server leaves gracefully; gossip then says so.
     leaving: Arc<std::sync::atomic::AtomicBool>,
@@ -86,6 +88,7 @@ impl Cluster {
             dialer,
             me,
             join,
+            joined_later: Arc::default(),
             known: Arc::new(Mutex::new(BTreeMap::new())),
             leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             name,
@@ -356,10 +359,37 @@ impl Cluster {
         })
     }
 
+    /// Gossips with `addrs` from now on, as with `-join` addresses.
+    pub fn join_later(&self, addrs: &[String]) {
+        let mut later = self.joined_later.lock().unwrap_or_else(|e| e.into_inner());
+        for a in addrs {
+            if !later.contains(a) {
+                later.push(a.clone());
+            }
+        }
+    }
+
+    /// Whether a live member answers at `addr`.
+    pub fn answers_at(&self, addr: &str) -> bool {
+        self.members(true)
+            .iter()
+            .any(|(m, alive)| *alive && !m.left && m.addr == addr)
+    }
+
     /// Everyone to gossip with: the `-join` addresses, every known member, and every server
     /// in the Raft configuration (so a restarted server finds its peers without `-join`).
     fn targets(&self, raft: &Raft) -> Vec<String> {
         let mut t: Vec<String> = self.join.clone();
+        for a in self
+            .joined_later
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if !t.contains(a) {
+                t.push(a.clone());
+            }
+        }
         let metrics = raft.metrics().borrow().clone();
         for (_, node) in metrics.membership_config.membership().nodes() {
             if !t.contains(&node.addr) {

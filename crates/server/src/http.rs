@@ -57,6 +57,7 @@ mod nodes;
 mod operator;
 mod relations;
 mod request;
+mod search;
 mod variables;
 
 use request::*;
@@ -440,6 +441,13 @@ impl Http {
                 Ok(serde_json::json!({ "Servers": servers, "Index": peers.index }))
             }
             (&M::PUT | &M::POST, ["v1", "system", "gc"]) => operator::gc(api, &rq).await,
+            (&M::PUT | &M::POST, ["v1", "system", "reconcile", "summaries"]) => {
+                operator::reconcile_summaries(api, &rq)
+            }
+            (&M::PUT | &M::POST, ["v1", "agent", "join"]) => operator::join(api, &rq, q).await,
+            (&M::PUT | &M::POST, ["v1", "agent", "force-leave"]) => {
+                operator::force_leave(api, &rq, q).await
+            }
             (&M::GET, ["v1", "operator", "scheduler", "configuration"]) => {
                 operator::scheduler_config(api, &rq).await
             }
@@ -454,6 +462,10 @@ impl Http {
                 variables::var(api, method, rest.join("/"), q, &body, &rq).await
             }
             (&M::GET, ["v1", "namespaces"]) => namespaces::list(api, &rq, q).await,
+            (&M::POST | &M::PUT, ["v1", "search"]) => search::search(api, &rq, false, &body).await,
+            (&M::POST | &M::PUT, ["v1", "search", "fuzzy"]) => {
+                search::search(api, &rq, true, &body).await
+            }
             (_, ["v1", "namespace", name]) => namespaces::one(api, method, name, &body, &rq).await,
             (_, ["v1", "operator", "keyring", what]) => {
                 variables::keyring(api, method, what, &rq).await

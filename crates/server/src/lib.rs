@@ -14,6 +14,7 @@
 //!   variables (in each server's keystore, never in Raft) and fetches those it lacks;
 //! - [`namespaces`]: the Namespaces service;
 //! - [`job_actions`]: `job eval`, job stability, `job scale`, node evaluate;
+//! - [`search`]: the Search service (prefix and fuzzy);
 //! - [`scope`]: the namespace a call names, and which objects of it its token may see;
 //! - [`guard`]: which certificate roles may make the calls only agents make;
 //! - [`heavy`]: long request work (parsing, planning) off the async workers, one at a time.
@@ -41,6 +42,7 @@ pub mod raft;
 pub mod read;
 pub mod rpc;
 pub mod scope;
+pub mod search;
 pub mod variables;
 pub mod write;
 
@@ -415,6 +417,7 @@ impl Server {
             .add_service(yurt_proto::v1::namespaces_server::NamespacesServer::new(
                 api.namespaces(),
             ))
+            .add_service(yurt_proto::v1::search_server::SearchServer::new(api.search()))
             .add_service(OperatorServer::new(api.operator()))
             .add_service(AllocsServer::new(api))
             .add_service(

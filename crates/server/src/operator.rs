@@ -170,6 +170,46 @@ impl Operator for OperatorService {
         Ok(Response::new(ForceLeaveResponse {}))
     }
 
+    async fn join(&self, req: Request<JoinRequest>) -> Reply<JoinResponse> {
+        self.reads.authorize(&req, Need::Agent(Level::Write))?;
+        let addrs: Vec<String> = req
+            .get_ref()
+            .addresses
+            .iter()
+            .map(|a| a.trim_start_matches("http://").to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addrs.is_empty() {
+            return Err(Status::invalid_argument("no address to join"));
+        }
+        self.cluster.join_later(&addrs);
+        // Gossip runs twice a second: a server that answers is known within a few rounds.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let answered: Vec<&String> = addrs
+                .iter()
+                .filter(|a| self.cluster.answers_at(a) || **a == self.cluster.me().addr)
+                .collect();
+            if answered.len() == addrs.len() || tokio::time::Instant::now() >= deadline {
+                let missing: Vec<&str> = addrs
+                    .iter()
+                    .filter(|a| !answered.contains(a))
+                    .map(String::as_str)
+                    .collect();
+                let error = if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("no server answered at {} within 5s", missing.join(", "))
+                };
+                return Ok(Response::new(JoinResponse {
+                    num_joined: answered.len() as u32,
+                    error,
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     async fn remove_peer(&self, req: Request<RemovePeerRequest>) -> Reply<RemovePeerResponse> {
         self.reads.authorize(&req, Need::Operator(Level::Write))?;
         let peer = req.get_ref().peer.clone();

@@ -122,6 +122,13 @@ impl Api {
         }
     }
 
+    /// The `Search` service over the same server.
+    pub fn search(&self) -> crate::search::SearchService {
+        crate::search::SearchService {
+            reads: self.reads.clone(),
+        }
+    }
+
     /// The `Namespaces` service over the same server.
     pub fn namespaces(&self) -> crate::namespaces::NamespacesService {
         crate::namespaces::NamespacesService {

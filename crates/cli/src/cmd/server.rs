@@ -23,6 +23,11 @@ pub enum ServerCmd {
     },
     /// Mark a failed server as left and remove it from the Raft configuration.
     ForceLeave { name: String },
+    /// Have the agent's server gossip with other servers (their gRPC addresses).
+    Join {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,6 +159,20 @@ pub async fn run_server(addr: &str, cmd: ServerCmd) -> CmdResult {
                 .await
                 .map_err(CliError::api("forcing member leave"))?;
             Ok(0)
+        }
+        ServerCmd::Join { addresses } => {
+            let r = op
+                .join(yurt_proto::v1::JoinRequest { addresses })
+                .await
+                .map_err(CliError::api("joining servers"))?
+                .into_inner();
+            println!("Joined {} servers successfully", r.num_joined);
+            if r.error.is_empty() {
+                Ok(0)
+            } else {
+                eprintln!("Error joining: {}", r.error);
+                Ok(1)
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Operator routes: `PUT /v1/system/gc` (collect every finished job, allocation, evaluation
-//! and down node now) and `/v1/operator/scheduler/configuration` (GET, and PUT/POST with
-//! Nomad's `SchedulerAlgorithm`, `MemoryOversubscriptionEnabled`; what is left out is kept).
+//! and down node now), `PUT /v1/system/reconcile/summaries`, `/v1/operator/scheduler/
+//! configuration` (GET, and PUT/POST with Nomad's `SchedulerAlgorithm`,
+//! `MemoryOversubscriptionEnabled`; what is left out is kept), and the agent's
+//! `PUT /v1/agent/join?address=` and `/v1/agent/force-leave?node=`.
 
 use super::*;
 
@@ -39,4 +41,34 @@ pub(super) async fn set_scheduler_config(api: &Api, rq: &Rq, body: &Value) -> An
     .await?
     .into_inner();
     Ok(serde_json::json!({ "Updated": true, "Index": r.index }))
+}
+
+/// `PUT /v1/agent/join?address=A&address=B`: `num_joined`, `error` (Nomad's lower-case names).
+pub(super) async fn join(api: &Api, rq: &Rq, q: &str) -> Answer {
+    let addresses: Vec<String> = q
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("address="))
+        .map(decoded)
+        .collect::<Result<_, _>>()?;
+    let r = Operator::join(&api.operator(), rq.of(JoinRequest { addresses }))
+        .await?
+        .into_inner();
+    Ok(serde_json::json!({ "num_joined": r.num_joined, "error": r.error }))
+}
+
+/// `PUT /v1/agent/force-leave?node=NAME`.
+pub(super) async fn force_leave(api: &Api, rq: &Rq, q: &str) -> Answer {
+    let name = query(q, "node").map(decoded).transpose()?.unwrap_or_default();
+    if name.is_empty() {
+        return Err(bad("node: the server to force out is required"));
+    }
+    Operator::force_leave(&api.operator(), rq.of(ForceLeaveRequest { name })).await?;
+    Ok(Value::Null)
+}
+
+/// `PUT /v1/system/reconcile/summaries`: Yurt derives job summaries from the allocations at
+/// each read, so there is nothing to rebuild; a management token, as in Nomad.
+pub(super) fn reconcile_summaries(api: &Api, rq: &Rq) -> Answer {
+    api.reads.authorize(&rq.of(()), Need::Management)?;
+    Ok(Value::Null)
 }
