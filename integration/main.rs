@@ -9,6 +9,8 @@
 //! - `deployments`: rolling updates, canaries, promotion, deadlines, auto-revert, `job revert`;
 //! - `docker`: the docker driver against a private dockerd (`dockerd`): ports, logs, OOM,
 //!   client restart, daemon loss, missing image, drain, leftovers, image GC;
+//! - `search_join`: search by prefix and name, reconcile, `server join`/`/v1/agent/join` and
+//!   force-leave over HTTP;
 //! - `seed_docker`: seed 004's rolling upgrade and auto-revert with real images;
 //! - `docs`: the docs' hcl examples parse, and their jobs plan;
 //! - `drivers`: exec isolation and enforced resources (OOM, pids, CPU weight), a child that
@@ -72,6 +74,7 @@ mod nomad_jobs;
 mod restart;
 mod rollouts;
 mod scheduling;
+mod search_join;
 mod seed_docker;
 mod status;
 mod tidy;

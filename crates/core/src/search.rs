@@ -158,7 +158,10 @@ pub fn fuzzy(
     let mut found = Found::default();
     for c in contexts(context, FUZZY_CONTEXTS)? {
         let mut matches: Vec<Fuzzy> = Vec::new();
-        let jobs = state.jobs.values().filter(|j| can.object(Some(&j.namespace)));
+        let jobs = state
+            .jobs
+            .values()
+            .filter(|j| can.object(Some(&j.namespace)));
         match c {
             "jobs" => {
                 for j in jobs.filter(|j| hit(&j.id)) {
@@ -191,7 +194,11 @@ pub fn fuzzy(
                 }
             }
             "nodes" => {
-                for n in state.nodes.values().filter(|n| can.object(None) && hit(&n.name)) {
+                for n in state
+                    .nodes
+                    .values()
+                    .filter(|n| can.object(None) && hit(&n.name))
+                {
                     matches.push(Fuzzy {
                         id: n.name.clone(),
                         scope: vec![n.id.clone()],

@@ -417,7 +417,9 @@ impl Server {
             .add_service(yurt_proto::v1::namespaces_server::NamespacesServer::new(
                 api.namespaces(),
             ))
-            .add_service(yurt_proto::v1::search_server::SearchServer::new(api.search()))
+            .add_service(yurt_proto::v1::search_server::SearchServer::new(
+                api.search(),
+            ))
             .add_service(OperatorServer::new(api.operator()))
             .add_service(AllocsServer::new(api))
             .add_service(

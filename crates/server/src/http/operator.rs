@@ -58,7 +58,10 @@ pub(super) async fn join(api: &Api, rq: &Rq, q: &str) -> Answer {
 
 /// `PUT /v1/agent/force-leave?node=NAME`.
 pub(super) async fn force_leave(api: &Api, rq: &Rq, q: &str) -> Answer {
-    let name = query(q, "node").map(decoded).transpose()?.unwrap_or_default();
+    let name = query(q, "node")
+        .map(decoded)
+        .transpose()?
+        .unwrap_or_default();
     if name.is_empty() {
         return Err(bad("node: the server to force out is required"));
     }
