@@ -279,7 +279,7 @@ mod tests {
         );
         let found = prefix(&s, "web", "jobs", &OnlyProd).unwrap();
         assert_eq!(found.matches["jobs"], ["web", "webhook"]);
-        assert_eq!(found.truncated["jobs"], false);
+        assert!(!found.truncated["jobs"]);
         let all = prefix(&s, "w", "all", &OnlyProd).unwrap();
         assert_eq!(all.matches["jobs"].len(), MAX_MATCHES);
         assert!(all.truncated["jobs"]);
