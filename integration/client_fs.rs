@@ -159,3 +159,67 @@ fn an_allocation_s_files_and_output_are_read_and_followed_over_http() {
         .unwrap_or(0);
     until_data(&mut file, &format!("more-{}", last + 2));
 }
+
+#[test]
+fn a_client_s_host_usage_and_its_garbage_collection_over_http() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    // Twice: the second reading's CPU shares are since the first.
+    for _ in 0..2 {
+        let (code, body) = get(&http, "/v1/client/stats");
+        assert_eq!(code, 200, "{body}");
+        let s: Value = serde_json::from_str(&body).unwrap();
+        assert!(s["Memory"]["Total"].as_u64().unwrap() > 0, "{s}");
+        assert!(s["Memory"]["Used"].as_u64().unwrap() <= s["Memory"]["Total"].as_u64().unwrap());
+        assert!(!s["CPU"].as_array().unwrap().is_empty(), "{s}");
+        let idle = s["CPU"][0]["Idle"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&idle), "{s}");
+        assert!(s["DiskStats"][0]["Size"].as_u64().unwrap() > 0, "{s}");
+        assert!(s["Uptime"].as_u64().unwrap() > 0, "{s}");
+    }
+    let (code, _) = get(&http, "/v1/client/stats?node_id=nope");
+    assert_eq!(code, 404);
+
+    // A finished allocation is forgotten on request; a running one is not.
+    let batch = json!({"Job": {"ID": "once", "Type": "batch",
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t",
+            "Driver": "raw_exec", "Config": {"command": "/bin/true"},
+            "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}});
+    let service = json!({"Job": {"ID": "keeps", "Type": "service",
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t",
+            "Driver": "raw_exec",
+            "Config": {"command": "/bin/sh", "args": ["-c", "while true; do sleep 1; done"]},
+            "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}});
+    for j in [&batch, &service] {
+        let (status, _, body) = http_request(&http, "POST", "/v1/jobs", &j.to_string());
+        assert!(status.contains("200"), "{body}");
+    }
+    let running = agent.wait_running("keeps", 1)[0].clone();
+    let done = wait_for("the batch allocation to complete and be reported", || {
+        let (_, body) = get(&http, "/v1/job/once/allocations");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        match v.as_array().and_then(|a| a.first()) {
+            Some(a) if a["ClientStatus"] == "complete" => Ok(a["ID"].as_str().unwrap().to_string()),
+            _ => Err(body),
+        }
+    });
+    let (code, body) = get(&http, &format!("/v1/client/allocation/{running}/gc"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("is not terminal: stop it first"), "{body}");
+    wait_for("the finished allocation to be collected", || {
+        let (code, body) = get(&http, &format!("/v1/client/allocation/{done}/gc"));
+        if code == 200 {
+            Ok(())
+        } else {
+            Err(format!("{code} {body}"))
+        }
+    });
+    let (code, body) = get(&http, &format!("/v1/client/fs/ls/{done}?path=/"));
+    assert_eq!(code, 404, "its files are gone: {body}");
+    assert!(body.contains("is not on this client"), "{body}");
+    let (code, _) = get(&http, "/v1/client/gc");
+    assert_eq!(code, 200);
+    let (code, _) = get(&http, &format!("/v1/client/fs/ls/{running}?path=/"));
+    assert_eq!(code, 200, "a running allocation stays");
+}

@@ -6,14 +6,15 @@
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_server::ClientFs;
 use yurt_proto::v1::{
-    AllocActionResponse, AllocRestartRequest, AllocSignalRequest, FsFileInfo, FsListResponse,
-    FsReadRequest, FsReadResponse, FsRequest,
+    AllocActionResponse, AllocRestartRequest, AllocSignalRequest, ClientGcRequest,
+    ClientGcResponse, FsFileInfo, FsListResponse, FsReadRequest, FsReadResponse, FsRequest,
+    HostStats, HostStatsRequest,
 };
 use yurt_proto::v1::{
     AllocExecRequest, AllocExecResponse, AllocResourceUsage, AllocStatsRequest, LogsRequest,
     LogsResponse,
 };
-use yurt_types::acl::{ALLOC_EXEC, ALLOC_LIFECYCLE, READ_FS, READ_JOB, READ_LOGS};
+use yurt_types::acl::{ALLOC_EXEC, ALLOC_LIFECYCLE, READ_FS, READ_JOB, READ_LOGS, SUBMIT_JOB};
 use yurt_types::status::TASK_DEAD;
 use yurt_types::status::TASK_RUNNING;
 
@@ -70,6 +71,32 @@ impl FsService {
 
 #[tonic::async_trait]
 impl ClientFs for FsService {
+    async fn host_stats(
+        &self,
+        req: Request<HostStatsRequest>,
+    ) -> Result<Response<HostStats>, Status> {
+        self.client.check_node_token(&req, false).await?;
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || client.host_stats())
+            .await
+            .map_err(|e| Status::internal(format!("cannot read the host's usage: {e}")))
+            .map(Response::new)
+    }
+
+    async fn gc(
+        &self,
+        req: Request<ClientGcRequest>,
+    ) -> Result<Response<ClientGcResponse>, Status> {
+        let id = req.get_ref().alloc_id.clone();
+        if id.is_empty() {
+            self.client.check_node_token(&req, true).await?;
+        } else {
+            self.client.check_token(&req, &id, SUBMIT_JOB).await?;
+        }
+        let allocs = self.client.gc_now(&id)?;
+        Ok(Response::new(ClientGcResponse { allocs }))
+    }
+
     async fn fs_list(&self, req: Request<FsRequest>) -> Result<Response<FsListResponse>, Status> {
         let id = req.get_ref().alloc_id.clone();
         self.client.check_token(&req, &id, READ_FS).await?;

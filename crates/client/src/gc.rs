@@ -11,6 +11,14 @@ use yurt_types::status::{alloc_client_terminal, TASK_DEAD};
 
 use crate::runner::LocalAlloc;
 
+/// Whether an allocation may be forgotten: terminal, every task dead, and its status already
+/// with the servers.
+pub fn collectable(a: &LocalAlloc) -> bool {
+    alloc_client_terminal(&a.client_status)
+        && !a.dirty
+        && a.tasks.values().all(|t| t.state.state == TASK_DEAD)
+}
+
 /// The allocations to forget, oldest first: as many terminal, reported ones as it takes to
 /// bring `allocs` down to `max_allocs`.
 pub fn victims(allocs: &BTreeMap<String, LocalAlloc>, max_allocs: usize) -> Vec<String> {
@@ -20,11 +28,7 @@ pub fn victims(allocs: &BTreeMap<String, LocalAlloc>, max_allocs: usize) -> Vec<
     }
     let mut done: Vec<(i64, &String)> = allocs
         .iter()
-        .filter(|(_, a)| {
-            alloc_client_terminal(&a.client_status)
-                && !a.dirty
-                && a.tasks.values().all(|t| t.state.state == TASK_DEAD)
-        })
+        .filter(|(_, a)| collectable(a))
         .map(|(id, a)| {
             let finished = a
                 .tasks

@@ -17,6 +17,7 @@ pub mod executor;
 pub mod fingerprint;
 mod gc;
 pub mod health;
+pub mod host_stats;
 pub mod isolate;
 pub mod launcher;
 pub mod logfiles;
@@ -136,6 +137,8 @@ struct Inner {
     drivers: driver::Drivers,
     /// The last CPU reading of each task, for `alloc status -stats`'s percent.
     samples: stats::Samples,
+    /// The host's last CPU reading, for `/v1/client/stats`.
+    host: host_stats::Sampler,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
     ttl_ms: AtomicU64,
@@ -257,6 +260,7 @@ impl Client {
                 tick_serial: tokio::sync::Mutex::new(()),
                 drivers,
                 samples: stats::Samples::default(),
+                host: host_stats::Sampler::default(),
                 servers,
                 last_heartbeat: Mutex::new(None),
                 ttl_ms: AtomicU64::new(0),
@@ -350,7 +354,6 @@ impl Client {
         alloc_id: &str,
         capability: &str,
     ) -> Result<(), tonic::Status> {
-        let key = yurt_types::acl::TOKEN_KEY;
         // The capability is judged in the allocation's namespace.
         let namespace = {
             let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
@@ -359,10 +362,36 @@ impl Client {
                 .map(|a| a.alloc.namespace.clone())
                 .unwrap_or_default()
         };
-        let mut req = tonic::Request::new(yurt_proto::v1::CheckTokenRequest {
+        let req = yurt_proto::v1::CheckTokenRequest {
             capability: capability.into(),
             namespace,
-        });
+            node: String::new(),
+        };
+        self.ask_servers_of(from, req).await
+    }
+
+    /// As [`Client::check_token`], for the calls about the node itself: `node:read` (or
+    /// `node:write`).
+    pub(crate) async fn check_node_token<T>(
+        &self,
+        from: &tonic::Request<T>,
+        write: bool,
+    ) -> Result<(), tonic::Status> {
+        let req = yurt_proto::v1::CheckTokenRequest {
+            node: if write { "write" } else { "read" }.into(),
+            ..Default::default()
+        };
+        self.ask_servers_of(from, req).await
+    }
+
+    /// Has the servers judge the caller's token for `check`.
+    async fn ask_servers_of<T>(
+        &self,
+        from: &tonic::Request<T>,
+        check: yurt_proto::v1::CheckTokenRequest,
+    ) -> Result<(), tonic::Status> {
+        let key = yurt_types::acl::TOKEN_KEY;
+        let mut req = tonic::Request::new(check);
         if let Some(t) = from.metadata().get(key) {
             req.metadata_mut().insert(key, t.clone());
         }
@@ -377,6 +406,11 @@ impl Client {
                 s.message()
             ))),
         }
+    }
+
+    /// The host's usage now (`/v1/client/stats`).
+    pub(crate) fn host_stats(&self) -> yurt_proto::v1::HostStats {
+        self.inner.host.read(&self.inner.dir, runner::now_ms())
     }
 
     /// Stops the agent's loops. Tasks keep running: they belong to their executors.

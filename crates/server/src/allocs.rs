@@ -9,7 +9,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use yurt_proto::v1::client_fs_client::ClientFsClient;
 use yurt_proto::v1::*;
-use yurt_types::acl::{ALLOC_EXEC, ALLOC_LIFECYCLE, READ_FS, READ_JOB, READ_LOGS};
+use yurt_types::acl::{ALLOC_EXEC, ALLOC_LIFECYCLE, READ_FS, READ_JOB, READ_LOGS, SUBMIT_JOB};
 
 use crate::read::on_behalf;
 use crate::rpc::{listed, lookup, Api};
@@ -125,6 +125,22 @@ impl allocs_server::Allocs for Api {
         };
         ClientFsClient::new(channel)
             .fs_read_at(on_behalf(&req, inner))
+            .await
+    }
+
+    async fn gc(&self, req: Request<ClientGcRequest>) -> Reply<ClientGcResponse> {
+        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
+        self.barrier(&req).await?;
+        let (alloc_id, channel) = self
+            .client_of(
+                &scope,
+                &req.get_ref().alloc_id,
+                "collect",
+                Duration::from_secs(30),
+            )
+            .await?;
+        ClientFsClient::new(channel)
+            .gc(on_behalf(&req, ClientGcRequest { alloc_id }))
             .await
     }
 

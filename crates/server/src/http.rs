@@ -326,6 +326,17 @@ impl Http {
                 &M::POST | &M::PUT,
                 ["v1", "client", "allocation", id, what @ ("signal" | "restart")],
             ) => actions::alloc(api, &rq, id, what, &body).await,
+            (&M::GET | &M::PUT | &M::POST, ["v1", "client", "allocation", id, "gc"]) => {
+                let req = ClientGcRequest {
+                    alloc_id: id.to_string(),
+                };
+                Allocs::gc(api, rq.of(req)).await?;
+                Ok(Value::Null)
+            }
+            (&M::GET, ["v1", "client", "stats"]) => nodes::host_stats(api, &rq, q).await,
+            (&M::GET | &M::PUT | &M::POST, ["v1", "client", "gc"]) => {
+                nodes::client_gc(api, &rq, q).await
+            }
             (&M::POST | &M::PUT, ["v1", "job", id, "scale"]) => {
                 actions::scale(api, &rq, id, &body).await
             }

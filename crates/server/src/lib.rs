@@ -15,6 +15,7 @@
 //! - [`namespaces`]: the Namespaces service;
 //! - [`job_actions`]: `job eval`, job stability, `job scale`, node evaluate;
 //! - [`search`]: the Search service (prefix and fuzzy);
+//! - [`node_client`]: a node's host usage and garbage collection, asked of its client;
 //! - [`scope`]: the namespace a call names, and which objects of it its token may see;
 //! - [`guard`]: which certificate roles may make the calls only agents make;
 //! - [`heavy`]: long request work (parsing, planning) off the async workers, one at a time.
@@ -37,6 +38,7 @@ pub mod leadership;
 pub mod lifecycle;
 pub mod metrics;
 pub mod namespaces;
+pub mod node_client;
 pub mod operator;
 pub mod raft;
 pub mod read;

@@ -563,6 +563,24 @@ impl evals_server::Evals for Api {
 #[tonic::async_trait]
 impl nodes_server::Nodes for Api {
     async fn check_token(&self, req: Request<CheckTokenRequest>) -> Reply<CheckTokenResponse> {
+        match req.get_ref().node.as_str() {
+            "" => {}
+            "read" | "write" => {
+                let level = if req.get_ref().node == "write" {
+                    Level::Write
+                } else {
+                    Level::Read
+                };
+                self.reads.authorize(&req, Need::Node(level))?;
+                return Ok(Response::new(CheckTokenResponse {}));
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "node must be \"read\" or \"write\", not {}",
+                    yurt_types::limits::shown(other)
+                )))
+            }
+        }
         let capability =
             yurt_types::acl::capability(&req.get_ref().capability).ok_or_else(|| {
                 Status::invalid_argument(format!(
@@ -648,6 +666,14 @@ impl nodes_server::Nodes for Api {
 
     async fn evaluate(&self, req: Request<NodeEvaluateRequest>) -> Reply<NodeUpdateResponse> {
         crate::job_actions::node_evaluate(self, req).await
+    }
+
+    async fn host_stats(&self, req: Request<NodeEvaluateRequest>) -> Reply<HostStats> {
+        crate::node_client::host_stats(self, req).await
+    }
+
+    async fn client_gc(&self, req: Request<NodeEvaluateRequest>) -> Reply<ClientGcResponse> {
+        crate::node_client::client_gc(self, req).await
     }
 
     async fn update_drain(&self, req: Request<NodeDrainRequest>) -> Reply<NodeUpdateResponse> {

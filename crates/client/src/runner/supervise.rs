@@ -72,17 +72,49 @@ impl Client {
     /// Forgets the terminal allocations [`crate::gc::victims`] names: their saved state, their
     /// health checks and their alloc dirs.
     pub(crate) fn collect_garbage(&self) {
-        let gone: Vec<String> = {
+        let gone = {
+            let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            crate::gc::victims(&allocs, self.inner.config.gc_max_allocs)
+        };
+        self.forget(gone);
+    }
+
+    /// Forgets a terminal allocation now (`/v1/client/allocation/:id/gc`), or all of them
+    /// (`/v1/client/gc`); the allocations forgotten.
+    pub(crate) fn gc_now(&self, alloc_id: &str) -> Result<Vec<String>, tonic::Status> {
+        let gone = {
+            let allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
+            if alloc_id.is_empty() {
+                crate::gc::victims(&allocs, 0)
+            } else {
+                let a = allocs.get(alloc_id).ok_or_else(|| {
+                    tonic::Status::not_found(format!(
+                        "allocation {alloc_id:?} is not on this client"
+                    ))
+                })?;
+                if !crate::gc::collectable(a) {
+                    return Err(tonic::Status::failed_precondition(format!(
+                        "allocation {alloc_id} is not terminal: stop it first"
+                    )));
+                }
+                vec![alloc_id.to_string()]
+            }
+        };
+        self.forget(gone.clone());
+        Ok(gone)
+    }
+
+    /// Forgets allocations: their saved state, their health checks and their alloc dirs.
+    fn forget(&self, gone: Vec<String>) {
+        {
             let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
-            let gone = crate::gc::victims(&allocs, self.inner.config.gc_max_allocs);
             for id in &gone {
                 allocs.remove(id);
                 if let Err(e) = self.inner.db.remove(id.as_bytes()) {
                     tracing::error!(alloc = %id, error = %e, "cannot save client state");
                 }
             }
-            gone
-        };
+        }
         if gone.is_empty() {
             return;
         }

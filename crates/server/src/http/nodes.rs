@@ -1,6 +1,8 @@
 //! Nodes in Nomad's shapes: `GET /v1/nodes` as list stubs (`Address`, `NodePool`, `Drivers`,
 //! `NodeResources` with `?resources=true`, the `os.*` attributes with `?os=true`, `prefix`)
-//! and `GET /v1/node/:id` whole, with the same `Address`, `NodePool` and `NodeResources`.
+//! and `GET /v1/node/:id` whole, with the same `Address`, `NodePool` and `NodeResources`; a
+//! client's host usage (`GET /v1/client/stats`) and garbage collection (`/v1/client/gc`),
+//! `node_id=` naming the client (none: this agent's own).
 
 use super::*;
 
@@ -100,6 +102,54 @@ pub(super) async fn one(api: &Api, rq: &Rq, id: &str) -> Answer {
         m.insert("NodeResources".into(), node_resources(&node));
     }
     Ok(v)
+}
+
+/// `GET /v1/client/stats`, as Nomad's `HostStats`.
+pub(super) async fn host_stats(api: &Api, rq: &Rq, q: &str) -> Answer {
+    let node_id = query(q, "node_id")
+        .map(decoded)
+        .transpose()?
+        .unwrap_or_default();
+    let s = Nodes::host_stats(api, rq.of(NodeEvaluateRequest { node_id }))
+        .await?
+        .into_inner();
+    let m = s.memory.unwrap_or_default();
+    let cpus: Vec<Value> = s
+        .cpus
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "CPU": c.cpu, "User": c.user, "System": c.system, "Idle": c.idle, "Total": c.total,
+            })
+        })
+        .collect();
+    let disks: Vec<Value> = s
+        .disks
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "Mountpoint": d.mountpoint, "Size": d.size, "Used": d.used,
+                "Available": d.available, "UsedPercent": d.used_percent,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "Memory": { "Total": m.total, "Available": m.available, "Used": m.used, "Free": m.free },
+        "CPU": cpus,
+        "DiskStats": disks,
+        "Uptime": s.uptime_s,
+        "Timestamp": s.timestamp_unix_ms.saturating_mul(1_000_000),
+    }))
+}
+
+/// `/v1/client/gc`: the client forgets its terminal allocations now.
+pub(super) async fn client_gc(api: &Api, rq: &Rq, q: &str) -> Answer {
+    let node_id = query(q, "node_id")
+        .map(decoded)
+        .transpose()?
+        .unwrap_or_default();
+    Nodes::client_gc(api, rq.of(NodeEvaluateRequest { node_id })).await?;
+    Ok(Value::Null)
 }
 
 #[cfg(test)]
