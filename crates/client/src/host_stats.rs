@@ -101,6 +101,8 @@ impl Sampler {
             .ok()
             .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
             .map_or(0, |s| s as u64);
+        // statvfs's counts are `fsblkcnt_t`, whose width differs between platforms.
+        #[allow(clippy::unnecessary_cast)]
         let disk = nix::sys::statvfs::statvfs(data_dir).ok().map(|v| {
             let block = v.fragment_size() as u64;
             let size = v.blocks() as u64 * block;
