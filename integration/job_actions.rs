@@ -298,3 +298,76 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
         }
     });
 }
+
+#[test]
+fn groups_scaling_blocks_are_served_as_nomad_scaling_policies() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    let file = dir.path.join("auto.hcl");
+    std::fs::write(
+        &file,
+        r#"job "auto" {
+  datacenters = ["dc1"]
+  group "app" {
+    count = 2
+    scaling {
+      min     = 1
+      max     = 5
+      enabled = true
+      policy {
+        cooldown = "1m"
+      }
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while true; do sleep 1; done"]
+      }
+      resources {
+        cpu    = 10
+        memory = 16
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", "-detach", file.to_str().unwrap()]);
+    let (code, list) = call(&http, "GET", "/v1/scaling/policies", "");
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let p = &list[0];
+    assert_eq!(
+        p["Target"],
+        json!({"Namespace": "default", "Job": "auto", "Group": "app"})
+    );
+    assert_eq!(
+        (&p["Type"], &p["Enabled"]),
+        (&json!("horizontal"), &json!(true)),
+        "{p}"
+    );
+    let id = p["ID"].as_str().unwrap().to_string();
+    let (_, whole) = call(&http, "GET", &format!("/v1/scaling/policy/{id}"), "");
+    assert_eq!(
+        (&whole["Min"], &whole["Max"]),
+        (&json!(1), &json!(5)),
+        "{whole}"
+    );
+    assert_eq!(whole["Policy"]["cooldown"], "1m", "{whole}");
+    let (_, none) = call(&http, "GET", "/v1/scaling/policies?job=other", "");
+    assert_eq!(none, json!([]));
+    let (code, _) = call(&http, "GET", "/v1/scaling/policy/nope", "");
+    assert_eq!(code, 404);
+    // The autoscaler's way: read the policy, then scale the job it names.
+    let (code, r) = call(
+        &http,
+        "POST",
+        "/v1/job/auto/scale",
+        &json!({"Count": 3, "Target": {"Group": "app"}}).to_string(),
+    );
+    assert_eq!(code, 200, "{r}");
+    agent.wait_running("auto", 3);
+}

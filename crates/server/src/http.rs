@@ -334,6 +334,10 @@ impl Http {
                 Ok(Value::Null)
             }
             (&M::GET, ["v1", "client", "stats"]) => nodes::host_stats(api, &rq, q).await,
+            (&M::GET, ["v1", "scaling", "policies"]) => actions::scaling(api, &rq, None, q).await,
+            (&M::GET, ["v1", "scaling", "policy", id]) => {
+                actions::scaling(api, &rq, Some(id), q).await
+            }
             (&M::GET | &M::PUT | &M::POST, ["v1", "client", "gc"]) => {
                 nodes::client_gc(api, &rq, q).await
             }

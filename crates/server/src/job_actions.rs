@@ -8,7 +8,10 @@ use tonic::{Request, Response, Status};
 use yurt_core::evals::{new_eval, node_evaluate_command};
 use yurt_core::internal::{command, EvalsCreate, JobRegister, JobStability};
 use yurt_proto::v1::*;
-use yurt_types::acl::{Level, Need, READ_JOB_SCALING, SCALE_JOB, SUBMIT_JOB};
+use yurt_types::acl::{
+    Level, Need, LIST_SCALING_POLICIES, READ_JOB_SCALING, READ_SCALING_POLICY, SCALE_JOB,
+    SUBMIT_JOB,
+};
 use yurt_types::status::{TRIGGER_JOB_REGISTER, TRIGGER_JOB_SCALING};
 
 use crate::rpc::{checked_job, find_job, Api};
@@ -129,6 +132,49 @@ pub async fn scale_status(api: &Api, req: Request<GetJobRequest>) -> Reply<JobSc
                 .collect(),
         }))
     })
+}
+
+/// The groups' `scaling` blocks as policies, in the call's namespace scope.
+pub async fn scaling_policies(
+    api: &Api,
+    req: Request<ListScalingPoliciesRequest>,
+) -> Reply<ListScalingPoliciesResponse> {
+    let scope = api.reads.scope(&req, LIST_SCALING_POLICIES)?;
+    api.reads.barrier(crate::read::stale(&req)).await?;
+    let job = req.get_ref().job.clone();
+    let (policies, index) = api.reads.state.read(|s| {
+        let all = yurt_core::scaling::policies(s, Some(job.as_str()).filter(|j| !j.is_empty()));
+        let seen = all
+            .into_iter()
+            .filter(|p| scope.admits(p.target.get("Namespace").map_or("", String::as_str)))
+            .collect();
+        (seen, s.index)
+    });
+    Ok(Response::new(ListScalingPoliciesResponse {
+        policies,
+        index,
+    }))
+}
+
+/// One policy by ID.
+pub async fn scaling_policy(
+    api: &Api,
+    req: Request<GetScalingPolicyRequest>,
+) -> Reply<ScalingPolicy> {
+    let id = req.get_ref().id.clone();
+    api.reads.barrier(crate::read::stale(&req)).await?;
+    let policy = api
+        .reads
+        .state
+        .read(|s| {
+            yurt_core::scaling::policies(s, None)
+                .into_iter()
+                .find(|p| p.id == id)
+        })
+        .ok_or_else(|| Status::not_found(format!("scaling policy {id:?} not found")))?;
+    let ns = policy.target.get("Namespace").cloned().unwrap_or_default();
+    api.reads.scope_at(&req, &ns, READ_SCALING_POLICY)?;
+    Ok(Response::new(policy))
 }
 
 /// A new evaluation of every job the node concerns.

@@ -177,7 +177,7 @@ impl jobs_server::Jobs for Api {
             in_namespace(&req, req.get_ref().job.clone()),
             &self.cluster.me().region,
         )?;
-        self.reads.write_scope(&req, &job.namespace, SUBMIT_JOB)?;
+        self.reads.scope_at(&req, &job.namespace, SUBMIT_JOB)?;
         let req = req.into_inner();
         let warnings = yurt_types::nomad_job::warnings(&job).join("\n");
         let eval = new_eval(&job, new_id(), TRIGGER_JOB_REGISTER);
@@ -203,7 +203,7 @@ impl jobs_server::Jobs for Api {
             in_namespace(&req, req.get_ref().job.clone()),
             &self.cluster.me().region,
         )?;
-        self.reads.write_scope(&req, &job.namespace, SUBMIT_JOB)?;
+        self.reads.scope_at(&req, &job.namespace, SUBMIT_JOB)?;
         self.barrier(&req).await?;
         let warnings = yurt_types::nomad_job::warnings(&job).join("\n");
         let gates = self.cluster.gates();
@@ -353,6 +353,17 @@ impl jobs_server::Jobs for Api {
 
     async fn scale_status(&self, req: Request<GetJobRequest>) -> Reply<JobScaleStatus> {
         crate::job_actions::scale_status(self, req).await
+    }
+
+    async fn scaling_policies(
+        &self,
+        req: Request<ListScalingPoliciesRequest>,
+    ) -> Reply<ListScalingPoliciesResponse> {
+        crate::job_actions::scaling_policies(self, req).await
+    }
+
+    async fn scaling_policy(&self, req: Request<GetScalingPolicyRequest>) -> Reply<ScalingPolicy> {
+        crate::job_actions::scaling_policy(self, req).await
     }
 
     async fn revert(&self, req: Request<RevertJobRequest>) -> Reply<RegisterJobResponse> {

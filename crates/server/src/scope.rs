@@ -103,8 +103,9 @@ impl Reads {
         Ok(scope)
     }
 
-    /// The scope of a write in namespace `ns` (a job's own, say), which must be one namespace.
-    pub fn write_scope<T>(
+    /// The scope of a call about one object's namespace `ns` (a job being registered, a
+    /// scaling policy's target), which must be one namespace.
+    pub fn scope_at<T>(
         &self,
         req: &tonic::Request<T>,
         ns: &str,

@@ -76,6 +76,8 @@ pub const ALLOC_LIFECYCLE: &str = "alloc-lifecycle";
 pub const ALLOC_EXEC: &str = "alloc-exec";
 pub const SCALE_JOB: &str = "scale-job";
 pub const READ_JOB_SCALING: &str = "read-job-scaling";
+pub const LIST_SCALING_POLICIES: &str = "list-scaling-policies";
+pub const READ_SCALING_POLICY: &str = "read-scaling-policy";
 pub const DENY: &str = "deny";
 
 const KNOWN_CAPABILITIES: &[&str] = &[
@@ -91,8 +93,8 @@ const KNOWN_CAPABILITIES: &[&str] = &[
     "alloc-node-exec",
     SCALE_JOB,
     READ_JOB_SCALING,
-    "list-scaling-policies",
-    "read-scaling-policy",
+    LIST_SCALING_POLICIES,
+    READ_SCALING_POLICY,
     DENY,
 ];
 
@@ -122,8 +124,8 @@ fn expand(level: Level) -> &'static [&'static str] {
             READ_JOB,
             PARSE_JOB,
             READ_JOB_SCALING,
-            "list-scaling-policies",
-            "read-scaling-policy",
+            LIST_SCALING_POLICIES,
+            READ_SCALING_POLICY,
         ],
         Level::Write => &[
             LIST_JOBS,
@@ -137,8 +139,8 @@ fn expand(level: Level) -> &'static [&'static str] {
             ALLOC_EXEC,
             SCALE_JOB,
             READ_JOB_SCALING,
-            "list-scaling-policies",
-            "read-scaling-policy",
+            LIST_SCALING_POLICIES,
+            READ_SCALING_POLICY,
         ],
     }
 }

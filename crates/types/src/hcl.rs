@@ -59,13 +59,27 @@ impl Body {
     /// The body as Nomad's JSON writes a block (`size = 300` → `"Size": 300`; nested blocks
     /// as objects, several of one name as a list).
     pub(crate) fn to_json(&self) -> serde_json::Value {
+        self.json_with(true)
+    }
+
+    /// `to_json`, naming keys as Nomad's JSON does (`max` → `Max`) when `nomad_names`; a free-form
+    /// block's (a scaling `policy`, `meta`, `options`) keep the user's names.
+    fn json_with(&self, nomad_names: bool) -> serde_json::Value {
+        let name = |k: &str| {
+            if nomad_names {
+                crate::nomad_json::pascal(k)
+            } else {
+                k.to_string()
+            }
+        };
         let mut out = serde_json::Map::new();
         for a in &self.attrs {
-            out.insert(crate::nomad_json::pascal(&a.key), a.val.to_json());
+            out.insert(name(&a.key), a.val.to_json());
         }
         for b in &self.blocks {
-            let key = crate::nomad_json::pascal(&b.ident);
-            let v = b.body.to_json();
+            let key = name(&b.ident);
+            let free_form = matches!(b.ident.as_str(), "policy" | "meta" | "options");
+            let v = b.body.json_with(nomad_names && !free_form);
             match out.get_mut(&key) {
                 Some(serde_json::Value::Array(list)) => list.push(v),
                 Some(first) => *first = serde_json::Value::Array(vec![first.take(), v]),

@@ -3,7 +3,8 @@
 //! `EvalCreateIndex`, `NodeModifyIndex`, `Index`), `POST /v1/job/:id/evaluate`
 //! (`EvalOptions.ForceReschedule`), `POST /v1/job/:id/stable` (`JobVersion`, `Stable`), and
 //! `/v1/job/:id/scale` (GET: each group's status; POST: `Count`, `Target.Group`, `Message`,
-//! `EnforceIndex`, `JobModifyIndex`); `POST /v1/client/allocation/:id/{signal,restart}`.
+//! `EnforceIndex`, `JobModifyIndex`); `POST /v1/client/allocation/:id/{signal,restart}`;
+//! `GET /v1/scaling/policies` and `/v1/scaling/policy/:id` (the groups' `scaling` blocks).
 
 use super::*;
 
@@ -184,4 +185,48 @@ pub(super) async fn alloc(api: &Api, rq: &Rq, id: &str, what: &str, body: &Value
         Allocs::restart(api, rq.of(AllocRestartRequest { alloc_id, task })).await?
     };
     Ok(serde_json::json!({ "Tasks": r.into_inner().tasks }))
+}
+
+/// A scaling policy in Nomad's shape (`Min`, `Max`, `Policy` only for one read whole).
+fn policy_json(p: &ScalingPolicy, whole: bool) -> Value {
+    let mut v = serde_json::json!({
+        "ID": p.id,
+        "Type": p.r#type,
+        "Target": p.target,
+        "Enabled": p.enabled,
+        "CreateIndex": p.create_index,
+        "ModifyIndex": p.modify_index,
+    });
+    if whole {
+        v["Min"] = Value::from(p.min);
+        v["Max"] = Value::from(p.max);
+        v["Policy"] = p
+            .policy
+            .as_ref()
+            .map_or(Value::Null, yurt_types::diff::value_to_json);
+    }
+    v
+}
+
+/// `GET /v1/scaling/policies` (`job=`) and `/v1/scaling/policy/:id`.
+pub(super) async fn scaling(api: &Api, rq: &Rq, id: Option<&str>, q: &str) -> Answer {
+    if let Some(id) = id {
+        let p = Jobs::scaling_policy(api, rq.of(GetScalingPolicyRequest { id: id.into() }))
+            .await?
+            .into_inner();
+        return Ok(policy_json(&p, true));
+    }
+    let job = query(q, "job")
+        .map(decoded)
+        .transpose()?
+        .unwrap_or_default();
+    let r = Jobs::scaling_policies(api, rq.of(ListScalingPoliciesRequest { job }))
+        .await?
+        .into_inner();
+    Ok(Value::from(
+        r.policies
+            .iter()
+            .map(|p| policy_json(p, false))
+            .collect::<Vec<_>>(),
+    ))
 }

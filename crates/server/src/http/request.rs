@@ -172,6 +172,8 @@ const PATHS: &[&str] = &[
     "v1/client/allocation/*/restart",
     "v1/client/allocation/*/gc",
     "v1/client/stats",
+    "v1/scaling/policies",
+    "v1/scaling/policy/*",
     "v1/client/gc",
     "v1/evaluations",
     "v1/evaluation/*",
