@@ -1,6 +1,7 @@
 //! The event stream over plain HTTP: `GET /v1/event/stream` delivers a drain's `NodeDrain`
 //! event, resumes after `index` from the events the servers keep, filters by
-//! `topic=Job:web`, and refuses an unknown topic with one sentence; `yurt event stream`.
+//! `topic=Job:web`, and refuses an unknown topic with one sentence; `yurt event stream`; a
+//! subscriber that stops reading is dropped while the servers carry on.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -61,6 +62,22 @@ impl Stream {
         let mut data = vec![0; n + 2];
         self.reader.read_exact(&mut data).unwrap();
         serde_json::from_slice(&data[..n]).unwrap()
+    }
+
+    /// The next line, or `None` once the stream has ended (its last chunk, or the connection
+    /// closed).
+    fn try_next_line(&mut self) -> Option<Value> {
+        let mut size = String::new();
+        if self.reader.read_line(&mut size).ok()? == 0 {
+            return None;
+        }
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            return None;
+        }
+        let mut data = vec![0; n + 2];
+        self.reader.read_exact(&mut data).ok()?;
+        serde_json::from_slice(&data[..n]).ok()
     }
 
     /// Reads lines until an event `pick` accepts; panics after `within`.
@@ -172,4 +189,45 @@ fn yurt_event_stream_prints_the_events_as_json_lines() {
         "{}",
         stderr(&bad)
     );
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_dropped_and_the_servers_carry_on() {
+    let dir = TestDir::new();
+    let agent = dev_agent(&dir);
+    let http = agent.http.clone().unwrap();
+    // Subscribed, and then never read while the cluster writes far more than the sockets hold.
+    let mut stalled = Stream::open(&http, "topic=Job");
+    let pad = "x".repeat(32 * 1024);
+    let writes = 1000;
+    for i in 0..writes {
+        let job = serde_json::json!({"Job": {"ID": format!("j{i}"), "Type": "batch",
+            "Datacenters": ["nowhere"], "Meta": {"pad": pad},
+            "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t",
+                "Driver": "raw_exec", "Config": {"command": "/bin/true"}}]}]}});
+        let (status, _, body) = http_request(&http, "POST", "/v1/jobs", &job.to_string());
+        assert!(
+            status.contains("200"),
+            "write {i} while a subscriber stalls: {status} {body}"
+        );
+    }
+    // A new subscriber is served at once.
+    let mut fresh = Stream::open(&http, "topic=Job:j999&index=0");
+    let e = fresh.until(Duration::from_secs(30), |e| e["Key"] == "j999");
+    assert_eq!(e["Type"], "JobRegistered");
+    // The stalled one was dropped: what it reads now ends before all the writes, after an
+    // error line when there was room for one.
+    let mut seen = 0;
+    let mut last = Value::Null;
+    while let Some(line) = stalled.try_next_line() {
+        seen += line["Events"].as_array().map_or(0, Vec::len);
+        last = line;
+    }
+    assert!(
+        seen < writes,
+        "a stalled subscriber is not kept up to date: saw {seen}"
+    );
+    if let Some(err) = last["Error"].as_str() {
+        assert!(err.contains("fell behind"), "{err}");
+    }
 }
