@@ -7,14 +7,6 @@ const READ_ONLY: &str =
     "namespace \"default\" {\n  policy = \"read\"\n}\nnode {\n  policy = \"read\"\n}\n";
 const WRITER: &str = "namespace \"default\" {\n  policy = \"write\"\n}\n";
 
-/// The `Secret ID` line of `acl bootstrap` / `acl token create` output.
-fn secret_of(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix("Secret ID"))
-        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string())
-        .unwrap_or_else(|| panic!("no Secret ID in:\n{out}"))
-}
-
 /// The agent's CLI environment with `token`.
 fn with_token(agent: &mut Agent, token: &str) {
     agent.cli_env = vec![("YURT_TOKEN".into(), token.into())];

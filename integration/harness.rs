@@ -464,6 +464,38 @@ pub fn http_request_with(
     (status, body)
 }
 
+/// A plain HTTP/1.1 request; returns the status code and the body as JSON (a plain body, an
+/// error's sentence, as a JSON string).
+pub fn http_json(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    http_json_with(addr, method, path, body, "")
+}
+
+/// [`http_json`] with an ACL token (none when empty).
+pub fn http_json_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: &str,
+) -> (u16, serde_json::Value) {
+    let (status, _, body) = http_exchange(addr, method, path, body, token);
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let v = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    (code, v)
+}
+
+/// The `Secret ID` line of `acl bootstrap` / `acl token create` output.
+pub fn secret_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Secret ID"))
+        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string())
+        .unwrap_or_else(|| panic!("no Secret ID in:\n{out}"))
+}
+
 /// A plain HTTP/1.1 request with an ACL token (none when empty); returns the status line,
 /// the headers (lower-case names) and the body.
 pub fn http_request_full(

@@ -3,22 +3,9 @@
 //! node changes' `EvalIDs`/`NodeModifyIndex` answers, and nodes as Nomad's stubs show them
 //! (`Address`, `NodePool`, `?resources=true`, `?os=true`).
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::*;
-
-fn call(http: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let (status, _, body) = http_request(http, method, path, body);
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
-}
 
 fn job() -> String {
     json!({"Job": {"ID": "web", "Type": "service",
@@ -34,11 +21,11 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     let dir = TestDir::new();
     let agent = dev_agent(&dir);
     let http = agent.http.clone().unwrap();
-    assert_eq!(call(&http, "POST", "/v1/jobs", &job()).0, 200);
+    assert_eq!(http_json(&http, "POST", "/v1/jobs", &job()).0, 200);
     agent.wait_running("web", 1);
 
     // Scale over HTTP: a new version with the group's new count, and its status.
-    let (code, r) = call(
+    let (code, r) = http_json(
         &http,
         "POST",
         "/v1/job/web/scale",
@@ -47,11 +34,11 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     assert_eq!(code, 200, "{r}");
     assert!(r["EvalID"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
     agent.wait_running("web", 3);
-    let (_, status) = call(&http, "GET", "/v1/job/web/scale", "");
+    let (_, status) = http_json(&http, "GET", "/v1/job/web/scale", "");
     assert_eq!(status["JobID"], "web", "{status}");
     assert_eq!(status["TaskGroups"]["app"]["Desired"], 3, "{status}");
     assert_eq!(status["TaskGroups"]["app"]["Running"], 3, "{status}");
-    let (_, versions) = call(&http, "GET", "/v1/job/web/versions", "");
+    let (_, versions) = http_json(&http, "GET", "/v1/job/web/versions", "");
     assert_eq!(
         versions["Versions"].as_array().unwrap().len(),
         2,
@@ -75,7 +62,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
             "request body must have \"Count\"",
         ),
     ] {
-        let (code, v) = call(&http, "POST", "/v1/job/web/scale", &body.to_string());
+        let (code, v) = http_json(&http, "POST", "/v1/job/web/scale", &body.to_string());
         assert_eq!(code, 400, "{body}: {v}");
         assert!(
             v.as_str().is_some_and(|m| m.starts_with(want)),
@@ -83,7 +70,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
         );
     }
     // With -check-index semantics: a stale modify index changes nothing.
-    let (code, v) = call(
+    let (code, v) = http_json(
         &http,
         "POST",
         "/v1/job/web/scale",
@@ -97,7 +84,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     );
 
     // Stable: version 0 marked, then unmarked.
-    let (code, r) = call(
+    let (code, r) = http_json(
         &http,
         "POST",
         "/v1/job/web/stable",
@@ -105,7 +92,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     );
     assert_eq!(code, 200, "{r}");
     assert!(r["Index"].as_u64().unwrap() > 0);
-    let (_, versions) = call(&http, "GET", "/v1/job/web/versions", "");
+    let (_, versions) = http_json(&http, "GET", "/v1/job/web/versions", "");
     let v0 = versions["Versions"]
         .as_array()
         .unwrap()
@@ -114,7 +101,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
         .cloned()
         .unwrap();
     assert_eq!(v0["Stable"], true, "{v0}");
-    let (code, v) = call(
+    let (code, v) = http_json(
         &http,
         "POST",
         "/v1/job/web/stable",
@@ -124,13 +111,13 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     assert_eq!(v, json!("job \"web\" has no kept version 9"));
 
     // Evaluate: a new evaluation that changes nothing that runs.
-    let (code, r) = call(&http, "POST", "/v1/job/web/evaluate", "{}");
+    let (code, r) = http_json(&http, "POST", "/v1/job/web/evaluate", "{}");
     assert_eq!(code, 200, "{r}");
     let eval = r["EvalID"].as_str().unwrap().to_string();
-    let (_, e) = call(&http, "GET", &format!("/v1/evaluation/{eval}"), "");
+    let (_, e) = http_json(&http, "GET", &format!("/v1/evaluation/{eval}"), "");
     assert_eq!(e["JobID"], "web", "{e}");
     assert_eq!(e["TriggeredBy"], "job-register", "{e}");
-    let (code, v) = call(
+    let (code, v) = http_json(
         &http,
         "POST",
         "/v1/job/web/evaluate",
@@ -145,7 +132,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     );
 
     // Nodes as Nomad's stubs, and their evaluation.
-    let (_, nodes) = call(&http, "GET", "/v1/nodes?resources=true&os=true", "");
+    let (_, nodes) = http_json(&http, "GET", "/v1/nodes?resources=true&os=true", "");
     let n = &nodes[0];
     assert_eq!(n["Address"], "127.0.0.1", "{n}");
     assert_eq!(n["NodePool"], "default", "{n}");
@@ -155,12 +142,12 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     );
     assert!(n["Attributes"]["os.name"].as_str().is_some(), "{n}");
     assert!(n["Drivers"]["raw_exec"]["Detected"] == true, "{n}");
-    let (_, plain) = call(&http, "GET", "/v1/nodes", "");
+    let (_, plain) = http_json(&http, "GET", "/v1/nodes", "");
     assert!(plain[0].get("NodeResources").is_none(), "{plain}");
     let node = n["ID"].as_str().unwrap().to_string();
-    let (_, whole) = call(&http, "GET", &format!("/v1/node/{node}"), "");
+    let (_, whole) = http_json(&http, "GET", &format!("/v1/node/{node}"), "");
     assert_eq!(whole["Address"], "127.0.0.1", "{whole}");
-    let (code, r) = call(&http, "POST", &format!("/v1/node/{node}/evaluate"), "");
+    let (code, r) = http_json(&http, "POST", &format!("/v1/node/{node}/evaluate"), "");
     assert_eq!(code, 200, "{r}");
     assert_eq!(
         r["EvalIDs"].as_array().unwrap().len(),
@@ -168,7 +155,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
         "one job on it: {r}"
     );
     assert!(r["NodeModifyIndex"].as_u64().unwrap() > 0, "{r}");
-    let (_, r) = call(
+    let (_, r) = http_json(
         &http,
         "POST",
         &format!("/v1/node/{node}/eligibility"),
@@ -178,7 +165,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
         r["EvalIDs"].is_array() && r["EvalCreateIndex"].as_u64().unwrap() > 0,
         "{r}"
     );
-    call(
+    http_json(
         &http,
         "POST",
         &format!("/v1/node/{node}/eligibility"),
@@ -191,7 +178,7 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     agent.wait_running("web", 2);
     agent.ok(&["job", "scale", "-detach", "web", "1"]);
     wait_for("one allocation after scaling in", || {
-        let (_, s) = call(&http, "GET", "/v1/job/web/scale", "");
+        let (_, s) = http_json(&http, "GET", "/v1/job/web/scale", "");
         if s["TaskGroups"]["app"]["Desired"] == 1 && s["TaskGroups"]["app"]["Placed"] == 1 {
             Ok(())
         } else {
@@ -226,7 +213,10 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
             "Tasks": [{"Name": "t", "Driver": "raw_exec", "KillTimeout": 1_000_000_000i64,
                 "Config": {"command": "/bin/sh", "args": ["-c", script]},
                 "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}});
-    assert_eq!(call(&http, "POST", "/v1/jobs", &body.to_string()).0, 200);
+    assert_eq!(
+        http_json(&http, "POST", "/v1/jobs", &body.to_string()).0,
+        200
+    );
     let ids = agent.wait_running("sig", 1);
     let id = ids[0].clone();
     let logs_with = |what: &str, n: usize| {
@@ -243,7 +233,7 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
 
     // A signal over HTTP reaches the task; a bad one is refused in one sentence.
     let path = format!("/v1/client/allocation/{id}/signal");
-    let (code, r) = call(
+    let (code, r) = http_json(
         &http,
         "POST",
         &path,
@@ -252,7 +242,7 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["Tasks"], json!(["t"]));
     logs_with("got-hup", 1);
-    let (code, v) = call(
+    let (code, v) = http_json(
         &http,
         "POST",
         &path,
@@ -260,7 +250,7 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
     );
     assert_eq!(code, 400, "{v}");
     assert_eq!(v, json!("invalid signal: \"SIGFOO\""));
-    let (code, v) = call(&http, "POST", &path, &json!({"Task": "nope"}).to_string());
+    let (code, v) = http_json(&http, "POST", &path, &json!({"Task": "nope"}).to_string());
     assert_eq!(code, 404, "{v}");
     // From the CLI, by a prefix of its ID too.
     agent.ok(&["alloc", "signal", "-s", "HUP", &id[..8], "t"]);
@@ -280,7 +270,7 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
     assert!(status.contains("User requested restart"), "{status}");
     logs_with("started", 2);
     assert_eq!(agent.wait_running("sig", 1), ids, "the same allocation");
-    let (code, r) = call(
+    let (code, r) = http_json(
         &http,
         "POST",
         &format!("/v1/client/allocation/{id}/restart"),
@@ -290,7 +280,7 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
     logs_with("started", 3);
     // The servers hear of it with the client's next report.
     wait_for("two restarts reported, the allocation running", || {
-        let (_, alloc) = call(&http, "GET", &format!("/v1/allocation/{id}"), "");
+        let (_, alloc) = http_json(&http, "GET", &format!("/v1/allocation/{id}"), "");
         if alloc["ClientStatus"] == "running" && alloc["TaskStates"]["t"]["Restarts"] == 2 {
             Ok(())
         } else {
@@ -336,7 +326,7 @@ fn groups_scaling_blocks_are_served_as_nomad_scaling_policies() {
     )
     .unwrap();
     agent.ok(&["job", "run", "-detach", file.to_str().unwrap()]);
-    let (code, list) = call(&http, "GET", "/v1/scaling/policies", "");
+    let (code, list) = http_json(&http, "GET", "/v1/scaling/policies", "");
     assert_eq!(code, 200, "{list}");
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     let p = &list[0];
@@ -350,19 +340,19 @@ fn groups_scaling_blocks_are_served_as_nomad_scaling_policies() {
         "{p}"
     );
     let id = p["ID"].as_str().unwrap().to_string();
-    let (_, whole) = call(&http, "GET", &format!("/v1/scaling/policy/{id}"), "");
+    let (_, whole) = http_json(&http, "GET", &format!("/v1/scaling/policy/{id}"), "");
     assert_eq!(
         (&whole["Min"], &whole["Max"]),
         (&json!(1), &json!(5)),
         "{whole}"
     );
     assert_eq!(whole["Policy"]["cooldown"], "1m", "{whole}");
-    let (_, none) = call(&http, "GET", "/v1/scaling/policies?job=other", "");
+    let (_, none) = http_json(&http, "GET", "/v1/scaling/policies?job=other", "");
     assert_eq!(none, json!([]));
-    let (code, _) = call(&http, "GET", "/v1/scaling/policy/nope", "");
+    let (code, _) = http_json(&http, "GET", "/v1/scaling/policy/nope", "");
     assert_eq!(code, 404);
     // The autoscaler's way: read the policy, then scale the job it names.
-    let (code, r) = call(
+    let (code, r) = http_json(
         &http,
         "POST",
         "/v1/job/auto/scale",

@@ -9,26 +9,6 @@ use serde_json::{json, Value};
 use crate::event_stream::Stream;
 use crate::harness::*;
 
-fn call(http: &str, method: &str, path: &str, body: &str, token: &str) -> (u16, Value) {
-    let (status, body) = http_request_with(http, method, path, body, token);
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
-}
-
-fn secret_of(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix("Secret ID"))
-        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string())
-        .unwrap_or_else(|| panic!("no Secret ID in:\n{out}"))
-}
-
 fn job(id: &str, ns: Option<&str>) -> String {
     let mut j = json!({"Job": {"ID": id, "Type": "service",
         "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t",
@@ -61,7 +41,7 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
     agent.cli_env = vec![("YURT_TOKEN".into(), root.clone())];
 
     // A job may not name a namespace that does not exist.
-    let (code, v) = call(&http, "POST", "/v1/jobs", &job("api", Some("prod")), &root);
+    let (code, v) = http_json_with(&http, "POST", "/v1/jobs", &job("api", Some("prod")), &root);
     assert_eq!(code, 400, "{v}");
     assert!(
         v.as_str()
@@ -69,7 +49,7 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
             .contains("namespace \"prod\" does not exist"),
         "{v}"
     );
-    let (code, v) = call(
+    let (code, v) = http_json_with(
         &http,
         "PUT",
         "/v1/namespace/prod",
@@ -77,16 +57,16 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         &root,
     );
     assert_eq!(code, 200, "{v}");
-    let (_, all) = call(&http, "GET", "/v1/namespaces", "", &root);
+    let (_, all) = http_json_with(&http, "GET", "/v1/namespaces", "", &root);
     assert_eq!(ids(&all, "Name"), ["default", "prod"], "{all}");
-    let (_, prod) = call(&http, "GET", "/v1/namespace/prod", "", &root);
+    let (_, prod) = http_json_with(&http, "GET", "/v1/namespace/prod", "", &root);
     assert_eq!(prod["Meta"]["team"], "ops", "{prod}");
     assert_eq!(prod["Description"], "production");
 
     // One job in each; `?namespace=` chooses (the job's own field, or the query's).
-    let (code, v) = call(&http, "POST", "/v1/jobs", &job("api", Some("prod")), &root);
+    let (code, v) = http_json_with(&http, "POST", "/v1/jobs", &job("api", Some("prod")), &root);
     assert_eq!(code, 200, "{v}");
-    let (code, v) = call(
+    let (code, v) = http_json_with(
         &http,
         "POST",
         "/v1/jobs?namespace=default",
@@ -94,7 +74,7 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         &root,
     );
     assert_eq!(code, 200, "{v}");
-    let (code, v) = call(&http, "POST", "/v1/jobs", &job("api", None), &root);
+    let (code, v) = http_json_with(&http, "POST", "/v1/jobs", &job("api", None), &root);
     assert_eq!(code, 400, "one ID, one namespace: {v}");
     assert!(
         v.as_str()
@@ -103,14 +83,14 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         "{v}"
     );
     agent.wait_running("web", 1);
-    let (_, listed) = call(&http, "GET", "/v1/jobs", "", &root);
+    let (_, listed) = http_json_with(&http, "GET", "/v1/jobs", "", &root);
     assert_eq!(ids(&listed, "ID"), ["web"], "{listed}");
-    let (_, listed) = call(&http, "GET", "/v1/jobs?namespace=prod", "", &root);
+    let (_, listed) = http_json_with(&http, "GET", "/v1/jobs?namespace=prod", "", &root);
     assert_eq!(ids(&listed, "ID"), ["api"], "{listed}");
     assert_eq!(listed[0]["Namespace"], "prod");
-    let (_, listed) = call(&http, "GET", "/v1/jobs?namespace=*", "", &root);
+    let (_, listed) = http_json_with(&http, "GET", "/v1/jobs?namespace=*", "", &root);
     assert_eq!(ids(&listed, "ID"), ["api", "web"], "{listed}");
-    let (code, v) = call(&http, "GET", "/v1/job/api", "", &root);
+    let (code, v) = http_json_with(&http, "GET", "/v1/job/api", "", &root);
     assert_eq!(code, 404, "{v}");
     assert!(
         v.as_str()
@@ -118,10 +98,10 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
             .contains("not found in namespace \"default\""),
         "{v}"
     );
-    let (code, v) = call(&http, "GET", "/v1/job/api?namespace=prod", "", &root);
+    let (code, v) = http_json_with(&http, "GET", "/v1/job/api?namespace=prod", "", &root);
     assert_eq!((code, &v["Namespace"]), (200, &json!("prod")), "{v}");
     let allocs = wait_for("the prod job's allocation", || {
-        let (_, a) = call(&http, "GET", "/v1/allocations?namespace=prod", "", &root);
+        let (_, a) = http_json_with(&http, "GET", "/v1/allocations?namespace=prod", "", &root);
         match a.as_array() {
             Some(list) if !list.is_empty() => Ok(a),
             _ => Err(a.to_string()),
@@ -135,7 +115,7 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
             .all(|a| a["Namespace"] == "prod" && a["JobID"] == "api"),
         "{allocs}"
     );
-    let (_, evals) = call(&http, "GET", "/v1/evaluations?namespace=prod", "", &root);
+    let (_, evals) = http_json_with(&http, "GET", "/v1/evaluations?namespace=prod", "", &root);
     assert!(
         evals
             .as_array()
@@ -145,7 +125,7 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         "{evals}"
     );
     assert!(!evals.as_array().unwrap().is_empty());
-    let (_, evals) = call(&http, "GET", "/v1/evaluations", "", &root);
+    let (_, evals) = http_json_with(&http, "GET", "/v1/evaluations", "", &root);
     assert!(
         evals
             .as_array()
@@ -156,7 +136,7 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
     );
     // A node's allocations are of every namespace.
     let node = allocs[0]["NodeID"].as_str().unwrap().to_string();
-    let (_, on_node) = call(
+    let (_, on_node) = http_json_with(
         &http,
         "GET",
         &format!("/v1/node/{node}/allocations"),
@@ -176,13 +156,13 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         policy.to_str().unwrap(),
     ]);
     let reader = secret_of(&agent.ok(&["acl", "token", "create", "-policy", "prod-read"]));
-    let (code, _) = call(&http, "GET", "/v1/jobs", "", &reader);
+    let (code, _) = http_json_with(&http, "GET", "/v1/jobs", "", &reader);
     assert_eq!(code, 403, "the default namespace is not the token's");
-    let (_, listed) = call(&http, "GET", "/v1/jobs?namespace=*", "", &reader);
+    let (_, listed) = http_json_with(&http, "GET", "/v1/jobs?namespace=*", "", &reader);
     assert_eq!(ids(&listed, "ID"), ["api"], "{listed}");
-    let (code, _) = call(&http, "GET", "/v1/job/api?namespace=prod", "", &reader);
+    let (code, _) = http_json_with(&http, "GET", "/v1/job/api?namespace=prod", "", &reader);
     assert_eq!(code, 200);
-    let (code, v) = call(
+    let (code, v) = http_json_with(
         &http,
         "POST",
         "/v1/jobs?namespace=prod",
@@ -196,9 +176,9 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
             .contains("submit-job on namespace \"prod\""),
         "{v}"
     );
-    let (_, visible) = call(&http, "GET", "/v1/namespaces", "", &reader);
+    let (_, visible) = http_json_with(&http, "GET", "/v1/namespaces", "", &reader);
     assert_eq!(ids(&visible, "Name"), ["prod"], "{visible}");
-    let (code, _) = call(&http, "PUT", "/v1/namespace/dev", "{}", &reader);
+    let (code, _) = http_json_with(&http, "PUT", "/v1/namespace/dev", "{}", &reader);
     assert_eq!(code, 403, "namespaces are a management token's");
     // Its event stream over every namespace has only prod's events.
     let mut stream = Stream::open_with(
@@ -267,9 +247,9 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         out.contains("Successfully deleted namespace \"prod\"!"),
         "{out}"
     );
-    let (code, v) = call(&http, "DELETE", "/v1/namespace/default", "", &root);
+    let (code, v) = http_json_with(&http, "DELETE", "/v1/namespace/default", "", &root);
     assert_eq!(code, 400, "{v}");
     assert_eq!(v, json!("the default namespace cannot be deleted"));
-    let (_, all) = call(&http, "GET", "/v1/namespaces", "", &root);
+    let (_, all) = http_json_with(&http, "GET", "/v1/namespaces", "", &root);
     assert_eq!(ids(&all, "Name"), ["default"], "{all}");
 }

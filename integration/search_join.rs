@@ -2,22 +2,9 @@
 //! refused), `/v1/system/reconcile/summaries`, and servers brought together after they
 //! started (`yurt server join`, `/v1/agent/join`) and one forced out (`/v1/agent/force-leave`).
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::*;
-
-fn call(http: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let (status, _, body) = http_request(http, method, path, body);
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
-}
 
 #[test]
 fn search_by_prefix_and_by_name_and_reconcile_over_http() {
@@ -29,10 +16,13 @@ fn search_by_prefix_and_by_name_and_reconcile_over_http() {
             "Driver": "raw_exec",
             "Config": {"command": "/bin/sh", "args": ["-c", "while true; do sleep 1; done"]},
             "Resources": {"CPU": 10, "MemoryMB": 16}}]}]}});
-    assert_eq!(call(&http, "POST", "/v1/jobs", &job.to_string()).0, 200);
+    assert_eq!(
+        http_json(&http, "POST", "/v1/jobs", &job.to_string()).0,
+        200
+    );
     let alloc = agent.wait_running("webshop", 1)[0].clone();
 
-    let (code, r) = call(
+    let (code, r) = http_json(
         &http,
         "POST",
         "/v1/search",
@@ -41,7 +31,7 @@ fn search_by_prefix_and_by_name_and_reconcile_over_http() {
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["Matches"]["jobs"], json!(["webshop"]), "{r}");
     assert_eq!(r["Truncations"]["jobs"], false);
-    let (_, r) = call(
+    let (_, r) = http_json(
         &http,
         "POST",
         "/v1/search",
@@ -52,7 +42,7 @@ fn search_by_prefix_and_by_name_and_reconcile_over_http() {
         r["Matches"]["nodes"].is_array() && r["Matches"]["evals"].is_array(),
         "{r}"
     );
-    let (_, r) = call(
+    let (_, r) = http_json(
         &http,
         "POST",
         "/v1/search/fuzzy",
@@ -64,7 +54,7 @@ fn search_by_prefix_and_by_name_and_reconcile_over_http() {
         "{r}"
     );
     assert_eq!(r["Matches"]["groups"], json!([]), "{r}");
-    let (_, r) = call(
+    let (_, r) = http_json(
         &http,
         "POST",
         "/v1/search/fuzzy",
@@ -74,7 +64,7 @@ fn search_by_prefix_and_by_name_and_reconcile_over_http() {
         r["Matches"]["groups"][0]["ID"], "frontend",
         "case does not matter: {r}"
     );
-    let (code, v) = call(
+    let (code, v) = http_json(
         &http,
         "POST",
         "/v1/search",
@@ -87,7 +77,7 @@ fn search_by_prefix_and_by_name_and_reconcile_over_http() {
             .starts_with("context \"job\" is not one of all, jobs"),
         "{v}"
     );
-    let (code, v) = call(
+    let (code, v) = http_json(
         &http,
         "POST",
         "/v1/search/fuzzy",
@@ -98,9 +88,9 @@ fn search_by_prefix_and_by_name_and_reconcile_over_http() {
         (400, json!("fuzzy search needs at least 2 characters"))
     );
 
-    let (code, _) = call(&http, "PUT", "/v1/system/reconcile/summaries", "");
+    let (code, _) = http_json(&http, "PUT", "/v1/system/reconcile/summaries", "");
     assert_eq!(code, 200);
-    let (_, summary) = call(&http, "GET", "/v1/job/webshop/summary", "");
+    let (_, summary) = http_json(&http, "GET", "/v1/job/webshop/summary", "");
     assert_eq!(summary["Summary"]["frontend"]["Running"], 1, "{summary}");
 }
 
@@ -135,14 +125,14 @@ fn a_server_started_alone_joins_the_others_later_and_a_dead_one_is_forced_out_ov
     leader(&s, &[0, 1, 2], 3);
     // Over HTTP too; an address nobody answers at is said.
     let http = s[0].http.clone().unwrap();
-    let (code, r) = call(
+    let (code, r) = http_json(
         &http,
         "PUT",
         &format!("/v1/agent/join?address={}", s[1].grpc),
         "",
     );
     assert_eq!((code, &r["num_joined"]), (200, &json!(1)), "{r}");
-    let (code, r) = call(&http, "PUT", "/v1/agent/join?address=127.0.0.1:1", "");
+    let (code, r) = http_json(&http, "PUT", "/v1/agent/join?address=127.0.0.1:1", "");
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["num_joined"], 0, "{r}");
     assert!(r["error"].as_str().unwrap().contains("127.0.0.1:1"), "{r}");
@@ -159,7 +149,7 @@ fn a_server_started_alone_joins_the_others_later_and_a_dead_one_is_forced_out_ov
             Err(out)
         }
     });
-    let (code, r) = call(&http, "PUT", "/v1/agent/force-leave?node=s2", "");
+    let (code, r) = http_json(&http, "PUT", "/v1/agent/force-leave?node=s2", "");
     assert_eq!(code, 200, "{r}");
     wait_for("s2 to be left", || {
         let out = s[0].ok(&["server", "members"]);
@@ -172,7 +162,7 @@ fn a_server_started_alone_joins_the_others_later_and_a_dead_one_is_forced_out_ov
             Err(out)
         }
     });
-    let (code, r) = call(&http, "PUT", "/v1/agent/force-leave", "");
+    let (code, r) = http_json(&http, "PUT", "/v1/agent/force-leave", "");
     assert_eq!(
         (code, r),
         (400, json!("node: the server to force out is required"))

@@ -10,24 +10,6 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-fn call(http: &str, method: &str, path: &str, body: &str, token: &str) -> (u16, Value) {
-    let (status, body) = http_request_with(http, method, path, body, token);
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    (code, v)
-}
-
-fn secret_of(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix("Secret ID"))
-        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string())
-        .unwrap_or_else(|| panic!("no Secret ID in:\n{out}"))
-}
-
 #[test]
 fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
     let dir = TestDir::new();
@@ -35,7 +17,7 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
     let http = agent.http.clone().unwrap();
     let root = secret_of(&agent.ok(&["acl", "bootstrap"]));
     let put = |path: &str, items: Value, token: &str| {
-        call(
+        http_json_with(
             &http,
             "PUT",
             path,
@@ -82,7 +64,7 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
         &root,
     );
     assert_eq!(code, 409);
-    let (code, v) = call(&http, "GET", "/v1/var/app/db", "", &root);
+    let (code, v) = http_json_with(&http, "GET", "/v1/var/app/db", "", &root);
     assert_eq!((code, &v["Items"]), (200, &json!({"user": "you"})), "{v}");
 
     // Bad input: one sentence naming what is wrong, nothing written.
@@ -105,11 +87,11 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
             "namespace \"prod\" not found",
         ),
     ] {
-        let (code, v) = call(&http, "PUT", path, &body.to_string(), &root);
+        let (code, v) = http_json_with(&http, "PUT", path, &body.to_string(), &root);
         assert!(code == 400 || code == 404, "{path}: {code} {v}");
         assert!(v.as_str().is_some_and(|m| m.contains(want)), "{path}: {v}");
     }
-    let (code, _) = call(&http, "PUT", "/v1/var/app/x?cas=abc", "{}", &root);
+    let (code, _) = http_json_with(&http, "PUT", "/v1/var/app/x?cas=abc", "{}", &root);
     assert_eq!(code, 400);
 
     // Pages: metadata only, the next page's token in X-Nomad-NextToken.
@@ -134,7 +116,7 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("no next token: {headers:?}"));
     assert_eq!(next, "app/db");
-    let (_, rest) = call(
+    let (_, rest) = http_json_with(
         &http,
         "GET",
         &format!("/v1/vars?prefix=app/&next_token={next}"),
@@ -161,9 +143,9 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
         policy.to_str().unwrap(),
     ]);
     let reader = secret_of(&admin.ok(&["acl", "token", "create", "-policy", "app-read"]));
-    let (code, v) = call(&http, "GET", "/v1/var/app/db", "", &reader);
+    let (code, v) = http_json_with(&http, "GET", "/v1/var/app/db", "", &reader);
     assert_eq!((code, &v["Items"]["user"]), (200, &json!("you")), "{v}");
-    let (code, v) = call(&http, "GET", "/v1/var/other/c", "", &reader);
+    let (code, v) = http_json_with(&http, "GET", "/v1/var/other/c", "", &reader);
     assert_eq!(code, 403, "{v}");
     assert!(
         v.as_str()
@@ -173,7 +155,7 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
     );
     let (code, _) = put("/v1/var/app/db", json!({"user": "mallory"}), &reader);
     assert_eq!(code, 403);
-    let (_, listed) = call(&http, "GET", "/v1/vars", "", &reader);
+    let (_, listed) = http_json_with(&http, "GET", "/v1/vars", "", &reader);
     let seen: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -181,22 +163,22 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
         .map(|v| v["Path"].as_str().unwrap())
         .collect();
     assert_eq!(seen, ["app/a", "app/b", "app/db"], "{listed}");
-    let (code, _) = call(&http, "DELETE", "/v1/var/app/a", "", &reader);
+    let (code, _) = http_json_with(&http, "DELETE", "/v1/var/app/a", "", &reader);
     assert_eq!(code, 403);
-    let (code, _) = call(&http, "GET", "/v1/operator/keyring/keys", "", &reader);
+    let (code, _) = http_json_with(&http, "GET", "/v1/operator/keyring/keys", "", &reader);
     assert_eq!(code, 403);
 
     // Rotation: a new active key; what the old one sealed still opens.
-    let (_, keys) = call(&http, "GET", "/v1/operator/keyring/keys", "", &root);
+    let (_, keys) = http_json_with(&http, "GET", "/v1/operator/keyring/keys", "", &root);
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     let old = keys[0]["KeyID"].as_str().unwrap().to_string();
     assert_eq!(keys[0]["State"], "active");
     assert_eq!(keys[0]["Algorithm"], "aes256-gcm");
-    let (code, rotated) = call(&http, "PUT", "/v1/operator/keyring/rotate", "", &root);
+    let (code, rotated) = http_json_with(&http, "PUT", "/v1/operator/keyring/rotate", "", &root);
     assert_eq!(code, 200, "{rotated}");
     let new = rotated["Key"]["KeyID"].as_str().unwrap().to_string();
     assert_ne!(new, old);
-    let (_, keys) = call(&http, "GET", "/v1/operator/keyring/keys", "", &root);
+    let (_, keys) = http_json_with(&http, "GET", "/v1/operator/keyring/keys", "", &root);
     let state = |id: &str| {
         keys.as_array()
             .unwrap()
@@ -211,12 +193,12 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
         200
     );
     for p in ["app/db", "after/rotation"] {
-        let (code, v) = call(&http, "GET", &format!("/v1/var/{p}"), "", &root);
+        let (code, v) = http_json_with(&http, "GET", &format!("/v1/var/{p}"), "", &root);
         assert_eq!(code, 200, "{p}: {v}");
     }
 
     // Delete: a stale cas is a conflict; then it goes; reading it is a 404.
-    let (code, _) = call(
+    let (code, _) = http_json_with(
         &http,
         "DELETE",
         &format!("/v1/var/app/db?cas={first}"),
@@ -224,7 +206,7 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
         &root,
     );
     assert_eq!(code, 409);
-    let (code, _) = call(
+    let (code, _) = http_json_with(
         &http,
         "DELETE",
         &format!("/v1/var/app/db?cas={second}"),
@@ -232,7 +214,7 @@ fn variables_over_http_compare_and_set_pages_acls_and_rotation() {
         &root,
     );
     assert_eq!(code, 200);
-    let (code, v) = call(&http, "GET", "/v1/var/app/db", "", &root);
+    let (code, v) = http_json_with(&http, "GET", "/v1/var/app/db", "", &root);
     assert_eq!(code, 404, "{v}");
 }
 

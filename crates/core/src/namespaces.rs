@@ -15,19 +15,7 @@ pub use yurt_types::acl::namespace_or_default as or_default;
 
 /// Nomad's rule for namespace names: 1 to 128 letters, digits, `-` or `_`.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid namespace name {}: use 1 to 128 letters, digits, '-' or '_'",
-            yurt_types::limits::shown(name)
-        ))
-    }
+    yurt_types::limits::check_simple_name("namespace name", name)
 }
 
 impl State {

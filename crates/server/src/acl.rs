@@ -42,18 +42,7 @@ fn new_id() -> String {
 
 /// Nomad's rule for policy names.
 fn check_policy_name(name: &str) -> Result<(), Status> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Status::invalid_argument(format!(
-            "invalid ACL policy name {name:?}: use 1 to 128 letters, digits, '-' or '_'"
-        )))
-    }
+    yurt_types::limits::check_simple_name("ACL policy name", name).map_err(Status::invalid_argument)
 }
 
 impl AclService {

@@ -56,39 +56,25 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Reply<LogsResponse> {
-        let scope = self.reads.scope(&req, READ_LOGS)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "read logs",
-                Duration::from_secs(30),
-            )
-            .await?;
-        let inner = LogsRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .logs(on_behalf(&req, inner))
-            .await
+        self.forward(
+            req,
+            READ_LOGS,
+            "read logs",
+            PATIENCE,
+            |mut c, r| async move { c.logs(r).await },
+        )
+        .await
     }
 
     async fn stats(&self, req: Request<AllocStatsRequest>) -> Reply<AllocResourceUsage> {
-        let scope = self.reads.scope(&req, READ_JOB)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "read usage",
-                Duration::from_secs(30),
-            )
-            .await?;
-        ClientFsClient::new(channel)
-            .stats(on_behalf(&req, AllocStatsRequest { alloc_id }))
-            .await
+        self.forward(
+            req,
+            READ_JOB,
+            "read usage",
+            PATIENCE,
+            |mut c, r| async move { c.stats(r).await },
+        )
+        .await
     }
 
     async fn stop(&self, req: Request<AllocStopRequest>) -> Reply<AllocStopResponse> {
@@ -96,129 +82,144 @@ impl allocs_server::Allocs for Api {
     }
 
     async fn fs_list(&self, req: Request<FsRequest>) -> Reply<FsListResponse> {
-        let (alloc_id, channel) = self.fs_client(&req, &req.get_ref().alloc_id).await?;
-        let inner = FsRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .fs_list(on_behalf(&req, inner))
-            .await
+        self.forward(
+            req,
+            READ_FS,
+            "read files",
+            PATIENCE,
+            |mut c, r| async move { c.fs_list(r).await },
+        )
+        .await
     }
 
     async fn fs_stat(&self, req: Request<FsRequest>) -> Reply<FsFileInfo> {
-        let (alloc_id, channel) = self.fs_client(&req, &req.get_ref().alloc_id).await?;
-        let inner = FsRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .fs_stat(on_behalf(&req, inner))
-            .await
+        self.forward(
+            req,
+            READ_FS,
+            "read files",
+            PATIENCE,
+            |mut c, r| async move { c.fs_stat(r).await },
+        )
+        .await
     }
 
     async fn fs_read_at(&self, req: Request<FsReadRequest>) -> Reply<FsReadResponse> {
-        let (alloc_id, channel) = self.fs_client(&req, &req.get_ref().alloc_id).await?;
-        let inner = FsReadRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .fs_read_at(on_behalf(&req, inner))
-            .await
+        self.forward(
+            req,
+            READ_FS,
+            "read files",
+            PATIENCE,
+            |mut c, r| async move { c.fs_read_at(r).await },
+        )
+        .await
     }
 
     async fn gc(&self, req: Request<ClientGcRequest>) -> Reply<ClientGcResponse> {
-        let scope = self.reads.scope(&req, SUBMIT_JOB)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "collect",
-                Duration::from_secs(30),
-            )
-            .await?;
-        ClientFsClient::new(channel)
-            .gc(on_behalf(&req, ClientGcRequest { alloc_id }))
-            .await
+        self.forward(
+            req,
+            SUBMIT_JOB,
+            "collect",
+            PATIENCE,
+            |mut c, r| async move { c.gc(r).await },
+        )
+        .await
     }
 
     async fn signal(&self, req: Request<AllocSignalRequest>) -> Reply<AllocActionResponse> {
-        let scope = self.reads.scope(&req, ALLOC_LIFECYCLE)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "signal tasks",
-                Duration::from_secs(30),
-            )
-            .await?;
-        let inner = AllocSignalRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .signal(on_behalf(&req, inner))
-            .await
+        self.forward(
+            req,
+            ALLOC_LIFECYCLE,
+            "signal tasks",
+            PATIENCE,
+            |mut c, r| async move { c.signal(r).await },
+        )
+        .await
     }
 
     async fn restart(&self, req: Request<AllocRestartRequest>) -> Reply<AllocActionResponse> {
-        let scope = self.reads.scope(&req, ALLOC_LIFECYCLE)?;
-        self.barrier(&req).await?;
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "restart tasks",
-                Duration::from_secs(30),
-            )
-            .await?;
-        let inner = AllocRestartRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        ClientFsClient::new(channel)
-            .restart(on_behalf(&req, inner))
-            .await
+        self.forward(
+            req,
+            ALLOC_LIFECYCLE,
+            "restart tasks",
+            PATIENCE,
+            |mut c, r| async move { c.restart(r).await },
+        )
+        .await
     }
 
     async fn exec(&self, req: Request<AllocExecRequest>) -> Reply<AllocExecResponse> {
-        let scope = self.reads.scope(&req, ALLOC_EXEC)?;
-        self.barrier(&req).await?;
-        // The client bounds the command; the call waits a little longer for its answer.
+        // The client bounds the command; the call waits a little longer for its answer (and
+        // the client checks the caller's token again: its port takes calls from anyone).
         let limit = yurt_types::limits::exec_timeout(req.get_ref().timeout_ms);
-        let (alloc_id, channel) = self
-            .client_of(
-                &scope,
-                &req.get_ref().alloc_id,
-                "run a command",
-                limit + Duration::from_secs(10),
-            )
-            .await?;
-        let inner = AllocExecRequest {
-            alloc_id,
-            ..req.get_ref().clone()
-        };
-        // The client checks the caller's token again: its port takes calls from anyone.
-        ClientFsClient::new(channel)
-            .exec(on_behalf(&req, inner))
-            .await
+        let deadline = limit + Duration::from_secs(10);
+        self.forward(
+            req,
+            ALLOC_EXEC,
+            "run a command",
+            deadline,
+            |mut c, r| async move { c.exec(r).await },
+        )
+        .await
     }
 }
 
+/// How long a forwarded call may take, but `alloc exec` (its own limit).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A request the servers forward to the client that runs the allocation it names.
+trait ToClient: Clone {
+    fn alloc_id(&self) -> &str;
+    fn set_alloc_id(&mut self, id: String);
+}
+
+macro_rules! to_client {
+    ($($t:ty),*) => {$(
+        impl ToClient for $t {
+            fn alloc_id(&self) -> &str {
+                &self.alloc_id
+            }
+            fn set_alloc_id(&mut self, id: String) {
+                self.alloc_id = id;
+            }
+        }
+    )*};
+}
+
+to_client!(
+    LogsRequest,
+    AllocStatsRequest,
+    FsRequest,
+    FsReadRequest,
+    ClientGcRequest,
+    AllocSignalRequest,
+    AllocRestartRequest,
+    AllocExecRequest
+);
+
 impl Api {
-    /// The client agent of an allocation whose files a call reads (`read-fs`).
-    async fn fs_client<T>(
+    /// Forwards `req` to the client agent of the allocation it names (by its full ID, however
+    /// the caller wrote it), once the caller's token allows `capability` in the allocation's
+    /// namespace; `call` makes the call on that client, `what` names it in errors.
+    async fn forward<R, T, F>(
         &self,
-        req: &Request<T>,
-        alloc: &str,
-    ) -> Result<(String, Channel), Status> {
-        let scope = self.reads.scope(req, READ_FS)?;
-        self.barrier(req).await?;
-        self.client_of(&scope, alloc, "read files", Duration::from_secs(30))
-            .await
+        req: Request<R>,
+        capability: &'static str,
+        what: &str,
+        deadline: Duration,
+        call: impl FnOnce(ClientFsClient<Channel>, Request<R>) -> F,
+    ) -> Reply<T>
+    where
+        R: ToClient,
+        F: std::future::Future<Output = Reply<T>>,
+    {
+        let scope = self.reads.scope(&req, capability)?;
+        self.barrier(&req).await?;
+        let (alloc_id, channel) = self
+            .client_of(&scope, req.get_ref().alloc_id(), what, deadline)
+            .await?;
+        let mut inner = req.get_ref().clone();
+        inner.set_alloc_id(alloc_id);
+        call(ClientFsClient::new(channel), on_behalf(&req, inner)).await
     }
 
     /// The allocation's full ID (from a prefix) and a connection to the client agent that

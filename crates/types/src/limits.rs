@@ -161,6 +161,24 @@ pub fn check_node(node: &Node) -> Result<(), (String, String)> {
     check_message(node, "node")
 }
 
+/// Nomad's rule for the names of ACL policies and namespaces: 1 to 128 letters, digits, `-`
+/// or `_`; `what` names the kind in the sentence.
+pub fn check_simple_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} {}: use 1 to 128 letters, digits, '-' or '_'",
+            shown(name)
+        ))
+    }
+}
+
 /// An ACL token's name describes it: it may be empty and hold spaces, but has at most
 /// [`MAX_TOKEN_NAME_CHARS`] characters and no control characters.
 pub fn check_token_name(name: &str) -> Result<(), String> {
