@@ -227,19 +227,27 @@ fn cpu_time_splits_by_the_tasks_cpu_under_contention() {
         "cpu 300 against cpu 100 got {heavy} ns against {light} ns: {ratio:.2}, not 3 ± 25%"
     );
     // The same figures for people: a task's memory and CPU, and the node's allocated and used.
-    let human = agent.ok(&["alloc", "status", "-stats", &ids[1]]);
-    assert!(
-        human.contains("Memory Stats") && human.contains("CPU Stats"),
-        "{human}"
-    );
-    let percent: f64 = human
-        .lines()
-        .skip_while(|l| !l.starts_with("CPU Stats"))
-        .nth(2)
-        .and_then(|l| l.split('%').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0.0);
-    assert!(percent > 10.0, "the spinner shows as busy: {human}");
+    // Its percent is since the previous reading: one a moment after the last may see little
+    // of the spinner's time on a loaded machine, a later one sees it busy.
+    wait_for("the spinner to show as busy", || {
+        let human = agent.ok(&["alloc", "status", "-stats", &ids[1]]);
+        assert!(
+            human.contains("Memory Stats") && human.contains("CPU Stats"),
+            "{human}"
+        );
+        let percent: f64 = human
+            .lines()
+            .skip_while(|l| !l.starts_with("CPU Stats"))
+            .nth(2)
+            .and_then(|l| l.split('%').next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0.0);
+        if percent > 10.0 {
+            Ok(())
+        } else {
+            Err(human)
+        }
+    });
     let node_id = alloc_of(&agent, "heavy")["node_id"]
         .as_str()
         .unwrap()

@@ -49,6 +49,14 @@ impl State {
         }
         match w.op.as_str() {
             OP_SET => {
+                // Decided here, not on a server's possibly older copy: the namespace may have
+                // gone since the request was checked.
+                if self.namespace(&key.0).is_none() {
+                    return Err(ApplyError::Refused(format!(
+                        "namespace {:?} does not exist",
+                        key.0
+                    )));
+                }
                 if !sealed.key_id.is_empty() && !self.root_keys.contains_key(&sealed.key_id) {
                     return Err(ApplyError::Refused(format!(
                         "variable sealed with key {:?}, which the keyring does not have",
@@ -155,6 +163,17 @@ mod tests {
 
     fn keyed() -> State {
         let mut s = State::default();
+        s.apply_namespace_update(
+            1,
+            &yurt_proto::internal::NamespaceUpdate {
+                upsert: vec![yurt_proto::v1::Namespace {
+                    name: "prod".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
         s.apply_keyring_update(
             1,
             5,
@@ -197,6 +216,16 @@ mod tests {
         s.apply_variable_write(14, 140, write("default", "a", OP_DELETE, Some(12)))
             .unwrap();
         assert!(s.variable("default", "a").is_none());
+    }
+
+    #[test]
+    fn a_variable_in_a_namespace_that_is_gone_is_refused() {
+        let mut s = keyed();
+        let err = s
+            .apply_variable_write(2, 2, write("gone", "a", OP_SET, None))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "namespace \"gone\" does not exist");
+        assert!(s.variables.is_empty());
     }
 
     #[test]
