@@ -124,6 +124,23 @@ fn an_allocation_s_files_and_output_are_read_and_followed_over_http() {
     let (code, body) = get(&http, &format!("{base}/logs/{id}?type=both"));
     assert_eq!(code, 400, "{body}");
 
+    // The same from the CLI: a directory's entries, a file, a path's stat.
+    let listing = agent.ok(&["alloc", "fs", &id, "t"]);
+    assert!(
+        listing.contains("local/") && !listing.contains("secrets"),
+        "{listing}"
+    );
+    let data = agent.ok(&["alloc", "fs", &id, "t/local/data"]);
+    assert!(data.starts_with("0123456789\n"), "{data}");
+    let stat = agent.ok(&["alloc", "fs", "-stat", &id, "t/local/data"]);
+    assert!(stat.contains("-rw") && stat.contains(" data"), "{stat}");
+    let out = agent.yurt(&["alloc", "fs", &id, "../x"]);
+    assert!(
+        stderr(&out).contains("is outside the allocation directory"),
+        "{}",
+        stderr(&out)
+    );
+
     // Logs, plain, to the end; then followed as frames while the task writes more.
     let (code, body) = get(
         &http,

@@ -219,6 +219,11 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         status.contains("Description = production") && status.contains("team = ops"),
         "{status}"
     );
+    let all = agent.ok(&["-namespace", "*", "job", "status"]);
+    assert!(
+        all.contains("Namespace") && all.contains("prod") && all.contains("web"),
+        "{all}"
+    );
     let jobs = agent.ok(&["-namespace", "prod", "job", "status"]);
     assert!(jobs.contains("api") && !jobs.contains("web"), "{jobs}");
     agent.cli_env.push(("YURT_NAMESPACE".into(), "prod".into()));

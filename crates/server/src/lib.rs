@@ -15,6 +15,7 @@
 //! - [`namespaces`]: the Namespaces service;
 //! - [`job_actions`]: `job eval`, job stability, `job scale`, node evaluate;
 //! - [`search`]: the Search service (prefix and fuzzy);
+//! - [`nodes`]: the Nodes service (users' and client agents' calls);
 //! - [`node_client`]: a node's host usage and garbage collection, asked of its client;
 //! - [`scope`]: the namespace a call names, and which objects of it its token may see;
 //! - [`guard`]: which certificate roles may make the calls only agents make;
@@ -39,6 +40,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod namespaces;
 pub mod node_client;
+pub mod nodes;
 pub mod operator;
 pub mod raft;
 pub mod read;

@@ -1,4 +1,4 @@
-//! `yurt alloc status|logs|exec|stop|signal|restart`.
+//! `yurt alloc status|logs|exec|stop|signal|restart` (`fs`: `alloc_fs`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -22,6 +22,15 @@ pub enum AllocCmd {
         signal: String,
         alloc: String,
         task: Option<String>,
+    },
+    /// List a directory of the allocation's, or print a file (`-stat`: what the path is).
+    Fs {
+        #[arg(long)]
+        stat: bool,
+        alloc: String,
+        /// Inside the allocation directory (`/`: the directory itself).
+        #[arg(default_value = "/")]
+        path: String,
     },
     /// Restart an allocation's running tasks in place, or TASK (not counted against its
     /// restart policy).
@@ -200,6 +209,7 @@ pub async fn run(addr: &str, cmd: AllocCmd) -> CmdResult {
                 .map_err(CliError::api("signalling allocation"))?;
             Ok(0)
         }
+        AllocCmd::Fs { stat, alloc, path } => super::alloc_fs::run(addr, &alloc, &path, stat).await,
         AllocCmd::Restart { alloc, task } => {
             allocs
                 .restart(AllocRestartRequest {

@@ -460,23 +460,38 @@ async fn job_list(addr: &str, json: bool) -> CmdResult {
         println!("No running jobs");
         return Ok(0);
     }
+    // Across namespaces (`-namespace '*'`), each job's namespace is shown too, as Nomad does.
+    let all = super::all_namespaces();
     let rows: Vec<Vec<String>> = jobs
         .jobs
         .iter()
         .map(|j| {
-            vec![
+            let mut row = vec![
                 j.id.clone(),
                 j.r#type.clone(),
                 j.priority.to_string(),
                 j.status.clone(),
                 time(j.submit_time_unix_ms),
-            ]
+            ];
+            if all {
+                row.insert(1, j.namespace.clone());
+            }
+            row
         })
         .collect();
-    print!(
-        "{}",
-        table(&["ID", "Type", "Priority", "Status", "Submit Date"], &rows)
-    );
+    let header: &[&str] = if all {
+        &[
+            "ID",
+            "Namespace",
+            "Type",
+            "Priority",
+            "Status",
+            "Submit Date",
+        ]
+    } else {
+        &["ID", "Type", "Priority", "Status", "Submit Date"]
+    };
+    print!("{}", table(header, &rows));
     Ok(0)
 }
 

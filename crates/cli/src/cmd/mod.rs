@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod alloc;
+pub mod alloc_fs;
 pub mod deployment;
 pub mod eval;
 pub mod event;
@@ -149,6 +150,14 @@ pub fn set_namespace(ns: Option<&str>) -> Result<(), CliError> {
         };
     let _ = NAMESPACE.set(ns);
     Ok(())
+}
+
+/// Whether the command reads every namespace (`-namespace '*'`).
+pub fn all_namespaces() -> bool {
+    NAMESPACE
+        .get()
+        .and_then(Option::as_ref)
+        .is_some_and(|ns| ns.as_bytes() == b"*")
 }
 
 /// Adds the request metadata every call carries: `yurt-stale` when `-stale` was given, the ACL
