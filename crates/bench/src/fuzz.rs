@@ -151,7 +151,16 @@ pub fn run_one(target: Target, input: &[u8]) -> Result<(), String> {
             Err(e) => sentence(&e.to_string()),
         },
         Target::AclPolicy => match yurt_types::acl::parse_policy("fuzz.hcl", &text) {
-            Ok(_) => Ok(()),
+            Ok(p) => {
+                // What a token of it may do is answered for any namespace and path.
+                use yurt_types::acl::{Acl, Need, VAR_READ};
+                let acl = Acl::of_policies([&p]);
+                for (ns, path) in [("default", "a/b"), ("prod-1", ""), ("*", "*"), ("", "x*y")] {
+                    let _ = acl.allows(Need::Variable(ns, path, VAR_READ));
+                    let _ = acl.sees_namespace(ns);
+                }
+                Ok(())
+            }
             Err(e) => sentence(&e.to_string()),
         },
         Target::Proto => {
@@ -164,6 +173,11 @@ pub fn run_one(target: Target, input: &[u8]) -> Result<(), String> {
                     if let Err((_, e)) = yurt_types::limits::check_node(&node) {
                         sentence(&e)?;
                     }
+                }
+            }
+            if let Ok(r) = v1::PutVariableRequest::decode(input) {
+                if let Err(e) = yurt_types::variables::check(&r.variable.unwrap_or_default()) {
+                    sentence(&e.to_string())?;
                 }
             }
             if let Ok(r) = v1::RegisterJobRequest::decode(input) {
@@ -250,10 +264,16 @@ fn seeds(root: &Path, target: Target) -> Vec<Vec<u8>> {
             b"data_dir = \"/tmp/x\"\nports {\n  rpc = 4647\n}\nserver {\n  enabled = true\n  bootstrap_expect = 3\n  server_join {\n    retry_join = [\"127.0.0.1\"]\n  }\n}\nclient {\n  enabled = true\n}\n"
                 .to_vec(),
         ),
-        Target::AclPolicy => out.push(
-            b"namespace \"default\" {\n  policy = \"read\"\n  capabilities = [\"read-logs\"]\n}\nnode {\n  policy = \"write\"\n}\n"
-                .to_vec(),
-        ),
+        Target::AclPolicy => {
+            out.push(
+                b"namespace \"default\" {\n  policy = \"read\"\n  capabilities = [\"read-logs\"]\n}\nnode {\n  policy = \"write\"\n}\n"
+                    .to_vec(),
+            );
+            out.push(
+                b"namespace \"prod-*\" {\n  policy = \"write\"\n  variables {\n    path \"db/*\" {\n      capabilities = [\"read\", \"list\"]\n    }\n    path \"*\" {\n      capabilities = [\"deny\"]\n    }\n  }\n}\n"
+                    .to_vec(),
+            );
+        }
         Target::Proto => {
             if let Some(j) = job {
                 out.push(

@@ -45,7 +45,12 @@ async fn node_channel(api: &Api, node_id: &str) -> Result<Channel, Status> {
     api.reads
         .dialer
         .endpoint(&addr, peer)
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| {
+            Status::failed_precondition(format!(
+                "the client agent's address {} cannot be dialled: {e}",
+                yurt_types::limits::shown(&addr)
+            ))
+        })?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect()
