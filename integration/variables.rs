@@ -238,6 +238,18 @@ fn found_in(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
+/// `team/db`'s password as a server answers it (once that server can open it).
+fn password_on(server: &Agent) -> String {
+    wait_for(&format!("the variable on {}", server.grpc), || {
+        let out = server.yurt(&["var", "get", "-item", "password", "team/db"]);
+        if out.status.success() {
+            Ok(stdout(&out))
+        } else {
+            Err(stderr(&out))
+        }
+    })
+}
+
 #[test]
 fn variables_reach_every_server_survive_restarts_and_are_sealed_at_rest() {
     let dir = TestDir::new();
@@ -258,15 +270,7 @@ fn variables_reach_every_server_survive_restarts_and_are_sealed_at_rest() {
     );
     // Every server opens it: those that did not make the key fetch it.
     for a in &s {
-        let got = wait_for("the variable on every server", || {
-            let out = a.yurt(&["var", "get", "-item", "password", "team/db"]);
-            if out.status.success() {
-                Ok(stdout(&out))
-            } else {
-                Err(stderr(&out))
-            }
-        });
-        assert_eq!(got, secret);
+        assert_eq!(password_on(a), secret);
     }
     // A rotation on another server; a write sealed with the new key opens everywhere.
     s[2].ok(&["operator", "root", "keyring", "rotate"]);
@@ -306,15 +310,7 @@ fn variables_reach_every_server_survive_restarts_and_are_sealed_at_rest() {
     }
     leader(&s, &[0, 1, 2], 3);
     for a in &s {
-        let got = wait_for("the variable after a restart", || {
-            let out = a.yurt(&["var", "get", "-item", "password", "team/db"]);
-            if out.status.success() {
-                Ok(stdout(&out))
-            } else {
-                Err(stderr(&out))
-            }
-        });
-        assert_eq!(got, secret);
+        assert_eq!(password_on(a), secret);
     }
     // Sealed at rest: neither the Raft data nor a saved snapshot has the value.
     let snap = dir.path.join("state.snap");

@@ -239,29 +239,7 @@ impl Api {
             })?;
             Ok::<_, Status>((a.id.clone(), node.rpc_addr.clone()))
         })?;
-        // A server+client agent has one certificate, its server one.
-        let peer = if addr == self.cluster.me().addr {
-            yurt_tls::Peer::Server
-        } else {
-            yurt_tls::Peer::Client
-        };
-        let channel = self
-            .reads
-            .dialer
-            .endpoint(&addr, peer)
-            .map_err(|e| {
-                Status::failed_precondition(format!(
-                    "the client agent's address {} cannot be dialled: {e}",
-                    yurt_types::limits::shown(&addr)
-                ))
-            })?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(deadline)
-            .connect()
-            .await
-            .map_err(|_| {
-                Status::unavailable(format!("cannot reach the client agent at {addr} to {what}"))
-            })?;
+        let channel = crate::node_client::dial(self, &addr, deadline, what).await?;
         Ok((alloc_id, channel))
     }
 }

@@ -37,25 +37,39 @@ async fn node_channel(api: &Api, node_id: &str) -> Result<Channel, Status> {
                 .map_err(|e| Status::not_found(e.sentence("node", node_id)))
         }
     })?;
-    let peer = if addr == me {
+    dial(api, &addr, Duration::from_secs(30), "answer").await
+}
+
+/// A connection to the client agent at `addr`, for calls that take up to `deadline`; `what`
+/// says what the call was for when the agent cannot be reached.
+pub(crate) async fn dial(
+    api: &Api,
+    addr: &str,
+    deadline: Duration,
+    what: &str,
+) -> Result<Channel, Status> {
+    // A server+client agent has one certificate, its server's.
+    let peer = if addr == api.cluster.me().addr {
         yurt_tls::Peer::Server
     } else {
         yurt_tls::Peer::Client
     };
     api.reads
         .dialer
-        .endpoint(&addr, peer)
+        .endpoint(addr, peer)
         .map_err(|e| {
             Status::failed_precondition(format!(
                 "the client agent's address {} cannot be dialled: {e}",
-                yurt_types::limits::shown(&addr)
+                yurt_types::limits::shown(addr)
             ))
         })?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
+        .timeout(deadline)
         .connect()
         .await
-        .map_err(|_| Status::unavailable(format!("cannot reach the client agent at {addr}")))
+        .map_err(|_| {
+            Status::unavailable(format!("cannot reach the client agent at {addr} to {what}"))
+        })
 }
 
 pub async fn host_stats(api: &Api, req: Request<NodeEvaluateRequest>) -> Reply<HostStats> {
