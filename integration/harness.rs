@@ -549,18 +549,21 @@ fn http_exchange(
     (status, headers, body)
 }
 
-/// A chunked body's data (a streamed answer read to its end).
-fn dechunked(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
+/// A chunked body's data (a streamed answer read to its end); chunks are counted in bytes.
+fn dechunked(body: &str) -> String {
+    let mut rest = body.as_bytes();
+    let mut out = Vec::new();
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..end]);
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let tail = &rest[end + 2..];
         if n == 0 || tail.len() < n {
             break;
         }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].strip_prefix("\r\n").unwrap_or(&tail[n..]);
+        out.extend_from_slice(&tail[..n]);
+        rest = tail[n..].strip_prefix(b"\r\n").unwrap_or(&tail[n..]);
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The release before this build (the last line of `RELEASES` older than this version): its

@@ -333,3 +333,35 @@ fn variables_reach_every_server_survive_restarts_and_are_sealed_at_rest() {
         stderr(&gone)
     );
 }
+
+#[test]
+fn a_server_that_lost_its_keys_refuses_in_one_sentence_and_changes_nothing() {
+    let dir = TestDir::new();
+    let data = dir.path.join("s0");
+    let args = ["-server", "-bootstrap-expect", "1"];
+    let mut server = Agent::start(&data, &args);
+    server.ok(&["var", "put", "app/db", "user=me"]);
+    // The keystore is lost (a disk replaced, a data dir restored without it), and no other
+    // server has the key.
+    server.kill9();
+    let keystore = data.join("server/keystore");
+    for f in std::fs::read_dir(&keystore).unwrap().flatten() {
+        std::fs::remove_file(f.path()).unwrap();
+    }
+    server.restart(&args);
+    let out = server.yurt(&["var", "get", "app/db"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not have key") && err.contains("no other server gave it"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // The sealed variable is kept as it was: listing still shows it, and nothing was written.
+    let list = server.ok(&["var", "list"]);
+    assert!(list.contains("app/db"), "{list}");
+    // A rotation makes a new key; new variables are sealed with it and open.
+    server.ok(&["operator", "root", "keyring", "rotate"]);
+    server.ok(&["var", "put", "app/new", "k=v"]);
+    assert_eq!(server.ok(&["var", "get", "-item", "k", "app/new"]), "v");
+}

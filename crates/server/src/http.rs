@@ -392,7 +392,7 @@ impl Http {
                         }
                     }
                     other => {
-                        return Err(Failure(
+                        return Err(Failure::new(
                             StatusCode::NOT_FOUND,
                             format!("no such deployment action: {other}"),
                         ))
@@ -487,7 +487,7 @@ impl Http {
             }
             (&M::GET, ["v1", "regions"]) => Ok(Value::from(vec![api.cluster.me().region.clone()])),
             (_, ["v1", ..]) => Err(no_route(method, &parts)),
-            _ => Err(Failure(
+            _ => Err(Failure::new(
                 StatusCode::NOT_FOUND,
                 format!("no such endpoint: {}", yurt_types::limits::shown(path)),
             )),
@@ -595,10 +595,7 @@ impl Http {
         }
         let now = crate::write::now_unix_ms();
         let v = state.scan(|s| crate::metrics::json_report(s, &raft, now));
-        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-        let mut r = Response::new(full(text));
-        set_headers(&mut r, "application/json", index);
-        r
+        json_response(&v, index)
     }
 
     /// `GET /v1/event/stream`: the gRPC `Events/Stream` in-process, as newline-delimited JSON
@@ -648,13 +645,13 @@ impl Http {
         let q = req.uri().query().unwrap_or_default().to_string();
         let body = match read_body(req.into_body()).await {
             Ok(b) => b,
-            Err(Failure(code, m)) => return plain(code, &m, 0),
+            Err(f) => return f.respond(0),
         };
         let mut applied = self.api.reads.state.subscribe();
         if method == Method::GET {
             let wait = match blocking(&q) {
                 Ok(w) => w,
-                Err(Failure(code, m)) => return plain(code, &m, 0),
+                Err(f) => return f.respond(0),
             };
             if let Some((min, wait)) = wait {
                 let deadline = tokio::time::Instant::now() + wait;
@@ -684,7 +681,7 @@ impl Http {
                     return plain(StatusCode::BAD_REQUEST, &m, index);
                 }
             },
-            Err(Failure(code, m)) => return plain(code, &m, index),
+            Err(f) => return f.respond(index),
         };
         if method == Method::GET && path.trim_end_matches('/') == "/v1/event/stream" {
             let rq = Rq {
@@ -694,7 +691,7 @@ impl Http {
             };
             return match self.event_stream(&q, &rq).await {
                 Ok(r) => r,
-                Err(Failure(code, m)) => plain(code, &m, index),
+                Err(f) => f.respond(index),
             };
         }
         let rq = Rq {
@@ -711,15 +708,13 @@ impl Http {
                 },
                 _ => Err(no_route(&method, &["v1", "client", "fs", rest])),
             };
-            return answer.unwrap_or_else(|Failure(code, m)| plain(code, &m, index));
+            return answer.unwrap_or_else(|f| f.respond(index));
         }
         if method == Method::GET && path.trim_end_matches('/') == "/v1/vars" {
             // The next page's token travels in a header, as Nomad's.
             return match variables::list(&self.api, &rq, &q).await {
                 Ok((v, next)) => {
-                    let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-                    let mut r = Response::new(full(text));
-                    set_headers(&mut r, "application/json", index);
+                    let mut r = json_response(&v, index);
                     if let Ok(next) = hyper::header::HeaderValue::from_str(&next) {
                         if !next.is_empty() {
                             r.headers_mut().insert("x-nomad-nexttoken", next);
@@ -727,28 +722,14 @@ impl Http {
                     }
                     r
                 }
-                Err(Failure(code, m)) => plain(code, &m, index),
+                Err(f) => f.respond(index),
             };
         }
         let answer = self.route(&method, &path, &q, body, rq).await;
         crate::metrics::metrics().observe("yurt.http.request", started.elapsed());
         match answer {
-            Ok(v) => {
-                let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-                let mut r = Response::new(full(text));
-                set_headers(&mut r, "application/json", index);
-                r
-            }
-            // A conflict's body is the object as it is now (variables' compare-and-set).
-            Err(Failure(code, m)) if code == StatusCode::CONFLICT && m.starts_with('{') => {
-                let mut r = Response::builder()
-                    .status(code)
-                    .body(full(m + "\n"))
-                    .unwrap_or_else(|_| Response::new(full("")));
-                set_headers(&mut r, "application/json", index);
-                r
-            }
-            Err(Failure(code, m)) => plain(code, &m, index),
+            Ok(v) => json_response(&v, index),
+            Err(f) => f.respond(index),
         }
     }
 }

@@ -84,15 +84,13 @@ impl Http {
                     .await?
                     .into_inner();
                 let list: Vec<Value> = r.files.iter().map(info).collect();
-                let text = serde_json::to_string_pretty(&list).unwrap_or_default() + "\n";
-                Ok(response(full(text), "application/json", index))
+                Ok(json_response(&Value::from(list), index))
             }
             "stat" => {
                 let f = Allocs::fs_stat(api, rq.of(FsRequest { alloc_id, path }))
                     .await?
                     .into_inner();
-                let text = serde_json::to_string_pretty(&info(&f)).unwrap_or_default() + "\n";
-                Ok(response(full(text), "application/json", index))
+                Ok(json_response(&info(&f), index))
             }
             "cat" | "readat" => {
                 let (offset, limit) = if what == "cat" {

@@ -22,9 +22,39 @@ pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }
 
-/// A failed request: status and one sentence.
+/// A failed request: status and one sentence; and, for a conflict, the object as it is now
+/// (Nomad answers a lost compare-and-set with the current variable).
 #[derive(Debug)]
-pub(super) struct Failure(pub(super) StatusCode, pub(super) String);
+pub(super) struct Failure(
+    pub(super) StatusCode,
+    pub(super) String,
+    pub(super) Option<Value>,
+);
+
+impl Failure {
+    pub(super) fn new(code: StatusCode, sentence: impl Into<String>) -> Failure {
+        Failure(code, sentence.into(), None)
+    }
+
+    /// A failure answered with a JSON body rather than a sentence.
+    pub(super) fn with_body(code: StatusCode, body: Value) -> Failure {
+        Failure(code, String::new(), Some(body))
+    }
+
+    /// The answer: the sentence, or the JSON body.
+    pub(super) fn respond(self, index: u64) -> HttpResponse {
+        match self.2 {
+            None => plain(self.0, &self.1, index),
+            Some(body) => {
+                let text = serde_json::to_string(&body).unwrap_or_default() + "\n";
+                let mut r = Response::new(full(text));
+                *r.status_mut() = self.0;
+                set_headers(&mut r, "application/json", index);
+                r
+            }
+        }
+    }
+}
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Failure {
@@ -41,12 +71,12 @@ impl From<tonic::Status> for Failure {
             Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Failure(code, s.message().to_string())
+        Failure::new(code, s.message())
     }
 }
 
 pub(super) fn bad(msg: impl Into<String>) -> Failure {
-    Failure(StatusCode::BAD_REQUEST, msg.into())
+    Failure::new(StatusCode::BAD_REQUEST, msg)
 }
 
 pub(super) type Answer = Result<Value, Failure>;
@@ -54,7 +84,7 @@ pub(super) type Answer = Result<Value, Failure>;
 pub(super) fn json<T: serde::Serialize>(v: &T) -> Answer {
     serde_json::to_value(v)
         .map(|v| to_nomad(&v))
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// The query parameter `name`, if given (still percent-encoded).
@@ -223,12 +253,12 @@ pub(super) fn no_route(method: &Method, parts: &[&str]) -> Failure {
         pat.len() == parts.len() && pat.iter().zip(parts).all(|(a, b)| *a == "*" || a == b)
     });
     if known {
-        Failure(
+        Failure::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("method {method} is not allowed for /{path}"),
         )
     } else {
-        Failure(
+        Failure::new(
             StatusCode::NOT_FOUND,
             format!(
                 "no such endpoint: {method} {}",
@@ -283,15 +313,16 @@ pub(super) fn nomad_job(body: &Value) -> Result<(Job, Vec<String>), Failure> {
 /// read, completed with its defaults and checked as a registration would be, registering
 /// nothing.
 pub(super) fn validate_job(body: &Value, region: &str) -> Value {
-    let checked = nomad_job(body)
-        .map_err(|Failure(_, why)| why)
-        .and_then(|(mut job, warnings)| {
-            yurt_types::jobspec::canonicalize(&mut job);
-            yurt_types::jobspec::validate(&job)
-                .and_then(|()| yurt_types::jobspec::place_in_region(&mut job, region))
-                .map(|()| warnings)
-                .map_err(|p| p.to_string())
-        });
+    let checked =
+        nomad_job(body)
+            .map_err(|Failure(_, why, _)| why)
+            .and_then(|(mut job, warnings)| {
+                yurt_types::jobspec::canonicalize(&mut job);
+                yurt_types::jobspec::validate(&job)
+                    .and_then(|()| yurt_types::jobspec::place_in_region(&mut job, region))
+                    .map(|()| warnings)
+                    .map_err(|p| p.to_string())
+            });
     let (errors, warnings) = match checked {
         Ok(w) => (Vec::new(), w),
         Err(why) => (vec![why], Vec::new()),
@@ -352,6 +383,14 @@ pub(super) fn set_headers(r: &mut HttpResponse, content_type: &'static str, inde
     }
 }
 
+/// A JSON answer (pretty, as Nomad's), with the index headers.
+pub(super) fn json_response(v: &Value, index: u64) -> HttpResponse {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    let mut r = Response::new(full(text));
+    set_headers(&mut r, "application/json", index);
+    r
+}
+
 /// An answer of one sentence: whatever a route or a check says, the caller gets one short line
 /// ([`yurt_types::limits::tidy`]).
 pub(super) fn plain(code: StatusCode, msg: &str, index: u64) -> HttpResponse {
@@ -372,7 +411,7 @@ where
     let limited = Limited::new(body, MAX_BODY);
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Err(_) => {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the request body did not arrive within {}s",
@@ -381,7 +420,7 @@ where
             ))
         }
         Ok(Err(e)) => {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "cannot read the request body (at most {} MiB): {e}",

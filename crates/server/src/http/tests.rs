@@ -19,7 +19,7 @@ impl hyper::body::Body for Stalled {
 
 #[tokio::test(start_paused = true)]
 async fn a_body_slower_than_the_limit_gets_408() {
-    let Err(Failure(code, msg)) = read_body(Stalled).await else {
+    let Err(Failure(code, msg, _)) = read_body(Stalled).await else {
         panic!("a stalled body was read")
     };
     assert_eq!(code, StatusCode::REQUEST_TIMEOUT);
@@ -42,7 +42,7 @@ fn blocking_queries_refuse_what_they_cannot_read() {
         ("index=5&wait=-5s", "wait: \"-5s\" is not a duration"),
         ("index=x", "index \"x\" is not a whole number"),
     ] {
-        let Err(Failure(code, m)) = blocking(q) else {
+        let Err(Failure(code, m, _)) = blocking(q) else {
             panic!("{q} accepted")
         };
         assert_eq!(code, StatusCode::BAD_REQUEST);
@@ -61,12 +61,13 @@ fn query_parameters_and_bodies() {
         serde_json::json!({"Job": {"ID": "web", "TaskGroups": [{"Name": "app", "Count": 2}]}});
     let (job, _) = nomad_job(&body).unwrap();
     assert_eq!((job.id.as_str(), job.task_groups[0].count), ("web", 2));
-    let Err(Failure(code, msg)) = nomad_job(&serde_json::json!([1])) else {
+    let Err(Failure(code, msg, _)) = nomad_job(&serde_json::json!([1])) else {
         panic!("an array is no job")
     };
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(msg, "request body must be a JSON object with \"Job\"");
-    let Err(Failure(_, msg)) = nomad_job(&serde_json::json!({"Job": {"TaskGroups": "x"}})) else {
+    let Err(Failure(_, msg, _)) = nomad_job(&serde_json::json!({"Job": {"TaskGroups": "x"}}))
+    else {
         panic!("wrong types are refused")
     };
     assert_eq!(msg, "invalid Job: TaskGroups: expected a list");
@@ -77,7 +78,8 @@ fn query_parameters_and_bodies() {
     .unwrap();
     assert!(job.unimplemented.contains_key("Vault"));
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    let Err(Failure(_, msg)) = nomad_job(&serde_json::json!({"Job": {"ID": "web", "Vaullt": 1}}))
+    let Err(Failure(_, msg, _)) =
+        nomad_job(&serde_json::json!({"Job": {"ID": "web", "Vaullt": 1}}))
     else {
         panic!("unknown fields are refused")
     };

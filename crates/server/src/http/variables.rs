@@ -179,8 +179,7 @@ async fn conflict(api: &Api, rq: &Rq, namespace: String, path: String) -> Failur
                 })
         }
     };
-    let body = json(&current).unwrap_or(Value::Null);
-    Failure(StatusCode::CONFLICT, body.to_string())
+    Failure::with_body(StatusCode::CONFLICT, json(&current).unwrap_or(Value::Null))
 }
 
 /// `/v1/operator/keyring/...`.
