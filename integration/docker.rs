@@ -128,6 +128,7 @@ const RESTART_NEVER: &str = "    restart {\n      attempts = 0\n      mode     =
 
 #[test]
 fn a_container_s_port_answers_and_its_output_reaches_alloc_logs_follow() {
+    let _ports = crate::dockerd::host_ports();
     let dir = TestDir::new();
     let docker = Dockerd::start(&dir.path);
     app_image(&docker);
@@ -185,7 +186,16 @@ fn a_container_s_port_answers_and_its_output_reaches_alloc_logs_follow() {
         "{logs}"
     );
     assert!(logs.contains("/alloc/logs\n/local\n/secrets\n"), "{logs}");
-    assert_eq!(agent.ok(&["alloc", "logs", "-stderr", &id]), "to-stderr\n");
+    // Docker sends the two streams apart: stderr's line may come a moment after stdout's.
+    let stderr_log = wait_for("the container's stderr in alloc logs", || {
+        let text = agent.ok(&["alloc", "logs", "-stderr", &id]);
+        if text.is_empty() {
+            Err(text)
+        } else {
+            Ok(text)
+        }
+    });
+    assert_eq!(stderr_log, "to-stderr\n");
     let status = agent.ok(&["alloc", "status", &id]);
     assert!(
         status.contains(&format!("Downloading Image  Image {APP} found locally")),
@@ -532,6 +542,7 @@ fn a_drain_moves_containers_to_another_node() {
 
 #[test]
 fn the_readme_s_docker_example_runs_and_answers() {
+    let _ports = crate::dockerd::host_ports();
     let dir = TestDir::new();
     let docker = Dockerd::start(&dir.path);
     // The example's image, built here (no registry): busybox, as the real one is.

@@ -21,6 +21,14 @@ use crate::harness::wait_for;
 
 static BRIDGES: AtomicU32 = AtomicU32::new(0);
 
+/// Held by a test whose containers publish host ports, for its whole run: every agent gives a
+/// task the lowest free dynamic port first (20000), and one test's container published there
+/// by Docker's proxy on this host would take it from another test's.
+pub fn host_ports() -> std::sync::MutexGuard<'static, ()> {
+    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Where the static busybox is (Debian's busybox-static): one with no dynamic loader named
 /// in its program headers.
 pub fn busybox() -> PathBuf {

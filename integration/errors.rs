@@ -41,12 +41,12 @@ fn bad_input_is_refused_with_one_sentence() {
     assert_eq!(unknown.status.code(), Some(1));
     assert_eq!(
         stderr(&unknown).trim(),
-        "Error querying job: job \"nope\" not found"
+        "Error querying job: job \"nope\" not found in namespace \"default\""
     );
     let stop = agent.yurt(&["job", "stop", "nope"]);
     assert_eq!(
         stderr(&stop).trim(),
-        "Error deregistering job: job \"nope\" not found"
+        "Error deregistering job: job \"nope\" not found in namespace \"default\""
     );
     let alloc = agent.yurt(&["alloc", "status", "0000"]);
     assert_eq!(

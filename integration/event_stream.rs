@@ -213,7 +213,7 @@ fn a_subscriber_that_stops_reading_is_dropped_and_the_servers_carry_on() {
     }
     // A new subscriber is served at once.
     let mut fresh = Stream::open(&http, "topic=Job:j999&index=0");
-    let e = fresh.until(Duration::from_secs(30), |e| e["Key"] == "j999");
+    let e = fresh.until(timeout(), |e| e["Key"] == "j999");
     assert_eq!(e["Type"], "JobRegistered");
     // The stalled one was dropped: what it reads now ends before all the writes, after an
     // error line when there was room for one.

@@ -107,12 +107,51 @@ pub fn wait_task_pids(data_dir: &Path, n: usize) -> Vec<i32> {
 }
 
 pub use yurt_client::executor::parent_of;
+pub use yurt_nemesis::http::try_http;
 
 /// A process's command line, arguments separated by spaces.
 pub fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .unwrap_or_default()
+}
+
+/// Waits until none of `pids` runs.
+pub fn wait_gone(pids: &[i32]) {
+    wait_for("the processes to be gone", || {
+        let live: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if live.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{live:?}"))
+        }
+    });
+}
+
+/// Node `name`'s status in the output of `node status`.
+pub fn status_in<'a>(table: &'a str, name: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.contains(&format!("  {name}  ")))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("")
+}
+
+/// Node `name`'s status as `node status` on `server` shows it.
+pub fn node_status(server: &Agent, name: &str) -> String {
+    status_in(&server.ok(&["node", "status"]), name).to_string()
+}
+
+/// Waits until `node status` on `server` shows node `name` as `want`.
+pub fn wait_node_status(server: &Agent, name: &str, want: &str) {
+    wait_for(&format!("node {name} to be {want}"), || {
+        let table = server.ok(&["node", "status"]);
+        if status_in(&table, name) == want {
+            Ok(())
+        } else {
+            Err(table)
+        }
+    });
 }
 
 /// Whether a process runs (a zombie does not count).
@@ -515,55 +554,7 @@ fn http_exchange(
     body: &str,
     token: &str,
 ) -> (String, Vec<(String, String)>, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
-    s.set_read_timeout(Some(timeout())).unwrap();
-    let token = if token.is_empty() {
-        String::new()
-    } else {
-        format!("X-Nomad-Token: {token}\r\n")
-    };
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
-        dechunked(body)
-    } else {
-        body.to_string()
-    };
-    (status, headers, body)
-}
-
-/// A chunked body's data (a streamed answer read to its end); chunks are counted in bytes.
-fn dechunked(body: &str) -> String {
-    let mut rest = body.as_bytes();
-    let mut out = Vec::new();
-    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = String::from_utf8_lossy(&rest[..end]);
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        let tail = &rest[end + 2..];
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.extend_from_slice(&tail[..n]);
-        rest = tail[n..].strip_prefix(b"\r\n").unwrap_or(&tail[n..]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    try_http(addr, method, path, body, token, timeout()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The release before this build (the last line of `RELEASES` older than this version): its

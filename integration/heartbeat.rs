@@ -7,19 +7,6 @@ use crate::harness::*;
 /// Short TTLs so that a node is down within a few seconds.
 const FAST: [&str; 4] = ["-min-heartbeat-ttl", "1s", "-heartbeat-grace", "1s"];
 
-fn node_status(server: &Agent, name: &str) -> String {
-    status_in(&server.ok(&["node", "status"]), name).to_string()
-}
-
-/// Node `name`'s status in the output of `node status`.
-fn status_in<'a>(table: &'a str, name: &str) -> &'a str {
-    table
-        .lines()
-        .find(|l| l.contains(&format!("  {name}  ")))
-        .and_then(|l| l.split_whitespace().last())
-        .unwrap_or("")
-}
-
 #[test]
 fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_returns() {
     let dir = TestDir::new();
@@ -71,14 +58,7 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
     );
     let old_pids = task_pids(&victim.data_dir);
     victim.kill9();
-    wait_for("the silent node to be down", || {
-        let s = node_status(&server, victim_name);
-        if s == "down" {
-            Ok(())
-        } else {
-            Err(server.ok(&["node", "status"]))
-        }
-    });
+    wait_node_status(&server, victim_name, "down");
     let replacements = server.wait_running("web", 2);
     assert!(replacements.iter().all(|r| !first.contains(r)));
     // The replacements run on the other node.
@@ -100,26 +80,12 @@ fn a_silent_client_goes_down_its_allocations_are_replaced_and_killed_when_it_ret
 
     // The client comes back: its node is ready again and it stops the lost allocations' tasks.
     victim.restart(&["-client", "-servers", &server.grpc, "-node", victim_name]);
-    wait_for("the returning node to be ready", || {
-        let s = node_status(&server, victim_name);
-        if s == "ready" {
-            Ok(())
-        } else {
-            Err(s)
-        }
-    });
+    wait_node_status(&server, victim_name, "ready");
     // A restarted agent registers again (one that had only lost touch would heartbeat again:
     // `Node reregistered by heartbeat`).
     let verbose = server.ok(&["node", "status", "-verbose", victim_name]);
     assert!(verbose.contains("Node re-registered"), "{verbose}");
-    wait_for("the lost allocations' tasks to be killed", || {
-        let live: Vec<i32> = old_pids.iter().copied().filter(|p| alive(*p)).collect();
-        if live.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{live:?}"))
-        }
-    });
+    wait_gone(&old_pids);
     assert_eq!(
         server.wait_running("web", 2),
         replacements,

@@ -140,7 +140,10 @@ fn jobs_register_plan_and_read_through_the_nomad_shaped_http_api() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     let (status, _, body) = http_request(&http, "GET", "/v1/job/web", "");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    assert_eq!(body.trim(), "job \"web\" not found");
+    assert_eq!(
+        body.trim(),
+        "job \"web\" not found in namespace \"default\""
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! node changes' `EvalIDs`/`NodeModifyIndex` answers, and nodes as Nomad's stubs show them
 //! (`Address`, `NodePool`, `?resources=true`, `?os=true`).
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::*;
 
@@ -38,6 +38,43 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
     assert_eq!(status["JobID"], "web", "{status}");
     assert_eq!(status["TaskGroups"]["app"]["Desired"], 3, "{status}");
     assert_eq!(status["TaskGroups"]["app"]["Running"], 3, "{status}");
+    // The scale's event, recorded with it: the counts, the message, its evaluation.
+    let event = &status["TaskGroups"]["app"]["Events"][0];
+    assert_eq!(
+        (&event["Count"], &event["PreviousCount"], &event["Message"]),
+        (&json!(3), &json!(1), &json!("more")),
+        "{status}"
+    );
+    assert_eq!(
+        (&event["EvalID"], &event["Error"]),
+        (&r["EvalID"], &json!(false))
+    );
+    assert!(
+        event["Time"].as_i64().unwrap() > 1_000_000_000_000_000_000,
+        "{event}"
+    );
+    // An event without a count (the autoscaler reporting): recorded, the job unchanged.
+    let (code, r) = http_json(
+        &http,
+        "POST",
+        "/v1/job/web/scale",
+        &json!({"Target": {"Group": "app"}, "Error": true, "Message": "metrics unavailable",
+            "Meta": {"source": "test", "tries": 2}})
+        .to_string(),
+    );
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["EvalID"], Value::Null, "{r}");
+    let (_, status) = http_json(&http, "GET", "/v1/job/web/scale", "");
+    let events = status["TaskGroups"]["app"]["Events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{status}");
+    assert_eq!(events[0]["Message"], "metrics unavailable");
+    assert_eq!(
+        (&events[0]["Error"], &events[0]["Count"]),
+        (&json!(true), &Value::Null)
+    );
+    assert_eq!(events[0]["Meta"], json!({"source": "test", "tries": 2}));
+    assert_eq!(events[1]["Message"], "more", "newest first");
+    assert_eq!(status["TaskGroups"]["app"]["Desired"], 3, "unchanged");
     let (_, versions) = http_json(&http, "GET", "/v1/job/web/versions", "");
     assert_eq!(
         versions["Versions"].as_array().unwrap().len(),
@@ -59,7 +96,19 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
         ),
         (
             json!({"Target": {"Group": "app"}}),
-            "request body must have \"Count\"",
+            "a scaling request needs a Count, or a Message or Error to record",
+        ),
+        (
+            json!({"Count": 2, "Error": true, "Target": {"Group": "app"}}),
+            "a scaling request that reports an error cannot set Count",
+        ),
+        (
+            json!({"Message": "m", "Target": {"Group": "nope"}}),
+            "job \"web\" has no group \"nope\"",
+        ),
+        (
+            json!({"Message": "m", "Meta": [1], "Target": {"Group": "app"}}),
+            "Meta: expected an object, found [1]",
         ),
     ] {
         let (code, v) = http_json(&http, "POST", "/v1/job/web/scale", &body.to_string());
@@ -191,6 +240,22 @@ fn jobs_are_evaluated_scaled_and_marked_stable_and_nodes_evaluated_over_http_and
         out.contains("finished with status \"complete\"")
             || out.contains("finished with status \"canceled\""),
         "{out}"
+    );
+    // `job scaling-events`: newest first; -verbose adds the message and evaluation.
+    let events = agent.ok(&["job", "scaling-events", "web"]);
+    let lines: Vec<&str> = events.lines().collect();
+    assert_eq!(lines.len(), 5, "{events}");
+    assert!(
+        lines[0].starts_with("Task Group") && lines[0].contains("PrevCount"),
+        "{events}"
+    );
+    let cells = |l: &str| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    assert_eq!(cells(lines[1]), "app 1 2", "{events}");
+    assert_eq!(cells(lines[2]), "app 2 3", "{events}");
+    let verbose = agent.ok(&["job", "scaling-events", "-verbose", "web"]);
+    assert!(
+        verbose.contains("submitted using the Yurt CLI") && verbose.contains("metrics unavailable"),
+        "{verbose}"
     );
     let bad = agent.yurt(&["job", "scale", "web", "app", "many"]);
     assert_eq!(bad.status.code(), Some(1));

@@ -190,7 +190,10 @@ fn jobs_run_plan_history_logs_and_stop_on_a_dev_agent() {
     );
     let (status, body) = http_get(http, "/v1/job/nope");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    assert_eq!(body.trim(), "job \"nope\" not found");
+    assert_eq!(
+        body.trim(),
+        "job \"nope\" not found in namespace \"default\""
+    );
 }
 
 #[test]

@@ -39,6 +39,14 @@
 //! - `status`: job status by Nomad's rules, purged jobs' allocations, `agent-info`'s sections;
 //! - `event_stream`: `/v1/event/stream`: a drain's event, resume, topic filters, the CLI;
 //! - `errors`: bad input gives one clear sentence and changes nothing;
+//! - `nemesis`: the `yurt-nemesis` crate on the harness's agents: the fault tests' own loopback
+//!   addresses per test, links cut with iptables (one way or both), processes paused, small
+//!   disks; always undone (the crate's `history` judges what concurrent clients saw);
+//! - `faults`: named fault scenarios (leader isolated, follower isolated and healed, leader
+//!   paused, a leader's packets to the followers lost, a lossy link, full disks, a client cut
+//!   off from every server, a leader cut off during a rollout) under that workload;
+//! - `disconnect`: the `disconnect` block with a client cut off: `disconnected` and `unknown`,
+//!   each `reconcile` strategy, `lost_after` running out, `stop_on_client_after`;
 //! - `follower_writes`: writes sent to a lagging follower are decided on the leader's state;
 //! - `variables`: Nomad Variables over HTTP (compare-and-set, pages, ACL rules, rotation) and
 //!   on three servers (keys fetched, restarts, sealed at rest);
@@ -47,10 +55,12 @@
 //! - `tidy`: rules about the source tree itself.
 
 mod acl;
+mod browser;
 mod client_fs;
 mod cluster;
 mod damage;
 mod deployments;
+mod disconnect;
 mod docker;
 mod dockerd;
 mod docs;
@@ -59,6 +69,7 @@ mod driver_faults;
 mod drivers;
 mod errors;
 mod event_stream;
+mod faults;
 mod follower_writes;
 mod harness;
 mod health;
@@ -70,6 +81,7 @@ mod job_actions;
 mod jobs;
 mod leadership;
 mod namespaces;
+mod nemesis;
 mod nomad_jobs;
 mod restart;
 mod rollouts;
@@ -79,5 +91,6 @@ mod seed_docker;
 mod status;
 mod tidy;
 mod tls;
+mod ui;
 mod upgrade;
 mod variables;

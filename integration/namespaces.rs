@@ -2,7 +2,7 @@
 //! jobs (and their allocations, evaluations and events) and variables belong to one; reads
 //! name it with `?namespace=` (`*`: all), `-namespace`, `YURT_NAMESPACE` or `NOMAD_NAMESPACE`;
 //! a token's namespace rules now mean what they say; a namespace with jobs or variables is
-//! not deleted.
+//! not deleted; the same job ID in two namespaces is two jobs.
 
 use serde_json::{json, Value};
 
@@ -74,14 +74,6 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
         &root,
     );
     assert_eq!(code, 200, "{v}");
-    let (code, v) = http_json_with(&http, "POST", "/v1/jobs", &job("api", None), &root);
-    assert_eq!(code, 400, "one ID, one namespace: {v}");
-    assert!(
-        v.as_str()
-            .unwrap()
-            .contains("already exists in namespace \"prod\""),
-        "{v}"
-    );
     agent.wait_running("web", 1);
     let (_, listed) = http_json_with(&http, "GET", "/v1/jobs", "", &root);
     assert_eq!(ids(&listed, "ID"), ["web"], "{listed}");
@@ -257,4 +249,118 @@ fn namespaces_hold_jobs_and_variables_apart_for_reads_tokens_and_events() {
     assert_eq!(v, json!("the default namespace cannot be deleted"));
     let (_, all) = http_json_with(&http, "GET", "/v1/namespaces", "", &root);
     assert_eq!(ids(&all, "Name"), ["default"], "{all}");
+}
+
+#[test]
+fn the_same_job_id_in_two_namespaces_is_two_jobs() {
+    let dir = TestDir::new();
+    let agent = Agent::start(&dir.path.join("dev"), &["-dev"]);
+    let http = agent.http.clone().unwrap();
+    for ns in ["dev", "prod"] {
+        agent.ok(&["namespace", "apply", ns]);
+    }
+    let mut stream = Stream::open_with(&http, "namespace=*&topic=Job", "");
+    // `web` in dev from the CLI (the flag names the namespace), `web` in prod over HTTP.
+    let spec = dir.path.join("web.nomad.hcl");
+    std::fs::write(
+        &spec,
+        "job \"web\" {\n  group \"g\" {\n    count = 1\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/sh\"\n        args = [\"-c\", \"while true; do sleep 1; done\"]\n      }\n      resources {\n        cpu = 10\n        memory = 16\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    agent.ok(&[
+        "job",
+        "run",
+        "-detach",
+        "-namespace",
+        "dev",
+        spec.to_str().unwrap(),
+    ]);
+    let mut prod = serde_json::from_str::<Value>(&job("web", Some("prod"))).unwrap();
+    prod["Job"]["TaskGroups"][0]["Count"] = json!(2);
+    let (code, v) = http_json(&http, "POST", "/v1/jobs", &prod.to_string());
+    assert_eq!(code, 200, "{v}");
+
+    let running = |ns: &str, n: usize| {
+        wait_for(&format!("{n} running allocations of web in {ns}"), || {
+            let (_, a) = http_json(
+                &http,
+                "GET",
+                &format!("/v1/job/web/allocations?namespace={ns}"),
+                "",
+            );
+            let live: Vec<&Value> = a
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["ClientStatus"] == "running" && a["DesiredStatus"] == "run")
+                .collect();
+            let ours = live
+                .iter()
+                .all(|a| a["Namespace"] == ns && a["JobID"] == "web");
+            if live.len() == n && ours {
+                Ok(())
+            } else {
+                Err(a.to_string())
+            }
+        })
+    };
+    running("dev", 1);
+    running("prod", 2);
+    let (_, listed) = http_json(&http, "GET", "/v1/jobs?namespace=*", "");
+    let mut both: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            format!(
+                "{}/{}",
+                j["Namespace"].as_str().unwrap(),
+                j["ID"].as_str().unwrap()
+            )
+        })
+        .collect();
+    both.sort();
+    assert_eq!(both, ["dev/web", "prod/web"], "{listed}");
+    let (_, d) = http_json(&http, "GET", "/v1/job/web?namespace=dev", "");
+    let (_, p) = http_json(&http, "GET", "/v1/job/web?namespace=prod", "");
+    assert_eq!(
+        (d["Namespace"].as_str(), p["Namespace"].as_str()),
+        (Some("dev"), Some("prod"))
+    );
+    assert_eq!(p["TaskGroups"][0]["Count"], 2, "{p}");
+    let (code, _) = http_json(&http, "GET", "/v1/job/web", "");
+    assert_eq!(code, 404, "not in default");
+
+    // With every namespace, one ID that names two jobs is a question back, in one sentence.
+    let out = agent.yurt(&["-namespace", "*", "job", "status", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "job \"web\" exists in namespaces \"dev\", \"prod\": name one with -namespace"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let status = agent.ok(&["-namespace", "prod", "job", "status", "web"]);
+    assert!(status.contains("Namespace     = prod"), "{status}");
+
+    // Purging dev's leaves prod's running; its events name its namespace.
+    agent.ok(&["-namespace", "dev", "job", "stop", "-purge", "web"]);
+    let (code, _) = http_json(&http, "GET", "/v1/job/web?namespace=dev", "");
+    assert_eq!(code, 404);
+    running("prod", 2);
+    let gone = loop {
+        let line = stream.next_line();
+        let found = line["Events"].as_array().into_iter().flatten().find(|e| {
+            e["Type"] == "JobDeregistered" && e["Key"] == "web" && e["Namespace"] == "dev"
+        });
+        if let Some(e) = found {
+            break e.clone();
+        }
+    };
+    assert_eq!(gone["Topic"], "Job", "{gone}");
+    let out = agent.ok(&["-namespace", "prod", "job", "stop", "web"]);
+    assert!(!out.is_empty());
+    let (_, p) = http_json(&http, "GET", "/v1/job/web?namespace=prod", "");
+    assert_eq!(p["Stop"], true, "{p}");
 }

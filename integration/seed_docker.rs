@@ -76,9 +76,20 @@ fn answering(agent: &Agent, docker: &Dockerd) -> (usize, Vec<String>) {
         if ip.is_empty() {
             continue;
         }
-        let (status, body) = http_get(&format!("{ip}:8080"), "/");
-        if status.contains("200") {
-            bodies.push(body.trim().to_string());
+        // A container stopped in the middle of an answer never finishes it: that one does not
+        // answer, it does not stop the watch.
+        let got = try_http(
+            &format!("{ip}:8080"),
+            "GET",
+            "/",
+            "",
+            "",
+            std::time::Duration::from_secs(3),
+        );
+        if let Ok((status, _, body)) = got {
+            if status.contains("200") {
+                bodies.push(body.trim().to_string());
+            }
         }
     }
     (bodies.len(), bodies)

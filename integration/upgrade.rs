@@ -226,6 +226,13 @@ fn servers_then_clients_upgraded_in_place_and_by_drain_as_the_seed_guides_do() {
                 err.contains("namespaces requires all servers at version 0.2.0; these are older: "),
                 "{err}"
             );
+            // A count still changes, but its scaling event waits (an older server would not
+            // record it); an event alone is refused.
+            s[i].ok(&["job", "scale", "-detach", "write-0", "2"]);
+            let events = s[i].ok(&["job", "scaling-events", "write-0"]);
+            assert_eq!(events.trim(), "No events found");
+            let job = s[i].ok(&["job", "inspect", "write-0"]);
+            assert!(job.contains("\"Count\": 2"), "{job}");
             // `alloc stop` uses the drainer's command: it waits for the same servers.
             let out = s[i].yurt(&["alloc", "stop", "-detach", &allocs[0]]);
             let err = stderr(&out);

@@ -112,6 +112,7 @@ impl Edges {
                 gc_interval: Duration::from_secs(300),
                 dialer: yurt_tls::Dialer::plain(),
                 acl_enabled: false,
+                http_addr: String::new(),
             };
             let server = std::sync::Arc::new(
                 yurt_server::Server::start(config)

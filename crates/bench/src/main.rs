@@ -3,7 +3,7 @@
 //! percentiles, and leader failover time (kill -9 the leader → first accepted write).
 //! `yurt-bench client`: see [`client`]. `yurt-bench sched`: see [`sched`]. `yurt-bench deploy`:
 //! see [`deploy`]. `yurt-bench docker`: see [`docker`]. `yurt-bench idle`: see [`idle`].
-//! `yurt-bench fuzz [N] [SEED]`: see [`fuzz`]
+//! `yurt-bench ui [JOBS]`: see [`ui`]. `yurt-bench fuzz [N] [SEED]`: see [`fuzz`]
 //! (in-process, no agent).
 //!
 //! Build the agent first, then run the bench in release mode:
@@ -16,8 +16,10 @@ mod docker;
 mod edges;
 mod fuzz;
 mod idle;
+mod nemesis;
 mod sched;
 mod state;
+mod ui;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +35,8 @@ struct Server {
     child: Option<Child>,
     dir: PathBuf,
     addr: String,
+    /// The HTTP API's address.
+    http: String,
     args: Vec<String>,
 }
 
@@ -86,10 +90,11 @@ impl Server {
             .spawn()
             .expect("start yurt agent (build it first: cargo build --release)");
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
+        let (addr, http) = loop {
             if let Ok(text) = std::fs::read_to_string(&addrs) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    break v["grpc"].as_str().unwrap().to_string();
+                    let http = v["http"].as_str().unwrap_or_default().to_string();
+                    break (v["grpc"].as_str().unwrap().to_string(), http);
                 }
             }
             assert!(
@@ -103,6 +108,7 @@ impl Server {
             child: Some(child),
             dir: dir.to_path_buf(),
             addr,
+            http,
             args: args.to_vec(),
         }
     }
@@ -452,12 +458,28 @@ fn main() {
         // `idle [YURT]`: another build's binary to measure beside this one's.
         "idle" => rt.block_on(idle::idle(args.next().map_or(yurt, PathBuf::from))),
         "state" => state::state(),
+        // `ui [JOBS]`: the web UI in headless Chromium (1,000 jobs by default).
+        "ui" => {
+            let jobs = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+            rt.block_on(ui::ui(&yurt, jobs))
+        }
+        "nemesis" => {
+            // `nemesis [RUNS] [SECONDS] [SEED]`: exits 1 if a run lost a write, is not
+            // linearizable, had two leaders in one term, or ends without the job's allocations
+            // running.
+            let runs = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+            let seconds = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+            let seed = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+            if !rt.block_on(nemesis::nemesis(yurt, runs, seconds, seed)) {
+                std::process::exit(1)
+            }
+        }
         "sched" => {
             sched::in_memory();
             rt.block_on(sched::end_to_end(yurt))
         }
         _ => {
-            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | docker [ENDPOINT] | sched | deploy | state | idle [YURT] | fuzz [N] [SEED] | fuzz-edges [N] [SEED]");
+            eprintln!("usage: yurt-bench raft [SERVERS] [--no-failover] | client [--no-heartbeats] | docker [ENDPOINT] | sched | deploy | state | idle [YURT] | ui [JOBS] | fuzz [N] [SEED] | fuzz-edges [N] [SEED] | nemesis [RUNS] [SECONDS] [SEED]");
             std::process::exit(2)
         }
     }

@@ -118,6 +118,7 @@ fn run(nodes: usize, jobs: &[Job]) -> (usize, Duration, Duration) {
                 eval: None,
                 enforce_index: false,
                 job_modify_index: 0,
+                scaling_event: None,
             }),
         );
         let eval = Evaluation {
@@ -130,7 +131,13 @@ fn run(nodes: usize, jobs: &[Job]) -> (usize, Duration, Duration) {
             ids += 1;
             format!("alloc-{ids}")
         };
-        let outcome = schedule(&state, &j.id, &eval.id, 1, &mut new_id);
+        let outcome = schedule(
+            &state,
+            &yurt_core::state::key_of(j),
+            &eval.id,
+            1,
+            &mut new_id,
+        );
         placed += outcome
             .desired
             .values()

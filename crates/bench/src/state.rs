@@ -39,6 +39,7 @@ pub fn state() {
                 job: Some(j),
                 enforce_index: false,
                 job_modify_index: 0,
+                scaling_event: None,
             })),
         })
         .collect();
@@ -73,7 +74,13 @@ pub fn state() {
             .evals_to_schedule(10, 32)
             .into_iter()
             .map(|(eval, superseded)| {
-                let outcome = schedule(&state, &eval.job_id, &eval.id, 10, &mut new_id);
+                let outcome = schedule(
+                    &state,
+                    &yurt_core::state::job_key(&eval.namespace, &eval.job_id),
+                    &eval.id,
+                    10,
+                    &mut new_id,
+                );
                 plan_command(eval, &superseded, outcome, 10, &mut new_id).encode_to_vec()
             })
             .collect();

@@ -387,7 +387,9 @@ pub async fn run(args: AgentArgs) -> CmdResult {
     };
     let tls_fail = |e: yurt_tls::TlsError| fail(e.to_string());
     let read_file = |p: &Path| std::fs::read(p);
-    let dialer = yurt_tls::Dialer::agent(&args.tls, &args.region, &read_file).map_err(tls_fail)?;
+    let dialer = yurt_tls::Dialer::agent(&args.tls, &args.region, &read_file)
+        .map_err(tls_fail)?
+        .from_address(&args.bind);
     let grpc_tls = yurt_tls::grpc_server(&args.tls, &read_file).map_err(tls_fail)?;
     let https = yurt_tls::https_server(&args.tls, &read_file).map_err(tls_fail)?;
     crate::datadir::prepare(&data_dir, args.server)?;
@@ -395,12 +397,8 @@ pub async fn run(args: AgentArgs) -> CmdResult {
 
     let grpc = bind(&args.bind, args.grpc_port, "gRPC").await?;
     let grpc_addr: SocketAddr = grpc.local_addr().map_err(|e| fail(e.to_string()))?;
-    let http = if args.server {
-        Some(bind(&args.bind, args.http_port, "HTTP").await?)
-    } else {
-        None
-    };
-    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+    let http = bind(&args.bind, args.http_port, "HTTP").await?;
+    let http_addr = http.local_addr().ok();
 
     let name = args
         .node
@@ -434,6 +432,7 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             gc_interval: args.gc_interval,
             dialer: dialer.clone(),
             acl_enabled: args.acl_enabled,
+            http_addr: http_addr.map(|a| a.to_string()).unwrap_or_default(),
         };
         let server = Server::start(cfg).await.map_err(|e| fail(e.to_string()))?;
         crate::datadir::mark_server(&data_dir)?;
@@ -502,8 +501,26 @@ pub async fn run(args: AgentArgs) -> CmdResult {
                 }),
         )
     };
-    if let (Some(l), Some(s)) = (http, &server) {
-        tokio::spawn(yurt_server::http::serve(l, s.api(), https, stop_rx.clone()));
+    match (&server, &client) {
+        (Some(s), _) => {
+            tokio::spawn(yurt_server::http::serve(
+                http,
+                s.api(),
+                https,
+                stop_rx.clone(),
+            ));
+        }
+        (None, Some(c)) => {
+            // A client agent passes its HTTP API's calls on to a server's.
+            let c = c.clone();
+            let upstream: yurt_server::http::relay::Upstream = Arc::new(move || c.server_http());
+            let to_server =
+                yurt_tls::https_client(&args.tls, &args.region, &read_file).map_err(tls_fail)?;
+            let relay =
+                yurt_server::http::relay::serve(http, upstream, https, to_server, stop_rx.clone());
+            tokio::spawn(relay);
+        }
+        _ => {}
     }
 
     write_addrs(

@@ -31,18 +31,27 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Status> {
             }
         }
     }
-    // A task's secrets are the task's own (`<task>/secrets`).
-    if parts.len() >= 2 && parts[1] == "secrets" {
-        return Err(Status::permission_denied(format!(
+    // A task's secrets are the task's own (`<task>/secrets`), by the path asked for and by
+    // where a symlink leads: a task could link to its secrets from a directory that is shown.
+    let secret = |parts: &[&str]| parts.get(1) == Some(&"secrets");
+    let hidden = || {
+        Status::permission_denied(format!(
             "reading {} is not allowed: a task's secrets are its own",
             yurt_types::limits::shown(path)
-        )));
+        ))
+    };
+    if secret(&parts) {
+        return Err(hidden());
     }
     let full = parts.iter().fold(root.to_path_buf(), |p, c| p.join(c));
     // A symlink inside may point out: what it leads to must be inside too.
     if let (Ok(real), Ok(base)) = (full.canonicalize(), root.canonicalize()) {
-        if !real.starts_with(&base) {
+        let Ok(inside) = real.strip_prefix(&base) else {
             return Err(outside());
+        };
+        let real_parts: Vec<&str> = inside.iter().filter_map(|c| c.to_str()).collect();
+        if secret(&real_parts) {
+            return Err(hidden());
         }
     }
     Ok(full)
@@ -109,8 +118,8 @@ pub fn stat(root: &Path, path: &str) -> Result<FsFileInfo, Status> {
 /// A directory's entries, by name (a task's `secrets` left out).
 pub fn list(root: &Path, path: &str) -> Result<Vec<FsFileInfo>, Status> {
     let full = resolve(root, path)?;
-    let entries = std::fs::read_dir(&full).map_err(|e| match e.raw_os_error() {
-        Some(20) => Status::invalid_argument(format!(
+    let entries = std::fs::read_dir(&full).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotADirectory => Status::invalid_argument(format!(
             "{} is a file, not a directory",
             yurt_types::limits::shown(path)
         )),
@@ -188,6 +197,7 @@ mod tests {
         std::fs::write(root.join("web/local/conf"), "0123456789").unwrap();
         std::fs::write(root.join("web/secrets/token"), "s3").unwrap();
         std::os::unix::fs::symlink("/etc", root.join("web/local/out")).unwrap();
+        std::os::unix::fs::symlink("../secrets", root.join("web/local/keys")).unwrap();
         assert_eq!(resolve(root, "/").unwrap(), root);
         assert!(resolve(root, "web/local/conf").is_ok());
         for bad in ["../x", "web/../../x", "web/local/out/passwd"] {
@@ -198,8 +208,14 @@ mod tests {
                 "{bad}"
             );
         }
-        let e = resolve(root, "web/secrets/token").unwrap_err();
-        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        for hidden in [
+            "web/secrets/token",
+            "web/local/keys/token",
+            "web/local/keys",
+        ] {
+            let e = resolve(root, hidden).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{hidden}");
+        }
         let names: Vec<String> = list(root, "web")
             .unwrap()
             .into_iter()

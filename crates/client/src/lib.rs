@@ -87,14 +87,35 @@ pub enum StartError {
     BadServer(String, String),
 }
 
+/// Where `meta` keeps the time of the last heartbeat a server answered (Unix ms, big-endian).
+const LAST_HEARTBEAT_KEY: &[u8] = b"last_heartbeat_unix_ms";
+
+/// How long a client waits for a server to answer a registration or a status report before it
+/// tries the next server (a heartbeat gets a second; the allocation watch, a blocking query,
+/// is made again when another call moves on).
+pub(crate) const SERVER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The servers a client knows, used one at a time: a call that cannot reach the current one
 /// moves on to the next, so a client keeps working while any server answers.
 struct Servers {
     clients: Vec<NodesClient<Channel>>,
     current: AtomicU64,
+    /// Told when the client moves on to another server: a call parked on the one it left
+    /// (the allocation watch, a blocking query of up to 30 s) is made again on the next.
+    moved: tokio::sync::Notify,
+    /// The HTTP API of the server that last answered a registration or a heartbeat (empty
+    /// until one said it): the client agent's HTTP API passes its calls on to it.
+    http: Mutex<String>,
 }
 
 impl Servers {
+    /// Notes the HTTP API a server's answer named (an older server names none).
+    fn heard(&self, http: &str) {
+        if !http.is_empty() {
+            *self.http.lock().unwrap_or_else(|e| e.into_inner()) = http.to_string();
+        }
+    }
+
     fn get(&self) -> NodesClient<Channel> {
         let i = self.current.load(Ordering::Relaxed) as usize % self.clients.len();
         self.clients[i].clone()
@@ -108,6 +129,7 @@ impl Servers {
                 Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
             ) {
                 self.current.fetch_add(1, Ordering::Relaxed);
+                self.moved.notify_waiters();
             }
         }
         r
@@ -141,6 +163,11 @@ struct Inner {
     host: host_stats::Sampler,
     servers: Servers,
     last_heartbeat: Mutex<Option<Instant>>,
+    /// The client's own records (`meta`): its state's format, its last heartbeat answered.
+    meta: sled::Tree,
+    /// When a server last answered a heartbeat before this start (Unix ms), from `meta`: a
+    /// client restarted while cut off still knows how long it has been without the servers.
+    heard_before: Option<i64>,
     ttl_ms: AtomicU64,
     registered: watch::Sender<bool>,
     /// A driver's fingerprint changed: the node registers again with its new `Drivers`.
@@ -188,10 +215,17 @@ impl Client {
             })
         };
         let db = tree("allocs")?;
-        runner::check_format(&tree("meta")?).map_err(|message| StartError::Corrupt {
+        let meta = tree("meta")?;
+        runner::check_format(&meta).map_err(|message| StartError::Corrupt {
             path: state_path.clone(),
             message,
         })?;
+        let heard_before = meta
+            .get(LAST_HEARTBEAT_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes);
         let allocs = runner::load(&db).map_err(|message| StartError::Corrupt {
             path: state_path.clone(),
             message,
@@ -241,6 +275,8 @@ impl Client {
                 .map(|e| NodesClient::new(e.connect_lazy()))
                 .collect(),
             current: AtomicU64::new(0),
+            moved: tokio::sync::Notify::new(),
+            http: Mutex::new(String::new()),
         };
         let drivers = driver::Drivers::new(&config.drivers, &config.executor_exe, &id);
         drivers.refresh().await;
@@ -263,6 +299,8 @@ impl Client {
                 host: host_stats::Sampler::default(),
                 servers,
                 last_heartbeat: Mutex::new(None),
+                meta,
+                heard_before,
                 ttl_ms: AtomicU64::new(0),
                 registered: watch::channel(false).0,
                 reregister: AtomicBool::new(false),
@@ -275,6 +313,17 @@ impl Client {
         tokio::spawn(client.clone().watch_loop());
         tokio::spawn(client.clone().supervise_loop());
         Ok(client)
+    }
+
+    /// The HTTP API of the server that last answered this client (host:port), once one said.
+    pub fn server_http(&self) -> Option<String> {
+        let http = self
+            .inner
+            .servers
+            .http
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (!http.is_empty()).then(|| http.clone())
     }
 
     pub fn node_id(&self) -> &str {
@@ -442,16 +491,18 @@ impl Client {
 
     async fn register(&self) -> Result<u64, tonic::Status> {
         let servers = &self.inner.servers;
-        let r = servers
-            .check(
-                servers
-                    .get()
-                    .register(RegisterNodeRequest {
-                        node: Some(self.node()),
-                    })
-                    .await,
-            )?
-            .into_inner();
+        let mut server = servers.get();
+        let call = server.register(RegisterNodeRequest {
+            node: Some(self.node()),
+        });
+        let answer = match tokio::time::timeout(SERVER_CALL_TIMEOUT, call).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "no answer to the registration in time",
+            )),
+        };
+        let r = servers.check(answer)?.into_inner();
+        servers.heard(&r.server_http_addr);
         // Servers are upgraded before clients (0.1 servers did not say their version).
         let server = match r.server_version.as_str() {
             "" => "0.1.0",
@@ -507,7 +558,11 @@ impl Client {
                     Ok(r) => r,
                     Err(_) => Err(tonic::Status::deadline_exceeded("heartbeat timed out")),
                 };
-                servers.check(r).map(|r| r.into_inner().heartbeat_ttl_ms)
+                servers.check(r).map(|r| {
+                    let r = r.into_inner();
+                    servers.heard(&r.server_http_addr);
+                    r.heartbeat_ttl_ms
+                })
             } else {
                 self.register().await
             };
@@ -529,6 +584,10 @@ impl Client {
                         .last_heartbeat
                         .lock()
                         .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    let at = runner::now_ms().to_be_bytes();
+                    if let Err(e) = self.inner.meta.insert(LAST_HEARTBEAT_KEY, &at) {
+                        tracing::warn!(error = %e, "cannot save the last heartbeat's time");
+                    }
                     Duration::from_millis(ttl / 2).max(Duration::from_millis(100))
                 }
                 Err(s) if s.code() == Code::NotFound => {

@@ -236,6 +236,8 @@ impl Client {
             let call = nodes.client_allocs(req);
             let reply = tokio::select! {
                 r = call => r,
+                // Another call found this server gone: ask the next one.
+                _ = self.inner.servers.moved.notified() => continue,
                 _ = shutdown.changed() => return,
             };
             match self.inner.servers.check(reply) {
@@ -284,6 +286,7 @@ impl Client {
     /// Brings local allocations in line with the servers' view.
     pub(crate) async fn reconcile(&self, server: Vec<Allocation>) {
         let mut to_start = Vec::new();
+        let mut report = false;
         {
             let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
             for a in server {
@@ -308,6 +311,12 @@ impl Client {
                             };
                             local.dirty = true;
                         }
+                        // The servers could not hear from this node for a while: they say
+                        // again what the allocation is.
+                        if a.client_status == ALLOC_UNKNOWN && !stop {
+                            local.dirty = true;
+                            report = true;
+                        }
                         local.alloc = a;
                         if stop && !local.stopping {
                             local.stopping = true;
@@ -320,7 +329,7 @@ impl Client {
             }
         }
         self.flush_state();
-        if !to_start.is_empty() {
+        if !to_start.is_empty() || report {
             self.tick().await;
         }
     }

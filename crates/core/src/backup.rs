@@ -73,7 +73,7 @@ mod tests {
             ..State::default()
         };
         s.jobs.insert(
-            "web".into(),
+            crate::state::job_key("", "web"),
             Job {
                 id: "web".into(),
                 ..Job::default()
@@ -131,9 +131,13 @@ mod fixtures {
             let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             let (file, state) = super::decode(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert_eq!(file.written_by, version, "{path}");
-            let job = &state.jobs["kept"];
+            let job = &state.jobs[&crate::state::job_key("", "kept")];
             assert_eq!(job.version, 1, "{path}");
-            assert_eq!(state.job_versions["kept"].len(), 2, "{path}");
+            assert_eq!(
+                state.job_versions[&crate::state::job_key("", "kept")].len(),
+                2,
+                "{path}"
+            );
             seen += 1;
         }
         assert!(seen > 0, "RELEASES names at least one release");

@@ -86,7 +86,7 @@ fn live_in<'s>(
 ) -> impl Iterator<Item = &'s Allocation> + 's {
     state
         .allocs
-        .of_job(&d.job_id)
+        .of_job(&d.namespace, &d.job_id)
         .filter(move |a| a.deployment_id == d.id && a.task_group == group && !alloc_terminal(a))
 }
 
@@ -128,9 +128,9 @@ pub fn running_description(d: &Deployment) -> &'static str {
     }
 }
 
-/// A job's deployments, newest first.
-pub fn of_job(state: &State, job_id: &str) -> Vec<Deployment> {
-    let mut v: Vec<Deployment> = state.deployments.of_job(job_id).cloned().collect();
+/// The deployments of job `job_id` in namespace `ns`, newest first.
+pub fn of_job(state: &State, ns: &str, job_id: &str) -> Vec<Deployment> {
+    let mut v: Vec<Deployment> = state.deployments.of_job(ns, job_id).cloned().collect();
     v.sort_by_key(|d| std::cmp::Reverse(d.create_index));
     v
 }
@@ -142,9 +142,10 @@ fn eval_for(job: &Job, id: String) -> Evaluation {
 /// `base`, with what auto-revert does about it: the description and the job to register.
 fn rollback(state: &State, job: &Job, base: &str) -> (String, Option<Job>) {
     let stable = state
-        .job_versions
-        .get(&job.id)
-        .and_then(|v| v.iter().rev().find(|v| v.stable && v.version < job.version));
+        .versions(&job.namespace, &job.id)
+        .iter()
+        .rev()
+        .find(|v| v.stable && v.version < job.version);
     match stable {
         None => (
             format!("{base} - no stable job version to auto revert to"),
@@ -172,7 +173,7 @@ fn failure(
     revert: bool,
     new_id: &mut dyn FnMut() -> String,
 ) -> DeploymentChange {
-    let job = state.jobs.get(&d.job_id);
+    let job = state.job(&d.namespace, &d.job_id);
     let (desc, job_back) = match job {
         Some(job) if revert => rollback(state, job, base),
         _ => (base.to_string(), None),
@@ -203,7 +204,11 @@ pub fn pause(
         }
         .into(),
         eval: (!pause)
-            .then(|| state.jobs.get(&d.job_id).map(|j| eval_for(j, new_id())))
+            .then(|| {
+                state
+                    .job(&d.namespace, &d.job_id)
+                    .map(|j| eval_for(j, new_id()))
+            })
             .flatten(),
         ..Default::default()
     };
@@ -232,7 +237,9 @@ pub fn promote(
     let c = DeploymentChange {
         deployment_id: d.id.clone(),
         promote: true,
-        eval: state.jobs.get(&d.job_id).map(|j| eval_for(j, new_id())),
+        eval: state
+            .job(&d.namespace, &d.job_id)
+            .map(|j| eval_for(j, new_id())),
         ..Default::default()
     };
     check(state, d, &c)?;
@@ -251,7 +258,9 @@ pub fn set_alloc_health(
         deployment_id: d.id.clone(),
         healthy_allocs: healthy,
         unhealthy_allocs: unhealthy,
-        eval: state.jobs.get(&d.job_id).map(|j| eval_for(j, new_id())),
+        eval: state
+            .job(&d.namespace, &d.job_id)
+            .map(|j| eval_for(j, new_id())),
         ..Default::default()
     };
     check(state, d, &c)?;
@@ -294,15 +303,17 @@ pub fn check(state: &State, d: &Deployment, c: &DeploymentChange) -> Result<(), 
     Ok(())
 }
 
-/// `job revert JOB VERSION`: registers the spec of a kept version as a new version.
+/// `job revert JOB VERSION`: registers the spec of a kept version of job `job_id` in namespace
+/// `ns` as a new version.
 pub fn revert(
     state: &State,
+    ns: &str,
     job_id: &str,
     version: u64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Result<JobRegister, DeployError> {
-    let versions = state.job_versions.get(job_id).cloned().unwrap_or_default();
-    let current = state.jobs.get(job_id).cloned().unwrap_or_default();
+    let versions = state.versions(ns, job_id);
+    let current = state.job(ns, job_id).cloned().unwrap_or_default();
     if version == current.version {
         return Err(DeployError::CurrentVersion {
             job: job_id.into(),
@@ -330,6 +341,7 @@ pub fn revert(
         eval: Some(eval),
         enforce_index: false,
         job_modify_index: 0,
+        scaling_event: None,
     })
 }
 
@@ -351,10 +363,10 @@ pub fn health_evals(
                 .get(&a.deployment_id)
                 .is_some_and(|d| d.status == DEPLOYMENT_RUNNING)
         })
-        .filter_map(|a| state.job(&a.job_id))
+        .filter_map(|a| state.job(&a.namespace, &a.job_id))
         .collect();
-    jobs.sort_by(|a, b| a.id.cmp(&b.id));
-    jobs.dedup_by(|a, b| a.id == b.id);
+    jobs.sort_by_key(|j| crate::state::key_of(j));
+    jobs.dedup_by_key(|j| crate::state::key_of(j));
     jobs.into_iter().map(|j| eval_for(j, new_id())).collect()
 }
 
@@ -382,7 +394,7 @@ fn watch_one(
     now: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Option<DeploymentChange> {
-    let job = state.jobs.get(&d.job_id)?;
+    let job = state.job(&d.namespace, &d.job_id)?;
     // An unhealthy allocation fails the deployment at once when the group has no progress
     // deadline, or when it cannot be replaced (no reschedule attempts left).
     for (name, g) in &d.task_groups {
@@ -391,7 +403,7 @@ fn watch_one(
             .iter()
             .find(|tg| &tg.name == name)
             .and_then(|tg| tg.reschedule.as_ref());
-        let fatal = state.allocs.of_job(&d.job_id).any(|a| {
+        let fatal = state.allocs.of_job(&d.namespace, &d.job_id).any(|a| {
             a.deployment_id == d.id
                 && &a.task_group == name
                 && healthy(a) == Some(false)
@@ -563,7 +575,8 @@ impl State {
             d.modify_time_unix_ms = now;
         });
         if succeeded {
-            self.mark_stable(&d.job_id, d.job_version, index);
+            let key = crate::state::job_key(&d.namespace, &d.job_id);
+            self.set_stable(&key, d.job_version, true, index);
         }
         let mut applied = crate::state::Applied::default();
         if let Some(job) = &c.rollback {
@@ -574,11 +587,6 @@ impl State {
             self.insert_eval(index, now, e.clone());
         }
         Ok(applied)
-    }
-
-    /// Marks a job version stable: its deployment succeeded.
-    fn mark_stable(&mut self, job_id: &str, version: u64, index: u64) {
-        self.set_stable(job_id, version, true, index);
     }
 
     /// Keeps a deployment's counters as one of its allocations changes from `old` to `new`:

@@ -23,6 +23,7 @@ use yurt_types::status::*;
 
 use crate::internal::{DrainProgress, NodeDrainUpdate};
 use crate::state::{push_event, ApplyError, State};
+use crate::table::Row;
 use crate::v1::{Allocation, DrainStrategy, Node, NodeEvent};
 
 /// Whether the drainer has marked an allocation for migration.
@@ -51,7 +52,7 @@ pub fn stop_alloc_command(
             ),
         ));
     }
-    let job = state.jobs.get(&a.job_id).ok_or_else(|| {
+    let job = state.job(&a.namespace, &a.job_id).ok_or_else(|| {
         (
             false,
             format!("the job {:?} of allocation {short} is gone", a.job_id),
@@ -130,14 +131,13 @@ pub fn plan(state: &State, now: i64, new_id: &mut dyn FnMut() -> String) -> Opti
     let mut out = DrainProgress::default();
     let job_type = |a: &Allocation| -> String {
         state
-            .jobs
-            .get(&a.job_id)
+            .job(&a.namespace, &a.job_id)
             .map(|j| j.r#type.clone())
             .or_else(|| a.job.as_ref().map(|j| j.r#type.clone()))
             .unwrap_or_default()
     };
     // Service allocations that may move, by (job, group), across every draining node.
-    let mut waiting: BTreeMap<(&str, &str), Vec<&Allocation>> = BTreeMap::new();
+    let mut waiting: BTreeMap<(&str, &str, &str), Vec<&Allocation>> = BTreeMap::new();
     for (node, s) in &draining {
         let force = deadline_passed(s, now);
         let live = state
@@ -164,7 +164,7 @@ pub fn plan(state: &State, now: i64, new_id: &mut dyn FnMut() -> String) -> Opti
                         out.migrate_allocs.push(a.id.clone());
                     } else {
                         waiting
-                            .entry((a.job_id.as_str(), a.task_group.as_str()))
+                            .entry((Row::namespace(a), a.job_id.as_str(), a.task_group.as_str()))
                             .or_default()
                             .push(a);
                     }
@@ -192,8 +192,8 @@ pub fn plan(state: &State, now: i64, new_id: &mut dyn FnMut() -> String) -> Opti
             }
         }
     }
-    for ((job_id, group), mut allocs) in waiting {
-        let Some(job) = state.jobs.get(job_id) else {
+    for ((ns, job_id, group), mut allocs) in waiting {
+        let Some(job) = state.job(ns, job_id) else {
             continue;
         };
         let Some(g) = job.task_groups.iter().find(|g| g.name == group) else {
@@ -203,7 +203,7 @@ pub fn plan(state: &State, now: i64, new_id: &mut dyn FnMut() -> String) -> Opti
         // Allocations of the group whose health is known and that are not moving already.
         let healthy = state
             .allocs
-            .of_job(job_id)
+            .of_job(ns, job_id)
             .filter(|a| a.task_group == group && !alloc_terminal(a) && !marked(a))
             .filter(|a| {
                 a.deployment_status
@@ -218,15 +218,15 @@ pub fn plan(state: &State, now: i64, new_id: &mut dyn FnMut() -> String) -> Opti
             out.migrate_allocs.push(a.id.clone());
         }
     }
-    let mut jobs: BTreeSet<&str> = BTreeSet::new();
+    let mut jobs: BTreeSet<(&str, &str)> = BTreeSet::new();
     for id in out.migrate_allocs.iter().chain(&out.stop_allocs) {
         if let Some(a) = state.allocs.get(id) {
-            jobs.insert(a.job_id.as_str());
+            jobs.insert((Row::namespace(a), a.job_id.as_str()));
         }
     }
     out.evals = jobs
         .into_iter()
-        .filter_map(|j| state.jobs.get(j))
+        .filter_map(|(ns, j)| state.job(ns, j))
         .map(|j| crate::evals::new_eval(j, new_id(), TRIGGER_NODE_DRAIN))
         .collect();
     let empty =
@@ -356,7 +356,7 @@ impl State {
                         .migrate = true;
                     a.modify_index = index;
                     a.modify_time_unix_ms = now;
-                    jobs.push(a.job_id.clone());
+                    jobs.push(crate::state::job_key(&a.namespace, &a.job_id));
                     freed = true;
                 }
             });

@@ -21,9 +21,11 @@ pub fn node_status_command(
     new_id: &mut dyn FnMut() -> String,
 ) -> command::Kind {
     let from = state.nodes.get(node_id).map(|n| n.status.as_str());
+    let gone = |s: &str| s == NODE_DOWN || s == NODE_DISCONNECTED;
     let message = match (from, status) {
-        (Some(from), NODE_DOWN) if from != NODE_DOWN => Some(NODE_EVENT_HEARTBEAT_MISSED),
+        (Some(from), to) if gone(to) && !gone(from) => Some(NODE_EVENT_HEARTBEAT_MISSED),
         (Some(NODE_DOWN), NODE_READY) => Some(NODE_EVENT_REREGISTERED_BY_HEARTBEAT),
+        (Some(NODE_DISCONNECTED), NODE_READY) => Some(NODE_EVENT_RECONNECTED),
         _ => None,
     };
     command::Kind::NodeStatusUpdate(crate::internal::NodeStatusUpdate {
@@ -80,7 +82,7 @@ pub fn node_register_command(
 ) -> command::Kind {
     let message = match state.nodes.get(&node.id).map(|n| n.status.as_str()) {
         None => Some(NODE_EVENT_REGISTERED),
-        Some(NODE_DOWN) => Some(NODE_EVENT_REREGISTERED),
+        Some(NODE_DOWN | NODE_DISCONNECTED) => Some(NODE_EVENT_REREGISTERED),
         Some(_) => None,
     };
     command::Kind::NodeRegister(crate::internal::NodeRegister {

@@ -66,15 +66,22 @@ pub struct Event {
     pub payload: Payload,
 }
 
-/// What a command changes, named before it is applied: (topic, type, ID).
+/// What a command changes, named before it is applied: (topic, type, ID, and for a job its
+/// namespace, since a job's ID is unique in its namespace only).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Touched(pub Vec<(Topic, &'static str, String)>);
+pub struct Touched(pub Vec<(Topic, &'static str, String, String)>);
 
 impl Touched {
     fn add(&mut self, topic: Topic, kind: &'static str, id: &str) {
         if !id.is_empty() {
-            self.0.push((topic, kind, id.to_string()));
+            self.0.push((topic, kind, id.to_string(), String::new()));
         }
+    }
+
+    fn job(&mut self, kind: &'static str, ns: &str, id: &str) {
+        let ns = yurt_types::acl::namespace_or_default(ns);
+        self.0
+            .push((Topic::Job, kind, id.to_string(), ns.to_string()));
     }
 
     fn evals<'a>(&mut self, evals: impl IntoIterator<Item = &'a Evaluation>) {
@@ -90,12 +97,12 @@ pub fn touched(cmd: &Command) -> Touched {
     match &cmd.kind {
         Some(command::Kind::JobRegister(r)) => {
             if let Some(j) = &r.job {
-                t.add(Topic::Job, "JobRegistered", &j.id);
+                t.job("JobRegistered", &j.namespace, &j.id);
             }
             t.evals(&r.eval);
         }
         Some(command::Kind::JobDeregister(d)) => {
-            t.add(Topic::Job, "JobDeregistered", &d.job_id);
+            t.job("JobDeregistered", &d.namespace, &d.job_id);
             t.evals(&d.eval);
         }
         Some(command::Kind::NodeRegister(r)) => {
@@ -148,7 +155,7 @@ pub fn touched(cmd: &Command) -> Touched {
             };
             t.add(Topic::Deployment, kind, &c.deployment_id);
             if let Some(j) = &c.rollback {
-                t.add(Topic::Job, "JobRegistered", &j.id);
+                t.job("JobRegistered", &j.namespace, &j.id);
             }
             t.evals(&c.eval);
         }
@@ -171,14 +178,11 @@ pub fn events(state: &State, index: u64, touched: &Touched) -> Vec<Event> {
     touched
         .0
         .iter()
-        .map(|(topic, kind, id)| {
+        .map(|(topic, kind, id, ns)| {
             let (namespace, payload) = match topic {
-                Topic::Job => state
-                    .jobs
-                    .get(id)
-                    .map_or((String::new(), Payload::Gone), |j| {
-                        (j.namespace.clone(), Payload::Job(Box::new((**j).clone())))
-                    }),
+                Topic::Job => state.job(ns, id).map_or((ns.clone(), Payload::Gone), |j| {
+                    (j.namespace.clone(), Payload::Job(Box::new(j.clone())))
+                }),
                 Topic::Allocation => {
                     state
                         .allocs
@@ -279,7 +283,10 @@ mod tests {
             ..Command::default()
         };
         let t = touched(&drain);
-        assert_eq!(t.0, vec![(Topic::Node, "NodeDrain", "n1".to_string())]);
+        assert_eq!(
+            t.0,
+            vec![(Topic::Node, "NodeDrain", "n1".to_string(), String::new())]
+        );
         assert_eq!(
             events(&state, 8, &t)[0].payload,
             Payload::Gone,

@@ -73,10 +73,18 @@ pub const NAMESPACES: Feature = Feature {
     since: "0.2.0",
 };
 
-/// `job eval`, `/v1/job/:id/stable` and `/v1/node/:id/evaluate`: `EvalsCreate` and
-/// `JobStability`.
+/// `job eval`, `/v1/job/:id/stable`, `/v1/node/:id/evaluate` and scaling events:
+/// `EvalsCreate`, `JobStability`, `JobScalingEvent` and `JobRegister.scaling_event`.
 pub const JOB_ACTIONS: Feature = Feature {
-    name: "job eval, job stability and node evaluate",
+    name: "job eval, job stability, node evaluate and scaling events",
+    since: "0.2.0",
+};
+
+/// The `disconnect` block: the `disconnected` node status and `unknown` allocations, which an
+/// older server would take for a live node and live allocations. Until every server has it a
+/// silent node goes `down`, as before.
+pub const DISCONNECT: Feature = Feature {
+    name: "the disconnect block",
     since: "0.2.0",
 };
 
@@ -91,6 +99,7 @@ pub const FEATURES: &[Feature] = &[
     VARIABLES,
     NAMESPACES,
     JOB_ACTIONS,
+    DISCONNECT,
 ];
 
 /// A server as the gate sees it.
@@ -132,6 +141,7 @@ pub struct Gates {
     pub deployments: bool,
     pub node_drain: bool,
     pub node_events: bool,
+    pub disconnect: bool,
 }
 
 impl Gates {
@@ -140,6 +150,7 @@ impl Gates {
         deployments: true,
         node_drain: true,
         node_events: true,
+        disconnect: true,
     };
 
     pub fn of(servers: &[Server]) -> Gates {
@@ -147,6 +158,7 @@ impl Gates {
             deployments: check(&DEPLOYMENTS, servers).is_ok(),
             node_drain: check(&NODE_DRAIN, servers).is_ok(),
             node_events: check(&NODE_EVENTS, servers).is_ok(),
+            disconnect: check(&DISCONNECT, servers).is_ok(),
         }
     }
 }
@@ -179,6 +191,7 @@ mod tests {
                 deployments: false,
                 node_drain: false,
                 node_events: false,
+                disconnect: false,
             }
         );
         let upgraded = [server("s1", "0.2.0"), server("s2", "0.2.1")];

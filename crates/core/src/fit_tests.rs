@@ -87,7 +87,7 @@ proptest! {
         node.drain = drain;
         // The scheduler's view.
         let mut n = 0;
-        let outcome = crate::sched::schedule(&s, "web", "e", 1, &mut || {
+        let outcome = crate::sched::schedule(&s, &crate::state::job_key("", "web"), "e", 1, &mut || {
             n += 1;
             format!("a{n}")
         });

@@ -19,9 +19,39 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use yurt_types::status::*;
 
-use crate::internal::Gc;
-use crate::state::State;
+use crate::internal::{Gc, JobRef};
+use crate::state::{job_key, JobKey, State};
+use crate::table::Row;
 use crate::v1::{Allocation, Evaluation, Job};
+
+/// A job's namespace and ID, borrowed.
+type JobOf<'a> = (&'a str, &'a str);
+
+fn job_of<R: Row>(r: &R) -> JobOf<'_> {
+    (r.namespace(), r.job_id())
+}
+
+/// The jobs a GC command names: `job_ids` in `default`, the others by namespace.
+pub fn jobs_named(gc: &Gc) -> Vec<JobKey> {
+    let default = gc.job_ids.iter().map(|id| job_key("", id));
+    let others = gc
+        .namespaced_jobs
+        .iter()
+        .map(|j| job_key(&j.namespace, &j.id));
+    default.chain(others).collect()
+}
+
+/// Names job `key` in a GC command (`default`'s where servers before 0.2 read them).
+fn name_job(gc: &mut Gc, key: JobKey) {
+    if key.0 == yurt_types::acl::DEFAULT_NAMESPACE {
+        gc.job_ids.push(key.1);
+    } else {
+        gc.namespaced_jobs.push(JobRef {
+            namespace: key.0,
+            id: key.1,
+        });
+    }
+}
 
 /// How long finished objects are kept (Nomad's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +86,8 @@ fn eval_finished(e: &Evaluation) -> bool {
 
 /// A job's allocations and evaluations, grouped in one pass over the state.
 struct ByJob<'a> {
-    allocs: BTreeMap<&'a str, Vec<&'a Allocation>>,
-    evals: BTreeMap<&'a str, Vec<&'a Evaluation>>,
+    allocs: BTreeMap<JobOf<'a>, Vec<&'a Allocation>>,
+    evals: BTreeMap<JobOf<'a>, Vec<&'a Evaluation>>,
     /// Evaluations that live allocations came from.
     live_evals: BTreeSet<&'a str>,
 }
@@ -70,13 +100,13 @@ impl<'a> ByJob<'a> {
             live_evals: BTreeSet::new(),
         };
         for a in state.allocs.values() {
-            by.allocs.entry(a.job_id.as_str()).or_default().push(a);
+            by.allocs.entry(job_of(a)).or_default().push(a);
             if !alloc_terminal(a) {
                 by.live_evals.insert(a.eval_id.as_str());
             }
         }
         for e in state.evals.values() {
-            by.evals.entry(e.job_id.as_str()).or_default().push(e);
+            by.evals.entry(job_of(e)).or_default().push(e);
         }
         by
     }
@@ -84,8 +114,12 @@ impl<'a> ByJob<'a> {
     /// Whether the job is finished with, and since when nothing about it changed.
     fn job_done(&self, j: &Job) -> Option<i64> {
         let finished = j.stop || (j.r#type == JOB_TYPE_BATCH && j.status == JOB_DEAD);
-        let allocs = self.allocs.get(j.id.as_str()).map_or(&[][..], |v| v);
-        let evals = self.evals.get(j.id.as_str()).map_or(&[][..], |v| v);
+        let key = (
+            yurt_types::acl::namespace_or_default(&j.namespace),
+            j.id.as_str(),
+        );
+        let allocs = self.allocs.get(&key).map_or(&[][..], |v| v);
+        let evals = self.evals.get(&key).map_or(&[][..], |v| v);
         let quiet = allocs
             .iter()
             .all(|a| alloc_client_terminal(&a.client_status))
@@ -106,7 +140,7 @@ fn alloc_collectable(state: &State, a: &Allocation) -> bool {
     alloc_client_terminal(&a.client_status)
         && (a.desired_status != ALLOC_DESIRED_RUN
             || !a.next_allocation.is_empty()
-            || state.jobs.get(&a.job_id).is_none_or(|j| j.stop))
+            || state.job(&a.namespace, &a.job_id).is_none_or(|j| j.stop))
 }
 
 /// What may be collected now. Empty when there is nothing to do.
@@ -114,15 +148,15 @@ pub fn collect(state: &State, now: i64, t: Thresholds) -> Gc {
     let old = |modified: i64, threshold: i64| now.saturating_sub(modified) >= threshold;
     let by = ByJob::new(state);
     let mut gc = Gc::default();
-    let mut gone_jobs = BTreeSet::new();
-    for j in state.jobs.values() {
+    let mut gone_jobs: BTreeSet<JobOf> = BTreeSet::new();
+    for (key, j) in state.jobs.iter() {
         if by.job_done(j).is_some_and(|at| old(at, t.job_ms)) {
-            gone_jobs.insert(j.id.as_str());
-            gc.job_ids.push(j.id.clone());
+            gone_jobs.insert((&key.0, &key.1));
+            name_job(&mut gc, key.clone());
         }
     }
     for a in state.allocs.values() {
-        if !gone_jobs.contains(a.job_id.as_str())
+        if !gone_jobs.contains(&job_of(a))
             && alloc_collectable(state, a)
             && old(a.modify_time_unix_ms, t.eval_ms)
         {
@@ -130,7 +164,7 @@ pub fn collect(state: &State, now: i64, t: Thresholds) -> Gc {
         }
     }
     for e in state.evals.values() {
-        if !gone_jobs.contains(e.job_id.as_str())
+        if !gone_jobs.contains(&job_of(e))
             && eval_finished(e)
             && !by.live_evals.contains(e.id.as_str())
             && old(e.modify_time_unix_ms, t.eval_ms)
@@ -145,7 +179,7 @@ pub fn collect(state: &State, now: i64, t: Thresholds) -> Gc {
             && state
                 .node_allocs(&n.id)
                 .iter()
-                .all(|a| collected.contains(a.id.as_str()) || gone_jobs.contains(a.job_id.as_str()))
+                .all(|a| collected.contains(a.id.as_str()) || gone_jobs.contains(&job_of(*a)))
         {
             gc.node_ids.push(n.id.clone());
         }
@@ -156,21 +190,27 @@ pub fn collect(state: &State, now: i64, t: Thresholds) -> Gc {
 /// How many jobs, allocations, evaluations and nodes a GC command removes, counting those that
 /// go with their job.
 pub fn totals(state: &State, gc: &Gc) -> [usize; 4] {
-    let jobs: BTreeSet<&str> = gc.job_ids.iter().map(String::as_str).collect();
-    let with_job = |job: &str| jobs.contains(job);
+    let jobs: BTreeSet<JobKey> = jobs_named(gc).into_iter().collect();
+    let with_job = |r: JobOf| jobs.contains(&job_key(r.0, r.1));
     let allocs = state
         .allocs
         .values()
-        .filter(|a| with_job(&a.job_id))
+        .filter(|a| with_job(job_of(*a)))
         .count()
         + gc.alloc_ids.len();
-    let evals = state.evals.values().filter(|e| with_job(&e.job_id)).count() + gc.eval_ids.len();
+    let evals = state
+        .evals
+        .values()
+        .filter(|e| with_job(job_of(*e)))
+        .count()
+        + gc.eval_ids.len();
     [jobs.len(), allocs, evals, gc.node_ids.len()]
 }
 
 /// Whether a GC command would remove anything.
 pub fn is_empty(gc: &Gc) -> bool {
     gc.job_ids.is_empty()
+        && gc.namespaced_jobs.is_empty()
         && gc.alloc_ids.is_empty()
         && gc.eval_ids.is_empty()
         && gc.node_ids.is_empty()
@@ -191,18 +231,28 @@ pub fn apply(state: &mut State, gc: &Gc) -> usize {
         let ok: BTreeSet<&String> = ok.iter().collect();
         named.iter().filter(|n| ok.contains(n)).cloned().collect()
     };
-    let jobs = keep(&gc.job_ids, &eligible.job_ids);
+    let ok_jobs: BTreeSet<JobKey> = jobs_named(&eligible).into_iter().collect();
+    let jobs: BTreeSet<JobKey> = jobs_named(gc)
+        .into_iter()
+        .filter(|j| ok_jobs.contains(j))
+        .collect();
     let mut allocs = keep(&gc.alloc_ids, &eligible.alloc_ids);
     let mut evals = keep(&gc.eval_ids, &eligible.eval_ids);
     let nodes = keep(&gc.node_ids, &eligible.node_ids);
-    for job in &jobs {
-        allocs.extend(state.allocs.of_job(job).map(|a| a.id.clone()));
-        evals.extend(state.evals.of_job(job).map(|e| e.id.clone()));
+    for (ns, id) in &jobs {
+        allocs.extend(state.allocs.of_job(ns, id).map(|a| a.id.clone()));
+        evals.extend(state.evals.of_job(ns, id).map(|e| e.id.clone()));
     }
-    for id in &jobs {
-        state.jobs.remove(id);
-        state.job_versions.remove(id);
-        let deployments: Vec<String> = state.deployments.of_job(id).map(|d| d.id.clone()).collect();
+    for key in &jobs {
+        state.jobs.remove(key);
+        state.job_versions.remove(key);
+        state.scaling_events.remove(key);
+        let (ns, id) = key;
+        let deployments: Vec<String> = state
+            .deployments
+            .of_job(ns, id)
+            .map(|d| d.id.clone())
+            .collect();
         for d in deployments {
             state.deployments.remove(&d);
         }
@@ -264,7 +314,7 @@ mod tests {
             job("live", JOB_TYPE_SERVICE, false, JOB_RUNNING),
             job("done", JOB_TYPE_BATCH, false, JOB_DEAD),
         ] {
-            s.jobs.insert(j.id.clone(), j.into());
+            s.jobs.insert(crate::state::key_of(&j), j.into());
         }
         let mut replaced = alloc(
             "a-replaced",
@@ -350,7 +400,10 @@ mod tests {
         assert_eq!(totals(&s, &gc), [2, 3, 4, 1]);
         let removed = apply(&mut s, &gc);
         assert_eq!(removed, 2 + 3 + 4 + 1);
-        assert_eq!(sorted(s.jobs.keys().cloned().collect()), vec!["live"]);
+        assert_eq!(
+            sorted(s.jobs.keys().map(|k| k.1.clone()).collect()),
+            vec!["live"]
+        );
         assert_eq!(
             sorted(s.allocs.keys().cloned().collect()),
             vec!["a-exhausted", "a-live"]
@@ -367,13 +420,18 @@ mod tests {
         let mut s = state();
         let gc = collect(&s, 25 * HOUR, Thresholds::default());
         // Registered again between the leader's pass and the commit.
-        std::sync::Arc::make_mut(s.jobs.get_mut("stopped").unwrap()).stop = false;
+        std::sync::Arc::make_mut(
+            s.jobs
+                .get_mut(&crate::state::job_key("", "stopped"))
+                .unwrap(),
+        )
+        .stop = false;
         apply(&mut s, &gc);
-        assert!(s.jobs.contains_key("stopped"));
+        assert!(s.jobs.contains_key(&crate::state::job_key("", "stopped")));
         assert!(
             s.allocs.contains_key("a-stopped"),
             "its allocations stay with it"
         );
-        assert!(!s.jobs.contains_key("done"));
+        assert!(!s.jobs.contains_key(&crate::state::job_key("", "done")));
     }
 }

@@ -97,6 +97,13 @@ impl Tracker {
         }
     }
 
+    /// Looks at `node` again at `deadline` whatever its heartbeats (a `disconnected` node is
+    /// down when its `lost_after` ends).
+    pub fn arm(&mut self, node: &str, deadline: i64) {
+        let last = self.last_beat(node);
+        self.nodes.insert(node.to_string(), Beat { deadline, last });
+    }
+
     /// Forgets every node (on losing leadership).
     pub fn clear(&mut self) {
         self.nodes.clear();
@@ -179,6 +186,10 @@ mod tests {
         }
         t.forget("n1");
         assert!(t.is_empty());
+        // A disconnected node is looked at again when its lost_after ends.
+        t.arm("n1", 3_600_000);
+        assert_eq!(t.next_deadline(), Some(3_600_000));
+        assert!(t.expired(3_600_000).is_empty());
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod acl;
 pub mod autopilot;
 pub mod backup;
 pub mod deploy;
+pub mod disconnect;
 pub mod drain;
 pub mod evals;
 pub mod events;

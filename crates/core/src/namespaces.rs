@@ -1,8 +1,7 @@
-//! Namespaces in the state machine (pure): creating, describing and deleting them, and which
-//! namespace a job's allocations, evaluations and deployments belong to (their job's). The
+//! Namespaces in the state machine (pure): creating, describing and deleting them. The
 //! `default` namespace always exists. A namespace that still has jobs or variables is not
-//! deleted. Job IDs stay unique across namespaces (a Yurt limit: everything else keys jobs by
-//! ID).
+//! deleted. A job's ID is unique in its namespace: the state keys jobs, and indexes their
+//! allocations, evaluations and deployments, by namespace and ID.
 
 use yurt_proto::internal::NamespaceUpdate;
 use yurt_proto::v1::Namespace;
@@ -41,14 +40,6 @@ impl State {
         all
     }
 
-    /// The namespace of job `job_id` (`default` when it is gone or predates namespaces).
-    pub fn job_namespace(&self, job_id: &str) -> String {
-        self.jobs
-            .get(job_id)
-            .map_or(DEFAULT_NAMESPACE, |j| or_default(&j.namespace))
-            .to_string()
-    }
-
     /// Applies a namespace change; a refused deletion changes nothing at all.
     pub fn apply_namespace_update(
         &mut self,
@@ -67,11 +58,7 @@ impl State {
                     "namespace {name:?} does not exist"
                 )));
             }
-            let jobs = self
-                .jobs
-                .values()
-                .filter(|j| or_default(&j.namespace) == name)
-                .count();
+            let jobs = self.jobs.keys().filter(|(ns, _)| ns == name).count();
             if jobs > 0 {
                 return Err(ApplyError::Refused(format!(
                     "namespace {name:?} has {jobs} jobs: stop and purge them before deleting it"
@@ -162,15 +149,11 @@ mod tests {
         s.apply_namespace_update(2, &update(&["prod"], &[]))
             .unwrap();
         register(&mut s, 3, "web", "prod").unwrap();
-        assert_eq!(s.job_namespace("web"), "prod");
-        // The same ID in another namespace is refused (IDs are unique across namespaces).
-        let err = register(&mut s, 4, "web", "default")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("already exists in namespace \"prod\""),
-            "{err}"
-        );
+        assert!(s.job("prod", "web").is_some() && s.job("", "web").is_none());
+        // The same ID in another namespace is another job.
+        register(&mut s, 4, "web", "default").unwrap();
+        assert_eq!(s.job("prod", "web").unwrap().create_index, 3);
+        assert_eq!(s.job("default", "web").unwrap().create_index, 4);
         let err = s
             .apply_namespace_update(5, &update(&["other"], &["prod"]))
             .unwrap_err()

@@ -26,7 +26,8 @@ use yurt_types::status::*;
 use crate::evals::new_eval;
 use crate::features::Gates;
 use crate::internal::{command, ApplyPlan, Command, DeploymentChange, JobRegister};
-use crate::state::State;
+use crate::state::{JobKey, State};
+use crate::table::Row;
 use place::{start_offset, Usage};
 
 use crate::v1::{
@@ -49,6 +50,8 @@ pub struct Outcome {
     pub followup_at: Option<i64>,
     /// When a system job's rolling update goes on (`stagger` after this step), if it must.
     pub rolling_at: Option<i64>,
+    /// When the first of the job's `unknown` allocations is lost (its `lost_after` ends).
+    pub disconnect_at: Option<i64>,
     /// The job version that new and updated allocations run; they leave their own `job`
     /// empty (it travels once, in the plan).
     pub job: Option<Job>,
@@ -98,16 +101,17 @@ pub fn set_scheduler_config(
     Ok(c)
 }
 
-/// Runs the scheduler for `job_id` against `state`. `new_id` makes allocation IDs.
+/// Runs the scheduler for job `job` (namespace and ID) against `state`. `new_id` makes
+/// allocation IDs.
 pub fn schedule(
     state: &State,
-    job_id: &str,
+    job: &JobKey,
     eval_id: &str,
     now: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Outcome {
     let mut usage = NodeUsage::of_state(state);
-    schedule_with(state, &mut usage, Gates::ALL, job_id, eval_id, now, new_id)
+    schedule_with(state, &mut usage, Gates::ALL, job, eval_id, now, new_id)
 }
 
 /// What the nodes have taken: their live allocations, as scheduler runs leave them.
@@ -130,7 +134,7 @@ pub fn schedule_with(
     state: &State,
     usage: &mut NodeUsage,
     gates: Gates,
-    job_id: &str,
+    key: &JobKey,
     eval_id: &str,
     now: i64,
     new_id: &mut dyn FnMut() -> String,
@@ -151,26 +155,27 @@ pub fn schedule_with(
         pending: BTreeSet::new(),
         gates,
     };
-    let job = state.job(job_id).filter(|j| !j.stop);
-    let allocs: Vec<&Allocation> = state.job_allocs(job_id);
+    let (ns, job_id) = (key.0.as_str(), key.1.as_str());
+    let job = state.job(ns, job_id).filter(|j| !j.stop);
+    let allocs: Vec<&Allocation> = state.job_allocs(ns, job_id);
     let Some(job) = job else {
         for a in allocs.into_iter().filter(|a| !alloc_terminal(a)) {
             run.stop(a, DESC_JOB_STOPPED);
         }
         if gates.deployments {
-            run.cancel_deployments(job_id, None);
+            run.cancel_deployments(key, None);
         }
         return run.out;
     };
     // Allocations of a purged job of the same ID still running: they belong to no job now.
-    for a in state.allocs.of_job(job_id) {
+    for a in state.allocs.of_job(ns, job_id) {
         if !alloc_terminal(a) && !crate::state::of_this_job(job, a) {
             run.stop(a, DESC_JOB_STOPPED);
         }
     }
     // Without the feature (an older server could not read them) deployments are left alone.
     if gates.deployments {
-        run.deployment = run.cancel_deployments(job_id, Some(job));
+        run.deployment = run.cancel_deployments(key, Some(job));
     }
     // Groups that were removed from the job: stop their allocations.
     for a in &allocs {
@@ -197,22 +202,27 @@ pub fn schedule_with(
     }
     // One delayed evaluation per due time is enough.
     if let Some(due) = run.out.followup_at {
-        let waiting = state.evals.of_job(job_id).any(|e| {
+        let waiting = state.evals.of_job(ns, job_id).any(|e| {
             e.status == EVAL_PENDING && e.wait_until_unix_ms > now && e.wait_until_unix_ms <= due
         });
         if waiting {
             run.out.followup_at = None;
         }
     }
-    if let Some(due) = run.out.rolling_at {
-        let waiting = state.evals.of_job(job_id).any(|e| {
-            e.status == EVAL_PENDING
-                && e.triggered_by == TRIGGER_ROLLING_UPDATE
-                && e.wait_until_unix_ms > now
-                && e.wait_until_unix_ms <= due
+    for (due, trigger) in [
+        (&mut run.out.rolling_at, TRIGGER_ROLLING_UPDATE),
+        (&mut run.out.disconnect_at, TRIGGER_MAX_DISCONNECT_TIMEOUT),
+    ] {
+        let waiting = due.is_some_and(|due| {
+            state.evals.of_job(ns, job_id).any(|e| {
+                e.status == EVAL_PENDING
+                    && e.triggered_by == trigger
+                    && e.wait_until_unix_ms > now
+                    && e.wait_until_unix_ms <= due
+            })
         });
         if waiting {
-            run.out.rolling_at = None;
+            *due = None;
         }
     }
     run.out
@@ -251,6 +261,7 @@ pub fn plan_command(
                 r#type: eval.r#type.clone(),
                 triggered_by: TRIGGER_QUEUED_ALLOCS.into(),
                 job_id: eval.job_id.clone(),
+                namespace: eval.namespace.clone(),
                 job_modify_index: eval.job_modify_index,
                 status: EVAL_BLOCKED.into(),
                 status_description: DESC_BLOCKED_EVAL.into(),
@@ -268,6 +279,7 @@ pub fn plan_command(
             r#type: eval.r#type.clone(),
             triggered_by: TRIGGER_ALLOC_RESCHEDULE.into(),
             job_id: eval.job_id.clone(),
+            namespace: eval.namespace.clone(),
             status: EVAL_PENDING.into(),
             status_description: DESC_DELAYED_EVAL.into(),
             previous_eval: eval.id.clone(),
@@ -275,13 +287,19 @@ pub fn plan_command(
             ..Evaluation::default()
         });
     }
-    if let Some(due) = outcome.rolling_at {
+    let delayed = [
+        (outcome.rolling_at, TRIGGER_ROLLING_UPDATE),
+        (outcome.disconnect_at, TRIGGER_MAX_DISCONNECT_TIMEOUT),
+    ];
+    for (due, trigger) in delayed {
+        let Some(due) = due else { continue };
         new_evals.push(Evaluation {
             id: new_id(),
             priority: eval.priority,
             r#type: eval.r#type.clone(),
-            triggered_by: TRIGGER_ROLLING_UPDATE.into(),
+            triggered_by: trigger.into(),
             job_id: eval.job_id.clone(),
+            namespace: eval.namespace.clone(),
             status: EVAL_PENDING.into(),
             previous_eval: eval.id.clone(),
             wait_until_unix_ms: due,
@@ -315,6 +333,12 @@ pub fn client_update_evals(
         .into_iter()
         .map(|j| new_eval(j, new_id(), TRIGGER_ALLOC_FAILURE))
         .collect();
+    evals.extend(
+        state
+            .jobs_reconnecting(updates)
+            .into_iter()
+            .map(|j| new_eval(j, new_id(), TRIGGER_RECONNECT)),
+    );
     evals.extend(crate::deploy::health_evals(state, updates, new_id));
     evals
 }
@@ -347,7 +371,7 @@ pub fn plan_job(state: &State, job: &Job, now: i64, gates: Gates) -> PlanResult 
 /// [`plan_job`] on a copy of the state the caller made (the server copies it under its lock
 /// and plans after letting go of it).
 pub fn plan_job_on(mut scratch: State, job: &Job, now: i64, gates: Gates) -> PlanResult {
-    let existing: Option<Job> = scratch.job(&job.id).cloned();
+    let existing: Option<Job> = scratch.job(&job.namespace, &job.id).cloned();
     let existing = existing.as_ref();
     let mut diff = job_diff(existing, job);
     let cmd = Command {
@@ -358,6 +382,7 @@ pub fn plan_job_on(mut scratch: State, job: &Job, now: i64, gates: Gates) -> Pla
             eval: None,
             enforce_index: false,
             job_modify_index: 0,
+            scaling_event: None,
         })),
     };
     // Registration without enforcement cannot fail.
@@ -368,7 +393,7 @@ pub fn plan_job_on(mut scratch: State, job: &Job, now: i64, gates: Gates) -> Pla
         &scratch,
         &mut usage,
         gates,
-        &job.id,
+        &crate::state::key_of(job),
         "plan",
         now,
         &mut || {

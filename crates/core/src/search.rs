@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::state::State;
+use crate::table::{Row, Table};
 
 /// The most matches returned per context (Nomad's limit).
 pub const MAX_MATCHES: usize = 20;
@@ -76,6 +77,16 @@ fn contexts<'a>(context: &str, known: &'a [&'a str]) -> Result<Vec<&'a str>, Str
     }
 }
 
+/// The IDs of a table's rows that start with `prefix` (read from the table's order, not by a
+/// scan of every row) and that the caller may see.
+fn table_ids<T: Row + Clone>(t: &Table<T>, prefix: &str, can: &dyn Visible) -> Vec<String> {
+    t.iter_from(prefix)
+        .take_while(|(id, _)| id.starts_with(prefix))
+        .filter(|(_, row)| can.object(Some(row.namespace())))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 /// IDs starting with `prefix`, per context, in order.
 pub fn prefix(
     state: &State,
@@ -85,37 +96,22 @@ pub fn prefix(
 ) -> Result<Found<String>, String> {
     let mut found = Found::default();
     for c in contexts(context, PREFIX_CONTEXTS)? {
-        let ids: Vec<String> = match c {
+        let mut ids: Vec<String> = match c {
             "jobs" => state
                 .jobs
                 .values()
                 .filter(|j| j.id.starts_with(prefix) && can.object(Some(&j.namespace)))
                 .map(|j| j.id.clone())
                 .collect(),
-            "evals" => state
-                .evals
-                .values()
-                .filter(|e| e.id.starts_with(prefix) && can.object(Some(&e.namespace)))
-                .map(|e| e.id.clone())
-                .collect(),
-            "allocs" => state
-                .allocs
-                .values()
-                .filter(|a| a.id.starts_with(prefix) && can.object(Some(&a.namespace)))
-                .map(|a| a.id.clone())
-                .collect(),
+            "evals" => table_ids(&state.evals, prefix, can),
+            "allocs" => table_ids(&state.allocs, prefix, can),
             "nodes" => state
                 .nodes
                 .values()
                 .filter(|n| n.id.starts_with(prefix) && can.object(None))
                 .map(|n| n.id.clone())
                 .collect(),
-            "deployment" => state
-                .deployments
-                .values()
-                .filter(|d| d.id.starts_with(prefix) && can.object(Some(&d.namespace)))
-                .map(|d| d.id.clone())
-                .collect(),
+            "deployment" => table_ids(&state.deployments, prefix, can),
             "namespaces" => state
                 .all_namespaces()
                 .into_iter()
@@ -129,7 +125,6 @@ pub fn prefix(
                 .map(|(_, path)| path.clone())
                 .collect(),
         };
-        let mut ids = ids;
         ids.sort();
         found.put(c, ids);
     }
@@ -216,8 +211,8 @@ pub fn fuzzy(
                 }
             }
         }
-        let starts = |m: &Fuzzy| !m.id.to_lowercase().starts_with(&needle);
-        matches.sort_by(|a, b| (starts(a), &a.id).cmp(&(starts(b), &b.id)));
+        let later = |m: &Fuzzy| !m.id.to_lowercase().starts_with(&needle);
+        matches.sort_by(|a, b| (later(a), &a.id).cmp(&(later(b), &b.id)));
         found.put(c, matches);
     }
     Ok(found)
@@ -263,11 +258,12 @@ mod tests {
     fn prefixes_per_context_only_what_the_caller_may_see_and_at_most_twenty() {
         let mut s = State::default();
         for (id, ns) in [("web", "prod"), ("webhook", "prod"), ("web-dev", "dev")] {
-            s.jobs.insert(id.into(), job(id, ns));
+            s.jobs.insert(crate::state::job_key(ns, id), job(id, ns));
         }
         for i in 0..25 {
             let id = format!("w{i:02}");
-            s.jobs.insert(id.clone(), job(&id, "prod"));
+            s.jobs
+                .insert(crate::state::job_key("prod", &id), job(&id, "prod"));
         }
         s.nodes.insert(
             "n1".into(),

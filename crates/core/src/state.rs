@@ -26,7 +26,8 @@ mod plans;
 mod queries;
 mod snapshot;
 
-pub use jobs::{job_status, of_this_job, trim_versions, TRACKED_VERSIONS};
+pub use crate::table::{job_key, JobKey};
+pub use jobs::{job_status, key_of, of_this_job, trim_versions, TRACKED_VERSIONS};
 pub use queries::{ById, PrefixError};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT};
 
@@ -92,9 +93,10 @@ pub struct State {
     /// The current version of each job. It shares its `Arc` with the last of the job's kept
     /// versions until one of them changes (copy on write: `Arc::make_mut`), so registering a
     /// job stores it once, not twice.
-    pub jobs: OrdMap<String, Arc<Job>>,
+    /// Keyed by namespace and ID.
+    pub jobs: OrdMap<JobKey, Arc<Job>>,
     /// Kept versions of each job, oldest first; the last is the current one.
-    pub job_versions: OrdMap<String, Vec<Arc<Job>>>,
+    pub job_versions: OrdMap<JobKey, Vec<Arc<Job>>>,
     pub nodes: OrdMap<String, Node>,
     pub allocs: Table<Allocation>,
     pub evals: Table<Evaluation>,
@@ -116,6 +118,8 @@ pub struct State {
     pub root_keys: OrdMap<String, yurt_proto::v1::RootKeyMeta>,
     /// Namespaces by name, but `default` until someone describes it (see `State::namespace`).
     pub namespaces: OrdMap<String, yurt_proto::v1::Namespace>,
+    /// Each job's scaling events by group (see `scaling`); gone with the job.
+    pub scaling_events: OrdMap<JobKey, crate::internal::JobScalingEvents>,
 }
 
 /// Whether two jobs have the same spec (ignoring the fields the servers manage).
@@ -136,9 +140,16 @@ pub fn same_spec(a: &Job, b: &Job) -> bool {
 }
 
 impl State {
-    /// The current version of a job.
-    pub fn job(&self, id: &str) -> Option<&Job> {
-        self.jobs.get(id).map(Arc::as_ref)
+    /// The current version of job `id` in namespace `ns`.
+    pub fn job(&self, ns: &str, id: &str) -> Option<&Job> {
+        self.jobs.get(&job_key(ns, id)).map(Arc::as_ref)
+    }
+
+    /// The kept versions of job `id` in namespace `ns`, oldest first (none when it is gone).
+    pub fn versions(&self, ns: &str, id: &str) -> &[Arc<Job>] {
+        self.job_versions
+            .get(&job_key(ns, id))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Applies one Raft command at `index`. On error nothing has changed.
@@ -230,7 +241,8 @@ impl State {
                 Ok(Applied::default())
             }
             Some(command::Kind::JobStability(j)) => {
-                if self.set_stable(&j.job_id, j.version, j.stable, index) {
+                let key = job_key(&j.namespace, &j.job_id);
+                if self.set_stable(&key, j.version, j.stable, index) {
                     Ok(Applied::default())
                 } else {
                     Err(ApplyError::Refused(format!(
@@ -238,6 +250,10 @@ impl State {
                         j.job_id, j.version
                     )))
                 }
+            }
+            Some(command::Kind::JobScalingEvent(e)) => {
+                self.apply_scaling_event(index, now, &e)?;
+                Ok(Applied::default())
             }
             Some(command::Kind::KeyringUpdate(u)) => {
                 self.apply_keyring_update(index, now, u);
@@ -278,9 +294,7 @@ impl State {
         e.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
         e.modify_index = index;
         e.modify_time_unix_ms = now;
-        if e.namespace.is_empty() {
-            e.namespace = self.job_namespace(&e.job_id);
-        }
+        e.namespace = yurt_types::acl::namespace_or_default(&e.namespace).to_string();
         self.evals.insert(e);
     }
 
@@ -344,7 +358,7 @@ impl State {
         now: i64,
         freed: bool,
         evals: &[Evaluation],
-        jobs: Vec<String>,
+        jobs: Vec<JobKey>,
     ) {
         if freed {
             self.unblock_evals(index, now);
@@ -356,7 +370,7 @@ impl State {
     }
 
     /// Recomputes the status of each job named (once each).
-    pub(crate) fn refresh_job_statuses(&mut self, mut jobs: Vec<String>, index: u64) {
+    pub(crate) fn refresh_job_statuses(&mut self, mut jobs: Vec<JobKey>, index: u64) {
         jobs.sort();
         jobs.dedup();
         for j in jobs {

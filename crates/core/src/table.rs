@@ -1,5 +1,5 @@
 //! A table of the state (allocations, evaluations) with the secondary indexes the state machine
-//! and the scheduler look rows up by: by job, by node, and by the few *states* that are looked
+//! and the scheduler look rows up by: by job (its namespace and ID, a [`JobKey`]), by node, and by the few *states* that are looked
 //! for while they last (pending and blocked evaluations), in the order they are served (for
 //! evaluations: priority, then age), so that the eval loop reads the head of the queue instead
 //! of sorting all of it each round; and each node's version (the highest modify index among
@@ -24,10 +24,25 @@ use yurt_types::status::*;
 
 use crate::v1::{Allocation, Deployment, Evaluation};
 
+/// A job's namespace and ID: how the state keys jobs (a job's ID is unique in its namespace,
+/// not across namespaces).
+pub type JobKey = (String, String);
+
+/// The key of job `id` in namespace `ns` (empty: `default`, as objects written before
+/// namespaces existed name it).
+pub fn job_key(ns: &str, id: &str) -> JobKey {
+    (
+        yurt_types::acl::namespace_or_default(ns).to_string(),
+        id.to_string(),
+    )
+}
+
 /// What a table indexes a row by.
 pub trait Row {
     fn id(&self) -> &str;
     fn job_id(&self) -> &str;
+    /// The namespace of the row's job.
+    fn namespace(&self) -> &str;
     /// Empty when the row belongs to no node.
     fn node_id(&self) -> &str;
     /// The state the row is indexed under while it is in it (see [`Table::in_state`]), if any.
@@ -52,6 +67,9 @@ impl Row for Allocation {
     fn job_id(&self) -> &str {
         &self.job_id
     }
+    fn namespace(&self) -> &str {
+        yurt_types::acl::namespace_or_default(&self.namespace)
+    }
     fn node_id(&self) -> &str {
         &self.node_id
     }
@@ -69,6 +87,9 @@ impl Row for Evaluation {
     }
     fn job_id(&self) -> &str {
         &self.job_id
+    }
+    fn namespace(&self) -> &str {
+        yurt_types::acl::namespace_or_default(&self.namespace)
     }
     fn node_id(&self) -> &str {
         ""
@@ -90,6 +111,9 @@ impl Row for Deployment {
     fn job_id(&self) -> &str {
         &self.job_id
     }
+    fn namespace(&self) -> &str {
+        yurt_types::acl::namespace_or_default(&self.namespace)
+    }
     fn node_id(&self) -> &str {
         ""
     }
@@ -101,7 +125,7 @@ impl Row for Deployment {
 #[derive(Debug, Clone)]
 pub struct Table<T: Clone> {
     rows: OrdMap<String, Arc<T>>,
-    by_job: OrdMap<String, OrdSet<String>>,
+    by_job: OrdMap<JobKey, OrdSet<String>>,
     by_node: OrdMap<String, OrdSet<String>>,
     /// For each node, how many of its rows are at each version: the highest is the node's.
     node_versions: OrdMap<String, OrdMap<u64, usize>>,
@@ -192,8 +216,10 @@ fn add_key(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
     }
 }
 
-fn remove_key<E, Q>(index: &mut OrdMap<String, OrdSet<E>>, key: &str, entry: &Q)
+fn remove_key<K, KQ, E, Q>(index: &mut OrdMap<K, OrdSet<E>>, key: &KQ, entry: &Q)
 where
+    K: Ord + Clone + std::borrow::Borrow<KQ>,
+    KQ: Ord + ?Sized,
     E: Ord + Clone + std::borrow::Borrow<Q>,
     Q: Ord + ?Sized,
 {
@@ -207,7 +233,12 @@ where
 
 impl<T: Row + Clone> Table<T> {
     fn index(&mut self, row: &T) {
-        add_key(&mut self.by_job, row.job_id(), row.id());
+        if !row.job_id().is_empty() {
+            self.by_job
+                .entry(job_key(row.namespace(), row.job_id()))
+                .or_default()
+                .insert(row.id().to_string());
+        }
         add_key(&mut self.by_node, row.node_id(), row.id());
         if !row.node_id().is_empty() {
             *self
@@ -226,7 +257,11 @@ impl<T: Row + Clone> Table<T> {
     }
 
     fn unindex(&mut self, row: &T) {
-        remove_key(&mut self.by_job, row.job_id(), row.id());
+        remove_key(
+            &mut self.by_job,
+            &job_key(row.namespace(), row.job_id()),
+            row.id(),
+        );
         remove_key(&mut self.by_node, row.node_id(), row.id());
         if let Some(versions) = self.node_versions.get_mut(row.node_id()) {
             if let Some(n) = versions.get_mut(&row.version()) {
@@ -282,9 +317,9 @@ impl<T: Row + Clone> Table<T> {
         ids.into_iter().flatten().filter_map(move |id| self.get(id))
     }
 
-    /// The rows of a job, in ID order.
-    pub fn of_job<'a>(&'a self, job_id: &str) -> impl Iterator<Item = &'a T> + 'a {
-        self.lookup(self.by_job.get(job_id))
+    /// The rows of job `job_id` in namespace `ns`, in ID order.
+    pub fn of_job<'a>(&'a self, ns: &str, job_id: &str) -> impl Iterator<Item = &'a T> + 'a {
+        self.lookup(self.by_job.get(&job_key(ns, job_id)))
     }
 
     /// The rows placed on a node, in ID order.
@@ -347,7 +382,14 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(ids(t.of_job("web")), ["a1", "a2"]);
+        assert_eq!(ids(t.of_job("", "web")), ["a1", "a2"]);
+        assert_eq!(ids(t.of_job("default", "web")), ["a1", "a2"]);
+        assert_eq!(ids(t.of_job("prod", "web")), Vec::<&str>::new());
+        let mut other = alloc("a9", "web", "n1");
+        other.namespace = "prod".into();
+        t.insert(other);
+        assert_eq!(ids(t.of_job("prod", "web")), ["a9"]);
+        assert!(t.remove("a9").is_some());
         assert_eq!(ids(t.on_node("n1")), ["a1", "a3"]);
         assert!(!t.update("nope", |_| panic!("no such row")));
 
@@ -357,10 +399,10 @@ mod tests {
         assert_eq!(ids(t.on_node("n2")), Vec::<&str>::new());
 
         assert!(t.remove("a3").is_some());
-        assert_eq!(ids(t.of_job("db")), Vec::<&str>::new());
+        assert_eq!(ids(t.of_job("", "db")), Vec::<&str>::new());
         assert_eq!(t.len(), 2);
         assert!(
-            !t.by_job.contains_key("db") && !t.by_node.contains_key("n2"),
+            !t.by_job.contains_key(&job_key("", "db")) && !t.by_node.contains_key("n2"),
             "empty index entries are dropped"
         );
     }

@@ -149,6 +149,7 @@ pub fn register_job(job: Job) -> command::Kind {
         eval: None,
         enforce_index: false,
         job_modify_index: 0,
+        scaling_event: None,
     })
 }
 
@@ -215,6 +216,7 @@ impl Sim {
             eval: Some(eval),
             enforce_index: false,
             job_modify_index: 0,
+            scaling_event: None,
         }))
         .unwrap();
         self.settle();
@@ -238,7 +240,13 @@ impl Sim {
                     ids += 1;
                     format!("id-{ids:04}")
                 };
-                let outcome = schedule(&self.state, &eval.job_id, &eval.id, self.now, &mut new_id);
+                let outcome = schedule(
+                    &self.state,
+                    &crate::state::job_key(&eval.namespace, &eval.job_id),
+                    &eval.id,
+                    self.now,
+                    &mut new_id,
+                );
                 let sup: Vec<&Evaluation> = superseded.iter().collect();
                 let cmd = plan_command(&eval, &sup, outcome, self.now, &mut new_id);
                 self.ids = ids;
@@ -251,8 +259,7 @@ impl Sim {
 
     /// A client's report on one allocation (with the evaluations the server adds).
     pub fn report(&mut self, alloc: &str, status: &str, healthy: Option<bool>) {
-        let a = self.state.allocs[alloc].clone();
-        let update = AllocClientUpdate {
+        self.send(AllocClientUpdate {
             alloc_id: alloc.into(),
             client_status: status.into(),
             deployment_status: healthy.map(|h| AllocDeploymentStatus {
@@ -261,7 +268,13 @@ impl Sim {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        });
+    }
+
+    /// A client's report as written (with the evaluations the server adds), then the
+    /// scheduler until nothing is pending.
+    pub fn send(&mut self, update: AllocClientUpdate) {
+        let a = self.state.allocs[&update.alloc_id].clone();
         let mut ids = self.ids;
         let mut new_id = || {
             ids += 1;
@@ -324,7 +337,7 @@ impl Sim {
     }
 
     pub fn latest(&self) -> Deployment {
-        of_job(&self.state, "web")
+        of_job(&self.state, "", "web")
             .into_iter()
             .next()
             .expect("a deployment")
@@ -356,7 +369,7 @@ impl Sim {
     }
 
     pub fn stable(&self, version: u64) -> bool {
-        self.state.job_versions["web"]
+        self.state.job_versions[&crate::state::job_key("", "web")]
             .iter()
             .find(|j| j.version == version)
             .unwrap()

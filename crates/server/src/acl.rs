@@ -1,5 +1,6 @@
 //! The `Acl` gRPC service: bootstrap, policies and tokens (`yurt acl ...`, `/v1/acl/...`).
-//! Everything but the bootstrap and a token reading itself needs a management token.
+//! Everything but the bootstrap, a token reading itself and the policies it carries needs a
+//! management token.
 
 use tonic::{Request, Response, Status};
 use yurt_core::internal::{command, AclUpdate};
@@ -50,6 +51,12 @@ impl AclService {
     fn check_writable(&self) -> Result<(), Status> {
         yurt_core::features::check(&yurt_core::features::ACL, &self.cluster.gate_servers())
             .map_err(Status::failed_precondition)?;
+        self.check_enabled()
+    }
+
+    /// Every ACL call but the bootstrap's gate needs ACLs on, as in Nomad: without them there
+    /// is no token or policy to read.
+    fn check_enabled(&self) -> Result<(), Status> {
         if !self.reads.acl_enabled {
             return Err(Status::failed_precondition(
                 "ACL support disabled: set acl { enabled = true } on the servers",
@@ -142,9 +149,16 @@ impl Acl for AclService {
     }
 
     async fn get_policy(&self, req: Request<AclPolicyRequest>) -> Reply<AclPolicy> {
-        self.reads.authorize(&req, Need::Management)?;
-        self.reads.barrier(crate::read::stale(&req)).await?;
+        self.check_enabled()?;
         let name = &req.get_ref().name;
+        // As in Nomad, a token reads the policies it carries (the UI shows what it may do).
+        let carried = token(&req)
+            .and_then(|secret| self.stored_token(secret).ok())
+            .is_some_and(|t| t.policies.contains(name));
+        if !carried {
+            self.reads.authorize(&req, Need::Management)?;
+        }
+        self.reads.barrier(crate::read::stale(&req)).await?;
         self.reads
             .state
             .read(|s| s.acl_policies.get(name).cloned())
@@ -156,6 +170,7 @@ impl Acl for AclService {
         &self,
         req: Request<ListAclPoliciesRequest>,
     ) -> Reply<ListAclPoliciesResponse> {
+        self.check_enabled()?;
         self.reads.authorize(&req, Need::Management)?;
         self.reads.barrier(crate::read::stale(&req)).await?;
         let policies = self
@@ -246,6 +261,7 @@ impl Acl for AclService {
     }
 
     async fn get_token(&self, req: Request<AclTokenRequest>) -> Reply<AclToken> {
+        self.check_enabled()?;
         let accessor = req.get_ref().accessor_id.clone();
         if accessor.is_empty() {
             // `acl token self`: any valid token reads itself.
@@ -269,6 +285,7 @@ impl Acl for AclService {
         &self,
         req: Request<ListAclTokensRequest>,
     ) -> Reply<ListAclTokensResponse> {
+        self.check_enabled()?;
         self.reads.authorize(&req, Need::Management)?;
         self.reads.barrier(crate::read::stale(&req)).await?;
         let tokens = self.reads.state.scan(|s| {

@@ -45,10 +45,12 @@ impl allocs_server::Allocs for Api {
         self.barrier(&req).await?;
         let node = req.into_inner().node_id;
         let allocs = self.reads.state.scan(|s| {
-            s.allocs
-                .values()
-                .filter(|a| node.is_empty() || a.node_id == node)
-                .filter(|a| scope.admits(&a.namespace))
+            let rows: Box<dyn Iterator<Item = &Allocation>> = if node.is_empty() {
+                Box::new(s.allocs.values())
+            } else {
+                Box::new(s.allocs.on_node(&node))
+            };
+            rows.filter(|a| scope.admits(&a.namespace))
                 .map(listed)
                 .collect()
         });

@@ -1,12 +1,14 @@
 //! The leader's heartbeat tracker: hands clients their TTL, remembers when each node must be
 //! heard from next, and marks silent nodes `down` (through Raft, with a `node-update`
-//! evaluation for every job concerned) when their deadline passes. Steady heartbeats never
+//! evaluation for every job concerned) when their deadline passes, or `disconnected` while
+//! their allocations' `disconnect.lost_after` lasts, then `down`. Steady heartbeats never
 //! touch Raft. A server that becomes leader gives every live node the failover TTL first.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use yurt_core::disconnect::{node_lost_at, silent_node_status};
 use yurt_core::evals::node_status_command;
 use yurt_core::heartbeat::{ttl_ms, Config, Tracker};
 use yurt_types::status::*;
@@ -115,7 +117,18 @@ pub async fn run(
     hb.tracker().clear();
 }
 
-/// Marks every node whose deadline passed `down` (each with its evaluations); one that cannot
+/// What becomes of a node whose deadline passed.
+enum Verdict {
+    /// Gone from the state, or down already: nothing more to track.
+    Forget,
+    /// Disconnected, its `lost_after` not over: looked at again then.
+    Later(i64),
+    /// Its new status, written with its evaluations.
+    Write(&'static str, Box<yurt_core::internal::command::Kind>),
+}
+
+/// Marks every node whose deadline passed `disconnected` or `down` (each with its
+/// evaluations), and a disconnected one `down` once its `lost_after` is over; one that cannot
 /// be marked yet stays tracked and is tried again at the next look.
 async fn expire(
     hb: &Heartbeats,
@@ -125,25 +138,46 @@ async fn expire(
     now: i64,
 ) {
     let expired = hb.tracker().expired(now);
-    let events = !expired.is_empty() && cluster.gates().node_events;
+    let gates = cluster.gates();
     for node in expired {
-        let down = state.read(|s| {
-            s.nodes
-                .get(&node)
-                .filter(|n| n.status != NODE_DOWN)
-                .map(|_| node_status_command(s, &node, NODE_DOWN, events, &mut new_id))
+        let verdict = state.read(|s| {
+            let Some(n) = s.nodes.get(&node) else {
+                return Verdict::Forget;
+            };
+            let to = match n.status.as_str() {
+                NODE_DOWN => return Verdict::Forget,
+                NODE_DISCONNECTED => match node_lost_at(s, &node) {
+                    Some(at) if at > now => return Verdict::Later(at),
+                    _ => NODE_DOWN,
+                },
+                _ => silent_node_status(s, &node, gates),
+            };
+            let cmd = node_status_command(s, &node, to, gates.node_events, &mut new_id);
+            Verdict::Write(to, Box::new(cmd))
         });
-        let Some(cmd) = down else {
-            hb.tracker().forget(&node);
-            continue;
+        let (to, cmd) = match verdict {
+            Verdict::Forget => {
+                hb.tracker().forget(&node);
+                continue;
+            }
+            Verdict::Later(at) => {
+                hb.tracker().arm(&node, at);
+                continue;
+            }
+            Verdict::Write(to, cmd) => (to, cmd),
         };
-        match writer.apply(cmd).await {
+        match writer.apply(*cmd).await {
+            Ok(_) if to == NODE_DISCONNECTED => {
+                let at = state.read(|s| node_lost_at(s, &node)).unwrap_or(now);
+                tracing::warn!(node = %node, lost_at_unix_ms = at, "node TTL expired: node is disconnected, its allocations unknown until their lost_after ends");
+                hb.tracker().arm(&node, at);
+            }
             Ok(_) => {
                 tracing::warn!(node = %node, "node TTL expired: node is down, its allocations are lost");
                 hb.tracker().forget(&node);
             }
             Err(e) => {
-                tracing::warn!(node = %node, error = %e, "could not mark node down; will retry")
+                tracing::warn!(node = %node, error = %e, "could not mark node {to}; will retry")
             }
         }
     }

@@ -24,7 +24,8 @@
 //! `GET /v1/status/leader`, `/v1/status/peers`, `/v1/agent/health`, `/v1/agent/self`,
 //! `/v1/agent/members`, `/v1/operator/raft/configuration`, `/v1/regions`,
 //! `/v1/metrics` (`?format=prometheus`), `/v1/acl/{bootstrap,policies,policy/<name>,tokens,
-//! token,token/self,token/<accessor>}`. The `X-Nomad-Token` header is the ACL token.
+//! token,token/self,token/<accessor>}`. The `X-Nomad-Token` header is the ACL token. The web
+//! UI is served at `/ui/` ([`ui`]).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -56,8 +57,10 @@ mod namespaces;
 mod nodes;
 mod operator;
 mod relations;
+pub mod relay;
 mod request;
 mod search;
+mod ui;
 mod variables;
 
 use request::*;
@@ -463,6 +466,9 @@ impl Http {
             (&M::PUT | &M::POST, ["v1", "agent", "force-leave"]) => {
                 operator::force_leave(api, &rq, q).await
             }
+            (&M::GET, ["v1", "operator", "upgrade-check"]) => {
+                operator::upgrade_check(api, &rq).await
+            }
             (&M::GET, ["v1", "operator", "scheduler", "configuration"]) => {
                 operator::scheduler_config(api, &rq).await
             }
@@ -515,16 +521,21 @@ impl Http {
                     .into_inner()
                     .policies,
             ),
-            (&M::GET, ["v1", "acl", "policy", name]) => json(
-                &Acl::get_policy(
+            (&M::GET, ["v1", "acl", "policy", name]) => {
+                let p = Acl::get_policy(
                     &svc,
                     rq.of(AclPolicyRequest {
                         name: name.to_string(),
                     }),
                 )
                 .await?
-                .into_inner(),
-            ),
+                .into_inner();
+                let mut v = json(&p)?;
+                if let Ok(parsed) = acl::parse_policy(&p.name, &p.rules) {
+                    v["RulesJSON"] = parsed.rules_json();
+                }
+                Ok(v)
+            }
             (&M::POST | &M::PUT, ["v1", "acl", "policy", name]) => {
                 let policy = AclPolicy {
                     name: name.to_string(),
@@ -636,6 +647,11 @@ impl Http {
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> HttpResponse {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        if method == Method::GET {
+            if let Some(page) = ui::serve(&path) {
+                return page;
+            }
+        }
         // Nomad's header; an unreadable one is no token.
         let token = req
             .headers()
@@ -743,17 +759,7 @@ pub async fn serve(
 ) {
     let http = std::sync::Arc::new(Http { api });
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
+    while let Some(stream) = next_connection(&listener, &mut stop).await {
         let http = http.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -761,27 +767,56 @@ pub async fn serve(
                 let http = http.clone();
                 async move { Ok::<_, Infallible>(http.handle(req).await) }
             });
-            let mut conn = hyper::server::conn::http1::Builder::new();
-            conn.timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30));
-            match tls {
-                None => {
+            serve_one(stream, tls, svc).await;
+        });
+    }
+}
+
+/// The next connection on `listener`, or `None` once `stop` changes.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<tokio::net::TcpStream> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => return Some(stream),
+                Err(e) => tracing::warn!(error = %e, "HTTP accept failed"),
+            },
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
+/// Serves one accepted connection: TLS first when `tls` is given (a handshake that does not
+/// finish within 10 s, or fails, drops it), then HTTP/1.1, a request's headers due within 30 s.
+pub(crate) async fn serve_one<S, B>(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    svc: S,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = hyper::server::conn::http1::Builder::new();
+    conn.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    match tls {
+        None => {
+            let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
+        }
+        Some(tls) => {
+            let handshake = tokio::time::timeout(Duration::from_secs(10), tls.accept(stream));
+            match handshake.await {
+                Ok(Ok(stream)) => {
                     let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
                 }
-                Some(tls) => {
-                    // A handshake that does not finish in time (or fails) drops the connection.
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), tls.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(stream)) => {
-                            let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
-                        Err(_) => tracing::debug!("HTTPS handshake timed out"),
-                    }
-                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
+                Err(_) => tracing::debug!("HTTPS handshake timed out"),
             }
-        });
+        }
     }
 }
 

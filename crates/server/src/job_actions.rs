@@ -76,6 +76,7 @@ pub async fn set_stable(api: &Api, req: Request<JobStableRequest>) -> Reply<JobS
             job_id: job.id.clone(),
             version: r.version,
             stable: r.stable,
+            namespace: job.namespace.clone(),
         }))
         .await?;
     Ok(Response::new(JobStableResponse {
@@ -84,20 +85,44 @@ pub async fn set_stable(api: &Api, req: Request<JobStableRequest>) -> Reply<JobS
     }))
 }
 
-/// Registers the job again with one group's count changed (a new version, as Nomad's scale).
+/// Registers the job again with one group's count changed (a new version, as Nomad's scale),
+/// recording the scaling event with it; without a count, records the event only. Before
+/// every server records events (an older one would not), the count changes without one.
 pub async fn scale(api: &Api, req: Request<JobScaleRequest>) -> Reply<RegisterJobResponse> {
     let scope = api.reads.scope(&req, SCALE_JOB)?;
     api.reads.barrier(false).await?;
     let r = req.into_inner();
+    if !r.meta_json.is_empty() {
+        match serde_json::from_str::<serde_json::Value>(&r.meta_json) {
+            Ok(serde_json::Value::Object(_)) => {}
+            _ => return Err(Status::invalid_argument("Meta: expected a JSON object")),
+        }
+    }
     let job = api
         .reads
         .state
         .read(|s| find_job(s, &scope, &r.job_id).cloned())?;
+    let event =
+        yurt_core::scaling::event_for(&job, &r.group, r.count, &r.message, r.error, &r.meta_json)
+            .map_err(Status::invalid_argument)?;
+    let Some(count) = r.count else {
+        gate(api)?;
+        let applied = api
+            .writer
+            .apply(command::Kind::JobScalingEvent(event))
+            .await?;
+        return Ok(Response::new(RegisterJobResponse {
+            eval_id: String::new(),
+            job_modify_index: job.job_modify_index,
+            index: applied.index,
+            warnings: String::new(),
+        }));
+    };
     let scaled =
-        yurt_core::scaling::scaled(&job, &r.group, r.count).map_err(Status::invalid_argument)?;
+        yurt_core::scaling::scaled(&job, &r.group, count).map_err(Status::invalid_argument)?;
     let scaled = checked_job(Some(scaled), &api.cluster.me().region)?;
     let eval = new_eval(&scaled, new_id(), TRIGGER_JOB_SCALING);
-    tracing::info!(job = %job.id, group = %r.group, count = r.count, message = %r.message, "scaling a job");
+    tracing::info!(job = %job.id, group = %r.group, count, message = %r.message, "scaling a job");
     let applied = api
         .writer
         .apply(command::Kind::JobRegister(JobRegister {
@@ -105,6 +130,7 @@ pub async fn scale(api: &Api, req: Request<JobScaleRequest>) -> Reply<RegisterJo
             eval: Some(eval),
             enforce_index: r.enforce_index,
             job_modify_index: r.job_modify_index,
+            scaling_event: gate(api).is_ok().then_some(event),
         }))
         .await?;
     Ok(Response::new(RegisterJobResponse {

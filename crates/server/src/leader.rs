@@ -89,7 +89,7 @@ fn plan_round(
                 &snapshot,
                 &mut usage,
                 gates,
-                &eval.job_id,
+                &yurt_core::state::job_key(&eval.namespace, &eval.job_id),
                 &eval.id,
                 now,
                 &mut new_id,
@@ -316,7 +316,7 @@ pub async fn run_gc(
             continue;
         }
         let counts = (
-            gc.job_ids.len(),
+            gc.job_ids.len() + gc.namespaced_jobs.len(),
             gc.alloc_ids.len(),
             gc.eval_ids.len(),
             gc.node_ids.len(),

@@ -103,6 +103,8 @@ pub struct ServerConfig {
     pub dialer: yurt_tls::Dialer,
     /// `acl { enabled = true }`: every API call needs a token that allows it.
     pub acl_enabled: bool,
+    /// The address of this agent's HTTP API (host:port), told to clients; empty without one.
+    pub http_addr: String,
 }
 
 /// Why a server could not start. Each names what to fix.
@@ -291,7 +293,14 @@ impl Server {
                 .map_err(|e| StartError::Raft(e.to_string()))?;
             tracing::info!(id, "bootstrapped a single-server cluster");
         }
-        let writer = Writer::new(raft.clone(), config.dialer.clone());
+        // Set by check-quorum while this server leads no majority.
+        let (quorum_lost, quorum_lost_rx) = tokio::sync::watch::channel(false);
+        let writer = Writer::new(
+            raft.clone(),
+            config.dialer.clone(),
+            quorum_lost_rx,
+            config.data_dir.clone(),
+        );
         let (shutdown, shutdown_rx) = watch::channel(false);
         let cluster = cluster::Cluster::new(
             yurt_proto::internal::ServerMember {
@@ -306,6 +315,7 @@ impl Server {
                 bootstrap_expect: config.bootstrap_expect,
                 cluster_id: String::new(),
                 raft_protocol: yurt_types::version::RAFT_PROTOCOL,
+                http_addr: config.http_addr.clone(),
             },
             config.join.clone(),
             cluster_name,
@@ -366,7 +376,18 @@ impl Server {
                 ]
             })
         };
-        let leading = tokio::spawn(leadership::run(raft.clone(), start_loops, shutdown_rx));
+        tokio::spawn(leadership::check_quorum(
+            raft.clone(),
+            Duration::from_millis(timing.election_max_ms),
+            quorum_lost,
+            shutdown_rx.clone(),
+        ));
+        let leading = tokio::spawn(leadership::run(
+            raft.clone(),
+            start_loops,
+            writer.quorum_lost(),
+            shutdown_rx,
+        ));
         Ok(Server {
             raft,
             state,

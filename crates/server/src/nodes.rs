@@ -197,6 +197,7 @@ impl nodes_server::Nodes for Api {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index: r.index,
             server_version: yurt_types::VERSION.into(),
+            server_http_addr: self.cluster.me().http_addr.clone(),
             ..NodeUpdateResponse::default()
         }))
     }
@@ -205,6 +206,13 @@ impl nodes_server::Nodes for Api {
         crate::metrics::metrics().incr("yurt.heartbeat");
         if let Some(mut leader) = self.leader_nodes().await? {
             return leader.heartbeat(req.into_inner()).await;
+        }
+        if *self.writer.quorum_lost().borrow() {
+            // A leader cut off from the majority: the client must find the servers that can
+            // keep its node alive (the majority's leader tracks its heartbeats).
+            return Err(Status::unavailable(
+                "this server has lost contact with a majority of the servers: heartbeat another server",
+            ));
         }
         let id = req.into_inner().node_id;
         let (status, nodes) = self
@@ -228,6 +236,7 @@ impl nodes_server::Nodes for Api {
             heartbeat_ttl_ms: self.heartbeats.beat(&id, nodes),
             index,
             server_version: yurt_types::VERSION.into(),
+            server_http_addr: self.cluster.me().http_addr.clone(),
             ..NodeUpdateResponse::default()
         }))
     }

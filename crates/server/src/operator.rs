@@ -379,7 +379,7 @@ impl Operator for OperatorService {
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let matched = crate::raft::matched_indexes(&m);
         let last_log_index = m.last_log_index.unwrap_or(0);
-        let servers = self
+        let servers: Vec<yurt_core::upgrade::ServerView> = self
             .cluster
             .members(true)
             .into_iter()
@@ -403,6 +403,30 @@ impl Operator for OperatorService {
                 .map(|n| (n.name.clone(), n.version.clone()))
                 .collect()
         });
+        let rows = servers
+            .iter()
+            .map(|s| UpgradeCheckServer {
+                name: s.name.clone(),
+                version: s.version.clone(),
+                status: s.status.clone(),
+                voter: s.voter,
+                leader: s.leader,
+                last_log_index: s.matched_index,
+            })
+            .collect();
+        let gate_servers = self.cluster.gate_servers();
+        let features = yurt_core::features::FEATURES
+            .iter()
+            .map(|f| {
+                let held = yurt_core::features::check(f, &gate_servers).err();
+                FeatureGate {
+                    name: f.name.into(),
+                    since: f.since.into(),
+                    open: held.is_none(),
+                    held_back_by: held.unwrap_or_default(),
+                }
+            })
+            .collect();
         let report = yurt_core::upgrade::report(&yurt_core::upgrade::Input {
             servers,
             last_log_index,
@@ -422,6 +446,8 @@ impl Operator for OperatorService {
                 .collect(),
             next_server: report.next.unwrap_or_default(),
             next_reason: report.next_reason,
+            servers: rows,
+            features,
         }))
     }
 

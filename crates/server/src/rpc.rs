@@ -34,21 +34,50 @@ pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// A job by ID or prefix, in the call's scope.
+/// A job by ID or prefix, in the call's namespace; with `*`, in the one namespace the caller
+/// may see that has it (the same ID in two is ambiguous: the sentence names them).
 pub(crate) fn find_job<'s>(s: &'s State, scope: &Scope, id: &str) -> Result<&'s Job, Status> {
-    let job = lookup(&s.jobs, "job", id)?;
-    scope.check(&job.namespace, "job", id)?;
-    Ok(job)
+    let all = scope.namespace == crate::scope::ALL;
+    let ns = (!all).then_some(scope.namespace.as_str());
+    let mut jobs = match s.find_jobs(ns, id) {
+        Err(PrefixError::NotFound) => vec![],
+        found => found.map_err(|e| status(e, "job", id))?,
+    };
+    if all {
+        jobs.retain(|j| scope.admits(&j.namespace));
+    }
+    match jobs.as_slice() {
+        [] if all => Err(status(PrefixError::NotFound, "job", id)),
+        [] => Err(Status::not_found(format!(
+            "job {} not found in namespace {:?}",
+            yurt_types::limits::shown(id),
+            scope.namespace
+        ))),
+        [job] => {
+            scope.check(&job.namespace, "job", id)?;
+            Ok(job)
+        }
+        several => {
+            let names: Vec<String> = several
+                .iter()
+                .map(|j| format!("{:?}", j.namespace))
+                .collect();
+            Err(Status::invalid_argument(format!(
+                "job {id:?} exists in namespaces {}: name one with -namespace",
+                names.join(", ")
+            )))
+        }
+    }
 }
 
-/// A job sent without a namespace takes the call's (`-namespace`, `?namespace=`).
+/// The namespace a job is registered in, by Nomad's order: the one the call names
+/// (`-namespace`, `?namespace=`), else the job's own, else `default`.
 fn in_namespace<T>(req: &Request<T>, job: Option<Job>) -> Option<Job> {
     job.map(|mut j| {
-        if j.namespace.is_empty() {
-            let ns = crate::scope::namespace(req);
-            if ns != crate::scope::ALL {
-                j.namespace = ns;
-            }
+        match crate::scope::named(req).filter(|ns| ns != crate::scope::ALL) {
+            Some(ns) => j.namespace = ns,
+            None if j.namespace.is_empty() => j.namespace = crate::scope::namespace(req),
+            None => {}
         }
         j
     })
@@ -186,6 +215,7 @@ impl jobs_server::Jobs for Api {
                 eval: Some(eval),
                 enforce_index: req.enforce_index,
                 job_modify_index: req.job_modify_index,
+                scaling_event: None,
             }))
             .await?;
         Ok(Response::new(RegisterJobResponse {
@@ -258,12 +288,13 @@ impl jobs_server::Jobs for Api {
         self.barrier(&req).await?;
         let req = req.into_inner();
         let versions: Vec<Job> = self.reads.state.read(|s| {
-            let id = find_job(s, &scope, &req.job_id)?.id.clone();
+            let job = find_job(s, &scope, &req.job_id)?;
             Ok::<_, Status>(
-                s.job_versions
-                    .get(&id)
-                    .map(|v| v.iter().rev().map(|j| Job::clone(j)).collect())
-                    .unwrap_or_default(),
+                s.versions(&job.namespace, &job.id)
+                    .iter()
+                    .rev()
+                    .map(|j| Job::clone(j))
+                    .collect(),
             )
         })?;
         let diffs = if req.diffs {
@@ -292,6 +323,7 @@ impl jobs_server::Jobs for Api {
                 job_id: job.id.clone(),
                 purge: req.purge,
                 eval: Some(eval),
+                namespace: job.namespace.clone(),
             }))
             .await?;
         Ok(Response::new(DeregisterJobResponse {
@@ -305,8 +337,9 @@ impl jobs_server::Jobs for Api {
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let allocs = self.reads.state.scan(|s| {
-            let id = find_job(s, &scope, &id)?.id.clone();
-            Ok::<_, Status>(s.job_allocs(&id).into_iter().map(listed).collect())
+            let job = find_job(s, &scope, &id)?;
+            let allocs = s.job_allocs(&job.namespace, &job.id);
+            Ok::<_, Status>(allocs.into_iter().map(listed).collect())
         })?;
         Ok(Response::new(ListAllocsResponse { allocs }))
     }
@@ -315,10 +348,18 @@ impl jobs_server::Jobs for Api {
         let scope = self.reads.scope(&req, READ_JOB)?;
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
+        // Kept while the job is gone too (a purged job's evaluations, until collected): by
+        // the table's index in the named namespace; across namespaces, each it admits.
         let mut evals: Vec<Evaluation> = self.reads.state.scan(|s| {
-            s.evals
-                .values()
-                .filter(|e| e.job_id == id && scope.admits(&e.namespace))
+            let namespaces: Vec<String> = if scope.namespace == crate::scope::ALL {
+                s.all_namespaces().into_iter().map(|n| n.name).collect()
+            } else {
+                vec![scope.namespace.clone()]
+            };
+            namespaces
+                .iter()
+                .filter(|ns| scope.admits(ns))
+                .flat_map(|ns| s.evals.of_job(ns, &id))
                 .cloned()
                 .collect()
         });
@@ -331,8 +372,8 @@ impl jobs_server::Jobs for Api {
         self.barrier(&req).await?;
         let id = req.into_inner().job_id;
         let deployments = self.reads.state.read(|s| {
-            let id = find_job(s, &scope, &id)?.id.clone();
-            Ok::<_, Status>(deploy::of_job(s, &id))
+            let job = find_job(s, &scope, &id)?;
+            Ok::<_, Status>(deploy::of_job(s, &job.namespace, &job.id))
         })?;
         Ok(Response::new(ListDeploymentsResponse { deployments }))
     }
@@ -368,8 +409,8 @@ impl jobs_server::Jobs for Api {
         let scope = self.reads.scope(&req, SUBMIT_JOB)?;
         let req = req.into_inner();
         let register = self.reads.state.read(|s| {
-            let id = find_job(s, &scope, &req.job_id)?.id.clone();
-            deploy::revert(s, &id, req.version, &mut new_id)
+            let job = find_job(s, &scope, &req.job_id)?;
+            deploy::revert(s, &job.namespace, &job.id, req.version, &mut new_id)
                 .map_err(|e| Status::failed_precondition(e.to_string()))
         })?;
         let r = self
@@ -404,6 +445,7 @@ impl Api {
             server_version: yurt_types::VERSION.into(),
             eval_ids,
             node_modify_index,
+            server_http_addr: self.cluster.me().http_addr.clone(),
         }
     }
 

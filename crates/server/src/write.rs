@@ -74,18 +74,37 @@ pub struct Writer {
     /// The connection to the leader for forwarded writes, kept while the leader stays.
     leader: Arc<Mutex<Option<LeaderConnection>>>,
     dialer: yurt_tls::Dialer,
+    /// This server's Raft: a forwarded write stops waiting when another leader is elected.
+    raft: Raft,
+    /// True while this server leads but no majority confirms it (check-quorum).
+    quorum_lost: tokio::sync::watch::Receiver<bool>,
+    /// The data dir, whose file system must have room for a leader to take a write.
+    data_dir: std::path::PathBuf,
 }
 
 impl Writer {
     /// Starts the batching task (it ends when the last `Writer` is dropped).
-    pub fn new(raft: Raft, dialer: yurt_tls::Dialer) -> Writer {
+    pub fn new(
+        raft: Raft,
+        dialer: yurt_tls::Dialer,
+        quorum_lost: tokio::sync::watch::Receiver<bool>,
+        data_dir: std::path::PathBuf,
+    ) -> Writer {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(batch_loop(raft, rx));
+        tokio::spawn(batch_loop(raft.clone(), rx));
         Writer {
             queue,
             leader: Arc::default(),
             dialer,
+            raft,
+            quorum_lost,
+            data_dir,
         }
+    }
+
+    /// Whether this server leads no majority now (check-quorum), as it changes.
+    pub fn quorum_lost(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.quorum_lost.clone()
     }
 
     /// Applies a command of the given kind, stamped with the current time.
@@ -131,13 +150,31 @@ impl Writer {
 
     /// Proposes an encoded command on this server only (also used when another server
     /// forwarded the write here). A refusal by the state machine is an `Ok` with its error set.
+    /// While this server leads no majority (check-quorum), a write is not proposed, and one
+    /// waiting for its commit stops waiting: either way the sentence says so. A leader whose
+    /// disk is nearly full refuses it too (`raft::space`).
     pub async fn propose_local(&self, command: Vec<u8>) -> Result<ApplyResult, WriteError> {
+        if crate::raft::is_leader(&self.raft) && crate::raft::space::low(&self.data_dir) {
+            return Err(WriteError::Raft(crate::raft::space::refusal(
+                &self.data_dir,
+            )));
+        }
+        let mut lost = self.quorum_lost.clone();
+        if *lost.borrow_and_update() {
+            return Err(WriteError::Raft(
+                "this server has lost contact with a majority of the servers and commits nothing: the write was not applied; send it to another server".into(),
+            ));
+        }
         let (reply, rx) = oneshot::channel();
         self.queue
             .send(Queued { command, reply })
             .map_err(|_| WriteError::Raft("the server is shutting down".into()))?;
-        rx.await
-            .map_err(|_| WriteError::Raft("the server is shutting down".into()))?
+        tokio::select! {
+            r = rx => r.map_err(|_| WriteError::Raft("the server is shutting down".into()))?,
+            Ok(_) = lost.wait_for(|l| *l) => Err(WriteError::Raft(
+                "this server lost contact with a majority of the servers before the write was committed; the write may or may not have been applied: check before sending it again".into(),
+            )),
+        }
     }
 
     async fn forward(&self, addr: &str, command: Vec<u8>) -> Result<ApplyResult, WriteError> {
@@ -168,11 +205,21 @@ impl Writer {
                 client
             }
         };
-        // A leader that stops answering (paused, partitioned) does not hold the write forever;
-        // whether it applied the write is then unknown, and the sentence says so.
+        // A leader that stops answering (paused, partitioned) does not hold the write: once
+        // another server is elected (or after FORWARD_WAIT) this one stops waiting. Whether the
+        // old leader applied the write is then unknown, and the sentence says so.
         let sent =
             tokio::time::timeout(FORWARD_WAIT, client.forward(RaftPayload { data: command }));
-        let reply = match sent.await {
+        let outcome = tokio::select! {
+            r = sent => r,
+            new = another_leader(&self.raft, addr) => {
+                *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                return Err(WriteError::Raft(format!(
+                    "the leader at {addr} stopped answering and {new} was elected; the write may or may not have been applied: check before sending it again"
+                )));
+            }
+        };
+        let reply = match outcome {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(s)) => {
                 *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -189,6 +236,20 @@ impl Writer {
         let result: ApplyResult =
             serde_json::from_slice(&reply.data).map_err(|e| WriteError::Raft(e.to_string()))?;
         into_result(result)
+    }
+}
+
+/// Waits until this server knows a leader other than the one at `addr`; its address.
+async fn another_leader(raft: &Raft, addr: &str) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Some(new) = crate::raft::leader_addr(raft).filter(|a| a != addr) {
+            return new;
+        }
+        if metrics.changed().await.is_err() {
+            // Raft is shutting down: the forward's own deadline ends the wait.
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -45,6 +45,11 @@ struct Pem {
     identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// A rustls setup failure as this crate's error.
+fn setup(e: impl std::fmt::Display) -> TlsError {
+    TlsError::Setup(e.to_string())
+}
+
 /// How the PEM files are read: the caller's I/O (`std::fs::read`), so this module stays pure.
 pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
 
@@ -101,6 +106,26 @@ impl Pem {
         Ok(Pem { ca, identity })
     }
 
+    /// The CA's certificates, as rustls's roots.
+    fn roots(&self) -> Result<rustls::RootCertStore, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&self.ca) {
+            roots.add(c.map_err(setup)?).map_err(setup)?;
+        }
+        Ok(roots)
+    }
+
+    /// The certificate chain and key, as rustls takes them (an agent's: `of_agent` requires it).
+    fn chain_and_key(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let (cert, key) = self.identity.as_ref().expect("required by of_agent");
+        let chain = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(setup)?;
+        Ok((chain, PrivateKeyDer::from_pem_slice(key).map_err(setup)?))
+    }
+
     fn of_agent(
         cfg: &TlsConfig,
         why: &'static str,
@@ -147,6 +172,10 @@ struct ClientSide {
 #[derive(Clone, Default)]
 pub struct Dialer {
     tls: Option<Arc<ClientSide>>,
+    /// The address outgoing connections start from (the agent's bind address, when it names
+    /// one): a host's agents on their own addresses reach each other from them, so that a
+    /// firewall rule (or a test's partition) can tell them apart.
+    source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -182,7 +211,17 @@ impl Dialer {
         };
         Ok(Dialer {
             tls: Some(Arc::new(ClientSide { pem, names })),
+            source: None,
         })
+    }
+
+    /// This dialer, connecting from `bind` when it is one address (not `0.0.0.0` or `::`).
+    pub fn from_address(self, bind: &str) -> Dialer {
+        let source = bind
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .filter(|ip| !ip.is_unspecified());
+        Dialer { source, ..self }
     }
 
     /// The CLI's dialer: TLS when a CA certificate is given (`-ca-cert`/`YURT_CACERT`), with a
@@ -218,6 +257,7 @@ impl Dialer {
         };
         Ok(Dialer {
             tls: Some(Arc::new(ClientSide { pem, names })),
+            source: None,
         })
     }
 
@@ -230,7 +270,8 @@ impl Dialer {
         let hostport = addr.split_once("://").map_or(addr, |(_, rest)| rest);
         let hostport = hostport.trim_end_matches('/');
         let Some(tls) = &self.tls else {
-            return Endpoint::from_shared(format!("http://{hostport}"));
+            return Ok(Endpoint::from_shared(format!("http://{hostport}"))?
+                .local_address(self.source_for(hostport)));
         };
         let domain = match (&tls.names, peer) {
             (Names::Roles(region), Peer::Server) => Role::Server.name(region),
@@ -244,7 +285,25 @@ impl Dialer {
         if let Some((cert, key)) = &tls.pem.identity {
             config = config.identity(Identity::from_pem(cert, key));
         }
-        Endpoint::from_shared(format!("https://{hostport}"))?.tls_config(config)
+        Ok(Endpoint::from_shared(format!("https://{hostport}"))?
+            .tls_config(config)?
+            .local_address(self.source_for(hostport)))
+    }
+
+    /// The source address of a connection to `hostport`: the bind address, but a loopback
+    /// one only towards a loopback address (it could reach nothing else), and never towards an
+    /// address of the other family; otherwise the system chooses.
+    fn source_for(&self, hostport: &str) -> Option<std::net::IpAddr> {
+        let source = self.source?;
+        let host = host_of(hostport)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>().ok() {
+            Some(dest) if dest.is_ipv4() != source.is_ipv4() => None,
+            Some(dest) if source.is_loopback() && !dest.is_loopback() => None,
+            None if source.is_loopback() => None,
+            _ => Some(source),
+        }
     }
 }
 
@@ -288,36 +347,69 @@ pub fn https_server(
         return Ok(None);
     }
     let pem = Pem::of_agent(cfg, "tls.http is set", read_file)?;
-    let (cert, key) = pem.identity.expect("required by of_agent");
-    let setup = |e: &dyn std::fmt::Display| TlsError::Setup(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| setup(&e))?;
+        .map_err(setup)?;
     let builder = if cfg.verify_https_client {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(&pem.ca) {
-            roots
-                .add(c.map_err(|e| setup(&e))?)
-                .map_err(|e| setup(&e))?;
-        }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| setup(&e))?;
+        let roots = Arc::new(pem.roots()?);
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(setup)?;
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
     };
-    let chain = CertificateDer::pem_slice_iter(&cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| setup(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| setup(&e))?;
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| setup(&e))?;
+    let (chain, key) = pem.chain_and_key()?;
+    let mut config = builder.with_single_cert(chain, key).map_err(setup)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
+}
+
+/// How a client agent calls a server's HTTP API over TLS: see [`https_client`].
+#[derive(Clone, Debug)]
+pub struct HttpsClient {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the server's certificate must carry (`None`: the address's host).
+    name: Option<String>,
+}
+
+impl HttpsClient {
+    /// The name to check the certificate of the server at `host` against.
+    pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, String> {
+        let name = self.name.clone().unwrap_or_else(|| host.to_string());
+        ServerName::try_from(name.clone()).map_err(|e| format!("{name}: {e}"))
+    }
+}
+
+/// A client agent's TLS towards a server's HTTP API (`tls.http`): the CA's roots, the agent's
+/// certificate as its identity (a server may require one: `verify_https_client`), and the name
+/// the server's certificate must carry: its role's (`server.REGION.yurt`) with
+/// `verify_server_hostname`, else the address's host.
+pub fn https_client(
+    cfg: &TlsConfig,
+    region: &str,
+    read_file: ReadFile<'_>,
+) -> Result<Option<HttpsClient>, TlsError> {
+    if !cfg.http {
+        return Ok(None);
+    }
+    let pem = Pem::of_agent(cfg, "tls.http is set", read_file)?;
+    let (chain, key) = pem.chain_and_key()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(setup)?
+        .with_root_certificates(pem.roots()?)
+        .with_client_auth_cert(chain, key)
+        .map_err(setup)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(HttpsClient {
+        config: Arc::new(config),
+        name: cfg
+            .verify_server_hostname
+            .then(|| Role::Server.name(region)),
+    }))
 }
 
 /// Whether a certificate (DER) names `role` in `region`.
@@ -336,6 +428,25 @@ pub fn has_role(cert: &[u8], role: Role, region: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_start_from_the_bind_address_where_it_can_reach() {
+        let d = Dialer::plain().from_address("127.9.9.2");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        assert_eq!(d.source_for("127.9.9.3:4647"), ip("127.9.9.2"));
+        assert_eq!(d.source_for("[::1]:4647"), None, "another family");
+        // A loopback source could reach nothing else: the system chooses.
+        assert_eq!(d.source_for("10.0.0.5:4647"), None);
+        assert_eq!(d.source_for("server.example:4647"), None);
+        let d = Dialer::plain().from_address("10.0.0.4");
+        assert_eq!(d.source_for("10.0.0.5:4647"), ip("10.0.0.4"));
+        assert_eq!(
+            Dialer::plain()
+                .from_address("0.0.0.0")
+                .source_for("10.0.0.5:1"),
+            None
+        );
+    }
 
     #[test]
     fn certificates_name_their_role_and_region() {

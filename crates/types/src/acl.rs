@@ -157,6 +157,48 @@ pub struct Policy {
     pub operator: Option<Level>,
 }
 
+impl Policy {
+    /// The rules as Nomad's API shows them parsed (`RulesJSON` of `GET /v1/acl/policy/:name`):
+    /// each namespace rule's capabilities (a `policy` expanded) and variables paths, and the
+    /// `node`, `agent` and `operator` levels.
+    pub fn rules_json(&self) -> serde_json::Value {
+        let level = |l: &Option<Level>| {
+            l.map(|l| {
+                let name = match l {
+                    Level::Deny => "deny",
+                    Level::Read => "read",
+                    Level::Write => "write",
+                };
+                serde_json::json!({ "Policy": name })
+            })
+        };
+        let namespaces: Vec<serde_json::Value> = self
+            .namespaces
+            .iter()
+            .map(|(name, caps)| {
+                let paths: Vec<serde_json::Value> = self
+                    .variables
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .map(|(path, caps)| serde_json::json!({ "PathSpec": path, "Capabilities": caps }))
+                    .collect();
+                serde_json::json!({
+                    "Name": name,
+                    "Capabilities": caps,
+                    "Variables": { "Paths": paths },
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "Namespaces": namespaces,
+            "Node": level(&self.node),
+            "Agent": level(&self.agent),
+            "Operator": level(&self.operator),
+        })
+    }
+}
+
 /// Reads a policy's rules; errors name the file (the policy), line and field.
 pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
     let r = Reader::new(file, src);

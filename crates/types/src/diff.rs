@@ -221,9 +221,12 @@ fn task_json(task: &Task) -> Map<String, Json> {
     m
 }
 
-/// Shows `*_ms` fields as durations under their job-file names (`min_healthy_time: "10s"`).
+/// Shows `*_ms` fields as durations under their job-file names (`min_healthy_time: "10s"`),
+/// and leaves out an empty `unimplemented` (it holds what the job file had that Yurt keeps
+/// but does not run; nothing there is no change to show).
 fn humanize(m: Map<String, Json>) -> Map<String, Json> {
     m.into_iter()
+        .filter(|(k, v)| !(k == "unimplemented" && v.as_object().is_some_and(Map::is_empty)))
         .map(|(k, v)| {
             let v = match v {
                 Json::Object(inner) => Json::Object(humanize(inner)),

@@ -35,7 +35,7 @@ use crate::hcl::{Blk, Body, Lines, Reader, Scope, Val};
 use crate::duration;
 use crate::status::*;
 use crate::v1::{
-    value, Check, Constraint, Job, LogConfig, MigrateStrategy, NetworkResource, Port,
+    value, Check, Constraint, Disconnect, Job, LogConfig, MigrateStrategy, NetworkResource, Port,
     ReschedulePolicy, Resources, RestartPolicy, Service, Task, TaskGroup, UpdateStrategy, Value,
     ValueList, ValueMap,
 };

@@ -267,6 +267,18 @@ const TASK: Level = Level {
     records: true,
 };
 
+const DISCONNECT: Level = Level {
+    fields: &[
+        F("LostAfter", "lost_after_ms", Nanos),
+        F("StopOnClientAfter", "stop_on_client_after_ms", Nanos),
+        F("Replace", "replace", Plain),
+        F("Reconcile", "reconcile", Plain),
+    ],
+    unimplemented: &[],
+    ignored: &[],
+    records: false,
+};
+
 const GROUP: Level = Level {
     fields: &[
         F("Name", "name", Plain),
@@ -277,6 +289,7 @@ const GROUP: Level = Level {
         F("ReschedulePolicy", "reschedule", Obj(&RESCHEDULE)),
         F("Update", "update", Obj(&UPDATE)),
         F("Migrate", "migrate", Obj(&MIGRATE)),
+        F("Disconnect", "disconnect", Obj(&DISCONNECT)),
         F("Networks", "networks", List(&NETWORK)),
         F("Services", "services", List(&SERVICE)),
         F("Meta", "meta", Plain),
@@ -285,7 +298,6 @@ const GROUP: Level = Level {
         "Affinities",
         "Spreads",
         "Volumes",
-        "Disconnect",
         "EphemeralDisk",
         "ShutdownDelay",
         "StopAfterClientDisconnect",

@@ -139,7 +139,19 @@ fn to_ns(v: &Value) -> Value {
 /// Nanoseconds to milliseconds.
 fn to_ms(v: &Value) -> Value {
     v.as_i64()
-        .map_or_else(|| v.clone(), |ns| Value::from(ns / NS_PER_MS))
+        .map_or_else(|| v.clone(), |ns| Value::from(ns_to_ms(ns)))
+}
+
+/// Nanoseconds (Nomad's unit) as the milliseconds Yurt keeps, rounded away from zero: a
+/// duration below a millisecond stays one (0 means "none" in many fields), and a negative one
+/// stays negative (a drain's `Deadline` of -1 ns, what `-force` sends, is force).
+pub fn ns_to_ms(ns: i64) -> i64 {
+    let ms = ns / NS_PER_MS;
+    match ns % NS_PER_MS {
+        0 => ms,
+        _ if ns > 0 => ms + 1,
+        _ => ms - 1,
+    }
 }
 
 /// Whether a value says anything (`null`, `false`, `0`, `""`, and lists and objects of such
@@ -299,6 +311,22 @@ pub fn from_nomad(v: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nanoseconds_round_away_from_zero_so_force_and_sub_millisecond_durations_survive() {
+        use super::ns_to_ms;
+        // A drain's -1 ns is force, never "no deadline" (0).
+        assert_eq!(ns_to_ms(-1), -1);
+        assert_eq!(ns_to_ms(-5_000_000_000), -5_000);
+        assert_eq!(ns_to_ms(0), 0);
+        assert_eq!(ns_to_ms(1), 1);
+        assert_eq!(ns_to_ms(1_500_000), 2);
+        assert_eq!(ns_to_ms(3_600_000_000_000), 3_600_000);
+        assert_eq!(ns_to_ms(i64::MIN), i64::MIN / 1_000_000 - 1);
+        // Through the conversion of a whole object too.
+        let v = super::from_nomad(&serde_json::json!({"MinHealthyTime": 1}));
+        assert_eq!(v["min_healthy_time_ms"], 1, "{v}");
+    }
 
     #[test]
     fn names_follow_nomad() {

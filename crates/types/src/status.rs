@@ -21,6 +21,8 @@ pub const ALLOC_RUNNING: &str = "running";
 pub const ALLOC_COMPLETE: &str = "complete";
 pub const ALLOC_FAILED: &str = "failed";
 pub const ALLOC_LOST: &str = "lost";
+/// On a `disconnected` node: nobody knows, it may still run (`disconnect.lost_after`).
+pub const ALLOC_UNKNOWN: &str = "unknown";
 
 pub const TASK_PENDING: &str = "pending";
 pub const TASK_RUNNING: &str = "running";
@@ -29,6 +31,8 @@ pub const TASK_DEAD: &str = "dead";
 pub const NODE_INIT: &str = "initializing";
 pub const NODE_READY: &str = "ready";
 pub const NODE_DOWN: &str = "down";
+/// Silent past its TTL, but running allocations whose groups wait for it (`disconnect`).
+pub const NODE_DISCONNECTED: &str = "disconnected";
 pub const NODE_ELIGIBLE: &str = "eligible";
 pub const NODE_INELIGIBLE: &str = "ineligible";
 
@@ -51,6 +55,13 @@ pub const DESC_DELAYED_EVAL: &str = "created for delayed rescheduling";
 pub const DESC_RESCHEDULED: &str = "alloc was rescheduled because it failed";
 pub const TRIGGER_ALLOC_FAILURE: &str = "alloc-failure";
 pub const TRIGGER_ALLOC_RESCHEDULE: &str = "alloc-reschedule";
+/// A client back from `disconnected` reported allocations that were `unknown`.
+pub const TRIGGER_RECONNECT: &str = "reconnect";
+/// An `unknown` allocation's `disconnect.lost_after` is over: it is lost now.
+pub const TRIGGER_MAX_DISCONNECT_TIMEOUT: &str = "max-disconnect-timeout";
+pub const DESC_UNKNOWN: &str = "alloc is unknown since its node is disconnected";
+pub const DESC_LOST: &str = "alloc is lost since its node is down";
+pub const DESC_RECONNECT: &str = "alloc not needed due to disconnected client reconnect";
 
 /// Whether a client status is terminal (the allocation will not run again).
 pub fn alloc_client_terminal(client_status: &str) -> bool {
@@ -119,3 +130,17 @@ pub const NODE_EVENT_REGISTERED: &str = "Node registered";
 pub const NODE_EVENT_REREGISTERED: &str = "Node re-registered";
 pub const NODE_EVENT_HEARTBEAT_MISSED: &str = "Node heartbeat missed";
 pub const NODE_EVENT_REREGISTERED_BY_HEARTBEAT: &str = "Node reregistered by heartbeat";
+pub const NODE_EVENT_RECONNECTED: &str = "Node reconnected";
+
+/// `disconnect.reconcile`: which of an allocation back from a disconnected node and its
+/// replacement runs on.
+pub const RECONCILE_BEST_SCORE: &str = "best_score";
+pub const RECONCILE_KEEP_ORIGINAL: &str = "keep_original";
+pub const RECONCILE_KEEP_REPLACEMENT: &str = "keep_replacement";
+pub const RECONCILE_LONGEST_RUNNING: &str = "longest_running";
+pub const RECONCILE_STRATEGIES: &[&str] = &[
+    RECONCILE_BEST_SCORE,
+    RECONCILE_KEEP_ORIGINAL,
+    RECONCILE_KEEP_REPLACEMENT,
+    RECONCILE_LONGEST_RUNNING,
+];

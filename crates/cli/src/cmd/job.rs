@@ -104,6 +104,16 @@ pub enum JobCmd {
         #[arg(long)]
         detach: bool,
     },
+    /// The recent scaling events of the job's groups, newest first.
+    #[command(name = "scaling-events")]
+    ScalingEvents {
+        job: String,
+        /// Also each event's error flag, message and evaluation.
+        #[arg(long)]
+        verbose: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a new evaluation of the job as it is.
     Eval {
         job: String,
@@ -148,6 +158,9 @@ pub async fn run(addr: &str, cmd: JobCmd) -> CmdResult {
         JobCmd::Stop { job, detach, purge } => job_stop(addr, &job, detach, purge).await,
         JobCmd::Scale { job, args, detach } => {
             super::job_scale::scale(addr, &job, &args, detach).await
+        }
+        JobCmd::ScalingEvents { job, verbose, json } => {
+            super::job_scale::scaling_events(addr, &job, verbose, json).await
         }
         JobCmd::Eval {
             job,

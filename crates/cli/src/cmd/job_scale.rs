@@ -1,11 +1,13 @@
-//! `yurt job scale JOB [GROUP] COUNT` and `yurt job eval JOB`: a group's count changed (a new
-//! version of the job), and a new evaluation of the job as it is; both followed as `job run`
-//! follows its evaluation unless `-detach`.
+//! `yurt job scale JOB [GROUP] COUNT`, `yurt job scaling-events JOB` and `yurt job eval JOB`:
+//! a group's count changed (a new version of the job, with its scaling event), the groups'
+//! recent scaling events, and a new evaluation of the job as it is; scale and eval are
+//! followed as `job run` follows its evaluation unless `-detach`.
 
 use yurt_proto::v1::jobs_client::JobsClient;
-use yurt_proto::v1::{GetJobRequest, JobEvaluateRequest, JobScaleRequest};
+use yurt_proto::v1::{GetJobRequest, JobEvaluateRequest, JobScaleRequest, ScalingEvent};
 
 use super::{connect, CliError, CmdResult};
+use crate::output;
 
 /// `job scale`: GROUP may be left out when the job has one group.
 pub async fn scale(addr: &str, job: &str, args: &[String], detach: bool) -> CmdResult {
@@ -44,7 +46,7 @@ pub async fn scale(addr: &str, job: &str, args: &[String], detach: bool) -> CmdR
         .scale(JobScaleRequest {
             job_id: job.into(),
             group,
-            count,
+            count: Some(count),
             message: "submitted using the Yurt CLI".into(),
             ..JobScaleRequest::default()
         })
@@ -56,6 +58,60 @@ pub async fn scale(addr: &str, job: &str, args: &[String], detach: bool) -> CmdR
         return Ok(0);
     }
     super::job::monitor_registration(channel, &reply).await
+}
+
+/// `job scaling-events`: every group's events, newest first.
+pub async fn scaling_events(addr: &str, job: &str, verbose: bool, json: bool) -> CmdResult {
+    let status = JobsClient::new(connect(addr).await?)
+        .scale_status(GetJobRequest { job_id: job.into() })
+        .await
+        .map_err(CliError::api("retrieving scaling events"))?
+        .into_inner();
+    let mut events: Vec<(&String, &ScalingEvent)> = status
+        .task_groups
+        .iter()
+        .flat_map(|(group, g)| g.events.iter().map(move |e| (group, e)))
+        .collect();
+    events.sort_by_key(|(_, e)| std::cmp::Reverse((e.time_unix_ms, e.create_index)));
+    if json {
+        let all: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(group, e)| serde_json::json!({ "task_group": group, "event": e }))
+            .collect();
+        print!("{}", output::json(&all));
+        return Ok(0);
+    }
+    if events.is_empty() {
+        println!("No events found");
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|(group, e)| {
+            let count = e.count.map_or_else(String::new, |c| c.to_string());
+            let mut row = vec![group.to_string(), count, e.previous_count.to_string()];
+            if verbose {
+                row.extend([e.error.to_string(), e.message.clone(), e.eval_id.clone()]);
+            }
+            row.push(output::time(e.time_unix_ms));
+            row
+        })
+        .collect();
+    let header: &[&str] = if verbose {
+        &[
+            "Task Group",
+            "Count",
+            "PrevCount",
+            "Error",
+            "Message",
+            "Eval ID",
+            "Date",
+        ]
+    } else {
+        &["Task Group", "Count", "PrevCount", "Date"]
+    };
+    print!("{}", output::table(header, &rows));
+    Ok(0)
 }
 
 /// `job eval`.

@@ -141,10 +141,13 @@ impl Client {
                     self.watch_exit(&s.driver, &s.exec_dir, Some(started.pid));
                 }
                 Ok(started) => {
-                    // Stopped while its driver started it: it is killed (and, once it ended,
-                    // its driver cleans up after it).
+                    // Stopped while its driver started it: it runs now, and is killed as a
+                    // stopped task past its deadline, again at later passes until its driver
+                    // says it ended (its executor may not listen yet, nor have written the
+                    // task's PID, and a SIGKILL sent now would be lost).
                     t.executor_pid = Some(started.pid);
-                    t.starting = false;
+                    super::step::started(t, now);
+                    t.kill_at_ms = Some(now + super::step::KILL_AGAIN_MS);
                     s.driver.stop(super::supervise::handle(t), Signal::SIGKILL);
                     self.watch_exit(&s.driver, &s.exec_dir, Some(started.pid));
                 }

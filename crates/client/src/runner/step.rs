@@ -23,6 +23,9 @@ pub(crate) struct Rules<'a> {
     pub restart: &'a RestartPolicy,
 }
 
+/// How long after a SIGKILL a task that still runs is sent another.
+pub(crate) const KILL_AGAIN_MS: i64 = 2_000;
+
 /// What the shell must do after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -78,7 +81,9 @@ pub(crate) fn step(t: &mut LocalTask, seen: Seen, rules: Rules, now: i64) -> Act
                 Action::Nothing
             }
             Seen::Nothing if t.kill_at_ms.is_some_and(|at| at <= now) => {
-                t.kill_at_ms = None;
+                // Again later while it still runs: a SIGKILL its driver could not deliver (an
+                // executor not listening yet) must not leave it running.
+                t.kill_at_ms = Some(now + KILL_AGAIN_MS);
                 Action::Kill
             }
             Seen::Nothing => Action::Nothing,
@@ -229,6 +234,19 @@ pub(crate) fn stop(
         }
         _ => None,
     }
+}
+
+/// Whether a client that has not had a heartbeat answered for `silent_ms` (`None`: not since
+/// it started) stops an allocation of `group` by itself: its `disconnect.stop_on_client_after`
+/// has passed. The servers delay its replacement as long.
+pub(crate) fn stop_for_lost_contact(
+    group: Option<&yurt_proto::v1::TaskGroup>,
+    silent_ms: Option<u64>,
+) -> bool {
+    let after = group
+        .and_then(|g| g.disconnect.as_ref())
+        .map_or(0, |d| d.stop_on_client_after_ms);
+    after > 0 && silent_ms.is_some_and(|s| s > after)
 }
 
 #[cfg(test)]
@@ -438,8 +456,9 @@ mod tests {
         assert_eq!(
             step(&mut t, Seen::Nothing, rules, 7_000),
             Action::Nothing,
-            "SIGKILL is sent once"
+            "SIGKILL is sent once, and again only if the task still runs later"
         );
+        assert_eq!(step(&mut t, Seen::Nothing, rules, 8_000), Action::Kill);
         // Its exit while stopping ends it, not failed, whatever its code: no restart.
         assert_eq!(step(&mut t, exit(137), rules, 7_500), Action::Nothing);
         assert_eq!(t.state.state, TASK_DEAD);
@@ -526,5 +545,22 @@ mod tests {
         assert_eq!(stop(&mut u, 5_000, Signal::SIGTERM, 10), None);
         assert_eq!(u.state.state, TASK_DEAD);
         assert!(!u.starting);
+    }
+
+    #[test]
+    fn a_client_stops_an_allocation_itself_only_past_stop_on_client_after() {
+        let mut g = yurt_proto::v1::TaskGroup::default();
+        assert!(!stop_for_lost_contact(Some(&g), Some(HOUR as u64)));
+        g.disconnect = Some(yurt_proto::v1::Disconnect {
+            stop_on_client_after_ms: 30_000,
+            ..Default::default()
+        });
+        assert!(
+            !stop_for_lost_contact(Some(&g), None),
+            "never heard from a server"
+        );
+        assert!(!stop_for_lost_contact(Some(&g), Some(30_000)));
+        assert!(stop_for_lost_contact(Some(&g), Some(30_001)));
+        assert!(!stop_for_lost_contact(None, Some(HOUR as u64)));
     }
 }

@@ -193,6 +193,23 @@ impl Client {
         }
     }
 
+    /// How long since a server last answered this client's heartbeat, since this start or
+    /// (until one answers) before it (`None`: never).
+    fn silent_ms(&self) -> Option<u64> {
+        let since_start = *self
+            .inner
+            .last_heartbeat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match since_start {
+            Some(t) => Some(t.elapsed().as_millis() as u64),
+            None => self
+                .inner
+                .heard_before
+                .map(|at| (now_ms() - at).max(0) as u64),
+        }
+    }
+
     /// One pass of the task supervisor: start due tasks, notice exits, enforce kill deadlines,
     /// derive allocation status, persist and report changes.
     pub(crate) async fn tick(&self) {
@@ -201,9 +218,18 @@ impl Client {
         let mut updates = Vec::new();
         let mut changed = false;
         let mut spawns = Vec::new();
+        let silent_ms = self.silent_ms();
         {
             let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
             for local in allocs.values_mut() {
+                if !local.stopping
+                    && !alloc_client_terminal(&local.client_status)
+                    && step::stop_for_lost_contact(group_of(&local.alloc), silent_ms)
+                {
+                    tracing::warn!(alloc = %local.alloc.id, silent_ms, "no server has answered a heartbeat for longer than the group's disconnect.stop_on_client_after: stopping the allocation");
+                    local.stopping = true;
+                    self.stop_tasks(local, now);
+                }
                 let before = (
                     local.client_status.clone(),
                     local.tasks.clone(),
@@ -264,7 +290,17 @@ impl Client {
             updates,
         };
         let servers = &self.inner.servers;
-        match servers.check(servers.get().update_allocs(req).await) {
+        // A server that stopped answering (a link cut under an open connection) holds a call
+        // for as long as the connection's timeout: the report moves on to the next server.
+        let mut server = servers.get();
+        let call = server.update_allocs(req);
+        let answer = match tokio::time::timeout(crate::SERVER_CALL_TIMEOUT, call).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "no answer to the report in time",
+            )),
+        };
+        match servers.check(answer) {
             Ok(_) => {
                 let mut allocs = self.inner.allocs.lock().unwrap_or_else(|e| e.into_inner());
                 for id in sent {

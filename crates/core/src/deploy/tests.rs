@@ -38,7 +38,7 @@ fn the_first_run_succeeds_and_marks_version_0_stable() {
         (DEPLOYMENT_SUCCESSFUL, DESC_DEPLOYMENT_SUCCESSFUL)
     );
     assert_eq!(d.task_groups["app"].healthy_allocs, 3);
-    assert!(s.stable(0) && s.state.jobs["web"].stable);
+    assert!(s.stable(0) && s.state.jobs[&crate::state::job_key("", "web")].stable);
     // Running the same spec again changes nothing and starts no deployment.
     s.run(job(3, "a", ROLLING));
     assert_eq!(s.state.deployments.len(), 1);
@@ -137,7 +137,7 @@ fn progress_deadline_0_fails_on_the_first_unhealthy_allocation_and_auto_revert_r
     assert_eq!(bad.len(), 1, "max_parallel 1");
     s.report(&bad[0], ALLOC_RUNNING, Some(false));
     s.tick(1);
-    let failed = of_job(&s.state, "web")
+    let failed = of_job(&s.state, "", "web")
         .into_iter()
         .find(|d| d.job_version == 1)
         .unwrap();
@@ -147,9 +147,12 @@ fn progress_deadline_0_fails_on_the_first_unhealthy_allocation_and_auto_revert_r
         "Failed due to unhealthy allocations - rolling back to job version 0"
     );
     // Version 2 is version 0's spec, deployed anew.
-    let j = &s.state.jobs["web"];
+    let j = &s.state.jobs[&crate::state::job_key("", "web")];
     assert_eq!(j.version, 2);
-    assert!(crate::state::same_spec(j, &s.state.job_versions["web"][0]));
+    assert!(crate::state::same_spec(
+        j,
+        &s.state.job_versions[&crate::state::job_key("", "web")][0]
+    ));
     s.all_healthy();
     s.all_healthy();
     let d = s.latest();
@@ -175,7 +178,11 @@ fn auto_revert_without_a_stable_version_or_to_the_same_spec_only_explains() {
         d.status_description,
         "Failed due to unhealthy allocations - no stable job version to auto revert to"
     );
-    assert_eq!(s.state.jobs["web"].version, 0, "nothing registered");
+    assert_eq!(
+        s.state.jobs[&crate::state::job_key("", "web")].version,
+        0,
+        "nothing registered"
+    );
 
     // Version 0 stable; version 1 fails and is rolled back as version 2 (version 0's spec);
     // when version 2 fails too, reverting to version 0 would change nothing: no revert loop.
@@ -186,7 +193,7 @@ fn auto_revert_without_a_stable_version_or_to_the_same_spec_only_explains() {
     let v1 = s.undecided();
     s.report(&v1[0], ALLOC_RUNNING, Some(false));
     s.tick(1);
-    assert_eq!(s.state.jobs["web"].version, 2);
+    assert_eq!(s.state.jobs[&crate::state::job_key("", "web")].version, 2);
     let v2 = s.undecided();
     s.report(&v2[0], ALLOC_RUNNING, Some(false));
     s.tick(1);
@@ -196,7 +203,11 @@ fn auto_revert_without_a_stable_version_or_to_the_same_spec_only_explains() {
         d.status_description,
         "Failed due to unhealthy allocations - not rolling back to stable job version 0 as current job has same specification"
     );
-    assert_eq!(s.state.jobs["web"].version, 2, "nothing registered");
+    assert_eq!(
+        s.state.jobs[&crate::state::job_key("", "web")].version,
+        2,
+        "nothing registered"
+    );
 }
 
 const CANARY: &str = r#"max_parallel = 1
@@ -399,10 +410,11 @@ fn deployment_fail_by_the_user_and_a_newer_version_or_a_stop_cancel() {
             job_id: "web".into(),
             purge: false,
             eval: Some(crate::evals::new_eval(
-                &s.state.jobs["web"].clone(),
+                &s.state.jobs[&crate::state::job_key("", "web")].clone(),
                 "stop".into(),
                 TRIGGER_JOB_DEREGISTER,
             )),
+            namespace: String::new(),
         },
     ))
     .unwrap();
@@ -420,19 +432,23 @@ fn revert_registers_a_kept_version_and_refuses_missing_or_current_ones() {
     s.run(job(1, "b", ROLLING));
     let mut id = || "e".to_string();
     assert_eq!(
-        revert(&s.state, "web", 7, &mut id).unwrap_err().to_string(),
+        revert(&s.state, "", "web", 7, &mut id)
+            .unwrap_err()
+            .to_string(),
         "job \"web\" has no version 7 (kept versions: 0, 1)"
     );
     assert_eq!(
-        revert(&s.state, "web", 1, &mut id).unwrap_err().to_string(),
+        revert(&s.state, "", "web", 1, &mut id)
+            .unwrap_err()
+            .to_string(),
         "job \"web\" is already at version 1"
     );
-    let r = revert(&s.state, "web", 0, &mut id).unwrap();
+    let r = revert(&s.state, "", "web", 0, &mut id).unwrap();
     s.apply(command::Kind::JobRegister(r)).unwrap();
-    let j = &s.state.jobs["web"];
+    let j = &s.state.jobs[&crate::state::job_key("", "web")];
     assert_eq!((j.version, j.stable), (2, false));
     assert_eq!(
-        revert(&s.state, "web", 0, &mut id).unwrap_err().to_string(),
+        revert(&s.state, "", "web", 0, &mut id).unwrap_err().to_string(),
         "job \"web\" version 0 has the same specification as the current version 2: nothing to revert"
     );
 }
@@ -454,14 +470,17 @@ fn after_a_streak_of_failed_versions_the_stable_one_is_still_reachable() {
         s.tick(1);
         assert_eq!(s.latest().status, DEPLOYMENT_FAILED, "version {v}");
     }
-    let kept: Vec<u64> = s.state.job_versions["web"]
+    let kept: Vec<u64> = s.state.job_versions[&crate::state::job_key("", "web")]
         .iter()
         .map(|j| j.version)
         .collect();
     assert_eq!(kept, vec![0, 4, 5, 6, 7, 8]);
     // A snapshot keeps them.
     let back = State::from_snapshot(&s.state.to_snapshot("test")).unwrap();
-    let again: Vec<u64> = back.job_versions["web"].iter().map(|j| j.version).collect();
+    let again: Vec<u64> = back.job_versions[&crate::state::job_key("", "web")]
+        .iter()
+        .map(|j| j.version)
+        .collect();
     assert_eq!(again, kept);
     // auto_revert on a further failure goes back to version 0's spec.
     s.run(job(1, "bad9", &update(true)));
@@ -469,10 +488,13 @@ fn after_a_streak_of_failed_versions_the_stable_one_is_still_reachable() {
         s.report(&id, ALLOC_FAILED, Some(false));
     }
     s.tick(1);
-    let j = &s.state.jobs["web"];
+    let j = &s.state.jobs[&crate::state::job_key("", "web")];
     assert_eq!(j.version, 10);
-    assert!(crate::state::same_spec(j, &s.state.job_versions["web"][0]));
-    let kept: Vec<u64> = s.state.job_versions["web"]
+    assert!(crate::state::same_spec(
+        j,
+        &s.state.job_versions[&crate::state::job_key("", "web")][0]
+    ));
+    let kept: Vec<u64> = s.state.job_versions[&crate::state::job_key("", "web")]
         .iter()
         .map(|j| j.version)
         .collect();
@@ -480,7 +502,7 @@ fn after_a_streak_of_failed_versions_the_stable_one_is_still_reachable() {
     // And `job revert` reaches it too.
     let mut id = || "e".to_string();
     s.run(job(1, "bad11", &update(false)));
-    assert!(revert(&s.state, "web", 0, &mut id).is_ok());
+    assert!(revert(&s.state, "", "web", 0, &mut id).is_ok());
 }
 
 #[test]

@@ -89,13 +89,13 @@ impl Sim {
     fn moving(&self, job: &str) -> usize {
         self.state
             .allocs
-            .of_job(job)
+            .of_job("", job)
             .filter(|m| marked(m))
             .filter(|m| {
                 let replacement = self
                     .state
                     .allocs
-                    .of_job(job)
+                    .of_job("", job)
                     .find(|r| r.previous_allocation == m.id);
                 !stopped(m)
                     || replacement.is_none_or(|r| {
@@ -154,7 +154,7 @@ fn a_metered_drain_moves_one_allocation_at_a_time_and_completes_when_all_stopped
         let healthy = s
             .state
             .allocs
-            .of_job("web")
+            .of_job("", "web")
             .filter(|a| !alloc_terminal(a))
             .filter(|a| a.deployment_status.as_ref().and_then(|d| d.healthy) == Some(true))
             .count();
@@ -280,7 +280,11 @@ fn batch_allocations_finish_unreplaced_and_system_ones_stop_last_unless_ignored(
     s.clients(true);
     assert_eq!(s.live_on(&n0), 0);
     assert!(s.state.nodes[&n0].drain_strategy.is_none());
-    assert_eq!(s.state.allocs.of_job("report").count(), 1, "not replaced");
+    assert_eq!(
+        s.state.allocs.of_job("", "report").count(),
+        1,
+        "not replaced"
+    );
 
     // At the deadline a batch allocation is stopped, and not replaced either; with
     // ignore_system the system allocation stays.
@@ -299,7 +303,11 @@ fn batch_allocations_finish_unreplaced_and_system_ones_stop_last_unless_ignored(
     );
     s.tick(5 * MIN);
     s.clients(true);
-    assert_eq!(s.state.allocs.of_job("report").count(), 1, "not replaced");
+    assert_eq!(
+        s.state.allocs.of_job("", "report").count(),
+        1,
+        "not replaced"
+    );
     assert_eq!(s.live_on(&n0), 1, "the system allocation keeps running");
     assert!(s.state.nodes[&n0].drain_strategy.is_none(), "done");
 }
@@ -372,7 +380,7 @@ fn a_stopped_allocation_is_replaced_and_cannot_be_stopped_twice() {
     let victim = s
         .state
         .allocs
-        .of_job("web")
+        .of_job("", "web")
         .next()
         .map(|a| a.id.clone())
         .unwrap();
@@ -384,7 +392,7 @@ fn a_stopped_allocation_is_replaced_and_cannot_be_stopped_twice() {
     let live = s
         .state
         .allocs
-        .of_job("web")
+        .of_job("", "web")
         .filter(|a| a.desired_status == ALLOC_DESIRED_RUN)
         .count();
     assert_eq!(live, 2, "a replacement keeps the count");

@@ -11,11 +11,11 @@ impl<'a> Run<'a, '_> {
     /// it succeeded (a later scale-up or replacement needs none) or was cancelled.
     pub(super) fn cancel_deployments(
         &mut self,
-        job_id: &str,
+        key: &JobKey,
         job: Option<&Job>,
     ) -> Option<Deployment> {
         let mut current: Option<&Deployment> = None;
-        for d in self.state.deployments.of_job(job_id) {
+        for d in self.state.deployments.of_job(&key.0, &key.1) {
             let same = job.is_some_and(|j| {
                 d.job_version == j.version && d.job_create_index == j.create_index
             });
@@ -67,6 +67,7 @@ impl<'a> Run<'a, '_> {
             let d = Deployment {
                 id: (self.new_id)(),
                 job_id: job.id.clone(),
+                namespace: job.namespace.clone(),
                 job_version: job.version,
                 job_modify_index: job.job_modify_index,
                 job_create_index: job.create_index,
@@ -121,14 +122,14 @@ impl<'a> Run<'a, '_> {
         }
         // A failed allocation of the deployment not replaced yet (waiting for its reschedule,
         // or with no attempt left) holds the rollout: this run reschedules it at most.
-        let failed_waiting = self.state.allocs.of_job(&d.job_id).any(|a| {
+        let failed_waiting = self.state.allocs.of_job(&d.namespace, &d.job_id).any(|a| {
             a.deployment_id == d.id && a.task_group == g.name && alloc_awaiting_replacement(a)
         });
         if failed_waiting {
             return 0;
         }
         let mut waiting = 0;
-        for a in self.live_of_job_id(&d.job_id, &g.name) {
+        for a in self.live_of_job_id(d, &g.name) {
             if a.deployment_id != d.id {
                 continue;
             }
@@ -142,14 +143,15 @@ impl<'a> Run<'a, '_> {
     }
 
     /// The job's live allocations in a group as this run leaves them so far.
-    pub(super) fn live_of_job_id(&self, job_id: &str, group: &str) -> Vec<&Allocation> {
+    pub(super) fn live_of_job_id(&self, d: &Deployment, group: &str) -> Vec<&Allocation> {
         let touched: BTreeSet<&str> = self.out.allocs.iter().map(|a| a.id.as_str()).collect();
+        let ns = Row::namespace(d);
         self.state
             .allocs
-            .of_job(job_id)
+            .of_job(ns, &d.job_id)
             .filter(|a| !alloc_terminal(a) && !touched.contains(a.id.as_str()))
             .chain(self.out.allocs.iter().filter(|a| !alloc_terminal(a)))
-            .filter(|a| a.job_id == job_id && a.task_group == group)
+            .filter(|a| a.job_id == d.job_id && a.task_group == group)
             .collect()
     }
 
@@ -169,7 +171,7 @@ impl<'a> Run<'a, '_> {
                     u.place + u.destructive_update + u.canary + u.in_place_update > 0
                 });
             let healthy = self
-                .live_of_job_id(&d.job_id, name)
+                .live_of_job_id(d, name)
                 .iter()
                 .filter(|a| a.deployment_id == d.id && health(a) == Some(true))
                 .count() as u32;

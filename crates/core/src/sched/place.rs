@@ -145,7 +145,7 @@ impl<'a> Run<'a, '_> {
         let touched: BTreeSet<&str> = self.out.allocs.iter().map(|a| a.id.as_str()).collect();
         let live = self
             .state
-            .job_allocs(&job.id)
+            .job_allocs(&job.namespace, &job.id)
             .into_iter()
             .filter(move |a| !alloc_terminal(a) && !touched.contains(a.id.as_str()));
         let planned = self
@@ -289,7 +289,7 @@ impl<'a> Run<'a, '_> {
                 best = Some((score, at, node));
             }
         }
-        let Some((_, at, node)) = best else {
+        let Some((score, at, node)) = best else {
             metric.nodes_available = self.state.nodes.len() as u32;
             let f = self.out.failed.entry(g.name.clone()).or_default();
             f.nodes_evaluated = f.nodes_evaluated.max(metric.nodes_evaluated);
@@ -319,6 +319,7 @@ impl<'a> Run<'a, '_> {
             node_id: node.id.clone(),
             node_name: node.name.clone(),
             job_id: job.id.clone(),
+            namespace: job.namespace.clone(),
             job: None,
             task_group: g.name.clone(),
             resources: Some(need),
@@ -331,6 +332,7 @@ impl<'a> Run<'a, '_> {
                 String::new()
             },
             memory_oversubscription: self.oversubscribe,
+            score,
             ..Allocation::default()
         };
         self.usage.entry(node.id.clone()).or_default().add(&alloc);

@@ -1,9 +1,25 @@
 //! The reconciler's part of a scheduler run: a group's live allocations sorted into what to
 //! ignore, update in place, replace (destructive), migrate, stop, lose or place; canaries;
-//! failed allocations rescheduled per the `reschedule` block; system groups one per node.
+//! failed allocations rescheduled per the `reschedule` block; allocations on nodes that went
+//! away lost, or `unknown` while their node is `disconnected` (the `disconnect` block), and
+//! reconciled with their replacements when it is back; system groups one per node.
 
 use super::place::Placement;
 use super::*;
+use crate::disconnect::{self, Keep};
+
+/// Where an allocation's node stands, for the reconciler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Away {
+    /// Its node is ready (or only ineligible): nothing to do here.
+    No,
+    /// Its node is down or gone, or disconnected past the group's `lost_after`.
+    Lost,
+    /// Its node is disconnected: `unknown` until then (Unix ms).
+    Unknown(i64),
+    /// Its node is back but its client has not said yet how the allocation fares.
+    Reconnecting,
+}
 
 impl<'a> Run<'a, '_> {
     pub(super) fn desired(&mut self, group: &str) -> &mut DesiredUpdates {
@@ -46,17 +62,92 @@ impl<'a> Run<'a, '_> {
 
     /// Marks an allocation on a node that went away as lost.
     pub(super) fn lose(&mut self, a: &Allocation) {
-        self.stop(a, "alloc is lost since its node is down");
+        self.stop(a, DESC_LOST);
         if let Some(s) = self.out.allocs.last_mut() {
             s.client_status = ALLOC_LOST.into();
         }
     }
 
-    pub(super) fn node_down(&self, node_id: &str) -> bool {
-        self.state
-            .nodes
-            .get(node_id)
-            .is_none_or(|n| n.status == NODE_DOWN)
+    /// Where allocation `a` of group `g` stands with its node.
+    pub(super) fn away(&self, a: &Allocation, g: &TaskGroup) -> Away {
+        let Some(node) = self.state.nodes.get(&a.node_id) else {
+            return Away::Lost;
+        };
+        match node.status.as_str() {
+            NODE_DOWN => Away::Lost,
+            // One that had not started yet is lost at once (Nomad's rule).
+            NODE_DISCONNECTED if a.client_status == ALLOC_PENDING => Away::Lost,
+            NODE_DISCONNECTED => match disconnect::unknown_until(node, g) {
+                Some(until) if until > self.now => Away::Unknown(until),
+                _ => Away::Lost,
+            },
+            _ if a.client_status == ALLOC_UNKNOWN => Away::Reconnecting,
+            _ => Away::No,
+        }
+    }
+
+    /// Writes an allocation `unknown` (once) and asks for an evaluation when its `lost_after`
+    /// ends.
+    fn mark_unknown(&mut self, a: &Allocation, until: i64) {
+        if a.client_status != ALLOC_UNKNOWN {
+            let mut u = a.clone();
+            u.client_status = ALLOC_UNKNOWN.into();
+            u.client_description = DESC_UNKNOWN.into();
+            u.eval_id = self.eval_id.into();
+            self.out.allocs.push(u);
+        }
+        self.out.disconnect_at = Some(self.out.disconnect_at.map_or(until, |t| t.min(until)));
+    }
+
+    /// A lost allocation of a group with `stop_on_client_after` (lost at `lost_at`): its client
+    /// stops it by itself after that long without the servers, so its slot stays empty until
+    /// then and its tasks' kill timeout after, lest both run at once.
+    fn await_client_stop(
+        &mut self,
+        g: &TaskGroup,
+        idx: u32,
+        lost_at: i64,
+        taken: &mut BTreeMap<u32, ()>,
+    ) {
+        let stop_after = disconnect::stop_on_client_after_ms(g);
+        if stop_after == 0 || idx >= g.count {
+            return;
+        }
+        let kill = g.tasks.iter().map(|t| t.kill_timeout_ms).max().unwrap_or(0);
+        let due = lost_at + (stop_after + kill) as i64;
+        if due > self.now {
+            taken.insert(idx, ());
+            self.out.followup_at = Some(self.out.followup_at.map_or(due, |t| t.min(due)));
+        }
+    }
+
+    /// The allocations that lose to another of their slot after their node came back: for each
+    /// slot held twice at the job's version in a group with `lost_after`, the original (placed
+    /// first) against its replacement, per the group's `reconcile`.
+    fn reconnect_losers(&self, job: &Job, g: &TaskGroup, live: &[&Allocation]) -> BTreeSet<String> {
+        let mut losers = BTreeSet::new();
+        if disconnect::lost_after_ms(g) == 0 {
+            return losers;
+        }
+        let mut slots: BTreeMap<u32, Vec<&Allocation>> = BTreeMap::new();
+        for a in live {
+            if at_version(a, job) && !is_canary(a) && self.away(a, g) == Away::No {
+                if let Some(i) = name_index(&a.name) {
+                    slots.entry(i).or_default().push(a);
+                }
+            }
+        }
+        for mut held in slots.into_values().filter(|v| v.len() > 1) {
+            held.sort_by_key(|a| a.create_index);
+            let mut keep = held[0];
+            for r in &held[1..] {
+                match disconnect::pick(g, keep, r) {
+                    Keep::Original => losers.insert(r.id.clone()),
+                    Keep::Replacement => losers.insert(std::mem::replace(&mut keep, r).id.clone()),
+                };
+            }
+        }
+        losers
     }
 
     /// Brings an existing allocation to the new job version: ignore, in place or replace.
@@ -113,9 +204,33 @@ impl<'a> Run<'a, '_> {
         let mut migrating: Vec<(u32, &Allocation)> = Vec::new();
         let mut destructive: Vec<(u32, &Allocation)> = Vec::new();
         let mut in_place: Vec<&Allocation> = Vec::new();
+        let losers = self.reconnect_losers(job, g, &live);
+        // Slots whose allocation is `unknown` and replaced: the replacement names it.
+        let mut stand_ins: BTreeMap<u32, &str> = BTreeMap::new();
         for a in live {
-            if self.node_down(&a.node_id) {
-                self.lose(a);
+            let idx = name_index(&a.name).unwrap_or(u32::MAX);
+            match self.away(a, g) {
+                Away::No => {}
+                Away::Lost => {
+                    self.lose(a);
+                    self.await_client_stop(g, idx, self.now, &mut taken);
+                    continue;
+                }
+                away => {
+                    if let Away::Unknown(until) = away {
+                        self.mark_unknown(a, until);
+                    }
+                    self.desired(&g.name).ignore += 1;
+                    if !disconnect::replaces(g) {
+                        taken.insert(idx, ());
+                    } else if away != Away::Reconnecting {
+                        stand_ins.insert(idx, &a.id);
+                    }
+                    continue;
+                }
+            }
+            if losers.contains(&a.id) {
+                self.stop(a, DESC_RECONNECT);
                 continue;
             }
             // A canary whose deployment has not promoted it (a promoted one is a member).
@@ -147,7 +262,6 @@ impl<'a> Run<'a, '_> {
                 }
                 continue;
             }
-            let idx = name_index(&a.name).unwrap_or(u32::MAX);
             if idx >= g.count || taken.contains_key(&idx) {
                 self.stop(a, DESC_NOT_NEEDED);
                 continue;
@@ -161,6 +275,12 @@ impl<'a> Run<'a, '_> {
                 Change::None => self.desired(&g.name).ignore += 1,
                 Change::Destructive => destructive.push((idx, a)),
                 Change::InPlace => in_place.push(a),
+            }
+        }
+        for a in allocs.iter().filter(|a| a.client_status == ALLOC_LOST) {
+            let idx = name_index(&a.name).unwrap_or(u32::MAX);
+            if !taken.contains_key(&idx) {
+                self.await_client_stop(g, idx, a.modify_time_unix_ms, &mut taken);
             }
         }
         let missing = (0..g.count).filter(|i| !taken.contains_key(i)).count();
@@ -250,7 +370,11 @@ impl<'a> Run<'a, '_> {
                     }
                 }
                 None => {
-                    self.place(Placement::new(job, g, idx));
+                    let p = Placement::new(job, g, idx);
+                    match stand_ins.get(&idx) {
+                        Some(prev) => self.place(p.replacing(prev)),
+                        None => self.place(p),
+                    };
                 }
             }
         }
@@ -354,9 +478,17 @@ impl<'a> Run<'a, '_> {
     pub(super) fn system_group(&mut self, job: &Job, g: &TaskGroup, allocs: &[&Allocation]) {
         let mut on_node: BTreeMap<&str, &Allocation> = BTreeMap::new();
         for a in allocs.iter().filter(|a| !alloc_terminal(a)) {
-            if self.node_down(&a.node_id) {
-                self.lose(a);
-            } else if on_node.insert(&a.node_id, a).is_some() {
+            // On a disconnected node it is `unknown` until `lost_after` ends, and stays
+            // there: a system job has one allocation per node.
+            match self.away(a, g) {
+                Away::Lost => {
+                    self.lose(a);
+                    continue;
+                }
+                Away::Unknown(until) => self.mark_unknown(a, until),
+                Away::No | Away::Reconnecting => {}
+            }
+            if on_node.insert(&a.node_id, a).is_some() {
                 self.stop(a, DESC_NOT_NEEDED);
             }
         }

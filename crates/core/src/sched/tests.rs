@@ -78,16 +78,23 @@ impl World {
             eval: None,
             enforce_index: false,
             job_modify_index: 0,
+            scaling_event: None,
         }));
         self.schedule(&job.id)
     }
 
     fn schedule(&mut self, job_id: &str) -> Outcome {
         let ids = &mut self.ids;
-        let out = schedule(&self.state, job_id, "eval", self.now, &mut || {
-            *ids += 1;
-            format!("alloc-{ids}")
-        });
+        let out = schedule(
+            &self.state,
+            &crate::state::job_key("", job_id),
+            "eval",
+            self.now,
+            &mut || {
+                *ids += 1;
+                format!("alloc-{ids}")
+            },
+        );
         self.apply(command::Kind::ApplyPlan(ApplyPlan {
             allocs: out.allocs.clone(),
             eval: None,

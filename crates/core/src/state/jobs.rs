@@ -1,11 +1,17 @@
 //! Jobs in the state: registration (versions advance only on a change of spec; six kept, and
 //! the newest stable one beyond them), deregistration and purge, and a job's status by Nomad's
-//! rules, from the allocations of the job as registered now.
+//! rules, from the allocations of the job as registered now. Jobs are keyed by namespace and
+//! ID ([`JobKey`]): `web` in `dev` and `web` in `prod` are two jobs.
 
 use super::*;
 
 /// How many versions of a job are kept (Nomad's `job_tracked_versions`).
 pub const TRACKED_VERSIONS: usize = 6;
+
+/// The key a job is stored under: its namespace and ID.
+pub fn key_of(job: &Job) -> JobKey {
+    job_key(&job.namespace, &job.id)
+}
 
 /// Whether an allocation belongs to `job` as registered now: a job registered again after a
 /// purge is a new job (a new create index), and the allocations of the purged one are not its.
@@ -56,16 +62,7 @@ impl State {
                 job.namespace, job.namespace
             )));
         }
-        let existing = self.jobs.get(&job.id);
-        if let Some(e) = existing {
-            let theirs = yurt_types::acl::namespace_or_default(&e.namespace);
-            if theirs != job.namespace {
-                return Err(ApplyError::Refused(format!(
-                    "job {:?} already exists in namespace {theirs:?}: job IDs are unique across namespaces in Yurt",
-                    job.id
-                )));
-            }
-        }
+        let existing = self.jobs.get(&key_of(&job));
         if r.enforce_index {
             let n = r.job_modify_index;
             match existing {
@@ -87,10 +84,19 @@ impl State {
                 _ => {}
             }
         }
+        let key = key_of(&job);
         let mut applied = self.register_job_version(index, now, job);
         if let Some(e) = r.eval {
             applied.eval_id = e.id.clone();
             self.insert_eval(index, now, e);
+        }
+        if let Some(mut s) = r.scaling_event {
+            (s.namespace, s.job_id) = key;
+            if let Some(e) = s.event.as_mut().filter(|e| e.eval_id.is_empty()) {
+                e.eval_id = applied.eval_id.clone();
+            }
+            // The job has the group: it was just registered with it.
+            let _ = self.apply_scaling_event(index, now, &s);
         }
         Ok(applied)
     }
@@ -98,20 +104,20 @@ impl State {
     /// Marks kept version `version` of a job stable or not; whether there is such a version.
     pub(crate) fn set_stable(
         &mut self,
-        job_id: &str,
+        key: &JobKey,
         version: u64,
         stable: bool,
         index: u64,
     ) -> bool {
         let Some(v) = self
             .job_versions
-            .get_mut(job_id)
+            .get_mut(key)
             .and_then(|v| v.iter_mut().find(|j| j.version == version))
         else {
             return false;
         };
         Arc::make_mut(v).stable = stable;
-        if let Some(j) = self.jobs.get_mut(job_id).filter(|j| j.version == version) {
+        if let Some(j) = self.jobs.get_mut(key).filter(|j| j.version == version) {
             let j = Arc::make_mut(j);
             j.stable = stable;
             j.modify_index = index;
@@ -121,8 +127,9 @@ impl State {
 
     /// Makes `job` the job's current version: a new version when its spec changed.
     pub(crate) fn register_job_version(&mut self, index: u64, now: i64, mut job: Job) -> Applied {
-        let id = job.id.clone();
-        let existing = self.jobs.get(&job.id);
+        job.namespace = yurt_types::acl::namespace_or_default(&job.namespace).to_string();
+        let key = key_of(&job);
+        let existing = self.jobs.get(&key);
         let job_modify_index = match existing {
             Some(e) if same_spec(e, &job) => e.job_modify_index,
             _ => {
@@ -135,11 +142,11 @@ impl State {
                 job.status = JOB_PENDING.into();
                 let job = Arc::new(job);
                 self.put_job_version(job.clone());
-                self.jobs.insert(job.id.clone(), job);
+                self.jobs.insert(key.clone(), job);
                 index
             }
         };
-        self.refresh_job_status(&id, index);
+        self.refresh_job_status(&key, index);
         Applied {
             index,
             job_modify_index,
@@ -148,7 +155,7 @@ impl State {
     }
 
     pub(crate) fn put_job_version(&mut self, job: Arc<Job>) {
-        let versions = self.job_versions.entry(job.id.clone()).or_default();
+        let versions = self.job_versions.entry(key_of(&job)).or_default();
         versions.push(job);
         trim_versions(versions);
     }
@@ -159,16 +166,18 @@ impl State {
         now: i64,
         d: &crate::internal::JobDeregister,
     ) -> Result<Applied, ApplyError> {
-        let Some(existing) = self.jobs.get(&d.job_id) else {
+        let key = job_key(&d.namespace, &d.job_id);
+        let Some(existing) = self.jobs.get(&key) else {
             return Err(ApplyError::JobNotFound(d.job_id.clone()));
         };
         let mut job_modify_index = existing.job_modify_index;
         if d.purge {
-            self.jobs.remove(&d.job_id);
-            self.job_versions.remove(&d.job_id);
+            self.jobs.remove(&key);
+            self.job_versions.remove(&key);
+            self.scaling_events.remove(&key);
             let gone: Vec<String> = self
                 .deployments
-                .of_job(&d.job_id)
+                .of_job(&key.0, &key.1)
                 .map(|d| d.id.clone())
                 .collect();
             for id in gone {
@@ -186,14 +195,14 @@ impl State {
             job_modify_index = index;
             let job = Arc::new(job);
             self.put_job_version(job.clone());
-            self.jobs.insert(job.id.clone(), job);
+            self.jobs.insert(key.clone(), job);
         }
         let mut eval_id = String::new();
         if let Some(e) = &d.eval {
             eval_id = e.id.clone();
             self.insert_eval(index, now, e.clone());
         }
-        self.refresh_job_status(&d.job_id, index);
+        self.refresh_job_status(&key, index);
         Ok(Applied {
             index,
             job_modify_index,
@@ -202,23 +211,24 @@ impl State {
     }
 
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
-    pub(crate) fn refresh_job_status(&mut self, job_id: &str, index: u64) {
-        let Some(current) = self.jobs.get(job_id) else {
+    pub(crate) fn refresh_job_status(&mut self, key: &JobKey, index: u64) {
+        let Some(current) = self.jobs.get(key) else {
             return;
         };
+        let (ns, id) = (key.0.as_str(), key.1.as_str());
         let mine = || {
             self.allocs
-                .of_job(job_id)
+                .of_job(ns, id)
                 .filter(|a| of_this_job(current, a))
         };
         let live = mine().any(|a| !alloc_terminal(a));
         let any_alloc = mine().next().is_some();
         let waiting = self
             .evals
-            .of_job(job_id)
+            .of_job(ns, id)
             .any(|e| e.status == EVAL_PENDING || e.status == EVAL_BLOCKED);
-        let any = any_alloc || self.evals.of_job(job_id).next().is_some();
-        let Some(job) = self.jobs.get_mut(job_id) else {
+        let any = any_alloc || self.evals.of_job(ns, id).next().is_some();
+        let Some(job) = self.jobs.get_mut(key) else {
             return;
         };
         let status = job_status(job.stop, live, waiting, any);
@@ -226,19 +236,20 @@ impl State {
             let job = Arc::make_mut(job);
             job.status = status.into();
             job.modify_index = index;
-            if let Some(v) = self.job_versions.get_mut(job_id).and_then(|v| v.last_mut()) {
+            if let Some(v) = self.job_versions.get_mut(key).and_then(|v| v.last_mut()) {
                 Arc::make_mut(v).status = status.into();
             }
         }
     }
 
-    /// Allocations of a job, oldest first: of the job as registered now, not of an earlier job
-    /// of the same ID that was purged (all of them while no job has the ID).
-    pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
-        let job = self.jobs.get(job_id);
+    /// Allocations of job `job_id` in namespace `ns`, oldest first: of the job as registered
+    /// now, not of an earlier job of the same ID that was purged (all of them while no job has
+    /// the ID).
+    pub fn job_allocs(&self, ns: &str, job_id: &str) -> Vec<&Allocation> {
+        let job = self.job(ns, job_id);
         let mut v: Vec<&Allocation> = self
             .allocs
-            .of_job(job_id)
+            .of_job(ns, job_id)
             .filter(|a| job.is_none_or(|j| of_this_job(j, a)))
             .collect();
         v.sort_by(|a, b| (a.create_index, &a.name).cmp(&(b.create_index, &b.name)));

@@ -12,6 +12,19 @@ impl State {
     /// evaluation pending, to be scheduled again on fresh state (failed after
     /// [`MAX_PLAN_REJECTIONS`]).
     pub(crate) fn apply_plan(&mut self, index: u64, now: i64, p: &crate::internal::ApplyPlan) {
+        // An evaluation is planned once: a plan for one that another plan already ended (a
+        // leader that scheduled it again on state that had not applied its predecessor's
+        // plan) changes nothing.
+        let ended = p
+            .eval
+            .as_ref()
+            .and_then(|e| self.evals.get(&e.id))
+            .is_some_and(|e| {
+                [EVAL_COMPLETE, EVAL_CANCELED, EVAL_FAILED].contains(&e.status.as_str())
+            });
+        if ended {
+            return;
+        }
         let refused = self.refused_nodes(p);
         if let Some(d) = &p.deployment {
             if !self.deployments.contains_key(&d.id) {
@@ -20,7 +33,10 @@ impl State {
                 d.modify_index = index;
                 d.create_time_unix_ms = now;
                 d.modify_time_unix_ms = now;
-                d.namespace = self.job_namespace(&d.job_id);
+                // The plan's job, or its evaluation's, names the namespace.
+                let ns = p.job.as_ref().map(|j| j.namespace.as_str());
+                let ns = ns.or(p.eval.as_ref().map(|e| e.namespace.as_str()));
+                d.namespace = yurt_types::acl::namespace_or_default(ns.unwrap_or_default()).into();
                 self.deployments.insert(d);
             }
         }
@@ -37,13 +53,25 @@ impl State {
                 a.job = p.job.clone();
             }
             let old = self.allocs.get(&a.id);
+            if a.namespace.is_empty() {
+                let ns = a.job.as_ref().map(|j| j.namespace.as_str());
+                let ns = ns.or(old.map(|o| o.namespace.as_str()));
+                a.namespace = yurt_types::acl::namespace_or_default(ns.unwrap_or_default()).into();
+            }
             let was_live = old.is_some_and(|o| !alloc_terminal(o));
             a.create_index = old.map_or(index, |o| o.create_index);
             a.create_time_unix_ms = old.map_or(now, |o| o.create_time_unix_ms);
             if let Some(old) = old {
                 // The client owns what it reports; a plan computed before its last report must
-                // not roll that back. The scheduler only ever sets `lost`.
-                if a.client_status != ALLOC_LOST {
+                // not roll that back. The scheduler only ever sets `lost`, and `unknown` while
+                // the node is still disconnected.
+                let disconnected = self
+                    .nodes
+                    .get(&a.node_id)
+                    .is_some_and(|n| n.status == NODE_DISCONNECTED);
+                let verdict = a.client_status == ALLOC_LOST
+                    || (a.client_status == ALLOC_UNKNOWN && disconnected);
+                if !verdict {
                     a.client_status = old.client_status.clone();
                     a.client_description = old.client_description.clone();
                 }
@@ -56,16 +84,10 @@ impl State {
             }
             a.modify_index = index;
             a.modify_time_unix_ms = now;
-            jobs.push(a.job_id.clone());
+            jobs.push(crate::state::job_key(&a.namespace, &a.job_id));
             freed |= was_live && alloc_terminal(&a);
             let old = self.allocs.get(&a.id).cloned();
             self.track_deployment(index, now, old.as_ref(), &a);
-            if a.namespace.is_empty() {
-                a.namespace = match a.job.as_ref().filter(|j| !j.namespace.is_empty()) {
-                    Some(j) => j.namespace.clone(),
-                    None => self.job_namespace(&a.job_id),
-                };
-            }
             self.allocs.insert(a);
         }
         for c in &p.deployment_changes {
@@ -78,7 +100,7 @@ impl State {
         }
         if refused.is_empty() {
             if let Some(e) = &p.eval {
-                jobs.push(e.job_id.clone());
+                jobs.push(crate::state::job_key(&e.namespace, &e.job_id));
                 self.insert_eval(index, now, e.clone());
             }
             for e in &p.new_evals {
@@ -100,7 +122,7 @@ impl State {
                 e.status = EVAL_PENDING.into();
                 e.status_description = format!("plan refused because {}", why.join("; "));
             }
-            jobs.push(e.job_id.clone());
+            jobs.push(crate::state::job_key(&e.namespace, &e.job_id));
             self.insert_eval(index, now, e);
         }
         self.refresh_job_statuses(jobs, index);
@@ -205,7 +227,7 @@ impl State {
                 }
                 a.modify_index = index;
                 a.modify_time_unix_ms = now;
-                jobs.push(a.job_id.clone());
+                jobs.push(crate::state::job_key(&a.namespace, &a.job_id));
                 freed |= was_live && alloc_terminal(a);
             });
             if let (Some(before), Some(after)) = (before, self.allocs.get(&up.alloc_id).cloned()) {
@@ -213,6 +235,21 @@ impl State {
             }
         }
         self.settle(index, now, freed, &u.evals, jobs);
+    }
+
+    /// The jobs of `unknown` allocations these client reports say something else of (their node
+    /// is back): each once, to reconcile them with their replacements.
+    pub fn jobs_reconnecting(&self, updates: &[crate::v1::AllocClientUpdate]) -> Vec<&Job> {
+        let mut jobs: Vec<&Job> = updates
+            .iter()
+            .filter(|u| u.client_status != ALLOC_UNKNOWN)
+            .filter_map(|u| self.allocs.get(&u.alloc_id))
+            .filter(|a| a.client_status == ALLOC_UNKNOWN)
+            .filter_map(|a| self.job(&a.namespace, &a.job_id))
+            .collect();
+        jobs.sort_by_key(|j| key_of(j));
+        jobs.dedup_by_key(|j| key_of(j));
+        jobs
     }
 
     /// The jobs whose allocations these client reports newly mark failed (each once): they
@@ -223,10 +260,10 @@ impl State {
             .filter(|u| u.client_status == ALLOC_FAILED)
             .filter_map(|u| self.allocs.get(&u.alloc_id))
             .filter(|a| a.desired_status == ALLOC_DESIRED_RUN && a.client_status != ALLOC_FAILED)
-            .filter_map(|a| self.job(&a.job_id))
+            .filter_map(|a| self.job(&a.namespace, &a.job_id))
             .collect();
-        jobs.sort_by(|a, b| a.id.cmp(&b.id));
-        jobs.dedup_by(|a, b| a.id == b.id);
+        jobs.sort_by_key(|j| key_of(j));
+        jobs.dedup_by_key(|j| key_of(j));
         jobs
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 
+use yurt_types::acl::namespace_or_default;
 use yurt_types::limits::shown;
 
 /// Why an ID (prefix) named nothing: `what` is the kind of object, for the sentence.
@@ -41,16 +42,16 @@ impl State {
     /// The jobs a change of `node_id`'s status concerns: those with allocations on it that are
     /// still meant to run, and every system job.
     pub fn jobs_affected_by_node(&self, node_id: &str) -> Vec<&Job> {
-        let on_node: BTreeSet<&str> = self
+        let on_node: BTreeSet<JobKey> = self
             .allocs
             .on_node(node_id)
             .filter(|a| !alloc_terminal(a))
-            .map(|a| a.job_id.as_str())
+            .map(|a| job_key(&a.namespace, &a.job_id))
             .collect();
         self.jobs
-            .values()
-            .map(Arc::as_ref)
-            .filter(|j| j.r#type == JOB_TYPE_SYSTEM || on_node.contains(j.id.as_str()))
+            .iter()
+            .filter(|(key, j)| j.r#type == JOB_TYPE_SYSTEM || on_node.contains(*key))
+            .map(|(_, j)| j.as_ref())
             .collect()
     }
 
@@ -62,22 +63,23 @@ impl State {
     /// evaluations, not the whole queue: under a backlog of thousands the eval loop took a
     /// full scan and sort for every few jobs it scheduled.
     pub fn evals_to_schedule(&self, now: i64, jobs: usize) -> Vec<(&Evaluation, Vec<&Evaluation>)> {
-        let mut chosen: Vec<&str> = Vec::new();
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut chosen: Vec<(&str, &str)> = Vec::new();
+        let mut seen: BTreeSet<(&str, &str)> = BTreeSet::new();
         for e in self.evals.in_state(EVAL_PENDING) {
             if chosen.len() == jobs {
                 break;
             }
-            if e.wait_until_unix_ms <= now && seen.insert(e.job_id.as_str()) {
-                chosen.push(e.job_id.as_str());
+            let job = (crate::table::Row::namespace(e), e.job_id.as_str());
+            if e.wait_until_unix_ms <= now && seen.insert(job) {
+                chosen.push(job);
             }
         }
         chosen
             .into_iter()
-            .filter_map(|job| {
+            .filter_map(|(ns, job)| {
                 let mut due: Vec<&Evaluation> = self
                     .evals
-                    .of_job(job)
+                    .of_job(ns, job)
                     .filter(|e| e.status == EVAL_PENDING && e.wait_until_unix_ms <= now)
                     .collect();
                 due.sort_by_key(|e| e.create_index);
@@ -119,6 +121,35 @@ impl State {
             .take_while(|(k, _)| k.starts_with(prefix));
         match (hits.next(), hits.next()) {
             (Some((_, v)), None) if !prefix.is_empty() => Ok(v),
+            (None, _) | (Some(_), None) => Err(PrefixError::NotFound),
+            (Some(_), Some(_)) => Err(PrefixError::Ambiguous),
+        }
+    }
+
+    /// The jobs a user's `id` names in namespace `ns` (`None`: in every namespace): the jobs
+    /// with exactly that ID if there are any (one per namespace), else the one job whose ID
+    /// starts with it.
+    pub fn find_jobs(&self, ns: Option<&str>, id: &str) -> Result<Vec<&Job>, PrefixError> {
+        let in_scope = |key: &JobKey| ns.is_none_or(|ns| key.0 == namespace_or_default(ns));
+        let exact: Vec<&Job> = match ns {
+            Some(ns) => self.job(ns, id).into_iter().collect(),
+            None => self
+                .jobs
+                .iter()
+                .filter(|(key, _)| key.1 == id)
+                .map(|(_, j)| j.as_ref())
+                .collect(),
+        };
+        if !exact.is_empty() {
+            return Ok(exact);
+        }
+        let mut hits = self
+            .jobs
+            .iter()
+            .filter(|(key, _)| in_scope(key) && key.1.starts_with(id))
+            .map(|(_, j)| j.as_ref());
+        match (hits.next(), hits.next()) {
+            (Some(j), None) if !id.is_empty() => Ok(vec![j]),
             (None, _) | (Some(_), None) => Err(PrefixError::NotFound),
             (Some(_), Some(_)) => Err(PrefixError::Ambiguous),
         }

@@ -31,6 +31,7 @@ impl State {
             || !self.variables.is_empty()
             || !self.root_keys.is_empty()
             || !self.namespaces.is_empty()
+            || !self.scaling_events.is_empty()
             || self.acl_bootstrap_index != 0
             || !self.acl_policies.is_empty()
             || !self.acl_tokens.is_empty()
@@ -74,6 +75,7 @@ impl State {
             variables: self.variables.values().cloned().collect(),
             root_keys: self.root_keys.values().cloned().collect(),
             namespaces: self.namespaces.values().cloned().collect(),
+            scaling_events: self.scaling_events.values().cloned().collect(),
         };
         snap.encode_to_vec()
     }
@@ -89,10 +91,10 @@ impl State {
                 ours: yurt_types::VERSION,
             });
         }
-        let mut job_versions: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
+        let mut job_versions: BTreeMap<JobKey, Vec<Arc<Job>>> = BTreeMap::new();
         for j in snap.job_versions {
             job_versions
-                .entry(j.id.clone())
+                .entry(key_of(&j))
                 .or_default()
                 .push(Arc::new(j));
         }
@@ -104,7 +106,7 @@ impl State {
             jobs: snap
                 .jobs
                 .into_iter()
-                .map(|j| (j.id.clone(), Arc::new(j)))
+                .map(|j| (key_of(&j), Arc::new(j)))
                 .collect(),
             job_versions: job_versions.into(),
             nodes: snap.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
@@ -141,6 +143,11 @@ impl State {
                 .namespaces
                 .into_iter()
                 .map(|n| (n.name.clone(), n))
+                .collect(),
+            scaling_events: snap
+                .scaling_events
+                .into_iter()
+                .map(|e| (job_key(&e.namespace, &e.job_id), e))
                 .collect(),
         })
     }

@@ -273,6 +273,7 @@ fn register(job: Job, enforce: Option<u64>) -> Command {
             eval: None,
             enforce_index: enforce.is_some(),
             job_modify_index: enforce.unwrap_or(0),
+            scaling_event: None,
         })),
     }
 }
@@ -336,16 +337,25 @@ fn versions_advance_only_on_spec_change() {
             .job_modify_index,
         5
     );
-    assert_eq!(s.jobs["web"].version, 0);
+    assert_eq!(s.jobs[&crate::state::job_key("", "web")].version, 0);
     s.apply(7, &register(job(2), None)).unwrap();
-    let j = &s.jobs["web"];
+    let j = &s.jobs[&crate::state::job_key("", "web")];
     assert_eq!((j.version, j.job_modify_index, j.create_index), (1, 7, 5));
-    assert_eq!(s.job_versions["web"].len(), 2);
+    assert_eq!(s.job_versions[&crate::state::job_key("", "web")].len(), 2);
     for i in 0..10 {
         s.apply(8 + i, &register(job(3 + i as u32), None)).unwrap();
     }
-    assert_eq!(s.job_versions["web"].len(), TRACKED_VERSIONS);
-    assert_eq!(s.job_versions["web"].last().unwrap().version, 11);
+    assert_eq!(
+        s.job_versions[&crate::state::job_key("", "web")].len(),
+        TRACKED_VERSIONS
+    );
+    assert_eq!(
+        s.job_versions[&crate::state::job_key("", "web")]
+            .last()
+            .unwrap()
+            .version,
+        11
+    );
 }
 
 #[test]
@@ -371,12 +381,22 @@ fn a_service_job_whose_allocations_all_failed_for_good_is_dead() {
     )
     .unwrap();
     s.run(job);
-    assert_eq!(s.state.jobs["web"].status, JOB_RUNNING);
+    assert_eq!(
+        s.state.jobs[&crate::state::job_key("", "web")].status,
+        JOB_RUNNING
+    );
     let ids: Vec<String> = s.state.allocs.values().map(|a| a.id.clone()).collect();
     s.report(&ids[0], ALLOC_FAILED, None);
-    assert_eq!(s.state.jobs["web"].status, JOB_RUNNING, "one still runs");
+    assert_eq!(
+        s.state.jobs[&crate::state::job_key("", "web")].status,
+        JOB_RUNNING,
+        "one still runs"
+    );
     s.report(&ids[1], ALLOC_FAILED, None);
-    assert_eq!(s.state.jobs["web"].status, JOB_DEAD);
+    assert_eq!(
+        s.state.jobs[&crate::state::job_key("", "web")].status,
+        JOB_DEAD
+    );
 }
 
 #[test]
@@ -408,8 +428,10 @@ fn the_newest_stable_version_is_kept_beyond_the_tracked_ones() {
 fn a_registered_job_is_stored_once_and_copied_only_when_its_status_changes() {
     let mut s = State::default();
     s.apply_owned(5, register(job(1), None)).unwrap();
-    let current = &s.jobs["web"];
-    let version = s.job_versions["web"].last().unwrap();
+    let current = &s.jobs[&crate::state::job_key("", "web")];
+    let version = s.job_versions[&crate::state::job_key("", "web")]
+        .last()
+        .unwrap();
     assert!(Arc::ptr_eq(current, version), "one copy for both");
     assert_eq!(current.status, JOB_PENDING);
 
@@ -419,8 +441,10 @@ fn a_registered_job_is_stored_once_and_copied_only_when_its_status_changes() {
     let mut a = placement("a1", "n1", 100, 20000);
     a.client_status = ALLOC_RUNNING.into();
     s.apply(6, &plan("e1", vec![a])).unwrap();
-    let current = &s.jobs["web"];
-    let version = s.job_versions["web"].last().unwrap();
+    let current = &s.jobs[&crate::state::job_key("", "web")];
+    let version = s.job_versions[&crate::state::job_key("", "web")]
+        .last()
+        .unwrap();
     assert_eq!(
         (current.status.as_str(), current.modify_index),
         (JOB_RUNNING, 6)
@@ -452,9 +476,15 @@ fn check_index_is_compare_and_swap() {
         err.to_string(),
         "Enforcing job modify index 3: job exists with conflicting job modify index: 4"
     );
-    assert_eq!(s.jobs["web"].task_groups[0].count, 1);
+    assert_eq!(
+        s.jobs[&crate::state::job_key("", "web")].task_groups[0].count,
+        1
+    );
     s.apply(7, &register(job(2), Some(4))).unwrap();
-    assert_eq!(s.jobs["web"].task_groups[0].count, 2);
+    assert_eq!(
+        s.jobs[&crate::state::job_key("", "web")].task_groups[0].count,
+        2
+    );
 }
 
 #[test]
@@ -606,7 +636,7 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
         ..AllocClientUpdate::default()
     }];
     s.jobs.insert(
-        "web".into(),
+        crate::state::job_key("", "web"),
         Job {
             id: "web".into(),
             ..Job::default()
@@ -680,4 +710,80 @@ fn a_copy_of_the_state_is_a_snapshot_that_later_changes_leave_alone() {
     let mut copy = s.clone();
     copy.allocs.remove("b");
     assert!(s.allocs.contains_key("b"));
+}
+
+#[test]
+fn the_same_job_id_in_two_namespaces_is_two_jobs_with_their_own_allocations_and_lifecycles() {
+    use crate::testkit::Sim;
+    let mut s = Sim::new();
+    s.apply(command::Kind::NamespaceUpdate(
+        crate::internal::NamespaceUpdate {
+            upsert: vec![crate::v1::Namespace {
+                name: "prod".into(),
+                ..Default::default()
+            }],
+            delete: vec![],
+        },
+    ))
+    .unwrap();
+    let in_ns = |ns: &str, count: u32| Job {
+        namespace: ns.into(),
+        ..JobSpec::new("web").count(count).job()
+    };
+    s.run(in_ns("default", 2));
+    s.run(in_ns("prod", 3));
+    let live = |s: &Sim, ns: &str| {
+        s.state
+            .job_allocs(ns, "web")
+            .into_iter()
+            .filter(|a| !alloc_terminal(a) && a.namespace == ns)
+            .count()
+    };
+    assert_eq!((live(&s, "default"), live(&s, "prod")), (2, 3));
+    assert_eq!(s.state.jobs.len(), 2);
+    // Each job's evaluations, deployments and allocations carry its namespace.
+    assert!(s
+        .state
+        .evals
+        .of_job("prod", "web")
+        .all(|e| e.namespace == "prod"));
+    assert!(s.state.evals.of_job("prod", "web").next().is_some());
+
+    // Stopping and purging prod's changes nothing of default's.
+    let stop = |ns: &str, purge: bool| {
+        command::Kind::JobDeregister(crate::internal::JobDeregister {
+            job_id: "web".into(),
+            purge,
+            eval: Some(crate::evals::new_eval(
+                &in_ns(ns, 0),
+                format!("stop-{ns}-{purge}"),
+                TRIGGER_JOB_DEREGISTER,
+            )),
+            namespace: ns.into(),
+        })
+    };
+    s.apply(stop("prod", false)).unwrap();
+    s.settle();
+    assert_eq!((live(&s, "default"), live(&s, "prod")), (2, 0));
+    assert!(s.state.job("prod", "web").unwrap().stop);
+    assert!(!s.state.job("default", "web").unwrap().stop);
+
+    // Its client reports the stopped allocations complete; then the collector names prod's
+    // job by namespace, and default's stays.
+    let stopped: Vec<String> = s
+        .state
+        .job_allocs("prod", "web")
+        .iter()
+        .map(|a| a.id.clone())
+        .collect();
+    for id in stopped {
+        s.report(&id, ALLOC_COMPLETE, None);
+    }
+    let gc = crate::gc::collect(&s.state, i64::MAX, crate::gc::Thresholds::FORCE);
+    assert!(gc.job_ids.is_empty(), "{gc:?}");
+    assert_eq!(gc.namespaced_jobs.len(), 1);
+    s.apply(command::Kind::Gc(gc)).unwrap();
+    assert!(s.state.job("prod", "web").is_none());
+    assert_eq!(live(&s, "default"), 2);
+    assert_eq!(s.state.versions("default", "web").len(), 1);
 }

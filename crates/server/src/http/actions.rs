@@ -2,8 +2,8 @@
 //! `POST /v1/node/:id/{eligibility,drain,evaluate}` (answered with `EvalIDs`,
 //! `EvalCreateIndex`, `NodeModifyIndex`, `Index`), `POST /v1/job/:id/evaluate`
 //! (`EvalOptions.ForceReschedule`), `POST /v1/job/:id/stable` (`JobVersion`, `Stable`), and
-//! `/v1/job/:id/scale` (GET: each group's status; POST: `Count`, `Target.Group`, `Message`,
-//! `EnforceIndex`, `JobModifyIndex`); `POST /v1/client/allocation/:id/{signal,restart}`;
+//! `/v1/job/:id/scale` (GET: each group's status and scaling events; POST: `Count`,
+//! `Target.Group`, `Message`, `Error`, `Meta`, `EnforceIndex`, `JobModifyIndex`); `POST /v1/client/allocation/:id/{signal,restart}`;
 //! `GET /v1/scaling/policies` and `/v1/scaling/policy/:id` (the groups' `scaling` blocks).
 
 use super::*;
@@ -42,7 +42,10 @@ pub(super) async fn node(api: &Api, rq: &Rq, id: &str, what: &str, body: &Value)
             let strategy = match body.get("DrainSpec") {
                 None | Some(Value::Null) => None,
                 Some(spec) => Some(DrainStrategy {
-                    deadline_ms: number_field(spec, "DrainSpec.Deadline")? / 1_000_000,
+                    deadline_ms: yurt_types::nomad_json::ns_to_ms(number_field(
+                        spec,
+                        "DrainSpec.Deadline",
+                    )?),
                     ignore_system_jobs: bool_field(spec, "DrainSpec.IgnoreSystemJobs")?,
                     ..Default::default()
                 }),
@@ -101,6 +104,22 @@ pub(super) async fn job(api: &Api, rq: &Rq, id: &str, what: &str, body: &Value) 
     Ok(serde_json::json!({ "Index": r.index, "JobModifyIndex": r.job_modify_index }))
 }
 
+/// A scaling event in Nomad's shape (`Time` in nanoseconds; `Count`, `Meta` and `EvalID` null
+/// when absent).
+pub(super) fn scaling_event_json(e: &ScalingEvent) -> Value {
+    let meta = serde_json::from_str::<Value>(&e.meta_json).unwrap_or(Value::Null);
+    serde_json::json!({
+        "Time": e.time_unix_ms.saturating_mul(1_000_000),
+        "Count": e.count,
+        "PreviousCount": e.previous_count,
+        "Message": e.message,
+        "Error": e.error,
+        "Meta": meta,
+        "EvalID": (!e.eval_id.is_empty()).then_some(&e.eval_id),
+        "CreateIndex": e.create_index,
+    })
+}
+
 /// `GET /v1/job/:id/scale`.
 pub(super) async fn scale_status(api: &Api, rq: &Rq, id: &str) -> Answer {
     let s = Jobs::scale_status(api, rq.job(id)).await?.into_inner();
@@ -108,9 +127,11 @@ pub(super) async fn scale_status(api: &Api, rq: &Rq, id: &str) -> Answer {
         .task_groups
         .iter()
         .map(|(name, g)| {
+            let events: Vec<Value> = g.events.iter().map(scaling_event_json).collect();
             let status = serde_json::json!({
                 "Desired": g.desired, "Placed": g.placed, "Running": g.running,
-                "Healthy": g.healthy, "Unhealthy": g.unhealthy, "Events": null,
+                "Healthy": g.healthy, "Unhealthy": g.unhealthy,
+                "Events": (!events.is_empty()).then_some(events),
             });
             (name.clone(), status)
         })
@@ -128,15 +149,17 @@ pub(super) async fn scale_status(api: &Api, rq: &Rq, id: &str) -> Answer {
 /// `POST /v1/job/:id/scale`.
 pub(super) async fn scale(api: &Api, rq: &Rq, id: &str, body: &Value) -> Answer {
     let count = match body.get("Count") {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| bad(format!("Count: expected a whole number, found {n}")))?,
-        None | Some(Value::Null) => {
-            return Err(bad(
-                "request body must have \"Count\" (Yurt does not record scaling events without a count)",
-            ))
-        }
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .ok_or_else(|| bad(format!("Count: expected a whole number, found {n}")))?,
+        ),
+        None | Some(Value::Null) => None,
         Some(other) => return Err(bad(format!("Count: expected a number, found {other}"))),
+    };
+    let meta_json = match body.get("Meta") {
+        None | Some(Value::Null) => String::new(),
+        Some(m @ Value::Object(_)) => m.to_string(),
+        Some(other) => return Err(bad(format!("Meta: expected an object, found {other}"))),
     };
     let target = body.get("Target").unwrap_or(&Value::Null);
     let group = string_field(target, "Target.Group")?;
@@ -151,6 +174,8 @@ pub(super) async fn scale(api: &Api, rq: &Rq, id: &str, body: &Value) -> Answer 
             group,
             count,
             message: string_field(body, "Message")?,
+            error: bool_field(body, "Error")?,
+            meta_json,
             enforce_index: bool_field(body, "EnforceIndex")?,
             job_modify_index: u64::try_from(index)
                 .map_err(|_| bad(format!("JobModifyIndex: expected an index, found {index}")))?,
@@ -158,9 +183,10 @@ pub(super) async fn scale(api: &Api, rq: &Rq, id: &str, body: &Value) -> Answer 
     )
     .await?
     .into_inner();
+    let eval = (!r.eval_id.is_empty()).then_some(&r.eval_id);
     Ok(serde_json::json!({
-        "EvalID": r.eval_id,
-        "EvalCreateIndex": r.index,
+        "EvalID": eval,
+        "EvalCreateIndex": if eval.is_some() { r.index } else { 0 },
         "JobModifyIndex": r.job_modify_index,
         "Index": r.index,
         "Warnings": r.warnings,

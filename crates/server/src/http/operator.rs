@@ -2,13 +2,24 @@
 //! and down node now), `PUT /v1/system/reconcile/summaries`, `/v1/operator/scheduler/
 //! configuration` (GET, and PUT/POST with Nomad's `SchedulerAlgorithm`,
 //! `MemoryOversubscriptionEnabled`; what is left out is kept), and the agent's
-//! `PUT /v1/agent/join?address=` and `/v1/agent/force-leave?node=`.
+//! `PUT /v1/agent/join?address=` and `/v1/agent/force-leave?node=`; Yurt's own `GET
+//! /v1/operator/upgrade-check` (`operator upgrade-check`: the checks, the next server to
+//! upgrade, each server's version and last log index as the leader sees them, the feature
+//! gates).
 
 use super::*;
 
 pub(super) async fn gc(api: &Api, rq: &Rq) -> Answer {
     json(
         &Operator::garbage_collect(&api.operator(), rq.of(GarbageCollectRequest {}))
+            .await?
+            .into_inner(),
+    )
+}
+
+pub(super) async fn upgrade_check(api: &Api, rq: &Rq) -> Answer {
+    json(
+        &Operator::upgrade_check(&api.operator(), rq.of(UpgradeCheckRequest {}))
             .await?
             .into_inner(),
     )

@@ -145,10 +145,10 @@ pub(super) async fn jobs_with_summaries(api: &Api, rq: &Rq, prefix: &str) -> Ans
     };
     api.reads.state.read(|s| {
         for (item, stub) in items.iter_mut().zip(&stubs) {
-            let Some(job) = s.jobs.get(&stub.id) else {
+            let Some(job) = s.job(&stub.namespace, &stub.id) else {
                 continue;
             };
-            let allocs = s.job_allocs(&stub.id);
+            let allocs = s.job_allocs(&stub.namespace, &stub.id);
             let summary = group_summary(job, allocs.iter().copied(), &Default::default());
             if let Some(m) = item.as_object_mut() {
                 m.insert(
@@ -213,6 +213,7 @@ pub(super) async fn agent_self(api: &Api, rq: &Rq) -> Answer {
             "NodeName": me.name,
             "Version": {"Version": me.version},
             "Server": {"Enabled": true},
+            "ACL": {"Enabled": api.reads.acl_enabled},
         },
         "member": member,
         "stats": {"raft": {

@@ -1,7 +1,11 @@
 //! The Raft log and vote in sled, under `<data_dir>/raft/log`.
 //!
 //! sled is durable only after a flush: appends, votes, commits and truncations flush before
-//! they are acknowledged.
+//! they are acknowledged. Nothing is written while the file system is nearly full
+//! ([`super::space`]): the write waits for room instead of failing, which would end Raft. sled,
+//! once one of its writes has failed (the disk filled up at once), fails every later call until
+//! it is opened again: an operation that fails waits for room, reopens the database and runs
+//! once more; what was acknowledged was flushed, so the reopened log holds it.
 //!
 //! sled drops what it cannot read when it opens a damaged file, without an error. A server
 //! that has voted keeps a marker file beside the log (`voted`, written once, outside sled); a
@@ -43,15 +47,34 @@ pub enum OpenError {
     },
 }
 
+/// The sled database and its two trees (cheap handles to share).
 #[derive(Clone)]
-pub struct LogStore {
+struct Trees {
     db: sled::Db,
     logs: sled::Tree,
     meta: sled::Tree,
+}
+
+fn open_trees(dir: &Path) -> Result<Trees, sled::Error> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .open()?;
+    let logs = db.open_tree("logs")?;
+    let meta = db.open_tree("meta")?;
+    Ok(Trees { db, logs, meta })
+}
+
+#[derive(Clone)]
+pub struct LogStore {
+    /// Replaced when the database is reopened after a failure; `None` only if that failed.
+    trees: Arc<std::sync::RwLock<Option<Trees>>>,
     /// Last committed index, for `agent-info` (`commit_index`).
     committed: Arc<AtomicU64>,
     /// The marker file that says this log has held a vote; `None` once it exists.
     voted_marker: Option<std::path::PathBuf>,
+    /// The log's directory, whose file system must have room before each write.
+    dir: std::path::PathBuf,
 }
 
 /// The marker beside the log directory `dir` (see the module docs).
@@ -138,18 +161,11 @@ fn key(index: u64) -> [u8; 8] {
 impl LogStore {
     pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
         // sled panics on some damaged files: that is a damaged log, said in one sentence.
-        let opened = std::panic::catch_unwind(|| {
-            sled::Config::new()
-                .path(dir)
-                .cache_capacity(CACHE_BYTES)
-                .open()
-        });
-        let db = opened
+        let opened = std::panic::catch_unwind(|| open_trees(dir));
+        let trees = opened
             .map_err(|panic| OpenError::Panicked(yurt_types::limits::panic_text(&*panic)))??;
-        let logs = db.open_tree("logs")?;
-        let meta = db.open_tree("meta")?;
         let marker = voted_marker(dir);
-        let has_vote = meta.get("vote")?.is_some();
+        let has_vote = trees.meta.get("vote")?.is_some();
         if marker.exists() && !has_vote {
             return Err(OpenError::Lost);
         }
@@ -158,16 +174,88 @@ impl LogStore {
             write_marker(&marker)?;
         }
         let store = LogStore {
-            db,
-            logs,
-            meta,
+            trees: Arc::new(std::sync::RwLock::new(Some(trees))),
             committed: Arc::new(AtomicU64::new(0)),
             voted_marker: (!marker.exists()).then_some(marker),
+            dir: dir.to_path_buf(),
         };
         if let Ok(Some(Some(c))) = store.get_meta::<Option<LogId<NodeId>>>("committed") {
             store.committed.store(c.index, Ordering::Relaxed);
         }
         Ok(store)
+    }
+
+    /// The database as it is now.
+    fn trees(&self) -> Result<Trees, sled::Error> {
+        self.trees
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| sled::Error::ReportableBug("the Raft log could not be reopened".into()))
+    }
+
+    /// Opens the database again after a failure. The old one lets go of its files once its
+    /// last handle and its background threads are gone: within moments, waited for here.
+    fn reopen(&self) -> Result<(), sled::Error> {
+        let mut slot = self.trees.write().unwrap_or_else(|e| e.into_inner());
+        *slot = None;
+        let mut tries = 0;
+        loop {
+            match open_trees(&self.dir) {
+                Ok(t) => {
+                    *slot = Some(t);
+                    tracing::info!(dir = %self.dir.display(), "the Raft log is open again");
+                    return Ok(());
+                }
+                Err(e) if tries >= 250 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// Runs a read; if it fails, reopens the database and runs it once more.
+    fn read<T>(&self, op: impl Fn(&Trees) -> Result<T, sled::Error>) -> Result<T, sled::Error> {
+        match op(&self.trees()?) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                tracing::error!(error = %e, dir = %self.dir.display(), "reading the Raft log failed; opening it again");
+                self.reopen()?;
+                op(&self.trees()?)
+            }
+        }
+    }
+
+    /// Runs a write and flushes it, once there is room; if it fails, waits for room, reopens
+    /// the database and runs it once more.
+    async fn durably(
+        &self,
+        subject: ErrorSubject<NodeId>,
+        op: impl Fn(&Trees) -> Result<(), sled::Error>,
+    ) -> Result<(), StorageError> {
+        let err = |e| io_err(subject.clone(), ErrorVerb::Write, e);
+        super::space::wait_for_room(&self.dir, 0, "the Raft log").await;
+        let mut again = false;
+        loop {
+            let trees = self.trees().map_err(err)?;
+            let done = match op(&trees) {
+                Ok(()) => trees.db.flush_async().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            drop(trees);
+            match done {
+                Ok(()) => return Ok(()),
+                Err(e) if !again => {
+                    again = true;
+                    tracing::error!(error = %e, dir = %self.dir.display(), "writing the Raft log failed; opening it again once there is room");
+                    super::space::wait_for_room(&self.dir, 0, "the Raft log").await;
+                    self.reopen().map_err(err)?;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
     }
 
     /// The last committed index as this server knows it (for `agent-info`).
@@ -178,8 +266,7 @@ impl LogStore {
     /// The id of the last log entry, or of the last purged one when the log is empty.
     pub fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, StorageError> {
         let last = self
-            .logs
-            .last()
+            .read(|t| t.logs.last())
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         match last {
             Some((_, v)) => Ok(Some(Self::decode(&v)?.log_id)),
@@ -190,15 +277,16 @@ impl LogStore {
     /// The node ID of the server that writes this log (recorded by [`LogStore::set_owner`]; none
     /// in logs of Yurt 0.2.0 and older).
     pub fn owner(&self) -> Option<NodeId> {
-        let v = self.meta.get("owner").ok()??;
+        let v = self.read(|t| t.meta.get("owner")).ok()??;
         std::str::from_utf8(&v).ok()?.parse().ok()
     }
 
     /// Records the node ID of the server that writes this log, so that a damaged `node-id`
     /// file is caught (or restored) at the next start.
     pub fn set_owner(&self, id: NodeId) -> Result<(), sled::Error> {
-        self.meta.insert("owner", id.to_string().as_bytes())?;
-        self.db.flush().map(|_| ())
+        let t = self.trees()?;
+        t.meta.insert("owner", id.to_string().as_bytes())?;
+        t.db.flush().map(|_| ())
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -212,7 +300,7 @@ impl LogStore {
                 std::io::Error::other(format!("{name}: {e}")),
             )
         };
-        match self.meta.get(name).map_err(|e| read_err(&e))? {
+        match self.read(|t| t.meta.get(name)).map_err(|e| read_err(&e))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -227,18 +315,10 @@ impl LogStore {
     ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        self.meta
-            .insert(name, bytes)
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        self.flush().await
-    }
-
-    async fn flush(&self) -> Result<(), StorageError> {
-        self.db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+        self.durably(ErrorSubject::Store, |t| {
+            t.meta.insert(name, bytes.as_slice()).map(|_| ())
+        })
+        .await
     }
 
     fn decode(bytes: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
@@ -261,12 +341,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Bound::Excluded(key(*i)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let mut out = Vec::new();
-        for kv in self.logs.range((Bound::Included(key(start)), end)) {
-            let (_, v) = kv.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            out.push(Self::decode(&v)?);
-        }
-        Ok(out)
+        let range = (Bound::Included(key(start)), end);
+        let stored = self
+            .read(|t| t.logs.range(range).values().collect::<Result<Vec<_>, _>>())
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        stored.iter().map(|v| Self::decode(v)).collect()
     }
 }
 
@@ -304,12 +383,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.committed.store(c.index, Ordering::Relaxed);
         }
         // Not flushed: the committed index only saves re-applying entries after a restart, and
-        // an older value on disk is always safe. sled writes it out within its flush interval.
+        // an older value on disk is always safe. sled writes it out within its flush interval;
+        // not at all while the disk is nearly full.
+        if super::space::low(&self.dir) {
+            return Ok(());
+        }
         let bytes = serde_json::to_vec(&committed)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        self.meta
-            .insert("committed", bytes)
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        // A failure here is left for the next write to meet (and reopen the log).
+        if let Ok(t) = self.trees() {
+            let _ = t.meta.insert("committed", bytes);
+        }
         Ok(())
     }
 
@@ -328,16 +412,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for e in entries {
-            let bytes = encode_entry(&e)
-                .map_err(|err| io_err(ErrorSubject::Logs, ErrorVerb::Write, err))?;
-            batch.insert(&key(e.log_id.index), bytes);
-        }
-        self.logs
-            .apply_batch(batch)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        let flushed = self.flush().await;
+        let encoded = entries
+            .into_iter()
+            .map(|e| Ok((key(e.log_id.index), encode_entry(&e)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|err| io_err(ErrorSubject::Logs, ErrorVerb::Write, err))?;
+        let flushed = self
+            .durably(ErrorSubject::Logs, |t| {
+                let mut batch = sled::Batch::default();
+                for (k, bytes) in &encoded {
+                    batch.insert(k, bytes.as_slice());
+                }
+                t.logs.apply_batch(batch)
+            })
+            .await;
         let io = flushed
             .as_ref()
             .map(|_| ())
@@ -347,32 +435,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
-        self.remove_entries(key(log_id.index)..)?;
-        self.flush().await
+        self.durably(ErrorSubject::Logs, |t| {
+            remove_entries(t, key(log_id.index)..)
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         self.put_meta("last_purged", &log_id).await?;
-        self.remove_entries(..=key(log_id.index))?;
-        self.flush().await
+        self.durably(ErrorSubject::Logs, |t| {
+            remove_entries(t, ..=key(log_id.index))
+        })
+        .await
     }
 }
 
-impl LogStore {
-    /// Removes the log entries whose keys fall in `range` (not flushed).
-    fn remove_entries<R: RangeBounds<[u8; 8]>>(&self, range: R) -> Result<(), StorageError> {
-        let delete_err = |e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e);
-        let keys: Vec<sled::IVec> = self
-            .logs
-            .range(range)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(delete_err)?;
-        for k in keys {
-            self.logs.remove(k).map_err(delete_err)?;
-        }
-        Ok(())
+/// Removes the log entries whose keys fall in `range` (not flushed).
+fn remove_entries<R: RangeBounds<[u8; 8]>>(t: &Trees, range: R) -> Result<(), sled::Error> {
+    let keys: Vec<sled::IVec> = t.logs.range(range).keys().collect::<Result<_, _>>()?;
+    for k in keys {
+        t.logs.remove(k)?;
     }
+    Ok(())
 }
 
 /// Writes the `voted` marker durably: the file, then its directory.

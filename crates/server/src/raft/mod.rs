@@ -7,6 +7,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod space;
 pub mod state_machine;
 
 use std::io::Cursor;

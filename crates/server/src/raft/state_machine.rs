@@ -222,13 +222,31 @@ impl StateMachine {
         }
     }
 
-    fn save_current(
+    /// Writes the snapshot file once there is room for it: a snapshot that fails for want of
+    /// space (the old file stays) waits for room and is written again, since openraft ends a
+    /// server's Raft at the first storage error.
+    async fn save_current(
         &self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: Vec<u8>,
     ) -> Result<(), StorageError> {
-        write_atomic(&snapshot_file(&self.inner.dir), &encode_file(meta, &data))
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let dir = &self.inner.dir;
+        let file = encode_file(meta, &data);
+        let mut said = false;
+        loop {
+            super::space::wait_for_room(dir, file.len() as u64, "the snapshot").await;
+            match write_atomic(&snapshot_file(dir), &file) {
+                Ok(()) => break,
+                Err(e) if super::space::is_full(&e) => {
+                    let _ = std::fs::remove_file(snapshot_file(dir).with_extension("tmp"));
+                    if !std::mem::replace(&mut said, true) {
+                        tracing::error!(dir = %dir.display(), "no space left on device for the snapshot; writing it again once space is freed");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(sm_err(ErrorVerb::Write, e)),
+            }
+        }
         *self.inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.clone(), data));
         Ok(())
     }
@@ -252,7 +270,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 format!("{}-{}", l.leader_id.term, l.index)
             }),
         };
-        self.save_current(&meta, data.clone())?;
+        self.save_current(&meta, data.clone()).await?;
         tracing::info!(
             index = last.map(|l| l.index),
             bytes = data.len(),
@@ -370,7 +388,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied.last = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
-        self.save_current(meta, data)?;
+        self.save_current(meta, data).await?;
         self.inner.index_tx.send_replace(index);
         tracing::info!(index, "installed a snapshot from the leader");
         Ok(())

@@ -138,6 +138,12 @@ pub fn canonicalize(job: &mut Job) {
                 fill(&mut r.max_delay_ms, 0);
             }
         }
+        if let Some(d) = g.disconnect.as_mut() {
+            d.replace.get_or_insert(true);
+            if d.reconcile.is_empty() {
+                d.reconcile = RECONCILE_BEST_SCORE.into();
+            }
+        }
         for t in &mut g.tasks {
             let r = t.resources.get_or_insert_with(Resources::default);
             if r.cpu == 0 {

@@ -76,7 +76,6 @@ const GROUP_UNIMPLEMENTED: &[(&str, &str)] = &[
     ("affinity", "Affinities"),
     ("spread", "Spreads"),
     ("volume", "Volumes"),
-    ("disconnect", "Disconnect"),
     ("ephemeral_disk", "EphemeralDisk"),
     ("shutdown_delay", "ShutdownDelay"),
     ("stop_after_client_disconnect", "StopAfterClientDisconnect"),
@@ -276,6 +275,18 @@ pub(super) fn decode_group(
             unlimited: rs.boolean("unlimited", lines)?.unwrap_or(false),
         });
         rs.finish()?;
+    }
+    if let Some(db) = s.block("disconnect")? {
+        let p = format!("{gp}.disconnect");
+        lines.set(p.clone(), db.line);
+        let mut ds = Scope::new(r, &db.body, "disconnect".into(), p);
+        g.disconnect = Some(Disconnect {
+            lost_after_ms: ds.duration_ms("lost_after", lines)?.unwrap_or(0),
+            stop_on_client_after_ms: ds.duration_ms("stop_on_client_after", lines)?.unwrap_or(0),
+            replace: ds.boolean("replace", lines)?,
+            reconcile: ds.string("reconcile", lines)?.unwrap_or_default(),
+        });
+        ds.finish()?;
     }
     for nb in s.blocks("network") {
         let p = format!("{gp}.network");

@@ -606,3 +606,53 @@ fn nomad_job_files_parse_and_keep_what_yurt_does_not_implement() {
         ]
     );
 }
+
+#[test]
+fn the_disconnect_block_is_read_checked_and_round_trips_through_nomad_json() {
+    let src = in_group(
+        "    disconnect {\n      lost_after = \"1h\"\n      replace = false\n      reconcile = \"keep_original\"\n    }",
+    );
+    let job = parse_hcl("d.hcl", &src).unwrap();
+    let d = job.task_groups[0].disconnect.clone().unwrap();
+    assert_eq!(d.lost_after_ms, 3_600_000);
+    assert_eq!(d.replace, Some(false));
+    assert_eq!(d.reconcile, "keep_original");
+    let json = crate::nomad_job::to_nomad(&job);
+    assert_eq!(
+        json["TaskGroups"][0]["Disconnect"]["LostAfter"],
+        3_600_000_000_000u64
+    );
+    assert_eq!(json["TaskGroups"][0]["Disconnect"]["Replace"], false);
+    let (back, warnings) = crate::nomad_job::from_nomad(&json).unwrap();
+    assert_eq!(back.task_groups[0].disconnect, Some(d));
+    assert!(
+        warnings.iter().all(|w| !w.contains("Disconnect")),
+        "{warnings:?}"
+    );
+    // Nomad's defaults: replaced, best_score.
+    let d = parse_hcl(
+        "d.hcl",
+        &in_group("    disconnect {\n      lost_after = \"5m\"\n    }"),
+    )
+    .unwrap()
+    .task_groups[0]
+        .disconnect
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (d.replace, d.reconcile.as_str()),
+        (Some(true), "best_score")
+    );
+    assert_eq!(
+        bad(&in_group("    disconnect {\n      lost_after = \"5m\"\n      stop_on_client_after = \"1m\"\n    }")),
+        "bad.hcl:3: disconnect: lost_after and stop_on_client_after cannot both be set"
+    );
+    assert_eq!(
+        bad(&in_group("    disconnect {\n      reconcile = \"newest\"\n    }")),
+        "bad.hcl:4: disconnect.reconcile \"newest\" is not one of best_score, keep_original, keep_replacement, longest_running"
+    );
+    assert_eq!(
+        bad(&in_group("    disconnect {\n      lost_after = 5\n    }")),
+        "bad.hcl:4: disconnect: lost_after must be a duration string such as \"30s\", found a number"
+    );
+}

@@ -205,6 +205,9 @@ fn validate_group(job: &Job, g: &TaskGroup, gp: &str) -> Result<(), Problem> {
             );
         }
     }
+    if let Some(d) = &g.disconnect {
+        validate_disconnect(job, d, &format!("{gp}.disconnect"))?;
+    }
     let mut labels = HashMap::new();
     for n in &g.networks {
         for port in n.reserved_ports.iter().chain(&n.dynamic_ports) {
@@ -244,6 +247,33 @@ fn validate_group(job: &Job, g: &TaskGroup, gp: &str) -> Result<(), Problem> {
             );
         }
         validate_task(t, &tp, &labels)?;
+    }
+    Ok(())
+}
+
+fn validate_disconnect(job: &Job, d: &Disconnect, p: &str) -> Result<(), Problem> {
+    let fail = |path: String, message: String| Err(Problem { path, message });
+    if d.lost_after_ms > 0 && d.stop_on_client_after_ms > 0 {
+        return fail(
+            p.to_string(),
+            "disconnect: lost_after and stop_on_client_after cannot both be set".into(),
+        );
+    }
+    if d.stop_on_client_after_ms > 0 && job.r#type == JOB_TYPE_SYSTEM {
+        return fail(
+            format!("{p}.stop_on_client_after"),
+            "job type \"system\" does not allow disconnect.stop_on_client_after".into(),
+        );
+    }
+    if !d.reconcile.is_empty() && !RECONCILE_STRATEGIES.contains(&d.reconcile.as_str()) {
+        return fail(
+            format!("{p}.reconcile"),
+            format!(
+                "disconnect.reconcile {:?} is not one of {}",
+                d.reconcile,
+                RECONCILE_STRATEGIES.join(", ")
+            ),
+        );
     }
     Ok(())
 }

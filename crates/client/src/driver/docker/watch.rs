@@ -18,8 +18,39 @@ use crate::driver::ExecOutput;
 use crate::executor::{self, ExitStatus};
 use crate::logfiles::Writer;
 
-/// Where the copy of a task's output stopped: the Docker timestamp of the last line copied.
+/// Where the copy of a task's output stopped: the Docker timestamps of the last stdout line
+/// and of the last stderr line copied (one line each; a file of one line, from before, is both).
 const SINCE_FILE: &str = "logs.since";
+
+/// A Docker log time: seconds and nanoseconds.
+type Stamp = (i64, u32);
+
+/// The time of the last line copied of each stream. Docker copies the two streams apart, so
+/// their lines do not come in the order of their times: each stream resumes after its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Since {
+    out: Option<Stamp>,
+    err: Option<Stamp>,
+}
+
+impl Since {
+    fn of(&mut self, to_err: bool) -> &mut Option<Stamp> {
+        if to_err {
+            &mut self.err
+        } else {
+            &mut self.out
+        }
+    }
+
+    /// What to ask Docker for (whole seconds): the earlier stream's time, or everything
+    /// while a stream has copied nothing yet.
+    fn request(&self) -> i32 {
+        match (self.out, self.err) {
+            (Some(o), Some(e)) => o.min(e).0 as i32,
+            _ => 0,
+        }
+    }
+}
 /// The most output an `alloc exec` answer carries.
 const EXEC_OUTPUT_LIMIT: usize = 1 << 20;
 
@@ -36,10 +67,21 @@ fn split_line(message: &[u8]) -> Option<((i64, u32), &[u8])> {
     Some((parse_timestamp(ts)?, &message[space + 1..]))
 }
 
-fn read_since(dir: &Path) -> Option<(i64, u32)> {
-    let text = std::fs::read_to_string(dir.join(SINCE_FILE)).ok()?;
-    let (s, n) = text.trim().split_once('.')?;
-    Some((s.parse().ok()?, n.parse().ok()?))
+fn read_since(dir: &Path) -> Since {
+    let Ok(text) = std::fs::read_to_string(dir.join(SINCE_FILE)) else {
+        return Since::default();
+    };
+    let stamp = |line: &str| -> Option<Stamp> {
+        let (s, n) = line.trim().split_once('.')?;
+        Some((s.parse().ok()?, n.parse().ok()?))
+    };
+    let mut lines = text.lines();
+    let out = lines.next().and_then(stamp);
+    let err = match lines.next() {
+        Some(line) => stamp(line),
+        None => out,
+    };
+    Since { out, err }
 }
 
 /// Waits until the task's container ends, then records how; resolves once it is recorded (or
@@ -134,7 +176,7 @@ async fn follow_logs(inner: Arc<Inner>, dir: PathBuf, id: String) {
             stdout: true,
             stderr: true,
             timestamps: true,
-            since: since.map_or(0, |(s, _)| s as i32),
+            since: since.request(),
             ..Default::default()
         };
         let mut stream = c.logs(&id, Some(options));
@@ -148,10 +190,11 @@ async fn follow_logs(inner: Arc<Inner>, dir: PathBuf, id: String) {
             let Some((at, text)) = split_line(message) else {
                 continue;
             };
-            if since.is_some_and(|s| at <= s) {
+            let last = since.of(to_err);
+            if last.is_some_and(|s| at <= s) {
                 continue;
             }
-            since = Some(at);
+            *last = Some(at);
             let w = if to_err { &mut err } else { &mut out };
             if let Err(e) = w.write_all(text) {
                 tracing::warn!(container = %id, error = %e, "cannot write the task's logs");
@@ -179,10 +222,10 @@ async fn follow_logs(inner: Arc<Inner>, dir: PathBuf, id: String) {
     }
 }
 
-fn save_since(dir: &Path, since: Option<(i64, u32)>) {
-    if let Some((s, n)) = since {
-        let _ = super::write_atomic(&dir.join(SINCE_FILE), format!("{s}.{n}").as_bytes());
-    }
+fn save_since(dir: &Path, since: Since) {
+    let line = |stamp: Option<Stamp>| stamp.map_or("-".to_string(), |(s, n)| format!("{s}.{n}"));
+    let text = format!("{}\n{}\n", line(since.out), line(since.err));
+    let _ = super::write_atomic(&dir.join(SINCE_FILE), text.as_bytes());
 }
 
 /// Runs a command in a running container (`alloc exec`), its output bounded, killed when
@@ -269,7 +312,40 @@ mod tests {
         );
         assert!(split_line(b"no timestamp here").is_none());
         let dir = tempfile::tempdir().unwrap();
-        save_since(dir.path(), Some((s, n)));
-        assert_eq!(read_since(dir.path()), Some((s, n)));
+        assert_eq!(read_since(dir.path()), Since::default());
+        let both = Since {
+            out: Some((s, n)),
+            err: Some((s2, n2)),
+        };
+        save_since(dir.path(), both);
+        assert_eq!(read_since(dir.path()), both);
+        assert_eq!(both.request(), s as i32);
+        let half = Since {
+            out: Some((s, n)),
+            err: None,
+        };
+        save_since(dir.path(), half);
+        assert_eq!(read_since(dir.path()), half);
+        assert_eq!(half.request(), 0, "stderr has copied nothing yet");
+        // A file of one line (from before) stands for both streams.
+        std::fs::write(dir.path().join(SINCE_FILE), format!("{s}.{n}\n")).unwrap();
+        assert_eq!(
+            read_since(dir.path()),
+            Since {
+                out: Some((s, n)),
+                err: Some((s, n))
+            }
+        );
+    }
+
+    #[test]
+    fn a_stream_s_line_older_than_the_other_stream_s_last_is_still_copied() {
+        let mut since = Since::default();
+        *since.of(false) = Some((10, 5));
+        // stderr's first line, a moment older than stdout's last: not yet seen on its stream.
+        let last = since.of(true);
+        assert!(!last.is_some_and(|s| (10, 1) <= s));
+        *last = Some((10, 1));
+        assert_eq!(since.request(), 10);
     }
 }

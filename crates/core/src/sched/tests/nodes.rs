@@ -131,7 +131,7 @@ fn unlimited_exponential_rescheduling_doubles_the_delay() {
     w.fail(&current);
     let o = w.schedule("web");
     let eval = new_eval(
-        &w.state.jobs["web"].clone(),
+        &w.state.jobs[&crate::state::job_key("", "web")].clone(),
         "e".into(),
         TRIGGER_JOB_REGISTER,
     );
@@ -207,6 +207,7 @@ fn runs_sharing_node_usage_do_not_plan_the_same_room_twice() {
             eval: None,
             enforce_index: false,
             job_modify_index: 0,
+            scaling_event: None,
         }));
     }
     let mut n = 0;
@@ -215,13 +216,41 @@ fn runs_sharing_node_usage_do_not_plan_the_same_room_twice() {
         format!("a{n}")
     };
     // Apart, each run sees an empty node.
-    let web = schedule(&w.state, "web", "e1", 1, &mut ids);
-    let other = schedule(&w.state, "other", "e2", 1, &mut ids);
+    let web = schedule(
+        &w.state,
+        &crate::state::job_key("", "web"),
+        "e1",
+        1,
+        &mut ids,
+    );
+    let other = schedule(
+        &w.state,
+        &crate::state::job_key("", "other"),
+        "e2",
+        1,
+        &mut ids,
+    );
     assert_eq!((web.allocs.len(), other.allocs.len()), (6, 6));
     // Together, the second sees the first's placements.
     let mut usage = NodeUsage::of_state(&w.state);
-    let web = schedule_with(&w.state, &mut usage, Gates::ALL, "web", "e1", 1, &mut ids);
-    let other = schedule_with(&w.state, &mut usage, Gates::ALL, "other", "e2", 1, &mut ids);
+    let web = schedule_with(
+        &w.state,
+        &mut usage,
+        Gates::ALL,
+        &crate::state::job_key("", "web"),
+        "e1",
+        1,
+        &mut ids,
+    );
+    let other = schedule_with(
+        &w.state,
+        &mut usage,
+        Gates::ALL,
+        &crate::state::job_key("", "other"),
+        "e2",
+        1,
+        &mut ids,
+    );
     assert_eq!((web.allocs.len(), other.allocs.len()), (6, 4));
     assert_eq!(other.queued["app"], 2);
 }
@@ -305,6 +334,7 @@ fn without_the_deployments_feature_updates_replace_everything_at_once() {
         eval: None,
         enforce_index: false,
         job_modify_index: 0,
+        scaling_event: None,
     }));
     let mut ids = 0;
     let mut usage = NodeUsage::of_state(&w.state);
@@ -312,10 +342,18 @@ fn without_the_deployments_feature_updates_replace_everything_at_once() {
         deployments: false,
         ..Gates::ALL
     };
-    let o = schedule_with(&w.state, &mut usage, gated, "web", "e", 1, &mut || {
-        ids += 1;
-        format!("n{ids}")
-    });
+    let o = schedule_with(
+        &w.state,
+        &mut usage,
+        gated,
+        &crate::state::job_key("", "web"),
+        "e",
+        1,
+        &mut || {
+            ids += 1;
+            format!("n{ids}")
+        },
+    );
     assert_eq!(counts(&o), (0, 0, 0, 0, 3));
     assert!(o.deployment.is_none() && o.deployment_changes.is_empty());
     assert!(o
@@ -327,4 +365,44 @@ fn without_the_deployments_feature_updates_replace_everything_at_once() {
     assert!(plan.desired["app"].destructive_update == 3);
     let with = plan_job(&w.state, &rolling("c"), 1, Gates::ALL);
     assert_eq!(with.desired["app"].destructive_update, 1);
+}
+
+#[test]
+fn an_evaluation_planned_again_on_state_that_missed_its_first_plan_changes_nothing() {
+    // A new leader whose state had not applied its predecessor's last plan schedules the same
+    // evaluation again: the second plan must not place a second set of allocations.
+    let mut s = crate::testkit::Sim::with_nodes(2, 10_000);
+    let job = crate::testkit::JobSpec::new("web").count(2).job();
+    let eval = crate::evals::new_eval(&job, s.id(), TRIGGER_JOB_REGISTER);
+    s.apply(command::Kind::JobRegister(crate::internal::JobRegister {
+        job: Some(job),
+        eval: Some(eval.clone()),
+        enforce_index: false,
+        job_modify_index: 0,
+        scaling_event: None,
+    }))
+    .unwrap();
+    let stale = s.state.clone();
+    s.settle();
+    let live = |s: &crate::testkit::Sim| {
+        s.state
+            .allocs
+            .values()
+            .filter(|a| !alloc_terminal(a))
+            .count()
+    };
+    assert_eq!(live(&s), 2);
+    let mut n = 0;
+    let mut ids = || {
+        n += 1;
+        format!("again-{n}")
+    };
+    let key = crate::state::job_key("", "web");
+    let again = schedule(&stale, &key, &eval.id, s.now, &mut ids);
+    assert_eq!(again.allocs.len(), 2, "the stale state places them again");
+    let cmd = plan_command(&eval, &[], again, s.now, &mut ids);
+    s.index += 1;
+    s.state.apply(s.index, &cmd).unwrap();
+    assert_eq!(live(&s), 2);
+    assert!(s.state.allocs.values().all(|a| !a.id.starts_with("again-")));
 }

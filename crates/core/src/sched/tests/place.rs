@@ -301,7 +301,7 @@ fn plan_reports_diff_annotations_and_exit_code_semantics() {
     assert!(new.changes_allocations());
     assert_eq!(new.diff.task_groups[0].updates["create"], 2);
     w.run(job(2, "a"));
-    let jmi = w.state.jobs["web"].job_modify_index;
+    let jmi = w.state.jobs[&crate::state::job_key("", "web")].job_modify_index;
     let same = plan_job(&w.state, &job(2, "a"), 0, Gates::ALL);
     assert_eq!(same.job_modify_index, jmi);
     assert!(!same.changes_allocations());
@@ -309,7 +309,10 @@ fn plan_reports_diff_annotations_and_exit_code_semantics() {
     assert!(edit.changes_allocations());
     assert_eq!(edit.diff.task_groups[0].updates["create/destroy update"], 2);
     // Planning changed nothing.
-    assert_eq!(w.state.jobs["web"].job_modify_index, jmi);
+    assert_eq!(
+        w.state.jobs[&crate::state::job_key("", "web")].job_modify_index,
+        jmi
+    );
     let inplace = plan_job(
         &w.state,
         &job_src("service", 2, "a", 100, 60),

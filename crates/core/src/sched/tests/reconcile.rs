@@ -129,12 +129,16 @@ fn stopping_the_job_stops_every_allocation() {
             job_id: "web".into(),
             purge: false,
             eval: None,
+            namespace: String::new(),
         },
     ));
     let o = w.schedule("web");
     assert_eq!(o.allocs.len(), 2);
     assert!(w.running().is_empty());
-    assert_eq!(w.state.jobs["web"].status, JOB_DEAD);
+    assert_eq!(
+        w.state.jobs[&crate::state::job_key("", "web")].status,
+        JOB_DEAD
+    );
 }
 
 fn purge(w: &mut World) {
@@ -143,6 +147,7 @@ fn purge(w: &mut World) {
             job_id: "web".into(),
             purge: true,
             eval: None,
+            namespace: String::new(),
         },
     ));
 }
@@ -167,7 +172,7 @@ fn a_job_registered_again_after_a_purge_does_not_take_the_purged_job_s_allocatio
         .collect();
     w.now += 1000;
     w.run(job(3, "a"));
-    let new: Vec<&Allocation> = w.state.job_allocs("web");
+    let new: Vec<&Allocation> = w.state.job_allocs("", "web");
     assert_eq!(new.len(), 3);
     assert!(new
         .iter()
@@ -264,7 +269,11 @@ fn a_system_job_update_replaces_max_parallel_allocations_then_waits_stagger() {
     assert_eq!(counts(&o), (0, 0, 2, 0, 1), "one node now, two later");
     assert_eq!(o.rolling_at, Some(w.now + 30_000));
     let rolling = plan_command(
-        &new_eval(&w.state.jobs["web"], "e".into(), TRIGGER_JOB_REGISTER),
+        &new_eval(
+            &w.state.jobs[&crate::state::job_key("", "web")],
+            "e".into(),
+            TRIGGER_JOB_REGISTER,
+        ),
         &[],
         o,
         w.now,
