@@ -160,7 +160,7 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// Kills every task process group started by any agent whose data dir is under `root`: each
-/// task's PID is in an `executor/pid` file somewhere below it.
+/// task's PID is in an `executor/pid` file somewhere below it, its identity beside it.
 pub fn kill_tasks(root: &Path) {
     fn walk(dir: &Path, depth: u32) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -176,10 +176,9 @@ pub fn kill_tasks(root: &Path) {
                     .and_then(|p| p.file_name())
                     .is_some_and(|n| n == "executor")
             {
-                if let Some(pid) = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                {
+                // Only while the PID is still the task's: a task that ended long ago may have
+                // left its PID to another test's process.
+                if let Some(pid) = path.parent().and_then(yurt_client::executor::task_pid) {
                     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }

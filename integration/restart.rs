@@ -183,3 +183,112 @@ fn a_batch_task_that_ends_while_the_agent_is_down_is_reported_with_its_exit_code
     // Nothing ran it again.
     assert_eq!(task_pids(&data).len(), 1);
 }
+
+#[test]
+fn a_task_whose_pid_another_process_took_while_the_agent_was_down_is_lost_and_never_signalled() {
+    let dir = TestDir::new();
+    let data = dir.path.join("data");
+    let mut agent = Agent::start(&data, &["-dev"]);
+    agent.wait_node_ready();
+    let job = dir.path.join("reused.hcl");
+    std::fs::write(
+        &job,
+        r#"job "reused" {
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["3600"]
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
+    let id = agent.wait_running("reused", 1).remove(0);
+    let task = wait_task_pids(&data, 1)[0];
+    let executor = parent_of(task).unwrap();
+
+    // The agent, the executor and the task die (as in a reboot), and the kernel gives the
+    // task's PID to another process, a group leader of its own: played here by writing the
+    // other process's PID where the task's was.
+    agent.kill9();
+    for pid in [executor, task] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    wait_gone(&[executor, task]);
+    let other = Bystander::start();
+    let pid_file = std::fs::read_dir(data.join("client").join("allocs").join(&id))
+        .unwrap()
+        .flatten()
+        .map(|t| t.path().join("executor").join("pid"))
+        .find(|p| p.exists())
+        .unwrap();
+    std::fs::write(&pid_file, other.pid().to_string()).unwrap();
+
+    let agent = Agent::start(&data, &["-dev"]);
+    let status = wait_for("the task to be seen lost", || {
+        let out = agent.yurt(&["alloc", "status", &id]);
+        let text = stdout(&out);
+        if text.contains("Client Status       = failed") {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", stderr(&out)))
+        }
+    });
+    assert!(status.contains("Task Lost"), "{status}");
+    agent.ok(&["job", "stop", "-purge", "reused"]);
+    wait_for("the job to be gone", || {
+        let out = agent.yurt(&["job", "status", "reused"]);
+        if out.status.success() {
+            Err(stdout(&out))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(
+        alive(other.pid()),
+        "the process that took the task's PID was signalled"
+    );
+}
+
+/// A process of its own group that no agent started, killed when dropped.
+struct Bystander(std::process::Child);
+
+impl Bystander {
+    fn start() -> Bystander {
+        use std::os::unix::process::CommandExt;
+        Bystander(
+            std::process::Command::new("/bin/sleep")
+                .arg("600")
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -7,6 +7,8 @@
 //! Files in the task's executor dir:
 //! - `spec.json`: what to run ([`ExecSpec`]), written by the client;
 //! - `pid`: the task's PID, which is also its process group ID;
+//! - `task-identity` and `executor-identity`: who the task and the executor are beyond their
+//!   PIDs, which the kernel reuses ([`crate::identity`]);
 //! - `exit.json`: the task's [`ExitStatus`], written once it has ended;
 //! - `error`: why the task could not be started, if it could not;
 //! - `executor.sock`: the socket. One JSON [`Request`] line in, one JSON [`Reply`] line out:
@@ -37,6 +39,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Group, Limits};
+use crate::identity::{self, Identity};
 use crate::isolate::Isolation;
 use crate::logfiles::{self, Rotation};
 
@@ -163,6 +166,9 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
     if new_session {
         let _ = nix::unistd::setsid();
     }
+    if let Some(me) = Identity::of(std::process::id() as i32) {
+        me.write(&exec_dir.join(identity::EXECUTOR))?;
+    }
     let spec: ExecSpec = serde_json::from_slice(&std::fs::read(spec_path(exec_dir))?)
         .map_err(std::io::Error::other)?;
     let socket = exec_dir.join(SOCKET);
@@ -191,6 +197,11 @@ fn run_inner(exec_dir: &Path, new_session: bool) -> std::io::Result<()> {
         }
     };
     let pid = child.id() as i32;
+    // Before the PID, so that whoever reads the PID can tell whether it is still the task's
+    // (the task is at least a zombie until `wait` below: its identity can be read).
+    if let Some(task) = Identity::of(pid) {
+        task.write(&exec_dir.join(identity::TASK))?;
+    }
     write_atomic(&pid_path(exec_dir), pid.to_string().as_bytes())?;
     lock(&shared).reply.pid = pid;
     let raw = child.wait()?;
@@ -529,13 +540,26 @@ pub async fn wait(exec_dir: &Path) -> std::io::Result<Reply> {
 /// unreachable (the task may outlive it).
 pub fn stop(exec_dir: &Path, sig: Signal) {
     if signal(exec_dir, sig).is_err() {
-        if let Some(pid) = read_pid(exec_dir) {
+        if let Some(pid) = task_pid(exec_dir) {
             signal_group(pid, sig);
         }
     }
 }
 
-/// Reads the task PID written by the executor, if it has started the task.
+/// The task's PID (and process group ID) while it still names the task or its group: none
+/// once another process has the PID, or the host has rebooted since ([`crate::identity`]).
+pub fn task_pid(exec_dir: &Path) -> Option<i32> {
+    read_pid(exec_dir).filter(|pid| identity::still(*pid, &exec_dir.join(identity::TASK)))
+}
+
+/// Whether the executor the client knows as `pid` still runs (not another process that was
+/// given its PID since).
+pub fn executor_alive(exec_dir: &Path, pid: i32) -> bool {
+    alive(pid) && identity::still(pid, &exec_dir.join(identity::EXECUTOR))
+}
+
+/// Reads the task PID written by the executor, if it has started the task. It may name
+/// another process by now: [`task_pid`] tells.
 pub fn read_pid(exec_dir: &Path) -> Option<i32> {
     std::fs::read_to_string(pid_path(exec_dir))
         .ok()?

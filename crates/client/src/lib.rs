@@ -18,6 +18,7 @@ pub mod fingerprint;
 mod gc;
 pub mod health;
 pub mod host_stats;
+pub mod identity;
 pub mod isolate;
 pub mod launcher;
 pub mod logfiles;

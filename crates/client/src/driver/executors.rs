@@ -184,8 +184,8 @@ impl Executors {
                 driver_error: std::fs::read_to_string(h.dir.join("error")).ok(),
             };
         }
-        let executor_gone = h.pid.is_none_or(|p| !executor::alive(p));
-        let task_alive = executor::read_pid(h.dir).is_some_and(executor::alive);
+        let executor_gone = h.pid.is_none_or(|p| !executor::executor_alive(h.dir, p));
+        let task_alive = executor::task_pid(h.dir).is_some_and(executor::alive);
         if executor_gone && !task_alive && executor::read_exit(h.dir).is_none() {
             if let Some(c) = spec(h.dir).and_then(|s| s.cgroup) {
                 c.group.destroy();
@@ -200,7 +200,7 @@ impl Executors {
     /// unreachable (the task may outlive it); a SIGKILL reaches every process of its cgroup.
     pub fn stop(h: Handle<'_>, sig: Signal) {
         if executor::signal(h.dir, sig).is_err() {
-            if let Some(pid) = executor::read_pid(h.dir) {
+            if let Some(pid) = executor::task_pid(h.dir) {
                 executor::signal_group(pid, sig);
             }
             if sig == Signal::SIGKILL {

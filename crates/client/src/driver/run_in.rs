@@ -22,7 +22,7 @@ pub const MAX_OUTPUT: usize = 1 << 20;
 #[allow(unsafe_code)]
 pub fn run_in(h: Handle<'_>, command: &[String], timeout: Duration) -> std::io::Result<ExecOutput> {
     let spec = spec(h.dir).ok_or_else(|| std::io::Error::other("the task's spec is unreadable"))?;
-    let pid = executor::read_pid(h.dir)
+    let pid = executor::task_pid(h.dir)
         .filter(|p| executor::alive(*p))
         .ok_or_else(|| std::io::Error::other("the task is not running"))?;
     let (program, args) = command
