@@ -291,34 +291,11 @@ fn finished_alloc(agent: &Agent, job: &str) -> String {
 }
 
 fn one_shot_job(dir: &std::path::Path, name: &str, command: &str) -> String {
-    let path = dir.join(format!("{name}.hcl"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"job "{name}" {{
-  type = "batch"
-  group "g" {{
-    restart {{
-      attempts = 0
-      mode     = "fail"
-    }}
-    reschedule {{
-      attempts  = 0
-      unlimited = false
-    }}
-    task "t" {{
-      driver = "raw_exec"
-      config {{
-        command = "{command}"
-        args    = ["-c", "while true; do sleep 1; done"]
-      }}
-    }}
-  }}
-}}
-"#
-        ),
-    )
-    .unwrap();
+    let config = format!(
+        r#"command = "{command}"
+        args    = ["-c", "while true; do sleep 1; done"]"#
+    );
+    let path = once_job(dir, name, "batch", &config);
     path.to_str().unwrap().to_string()
 }
 

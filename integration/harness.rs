@@ -460,6 +460,38 @@ pub fn sh_batch_job(dir: &Path, name: &str, count: u32, script: &str) -> PathBuf
     path
 }
 
+/// A job of `kind` with one raw_exec task of `config`, neither restarted nor rescheduled.
+pub fn once_job(dir: &Path, name: &str, kind: &str, config: &str) -> PathBuf {
+    let job = dir.join(format!("{name}.hcl"));
+    std::fs::write(
+        &job,
+        format!(
+            r#"job "{name}" {{
+  type = "{kind}"
+  group "g" {{
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    reschedule {{
+      attempts  = 0
+      unlimited = false
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        {config}
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    job
+}
+
 /// The example job of the README, with its task's env changed to `greeting`.
 pub fn web_job(dir: &Path, greeting: &str) -> PathBuf {
     let src = std::fs::read_to_string(concat!(

@@ -128,32 +128,13 @@ fn a_batch_task_that_ends_while_the_agent_is_down_is_reported_with_its_exit_code
     let data = dir.path.join("data");
     let mut agent = Agent::start(&data, &["-dev"]);
     agent.wait_node_ready();
-    let job = dir.path.join("short.hcl");
-    std::fs::write(
-        &job,
-        r#"job "short" {
-  type = "batch"
-  group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "sleep 2; echo finishing; exit 3"]
-      }
-    }
-  }
-}
-"#,
-    )
-    .unwrap();
+    let job = once_job(
+        &dir.path,
+        "short",
+        "batch",
+        r#"command = "/bin/sh"
+        args    = ["-c", "sleep 2; echo finishing; exit 3"]"#,
+    );
     agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
     let id = agent.wait_running("short", 1).remove(0);
     let pids = wait_task_pids(&data, 1);
@@ -190,31 +171,13 @@ fn a_task_whose_pid_another_process_took_while_the_agent_was_down_is_lost_and_ne
     let data = dir.path.join("data");
     let mut agent = Agent::start(&data, &["-dev"]);
     agent.wait_node_ready();
-    let job = dir.path.join("reused.hcl");
-    std::fs::write(
-        &job,
-        r#"job "reused" {
-  group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sleep"
-        args    = ["3600"]
-      }
-    }
-  }
-}
-"#,
-    )
-    .unwrap();
+    let job = once_job(
+        &dir.path,
+        "reused",
+        "service",
+        r#"command = "/bin/sleep"
+        args    = ["3600"]"#,
+    );
     agent.ok(&["job", "run", "-detach", job.to_str().unwrap()]);
     let id = agent.wait_running("reused", 1).remove(0);
     let task = wait_task_pids(&data, 1)[0];
