@@ -67,10 +67,10 @@ impl Chromium {
         }
         let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();
         // A driver that dies before it says its port, or a session that cannot start, is
-        // tried again (twice at most) after saying why. Seen once in CI, most likely this: chromedriver listens
-        // on 127.0.0.1 and ::1 with one port number, and with `--port=0` it takes a free IPv4
-        // port and then ends if that number is taken on ::1 (a known chromedriver failure,
-        // SeleniumHQ/selenium#10974); a new try draws another port.
+        // tried again (twice at most) after saying why. Seen once in CI, most likely this:
+        // chromedriver listens on 127.0.0.1 and ::1 with one port number, and with `--port=0`
+        // it takes a free IPv4 port and then ends if that number is taken on ::1 (a known
+        // chromedriver failure, SeleniumHQ/selenium#10974); a new try draws another port.
         let mut failures = Vec::new();
         for _ in 0..3 {
             match session(&caps, within).await {
