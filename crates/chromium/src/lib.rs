@@ -69,8 +69,9 @@ impl Chromium {
         // A driver that dies before it says its port, or a session that cannot start, is
         // tried again (twice at most) after saying why. Seen once in CI, most likely this:
         // chromedriver listens on 127.0.0.1 and ::1 with one port number, and with `--port=0`
-        // it takes a free IPv4 port and then ends if that number is taken on ::1 (a known
-        // chromedriver failure, SeleniumHQ/selenium#10974); a new try draws another port.
+        // it takes a free IPv4 port and then ends ("IPv6 port not available. Exiting...") if
+        // that number is taken on ::1 (tried by hand; SeleniumHQ/selenium#10974 is the same);
+        // a new try draws another port.
         let mut failures = Vec::new();
         for _ in 0..3 {
             match session(&caps, within).await {
