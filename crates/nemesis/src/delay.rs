@@ -111,10 +111,11 @@ fn relay(
     std::thread::spawn(move || {
         for (due, bytes) in rx {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            // Counted before they are written: whoever has seen them arrive sees them counted.
+            held.fetch_add(bytes.len() as u64, Ordering::SeqCst);
             if writer.write_all(&bytes).is_err() {
                 break;
             }
-            held.fetch_add(bytes.len() as u64, Ordering::SeqCst);
         }
         let _ = writer.shutdown(Shutdown::Write);
     });
