@@ -33,7 +33,8 @@
 //! - `nomad_jobs`: Nomad's job files and job JSON over plain HTTP: registered, read back unchanged,
 //!   warnings for what Yurt does not implement, `job validate`/`job inspect`;
 //! - `leadership`: the leader's loops run on the leader only, and move with leadership;
-//! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks;
+//! - `restart`: an agent killed with SIGKILL comes back with its state and its tasks; a task
+//!   whose PID another process took meanwhile is lost, and that process is left alone;
 //! - `rollouts`: failing rollouts keep the old allocations serving; history keeps the stable version;
 //! - `scheduling`: constraints on node meta, placement failures, blocked evaluations;
 //! - `status`: job status by Nomad's rules, purged jobs' allocations, `agent-info`'s sections;

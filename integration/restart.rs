@@ -1,6 +1,7 @@
 //! An agent killed with SIGKILL and started again on the same data dir has lost nothing: the
 //! Raft log and snapshot bring back jobs, versions and allocations, and the client re-attaches
-//! to the tasks that kept running.
+//! to the tasks that kept running. A task that died meanwhile is found lost, also when another
+//! process has been given its PID (which is then never signalled).
 
 use crate::harness::*;
 
