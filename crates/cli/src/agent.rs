@@ -516,8 +516,14 @@ pub async fn run(args: AgentArgs) -> CmdResult {
             let upstream: yurt_server::http::relay::Upstream = Arc::new(move || c.server_http());
             let to_server =
                 yurt_tls::https_client(&args.tls, &args.region, &read_file).map_err(tls_fail)?;
-            let relay =
-                yurt_server::http::relay::serve(http, upstream, https, to_server, stop_rx.clone());
+            let relay = yurt_server::http::relay::serve(
+                http,
+                upstream,
+                https,
+                to_server,
+                yurt_server::http::relay::CALL_DEADLINE,
+                stop_rx.clone(),
+            );
             tokio::spawn(relay);
         }
         _ => {}

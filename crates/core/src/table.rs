@@ -1,10 +1,11 @@
 //! A table of the state (allocations, evaluations) with the secondary indexes the state machine
-//! and the scheduler look rows up by: by job (its namespace and ID, a [`JobKey`]), by node, and by the few *states* that are looked
-//! for while they last (pending and blocked evaluations), in the order they are served (for
-//! evaluations: priority, then age), so that the eval loop reads the head of the queue instead
-//! of sorting all of it each round; and each node's version (the highest modify index among
-//! its rows), which a client's watch of its allocations waits on. Without them every command
-//! and every scheduler run scanned every allocation and evaluation ever kept.
+//! and the scheduler look rows up by: by job (its namespace and ID, a [`JobKey`]), by node, and
+//! by the few *states* that are looked for while they last (pending and blocked evaluations),
+//! in the order they are served (for evaluations: priority, then age), so that the eval loop
+//! reads the head of the queue instead of sorting all of it each round; and each node's version
+//! (the highest modify index among its rows), which a client's watch of its allocations waits
+//! on. Without them every command and every scheduler run scanned every allocation and
+//! evaluation ever kept.
 //!
 //! Reads go through the map-like getters (`get`, `values`, `iter`, `[id]`). Changes go
 //! through [`Table::insert`], [`Table::update`] and [`Table::remove`], which keep the indexes

@@ -21,6 +21,11 @@ pub(super) enum Away {
     Reconnecting,
 }
 
+/// Keeps in `at` the sooner of what it holds and `t`.
+fn sooner(at: &mut Option<i64>, t: i64) {
+    *at = Some(at.map_or(t, |held| held.min(t)));
+}
+
 impl<'a> Run<'a, '_> {
     pub(super) fn desired(&mut self, group: &str) -> &mut DesiredUpdates {
         self.out.desired.entry(group.to_string()).or_default()
@@ -96,7 +101,7 @@ impl<'a> Run<'a, '_> {
             u.eval_id = self.eval_id.into();
             self.out.allocs.push(u);
         }
-        self.out.disconnect_at = Some(self.out.disconnect_at.map_or(until, |t| t.min(until)));
+        sooner(&mut self.out.disconnect_at, until);
     }
 
     /// A lost allocation of a group with `stop_on_client_after` (lost at `lost_at`): its client
@@ -107,7 +112,7 @@ impl<'a> Run<'a, '_> {
         g: &TaskGroup,
         idx: u32,
         lost_at: i64,
-        taken: &mut BTreeMap<u32, ()>,
+        taken: &mut BTreeSet<u32>,
     ) {
         let stop_after = disconnect::stop_on_client_after_ms(g);
         if stop_after == 0 || idx >= g.count {
@@ -116,8 +121,8 @@ impl<'a> Run<'a, '_> {
         let kill = g.tasks.iter().map(|t| t.kill_timeout_ms).max().unwrap_or(0);
         let due = lost_at + (stop_after + kill) as i64;
         if due > self.now {
-            taken.insert(idx, ());
-            self.out.followup_at = Some(self.out.followup_at.map_or(due, |t| t.min(due)));
+            taken.insert(idx);
+            sooner(&mut self.out.followup_at, due);
         }
     }
 
@@ -173,7 +178,7 @@ impl<'a> Run<'a, '_> {
             .as_ref()
             .map(|d| d.id.clone())
             .unwrap_or_default();
-        let mut taken: BTreeMap<u32, ()> = BTreeMap::new();
+        let mut taken: BTreeSet<u32> = BTreeSet::new();
         // Batch allocations that finished successfully are done: their slot stays filled.
         if job.r#type == JOB_TYPE_BATCH {
             for a in allocs {
@@ -181,7 +186,7 @@ impl<'a> Run<'a, '_> {
                 let drained = a.desired_status == ALLOC_DESIRED_STOP && crate::drain::marked(a);
                 if a.client_status == ALLOC_COMPLETE || drained {
                     if let Some(i) = name_index(&a.name) {
-                        taken.insert(i, ());
+                        taken.insert(i);
                     }
                 }
             }
@@ -222,7 +227,7 @@ impl<'a> Run<'a, '_> {
                     }
                     self.desired(&g.name).ignore += 1;
                     if !disconnect::replaces(g) {
-                        taken.insert(idx, ());
+                        taken.insert(idx);
                     } else if away != Away::Reconnecting {
                         stand_ins.insert(idx, &a.id);
                     }
@@ -262,11 +267,11 @@ impl<'a> Run<'a, '_> {
                 }
                 continue;
             }
-            if idx >= g.count || taken.contains_key(&idx) {
+            if idx >= g.count || taken.contains(&idx) {
                 self.stop(a, DESC_NOT_NEEDED);
                 continue;
             }
-            taken.insert(idx, ());
+            taken.insert(idx);
             if crate::drain::marked(a) {
                 migrating.push((idx, a));
                 continue;
@@ -279,11 +284,11 @@ impl<'a> Run<'a, '_> {
         }
         for a in allocs.iter().filter(|a| a.client_status == ALLOC_LOST) {
             let idx = name_index(&a.name).unwrap_or(u32::MAX);
-            if !taken.contains_key(&idx) {
+            if !taken.contains(&idx) {
                 self.await_client_stop(g, idx, a.modify_time_unix_ms, &mut taken);
             }
         }
-        let missing = (0..g.count).filter(|i| !taken.contains_key(i)).count();
+        let missing = (0..g.count).filter(|i| !taken.contains(i)).count();
         // Canaries are wanted for destructive changes, and the deployment waits for their
         // promotion even when the allocations they would replace are gone meanwhile.
         let waiting_promotion = self
@@ -354,7 +359,7 @@ impl<'a> Run<'a, '_> {
             .flatten();
         let mut placed = 0;
         for idx in 0..g.count {
-            if taken.contains_key(&idx) {
+            if taken.contains(&idx) {
                 continue;
             }
             placed += 1;
@@ -401,7 +406,7 @@ impl<'a> Run<'a, '_> {
         job: &Job,
         g: &TaskGroup,
         allocs: &[&Allocation],
-        taken: &mut BTreeMap<u32, ()>,
+        taken: &mut BTreeSet<u32>,
     ) {
         // Allocations of a failed deployment are not replaced: the rollout has stopped.
         let failed_deployment = self
@@ -414,8 +419,7 @@ impl<'a> Run<'a, '_> {
             let Some(idx) = name_index(&a.name).filter(|i| *i < g.count) else {
                 continue;
             };
-            if taken.insert(idx, ()).is_some()
-                || failed_deployment.as_deref() == Some(a.deployment_id.as_str())
+            if !taken.insert(idx) || failed_deployment.as_deref() == Some(a.deployment_id.as_str())
             {
                 continue;
             }
@@ -433,7 +437,7 @@ impl<'a> Run<'a, '_> {
             let Some(delay) = delay else { continue };
             let due = a.modify_time_unix_ms + delay as i64;
             if due > self.now {
-                self.out.followup_at = Some(self.out.followup_at.map_or(due, |t| t.min(due)));
+                sooner(&mut self.out.followup_at, due);
                 continue;
             }
             // Nodes it already failed on come last (Nomad's reschedule penalty).
@@ -505,7 +509,7 @@ impl<'a> Run<'a, '_> {
                     if destructive && limit == 0 {
                         self.desired(&g.name).ignore += 1;
                         let at = self.now + rolling.map_or(0, |u| u.stagger_ms as i64);
-                        self.out.rolling_at = Some(self.out.rolling_at.map_or(at, |t| t.min(at)));
+                        sooner(&mut self.out.rolling_at, at);
                         continue;
                     }
                     if destructive {

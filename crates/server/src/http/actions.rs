@@ -3,8 +3,9 @@
 //! `EvalCreateIndex`, `NodeModifyIndex`, `Index`), `POST /v1/job/:id/evaluate`
 //! (`EvalOptions.ForceReschedule`), `POST /v1/job/:id/stable` (`JobVersion`, `Stable`), and
 //! `/v1/job/:id/scale` (GET: each group's status and scaling events; POST: `Count`,
-//! `Target.Group`, `Message`, `Error`, `Meta`, `EnforceIndex`, `JobModifyIndex`); `POST /v1/client/allocation/:id/{signal,restart}`;
-//! `GET /v1/scaling/policies` and `/v1/scaling/policy/:id` (the groups' `scaling` blocks).
+//! `Target.Group`, `Message`, `Error`, `Meta`, `EnforceIndex`, `JobModifyIndex`);
+//! `POST /v1/client/allocation/:id/{signal,restart}`; `GET /v1/scaling/policies` and
+//! `/v1/scaling/policy/:id` (the groups' `scaling` blocks).
 
 use super::*;
 

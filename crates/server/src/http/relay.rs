@@ -24,13 +24,31 @@ type RelayBody = UnsyncBoxBody<Bytes, hyper::Error>;
 /// Where calls go: the server's HTTP API (host:port), once known.
 pub type Upstream = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// How long the server gets to start answering a call that is not a blocking query (a
+/// write waits for its commit, which the server bounds well within this).
+pub const CALL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// How much longer than its `wait` a blocking query's answer may take to start.
+const BLOCKING_MARGIN: Duration = Duration::from_secs(30);
+
+/// Until when the server may take to start answering a call with query `q`: a blocking query
+/// its `wait` and a margin, any other call `call`. Streams (logs, events) start at once.
+fn deadline(q: &str, call: Duration) -> Duration {
+    match super::request::blocking(q) {
+        Ok(Some((_, wait))) => wait + BLOCKING_MARGIN,
+        _ => call,
+    }
+}
+
 /// Serves `listener` until `stop` changes (over TLS with `tls`), passing every call on to
-/// `upstream()` (over TLS with `to_server`).
+/// `upstream()` (over TLS with `to_server`); a server that has not started answering a call
+/// within its deadline (`call` for all but blocking queries) is named in a 504.
 pub async fn serve(
     listener: TcpListener,
     upstream: Upstream,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     to_server: Option<HttpsClient>,
+    call: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -39,7 +57,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (upstream, to_server) = (upstream.clone(), to_server.clone());
-                async move { Ok::<_, Infallible>(relay(upstream(), to_server, req).await) }
+                async move { Ok::<_, Infallible>(relay(upstream(), to_server, call, req).await) }
             });
             super::serve_one(stream, tls, svc).await;
         });
@@ -50,6 +68,7 @@ pub async fn serve(
 async fn relay(
     to: Option<String>,
     tls: Option<HttpsClient>,
+    call: Duration,
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
     let Some(to) = to else {
@@ -69,11 +88,17 @@ async fn relay(
         Ok(host) => parts.headers.insert(hyper::header::HOST, host),
         Err(_) => parts.headers.remove(hyper::header::HOST),
     };
-    match send(&to, tls, Request::from_parts(parts, body)).await {
-        Ok(answer) => answer.map(|b| b.boxed_unsync()),
-        Err(e) => refusal(
+    let within = deadline(parts.uri.query().unwrap_or(""), call);
+    let sent = send(&to, tls, Request::from_parts(parts, body));
+    match tokio::time::timeout(within, sent).await {
+        Ok(Ok(answer)) => answer.map(|b| b.boxed_unsync()),
+        Ok(Err(e)) => refusal(
             StatusCode::BAD_GATEWAY,
             format!("the server's HTTP API at {to} did not answer: {e}"),
+        ),
+        Err(_) => refusal(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("the server's HTTP API at {to} did not answer within {within:?}"),
         ),
     }
 }
@@ -157,7 +182,14 @@ mod tests {
         let k = known.clone();
         let (stop, stopped) = watch::channel(false);
         let upstream: Upstream = Arc::new(move || k.lock().unwrap().clone());
-        tokio::spawn(serve(listener, upstream, None, None, stopped));
+        tokio::spawn(serve(
+            listener,
+            upstream,
+            None,
+            None,
+            CALL_DEADLINE,
+            stopped,
+        ));
         let answer = get(addr).await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(
@@ -174,5 +206,58 @@ mod tests {
             "{answer}"
         );
         stop.send(true).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_takes_a_call_and_never_answers_is_named_once_its_deadline_passes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts connections and reads, never answers (as a paused server's kernel does).
+        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let (stop, stopped) = watch::channel(false);
+        let to = silent_addr.clone();
+        let upstream: Upstream = Arc::new(move || Some(to.clone()));
+        let call = Duration::from_millis(200);
+        tokio::spawn(serve(listener, upstream, None, None, call, stopped));
+        let answer = tokio::time::timeout(Duration::from_secs(30), get(addr))
+            .await
+            .expect("the relay answers by itself");
+        assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+        assert!(
+            answer.contains(&format!(
+                "the server's HTTP API at {silent_addr} did not answer within 200ms"
+            )),
+            "{answer}"
+        );
+        stop.send(true).unwrap();
+    }
+
+    #[test]
+    fn a_blocking_query_gets_its_wait_and_a_margin_and_other_calls_the_call_deadline() {
+        let call = Duration::from_secs(7);
+        assert_eq!(deadline("", call), call);
+        assert_eq!(deadline("namespace=x", call), call);
+        assert_eq!(
+            deadline("index=5&wait=10s", call),
+            Duration::from_secs(10) + BLOCKING_MARGIN
+        );
+        assert_eq!(
+            deadline("index=5", call),
+            Duration::from_secs(300) + BLOCKING_MARGIN
+        );
+        // Past the servers' longest wait, the longest wait.
+        assert_eq!(
+            deadline("index=5&wait=1h", call),
+            Duration::from_secs(600) + BLOCKING_MARGIN
+        );
+        // A wait the server will refuse: it refuses at once.
+        assert_eq!(deadline("index=x", call), call);
     }
 }
