@@ -65,6 +65,10 @@ fn open_trees(dir: &Path) -> Result<Trees, sled::Error> {
     Ok(Trees { db, logs, meta })
 }
 
+/// How many times, and how far apart, opening the log again is tried after a failure.
+const REOPEN_TRIES: u32 = 250;
+const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 #[derive(Clone)]
 pub struct LogStore {
     /// Replaced when the database is reopened after a failure; `None` only if that failed.
@@ -194,24 +198,47 @@ impl LogStore {
             .ok_or_else(|| sled::Error::ReportableBug("the Raft log could not be reopened".into()))
     }
 
-    /// Opens the database again after a failure. The old one lets go of its files once its
-    /// last handle and its background threads are gone: within moments, waited for here.
+    /// Drops the database after a failure, so that it can be opened again.
+    fn close(&self) {
+        *self.trees.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// One try at opening the database again after [`LogStore::close`].
+    fn try_open(&self) -> Result<(), sled::Error> {
+        let t = open_trees(&self.dir)?;
+        *self.trees.write().unwrap_or_else(|e| e.into_inner()) = Some(t);
+        tracing::info!(dir = %self.dir.display(), "the Raft log is open again");
+        Ok(())
+    }
+
+    /// Opens the database again after a failure, from a read (synchronous). The old one lets
+    /// go of its files once its last handle and its background threads are gone: within
+    /// moments, waited for here ([`REOPEN_TRIES`] times [`REOPEN_PAUSE`] at most).
     fn reopen(&self) -> Result<(), sled::Error> {
-        let mut slot = self.trees.write().unwrap_or_else(|e| e.into_inner());
-        *slot = None;
+        self.close();
         let mut tries = 0;
         loop {
-            match open_trees(&self.dir) {
-                Ok(t) => {
-                    *slot = Some(t);
-                    tracing::info!(dir = %self.dir.display(), "the Raft log is open again");
-                    return Ok(());
-                }
-                Err(e) if tries >= 250 => return Err(e),
-                Err(_) => {
+            match self.try_open() {
+                Err(_) if tries < REOPEN_TRIES => {
                     tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(REOPEN_PAUSE);
                 }
+                done => return done,
+            }
+        }
+    }
+
+    /// [`LogStore::reopen`] for a write, which waits without holding a runtime thread.
+    async fn reopen_async(&self) -> Result<(), sled::Error> {
+        self.close();
+        let mut tries = 0;
+        loop {
+            match self.try_open() {
+                Err(_) if tries < REOPEN_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(REOPEN_PAUSE).await;
+                }
+                done => return done,
             }
         }
     }
@@ -251,7 +278,7 @@ impl LogStore {
                     again = true;
                     tracing::error!(error = %e, dir = %self.dir.display(), "writing the Raft log failed; opening it again once there is room");
                     super::space::wait_for_room(&self.dir, 0, "the Raft log").await;
-                    self.reopen().map_err(err)?;
+                    self.reopen_async().await.map_err(err)?;
                 }
                 Err(e) => return Err(err(e)),
             }
