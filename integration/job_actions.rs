@@ -296,6 +296,35 @@ fn an_allocation_s_tasks_are_signalled_and_restarted_in_place() {
     };
     logs_with("started", 1);
 
+    // Its resource usage over HTTP, in Nomad's shape, the allocation's and its task's; an
+    // allocation that does not exist is a 404.
+    let stats = wait_for("the allocation's stats", || {
+        let (code, v) = http_json(
+            &http,
+            "GET",
+            &format!("/v1/client/allocation/{id}/stats"),
+            "",
+        );
+        let rss = &v["ResourceUsage"]["MemoryStats"]["RSS"];
+        if code == 200 && rss.as_u64().is_some_and(|b| b > 0) {
+            Ok(v)
+        } else {
+            Err(format!("{code} {v}"))
+        }
+    });
+    let task = &stats["Tasks"]["t"]["ResourceUsage"];
+    assert!(
+        task["MemoryStats"]["RSS"].as_u64().is_some_and(|b| b > 0),
+        "{stats}"
+    );
+    assert!(task["CpuStats"]["Percent"].is_number(), "{stats}");
+    assert!(
+        stats["Timestamp"].as_i64().is_some_and(|t| t > 0),
+        "{stats}"
+    );
+    let (code, v) = http_json(&http, "GET", "/v1/client/allocation/nope/stats", "");
+    assert_eq!(code, 404, "{v}");
+
     // A signal over HTTP reaches the task; a bad one is refused in one sentence.
     let path = format!("/v1/client/allocation/{id}/signal");
     let (code, r) = http_json(

@@ -68,8 +68,14 @@ fn timed() -> &'static (BTreeSet<String>, BTreeSet<String>) {
     })
 }
 
+/// Names Nomad spells against its own acronym rule (`CPU` in `Resources`, `Cpu` here).
+const SPELLED: &[(&str, &str)] = &[("cpu_stats", "CpuStats")];
+
 /// `job_id` → `JobID`.
 pub fn pascal(snake: &str) -> String {
+    if let Some((_, name)) = SPELLED.iter().find(|(s, _)| *s == snake) {
+        return name.to_string();
+    }
     snake
         .split('_')
         .map(|w| {
@@ -339,6 +345,8 @@ mod tests {
             ("datacenters", "Datacenters"),
             ("node_id", "NodeID"),
             ("rpc_addr", "RPCAddr"),
+            ("cpu", "CPU"),
+            ("cpu_stats", "CpuStats"),
         ] {
             assert_eq!(pascal(ours), theirs);
             assert_eq!(snake(theirs), ours);
