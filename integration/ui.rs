@@ -384,7 +384,23 @@ fn a_task_s_logs_stream_into_the_allocation_page() {
     // Lines written after the page opened keep arriving.
     let seen = b.text("#logs").lines().count();
     b.wait_text("#logs", &format!("tick {}\n", seen + 5));
-    b.wait_text("#stats", "Memory (RSS)");
+    // Both charts draw readings of the task (a chart of zeros once hid a misnamed field).
+    wait_for("the memory and CPU charts to show the task's usage", || {
+        let stats = b.text("#stats");
+        let reading = |label: &str, unit: &str| -> f64 {
+            stats
+                .split(&format!("{label}: "))
+                .nth(1)
+                .and_then(|rest| rest.split(unit).next())
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        if reading("Memory (RSS)", "MiB") > 0.0 && reading("CPU", "%") > 0.0 {
+            Ok(())
+        } else {
+            Err(stats)
+        }
+    });
     b.wait_text("#live", "Started");
     b.screenshot("allocation");
     // The other stream.
